@@ -1,0 +1,13 @@
+"""Shared test configuration. Reference data live in tests/data with their citations (tests/data/README.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
