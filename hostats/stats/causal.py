@@ -1,0 +1,875 @@
+"""Propensity-score weighting (IPTW) for binary and multi-level treatments, and E-values.
+
+``iptw`` estimates marginal (population-averaged) risks of a binary outcome under each treatment level and
+their contrasts against a reference level, by inverse probability of treatment weighting:
+
+* Propensity model: multinomial logistic regression (binary logistic for two levels; statsmodels) on the
+  confounders, or gradient boosting (scikit-learn ``HistGradientBoostingClassifier``, ``ps_model="gbm"``).
+* Estimands and weights (Li F, Morgan KL, Zaslavsky AM. Balancing covariates via propensity score weighting.
+  JASA 2018;113:390-400; Li F, Li F. Propensity score weighting for causal inference with multiple
+  treatments. Ann Appl Stat 2019;13:2389-2415):
+  ATE ``w = 1/e_a(X)``; ATT (target population = patients given ``treated``) ``w = e_t(X)/e_a(X)``;
+  overlap (ATO) ``w = (1/e_a(X)) / sum_k 1/e_k(X)`` (for two levels: ``1-e`` treated, ``e`` control).
+  Stabilised weights multiply by the marginal share of the arm (ATE: ``P(A=a)/e_a``; Hernan MA, Robins JM.
+  Epidemiology 2000;11:561-570; Xu S et al. Value Health 2010;13:273-277). Risks are weighted means within
+  each arm (Hajek), so stabilisation changes the weights shown but not the risks, unless truncating.
+* Truncation at percentiles of the weight distribution (Cole SR, Hernan MA. Am J Epidemiol
+  2008;168:656-664); under ATT the target arm keeps weight 1.
+* Confidence intervals: M-estimation (stacked estimating equations of the propensity model and the
+  weighted means; Lunceford JK, Davidian M. Stat Med 2004;23:2937-2960; Stefanski LA, Boos DD. Am Stat
+  2002;56:29-38), which accounts for the estimated propensity score. With ``ps_model="gbm"`` the
+  propensity is treated as known (robust sandwich; conservative for the ATE). Optional nonparametric
+  bootstrap that refits the propensity model in each replicate (percentile intervals).
+* Risk ratio and odds ratio CIs by the delta method on the log scale; risk CIs on the logit scale.
+* A doubly robust AIPW risk difference (ATE only; logistic outcome model per arm; influence-function SE;
+  Robins JM, Rotnitzky A, Zhao LP. JASA 1994;89:846-866; Funk MJ et al. Am J Epidemiol 2011;173:761-767)
+  as a check row ``risk_difference_aipw``.
+* With ``time``/``status``: weighted Cox hazard ratio with robust SE (treats the weights as known:
+  conservative for the ATE; Austin PC. Stat Med 2016;35:5642-5655) and IPTW-adjusted curves.
+
+``e_value`` computes E-values (VanderWeele TJ, Ding P. Sensitivity analysis in observational research:
+introducing the E-value. Ann Intern Med 2017;167:268-274), as R's EValue package does.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from hostats.errors import DataError, EstimationError
+from hostats.stats import balance as _bal
+from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
+
+POSITIVITY_BOUND = 0.01      # propensities below this (for an arm that matters) are flagged
+EXTREME_WEIGHT = 10.0        # a weight above this multiple of its arm's mean weight is flagged
+_ESTIMANDS = {"ATE": "ATE", "ATT": "ATT", "ATO": "ATO", "OVERLAP": "ATO"}
+
+IPTW_REFERENCE = (
+    "Austin PC, Stuart EA. Moving towards best practice when using inverse probability of treatment "
+    "weighting (IPTW) using the propensity score to estimate causal treatment effects in observational "
+    "studies. Stat Med 2015;34:3661-3679; Li F, Morgan KL, Zaslavsky AM. JASA 2018;113:390-400; "
+    "Lunceford JK, Davidian M. Stat Med 2004;23:2937-2960")
+
+
+# --------------------------------------------------------------------------------------------------
+# input preparation
+# --------------------------------------------------------------------------------------------------
+
+def _rows_hint(mask: pd.Series) -> str:
+    idx = list(mask[mask].index[:5])
+    more = "" if mask.sum() <= 5 else f" and {int(mask.sum()) - 5} more"
+    return f"rows {idx}{more}"
+
+
+def _require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
+    for col in columns:
+        if col not in data.columns:
+            raise DataError(f"column {col!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
+                            column=col)
+
+
+def _require_complete(data: pd.DataFrame, columns: Sequence[str]) -> None:
+    """No silent drops: missing values in an analysis column are an error naming the column and rows."""
+    for col in columns:
+        miss = data[col].isna()
+        if miss.any():
+            raise DataError(f"{int(miss.sum())} missing value(s) in {col!r} ({_rows_hint(miss)}); "
+                            "impute them or exclude those rows explicitly (e.g. Cohort.filter) before iptw",
+                            column=col)
+
+
+def _formula_columns(formula: str, data: pd.DataFrame) -> list[str]:
+    names = re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula.split("~")[-1])
+    return [c for c in dict.fromkeys(names) if c in data.columns]
+
+
+def _treatment_levels(s: pd.Series) -> list:
+    present = set(s.dropna().unique().tolist())
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return [c for c in s.cat.categories if c in present]
+    try:
+        return sorted(present)
+    except TypeError:
+        return sorted(present, key=str)
+
+
+def _is_binary_numeric(x: pd.Series) -> bool:
+    vals = pd.unique(x.dropna())
+    return len(vals) <= 2 and set(np.asarray(vals, dtype=float).tolist()) <= {0.0, 1.0}
+
+
+def _covariates(data: pd.DataFrame, columns: list[str], notes: list[str]) -> list[_bal.Covariate]:
+    """Balance columns: continuous variables, binary 0/1 or bool, and every level of a categorical."""
+    out: list[_bal.Covariate] = []
+    for col in columns:
+        s = data[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            raise DataError(f"confounder {col!r} is a date; use a derived number (e.g. days or year)",
+                            column=col)
+        if pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s) and _is_binary_numeric(s)):
+            vals = s.astype(float).to_numpy()
+            kind, items = "binary", [(None, vals)]
+        elif pd.api.types.is_numeric_dtype(s):
+            kind, items = "continuous", [(None, s.astype(float).to_numpy())]
+        else:
+            lv = _treatment_levels(s)
+            kind = "binary"
+            items = [(str(v), (s == v).to_numpy(dtype=float)) for v in lv]
+        if all(np.ptp(v) == 0 for _, v in items) or (kind == "binary" and len(items) == 1
+                                                        and s.dtype == object):
+            notes.append(f"confounder {col!r} is constant in these data and was left out "
+                         "(it cannot confound)")
+            continue
+        out.extend(_bal.Covariate(col, lvl, kind, v) for lvl, v in items)
+    return out
+
+
+def _design_from_list(data: pd.DataFrame, columns: list[str],
+                      covs: list[_bal.Covariate]) -> tuple[np.ndarray, list[str]]:
+    """Intercept, continuous/binary columns as they are, categoricals as dummies (first level dropped)."""
+    blocks, names = [np.ones(len(data))], ["Intercept"]
+    by_var: dict[str, list[_bal.Covariate]] = {}
+    for c in covs:
+        by_var.setdefault(c.variable, []).append(c)
+    for col in columns:
+        items = by_var.get(col, [])
+        if not items:
+            continue
+        if items[0].level is None:
+            blocks.append(items[0].values)
+            names.append(col)
+        else:
+            for c in items[1:]:
+                blocks.append(c.values)
+                names.append(f"{col}[{c.level}]")
+    return np.column_stack(blocks), names
+
+
+def _design_from_formula(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str]]:
+    import patsy
+
+    rhs = formula.split("~", 1)[-1].strip()
+    try:
+        dm = patsy.dmatrix(rhs, data, return_type="dataframe", NA_action="raise")
+    except Exception as exc:  # patsy reports formula errors with its own class
+        raise DataError(f"cannot build the propensity model from formula {formula!r}: {exc}") from exc
+    if "Intercept" not in dm.columns:
+        dm.insert(0, "Intercept", 1.0)
+    return dm.to_numpy(float), list(map(str, dm.columns))
+
+
+def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Drop columns that are linear combinations of earlier ones (a rank-deficient propensity model)."""
+    keep: list[int] = []
+    for j in range(X.shape[1]):
+        cand = keep + [j]
+        if np.linalg.matrix_rank(X[:, cand]) == len(cand):
+            keep.append(j)
+        else:
+            notes.append(f"propensity model term {names[j]!r} is collinear with others (or constant) "
+                         "and was dropped")
+    return X[:, keep], [names[j] for j in keep]
+
+
+# --------------------------------------------------------------------------------------------------
+# propensity model
+# --------------------------------------------------------------------------------------------------
+
+def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str]) -> tuple[np.ndarray, Any]:
+    import statsmodels.api as sm
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = sm.Logit((a == 1).astype(float), X) if K == 2 else sm.MNLogit(a, X)
+        fit = None
+        for method in ("newton", "bfgs"):
+            try:
+                fit = model.fit(method=method, disp=0, maxiter=200 if method == "newton" else 2000)
+                break
+            except np.linalg.LinAlgError:
+                continue
+            except Exception as exc:  # statsmodels raises PerfectSeparationError in some versions
+                if "separation" in str(exc).lower():
+                    continue
+                raise
+    msgs = {str(w.message).split("\n")[0] for w in caught}
+    if any("separation" in m.lower() for m in msgs):
+        notes.append("positivity: the propensity model shows (quasi-)complete separation: some confounder "
+                     "pattern predicts treatment perfectly, so those patients have no comparable patients in "
+                     "another arm")
+    if fit is None:
+        raise EstimationError("the propensity model could not be fitted (singular information matrix): "
+                              "check for confounders that determine treatment (positivity violation)")
+    if not fit.mle_retvals.get("converged", True):
+        notes.append("propensity model did not converge: the weights may be unreliable")
+    P = fit.predict(X)
+    P = np.column_stack([1 - P, P]) if K == 2 else np.asarray(P)
+    return P, fit
+
+
+def _fit_gbm(X: np.ndarray, a: np.ndarray, ps_model: Any) -> tuple[np.ndarray, Any]:
+    from sklearn.base import clone
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if isinstance(ps_model, str):
+        # deterministic: no early stopping (which would draw a random validation split), no subsampling
+        est = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=200, max_leaf_nodes=15,
+                                             min_samples_leaf=20, l2_regularization=1.0,
+                                             early_stopping=False)
+    else:
+        est = clone(ps_model)
+    est.fit(X[:, 1:], a)
+    P = np.asarray(est.predict_proba(X[:, 1:]), dtype=float)
+    return P, est
+
+
+def _fit_propensity(X, a, K, ps_model, notes):
+    if isinstance(ps_model, str) and ps_model == "logistic":
+        return _fit_logistic(X, a, K, notes)
+    if (isinstance(ps_model, str) and ps_model == "gbm") or hasattr(ps_model, "predict_proba"):
+        return _fit_gbm(X, a, ps_model)
+    raise ValueError(f"ps_model must be 'logistic', 'gbm' or a scikit-learn classifier, got {ps_model!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# weights and estimating equations
+# --------------------------------------------------------------------------------------------------
+
+def _weights(P: np.ndarray, a: np.ndarray, estimand: str, target: int | None, stabilized: bool,
+             truncate: tuple[float, float] | None):
+    """Weights, d log w / d beta_k factors g (n x K-1, multinomial logit with base arm 0), truncation info."""
+    n, K = P.shape
+    e_obs = P[np.arange(n), a]
+    onehot = np.eye(K)[a]
+    if estimand == "ATE":
+        w = 1.0 / e_obs
+        g = -(onehot[:, 1:] - P[:, 1:])
+    elif estimand == "ATT":
+        w = P[:, target] / e_obs
+        g = (np.arange(1, K) == target).astype(float)[None, :] - onehot[:, 1:]
+    else:  # ATO: generalised overlap weights
+        inv = 1.0 / P
+        S = inv.sum(axis=1)
+        w = (1.0 / e_obs) / S
+        g = inv[:, 1:] / S[:, None] - onehot[:, 1:]
+    if stabilized and estimand != "ATO":
+        share = np.bincount(a, minlength=K) / n
+        w = w * (share[a] if estimand == "ATE" else share[a] / share[target])
+    info = None
+    if truncate is not None:
+        free = np.ones(n, bool) if estimand != "ATT" else a != target
+        lo, hi = np.percentile(w[free], truncate)
+        clipped = free & ((w < lo) | (w > hi))
+        w = np.where(free, np.clip(w, lo, hi), w)
+        g = g * (~clipped)[:, None]  # a clipped weight no longer moves with the propensity parameters
+        info = {"percentiles": truncate, "lower": float(lo), "upper": float(hi), "n_truncated": int(clipped.sum())}
+    return w, g, info
+
+
+def _score_info(X: np.ndarray, a: np.ndarray, P: np.ndarray):
+    """Per-patient score (n x p(K-1)) and information matrix of the multinomial logit (base arm 0)."""
+    n, K = P.shape
+    onehot = np.eye(K)[a]
+    resid = onehot[:, 1:] - P[:, 1:]
+    S = (resid[:, :, None] * X[:, None, :]).reshape(n, -1)
+    p = X.shape[1]
+    info = np.zeros(((K - 1) * p, (K - 1) * p))
+    for k in range(1, K):
+        for m in range(1, K):
+            c = P[:, k] * ((k == m) - P[:, m])
+            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = (X * c[:, None]).T @ X
+    return S, info
+
+
+def _arm_means(y: np.ndarray, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    W = np.bincount(a, weights=w, minlength=K)
+    mu = np.bincount(a, weights=w * y, minlength=K) / W
+    return mu, W
+
+
+def _influence(y, a, w, g, X, P, mu, W, account_ps: bool) -> np.ndarray:
+    """Influence contributions phi (n x K) so that Var(mu_hat) = phi' phi (sums, not means)."""
+    n, K = P.shape
+    onehot = np.eye(K)[a]
+    r = onehot * (w * (y - mu[a]))[:, None]          # n x K: 1{A=a} w (Y - mu_a)
+    phi = r.copy()
+    if account_ps:
+        S, info = _score_info(X, a, P)
+        # D[a] = sum_i r_ia * d log w_i / d beta  (p(K-1) vector per arm)
+        dlogw = (g[:, :, None] * X[:, None, :]).reshape(n, -1)
+        D = r.T @ dlogw                              # K x p(K-1)
+        try:
+            proj = np.linalg.solve(info, D.T)        # p(K-1) x K
+        except np.linalg.LinAlgError:
+            proj = np.linalg.pinv(info) @ D.T
+        phi = phi + S @ proj
+    return phi / W[None, :]
+
+
+# --------------------------------------------------------------------------------------------------
+# the result object
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class IPTWResult(Result):
+    """Result of :func:`iptw`.
+
+    ``table()``: one row per contrast and ``measure`` (risk_treated, risk_control, risk_difference,
+    risk_ratio, odds_ratio, hazard_ratio with time/status, risk_difference_aipw for the ATE), with a
+    ``contrast`` column ("radiotherapy vs none"). ``propensity`` (n x levels), ``weights``, ``ess`` (per
+    arm), ``balance()``, ``love_plot_data()``, ``weighted_table1()``, ``curves(kind)``.
+    ``fitted`` is the propensity model (statsmodels results or scikit-learn estimator).
+    """
+
+    propensity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    weights: pd.Series = field(default_factory=pd.Series)
+    ess: pd.DataFrame = field(default_factory=pd.DataFrame)
+    estimand: str = "ATE"
+    reference_level: Any = None
+    treated_level: Any = None
+    levels: list = field(default_factory=list)
+    truncation: dict | None = None
+    outcome_models: dict = field(default_factory=dict)
+    cox_result: Any = None
+    bootstrap_estimates: pd.DataFrame | None = None
+    _covariates: list = field(default_factory=list, repr=False)
+    _arm: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)
+    _surv: pd.DataFrame | None = field(default=None, repr=False)
+
+    def table(self) -> pd.DataFrame:
+        out = super().table()
+        if "contrast" in out.columns:
+            out = out[["contrast"] + [c for c in out.columns if c != "contrast"]]
+        return out
+
+    def _contrasts(self) -> list[tuple[int, int]]:
+        ref = self.levels.index(self.reference_level)
+        return [(k, ref) for k in range(len(self.levels)) if k != ref]
+
+    def balance(self, threshold: float = _bal.SMD_THRESHOLD) -> pd.DataFrame:
+        """Standardised mean differences and variance ratios before and after weighting (see balance.py)."""
+        return _bal.smd_table(self._covariates, self._arm, self.levels, self._contrasts(),
+                              self.weights.to_numpy(float), threshold)
+
+    def love_plot_data(self, threshold: float = _bal.SMD_THRESHOLD) -> pd.DataFrame:
+        """Long table (term, contrast, sample, smd, abs_smd, threshold) a love plot is drawn from."""
+        return _bal.love_plot_data(self.balance(threshold), threshold)
+
+    def weighted_table1(self) -> pd.DataFrame:
+        """Confounders by arm, unweighted and weighted (mean/SD or percent, n, weighted n)."""
+        return _bal.weighted_table1(self._covariates, self._arm, self.levels, self.weights.to_numpy(float))
+
+    def curves(self, kind: str = "km") -> CurveResult:
+        """IPTW-adjusted curves by arm: ``"km"`` (Kaplan-Meier of HO-free survival, deaths censored) or
+        ``"cumulative_incidence"`` (Aalen-Johansen, death competing). Needs ``time``/``status``."""
+        if self._surv is None:
+            raise ValueError("curves need time= and status= in iptw(...)")
+        frame = self._surv.assign(_w=self.weights.to_numpy(float))
+        if kind == "km":
+            from hostats.stats.survival import kaplan_meier
+
+            frame = frame.assign(_event=(frame["_status"] == 1).astype(int))
+            return kaplan_meier(frame, "_time", "_event", group="_arm", weights="_w")
+        if kind == "cumulative_incidence":
+            from hostats.stats.competing import cumulative_incidence
+
+            return cumulative_incidence(frame, "_time", "_status", cause=1, group="_arm", weights="_w")
+        raise ValueError(f"kind must be 'km' or 'cumulative_incidence', got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# iptw
+# --------------------------------------------------------------------------------------------------
+
+def _parse_truncate(truncate) -> tuple[float, float] | None:
+    if truncate is None:
+        return None
+    if np.isscalar(truncate):
+        p = float(truncate)
+        lo, hi = min(p, 100 - p), max(p, 100 - p)
+    else:
+        lo, hi = (float(v) for v in truncate)
+    if not 0 <= lo < hi <= 100:
+        raise ValueError(f"truncate must be percentiles 0 <= lower < upper <= 100 (e.g. (1, 99)), got {truncate!r}")
+    return lo, hi
+
+
+def _outcome_values(s: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s) and _is_binary_numeric(s)):
+        return s.astype(float).to_numpy()
+    raise DataError(f"outcome {name!r} must be binary (true/false or 0/1); found values "
+                    f"{list(pd.unique(s.dropna()))[:6]}", column=name)
+
+
+def _contrast_rows(mu, V, counts, events, pairs, levels, z, aipw=None) -> list[dict]:
+    rows = []
+    for t, c in pairs:
+        label = f"{levels[t]} vs {levels[c]}"
+        n_pair, e_pair = counts[t] + counts[c], events[t] + events[c]
+        for measure, k in (("risk_treated", t), ("risk_control", c)):
+            m, se = mu[k], np.sqrt(V[k, k])
+            if 0 < m < 1:
+                lg, sl = np.log(m / (1 - m)), se / (m * (1 - m))
+                lo, hi = 1 / (1 + np.exp(-(lg - z * sl))), 1 / (1 + np.exp(-(lg + z * sl)))
+            else:
+                lo = hi = np.nan
+            rows.append({"contrast": label, "measure": measure, "estimate": m, "ci_lower": lo, "ci_upper": hi,
+                         "p_value": np.nan, "std_error": se, "n": counts[k], "events": events[k]})
+        rd = mu[t] - mu[c]
+        se = np.sqrt(V[t, t] + V[c, c] - 2 * V[t, c])
+        rows.append({"contrast": label, "measure": "risk_difference", "estimate": rd,
+                     "ci_lower": rd - z * se, "ci_upper": rd + z * se,
+                     "p_value": 2 * norm.sf(abs(rd / se)) if se > 0 else np.nan, "std_error": se,
+                     "n": n_pair, "events": e_pair})
+        for measure, f in (("risk_ratio", lambda m: 1 / m), ("odds_ratio", lambda m: 1 / (m * (1 - m)))):
+            ok = all(0 < mu[k] < 1 for k in (t, c))
+            if ok:
+                gt, gc = f(mu[t]), f(mu[c])
+                est = (np.log(mu[t] / mu[c]) if measure == "risk_ratio"
+                       else np.log(mu[t] / (1 - mu[t])) - np.log(mu[c] / (1 - mu[c])))
+                se = np.sqrt(gt ** 2 * V[t, t] + gc ** 2 * V[c, c] - 2 * gt * gc * V[t, c])
+                rows.append({"contrast": label, "measure": measure, "estimate": np.exp(est),
+                             "ci_lower": np.exp(est - z * se), "ci_upper": np.exp(est + z * se),
+                             "p_value": 2 * norm.sf(abs(est / se)) if se > 0 else np.nan, "std_error": se,
+                             "n": n_pair, "events": e_pair})
+            else:
+                rows.append({"contrast": label, "measure": measure, "estimate": np.nan, "ci_lower": np.nan,
+                             "ci_upper": np.nan, "p_value": np.nan, "std_error": np.nan,
+                             "n": n_pair, "events": e_pair})
+    return rows
+
+
+def _estimate(Xd, a, y, K, ps_model, estimand, target, stabilized, trunc, notes):
+    P, fit = _fit_propensity(Xd, a, K, ps_model, notes)
+    P = np.clip(P, 1e-12, 1.0)
+    w, g, tinfo = _weights(P, a, estimand, target, stabilized, trunc)
+    mu, W = _arm_means(y, a, w, K)
+    return P, fit, w, g, tinfo, mu, W
+
+
+def _summaries(mu: np.ndarray, pairs) -> np.ndarray:
+    """Vector bootstrapped: risks, then per contrast RD, log RR, log OR."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = list(mu)
+        for t, c in pairs:
+            out += [mu[t] - mu[c], np.log(mu[t] / mu[c]),
+                    np.log(mu[t] / (1 - mu[t])) - np.log(mu[c] / (1 - mu[c]))]
+    return np.asarray(out)
+
+
+def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized, trunc, pairs):
+    n = len(a)
+    out = []
+    for ss in seeds:
+        rng = np.random.default_rng(ss)
+        idx = rng.integers(0, n, n)
+        ab = a[idx]
+        if np.bincount(ab, minlength=K).min() == 0:
+            out.append(np.full(K + 3 * len(pairs), np.nan))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                *_, mu, _W = _estimate(Xd[idx], ab, y[idx], K, ps_model, estimand, target, stabilized,
+                                       trunc, [])
+            out.append(_summaries(mu, pairs))
+        except (EstimationError, np.linalg.LinAlgError, ValueError):
+            out.append(np.full(K + 3 * len(pairs), np.nan))
+    return out
+
+
+def _aipw(Xd, a, y, P, K, ref, pairs, z, levels, counts, events, notes):
+    """AIPW risks per arm (logistic outcome model fitted in each arm) and RD vs the reference."""
+    import statsmodels.api as sm
+
+    n = len(a)
+    phi = np.zeros((n, K))
+    mu = np.zeros(K)
+    models = {}
+    for k in range(K):
+        m = a == k
+        yk = y[m]
+        if yk.min() == yk.max():
+            notes.append(f"AIPW omitted: arm {levels[k]!r} has {'no' if yk.max() == 0 else 'only'} events, "
+                         "so no outcome model can be fitted")
+            return [], {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fit = sm.GLM(yk, Xd[m], family=sm.families.Binomial()).fit()
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                notes.append(f"AIPW omitted: outcome model in arm {levels[k]!r} failed ({exc})")
+                return [], {}
+        if any("separation" in str(w.message).lower() for w in caught):
+            notes.append(f"AIPW outcome model in arm {levels[k]!r} shows separation; AIPW row may be unstable")
+        models[levels[k]] = fit
+        mk = fit.predict(Xd)
+        val = mk + m * (y - mk) / P[:, k]
+        mu[k] = val.mean()
+        phi[:, k] = val - mu[k]
+    rows = []
+    for t, c in pairs:
+        rd = mu[t] - mu[c]
+        se = np.sqrt(np.sum((phi[:, t] - phi[:, c]) ** 2)) / n
+        rows.append({"contrast": f"{levels[t]} vs {levels[c]}", "measure": "risk_difference_aipw",
+                     "estimate": rd, "ci_lower": rd - z * se, "ci_upper": rd + z * se,
+                     "p_value": 2 * norm.sf(abs(rd / se)) if se > 0 else np.nan, "std_error": se,
+                     "n": counts[t] + counts[c], "events": events[t] + events[c]})
+    return rows, models
+
+
+def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, outcome: str,
+         estimand: str = "ATE", reference: Any = None, ps_model: Any = "logistic",
+         weights: str = "stabilized", truncate: float | tuple[float, float] | None = None,
+         time: str | None = None, status: str | None = None, horizon: float | None = None,
+         level: float = 0.95, bootstrap: int = 0, seed: int | None = None, n_jobs: int = 1,
+         treated: Any = None) -> IPTWResult:
+    """Marginal risks and effects of a (binary or multi-level) treatment by propensity-score weighting.
+
+    Estimand: the marginal risk of ``outcome`` under each treatment level in the target population
+    (ATE: everyone; ATT: patients who received ``treated``; ATO: the overlap population), and the risk
+    difference, risk ratio and odds ratio of each level against ``reference``.
+
+    Parameters
+    ----------
+    data : one row per patient; no missing values in the columns used (else a DataError naming them).
+    treatment : treatment column (bool, 0/1, or categorical such as ``prophylaxis``).
+    confounders : list of columns (categoricals dummy-coded) or a patsy formula ("age_years + C(sex)").
+    outcome : binary outcome column (bool or 0/1).
+    estimand : "ATE", "ATT" or "ATO"/"overlap".
+    reference : comparison level (default "none" if present, else False/0, else the first level).
+    treated : target level for ATT (default: the non-reference level of a binary treatment).
+    ps_model : "logistic" (multinomial for >2 levels), "gbm", or a scikit-learn classifier.
+    weights : "stabilized" or "unstabilized" (the risks are the same; the weights shown differ).
+    truncate : percentiles, e.g. 1 or (1, 99): weights outside are set to those percentiles.
+    time, status : follow-up time and status (0 censored, 1 event, 2 competing death) for the weighted Cox
+        hazard ratio and ``curves()``; ``horizon`` censors follow-up administratively at that time.
+    bootstrap : number of bootstrap replicates (0: none). Needs ``seed``; replicates are spread over
+        ``n_jobs`` processes (joblib) with one numpy SeedSequence child per replicate, so the result does not
+        depend on ``n_jobs``. CIs for risks, RD, RR and OR are then bootstrap percentile intervals.
+
+    Returns an :class:`IPTWResult`. Warnings (positivity, extreme weights, separation) are in
+    ``.warnings`` and are also issued as Python warnings.
+    """
+    level = check_level(level)
+    z = z_value(level)
+    if not isinstance(data, pd.DataFrame):
+        raise DataError("iptw needs a pandas DataFrame")
+    est_key = _ESTIMANDS.get(str(estimand).upper())
+    if est_key is None:
+        raise ValueError(f"estimand must be 'ATE', 'ATT' or 'ATO' (overlap), got {estimand!r}")
+    wkey = str(weights).lower().replace("stabilised", "stabilized")
+    if wkey not in {"stabilized", "unstabilized"}:
+        raise ValueError(f"weights must be 'stabilized' or 'unstabilized', got {weights!r}")
+    trunc = _parse_truncate(truncate)
+    bootstrap = int(bootstrap)
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    if bootstrap and seed is None:
+        raise ValueError("bootstrap needs an explicit seed (seed=...) so that results are reproducible")
+
+    formula = confounders if isinstance(confounders, str) else None
+    conf_cols = (_formula_columns(formula, data) if formula is not None else list(confounders))
+    if formula is not None and not conf_cols:
+        raise DataError(f"no column of the data appears in the confounder formula {formula!r}")
+    surv_cols = [c for c in (time, status) if c is not None]
+    if (time is None) != (status is None):
+        raise ValueError("give both time= and status= (or neither)")
+    _require_columns(data, [treatment, outcome, *conf_cols, *surv_cols])
+    _require_complete(data, [treatment, outcome, *conf_cols, *surv_cols])
+    if treatment in conf_cols or outcome in conf_cols:
+        raise ValueError("the treatment and the outcome cannot also be confounders")
+
+    notes: list[str] = []
+    levels = _treatment_levels(data[treatment])
+    if len(levels) < 2:
+        raise EstimationError(f"treatment {treatment!r} has a single level ({levels}) in these data; "
+                              "nothing to compare")
+    if reference is None:
+        reference = "none" if "none" in levels else levels[0]
+    if reference not in levels:
+        raise ValueError(f"reference {reference!r} is not a level of {treatment!r} (levels: {levels})")
+    # reference first: it is the base category of the multinomial model
+    levels = [reference] + [v for v in levels if v != reference]
+    K = len(levels)
+    code = {v: i for i, v in enumerate(levels)}
+    a = data[treatment].map(code).to_numpy(int)
+    counts = np.bincount(a, minlength=K)
+    if counts.min() < 2:
+        small = [levels[k] for k in range(K) if counts[k] < 2]
+        raise EstimationError(f"treatment level(s) {small} of {treatment!r} have fewer than 2 patients")
+    target = None
+    if est_key == "ATT":
+        if treated is None:
+            if K > 2:
+                raise ValueError("estimand='ATT' with more than two levels needs treated=<level>")
+            treated = levels[1]
+        if treated not in levels or treated == reference:
+            raise ValueError(f"treated must be a non-reference level of {treatment!r}, got {treated!r}")
+        target = code[treated]
+
+    y = _outcome_values(data[outcome], outcome)
+    events = np.bincount(a, weights=y, minlength=K).astype(int)
+
+    covs = _covariates(data, conf_cols, notes)
+    if formula is not None:
+        Xd, names = _design_from_formula(data, formula)
+    else:
+        Xd, names = _design_from_list(data, conf_cols, covs)
+    Xd, names = _drop_collinear(Xd, names, notes)
+
+    P, fit, w, g, tinfo, mu, W = _estimate(Xd, a, y, K, ps_model, est_key, target, wkey == "stabilized",
+                                           trunc, notes)
+    is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
+    phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
+    V = phi.T @ phi
+    pairs = [(k, 0) for k in range(1, K)]
+    rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
+    for k in range(K):
+        if mu[k] in (0.0, 1.0):
+            notes.append(f"arm {levels[k]!r} has {'no' if mu[k] == 0 else 'only'} events: its risk ratio and "
+                         "odds ratio cannot be estimated (shown as missing)")
+
+    # positivity and weight diagnostics
+    check_arms = (range(K) if est_key == "ATE" else [k for k in range(K) if k != target]
+                  if est_key == "ATT" else [])
+    for k in check_arms:
+        low = P[:, k] < POSITIVITY_BOUND
+        if low.any():
+            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
+                         f"below {POSITIVITY_BOUND} for {levels[k]!r} (minimum {P[:, k].min():.2g}); "
+                         "consider restricting the cohort, truncation or overlap weights (estimand='ATO')")
+    ess = []
+    for k in range(K):
+        wk = w[a == k]
+        rel = wk / wk.mean()
+        ess.append({"group": levels[k], "n": int(counts[k]), "sum_weights": float(wk.sum()),
+                    "ess": _bal.effective_sample_size(wk), "max_weight": float(wk.max())})
+        if rel.max() > EXTREME_WEIGHT:
+            notes.append(f"extreme weights in arm {levels[k]!r}: the largest is {rel.max():.1f} times the arm's "
+                         f"mean weight (effective sample size {ess[-1]['ess']:.0f} of {counts[k]})")
+    ess_df = pd.DataFrame(ess)
+
+    method = f"IPTW ({est_key}, {'multinomial logistic' if K > 2 else 'logistic'} propensity score"
+    if not is_logistic:
+        method = f"IPTW ({est_key}, gradient-boosting propensity score"
+    method += (", M-estimation CIs)" if is_logistic else ", robust sandwich CIs treating weights as known)")
+
+    boot_df = None
+    if bootstrap:
+        rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
+                                         wkey == "stabilized", trunc, pairs, levels, level, notes)
+        method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
+
+    outcome_models: dict = {}
+    if est_key == "ATE":
+        aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, 0, pairs, z, levels, counts, events, notes)
+        rows += aipw_rows
+
+    surv = None
+    cox_res = None
+    if time is not None:
+        t = data[time].astype(float).to_numpy()
+        st = data[status].astype(float).to_numpy()
+        if np.any(t < 0) or not np.all(np.isfinite(t)):
+            raise DataError(f"negative or non-finite times in {time!r} ({_rows_hint(pd.Series(~(t >= 0) | ~np.isfinite(t), index=data.index))})",
+                            column=time)
+        if not set(np.unique(st)) <= {0.0, 1.0, 2.0}:
+            raise DataError(f"status {status!r} must be 0 (censored), 1 (event) or 2 (competing death)",
+                            column=status)
+        if horizon is not None:
+            over = t > horizon
+            t = np.where(over, horizon, t)
+            st = np.where(over, 0.0, st)
+        surv = pd.DataFrame({"_time": t, "_status": st.astype(int),
+                             "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
+                            index=data.index)
+        hr_rows, cox_res = _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes)
+        rows += hr_rows
+
+    for msg in notes:
+        if msg.startswith(("positivity", "extreme weights")):
+            warnings.warn(msg, UserWarning, stacklevel=2)
+
+    order = ["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio", "hazard_ratio",
+             "risk_difference_aipw"]
+    table = pd.DataFrame(rows)
+    table["_o"] = table["measure"].map(order.index)
+    table["_c"] = table["contrast"].map({f"{levels[t]} vs {levels[c]}": i for i, (t, c) in enumerate(pairs)})
+    table = table.sort_values(["_c", "_o"], kind="stable").drop(columns=["_o", "_c"])
+    prop = pd.DataFrame(P, index=data.index, columns=[str(v) for v in levels])
+    return IPTWResult(
+        _table=tidy(table), level=level, method=method, reference=IPTW_REFERENCE, fitted=fit, warnings=notes,
+        propensity=prop, weights=pd.Series(w, index=data.index, name="weight"), ess=ess_df, estimand=est_key,
+        reference_level=reference, treated_level=treated, levels=levels, truncation=tinfo,
+        outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
+        _covariates=covs, _arm=a, _surv=surv)
+
+
+def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
+                     levels, level, notes):
+    from joblib import Parallel, delayed
+
+    seeds = np.random.SeedSequence(seed).spawn(B)
+    n_chunks = max(1, min(int(n_jobs) if n_jobs and n_jobs > 0 else 1, B))
+    chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
+    args = (Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs)
+    if n_chunks == 1:
+        parts = [_bootstrap_chunk(chunks[0], *args)]
+    else:
+        parts = Parallel(n_jobs=n_chunks)(delayed(_bootstrap_chunk)(ch, *args) for ch in chunks)
+    # restore replicate order (chunk i holds replicates i, i + n_chunks, ...)
+    reps = np.empty((B, K + 3 * len(pairs)))
+    for i, part in enumerate(parts):
+        reps[i::n_chunks] = np.asarray(part)
+    ok = np.all(np.isfinite(reps), axis=1)
+    if ok.sum() < B:
+        notes.append(f"bootstrap: {B - int(ok.sum())} of {B} replicates could not be estimated (an arm missing "
+                     "or without events) and were left out")
+    if ok.sum() < 20:
+        raise EstimationError(f"only {int(ok.sum())} usable bootstrap replicates; increase bootstrap= or check "
+                              "that every arm has events")
+    good = reps[ok]
+    alpha = (1 - level) / 2
+    lo_q, hi_q = np.quantile(good, [alpha, 1 - alpha], axis=0)
+    sd = good.std(axis=0, ddof=1)
+    cols = [f"risk[{v}]" for v in levels]
+    for t, c in pairs:
+        cols += [f"{m}[{levels[t]} vs {levels[c]}]" for m in ("risk_difference", "log_risk_ratio",
+                                                              "log_odds_ratio")]
+    pos = {name: j for j, name in enumerate(cols)}
+    code = {str(v): i for i, v in enumerate(levels)}
+    for row in rows:
+        label = row["contrast"]
+        t_name, c_name = label.split(" vs ")
+        m = row["measure"]
+        if m in ("risk_treated", "risk_control"):
+            j = code[t_name] if m == "risk_treated" else code[c_name]
+            row.update(ci_lower=lo_q[j], ci_upper=hi_q[j], std_error=sd[j])
+        else:
+            key = {"risk_difference": "risk_difference", "risk_ratio": "log_risk_ratio",
+                   "odds_ratio": "log_odds_ratio"}[m]
+            j = pos[f"{key}[{label}]"]
+            tr = (lambda v: v) if m == "risk_difference" else np.exp
+            row.update(ci_lower=tr(lo_q[j]), ci_upper=tr(hi_q[j]), std_error=sd[j])
+    return rows, pd.DataFrame(reps, columns=cols)
+
+
+def _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes):
+    """Weighted Cox model of the cause-1 (HO) hazard on treatment dummies, robust SE."""
+    try:
+        from hostats.stats.survival import cox
+    except ImportError:
+        notes.append("hazard ratio omitted: hostats.stats.survival.cox is not available")
+        return [], None
+    frame = surv.copy()
+    frame["_event"] = (frame["_status"] == 1).astype(int)
+    frame["_w"] = w
+    terms = []
+    for k in range(1, len(levels)):
+        name = f"_trt{k}"
+        frame[name] = (a == k).astype(float)
+        terms.append(name)
+    if frame["_event"].sum() == 0:
+        notes.append("hazard ratio omitted: no events")
+        return [], None
+    res = cox(frame, " + ".join(terms), time="_time", event="_event", weights="_w", robust=True, level=level)
+    tab = res.table().set_index("term")
+    rows = []
+    for (t, c), name in zip(pairs, terms, strict=True):
+        r = tab.loc[name]
+        events = int(frame.loc[(a == t) | (a == c), "_event"].sum())
+        rows.append({"contrast": f"{levels[t]} vs {levels[c]}", "measure": "hazard_ratio",
+                     "estimate": r["estimate"], "ci_lower": r["ci_lower"], "ci_upper": r["ci_upper"],
+                     "p_value": r.get("p_value", np.nan), "std_error": r["std_error"],
+                     "n": int(counts[t] + counts[c]), "events": events})
+    return rows, res
+
+
+# --------------------------------------------------------------------------------------------------
+# E-values
+# --------------------------------------------------------------------------------------------------
+
+EVALUE_REFERENCE = ("VanderWeele TJ, Ding P. Sensitivity analysis in observational research: introducing the "
+                    "E-value. Ann Intern Med 2017;167:268-274")
+
+
+def _threshold(rr: float) -> float:
+    """E-value of a risk ratio >= 1 (VanderWeele & Ding 2017, eq. 1): RR + sqrt(RR (RR - 1))."""
+    return float(rr + np.sqrt(rr * (rr - 1.0)))
+
+
+def _to_rr(x: float | None, measure: str, rare: bool | None, sd: float | None) -> float | None:
+    if x is None:
+        return None
+    if measure == "RR" or (measure in ("OR", "HR") and rare):
+        return x
+    if measure == "OR":
+        return float(np.sqrt(x))
+    if measure == "HR":
+        return float((1 - 0.5 ** np.sqrt(x)) / (1 - 0.5 ** np.sqrt(1 / x)))
+    return float(np.exp(0.91 * x / sd))  # MD: standardised difference d = x / sd, RR ~ exp(0.91 d)
+
+
+def e_value(estimate: float, lower: float | None = None, upper: float | None = None, measure: str = "RR",
+            outcome_rare: bool | None = None, sd: float | None = None, true: float | None = None) -> Result:
+    """E-value for an observed association and for the confidence limit closest to the null.
+
+    The E-value is the minimum strength of association, on the risk-ratio scale, that an unmeasured
+    confounder would need with both treatment and outcome (conditional on the measured covariates) to
+    explain away the estimate (VanderWeele & Ding 2017, Ann Intern Med 167:268-274; as R's EValue package).
+
+    measure : "RR"; "OR" and "HR" (``outcome_rare`` required: if False, OR -> sqrt(OR), and
+        HR -> (1 - 0.5^sqrt(HR)) / (1 - 0.5^sqrt(1/HR)) as in the paper's Table 2); "MD" a mean difference
+        with ``sd`` the outcome SD (pass sd=1 for an already standardised difference d):
+        RR ~ exp(0.91 d). Protective estimates (RR < 1) are inverted. The CI E-value uses the limit
+        closest to the null and is 1 when the interval includes the null.
+    true : the value to shift the estimate to (default: the null, 1 for ratios and 0 for MD).
+
+    Returns a Result whose table has rows ``e_value_point`` and ``e_value_ci`` (the latter only when a
+    limit is given), with the estimate on the risk-ratio scale in ``rr`` and the limit used in ``limit``.
+    """
+    m = str(measure).upper()
+    if m not in {"RR", "OR", "HR", "MD"}:
+        raise ValueError(f"measure must be 'RR', 'OR', 'HR' or 'MD', got {measure!r}")
+    if m in {"OR", "HR"} and outcome_rare is None:
+        raise ValueError(f"for measure={m!r} say whether the outcome is rare (outcome_rare=True if under 15% "
+                         "at the end of follow-up): the conversion to a risk ratio depends on it")
+    if m == "MD":
+        if sd is None or not sd > 0:
+            raise ValueError("measure='MD' needs sd= (the outcome standard deviation; 1 if already standardised)")
+    vals = [v for v in (estimate, lower, upper) if v is not None]
+    if any(not np.isfinite(v) for v in vals):
+        raise ValueError("estimate and limits must be finite numbers")
+    if m != "MD" and any(v <= 0 for v in vals):
+        raise ValueError(f"a {m} must be positive; got {vals}")
+    if lower is not None and upper is not None and lower > upper:
+        lower, upper = upper, lower
+    if (lower is not None and estimate < lower) or (upper is not None and estimate > upper):
+        raise ValueError("the point estimate should be inside the confidence interval")
+    null = 0.0 if m == "MD" else 1.0
+    true = null if true is None else float(true)
+    rr = _to_rr(estimate, m, outcome_rare, sd)
+    rr_true = _to_rr(true, m, outcome_rare, sd)
+
+    def ev(x: float) -> float:
+        return _threshold(max(x / rr_true, rr_true / x))
+
+    rows = [{"measure": "e_value_point", "estimate": ev(rr), "rr": rr, "limit": np.nan}]
+    limit = lower if rr >= rr_true else upper
+    if limit is not None:
+        rr_lim = _to_rr(limit, m, outcome_rare, sd)
+        crosses = rr_lim <= rr_true if rr >= rr_true else rr_lim >= rr_true
+        rows.append({"measure": "e_value_ci", "estimate": 1.0 if crosses else ev(rr_lim), "rr": rr_lim,
+                     "limit": limit})
+    elif lower is not None or upper is not None:
+        pass  # only the limit away from the null was given: no CI E-value (as in R's EValue)
+    note = {"RR": "risk ratio", "OR": "odds ratio", "HR": "hazard ratio", "MD": "standardised mean difference"}[m]
+    conv = "" if m == "RR" or (m in ("OR", "HR") and outcome_rare) else " (converted to the risk-ratio scale)"
+    return Result(_table=pd.DataFrame(rows), method=f"E-value for a {note}{conv}", reference=EVALUE_REFERENCE)
