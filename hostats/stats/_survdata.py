@@ -1,0 +1,101 @@
+"""Checks of time-to-event input shared by ``kaplan_meier`` and ``cox``.
+
+Every problem is a :class:`hostats.errors.DataError` naming the column and the offending rows (index
+labels of the DataFrame), so nothing is dropped silently and no NaN travels into an estimate.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hostats.errors import DataError
+
+
+def _rows(mask: np.ndarray, index: pd.Index, limit: int = 5) -> str:
+    labels = list(index[np.asarray(mask)][:limit])
+    more = int(np.sum(mask)) - len(labels)
+    text = ", ".join(str(v) for v in labels)
+    return text + (f" and {more} more" if more > 0 else "")
+
+
+def require_columns(data: pd.DataFrame, columns: list[str]) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    for col in columns:
+        if col not in data.columns:
+            raise DataError(f"column {col!r} is not in the data; columns are {list(data.columns)}",
+                            column=col)
+    if len(data) == 0:
+        raise DataError("the data have no rows")
+
+
+def time_array(data: pd.DataFrame, column: str) -> np.ndarray:
+    """Follow-up times as float: numeric, present, finite and non-negative, or a DataError."""
+    raw = data[column]
+    if not (pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)):
+        raise DataError(f"time column {column!r} must be numeric (days, months, ...), got {raw.dtype}",
+                        column=column)
+    t = raw.to_numpy(dtype=float, na_value=np.nan)
+    bad = np.isnan(t)
+    if bad.any():
+        raise DataError(f"time column {column!r} has {int(bad.sum())} missing value(s) in rows "
+                        f"{_rows(bad, data.index)}; remove or impute them before fitting", column=column)
+    bad = ~np.isfinite(t)
+    if bad.any():
+        raise DataError(f"time column {column!r} has infinite values in rows {_rows(bad, data.index)}",
+                        column=column)
+    bad = t < 0
+    if bad.any():
+        raise DataError(f"time column {column!r} has negative times in rows {_rows(bad, data.index)}; "
+                        "check the dates (event before index?)", column=column)
+    return t
+
+
+def event_array(data: pd.DataFrame, column: str) -> np.ndarray:
+    """Event indicator as bool: True/False or 1/0, nothing else, nothing missing."""
+    raw = data[column]
+    if raw.isna().any():
+        bad = raw.isna().to_numpy()
+        raise DataError(f"event column {column!r} has missing values in rows {_rows(bad, data.index)}",
+                        column=column)
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=bool)
+    if not pd.api.types.is_numeric_dtype(raw):
+        raise DataError(f"event column {column!r} must be 1/0 or True/False, got dtype {raw.dtype}",
+                        column=column)
+    e = raw.to_numpy(dtype=float)
+    bad = (e != 0) & (e != 1)
+    if bad.any():
+        raise DataError(f"event column {column!r} must be 1 (event) or 0 (censored); rows "
+                        f"{_rows(bad, data.index)} have other values (for competing risks use "
+                        "cumulative_incidence with the status column)", column=column)
+    return e == 1
+
+
+def weight_array(data: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    """Case weights: finite and strictly positive."""
+    if column is None:
+        return None
+    raw = data[column]
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        raise DataError(f"weights column {column!r} must be numeric, got {raw.dtype}", column=column)
+    w = raw.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise DataError(f"weights column {column!r} has missing or infinite values in rows "
+                        f"{_rows(bad, data.index)}", column=column)
+    bad = w <= 0
+    if bad.any():
+        raise DataError(f"weights column {column!r} must be positive; rows {_rows(bad, data.index)} are not",
+                        column=column)
+    return w
+
+
+def label_array(data: pd.DataFrame, column: str, role: str) -> pd.Series:
+    """A grouping column (group, strata, cluster) without missing values."""
+    raw = data[column]
+    bad = raw.isna().to_numpy()
+    if bad.any():
+        raise DataError(f"{role} column {column!r} has missing values in rows {_rows(bad, data.index)}; "
+                        "recode them (e.g. as 'unknown') or exclude the rows explicitly", column=column)
+    return raw

@@ -1,0 +1,169 @@
+"""Kaplan-Meier against R's survival package and lifelines.
+
+Reference: the ``aml`` data (acute myelogenous leukaemia, maintenance chemotherapy; Miller RG, Survival
+Analysis, Wiley 1981; shipped as ``survival::aml``). R values from R 4.2.2, survival 3.5-3:
+``survfit(Surv(time, status) ~ x, data = aml, conf.type = "log-log")`` whose printed medians are
+31 (13, NA) for Maintained and 23 (5, 33) for Nonmaintained, and ``survdiff(Surv(time, status) ~ x,
+data = aml)``: Chisq = 3.39638869898 on 1 df, p = 0.06533932204.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hostats.errors import DataError, EstimationError
+from hostats.stats.survival import kaplan_meier
+
+AML = pd.DataFrame({
+    "time": [9, 13, 13, 18, 23, 28, 31, 34, 45, 48, 161, 5, 5, 8, 8, 12, 16, 23, 27, 30, 33, 43, 45],
+    "status": [1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1],
+    "x": ["Maintained"] * 11 + ["Nonmaintained"] * 12,
+})
+
+# summary(survfit(...)): time, n.risk, surv, lower, upper (log-log), R survival 3.5-3
+R_AML = pd.DataFrame([
+    ("Maintained", 9, 11, 0.90909090909, 0.508080205770, 0.9866738227),
+    ("Maintained", 13, 10, 0.81818181818, 0.447428614682, 0.9511622286),
+    ("Maintained", 18, 8, 0.71590909091, 0.350190385908, 0.8990239742),
+    ("Maintained", 23, 7, 0.61363636364, 0.265752040001, 0.8352992433),
+    ("Maintained", 31, 5, 0.49090909091, 0.167330909777, 0.7533997904),
+    ("Maintained", 34, 4, 0.36818181818, 0.092829574937, 0.6570408324),
+    ("Maintained", 48, 2, 0.18409090909, 0.011738480123, 0.5250148427),
+    ("Nonmaintained", 5, 12, 0.83333333333, 0.481714942195, 0.9555093657),
+    ("Nonmaintained", 8, 10, 0.66666666667, 0.337018932541, 0.8597117991),
+    ("Nonmaintained", 12, 8, 0.58333333333, 0.270138924085, 0.8009401923),
+    ("Nonmaintained", 23, 6, 0.48611111111, 0.191876619619, 0.7296715698),
+    ("Nonmaintained", 27, 5, 0.38888888889, 0.126272012195, 0.6498174083),
+    ("Nonmaintained", 30, 4, 0.29166666667, 0.072401608908, 0.5608860527),
+    ("Nonmaintained", 33, 3, 0.19444444444, 0.031198642931, 0.4614294762),
+    ("Nonmaintained", 43, 2, 0.09722222222, 0.005746305696, 0.3489038611),
+], columns=["group", "time", "n_at_risk", "estimate", "ci_lower", "ci_upper"])
+
+
+def test_aml_curve_matches_r_survfit_loglog():
+    res = kaplan_meier(AML, "time", "status", group="x")
+    got = res.curve[res.curve["time"] > 0].reset_index(drop=True)
+    got = got[got["estimate"] > 0].reset_index(drop=True)  # R's limits are NA at S = 0
+    assert list(got["group"].astype(str)) == list(R_AML["group"])
+    np.testing.assert_array_equal(got["time"], R_AML["time"])
+    np.testing.assert_array_equal(got["n_at_risk"], R_AML["n_at_risk"])
+    for col in ("estimate", "ci_lower", "ci_upper"):
+        np.testing.assert_allclose(got[col], R_AML[col], rtol=1e-8, atol=1e-10)
+
+
+def test_aml_medians_and_logrank_match_r():
+    res = kaplan_meier(AML, "time", "status", group="x")
+    tab = res.table().set_index("group")
+    assert tab.loc["Maintained", "estimate"] == 31
+    assert tab.loc["Maintained", "ci_lower"] == 13
+    assert np.isnan(tab.loc["Maintained", "ci_upper"])  # R prints NA: upper limit not reached
+    assert tuple(tab.loc["Nonmaintained", ["estimate", "ci_lower", "ci_upper"]]) == (23, 5, 33)
+    assert tuple(tab["n"]) == (11, 12) and tuple(tab["events"]) == (7, 11)
+    lr = res.logrank.table().iloc[0]
+    assert lr["estimate"] == pytest.approx(3.39638869898, rel=1e-9)
+    assert lr["p_value"] == pytest.approx(0.06533932204, rel=1e-8)
+    assert lr["df"] == 1
+
+
+def test_at_times_number_at_risk_and_cumulative_incidence():
+    res = kaplan_meier(AML, "time", "status", group="x")
+    at = res.at([10, 20, 30]).set_index(["group", "time"])
+    # summary(fit, times = c(10, 20, 30)) in R: n.risk 10, 7, 5 and 8, 6, 4
+    assert list(at["n_at_risk"]) == [10, 7, 5, 8, 6, 4]
+    assert at.loc[("Maintained", 20.0), "estimate"] == pytest.approx(0.71590909091)
+    ci = res.at([20], kind="cumulative_incidence").set_index("group")
+    assert ci.loc["Maintained", "estimate"] == pytest.approx(1 - 0.71590909091)
+    assert ci.loc["Maintained", "ci_lower"] == pytest.approx(1 - 0.8990239742)
+    assert ci.loc["Maintained", "ci_upper"] == pytest.approx(1 - 0.350190385908)
+    before = res.at([0, 4.9]).set_index("group")
+    assert (before["estimate"] == 1).all()
+    with pytest.raises(ValueError, match="kind"):
+        res.at([1], kind="hazard")
+    full = res.cumulative_incidence()
+    assert full["estimate"].between(0, 1).all()
+
+
+def test_matches_lifelines_with_many_ties():
+    from lifelines import KaplanMeierFitter
+
+    rng = np.random.default_rng(7)
+    n = 400
+    df = pd.DataFrame({"t": rng.integers(1, 40, n).astype(float), "e": rng.random(n) < 0.6})
+    res = kaplan_meier(df, "t", "e")
+    kmf = KaplanMeierFitter().fit(df["t"], df["e"])
+    times = np.arange(0, 41, 0.5)
+    ours = res.at(times)
+    np.testing.assert_allclose(ours["estimate"], kmf.survival_function_at_times(times).to_numpy(),
+                               rtol=1e-12)
+    ci = kmf.confidence_interval_survival_function_
+    idx = np.searchsorted(ci.index.to_numpy(), times, side="right") - 1
+    np.testing.assert_allclose(ours["ci_lower"], ci.iloc[idx, 0].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(ours["ci_upper"], ci.iloc[idx, 1].to_numpy(), rtol=1e-9)
+    assert res.table()["estimate"].iloc[0] == pytest.approx(kmf.median_survival_time_)
+
+
+def test_weighted_point_estimate_matches_r_and_equal_weights_give_greenwood():
+    # R: survfit(Surv(time, status) ~ x, data = aml, weights = w); w from set.seed(1);
+    # round(runif(23, 0.5, 3), 3)
+    w = [1.164, 1.430, 1.932, 2.771, 1.004, 2.746, 2.862, 2.152, 2.073, 0.654, 1.015, 0.941, 2.218,
+         1.460, 2.425, 1.744, 2.294, 2.980, 1.450, 2.444, 2.837, 1.030, 2.129]
+    r_surv = [0.9412210271, 0.8690097460, 0.7113854738, 0.6542744059, 0.4404172394, 0.2796133882,
+              0.1700464883, 0.8681112224, 0.7059118236, 0.6330995324, 0.4865077215, 0.4151794913,
+              0.2949545296, 0.1553971580, 0.1047295186, 0.0]
+    df = AML.assign(w=w)
+    res = kaplan_meier(df, "time", "status", group="x", weights="w")
+    got = res.curve[res.curve["time"] > 0]
+    np.testing.assert_allclose(got["estimate"], r_surv, rtol=1e-8, atol=1e-12)
+    assert "IPTW" in res.method
+    with pytest.raises(EstimationError, match="weighted"):
+        _ = res.logrank
+    # constant weights: the effective risk-set size is the count, so the limits are Greenwood's
+    const = kaplan_meier(AML.assign(w=2.5), "time", "status", group="x", weights="w")
+    plain = kaplan_meier(AML, "time", "status", group="x")
+    np.testing.assert_allclose(const.curve["ci_lower"], plain.curve["ci_lower"], rtol=1e-12)
+    np.testing.assert_allclose(const.curve["ci_upper"], plain.curve["ci_upper"], rtol=1e-12)
+    # first jump by hand (Xie & Liu): var(log S) = d_w / (M (n_w - d_w)), M = (sum w)^2 / sum w^2
+    wm = np.array(w[:11])
+    d_w, n_w, m = wm[0], wm.sum(), wm.sum() ** 2 / (wm ** 2).sum()
+    s = 1 - d_w / n_w
+    se = np.sqrt(d_w / (m * (n_w - d_w))) / abs(np.log(s))
+    first = got.iloc[0]
+    assert first["ci_lower"] == pytest.approx(np.exp(-np.exp(np.log(-np.log(s)) + 1.959963984540054 * se)))
+    assert first["ci_upper"] == pytest.approx(np.exp(-np.exp(np.log(-np.log(s)) - 1.959963984540054 * se)))
+
+
+def test_degenerate_inputs():
+    none = AML.assign(status=0)
+    res = kaplan_meier(none, "time", "status", group="x")
+    assert (res.curve["estimate"] == 1).all()
+    assert not res.table()["median_reached"].any()
+    assert res.warnings and "no events" in res.warnings[0]
+    with pytest.raises(EstimationError, match="at least one event"):
+        _ = res.logrank
+    with pytest.raises(EstimationError, match="two groups"):
+        _ = kaplan_meier(AML, "time", "status").logrank
+    with pytest.raises(EstimationError, match="two groups"):
+        _ = kaplan_meier(AML.assign(x="a"), "time", "status", group="x").logrank
+    # a group with every patient censored keeps its row: S = 1 throughout
+    mixed = AML.assign(status=np.where(AML["x"] == "Maintained", 0, AML["status"]))
+    tab = kaplan_meier(mixed, "time", "status", group="x").table().set_index("group")
+    assert tab.loc["Maintained", "events"] == 0 and not tab.loc["Maintained", "median_reached"]
+
+    bad = AML.copy()
+    bad.loc[3, "time"] = -1
+    with pytest.raises(DataError, match="negative.*rows 3"):
+        kaplan_meier(bad, "time", "status")
+    bad.loc[3, "time"] = np.nan
+    with pytest.raises(DataError, match="missing"):
+        kaplan_meier(bad, "time", "status")
+    with pytest.raises(DataError, match="1 \\(event\\) or 0"):
+        kaplan_meier(AML.assign(status=2), "time", "status")
+    with pytest.raises(DataError, match="not in the data"):
+        kaplan_meier(AML, "days", "status")
+    with pytest.raises(DataError, match="group column 'x' has missing"):
+        kaplan_meier(AML.assign(x=AML["x"].where(AML.index != 5)), "time", "status", group="x")
+    with pytest.raises(DataError, match="positive"):
+        kaplan_meier(AML.assign(w=0.0), "time", "status", weights="w")
+    with pytest.raises(ValueError, match="level"):
+        kaplan_meier(AML, "time", "status", level=95)
