@@ -1,0 +1,301 @@
+"""Report figures (matplotlib + seaborn): cumulative incidence / Kaplan-Meier curves with a number-at-risk
+table under the axis, forest plots, love plots and calibration plots.
+
+Every function takes tidy DataFrames (the ``curve``/``.at()`` frames and ``.table()`` of the estimators)
+and returns a matplotlib ``Figure``; ``save_figure`` writes PNG and SVG and returns the PNG as base64 for
+embedding in the self-contained HTML report. Disclosure control: numbers at risk from 1 to threshold-1
+print as "<5", and curves are drawn only while at least ``threshold`` people remain at risk (the tail of
+a curve over fewer people would show individual events).
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are rendered to files, never to a screen
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from hostats.report.tables import format_count  # noqa: E402
+
+PALETTE = "colorblind"
+_RC = {"svg.hashsalt": "hostats", "svg.fonttype": "path", "figure.dpi": 100}
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    plt.rcParams.update(_RC)
+
+
+def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.DataFrame | None = None,
+               threshold: int = 5, title: str = "", ylabel: str = "Cumulative incidence",
+               xlabel: str = "Days since index", horizon: float | None = None,
+               truth: float | dict | None = None, ci: bool = True) -> plt.Figure:
+    """Step curves by group with pointwise CI bands and a number-at-risk table under the axis.
+
+    ``curve``: group, time, estimate, ci_lower, ci_upper, n_at_risk (every jump; ``CurveResult.curve``).
+    ``at_risk``: group, time, n_at_risk at ``risk_times`` (``CurveResult.at(risk_times)``); when absent it
+    is computed from ``curve``. Each group's curve stops where fewer than ``threshold`` remain at risk.
+    ``truth``: a true value at ``horizon`` (one number, or one per group) drawn as a marker.
+    """
+    _style()
+    if curve.empty:
+        raise ValueError("curve_plot: the curve has no rows")
+    groups = list(pd.unique(curve["group"]))
+    colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    nrows = len(groups)
+    fig = plt.figure(figsize=(8, 4.8 + 0.28 * nrows))
+    gs = fig.add_gridspec(2, 1, height_ratios=[4.5, 0.35 + 0.28 * nrows], hspace=0.32)
+    ax = fig.add_subplot(gs[0])
+    tab = fig.add_subplot(gs[1], sharex=ax)
+    xmax = float(max(risk_times)) if len(risk_times) else float(curve["time"].max())
+    if horizon is not None:
+        xmax = max(xmax, float(horizon))
+    for colour, grp in zip(colours, groups, strict=False):
+        g = curve[curve["group"] == grp].sort_values("time")
+        enough = g["n_at_risk"].to_numpy(float) >= threshold
+        # keep the curve up to the last time with enough people at risk
+        last = np.flatnonzero(enough)
+        g = g.iloc[: last[-1] + 1] if len(last) else g.iloc[:0]
+        t = np.concatenate([[0.0], g["time"].to_numpy(float)])
+        y = np.concatenate([[float(_start(g))], g["estimate"].to_numpy(float)])
+        end = min(xmax, float(t[-1]) if len(g) else 0.0)
+        t_end = np.append(t, max(end, t[-1]))
+        y_end = np.append(y, y[-1])
+        label = str(grp) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"
+        ax.step(t_end, y_end, where="post", color=colour, lw=1.8, label=label)
+        if ci and {"ci_lower", "ci_upper"} <= set(g.columns) and len(g):
+            lo = np.concatenate([[y[0]], g["ci_lower"].to_numpy(float)])
+            hi = np.concatenate([[y[0]], g["ci_upper"].to_numpy(float)])
+            ax.fill_between(t_end, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
+                            color=colour, alpha=0.15, lw=0)
+        if truth is not None and horizon is not None:
+            tv = truth.get(grp) if isinstance(truth, dict) else truth
+            if tv is not None and np.isfinite(tv):
+                ax.plot([horizon], [tv], marker="D", ms=7, mfc="white", mec=colour, mew=2, ls="none",
+                        label="true value" if colour == colours[0] else None)
+    ax.set_xlim(0, xmax * 1.02)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=12)
+    if horizon is not None:
+        ax.axvline(horizon, color="0.5", lw=0.8, ls=":")
+    ax.legend(loc="upper left", frameon=False, fontsize=9)
+    plt.setp(ax.get_xticklabels(), visible=True)
+    ax.set_xticks(list(risk_times))
+    ax.set_xlabel(xlabel)
+    # number-at-risk table: one text row per group at the tick positions, counts suppressed
+    if at_risk is None:
+        at_risk = _at_risk_from_curve(curve, risk_times)
+    tab.set_ylim(-0.5, nrows - 0.5)
+    tab.invert_yaxis()
+    tab.set_yticks(range(nrows))
+    tab.set_yticklabels([str(g) for g in groups], fontsize=8)
+    for lbl, colour in zip(tab.get_yticklabels(), colours, strict=False):
+        lbl.set_color(colour)
+    tab.tick_params(axis="x", bottom=False, labelbottom=False)
+    tab.grid(False)
+    for side in ("top", "right", "bottom", "left"):
+        tab.spines[side].set_visible(False)
+    tab.set_title("Number at risk", loc="left", fontsize=9)
+    for i, grp in enumerate(groups):
+        a = at_risk[at_risk["group"] == grp]
+        for t in risk_times:
+            row = a[np.isclose(a["time"].to_numpy(float), float(t))]
+            n = row["n_at_risk"].iloc[0] if len(row) else np.nan
+            tab.text(float(t), i, format_count(n, threshold), ha="center", va="center", fontsize=8)
+    return fig
+
+
+def _start(g: pd.DataFrame) -> float:
+    """Value of a curve before its first jump: 1 for a survival curve, 0 for cumulative incidence."""
+    if len(g) and g["estimate"].iloc[0] > 0.5:
+        return 1.0
+    return 0.0
+
+
+def _at_risk_from_curve(curve: pd.DataFrame, times: Sequence[float]) -> pd.DataFrame:
+    rows = []
+    for grp, g in curve.groupby("group", sort=False):
+        g = g.sort_values("time")
+        t = g["time"].to_numpy(float)
+        idx = np.searchsorted(t, np.asarray(times, float), side="left")
+        n = np.where(idx < len(g), g["n_at_risk"].to_numpy(float)[np.minimum(idx, len(g) - 1)], 0)
+        rows.append(pd.DataFrame({"group": grp, "time": times, "n_at_risk": n}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, null: float | None = None,
+                xlabel: str = "", title: str = "", summary: pd.DataFrame | None = None,
+                prediction: tuple[float, float] | None = None, truth: float | None = None,
+                weight: str | None = None) -> plt.Figure:
+    """A forest plot: one row per study/site/term (estimate with CI), optional pooled rows below.
+
+    ``frame``: label, estimate, ci_lower, ci_upper (+ ``weight`` for marker size). ``summary``: pooled
+    rows drawn as diamonds (label, estimate, ci_lower, ci_upper). ``prediction``: the prediction
+    interval drawn as a bar under the first pooled diamond. ``null``: the no-effect line (1 for ratios).
+    """
+    _style()
+    f = frame.reset_index(drop=True)
+    n_sum = 0 if summary is None else len(summary)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * (len(f) + n_sum + (1 if prediction else 0))))
+    y = np.arange(len(f))[::-1] + n_sum + (1.2 if n_sum else 0)
+    est = f["estimate"].to_numpy(float)
+    lo = f["ci_lower"].to_numpy(float)
+    hi = f["ci_upper"].to_numpy(float)
+    if weight and weight in f.columns:
+        w = f[weight].to_numpy(float)
+        sizes = 20 + 180 * w / np.nanmax(w)
+    else:
+        sizes = np.full(len(f), 40.0)
+    colour = sns.color_palette(PALETTE)[0]
+    ax.hlines(y, lo, hi, color=colour, lw=1.4)
+    ax.scatter(est, y, s=sizes, marker="s", color=colour, zorder=3)
+    labels = list(f[label].astype(str))
+    ticks = list(y)
+    if summary is not None and n_sum:
+        sy = np.arange(n_sum)[::-1] + 0.0
+        for yy, (_, r) in zip(sy, summary.iterrows(), strict=True):
+            e, lo_, hi_ = float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"])
+            ax.fill([lo_, e, hi_, e], [yy, yy + 0.25, yy, yy - 0.25], color="0.2", zorder=3)
+            labels.append(str(r[label]))
+            ticks.append(yy)
+        if prediction is not None:
+            pl, ph = prediction
+            ax.hlines(sy[0] - 0.45, pl, ph, color="0.2", lw=3, alpha=0.5)
+            ax.text(ph, sy[0] - 0.45, "  prediction interval", va="center", fontsize=8, color="0.3")
+    if null is not None:
+        ax.axvline(null, color="0.4", lw=0.9, ls="--")
+    if truth is not None and np.isfinite(truth):
+        ax.axvline(truth, color=sns.color_palette(PALETTE)[3], lw=1.2, ls=":", label="true value")
+        ax.legend(loc="lower right", frameon=False, fontsize=8)
+    if log:
+        ax.set_xscale("log")
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.set_ylim(min(ticks) - 1.0, max(ticks) + 0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, loc="left", fontsize=12)
+    ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    return fig
+
+
+def love_plot(balance: pd.DataFrame, *, variable: str = "variable", before: str = "smd_before",
+              after: str = "smd_after", threshold: float = 0.1, title: str = "Covariate balance") -> plt.Figure:
+    """Absolute standardised mean differences before and after weighting, with the 0.1 line."""
+    _style()
+    b = balance.copy()
+    b["_before"] = b[before].abs()
+    b["_after"] = b[after].abs() if after in b.columns else np.nan
+    b = b.sort_values("_before")
+    y = np.arange(len(b))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.3 * len(b)))
+    pal = sns.color_palette(PALETTE)
+    ax.scatter(b["_before"], y, marker="o", facecolor="white", edgecolor=pal[3], s=40, label="unweighted",
+               zorder=3)
+    if b["_after"].notna().any():
+        ax.scatter(b["_after"], y, marker="o", color=pal[0], s=40, label="weighted", zorder=3)
+        ax.hlines(y, b["_after"], b["_before"], color="0.75", lw=0.8)
+    ax.axvline(threshold, color="0.4", ls="--", lw=0.9)
+    ax.set_yticks(y)
+    ax.set_yticklabels(b[variable].astype(str), fontsize=9)
+    ax.set_xlabel("|standardised mean difference|")
+    ax.set_title(title, loc="left", fontsize=12)
+    ax.legend(loc="lower right", frameon=False, fontsize=9)
+    ax.set_xlim(left=0)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_table(predicted, observed, bins: int = 10) -> pd.DataFrame:
+    """Observed vs predicted risk by quantile group of the prediction (vectorised)."""
+    p = np.asarray(predicted, dtype=float)
+    y = np.asarray(observed, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(y)
+    p, y = p[ok], y[ok]
+    if len(p) == 0:
+        raise ValueError("calibration: no finite predictions")
+    q = pd.qcut(p, q=min(bins, len(np.unique(p))), labels=False, duplicates="drop")
+    d = pd.DataFrame({"bin": q, "p": p, "y": y})
+    return (d.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size"),
+                                 events=("y", "sum")).reset_index(drop=True))
+
+
+def calibration_plot(table: pd.DataFrame, *, threshold: int = 5, title: str = "Calibration") -> plt.Figure:
+    """Observed against mean predicted risk per group with binomial Wilson bars; the 45-degree line.
+
+    Groups with fewer than ``threshold`` people or with 1..threshold-1 events are not drawn (their
+    observed share would reveal a small count).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    _style()
+    t = table.copy()
+    keep = (t["n"] >= threshold) & ~((t["events"] >= 1) & (t["events"] < threshold))
+    t = t[keep]
+    lo, hi = proportion_confint(t["events"].to_numpy(), t["n"].to_numpy(), method="wilson")
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    top = float(max(t["predicted"].max(), t["observed"].max(), 0.05)) * 1.1 if len(t) else 1.0
+    ax.plot([0, top], [0, top], color="0.5", ls="--", lw=0.9)
+    pal = sns.color_palette(PALETTE)
+    ax.errorbar(t["predicted"], t["observed"], yerr=[t["observed"] - lo, hi - t["observed"]], fmt="o",
+                color=pal[0], capsize=3)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("mean predicted risk")
+    ax.set_ylabel("observed risk")
+    ax.set_title(title, loc="left", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def bar_plot(frame: pd.DataFrame, *, x: str, y: str = "estimate", title: str = "", ylabel: str = "",
+             truth: Sequence[float] | None = None) -> plt.Figure:
+    """Proportions with CIs as bars (e.g. share of joints affected), true values as markers."""
+    _style()
+    f = frame.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pal = sns.color_palette(PALETTE)
+    pos = np.arange(len(f))
+    est = f[y].to_numpy(float)
+    ax.bar(pos, est, color=pal[0], alpha=0.8)
+    if {"ci_lower", "ci_upper"} <= set(f.columns):
+        ax.errorbar(pos, est, yerr=[est - f["ci_lower"].to_numpy(float), f["ci_upper"].to_numpy(float) - est],
+                    fmt="none", color="0.2", capsize=3)
+    if truth is not None:
+        tv = np.asarray(truth, dtype=float)
+        ax.scatter(pos, tv, marker="D", color=pal[3], zorder=3, label="true value")
+        ax.legend(frameon=False, fontsize=9)
+    ax.set_xticks(pos)
+    ax.set_xticklabels(f[x].astype(str))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, directory: Path | str, name: str) -> dict[str, str]:
+    """Write ``name.png`` and ``name.svg`` into ``directory``; return their file names and the PNG in base64.
+
+    Metadata that would change between runs (creation date, software version) is left out, so the same
+    inputs give the same bytes.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    png = buf.getvalue()
+    (directory / f"{name}.png").write_bytes(png)
+    with plt.rc_context(_RC):
+        fig.savefig(directory / f"{name}.svg", format="svg", bbox_inches="tight",
+                    metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    return {"png": f"{name}.png", "svg": f"{name}.svg", "base64": base64.b64encode(png).decode("ascii")}

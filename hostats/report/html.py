@@ -1,0 +1,162 @@
+"""The self-contained HTML report (jinja2): one file that opens offline from disk in any browser.
+
+Figures are embedded as base64 PNG (their PNG and SVG files sit beside the report), the style sheet is
+inline and there is no script and no external resource, so nothing can fail to load. Sections, each with
+a stable ``id`` that tests and readers can link to: question, data, flow, table1, estimates, figures,
+diagnostics, sensitivity, methods, provenance.
+"""
+from __future__ import annotations
+
+import html as _html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from hostats.report.tables import SECONDARY, SECONDARY_NOTE, estimates_display, format_count, is_small
+
+SECTION_IDS = ("question", "data", "flow", "table1", "estimates", "figures", "diagnostics", "sensitivity",
+               "methods", "provenance")
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class FigureBlock:
+    name: str
+    title: str
+    caption: str
+    base64: str
+    png: str
+    svg: str
+
+
+@dataclass
+class TableBlock:
+    title: str
+    frame: pd.DataFrame
+    note: str = ""
+
+    def html(self) -> str:
+        return frame_html(self.frame)
+
+
+@dataclass
+class ReportContent:
+    """Everything a report shows; filled by the analysis runner, rendered by ``render_report``."""
+
+    name: str
+    title: str
+    question: str = ""
+    data_source: list[str] = field(default_factory=list)
+    synthetic: bool = False
+    threshold: int = 5
+    flow: pd.DataFrame | None = None
+    criteria: list[str] = field(default_factory=list)
+    table1: TableBlock | None = None
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)   # tidy, already suppressed
+    section_titles: dict[str, str] = field(default_factory=dict)
+    figures: list[FigureBlock] = field(default_factory=list)
+    extra_tables: list[TableBlock] = field(default_factory=list)    # shown with the estimates
+    diagnostics: list[TableBlock] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sensitivity: list[TableBlock] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def frame_html(frame: pd.DataFrame) -> str:
+    """A DataFrame as an escaped HTML table (no index), numbers already formatted by the caller."""
+    return frame.to_html(index=False, escape=True, na_rep="", border=0, classes="tbl",
+                         float_format=lambda v: f"{v:.3f}")
+
+
+def flow_boxes(flow: pd.DataFrame, threshold: int = 5) -> list[dict[str, str]]:
+    """The flow diagram as boxes, with disclosure control along the chain of exclusions.
+
+    ``flow`` is ``Cohort.flow()``: step, rows_in, rows_excluded, rows_out, rows_changed, reason (first row
+    = rows read). Exclusions of 1..threshold-1 rows show as "<5". Because rows_in - excluded = rows_out,
+    when any exclusion is suppressed the intermediate "remaining" counts are not shown and, if only one
+    exclusion is suppressed, the next smallest one is suppressed too (shown "s"), so that the difference
+    between rows read and rows analysed never reveals a small count.
+    """
+    f = flow.reset_index(drop=True)
+    if f.empty:
+        return []
+    exc = pd.to_numeric(f.get("rows_excluded", 0), errors="coerce").fillna(0).to_numpy(float)
+    exc[0] = 0.0  # the first row is the read step
+    small = is_small(exc, threshold)
+    secondary = np.zeros(len(f), dtype=bool)
+    if small.sum() == 1:
+        cand = np.flatnonzero((exc > 0) & ~small)
+        if len(cand):
+            secondary[cand[np.argmin(exc[cand])]] = True
+    hide_remaining = bool(small.any())
+    rows_read = f["rows_out"].iloc[0] if "rows_out" in f.columns else f["rows_in"].iloc[0]
+    read_small = 1 <= float(rows_read) < threshold
+    boxes = [{"kind": "main", "label": "Rows read", "count": format_count(rows_read, threshold),
+              "reason": str(f["reason"].iloc[0]) if "reason" in f.columns and pd.notna(f["reason"].iloc[0]) else ""}]
+    if small.sum() == 1 and not secondary.any() and not read_small:
+        boxes[0]["count"] = SECONDARY  # only one exclusion at all: hide rows read instead
+    last = len(f) - 1
+    for i in range(1, len(f)):
+        r = f.iloc[i]
+        changed = float(r.get("rows_changed", 0) or 0)
+        if exc[i] > 0 or i == last or changed > 0:
+            count = SECONDARY if secondary[i] else format_count(exc[i], threshold)
+            if exc[i] > 0:
+                boxes.append({"kind": "side", "label": str(r["step"]), "count": count,
+                              "reason": str(r.get("reason", "") or "")})
+            if changed > 0:
+                boxes.append({"kind": "note", "label": str(r["step"]),
+                              "count": format_count(changed, threshold),
+                              "reason": "values corrected (rows kept): " + str(r.get("reason", "") or "")})
+            if exc[i] > 0 and i != last and not hide_remaining:
+                boxes.append({"kind": "main", "label": "Remaining", "count": format_count(r["rows_out"], threshold),
+                              "reason": ""})
+    boxes.append({"kind": "main final", "label": "Analysed", "count": format_count(f["rows_out"].iloc[-1], threshold),
+                  "reason": ""})
+    return boxes
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
+                             lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env
+
+
+def render_report(content: ReportContent, path: Path | str) -> Path:
+    """Render ``content`` to a single self-contained HTML file at ``path``."""
+    est = content.estimates
+    groups = []
+    if not est.empty:
+        for sec, rows in est.groupby("section", sort=False):
+            disp = estimates_display(rows, content.threshold, show_truth=content.synthetic)
+            groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp)})
+    flow = flow_boxes(content.flow, content.threshold) if content.flow is not None else []
+    html = _env().get_template("report.html.j2").render(
+        c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE,
+        table1_html=content.table1.html() if content.table1 is not None else "",
+        esc=_html.escape)
+    path = Path(path)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def render_index(entries: list[dict[str, Any]], path: Path | str, *, title: str = "hostats reports",
+                 provenance: dict[str, Any] | None = None) -> Path:
+    """The index page of ``hostats reproduce``: one entry per analysis with a link to its report.
+
+    ``entries``: dicts with name, title, question, href (relative), status ("ok" or "failed"), message,
+    seconds, and ``headline`` (a small list of {measure, estimate, truth} dicts).
+    """
+    html = _env().get_template("index.html.j2").render(entries=entries, title=title,
+                                                        provenance=provenance or {})
+    path = Path(path)
+    path.write_text(html, encoding="utf-8")
+    return path

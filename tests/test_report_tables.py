@@ -1,0 +1,347 @@
+"""Report layer on hand-made frames: suppression (checked by exact linear algebra), Table 1, estimates,
+CSV formula neutralising, figures, HTML rendering and the manifest."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hostats.provenance import build_manifest, hash_inputs, sha256_file, write_manifest
+from hostats.report.html import ReportContent, TableBlock, flow_boxes, render_index, render_report
+from hostats.report.tables import (
+    estimates_display,
+    neutralise_formulas,
+    secondary_suppression,
+    suppress_estimates,
+    table_one,
+    write_csv,
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# An independent oracle for suppression: a reader who sees the shown cells and the margins can solve the
+# linear system "each row/column sums to its total". A suppressed cell is disclosed iff its unit vector
+# lies in the row space of the constraint matrix restricted to the unknown cells (exact, rank-based).
+# ---------------------------------------------------------------------------------------------------
+def disclosed_cells(counts: np.ndarray, state: np.ndarray) -> list[tuple[int, int]]:
+    r, c = counts.shape
+    ext = np.zeros((r + 1, c + 1))
+    ext[:r, :c] = counts
+    ext[:r, c] = counts.sum(1)
+    ext[r, :c] = counts.sum(0)
+    ext[r, c] = counts.sum()
+    unknown = [(i, j) for i in range(r + 1) for j in range(c + 1) if state[i, j] != 0]
+    pos = {p: k for k, p in enumerate(unknown)}
+    rows = []
+    for i in range(r + 1):       # row i: sum of its inner entries minus its total = 0
+        v = np.zeros(len(unknown))
+        for j in range(c + 1):
+            if (i, j) in pos:
+                v[pos[(i, j)]] = -1.0 if j == c else 1.0
+        rows.append(v)
+    for j in range(c + 1):
+        v = np.zeros(len(unknown))
+        for i in range(r + 1):
+            if (i, j) in pos:
+                v[pos[(i, j)]] = -1.0 if i == r else 1.0
+        rows.append(v)
+    a = np.array(rows) if unknown else np.zeros((0, 0))
+    out = []
+    if not unknown:
+        return out
+    rank = np.linalg.matrix_rank(a)
+    for p, k in pos.items():
+        e = np.zeros(len(unknown))
+        e[k] = 1.0
+        if np.linalg.matrix_rank(np.vstack([a, e])) == rank:
+            out.append(p)
+    return out
+
+
+def test_two_by_two_with_one_small_cell_suppresses_all_four_inner_cells():
+    # classic result: in a 2x2 table with all margins shown, protecting one cell needs all four
+    counts = np.array([[3, 10], [20, 30]])
+    state = secondary_suppression(counts, 5)
+    assert state[0, 0] == 1
+    assert (state[:2, :2] > 0).all()
+    assert (state[2, :] == 0).all() and (state[:, 2] == 0).all()  # margins still shown
+    assert disclosed_cells(counts, state) == []
+
+
+def test_no_small_cells_nothing_suppressed():
+    counts = np.array([[30, 10], [20, 30], [0, 7]])
+    assert (secondary_suppression(counts, 5) == 0).all()
+
+
+def test_zero_is_not_suppressed_but_protects_nothing():
+    counts = np.array([[0, 3], [12, 40]])
+    state = secondary_suppression(counts, 5)
+    assert state[0, 1] == 1
+    small = [(i, j) for (i, j) in disclosed_cells(counts, state) if 1 <= np.append(
+        np.column_stack([counts, counts.sum(1)]), [np.append(counts.sum(0), counts.sum())], axis=0)[i, j] < 5]
+    assert small == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.data())
+def test_no_suppressed_small_cell_is_recoverable(r, c, data):
+    counts = np.array(data.draw(st.lists(st.lists(st.integers(0, 40), min_size=c, max_size=c),
+                                         min_size=r, max_size=r)))
+    state = secondary_suppression(counts, 5)
+    ext = np.zeros((r + 1, c + 1))
+    ext[:r, :c] = counts
+    ext[:r, c] = counts.sum(1)
+    ext[r, :c] = counts.sum(0)
+    ext[r, c] = counts.sum()
+    sensitive = (ext >= 1) & (ext < 5)
+    assert (state[sensitive] != 0).all(), "every small count is suppressed"
+    leaked = [p for p in disclosed_cells(counts, state) if sensitive[p]]
+    assert leaked == [], f"small cells recoverable by subtraction: {leaked}\n{counts}\n{state}"
+
+
+def test_hidden_small_complement_is_protected():
+    # a yes/no variable shown as its "yes" row only: 'no' = n - yes - missing is small and derivable
+    counts = np.array([[98, 50], [2, 0], [0, 0]])  # yes, no (hidden), missing by two groups
+    hidden = np.array([[False, False], [True, True], [False, False]])
+    state = secondary_suppression(counts, 5, hidden=hidden)
+    assert state[1, 0] == 1
+    assert disclosed_cells(counts, state) == [] or all(
+        not (1 <= counts[p] < 5) for p in disclosed_cells(counts, state) if p[0] < 3 and p[1] < 2)
+
+
+def test_suppression_rejects_negative_counts():
+    with pytest.raises(ValueError, match="non-negative"):
+        secondary_suppression(np.array([[1, -2]]), 5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Table 1
+# ---------------------------------------------------------------------------------------------------
+def _counts_in(text: str) -> list[int]:
+    """Integers shown as counts in a Table 1 cell or header ("12 (3.4%)", "(n=300)")."""
+    out = [int(m) for m in re.findall(r"(?:^|n=)(\d+)(?= \(|\)|$)", text)]
+    return out
+
+
+@pytest.fixture
+def cohort_frame():
+    rng = np.random.default_rng(7)
+    n = 400
+    arm = np.array(["none"] * 250 + ["radiotherapy"] * 147 + ["bisphosphonate"] * 3)
+    age = rng.normal(65, 10, n)
+    age[rng.choice(n, 12, replace=False)] = np.nan
+    sex = rng.choice(["female", "male"], n).astype(object)
+    sex[:2] = None
+    prior = pd.array(rng.random(n) < 0.2, dtype="boolean")
+    return pd.DataFrame({
+        "prophylaxis": pd.Categorical(arm, categories=["none", "radiotherapy", "nsaid", "bisphosphonate"]),
+        "age_years": age, "sex": pd.Categorical(sex, categories=["female", "male"]), "prior_ho": prior})
+
+
+def test_table_one_values_and_missingness(cohort_frame):
+    t = table_one(cohort_frame, ["age_years", "sex", "prior_ho"], by="prophylaxis")
+    assert list(t.columns[:2]) == ["variable", "level"]
+    assert t.columns[2] == "none (n=250)" and t.columns[-1] == "Overall (n=400)"
+    assert "nsaid" not in " ".join(t.columns)  # empty arm dropped
+    d = cohort_frame
+    none = d[d.prophylaxis == "none"]
+    row = t[(t.variable == "age_years") & (t.level == "mean (SD)")].iloc[0]
+    x = none.age_years.dropna()
+    assert row["none (n=250)"] == f"{x.mean():.1f} ({x.std(ddof=1):.1f})"
+    miss = t[(t.variable == "age_years") & (t.level == "missing")].iloc[0]
+    assert miss["Overall (n=400)"] == f"12 ({100 * 12 / 400:.1f}%)"
+    female = t[(t.variable == "sex") & (t.level == "female")].iloc[0]
+    k = int((none.sex == "female").sum())
+    assert female["none (n=250)"] == f"{k} ({100 * k / none.sex.notna().sum():.1f}%)"
+    # the 3-person arm: header and every count suppressed; its numeric summaries withheld
+    bis = [c for c in t.columns if c.startswith("bisphosphonate")][0]
+    assert bis == "bisphosphonate (n=<5)"
+    assert set(t[bis]) <= {"<5", "s", "—", "0 (0.0%)", ""}
+
+
+def test_table_one_shows_no_count_between_1_and_4(cohort_frame):
+    t = table_one(cohort_frame, ["age_years", "sex", "prior_ho"], by="prophylaxis")
+    cells = list(t.columns) + [str(v) for v in t.to_numpy().ravel()]
+    shown = [k for cell in cells for k in _counts_in(cell)]
+    assert shown, "the helper finds counts"
+    assert not [k for k in shown if 1 <= k <= 4]
+
+
+def test_table_one_rejects_unknown_column(cohort_frame):
+    with pytest.raises(ValueError, match="not_there"):
+        table_one(cohort_frame, ["not_there"], by="prophylaxis")
+
+
+def test_table_one_smd_column(cohort_frame):
+    t = table_one(cohort_frame, ["age_years", "prior_ho"], by="prophylaxis",
+                  smd={"age_years": 0.1234, ("prior_ho", True): -0.2})
+    assert t.loc[t.level == "mean (SD)", "SMD"].iloc[0] == "0.123"
+    assert t.loc[(t.variable == "prior_ho") & (t.level == "yes"), "SMD"].iloc[0] == "-0.200"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Estimates and CSV
+# ---------------------------------------------------------------------------------------------------
+def _estimates():
+    return pd.DataFrame({
+        "analysis": "a", "section": ["s1", "s1", "s2"], "measure": ["risk", "risk", "odds_ratio"],
+        "group": ["none", "rare", ""], "term": ["", "", "age_years"],
+        "estimate": [0.3, 0.02, 1.5], "ci_lower": [0.25, 0.005, 1.1], "ci_upper": [0.35, 0.06, 2.0],
+        "ci_level": 0.95, "p_value": [np.nan, np.nan, 0.0004], "n": [200, 150, 350], "events": [60, 3, 63],
+        "unit": ["proportion", "proportion", "ratio"], "truth": [0.31, 0.03, np.nan], "method": "x"})
+
+
+def test_suppress_estimates_withholds_small_counts_and_their_estimates():
+    s = suppress_estimates(_estimates(), 5)
+    rare = s.iloc[1]
+    assert rare["events"] == "<5" and rare["estimate"] is None and rare["ci_lower"] is None
+    assert "fewer than 5" in rare["note"]
+    assert s.iloc[0]["estimate"] == 0.3 and s.iloc[0]["events"] == 60
+    d = estimates_display(_estimates(), 5, show_truth=True)
+    assert d.loc[2, "p"] == "<0.001" and d.loc[2, "group / term"] == "age_years"
+    assert d.loc[0, "truth"] == "0.310" and d.loc[1, "events"] == "<5" and d.loc[1, "estimate"] == ""
+
+
+def test_csv_formula_injection_neutralised(tmp_path):
+    f = pd.DataFrame({"label": ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "ok", "\tTAB"],
+                      "value": [-1.5, 2.0, -3.0, 4.0, 5.0, 6.0]})
+    g = neutralise_formulas(f)
+    assert list(g["label"]) == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "ok", "'\tTAB"]
+    assert g["value"].tolist() == f["value"].tolist()  # numbers are left alone
+    write_csv(f, tmp_path / "x.csv")
+    back = pd.read_csv(tmp_path / "x.csv")
+    assert not back["label"].astype(str).str.match(r"^[=+\-@]").any()
+    assert back["value"].iloc[0] == -1.5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Flow diagram
+# ---------------------------------------------------------------------------------------------------
+def _flow(excluded):
+    rows_in, rows = 1000, []
+    rows.append({"step": "read", "rows_in": 1000, "rows_excluded": 0, "rows_out": 1000, "rows_changed": 0,
+                 "reason": "rows read"})
+    for k, e in enumerate(excluded):
+        rows.append({"step": f"step{k}", "rows_in": rows_in, "rows_excluded": e, "rows_out": rows_in - e,
+                     "rows_changed": 0, "reason": f"reason {k}"})
+        rows_in -= e
+    return pd.DataFrame(rows)
+
+
+def _numbers(boxes):
+    return [b["count"] for b in boxes]
+
+
+def test_flow_without_small_counts_shows_every_count():
+    boxes = flow_boxes(_flow([20, 30]), 5)
+    assert _numbers(boxes) == ["1000", "20", "980", "30", "950"]
+
+
+def test_flow_single_small_exclusion_cannot_be_recovered():
+    boxes = flow_boxes(_flow([3, 30, 12]), 5)
+    counts = _numbers(boxes)
+    assert "3" not in counts and "<5" in counts and "s" in counts  # 12 (smallest other) suppressed too
+    assert counts[0] == "1000" and counts[-1] == "955"
+    assert "997" not in counts and "967" not in counts  # the remaining counts would reveal it
+
+
+def test_flow_only_exclusion_small_hides_rows_read():
+    counts = _numbers(flow_boxes(_flow([2]), 5))
+    assert counts == ["s", "<5", "998"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------
+def test_curve_plot_number_at_risk_suppressed_and_tail_cut(tmp_path):
+    from hostats.report.figures import curve_plot, save_figure
+
+    t = np.arange(1, 11, dtype=float) * 40
+    curve = pd.DataFrame({"group": ["a"] * 10, "time": t, "estimate": np.linspace(0.02, 0.3, 10),
+                          "ci_lower": np.linspace(0.01, 0.25, 10), "ci_upper": np.linspace(0.03, 0.35, 10),
+                          "n_at_risk": [100, 90, 80, 70, 60, 40, 20, 4, 3, 2]})
+    fig = curve_plot(curve, risk_times=[0, 100, 200, 300, 400], threshold=5, horizon=365, truth=0.3)
+    tab = fig.axes[1]
+    texts = [x.get_text() for x in tab.texts]
+    # at risk at t = the risk set of the first jump at or after t (times 40, 80, ..., 400)
+    assert texts == ["100", "80", "60", "<5", "<5"]
+    line = fig.axes[0].lines[0]
+    assert line.get_xdata().max() <= 280 + 1e-9  # not drawn beyond the last time with >= 5 at risk
+    out = save_figure(fig, tmp_path, "ci")
+    assert (tmp_path / "ci.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "ci.svg").read_text().lstrip().startswith("<?xml")
+    assert len(out["base64"]) > 1000
+
+
+def test_figures_are_byte_identical_across_runs(tmp_path):
+    from hostats.report.figures import forest_plot, save_figure
+
+    f = pd.DataFrame({"label": ["A", "B", "C"], "estimate": [0.1, 0.2, 0.05], "ci_lower": [0.05, 0.1, 0.01],
+                      "ci_upper": [0.2, 0.3, 0.15]})
+    s = pd.DataFrame({"label": ["pooled"], "estimate": [0.11], "ci_lower": [0.06], "ci_upper": [0.2]})
+    a = save_figure(forest_plot(f, summary=s, prediction=(0.02, 0.4), log=False), tmp_path / "a", "f")
+    b = save_figure(forest_plot(f, summary=s, prediction=(0.02, 0.4), log=False), tmp_path / "b", "f")
+    assert a["base64"] == b["base64"]
+    assert (tmp_path / "a/f.svg").read_bytes() == (tmp_path / "b/f.svg").read_bytes()
+
+
+def test_calibration_table_matches_hand_computation():
+    from hostats.report.figures import calibration_table
+
+    p = np.array([0.1, 0.1, 0.2, 0.2, 0.8, 0.8])
+    y = np.array([0, 1, 0, 0, 1, 1])
+    t = calibration_table(p, y, bins=3)
+    assert t["predicted"].tolist() == pytest.approx([0.1, 0.2, 0.8])
+    assert t["observed"].tolist() == pytest.approx([0.5, 0.0, 1.0])
+    assert t["n"].tolist() == [2, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------------
+# HTML and manifest
+# ---------------------------------------------------------------------------------------------------
+def test_render_report_is_self_contained_with_every_section(tmp_path):
+    from hostats.report.figures import bar_plot, save_figure
+
+    fig = save_figure(bar_plot(pd.DataFrame({"g": ["a", "b"], "estimate": [0.2, 0.4]}), x="g"), tmp_path, "bar")
+    from hostats.report.html import SECTION_IDS, FigureBlock
+
+    content = ReportContent(
+        name="demo", title="Demo <report>", question="Is 1 < 2?", data_source=["file x.csv"],
+        synthetic=True, flow=_flow([3, 40]), table1=TableBlock("by arm", pd.DataFrame({"a": ["1"]})),
+        estimates=suppress_estimates(_estimates(), 5), figures=[FigureBlock("bar", "Bars", "cap", **fig)],
+        warnings=["separation in term x"], methods=["We estimated things."], provenance={"seed": 1},
+        files=["estimates.csv"])
+    path = render_report(content, tmp_path / "report.html")
+    html = path.read_text()
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in html
+    assert "Demo &lt;report&gt;" in html  # escaped
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "data:image/png;base64," in html
+    assert ">3<" not in html and "&lt;5" in html
+    assert "patient_id" not in html
+    idx = render_index([{"name": "demo", "title": "Demo", "question": "q", "href": "demo/report.html",
+                         "status": "ok", "message": "", "seconds": 1.0, "files": "x", "synthetic": True,
+                         "headline": [{"label": "risk", "value": "0.3", "truth": "0.31"}]}],
+                       tmp_path / "index.html")
+    assert 'href="demo/report.html"' in idx.read_text()
+
+
+def test_manifest_hashes_and_versions(tmp_path):
+    (tmp_path / "in.csv").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "in.csv") == hashlib.sha256(b"abc").hexdigest() == \
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    inputs = hash_inputs([tmp_path / "in.csv"], root=tmp_path)
+    assert inputs == [{"path": "in.csv", "bytes": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}]
+    m = build_manifest(analysis="a", spec={"x": 1}, spec_path=None, inputs=inputs, seed=5,
+                       timings={"fit": 0.1}, outputs=["report.html"])
+    write_manifest(m, tmp_path / "manifest.json")
+    back = json.loads((tmp_path / "manifest.json").read_text())
+    assert back["seed"] == 5 and back["packages"]["pandas"] == pd.__version__
+    assert back["inputs"][0]["sha256"].startswith("ba7816bf")
