@@ -46,8 +46,12 @@ from hostats.errors import DataError, EstimationError
 from hostats.stats import balance as _bal
 from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
 
-POSITIVITY_BOUND = 0.01      # propensities below this (for an arm that matters) are flagged
-EXTREME_WEIGHT = 10.0        # a weight above this multiple of its arm's mean weight is flagged
+# Diagnostics thresholds (flags, not rules: a report shows them next to the estimates).
+POSITIVITY_BOUND = 0.01      # propensities below this (for an arm that matters) ...
+POSITIVITY_SHARE = 0.001     # ... are flagged when more than this share of patients have them, or any < 0.001
+EXTREME_WEIGHT = 10.0        # a weight above this multiple of its arm's mean weight ...
+EXTREME_SHARE = 0.01         # ... that also carries more than this share of the arm's total weight is flagged
+LOW_ESS = 0.3                # as is an effective sample size below this fraction of the arm's size
 _ESTIMANDS = {"ATE": "ATE", "ATT": "ATT", "ATO": "ATO", "OVERLAP": "ATO"}
 
 IPTW_REFERENCE = (
@@ -641,9 +645,9 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
                   if est_key == "ATT" else [])
     for k in check_arms:
         low = P[:, k] < POSITIVITY_BOUND
-        if low.any():
+        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
             notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
-                         f"below {POSITIVITY_BOUND} for {levels[k]!r} (minimum {P[:, k].min():.2g}); "
+                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); "
                          "consider restricting the cohort, truncation or overlap weights (estimand='ATO')")
     ess = []
     for k in range(K):
@@ -651,7 +655,8 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         rel = wk / wk.mean()
         ess.append({"group": levels[k], "n": int(counts[k]), "sum_weights": float(wk.sum()),
                     "ess": _bal.effective_sample_size(wk), "max_weight": float(wk.max())})
-        if rel.max() > EXTREME_WEIGHT:
+        if ((rel.max() > EXTREME_WEIGHT and wk.max() / wk.sum() > EXTREME_SHARE)
+                or ess[-1]["ess"] < LOW_ESS * counts[k]):
             notes.append(f"extreme weights in arm {levels[k]!r}: the largest is {rel.max():.1f} times the arm's "
                          f"mean weight (effective sample size {ess[-1]['ess']:.0f} of {counts[k]})")
     ess_df = pd.DataFrame(ess)
