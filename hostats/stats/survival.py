@@ -9,9 +9,11 @@ vectorised Newton-Raphson (``hostats.stats._efron``), reporting what R's ``coxph
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sstats
 
 from hostats.errors import EstimationError
 from hostats.stats._result import CURVE_COLUMNS, CurveResult, Result, check_level, tidy, z_value
@@ -247,3 +249,264 @@ def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, leve
                            "groups": ", ".join(str(v) for v in labels)}])
     return Result(_table=tidy(table), level=level, method="log-rank test", reference=LOGRANK_REFERENCE,
                   fitted=res)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cox proportional-hazards model
+# ----------------------------------------------------------------------------------------------------
+COX_REFERENCE = (
+    "Cox DR. Regression models and life-tables. J R Stat Soc B 1972;34:187-220; Efron B. The efficiency "
+    "of Cox's likelihood function for censored data. JASA 1977;72:557-565 (ties); Lin DY, Wei LJ. The "
+    "robust inference for the Cox proportional hazards model. JASA 1989;84:1074-1078 (robust SE); "
+    "computed as R survival::coxph (Therneau & Grambsch 2000)"
+)
+ZPH_REFERENCE = ("Grambsch PM, Therneau TM. Proportional hazards tests and diagnostics based on weighted "
+                 "residuals. Biometrika 1994;81:515-526; score test as R survival::cox.zph (>= 3.0)")
+
+
+def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+    """Covariate matrix from a right-hand-side formula ("age + C(site)"), without intercept: the
+    baseline hazard absorbs it, and treatment coding of factors stays full rank."""
+    import formulaic
+
+    from hostats.errors import DataError
+    from hostats.stats._survdata import _rows
+
+    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    if not rhs.strip():
+        raise DataError("the Cox formula has no covariates; use kaplan_meier for a model without them")
+    try:
+        spec = formulaic.Formula(rhs)
+        needed = sorted(spec.required_variables)
+    except Exception as exc:  # formulaic's parse errors are not user-friendly on their own
+        raise DataError(f"cannot parse the formula {formula!r}: {exc}") from exc
+    for var in needed:
+        if var not in data.columns:
+            raise DataError(f"formula variable {var!r} is not in the data; columns are {list(data.columns)}",
+                            column=var)
+        bad = data[var].isna().to_numpy()
+        if bad.any():
+            raise DataError(f"covariate {var!r} has missing values in rows {_rows(bad, data.index)}; "
+                            "impute them or exclude the rows explicitly (nothing is dropped silently)",
+                            column=var)
+    mm = formulaic.model_matrix(rhs, data, na_action="raise")
+    names = list(mm.columns)
+    keep = [i for i, c in enumerate(names) if c != "Intercept"]
+    X = np.asarray(mm, dtype=float)[:, keep]
+    names = [names[i] for i in keep]
+    terms: dict[str, list[int]] = {}
+    for term, idx in mm.model_spec.term_indices.items():
+        cols = [keep.index(i) for i in idx if i in keep]
+        if cols:
+            terms[str(term)] = cols
+    if not names:
+        raise DataError(f"the formula {formula!r} gives no covariate columns")
+    return np.ascontiguousarray(X), names, terms
+
+
+@dataclass(repr=False)
+class CoxResult(Result):
+    """Cox model: ``.table()`` has one row per coefficient (term, estimate = hazard ratio, ci_lower,
+    ci_upper, p_value, std_error of the log hazard ratio, n, events, plus log_hr and z).
+
+    Also: ``vcov`` (used covariance of the log hazard ratios), ``naive_vcov`` (inverse information),
+    ``loglik`` (null, fitted), ``tests()`` (likelihood-ratio, Wald, score), ``concordance()``,
+    ``check_ph()`` and ``to_lifelines()`` (the same model fitted by lifelines' CoxPHFitter).
+    """
+
+    coef: pd.Series = field(default_factory=pd.Series)
+    vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    naive_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    loglik: tuple[float, float] = (float("nan"), float("nan"))
+    robust: bool = False
+    n: int = 0
+    events: int = 0
+    _score_test: float = float("nan")
+    _fit: object = None
+    _dat: object = None
+    _terms: dict = field(default_factory=dict)
+    _spec: dict = field(default_factory=dict)
+
+    def tests(self) -> pd.DataFrame:
+        """Global tests of all coefficients = 0: likelihood ratio, Wald (with the reported, possibly
+        robust, covariance) and score (log-rank generalisation, at beta = 0)."""
+        p = len(self.coef)
+        b = self.coef.to_numpy()
+        wald = float(b @ np.linalg.solve(self.vcov.to_numpy(), b))
+        lr = 2.0 * (self.loglik[1] - self.loglik[0])
+        rows = [("likelihood_ratio", lr), ("wald", wald), ("score", self._score_test)]
+        return pd.DataFrame([{"measure": m, "estimate": s, "df": p, "p_value": float(sstats.chi2.sf(s, p))}
+                             for m, s in rows])
+
+    def concordance(self) -> float:
+        """Harrell's C of the linear predictor (pairs in the same stratum; ties in the predictor count
+        1/2), from lifelines' O(n log n) implementation. Unweighted."""
+        from lifelines.utils.concordance import _concordance_ratio, _concordance_summary_statistics
+
+        dat = self._dat
+        lp = dat.X @ self.coef.to_numpy()
+        segs = [slice(None)] if dat.rseg is None else [dat.rseg == s for s in np.unique(dat.rseg)]
+        correct = tied = pairs = 0
+        for seg in segs:
+            c, t, p = _concordance_summary_statistics(dat.time[seg], -lp[seg], dat.event[seg])
+            correct, tied, pairs = correct + c, tied + t, pairs + p
+        if pairs == 0:
+            raise EstimationError("no comparable pairs for the concordance")
+        return float(_concordance_ratio(correct, tied, pairs))
+
+    def check_ph(self, transform: str = "km") -> pd.DataFrame:
+        """Test of proportional hazards per term and GLOBAL, as R's ``cox.zph`` (survival >= 3.0): a
+        score test of adding x * g(t) for each term, g = the centred transform of event time
+        ("km": 1 - left-continuous Kaplan-Meier of all data; "identity"; "rank"; "log").
+        Small p-values suggest the hazard ratio changes over follow-up. Uses the model-based
+        information (as cox.zph does, also for robust fits)."""
+        from hostats.stats import _efron
+
+        dat, fit = self._dat, self._fit
+        t_ev = dat.time[dat.ev]
+        if transform == "identity":
+            g = t_ev.astype(float)
+        elif transform == "log":
+            if np.any(t_ev <= 0):
+                raise EstimationError("transform='log' needs positive event times")
+            g = np.log(t_ev)
+        elif transform == "rank":
+            g = sstats.rankdata(t_ev)
+        elif transform == "km":
+            g = 1.0 - _left_km(dat.time, dat.event, t_ev)
+        else:
+            raise ValueError(f"transform must be 'km', 'identity', 'rank' or 'log', got {transform!r}")
+        g = g - g.mean()
+        gk = g[dat.evstart]  # g is constant within an event group (same time)
+        pc = fit.pieces
+        sres = _efron.schoenfeld(dat, pc) * dat.w[dat.ev][:, None]
+        u = np.r_[pc.score, g @ sres]
+        i_bb = pc.info
+        i_bg = _efron.information(dat, pc.r, pc.m, pc.h, gk)
+        i_gg = _efron.information(dat, pc.r, pc.m, pc.h, gk * gk)
+        imat = np.block([[i_bb, i_bg], [i_bg.T, i_gg]])
+        p = len(self.coef)
+        rows = []
+        for term, cols in self._terms.items():
+            ii = list(range(p)) + [p + c for c in cols]
+            stat = float(u[ii] @ np.linalg.solve(imat[np.ix_(ii, ii)], u[ii]))
+            rows.append({"term": term, "chisq": stat, "df": len(cols)})
+        stat = float(u @ np.linalg.solve(imat, u))
+        rows.append({"term": "GLOBAL", "chisq": stat, "df": p})
+        out = pd.DataFrame(rows)
+        out["p_value"] = sstats.chi2.sf(out["chisq"].to_numpy(), out["df"].to_numpy())
+        out["transform"] = transform
+        return out
+
+    def to_lifelines(self, **kwargs: Any):
+        """Fit the same model with lifelines' CoxPHFitter (Efron ties) and return it, for its plots and
+        residuals. Slow on large data; strata and weights are passed on, cluster as cluster_col."""
+        from lifelines import CoxPHFitter
+
+        s = self._spec
+        data: pd.DataFrame = s["data"]
+        cols = [s["time"], s["event"]] + [c for c in (s["weights"], s["cluster"]) if c] + list(s["strata"])
+        frame = pd.DataFrame(self._spec["X"], columns=list(self.coef.index), index=data.index)
+        for c in cols:
+            frame[c] = data[c].to_numpy()
+        cph = CoxPHFitter(alpha=1 - self.level, **kwargs)
+        return cph.fit(frame, s["time"], s["event"], weights_col=s["weights"], cluster_col=s["cluster"],
+                       strata=list(s["strata"]) or None, robust=self.robust)
+
+
+def _left_km(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Unweighted Kaplan-Meier of all rows (ignoring strata) just before each of ``at``."""
+    ut, inv = np.unique(time, return_inverse=True)
+    d = np.bincount(inv, weights=event.astype(float))
+    c = np.bincount(inv)
+    n_risk = np.cumsum(c[::-1])[::-1]
+    surv = np.cumprod(1.0 - d / n_risk)
+    idx = np.searchsorted(ut, at, side="left")  # number of unique times < at
+    return np.r_[1.0, surv][idx]
+
+
+def _strata_codes(data: pd.DataFrame, strata: list[str]) -> np.ndarray | None:
+    if not strata:
+        return None
+    for col in strata:
+        label_array(data, col, "strata")
+    return data.groupby(strata, sort=True, observed=True).ngroup().to_numpy(np.int64)
+
+
+def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | None = None,
+        cluster: str | None = None, strata: str | list[str] | None = None, level: float = 0.95,
+        robust: bool | None = None) -> CoxResult:
+    """Cox proportional-hazards model: hazard ratios exp(beta) with Wald confidence limits.
+
+    Estimand: the hazard ratio per unit of each covariate (per level versus the reference for
+    ``C(factor)`` terms), assumed constant over follow-up (check with ``.check_ph()``).
+    Method: maximum of the Efron partial likelihood by Newton-Raphson with step halving
+    (``hostats.stats._efron``; same estimates as R's ``coxph(ties="efron")``). ``strata``: separate
+    baseline hazards (risk sets within strata). ``weights``: case weights as in coxph (mean weight of
+    tied events). Standard errors: inverse information, or the Lin-Wei robust sandwich from the
+    Efron score residuals (summed within ``cluster`` when given). ``robust=None`` means robust when a
+    cluster is given or when the weights are not all integers (probability weights such as IPTW),
+    as coxph does. Confidence limits are Wald limits on the log scale, as printed by coxph.
+
+    ``formula``: right-hand side such as ``"age_years + C(prophylaxis)"`` (formulaic syntax; a
+    leading ``"~"`` is allowed). No intercept. Missing covariate values are an error, not dropped.
+    """
+    from hostats.stats import _efron
+
+    level = check_level(level)
+    strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
+    require_columns(data, [time, event] + [c for c in (weights, cluster) if c] + strata_cols)
+    t = time_array(data, time)
+    e = event_array(data, event)
+    w = weight_array(data, weights)
+    if cluster is not None:
+        label_array(data, cluster, "cluster")
+    X, names, terms = _design(data, formula)
+    for name, col in zip(names, X.T, strict=True):
+        if np.all(col == col[0]):
+            raise EstimationError(f"covariate {name!r} is constant, so its hazard ratio cannot be "
+                                  "estimated; remove it from the formula")
+    if not e.any():
+        raise EstimationError("no events: a Cox model needs at least one event")
+    if e.sum() < X.shape[1]:
+        raise EstimationError(f"only {int(e.sum())} events for {X.shape[1]} coefficients")
+    sc = _strata_codes(data, strata_cols)
+    wts = np.ones_like(t) if w is None else w
+    dat = _efron.prepare(X.copy(), t, e, wts, sc)
+    fit = _efron.newton(dat)
+    warnings: list[str] = []
+    for name, flag in zip(names, fit.maybe_infinite, strict=True):
+        if flag:
+            warnings.append(f"the coefficient of {name!r} may be infinite (monotone likelihood: e.g. no "
+                            "events in one level); its hazard ratio and CI are not trustworthy")
+    if robust is None:
+        robust = cluster is not None or (w is not None and bool(np.any(w != np.round(w))))
+    vcov = fit.vcov
+    if robust:
+        resid = _efron.score_residuals(dat, fit.pieces) * dat.w[:, None]
+        if cluster is not None:
+            codes = pd.factorize(data[cluster])[0][dat.order]
+            resid = pd.DataFrame(resid).groupby(codes).sum().to_numpy()
+        dfbeta = resid @ fit.vcov
+        vcov = dfbeta.T @ dfbeta
+    se = np.sqrt(np.diag(vcov))
+    z = z_value(level)
+    zstat = fit.beta / se
+    table = pd.DataFrame({
+        "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(fit.beta - z * se),
+        "ci_upper": np.exp(fit.beta + z * se), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
+        "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
+    })
+    if strata_cols:
+        warnings.append(f"stratified by {', '.join(strata_cols)} (separate baseline hazards)")
+    method = "Cox proportional hazards (Efron ties" + (", robust SE" if robust else "") + ")"
+    spec = {"data": data, "time": time, "event": event, "weights": weights, "cluster": cluster,
+            "strata": strata_cols, "formula": formula, "X": X}
+    return CoxResult(_table=table, level=level, method=method, reference=COX_REFERENCE, fitted=None,
+                     warnings=warnings, coef=pd.Series(fit.beta, index=names),
+                     vcov=pd.DataFrame(vcov, index=names, columns=names),
+                     naive_vcov=pd.DataFrame(fit.vcov, index=names, columns=names),
+                     loglik=(fit.loglik0, fit.loglik), robust=bool(robust), n=len(t), events=int(e.sum()),
+                     _score_test=fit.score_test, _fit=fit, _dat=dat, _terms=terms, _spec=spec)
+
+

@@ -1,0 +1,252 @@
+"""Vectorised Newton-Raphson for the Cox model with Efron's approximation for tied event times.
+
+Why this exists: lifelines' CoxPHFitter is about ten times slower than R's ``coxph`` on a million rows.
+Here every risk-set sum is a reverse cumulative sum over rows sorted by (stratum, time), and the tied
+events of one time enter through the Efron weights l/d (Efron 1977), one row per event, so there is no
+Python loop over event times. The p x p risk-set second moments are never formed per time: since
+sum_k c_k S2_k = X' diag(r_i sum_{k: t_k <= T_i} c_k) X, the information is one weighted cross-product.
+
+Notation (rows sorted, X centred): r_i = w_i exp(x_i b); tie group k = rows sharing (stratum, time);
+event group = tie group with d_k > 0 events; for the l-th (l = 0..d_k-1) Efron term of group k
+den = S0_k - (l/d_k) E0_k, mean m = (S1_k - (l/d_k) E1_k) / den, where S are risk-set sums and E sums
+over the d_k events, and the term carries the mean event weight wbar_k (as R's coxph).
+
+References: Efron B. The efficiency of Cox's likelihood function for censored data. JASA 1977;72:557-565.
+Therneau TM, Grambsch PM. Modeling Survival Data: Extending the Cox Model. Springer 2000 (score
+residuals, robust variance, section 7.2; the proportional-hazards score test of cox.zph, section 6.2).
+Lin DY, Wei LJ. The robust inference for the Cox proportional hazards model. JASA 1989;84:1074-1078.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from hostats.errors import EstimationError
+
+
+def _rev_cumsum(a: np.ndarray, seg: np.ndarray | None) -> np.ndarray:
+    """Sum over rows i..end of i's segment (rows sorted by segment)."""
+    if seg is None:
+        return np.cumsum(a[::-1], axis=0)[::-1]
+    frame = pd.DataFrame(a[::-1]) if a.ndim == 2 else pd.Series(a[::-1])
+    return frame.groupby(seg[::-1]).cumsum().to_numpy()[::-1]
+
+
+def _cumsum(a: np.ndarray, seg: np.ndarray | None) -> np.ndarray:
+    """Sum over rows start-of-segment..i (rows sorted by segment)."""
+    if seg is None:
+        return np.cumsum(a, axis=0)
+    frame = pd.DataFrame(a) if a.ndim == 2 else pd.Series(a)
+    return frame.groupby(seg).cumsum().to_numpy()
+
+
+@dataclass
+class EfronData:
+    """Data sorted by (stratum, time) with the tie structure, computed once per fit."""
+
+    X: np.ndarray           # (n, p) sorted, centred covariates
+    center: np.ndarray      # column means removed
+    time: np.ndarray        # (n,) sorted times
+    event: np.ndarray       # (n,) bool
+    w: np.ndarray           # (n,) case weights
+    order: np.ndarray       # sorted position -> original row
+    gid: np.ndarray         # (n,) tie-group id of each row
+    gseg: np.ndarray | None  # (G,) stratum of each tie group (None: one stratum)
+    rseg: np.ndarray | None  # (n,) stratum of each row
+    G: int
+    ev: np.ndarray          # (D,) sorted positions of event rows
+    kev: np.ndarray         # (D,) event-group index of each event row
+    eg: np.ndarray          # (K,) tie-group id of each event group
+    egstart: np.ndarray     # (K,) first sorted row of each event group (start of its tie group)
+    evstart: np.ndarray     # (K,) first position in ev of each event group
+    d: np.ndarray           # (K,) events per group
+    a: np.ndarray           # (D,) Efron fractions l / d_k
+    wbar: np.ndarray        # (K,) mean weight of the events in each group
+    wx_events: np.ndarray   # (p,) sum of w x over events
+
+
+def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
+            strata: np.ndarray | None) -> EfronData:
+    n, _ = X.shape
+    if strata is None:
+        order = np.argsort(time, kind="stable")
+        rseg = None
+    else:
+        order = np.lexsort((time, strata))
+        rseg = strata[order]
+    t, e, ws = time[order], event[order], w[order]
+    Xs = X[order]
+    center = Xs.mean(axis=0)
+    Xs -= center
+    brk = np.empty(n, dtype=bool)
+    brk[0] = True
+    brk[1:] = t[1:] != t[:-1]
+    if rseg is not None:
+        brk[1:] |= rseg[1:] != rseg[:-1]
+    gstart = np.flatnonzero(brk)
+    gid = np.cumsum(brk) - 1
+    G = gstart.size
+    ev = np.flatnonzero(e)
+    gev = gid[ev]
+    newg = np.r_[True, gev[1:] != gev[:-1]]
+    evstart = np.flatnonzero(newg)
+    kev = np.cumsum(newg) - 1
+    eg = gev[evstart]
+    d = np.diff(np.r_[evstart, ev.size])
+    a = (np.arange(ev.size) - evstart[kev]) / d[kev]
+    wbar = np.add.reduceat(ws[ev], evstart) / d
+    wx_events = ws[ev] @ Xs[ev]
+    return EfronData(X=Xs, center=center, time=t, event=e, w=ws, order=order, gid=gid,
+                     gseg=None if rseg is None else rseg[gstart], rseg=rseg, G=G, ev=ev, kev=kev,
+                     eg=eg, egstart=gstart[eg], evstart=evstart, d=d, a=a, wbar=wbar,
+                     wx_events=wx_events)
+
+
+@dataclass
+class Pieces:
+    """Log partial likelihood, score and information at one beta, with what residuals need."""
+
+    loglik: float
+    score: np.ndarray
+    info: np.ndarray
+    expeta: np.ndarray      # (n,) exp(eta - shift), unweighted
+    r: np.ndarray           # (n,) w * expeta
+    m: np.ndarray           # (D,) x p Efron means per event term
+    h: np.ndarray           # (D,) hazard increment per event term (on the shifted scale)
+
+
+def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces:
+    X = dat.X
+    eta = X @ beta
+    shift = eta.max()
+    expeta = np.exp(eta - shift)
+    r = dat.w * expeta
+    rX = X * r[:, None]
+    S0 = _rev_cumsum(r, dat.rseg)[dat.egstart]
+    S1 = _rev_cumsum(rX, dat.rseg)[dat.egstart]
+    E0 = np.add.reduceat(r[dat.ev], dat.evstart)
+    E1 = np.add.reduceat(rX[dat.ev], dat.evstart, axis=0)
+    del rX
+    k, a = dat.kev, dat.a
+    den = S0[k] - a * E0[k]
+    m = (S1[k] - a[:, None] * E1[k]) / den[:, None]
+    wb = dat.wbar[k]
+    h = wb / den
+    loglik = float(dat.wx_events @ beta - wb @ (np.log(den) + shift))
+    score = dat.wx_events - wb @ m
+    info = np.empty((0, 0))
+    if need_info:
+        info = information(dat, r, m, h, np.ones(dat.d.size))
+    return Pieces(loglik=loglik, score=score, info=info, expeta=expeta, r=r, m=m, h=h)
+
+
+def information(dat: EfronData, r: np.ndarray, m: np.ndarray, h: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """sum_k f_k V_k, V_k the Efron information of event group k (f = 1: the observed information;
+    f = g(t_k) or g(t_k)^2: the blocks for covariates multiplied by g(t), as in ``cox.zph``)."""
+    k = dat.kev
+    Hk = np.bincount(k, weights=h, minlength=dat.d.size) * f
+    Ak = np.bincount(k, weights=dat.a * h, minlength=dat.d.size) * f
+    Hg = np.zeros(dat.G)
+    Hg[dat.eg] = Hk
+    q = r * _cumsum(Hg, dat.gseg)[dat.gid]
+    q[dat.ev] -= r[dat.ev] * Ak[k]
+    cross = (dat.X * q[:, None]).T @ dat.X
+    mm = (m * (dat.wbar[k] * f[k])[:, None]).T @ m
+    return cross - mm
+
+
+@dataclass
+class Fit:
+    beta: np.ndarray
+    vcov: np.ndarray
+    loglik: float
+    loglik0: float
+    score_test: float
+    iterations: int
+    pieces: Pieces
+    maybe_infinite: np.ndarray  # bool per coefficient (monotone likelihood)
+
+
+def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
+    """Newton-Raphson with step halving (as R's coxph); converged when the relative change of the log
+    partial likelihood is below ``eps`` (tighter than coxph's 1e-9 so results agree to ~1e-8)."""
+    p = dat.X.shape[1]
+    beta = np.zeros(p)
+    cur = evaluate(dat, beta)
+    loglik0 = cur.loglik
+    try:
+        chol = linalg.cho_factor(cur.info)
+    except linalg.LinAlgError as exc:
+        raise EstimationError("the information matrix is singular at beta = 0: covariates are "
+                              "collinear or constant within the risk sets") from exc
+    score_test = float(cur.score @ linalg.cho_solve(chol, cur.score))
+    iterations, converged = 0, False
+    while iterations < max_iter:
+        iterations += 1
+        step = linalg.cho_solve(chol, cur.score)
+        new_beta = beta + step
+        new = evaluate(dat, new_beta)
+        halvings = 0
+        while (not np.isfinite(new.loglik) or new.loglik < cur.loglik - 1e-12 * abs(cur.loglik)) \
+                and halvings < 30:
+            new_beta = (beta + new_beta) / 2.0
+            new = evaluate(dat, new_beta)
+            halvings += 1
+        done = abs(new.loglik - cur.loglik) <= eps * abs(new.loglik) and np.max(np.abs(new_beta - beta)) < 1e-6
+        beta, cur = new_beta, new
+        try:
+            chol = linalg.cho_factor(cur.info)
+        except linalg.LinAlgError as exc:
+            raise EstimationError("the information matrix became singular during fitting: a "
+                                  "coefficient is probably infinite (monotone likelihood)") from exc
+        if done:
+            converged = True
+            break
+    if not converged:
+        raise EstimationError(f"the Cox model did not converge in {max_iter} Newton iterations")
+    vcov = linalg.cho_solve(chol, np.eye(p))
+    vcov = (vcov + vcov.T) / 2.0
+    # coxph's check for infinite coefficients: the last step is large relative to the coefficient
+    infs = np.abs(cur.score @ vcov)
+    maybe_infinite = (infs > 1e-9) & (infs > np.sqrt(1e-9) * np.abs(beta))
+    return Fit(beta=beta, vcov=vcov, loglik=cur.loglik, loglik0=loglik0, score_test=score_test,
+               iterations=iterations, pieces=cur, maybe_infinite=maybe_infinite)
+
+
+def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
+    """Per-row score residuals (sorted order, unweighted), Efron form of R's residuals.coxph."""
+    k, a, h, m = dat.kev, dat.a, pc.h, pc.m
+    K = dat.d.size
+    Hk = np.bincount(k, weights=h, minlength=K)
+    Ak = np.bincount(k, weights=a * h, minlength=K)
+    HMk = np.zeros((K, m.shape[1]))
+    np.add.at(HMk, k, h[:, None] * m)  # D rows, cheap next to n
+    AMk = np.zeros_like(HMk)
+    np.add.at(AMk, k, (a * h)[:, None] * m)
+    mbar = np.zeros_like(HMk)
+    np.add.at(mbar, k, m)
+    mbar /= dat.d[:, None]
+    Hg = np.zeros(dat.G)
+    Hg[dat.eg] = Hk
+    HMg = np.zeros((dat.G, m.shape[1]))
+    HMg[dat.eg] = HMk
+    C = _cumsum(Hg, dat.gseg)[dat.gid]
+    HM = _cumsum(HMg, dat.gseg)[dat.gid]
+    ex = pc.expeta
+    X = dat.X
+    resid = -(ex[:, None] * (X * C[:, None] - HM))
+    ev = dat.ev
+    resid[ev] += (X[ev] - mbar[k]) + ex[ev][:, None] * (X[ev] * Ak[k][:, None] - AMk[k])
+    return resid
+
+
+def schoenfeld(dat: EfronData, pc: Pieces) -> np.ndarray:
+    """Schoenfeld residuals x_i - mean over the Efron terms, one row per event (sorted order)."""
+    k = dat.kev
+    mbar = np.zeros((dat.d.size, pc.m.shape[1]))
+    np.add.at(mbar, k, pc.m)
+    mbar /= dat.d[:, None]
+    return dat.X[dat.ev] - mbar[k]
