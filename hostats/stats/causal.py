@@ -125,8 +125,7 @@ def _covariates(data: pd.DataFrame, columns: list[str], notes: list[str]) -> lis
             lv = _treatment_levels(s)
             kind = "binary"
             items = [(str(v), (s == v).to_numpy(dtype=float)) for v in lv]
-        if all(np.ptp(v) == 0 for _, v in items) or (kind == "binary" and len(items) == 1
-                                                        and s.dtype == object):
+        if all(np.ptp(v) == 0 for _, v in items):
             notes.append(f"confounder {col!r} is constant in these data and was left out "
                          "(it cannot confound)")
             continue
@@ -719,10 +718,10 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
                      levels, level, notes):
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, effective_n_jobs
 
     seeds = np.random.SeedSequence(seed).spawn(B)
-    n_chunks = max(1, min(int(n_jobs) if n_jobs and n_jobs > 0 else 1, B))
+    n_chunks = max(1, min(effective_n_jobs(n_jobs or 1), B))
     chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
     args = (Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs)
     if n_chunks == 1:
