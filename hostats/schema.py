@@ -93,3 +93,65 @@ ASSESSMENT_RESULTS = ("positive", "negative")
 COLUMNS: dict[str, Column] = {c.name: c for c in EPISODE_COLUMNS + DERIVED_COLUMNS}
 REQUIRED = tuple(c.name for c in EPISODE_COLUMNS if c.required)
 IDENTIFYING = tuple(c.name for c in EPISODE_COLUMNS + ASSESSMENT_COLUMNS if c.identifying)
+ASSESSMENT_CODE_LISTS: dict[str, tuple[str, ...]] = {"test": ASSESSMENT_TESTS, "result": ASSESSMENT_RESULTS}
+ASSESSMENT_REQUIRED = tuple(c.name for c in ASSESSMENT_COLUMNS if c.required)
+IMAGING_TESTS = ("xray", "bone_scan", "ct")
+
+# pandas dtype of each kind in a cleaned cohort (categories get their code list as categories)
+DTYPES = {"string": "string", "date": "datetime64[ns]", "float": "float64", "int": "Int64", "bool": "boolean"}
+
+
+def dtype_of(column: Column, code_lists: dict[str, tuple[str, ...]] = CODE_LISTS):
+    """The pandas dtype of a canonical column once cleaned."""
+    import pandas as pd
+
+    if column.kind == "category":
+        return pd.CategoricalDtype(list(code_lists.get(column.name, ())), ordered=False)
+    return DTYPES[column.kind]
+
+
+def _pandera_schema(columns: tuple[Column, ...], code_lists: dict[str, tuple[str, ...]], name: str,
+                    extra: dict | None = None):
+    """A pandera DataFrameSchema built from Column specs: dtype, required (non-null), range, code list.
+
+    Columns are optional (``required=False`` in pandera) unless the spec says every cohort must have
+    them; unknown columns are allowed (source_file, source_row, derived columns are checked by ``extra``).
+    """
+    import pandera.pandas as pa
+
+    cols = {}
+    for c in columns:
+        checks = []
+        if c.low is not None and c.high is not None:
+            checks.append(pa.Check.in_range(c.low, c.high))
+        elif c.low is not None:
+            checks.append(pa.Check.ge(c.low))
+        if c.kind == "category":
+            checks.append(pa.Check.isin(list(code_lists[c.name])))
+        cols[c.name] = pa.Column(dtype_of(c, code_lists), checks=checks or None, nullable=not c.required,
+                                 required=c.required, description=c.description or None)
+    cols.update(extra or {})
+    return pa.DataFrameSchema(cols, name=name, strict=False, coerce=False)
+
+
+def episode_schema():
+    """The pandera model of a cleaned episodes table (canonical + derived + source columns)."""
+    import numpy as np
+    import pandera.pandas as pa
+
+    extra = {
+        "source_file": pa.Column(nullable=False, required=True),
+        "source_row": pa.Column("int64", pa.Check.ge(1), required=True),
+        "status": pa.Column("Int64", pa.Check.isin([0, 1, 2]), nullable=True, required=True),
+        "followup_days": pa.Column("float64", nullable=True, required=True),
+        "time_days": pa.Column("float64", pa.Check.ge(0), nullable=True, required=True),
+        "ho_interval_lo_days": pa.Column("float64", nullable=True, required=True),
+        "ho_interval_hi_days": pa.Column("float64", pa.Check(lambda s: (s >= 0) | s.isna() | np.isinf(s)),
+                                         nullable=True, required=True),
+    }
+    return _pandera_schema(EPISODE_COLUMNS, CODE_LISTS, "episodes", extra)
+
+
+def assessment_schema():
+    """The pandera model of a cleaned assessments table (long format)."""
+    return _pandera_schema(ASSESSMENT_COLUMNS, ASSESSMENT_CODE_LISTS, "assessments")

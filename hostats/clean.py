@@ -1,0 +1,810 @@
+"""Cleaning rules: each a small named function that records what it did in the ledger.
+
+Policy (what an epidemiologist expects):
+
+* A bad **optional cell** (text in a number, an impossible or future date, a value outside the plausible
+  range of the schema, a code not in the code list, one side of a logical contradiction) is **set missing**
+  and reported in ``cohort.problems`` with its source row, column, value, problem and action.
+* A **row** is **excluded** (``cohort.excluded``, with a reason) only when it cannot be used at all: no
+  usable ``patient_id``, ``index_event`` or ``index_date`` (missing, unreadable, impossible, in the future or
+  not in the code list), an exact duplicate of an earlier row, or one of several conflicting records for the
+  same patient and index date (all of them are excluded: there is no way to tell which one is right).
+* Logical consistency: a date before ``index_date`` is set missing; ``ho_date`` after ``death_date`` is set
+  missing; ``last_followup_date`` before ``ho_date`` or after ``death_date`` is set missing;
+  ``brooker_grade > 0`` with ``ho`` false sets ``brooker_grade`` missing; ``ho_date`` with ``ho`` false sets
+  ``ho_date`` missing, with ``ho`` missing sets ``ho`` true; a dose without radiotherapy is set missing;
+  radiotherapy without a dose and HO without a date are flagged (kept, reported).
+* Every rule is vectorised (whole columns, or the distinct values of a column) and never mutates its input.
+  Running the cleaning on a cleaned cohort changes nothing (idempotent).
+
+Row numbers: see :mod:`hostats.ingest` (header = row 1, first data row = row 2).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hostats.errors import DataError
+from hostats.ingest import Mapping
+from hostats.ledger import Ledger
+from hostats.schema import (
+    ASSESSMENT_CODE_LISTS,
+    ASSESSMENT_COLUMNS,
+    CODE_LISTS,
+    EPISODE_COLUMNS,
+    IMAGING_TESTS,
+    REQUIRED,
+    Column,
+    dtype_of,
+)
+
+MISSING_TOKENS = frozenset({"", "na", "n/a", "n.a.", "nan", "none", "null", "nil", ".", "-", "--", "?",
+                            "unknown", "unk", "missing", "not known", "#n/a", "<na>", "nat", "k.a.",
+                            "unbekannt"})
+TRUE_TOKENS = frozenset({"1", "1.0", "true", "t", "yes", "y", "ja", "j", "oui", "si", "positive", "pos",
+                         "present"})
+FALSE_TOKENS = frozenset({"0", "0.0", "false", "f", "no", "n", "nein", "non", "negative", "neg", "absent"})
+
+# normalised (lower case, underscores) common spellings -> canonical code; only unambiguous ones
+CODE_SYNONYMS: dict[str, dict[str, str]] = {
+    "sex": {"m": "male", "f": "female", "w": "female", "man": "male", "woman": "female", "men": "male",
+            "women": "female", "mannlich": "male", "weiblich": "female", "maennlich": "male"},
+    "index_event": {"total_hip_arthroplasty": "tha", "thr": "tha", "total_hip_replacement": "tha",
+                    "hip_arthroplasty": "tha", "revision": "hip_revision", "fracture": "long_bone_fracture",
+                    "spinal_cord_injury": "sci", "traumatic_brain_injury": "tbi", "brain_injury": "tbi",
+                    "cva": "stroke", "burns": "burn", "ho_resection": "resection", "excision": "resection"},
+    "prophylaxis": {"rt": "radiotherapy", "radiation": "radiotherapy", "irradiation": "radiotherapy",
+                    "nsaids": "nsaid", "bisphosphonates": "bisphosphonate", "rt_nsaid": "radiotherapy_nsaid",
+                    "radiotherapy_and_nsaid": "radiotherapy_nsaid", "no": "none", "nil": "none"},
+    "nsaid_agent": {"indometacin": "indomethacin", "indocin": "indomethacin"},
+    "adjuvant": {"indometacin": "indomethacin", "etidronate_disodium": "etidronate"},
+    "detection_modality": {"x_ray": "xray", "radiograph": "xray", "radiography": "xray",
+                           "bonescan": "bone_scan", "scintigraphy": "bone_scan", "computed_tomography": "ct"},
+    "test": {"x_ray": "xray", "radiograph": "xray", "bonescan": "bone_scan", "scintigraphy": "bone_scan",
+             "alkaline_phosphatase": "alp"},
+    "result": {"pos": "positive", "neg": "negative", "+": "positive"},
+}
+
+EXCEL_ORIGIN = pd.Timestamp("1899-12-30")
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+_ISO = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y%m%d", "%Y/%m/%d")
+_DAYFIRST = ("%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%y", "%d/%m/%y", "%d-%m-%y")
+_MONTHFIRST = ("%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%m.%d.%y")
+_DATELIKE = re.compile(r"^\s*\d{1,4}[-./]\d{1,2}[-./]\d{1,4}(?:[ T].*)?$")
+
+
+@dataclass
+class Context:
+    """What a rule needs besides the frame: the ledger, the source's mapping and 'today'."""
+
+    ledger: Ledger
+    mapping: Mapping = field(default_factory=Mapping)
+    today: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.today().normalize())
+    columns: tuple[Column, ...] = EPISODE_COLUMNS
+    code_lists: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(CODE_LISTS))
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+def _by_unique(s: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply a vectorised ``func`` to the distinct non-missing values of ``s`` and spread the result back
+    (columns of a cohort repeat few values, so this is much faster than working on every cell)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    out = func(pd.Series(uniques, dtype=object if not len(uniques) else None))
+    return pd.Series(_take(out, codes), index=s.index, name=s.name)
+
+
+def _take(values: pd.Series, codes: np.ndarray, fill=None):
+    """``values[codes]`` with code -1 -> missing, for numpy and extension dtypes alike."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        return values.array.take(codes, allow_fill=True)
+    arr = values.to_numpy()
+    kw = {"fill_value": fill} if arr.dtype == object else {}
+    return pd.api.extensions.take(arr, codes, allow_fill=True, **kw)
+
+
+def _mask_by_unique(s: pd.Series, func: Callable[[pd.Series], pd.Series]) -> np.ndarray:
+    """Boolean mask: ``func`` (distinct values -> bools) spread back over ``s``; missing cells are False."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if not len(uniques):
+        return np.zeros(len(s), dtype=bool)
+    hit = np.asarray(func(pd.Series(uniques)).fillna(False), dtype=bool)
+    return np.where(codes >= 0, hit[np.maximum(codes, 0)], False)
+
+
+def _text(u: pd.Series) -> pd.Series:
+    """Distinct values as stripped text; whole floats (Excel, Stata) lose their '.0'."""
+    if pd.api.types.is_float_dtype(u):
+        whole = np.isfinite(u) & (u == np.round(u))
+        return pd.Series(np.where(whole, u.round().astype("Int64").astype(str), u.astype(str)),
+                         index=u.index, dtype=object)
+    return u.astype(str).str.strip()
+
+
+def _norm(u: pd.Series) -> pd.Series:
+    """Text normalised for matching codes and tokens: stripped, case-folded."""
+    return _text(u).str.casefold()
+
+
+def _is_text(s: pd.Series) -> bool:
+    return s.dtype == object or isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype))
+
+
+def _data_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("source_file", "source_row")]
+
+
+def _problem_text(values: pd.Series) -> pd.Series:
+    return values.astype(object).where(values.notna(), "")
+
+
+# --- cell rules (per source, with that source's mapping) -----------------------------------------------
+
+def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Missing-value tokens ('', NA, N/A, '.', '-', 'unknown', ... and [source] missing) -> missing."""
+    out = frame.copy()
+    extra = {t.strip().casefold() for t in ctx.mapping.missing}
+    tokens = MISSING_TOKENS | extra
+    numeric_tokens = pd.to_numeric(pd.Series(sorted(extra), dtype=object), errors="coerce").dropna()
+    changed = np.zeros(len(out), dtype=bool)
+    cells = 0
+    for col in _data_columns(out):
+        s = out[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object)
+        col_tokens = tokens - set(ctx.code_lists.get(col, ()))  # 'none' is a code for prophylaxis
+        if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+            is_missing = _mask_by_unique(s, lambda u, t=col_tokens: _norm(u).isin(t))
+            blank = _mask_by_unique(s, lambda u: _text(u) == "")
+        elif pd.api.types.is_numeric_dtype(s) and len(numeric_tokens):
+            is_missing = s.isin(numeric_tokens.to_numpy()).to_numpy()
+            blank = np.zeros(len(s), dtype=bool)
+        else:
+            continue
+        if is_missing.any():
+            out[col] = s.where(~is_missing, None if s.dtype == object else np.nan)
+            real = is_missing & ~blank  # an empty cell was missing already: not a change
+            changed |= real
+            cells += int(real.sum())
+    ctx.ledger.record("missing-value tokens", len(out), rows_changed=int(changed.sum()),
+                      reason=f"{cells} cell(s) holding a missing-value token set missing" if cells else "")
+    return out
+
+
+def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """The mapping's [values.<column>] tables: source value (stripped, case-insensitive) -> canonical."""
+    out = frame.copy()
+    changed = np.zeros(len(out), dtype=bool)
+    for col, table in ctx.mapping.values.items():
+        if col not in out.columns or not table:
+            continue
+        s = out[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object)
+        keys = pd.Series(list(table), dtype=object)
+        new = _by_unique(s, lambda u, keys=keys, table=table: _norm(u).map(table).where(_norm(u).isin(keys)))
+        hit = new.notna().to_numpy()
+        if hit.any():
+            base = s.astype(object) if not _is_text(s) else s
+            out[col] = base.where(~hit, new)
+            changed |= hit & (_by_unique(s, _text).astype(object).to_numpy() != new.astype(object).to_numpy())
+    ctx.ledger.record("value mapping", len(out), rows_changed=int(changed.sum()),
+                      reason="source codes mapped by the mapping's [values] tables" if ctx.mapping.values else "")
+    return out
+
+
+def coerce_strings(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Identifier-like text columns (patient_id, site) to trimmed strings; whole numbers lose '.0'."""
+    out = frame.copy()
+    for c in ctx.columns:
+        if c.kind == "string" and c.name in out.columns:
+            s = out[c.name]
+            if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "python"):
+                s = _by_unique(s, _text)
+            out[c.name] = s.astype("string").str.strip()
+    ctx.ledger.record("text columns", len(out))
+    return out
+
+
+def coerce_categories(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Category columns to the schema code lists. Case, spaces and common spellings are normalised;
+    a value not in the code list is a problem and set missing (a required one excludes the row later)."""
+    out = frame.copy()
+    changed = np.zeros(len(out), dtype=bool)
+    bad_cells = 0
+    for c in ctx.columns:
+        if c.kind != "category" or c.name not in out.columns:
+            continue
+        codes = ctx.code_lists[c.name]
+        s = out[c.name]
+        if isinstance(s.dtype, pd.CategoricalDtype) and set(s.cat.categories) <= set(codes):
+            out[c.name] = s.cat.set_categories(codes)
+            continue
+        syn = CODE_SYNONYMS.get(c.name, {})
+
+        def to_code(u: pd.Series, codes=codes, syn=syn) -> pd.Series:
+            t = _norm(u).str.replace(r"[\s\-+/&]+", "_", regex=True).str.strip("_")
+            t = t.where(t.isin(codes), t.map(syn))
+            return t.where(t.isin(codes), None)
+
+        new = _by_unique(s, to_code)
+        bad = (new.isna() & s.notna()).to_numpy()
+        if bad.any():
+            bad_values = s[bad]
+            uniq = pd.Series(pd.unique(bad_values.astype(str)))
+            hints = {v: difflib.get_close_matches(v.strip().lower(), codes, n=1) for v in uniq}
+            why = bad_values.astype(str).map(lambda v, hints=hints, codes=codes: (
+                f"not in the code list {list(codes)}" + (f" (did you mean {hints[v][0]!r}?)" if hints[v] else "")))
+            full_why = pd.Series("", index=s.index, dtype=object)
+            full_why[bad] = why
+            ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s), full_why,
+                                          "excluded row (required column)" if c.required else "set missing")
+            bad_cells += int(bad.sum())
+        was = s.astype(object).to_numpy()
+        changed |= s.notna().to_numpy() & (was != new.astype(object).to_numpy())
+        out[c.name] = pd.Categorical(new, categories=codes)
+    ctx.ledger.record("code lists", len(out), rows_changed=int(changed.sum()),
+                      reason=f"{bad_cells} value(s) not in a code list set missing" if bad_cells else "")
+    return out
+
+
+def coerce_booleans(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Yes/no columns to pandas 'boolean' (1/0, true/false, yes/no, ja/nein ... and [booleans] tokens);
+    anything else is a problem and set missing."""
+    out = frame.copy()
+    true = TRUE_TOKENS | {t.strip().casefold() for t in ctx.mapping.true_tokens}
+    false = FALSE_TOKENS | {t.strip().casefold() for t in ctx.mapping.false_tokens}
+    bad_cells = 0
+    changed = np.zeros(len(out), dtype=bool)
+    for c in ctx.columns:
+        if c.kind != "bool" or c.name not in out.columns:
+            continue
+        s = out[c.name]
+        if pd.api.types.is_bool_dtype(s) or isinstance(s.dtype, pd.BooleanDtype):
+            out[c.name] = s.astype("boolean")
+            continue
+
+        def to_bool(u: pd.Series) -> pd.Series:
+            t = _norm(u)
+            return pd.Series(np.where(t.isin(true), True, np.where(t.isin(false), False, None)),
+                             dtype="boolean", index=u.index)
+
+        new = _by_unique(s, to_bool).astype("boolean")
+        bad = (new.isna() & s.notna()).to_numpy()
+        bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s),
+                                                   "not a yes/no value", "set missing")
+        changed |= bad
+        out[c.name] = new
+    ctx.ledger.record("yes/no columns", len(out), rows_changed=int(changed.sum()),
+                      reason=f"{bad_cells} value(s) that are not yes/no set missing" if bad_cells else "")
+    return out
+
+
+def _to_number(u: pd.Series) -> pd.Series:
+    t = _text(u)
+    t = t.where(~t.str.fullmatch(r"[+-]?\d+,\d+"), t.str.replace(",", ".", regex=False))  # decimal comma
+    return pd.to_numeric(t, errors="coerce").astype("float64")
+
+
+def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Numeric columns to float64 / Int64 (decimal commas accepted); text that is not a number and
+    fractions in whole-number columns are problems and set missing. Units are converted ([units])."""
+    out = frame.copy()
+    bad_cells = 0
+    changed = np.zeros(len(out), dtype=bool)
+    reasons = []
+    for c in ctx.columns:
+        if c.kind not in ("float", "int") or c.name not in out.columns:
+            continue
+        s = out[c.name]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            num = s.astype("float64")
+        else:
+            num = _by_unique(s, _to_number).astype("float64")
+            bad = (num.isna() & s.notna()).to_numpy()
+            bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s), "not a number",
+                                                       "set missing")
+            changed |= bad
+        if c.kind == "int":
+            frac = (num.notna() & (num != np.round(num))).to_numpy()
+            bad_cells += ctx.ledger.problems_from_mask(out, frac, c.name, _problem_text(num),
+                                                       "not a whole number", "set missing")
+            changed |= frac
+            num = num.where(~frac)
+        unit = ctx.mapping.units.get(c.name)
+        if unit and unit.casefold() != "gy":
+            from hostats.ingest import UNITS
+            num = num * UNITS[c.name][unit.casefold()]
+            changed |= num.notna().to_numpy()
+            reasons.append(f"{c.name} converted from {unit} to Gy")
+        out[c.name] = num.round().astype("Int64") if c.kind == "int" else num
+    if bad_cells:
+        reasons.insert(0, f"{bad_cells} value(s) that are not numbers set missing")
+    ctx.ledger.record("numbers", len(out), rows_changed=int(changed.sum()), reason="; ".join(reasons))
+    return out
+
+
+def _slash_order(t: pd.Series) -> str:
+    """'dayfirst' or 'monthfirst' for d/m/y-looking values, from the values that can only be one."""
+    m = t.str.extract(r"^(\d{1,2})[/\-](\d{1,2})[/\-](\d{2,4})$").dropna().astype(int)
+    if m.empty:
+        return "dayfirst"
+    day_first = bool((m[0] > 12).any())
+    month_first = bool((m[1] > 12).any())
+    return "monthfirst" if month_first and not day_first else "dayfirst"
+
+
+def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.Series, pd.Series, list[str]]:
+    """Parse distinct date values: (dates, problem text or None, notes). Formats tried in turn, each a
+    vectorised ``pd.to_datetime`` call; two-digit years that would be after ``today`` go back a century."""
+    notes: list[str] = []
+    index = u.index
+    if pd.api.types.is_datetime64_any_dtype(u):
+        d = pd.to_datetime(u)
+        d = d.dt.tz_localize(None) if getattr(d.dt, "tz", None) is not None else d
+        return d.dt.normalize().astype("datetime64[ns]"), pd.Series(None, index=index, dtype=object), notes
+    out = pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
+    is_dt = u.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "year")) \
+        if u.dtype == object else pd.Series(False, index=index)
+    if is_dt.any():  # Excel and SQL hand over date objects mixed with text
+        out[is_dt] = pd.to_datetime(u[is_dt].astype(object), errors="coerce")
+    numeric = pd.to_numeric(u.where(~is_dt), errors="coerce") if u.dtype == object else \
+        pd.to_numeric(u, errors="coerce")
+    t = _text(u.where(~is_dt)) if u.dtype == object else _text(u)
+    if fmt in ("auto", "excel"):
+        serial = numeric.notna() & (numeric >= 1) & (numeric <= 2958465) & ~is_dt
+        if fmt == "auto":  # only 5-digit day counts (1927-2173) can pass for Excel serials in auto mode
+            serial &= (numeric >= 10000) & (numeric < 100000) & ~t.str.fullmatch(r"\d{8}").fillna(False)
+        if serial.any():
+            out[serial] = EXCEL_ORIGIN + pd.to_timedelta(numeric[serial].round(), unit="D")
+            notes.append("Excel serial day numbers converted (origin 1899-12-30)")
+    if fmt in ("auto", "iso"):
+        formats = list(_ISO)
+        if fmt == "auto":
+            order = _slash_order(t.dropna())
+            formats += ["%d.%m.%Y", "%d.%m.%y"] + list(_DAYFIRST[1:3] + _DAYFIRST[4:] if order == "dayfirst"
+                                                        else _MONTHFIRST[:2] + _MONTHFIRST[3:5])
+            if t.str.fullmatch(r"\d{1,2}/\d{1,2}/\d{2,4}").any():
+                notes.append(f"d/m/y-style dates read {'day' if order == 'dayfirst' else 'month'}-first "
+                             "(set [dates] format in the mapping to override)")
+    elif fmt == "dayfirst":
+        formats = list(_DAYFIRST) + list(_ISO)
+    elif fmt == "monthfirst":
+        formats = list(_MONTHFIRST) + list(_ISO)
+    elif fmt == "excel":
+        formats = list(_ISO)
+    else:
+        formats = [fmt]
+    two_digit = pd.Series(False, index=index)
+    for f in formats:
+        todo = out.isna() & t.notna() & (t != "")
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(t[todo], format=f, errors="coerce")
+        hit = parsed.notna()
+        if hit.any():
+            out[parsed.index[hit]] = parsed[hit]
+            if "%y" in f:
+                two_digit[parsed.index[hit]] = True
+    if fmt not in ("auto", "iso", "dayfirst", "monthfirst", "excel"):
+        pass
+    elif out.isna().any():  # last resort for ISO 8601 variants (fractions of seconds, time zones)
+        todo = out.isna() & t.str.match(r"^\d{4}-\d{2}-\d{2}[T ]").fillna(False)
+        if todo.any():
+            parsed = pd.to_datetime(t[todo], format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+            out[todo] = parsed
+    if two_digit.any():
+        late = two_digit & (out > today)
+        out[late] = out[late] - pd.DateOffset(years=100)
+        notes.append("two-digit years read as the latest year not after today")
+    out = out.dt.normalize()
+    problem = pd.Series(None, index=index, dtype=object)
+    failed = out.isna() & u.notna()
+    if failed.any():
+        looks = t.str.match(_DATELIKE).fillna(False)
+        year = pd.to_numeric(t.str.extract(r"(?:^|\D)(\d{4})(?:\D|$)")[0], errors="coerce")
+        future = looks & (year > today.year)
+        problem[failed & looks] = "impossible date (no such day) or a date format not declared"
+        problem[failed & future] = "date in the future"
+        problem[failed & ~looks] = "not a date"
+    return out.astype("datetime64[ns]"), problem, notes
+
+
+def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Date columns to datetime64 (per-column format from the mapping, else ISO, d.m.y, d/m/y or m/d/y as
+    the column's own values decide, Excel serials). Unreadable and impossible dates (2021-02-30) are
+    problems and set missing."""
+    out = frame.copy()
+    bad_cells = 0
+    changed = np.zeros(len(out), dtype=bool)
+    notes: list[str] = []
+    cols = [c.name for c in ctx.columns if c.kind == "date"] + (["date_of_birth"] if "date_of_birth" in out else [])
+    for name in cols:
+        if name not in out.columns:
+            continue
+        s = out[name]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            d, _, _ = parse_date_values(s, "iso", ctx.today)
+            out[name] = d
+            continue
+        fmt = ctx.mapping.date_format_of(name)
+        res: dict[str, list] = {}
+
+        def parse(u: pd.Series, fmt=fmt, res=res) -> pd.Series:
+            d, p, n = parse_date_values(u, fmt, ctx.today)
+            res["problem"], res["notes"] = [p], n
+            return d
+
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        u = pd.Series(uniques, dtype=object)
+        d = parse(u)
+        taken = pd.Series(_take(d, codes), index=s.index)
+        prob = pd.Series(_take(res["problem"][0].astype(object), codes), index=s.index)
+        notes += [f"{name}: {n}" for n in res["notes"]]
+        bad = prob.notna().to_numpy()
+        bad_cells += ctx.ledger.problems_from_mask(out, bad, name, _problem_text(s), prob,
+                                                   "excluded row (required column)" if name in REQUIRED
+                                                   else "set missing")
+        changed |= bad
+        out[name] = taken.astype("datetime64[ns]")
+    for n in notes:
+        ctx.ledger.note(n)
+    ctx.ledger.record("dates", len(out), rows_changed=int(changed.sum()),
+                      reason="; ".join(([f"{bad_cells} unreadable or impossible date(s) set missing"]
+                                        if bad_cells else []) + notes))
+    return out
+
+
+def future_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Dates after today (the day of cleaning) or before 1900 are problems and set missing."""
+    out = frame.copy()
+    changed = np.zeros(len(out), dtype=bool)
+    for name in [c.name for c in ctx.columns if c.kind == "date"] + ["date_of_birth"]:
+        if name not in out.columns:
+            continue
+        s = out[name]
+        for mask, why in ((s > ctx.today, "date in the future"), (s < EARLIEST_DATE, "date before 1900")):
+            m = mask.to_numpy()
+            if m.any():
+                ctx.ledger.problems_from_mask(out, m, name, s.dt.strftime("%Y-%m-%d"), why,
+                                              "excluded row (required column)" if name in REQUIRED
+                                              else "set missing")
+                changed |= m
+                s = s.mask(m)
+        out[name] = s
+    ctx.ledger.record("future dates", len(out), rows_changed=int(changed.sum()),
+                      reason=f"{int(changed.sum())} row(s) with a date after {ctx.today.date()} or before 1900"
+                      if changed.any() else "")
+    return out
+
+
+def age_from_birth_date(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Age at index from a date of birth (when the export has one), which is then dropped (identifying).
+    Age = whole days / 365.25. An age given in the export is kept where present."""
+    if "date_of_birth" not in frame.columns:
+        return frame
+    out = frame.copy()
+    age = (out["index_date"] - out.pop("date_of_birth")).dt.days / 365.25
+    if "age_years" in out.columns:
+        fill = out["age_years"].isna() & age.notna()
+        out["age_years"] = out["age_years"].where(~fill, age)
+    else:
+        fill = age.notna()
+        out["age_years"] = age
+    ctx.ledger.record("age from date of birth", len(out), rows_changed=int(fill.sum()),
+                      reason="age_years derived from the date of birth (then dropped)")
+    return out
+
+
+def plausibility(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Numbers outside the schema's plausible range (age 0-110, dose 0-30 Gy, Brooker 0-4, GCS 3-15,
+    TBSA 0-100 %, ...) are problems and set missing."""
+    out = frame.copy()
+    changed = np.zeros(len(out), dtype=bool)
+    for c in ctx.columns:
+        if c.name not in out.columns or (c.low is None and c.high is None):
+            continue
+        s = out[c.name]
+        bad = pd.Series(False, index=s.index)
+        if c.low is not None:
+            bad |= (s < c.low).fillna(False)
+        if c.high is not None:
+            bad |= (s > c.high).fillna(False)
+        m = bad.to_numpy(dtype=bool)
+        if m.any():
+            rng = f"[{c.low:g}, {c.high:g}]" if c.high is not None else f">= {c.low:g}"
+            ctx.ledger.problems_from_mask(out, m, c.name, _problem_text(s), f"outside the plausible range {rng}",
+                                          "set missing")
+            out[c.name] = s.mask(m)
+            changed |= m
+    ctx.ledger.record("plausible ranges", len(out), rows_changed=int(changed.sum()),
+                      reason=f"{int(changed.sum())} row(s) with a value outside its plausible range"
+                      if changed.any() else "")
+    return out
+
+
+CELL_RULES: tuple[Callable[[pd.DataFrame, Context], pd.DataFrame], ...] = (
+    missing_tokens, map_values, coerce_strings, coerce_categories, coerce_booleans, coerce_numbers,
+    parse_dates, future_dates, age_from_birth_date, plausibility,
+)
+
+
+def clean_cells(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Run the cell rules on one mapped source; returns a frame with canonical dtypes."""
+    for rule in CELL_RULES:
+        frame = rule(frame, ctx)
+    return conform(frame, ctx)
+
+
+def conform(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Canonical column order and dtypes (absent optional columns stay absent)."""
+    out = frame.copy()
+    for c in ctx.columns:
+        if c.name in out.columns:
+            target = dtype_of(c, ctx.code_lists)
+            if str(out[c.name].dtype) != str(target):
+                out[c.name] = out[c.name].astype(target)
+    cols = ["source_file", "source_row"] + [c.name for c in ctx.columns if c.name in out.columns]
+    return out[cols]
+
+
+# --- row rules (whole cohort) ----------------------------------------------------------------------------
+
+def required_values(frame: pd.DataFrame, ctx: Context, required: tuple[str, ...] = REQUIRED) -> pd.DataFrame:
+    """Exclude rows without a usable value in a required column (patient_id, index_event, index_date)."""
+    miss = pd.DataFrame({c: frame[c].isna().to_numpy() for c in required}, index=frame.index)
+    bad = miss.any(axis=1)
+    reasons = None
+    if bad.any():
+        sub = miss[bad]
+        reasons = pd.Series("", index=sub.index, dtype=object)
+        for c in required:
+            reasons = reasons + np.where(sub[c], c + ", ", "")
+        reasons = "no usable " + reasons.str.rstrip(", ")
+    ctx.ledger.record("required values", len(frame), excluded=frame[bad], row_reasons=reasons,
+                      reason=f"no usable {' / '.join(required)}")
+    return frame[~bad]
+
+
+def _row_ref(frame: pd.DataFrame) -> pd.Series:
+    return "row " + frame["source_row"].astype(str) + " of " + frame["source_file"].astype(str)
+
+
+def exact_duplicates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Exclude exact duplicates (every canonical value equal) of an earlier row, which is kept."""
+    cols = _data_columns(frame)
+    key = pd.util.hash_pandas_object(frame[cols], index=False)
+    dup = key.duplicated().to_numpy()
+    reasons = None
+    if dup.any():
+        first_ref = _row_ref(frame).groupby(key.to_numpy()).transform("first")
+        reasons = "exact duplicate of " + first_ref[dup]
+    ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
+                      reason="exact duplicate of an earlier row")
+    return frame[~dup]
+
+
+def conflicting_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = ("patient_id", "index_date")
+                           ) -> pd.DataFrame:
+    """Exclude ALL records of a patient and index date that appear more than once with different values."""
+    conflict = frame.duplicated(list(keys), keep=False).to_numpy()
+    reasons = None
+    if conflict.any():
+        sub = frame[conflict]
+        rows = sub["source_row"].astype(str).groupby([sub[k] for k in keys], observed=True, sort=False) \
+            .transform(lambda r: ", ".join(r))
+        reasons = "conflicting records for the same patient and index date (rows " + rows + ")"
+    ctx.ledger.record("conflicting duplicates", len(frame), excluded=frame[conflict], row_reasons=reasons,
+                      reason="several different records for the same patient_id and index_date")
+    return frame[~conflict]
+
+
+def _blank(frame: pd.DataFrame, ctx: Context, step: str, mask: pd.Series, column: str, problem: str,
+           action: str | None = None) -> pd.DataFrame:
+    """Set ``column`` missing where ``mask``, recording one problem per cell and a ledger step."""
+    m = mask.fillna(False).to_numpy(dtype=bool) if hasattr(mask, "fillna") else np.asarray(mask, bool)
+    out = frame
+    if m.any():
+        s = frame[column]
+        values = s.dt.strftime("%Y-%m-%d") if pd.api.types.is_datetime64_any_dtype(s) else _problem_text(s)
+        ctx.ledger.problems_from_mask(frame, m, column, values, problem, action or f"{column} set missing")
+        out = frame.copy()
+        out[column] = s.mask(m)
+    ctx.ledger.record(step, len(frame), rows_changed=int(m.sum()), reason=problem if m.any() else "")
+    return out
+
+
+def _col(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or an all-missing stand-in when the export lacks it (optional columns)."""
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series(pd.NA, index=frame.index, dtype="object")
+
+
+def dates_before_index(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """ho_date, death_date and last_followup_date before index_date are set missing."""
+    for col in ("ho_date", "death_date", "last_followup_date"):
+        if col in frame.columns:
+            frame = _blank(frame, ctx, f"{col} before index_date", frame[col] < frame["index_date"], col,
+                           f"{col} before index_date")
+    return frame
+
+
+def ho_after_death(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """HO first detected after death is set missing (ho_date)."""
+    if {"ho_date", "death_date"} <= set(frame.columns):
+        frame = _blank(frame, ctx, "ho_date after death_date", frame["ho_date"] > frame["death_date"],
+                       "ho_date", "ho_date after death_date")
+    return frame
+
+
+def followup_consistency(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """last_followup_date after death or before HO detection (HO detection is itself a contact) is set
+    missing; follow-up then ends at death or HO."""
+    if "last_followup_date" not in frame.columns:
+        return frame
+    if "death_date" in frame.columns:
+        frame = _blank(frame, ctx, "last follow-up after death", frame["last_followup_date"] > frame["death_date"],
+                       "last_followup_date", "last_followup_date after death_date")
+    if "ho_date" in frame.columns:
+        frame = _blank(frame, ctx, "ho_date after last contact", frame["ho_date"] > frame["last_followup_date"],
+                       "last_followup_date", "ho_date after last_followup_date (HO detection is a contact)")
+    return frame
+
+
+def ho_and_date(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """ho missing with an ho_date -> ho true; ho false with an ho_date -> ho_date set missing; ho true
+    without an ho_date is flagged (its time to HO is unknown)."""
+    if "ho" not in frame.columns or "ho_date" not in frame.columns:
+        return frame
+    has_date = frame["ho_date"].notna()
+    fill = (frame["ho"].isna() & has_date).to_numpy()
+    out = frame
+    if fill.any():
+        ctx.ledger.problems_from_mask(frame, fill, "ho", _problem_text(frame["ho"]), "ho missing but ho_date given",
+                                      "ho set true")
+        out = frame.copy()
+        out.loc[fill, "ho"] = True
+    ctx.ledger.record("ho from ho_date", len(frame), rows_changed=int(fill.sum()),
+                      reason="ho missing but ho_date given: ho set true" if fill.any() else "")
+    out = _blank(out, ctx, "ho_date without ho", (out["ho"] == False) & has_date, "ho_date",  # noqa: E712
+                 "ho_date given but ho is false")
+    flag = ((out["ho"] == True) & out["ho_date"].isna()).fillna(False).to_numpy()  # noqa: E712
+    ctx.ledger.problems_from_mask(out, flag, "ho_date", _problem_text(out["ho_date"]),
+                                  "ho is true but ho_date is missing (time to HO unknown)", "flagged")
+    return out
+
+
+def brooker_implies_ho(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """brooker_grade > 0 means HO on imaging: with ho false the grade is set missing."""
+    if not {"brooker_grade", "ho"} <= set(frame.columns):
+        return frame
+    return _blank(frame, ctx, "brooker_grade without ho", (frame["brooker_grade"] > 0) & (frame["ho"] == False),  # noqa: E712
+                  "brooker_grade", "brooker_grade > 0 but ho is false")
+
+
+def radiotherapy_dose(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """A dose without radiotherapy prophylaxis is set missing; radiotherapy without a dose is flagged."""
+    if not {"prophylaxis", "rt_dose_gy"} <= set(frame.columns):
+        return frame
+    rt = frame["prophylaxis"].isin(["radiotherapy", "radiotherapy_nsaid"])
+    no_rt = frame["prophylaxis"].notna() & ~rt
+    out = _blank(frame, ctx, "dose without radiotherapy", no_rt & (frame["rt_dose_gy"] > 0), "rt_dose_gy",
+                 "rt_dose_gy given but prophylaxis is not radiotherapy")
+    flag = (rt & out["rt_dose_gy"].isna()).to_numpy()
+    ctx.ledger.problems_from_mask(out, flag, "rt_dose_gy", _problem_text(out["rt_dose_gy"]),
+                                  "radiotherapy without a dose", "flagged")
+    return out
+
+
+def nsaid_agent_consistency(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """NSAID prophylaxis with nsaid_agent 'none' is a contradiction: the agent is set missing."""
+    if not {"prophylaxis", "nsaid_agent"} <= set(frame.columns):
+        return frame
+    nsaid = frame["prophylaxis"].isin(["nsaid", "radiotherapy_nsaid"])
+    return _blank(frame, ctx, "nsaid prophylaxis without agent", nsaid & (frame["nsaid_agent"] == "none"),
+                  "nsaid_agent", "prophylaxis includes an NSAID but nsaid_agent is 'none'")
+
+
+ROW_RULES: tuple[Callable[[pd.DataFrame, Context], pd.DataFrame], ...] = (
+    required_values, exact_duplicates, conflicting_duplicates, dates_before_index, ho_after_death,
+    followup_consistency, ho_and_date, brooker_implies_ho, radiotherapy_dose, nsaid_agent_consistency,
+)
+
+
+def clean_rows(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Run the row rules (exclusions, duplicates, logical consistency) on the combined episodes."""
+    for rule in ROW_RULES:
+        frame = rule(frame, ctx)
+    return frame.reset_index(drop=True)
+
+
+# --- derivations -------------------------------------------------------------------------------------------
+
+def derive_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+    """followup_days (index to last contact: death, else last follow-up), status (1 HO, 2 death without HO
+    before it, 0 censored; missing when ho is missing) and time_days (to HO, death or last follow-up)."""
+    out = frame.copy()
+    idx = out["index_date"]
+    death = _col(out, "death_date") if "death_date" in out else pd.Series(pd.NaT, index=out.index)
+    last = _col(out, "last_followup_date") if "last_followup_date" in out else pd.Series(pd.NaT, index=out.index)
+    hodate = out["ho_date"] if "ho_date" in out else pd.Series(pd.NaT, index=out.index)
+    death, last, hodate = (pd.to_datetime(x) for x in (death, last, hodate))
+    contact = death.where(death.notna(), last)
+    out["followup_days"] = (contact - idx).dt.days.astype("float64")
+    ho = out["ho"].astype("boolean") if "ho" in out else pd.Series(pd.NA, index=out.index, dtype="boolean")
+    died = death.notna()
+    status = pd.Series(np.where(ho.fillna(False), 1, np.where(died, 2, 0)), index=out.index).astype("Int64")
+    # HO unknown: the outcome is unknown unless death ended follow-up with no HO recorded before it
+    status = status.mask(ho.isna() & ~died)
+    out["status"] = status
+    end = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    end = end.mask(status == 1, hodate).mask(status == 2, death).mask(status == 0, last)
+    out["time_days"] = (end - idx).dt.days.astype("float64")
+    return out
+
+
+def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd.DataFrame:
+    """Interval-censoring bounds from the assessments (days from index_date): lo = last negative imaging
+    before the first positive one (0 if none), hi = first positive imaging (inf if none). An assessment
+    belongs to the patient's latest episode with index_date on or before it. Episodes without imaging:
+    both NaN."""
+    out = frame.copy()
+    lo = pd.Series(np.nan, index=out.index)
+    hi = pd.Series(np.nan, index=out.index)
+    if assessments is not None and len(assessments) and len(out):
+        img = assessments[assessments["test"].isin(IMAGING_TESTS) & assessments["result"].notna()]
+        img = img[["patient_id", "date", "result"]].astype({"patient_id": "string"})
+        ep = pd.DataFrame({"episode": np.arange(len(out)), "patient_id": out["patient_id"].astype("string").to_numpy(),
+                           "index_date": out["index_date"].to_numpy()})
+        ep = ep.dropna(subset=["index_date"]).sort_values("index_date")
+        img = img.dropna(subset=["date"]).sort_values("date")
+        m = pd.merge_asof(img, ep, left_on="date", right_on="index_date", by="patient_id", direction="backward")
+        m = m.dropna(subset=["episode"])
+        if len(m):
+            m["episode"] = m["episode"].astype(np.int64)
+            m["day"] = (m["date"] - m["index_date"]).dt.days.astype("float64")
+            pos = m["result"] == "positive"
+            first_pos = m[pos].groupby("episode")["day"].min()
+            m["first_pos"] = m["episode"].map(first_pos).fillna(np.inf).to_numpy()
+            neg = m[(~pos) & (m["day"] < m["first_pos"])]
+            last_neg = neg.groupby("episode")["day"].max()
+            has = np.unique(m["episode"].to_numpy())
+            lo_e = pd.Series(0.0, index=has)
+            lo_e[last_neg.index] = last_neg
+            hi_e = pd.Series(np.inf, index=has)
+            hi_e[first_pos.index] = first_pos
+            lo.iloc[has] = lo_e.to_numpy()
+            hi.iloc[has] = hi_e.to_numpy()
+    out["ho_interval_lo_days"] = lo.to_numpy(dtype="float64")
+    out["ho_interval_hi_days"] = hi.to_numpy(dtype="float64")
+    return out
+
+
+# --- assessments ------------------------------------------------------------------------------------------
+
+def clean_assessments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Clean an assessments table (long format: patient_id, date, test, result, value) with the same
+    rules; rows without patient_id, date or test are excluded, exact duplicates removed."""
+    actx = Context(ctx.ledger, ctx.mapping, ctx.today, ASSESSMENT_COLUMNS, dict(ASSESSMENT_CODE_LISTS))
+    for rule in (missing_tokens, map_values, coerce_strings, coerce_categories, coerce_numbers, parse_dates,
+                 future_dates, plausibility):
+        frame = rule(frame, actx)
+    frame = conform(frame, actx)
+    frame = required_values(frame, actx, required=("patient_id", "date", "test"))
+    frame = exact_duplicates(frame, actx)
+    imaging = frame["test"].isin(IMAGING_TESTS)
+    ctx.ledger.problems_from_mask(frame, (imaging & frame["result"].isna()).to_numpy(), "result",
+                                  _problem_text(frame["result"]), "imaging without a positive/negative result",
+                                  "flagged (not used for HO intervals)")
+    return frame.reset_index(drop=True)
+
+
+def require_rows(frame: pd.DataFrame, name: str) -> None:
+    if frame.empty:
+        raise DataError("the source has a header but no data rows", file=name)

@@ -1,0 +1,236 @@
+"""The Cohort: canonical episodes + assessments + ledger + provenance, and ``read_cohort`` to make one.
+
+``read_cohort`` reads one or more exports (or a study folder), maps them to the canonical schema
+(:mod:`hostats.ingest`), cleans them (:mod:`hostats.clean`, every change in the ledger) and derives the
+time-to-event columns. ``Cohort.filter`` applies an analysis criterion as a further, named ledger step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hostats import clean
+from hostats.errors import DataError
+from hostats.ingest import (
+    Mapping,
+    is_database_url,
+    load_mapping,
+    map_columns,
+    read_export_toml,
+    read_source,
+)
+from hostats.ledger import Ledger
+
+Source = Any  # path, URL, DataFrame, folder, or a list of these
+
+
+@dataclass
+class Cohort:
+    """A cleaned cohort.
+
+    Attributes: ``episodes`` (canonical typed columns, derived ``followup_days``, ``status``,
+    ``time_days``, ``ho_interval_lo_days``, ``ho_interval_hi_days``, plus ``source_file``/``source_row``),
+    ``assessments`` (long format, or None), ``ledger`` (:class:`hostats.ledger.Ledger`), ``provenance``
+    (sources with sha256 and rows read, the mappings used).
+    """
+
+    episodes: pd.DataFrame
+    assessments: pd.DataFrame | None
+    ledger: Ledger
+    provenance: dict = field(default_factory=dict)
+    assessment_ledger: Ledger | None = None
+
+    def flow(self) -> pd.DataFrame:
+        """Flow table: step, rows_in, rows_excluded, rows_out, rows_changed, reason (first row = read)."""
+        return self.ledger.flow()
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        """Excluded rows with source_file, source_row, step and reason."""
+        return self.ledger.excluded
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        """Cell-level problems: source_file, source_row, column, value, problem, action."""
+        return self.ledger.problems
+
+    @property
+    def usable(self) -> bool:
+        """True when at least one episode is left."""
+        return len(self.episodes) > 0
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def filter(self, name: str, keep: str | pd.Series | np.ndarray | Callable[[pd.DataFrame], Any]) -> Cohort:
+        """A new Cohort with the episodes where ``keep`` is true, recorded as the ledger step ``name``.
+
+        ``keep`` is a pandas query string (``"index_event == 'tha'"``), a boolean mask aligned with
+        ``episodes``, or a callable taking the episodes and returning such a mask. Missing (NA) counts as
+        false. The excluded rows get the reason ``name`` (and the query) in ``excluded``.
+        """
+        ep = self.episodes
+        if callable(keep):
+            keep = keep(ep)
+        if isinstance(keep, str):
+            try:
+                mask = ep.eval(keep, engine="python")
+            except Exception as exc:  # pandas raises many kinds for a bad expression
+                raise DataError(f"criterion {name!r}: cannot evaluate {keep!r}: {type(exc).__name__}: {exc}. "
+                                f"Columns: {list(ep.columns)}") from None
+            reason = f"{name} ({keep})"
+        else:
+            mask, reason = keep, name
+        mask = pd.Series(mask, index=ep.index) if not isinstance(mask, pd.Series) else mask
+        if len(mask) != len(ep):
+            raise DataError(f"criterion {name!r}: the mask has {len(mask)} values for {len(ep)} episodes")
+        mask = mask.astype("boolean").fillna(False).to_numpy(dtype=bool)
+        ledger = self.ledger.copy()
+        ledger.record(name, len(ep), excluded=ep[~mask], reason=reason)
+        return Cohort(ep[mask].reset_index(drop=True), self.assessments, ledger, dict(self.provenance),
+                      self.assessment_ledger)
+
+    def summary(self) -> dict:
+        """JSON-ready summary: rows read/kept/excluded, flow, problem counts by column."""
+        prob = self.problems
+        return {"rows_read": self.ledger.rows_read, "rows_kept": len(self.episodes),
+                "rows_excluded": self.ledger.rows_excluded, "flow": self.flow().to_dict(orient="records"),
+                "problems_by_column": prob.groupby("column").size().to_dict() if len(prob) else {},
+                "notes": list(self.ledger.notes)}
+
+
+def _expand(source: Source, mapping: Any) -> tuple[list[tuple[Any, Mapping, str | None]], Any]:
+    """(source, mapping, site) triples and the study folder's assessments (if any)."""
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise DataError("an empty list of sources")
+        if isinstance(mapping, (list, tuple)):
+            if len(mapping) != len(source):
+                raise DataError(f"{len(source)} sources but {len(mapping)} mappings: give one mapping per "
+                                "source, or one for all")
+            maps = [load_mapping(m) for m in mapping]
+        else:
+            maps = [load_mapping(mapping)] * len(source)
+        out, assess = [], None
+        for s, m in zip(source, maps, strict=True):
+            items, a = _expand(s, m)
+            out += items
+            assess = assess or a
+        return out, assess
+    if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir():
+        folder = read_export_toml(Path(source))
+        items = [(e["path"], load_mapping(e.get("mapping")) if e.get("mapping") else load_mapping(mapping),
+                  e.get("site")) for e in folder.episodes]
+        return items, folder.assessments
+    return [(source, load_mapping(mapping), None)], None
+
+
+def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *, sheet: str | int | None = None,
+                table: str | None = None, query: str | None = None,
+                today: str | pd.Timestamp | None = None) -> Cohort:
+    """Read, map and clean a cohort export into a :class:`Cohort`.
+
+    ``source``: a file path (csv/tsv/txt, xlsx/xls, parquet, dta, sas7bdat, xpt, sav), a SQLAlchemy URL
+    (with ``table=`` or ``query=``), a DataFrame, a study folder holding ``export.toml``, or a list of
+    these (multi-site; ``mapping`` is then a list of the same length, or one for all). ``mapping``: a TOML
+    path, a dict of the same shape, or None (canonical names and common synonyms only). ``assessments``:
+    the long-format imaging/ALP table (path or DataFrame) used for the HO interval bounds. ``today``: the
+    date after which dates count as in the future (default: the day of reading).
+
+    Raises :class:`hostats.errors.DataError` when a source cannot be read, lacks a required column or has
+    no data rows; problems in rows and cells go to the ledger instead.
+    """
+    today_ts = pd.Timestamp(today).normalize() if today is not None else pd.Timestamp.today().normalize()
+    items, folder_assess = _expand(source, mapping)
+    ledger = Ledger()
+    parts, prov_sources = [], []
+    for src, m, site in items:
+        raw = read_source(src, m, sheet=sheet, table=table, query=query)
+        mapped = map_columns(raw, m)
+        clean.require_rows(mapped.frame, mapped.name)
+        frame = mapped.frame
+        if site is not None:
+            if "site" not in frame.columns:
+                frame.insert(2, "site", str(site))
+            else:
+                frame["site"] = frame["site"].where(frame["site"].notna() & (frame["site"].astype(str) != ""),
+                                                    str(site))
+        ledger.read(len(frame), f"rows read from {mapped.name}")
+        for n in mapped.notes:
+            ledger.note(f"{mapped.name}: {n}")
+        ctx = clean.Context(ledger, m, today_ts)
+        parts.append(clean.clean_cells(frame, ctx))
+        prov_sources.append({"name": mapped.name, "sha256": mapped.sha256, "rows_read": mapped.rows_read,
+                             "mapping": m.path, "site": site, "unrecognised_columns": mapped.unrecognised})
+    episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    episodes["source_file"] = episodes["source_file"].astype("category")
+    row_ctx = clean.Context(ledger, Mapping(), today_ts)
+    episodes = clean.clean_rows(episodes, row_ctx)
+
+    assess_df, assess_ledger = None, None
+    assess_src = assessments if assessments is not None else folder_assess
+    if assess_src is not None:
+        amap = Mapping()
+        if isinstance(assess_src, dict):  # from export.toml
+            amap = load_mapping(assess_src.get("mapping"))
+            assess_src = assess_src["path"]
+        assess_df, assess_ledger, aprov = read_assessments(assess_src, amap, today_ts)
+        prov_sources.append(aprov)
+    episodes = clean.interval_bounds(clean.derive_outcomes(episodes), assess_df)
+    provenance = {"sources": prov_sources, "today": str(today_ts.date()),
+                  "mappings": [m.to_dict() for _, m, _ in items]}
+    cohort = Cohort(episodes, assess_df, ledger, provenance, assess_ledger)
+    _check_invariant(cohort)
+    return cohort
+
+
+def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Timestamp | None = None
+                     ) -> tuple[pd.DataFrame, Ledger, dict]:
+    """Read and clean an assessments table (patient_id, date, test, result, value); own ledger."""
+    from hostats.schema import ASSESSMENT_REQUIRED
+
+    mapping = mapping or Mapping()
+    today = today if today is not None else pd.Timestamp.today().normalize()
+    raw = read_source(source, mapping)
+    frame = raw.frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    lower = {c.lower(): c for c in frame.columns}
+    rename = {lower[k]: k for k in ("patient_id", "date", "test", "result", "value") if k in lower}
+    rename.update({frame.columns[frame.columns.get_loc(src)]: canon for canon, src in mapping.columns.items()
+                   if src in frame.columns})
+    missing = [c for c in ASSESSMENT_REQUIRED if c not in rename.values()]
+    if missing:
+        raise DataError(f"assessments: required column(s) {missing} missing; columns found: {list(frame.columns)}",
+                        file=raw.name, column=missing[0])
+    frame = frame[list(rename)].rename(columns=rename)
+    rows = raw.rows if raw.rows is not None else np.arange(2, len(frame) + 2, dtype=np.int64)
+    frame.insert(0, "source_row", rows)
+    frame.insert(0, "source_file", pd.Categorical([raw.name] * len(frame)))
+    ledger = Ledger()
+    ledger.read(len(frame), f"assessment rows read from {raw.name}")
+    cleaned = clean.clean_assessments(frame, clean.Context(ledger, mapping, today))
+    return cleaned, ledger, {"name": raw.name, "sha256": raw.sha256, "rows_read": len(frame),
+                             "kind": "assessments"}
+
+
+def _check_invariant(cohort: Cohort) -> None:
+    """rows read = rows kept + rows excluded: a failure here is a bug in hostats, not in the data."""
+    read, kept, excl = cohort.ledger.rows_read, len(cohort.episodes), cohort.ledger.rows_excluded
+    if read != kept + excl or len(cohort.excluded) != excl:
+        raise AssertionError(f"ledger invariant broken: read {read} != kept {kept} + excluded {excl}")
+
+
+def validate_schema(episodes: pd.DataFrame) -> None:
+    """Check a cleaned episodes table against the pandera model (raises pandera's SchemaErrors)."""
+    from hostats.schema import episode_schema
+
+    episode_schema().validate(episodes, lazy=True)
+
+
+__all__ = ["Cohort", "read_cohort", "read_assessments", "validate_schema"]
+

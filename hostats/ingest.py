@@ -1,0 +1,557 @@
+"""Ingest: read an export in any common format and map its columns and values to the canonical schema.
+
+Readers: CSV/TSV/TXT (delimiter sniffed; UTF-8, UTF-8 with BOM, Latin-1), Excel (sheet selectable),
+Parquet, Stata .dta, SAS .sas7bdat/.xpt, SPSS .sav (pyreadstat; SAS falls back to pandas' own reader),
+a SQL table or query through a SQLAlchemy URL (SQLite needs no extra install), a pandas DataFrame, or a
+study folder holding ``export.toml``.
+
+The mapping file (TOML, see README "The mapping file") renames source columns, maps values, declares date
+formats and units. Without a mapping, canonical names and a fixed list of common synonyms (``gender`` ->
+``sex``, ``dob`` -> date of birth, ...) are recognised after normalising case, spaces and punctuation;
+anything else is reported as unrecognised and left out, never guessed.
+
+Row numbers (``source_row``) are those a spreadsheet shows: the header is row 1, the first data row is 2
+(blank lines keep their numbers). Sources without a header line (DataFrame, SQL, Parquet, Stata, SAS,
+SPSS) are numbered the same way, as if written to CSV: their first row is 2.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hostats.errors import DataError, SpecError
+from hostats.schema import COLUMNS, DERIVED_COLUMNS, EPISODE_COLUMNS, REQUIRED
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".dat"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
+DATE_FORMATS = {"auto", "iso", "dayfirst", "monthfirst", "excel"}
+UNITS = {"rt_dose_gy": {"gy": 1.0, "cgy": 0.01, "mgy": 0.001}}
+SOURCE_COLUMNS = ("source_file", "source_row")
+AUX_COLUMNS = ("date_of_birth",)  # recognised, used for a derivation (age), then dropped
+
+# normalised source name -> canonical name. Only names that cannot mean anything else.
+_SYNONYM_LISTS: dict[str, tuple[str, ...]] = {
+    "patient_id": ("patient", "patientid", "pat_id", "patid", "patient_no", "patient_number", "subject_id",
+                   "subject", "subjid", "record_id", "pseudonym", "pid"),
+    "site": ("centre", "center", "centre_id", "center_id", "hospital", "site_id", "study_site", "clinic"),
+    "index_event": ("index_procedure", "procedure", "event_type", "index_event_type", "injury_type"),
+    "index_date": ("surgery_date", "date_of_surgery", "operation_date", "op_date", "injury_date",
+                   "date_of_injury", "index_dt", "date_index", "resection_date"),
+    "age_years": ("age", "age_at_index", "age_at_surgery", "age_yrs", "age_y", "age_year"),
+    "sex": ("gender", "sex_at_birth"),
+    "prior_ho": ("previous_ho", "history_of_ho", "ho_history", "prior_heterotopic_ossification"),
+    "gram_negative_infection": ("gram_negative", "gn_infection", "gram_neg_infection"),
+    "early_intensive_therapy": ("early_therapy", "intensive_therapy", "early_intensive_physio"),
+    "prophylaxis": ("ho_prophylaxis", "prophylaxis_type"),
+    "rt_dose_gy": ("rt_dose", "radiotherapy_dose", "rt_dose_in_gy", "dose_gy"),
+    "rt_hours_from_index": ("rt_hours", "rt_timing_hours", "rt_hours_from_surgery"),
+    "nsaid_agent": ("nsaid", "nsaid_drug"),
+    "adjuvant": ("adjuvant_therapy", "adjuvant_treatment"),
+    "ho": ("heterotopic_ossification", "ho_present", "ho_detected", "ho_yn", "outcome_ho"),
+    "ho_date": ("ho_detection_date", "date_ho", "ho_dx_date", "date_of_ho", "ho_diagnosis_date"),
+    "ho_site": ("ho_location",),
+    "brooker_grade": ("brooker", "brooker_class", "brooker_classification"),
+    "symptomatic": ("symptomatic_ho",),
+    "detection_modality": ("imaging_modality", "ho_modality"),
+    "wound_complication": ("wound_complications",),
+    "tbsa_burned_percent": ("tbsa", "tbsa_percent", "tbsa_burned", "burn_tbsa", "tbsa_pct"),
+    "gcs_score": ("gcs", "glasgow_coma_scale", "gcs_admission"),
+    "death_date": ("date_of_death", "dod", "died_date", "deathdate"),
+    "last_followup_date": ("last_follow_up", "last_followup", "last_contact", "last_contact_date",
+                           "date_last_followup", "last_follow_up_date", "lfu_date"),
+    "date_of_birth": ("dob", "birth_date", "birthdate", "date_birth"),
+}
+SYNONYMS: dict[str, str] = {s: canon for canon, names in _SYNONYM_LISTS.items() for s in names}
+CANONICAL_INPUT = tuple(c.name for c in EPISODE_COLUMNS) + AUX_COLUMNS
+
+
+def normalise_name(name: Any) -> str:
+    """Lower case, non-alphanumerics to single underscores (``"Patient ID"`` -> ``"patient_id"``)."""
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+# --- the mapping file ------------------------------------------------------------------------------
+
+@dataclass
+class Mapping:
+    """A parsed mapping file (TOML); see the module docstring and README for the format."""
+
+    columns: dict[str, str] = field(default_factory=dict)          # canonical -> source column
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # canonical -> {source value: code}
+    date_format: str = "auto"
+    date_columns: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    true_tokens: tuple[str, ...] = ()
+    false_tokens: tuple[str, ...] = ()
+    delimiter: str | None = None
+    encoding: str | None = None
+    sheet: str | int | None = None
+    missing: tuple[str, ...] = ()
+    path: str | None = None
+
+    def date_format_of(self, column: str) -> str:
+        return self.date_columns.get(column, self.date_format)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ({}, (), None)}
+
+
+def _check_date_format(fmt: Any, where: str) -> str:
+    if not isinstance(fmt, str) or (fmt not in DATE_FORMATS and "%" not in fmt):
+        raise SpecError(f"{where}: date format {fmt!r} is not one of {sorted(DATE_FORMATS)} "
+                        "or a strftime format such as '%d.%m.%Y'")
+    return fmt
+
+
+def load_mapping(mapping: Mapping | dict | str | Path | None) -> Mapping:
+    """Parse a mapping: a TOML path, an already-parsed dict, a Mapping, or None (no mapping)."""
+    if mapping is None:
+        return Mapping()
+    if isinstance(mapping, Mapping):
+        return mapping
+    where = "mapping"
+    if isinstance(mapping, (str, Path)):
+        path = Path(mapping)
+        where = str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError("mapping file not found", file=str(path)) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{path}: not a valid TOML mapping file: {exc}") from None
+    elif isinstance(mapping, dict):
+        raw = mapping
+    else:
+        raise SpecError(f"mapping must be a TOML path, a dict or None, not {type(mapping).__name__}")
+    known = {"source", "columns", "values", "dates", "units", "booleans"}
+    unknown = set(raw) - known
+    if unknown:
+        raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(known)}")
+    src = raw.get("source", {})
+    cols = {str(k): str(v) for k, v in raw.get("columns", {}).items()}
+    bad = [k for k in cols if k not in CANONICAL_INPUT]
+    if bad:
+        raise SpecError(f"{where}: [columns] names {bad} are not canonical columns; canonical names are "
+                        f"{list(CANONICAL_INPUT)}")
+    values = {}
+    for col, table in raw.get("values", {}).items():
+        if col not in COLUMNS or not isinstance(table, dict):
+            raise SpecError(f"{where}: [values.{col}] must be a table for a canonical column")
+        values[col] = {str(k).strip().casefold(): v for k, v in table.items()}
+    dates = raw.get("dates", {})
+    date_format = _check_date_format(dates.get("format", "auto"), f"{where} [dates] format")
+    date_columns = {c: _check_date_format(f, f"{where} [dates.columns] {c}")
+                    for c, f in dates.get("columns", {}).items()}
+    units = {c: str(u) for c, u in raw.get("units", {}).items()}
+    for c, u in units.items():
+        if c not in UNITS or u.casefold() not in UNITS[c]:
+            allowed = {k: sorted(v) for k, v in UNITS.items()}
+            raise SpecError(f"{where}: [units] {c} = {u!r} is not supported; supported: {allowed}")
+    booleans = raw.get("booleans", {})
+    missing = src.get("missing", [])
+    if isinstance(missing, str):
+        missing = [missing]
+    return Mapping(columns=cols, values=values, date_format=date_format, date_columns=date_columns,
+                   units=units, true_tokens=tuple(str(t) for t in booleans.get("true", [])),
+                   false_tokens=tuple(str(t) for t in booleans.get("false", [])),
+                   delimiter=src.get("delimiter"), encoding=src.get("encoding"), sheet=src.get("sheet"),
+                   missing=tuple(str(m) for m in missing),
+                   path=str(mapping) if isinstance(mapping, (str, Path)) else None)
+
+
+# --- readers -----------------------------------------------------------------------------------------
+
+@dataclass
+class RawSource:
+    """One source as read: all columns as they are in the file, plus where it came from."""
+
+    frame: pd.DataFrame
+    name: str
+    sha256: str | None
+    first_row: int = 2      # source row number of the first data row
+    rows: np.ndarray | None = None  # explicit source row numbers (blank lines skipped), else consecutive
+    blank_rows: int = 0
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_frame(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    try:
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    except TypeError:  # unhashable cells (lists...): hash their text
+        h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _decode_head(path: Path, encoding: str | None) -> tuple[str, str]:
+    """The first 64 KiB as text and the encoding to read the file with (utf-8, utf-8-sig or latin-1)."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if encoding:
+        return head.decode(encoding, errors="replace"), encoding
+    if head.startswith(b"\xef\xbb\xbf"):
+        return head[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    try:
+        return head.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 4:  # a multi-byte character cut by the 64 KiB window
+            return head[: exc.start].decode("utf-8"), "utf-8"
+        return head.decode("latin-1"), "latin-1"
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a delimited text: csv.Sniffer among , ; tab |, else the most frequent in line 1."""
+    lines = [ln for ln in text.splitlines() if ln.strip()][:50]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {d: lines[0].count(d) for d in ",;\t|"}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _read_text(path: Path, mapping: Mapping) -> RawSource:
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty", file=str(path))
+    head, encoding = _decode_head(path, mapping.encoding)
+    if not head.strip():
+        raise DataError("the file holds only blank lines", file=str(path))
+    delimiter = mapping.delimiter or ("\t" if path.suffix.lower() in {".tsv", ".tab"} else sniff_delimiter(head))
+    header = next(csv.reader(io.StringIO(head.lstrip("\ufeff")), delimiter=delimiter), [])
+    kwargs = dict(sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, header=None,
+                  skiprows=1, skip_blank_lines=False, names=list(range(len(header))), index_col=False)
+    try:
+        try:
+            frame = pd.read_csv(path, encoding=encoding, **kwargs)
+        except UnicodeDecodeError:
+            if mapping.encoding:
+                raise DataError(f"the file is not encoded as {mapping.encoding} (set [source] encoding "
+                                "in the mapping)", file=str(path)) from None
+            encoding = "latin-1"  # Latin-1 decodes any byte: the usual alternative to UTF-8 in exports
+            frame = pd.read_csv(path, encoding=encoding, **kwargs)
+    except pd.errors.ParserError as exc:
+        msg = str(exc).replace("Error tokenizing data. C error: ", "")
+        line = re.search(r"line (\d+)", msg)
+        raise DataError(f"cannot parse the file as {delimiter!r}-delimited text: {msg}. Check the delimiter "
+                        "([source] delimiter in the mapping) and quoting", file=str(path),
+                        row=int(line.group(1)) if line else None) from None
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=range(len(header)))
+    frame.columns = [h.strip() for h in header]
+    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
+    blank = (frame == "").all(axis=1).to_numpy() if len(frame) else np.zeros(0, bool)
+    if blank.any():
+        frame, rows = frame.loc[~blank].reset_index(drop=True), rows[~blank]
+    return RawSource(frame, str(path), _sha256_file(path), rows=rows, blank_rows=int(blank.sum()))
+
+
+def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
+    try:
+        book = pd.ExcelFile(path)
+    except Exception as exc:  # openpyxl/xlrd raise many kinds for a broken or mislabelled file
+        raise DataError(f"cannot open as an Excel workbook: {exc}", file=str(path)) from None
+    with book:
+        names = book.sheet_names
+        if sheet is None:
+            sheet = names[0]
+        elif isinstance(sheet, int):
+            if not 0 <= sheet < len(names):
+                raise DataError(f"sheet number {sheet} does not exist; sheets: {names}", file=str(path))
+            sheet = names[sheet]
+        elif sheet not in names:
+            raise DataError(f"sheet {sheet!r} does not exist; sheets: {names}", file=str(path))
+        raw = book.parse(sheet, header=None, dtype=object)
+    if raw.empty:
+        raise DataError(f"sheet {sheet!r} is empty", file=str(path))
+    header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = header
+    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        frame, rows = frame.loc[~blank].reset_index(drop=True), rows[~blank]
+    return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path), rows=rows, blank_rows=int(blank.sum()))
+
+
+def _read_stat(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        import pyreadstat
+    except ImportError:
+        pyreadstat = None
+    if pyreadstat is not None:
+        reader = {".sas7bdat": pyreadstat.read_sas7bdat, ".xpt": pyreadstat.read_xport,
+                  ".sav": pyreadstat.read_sav, ".zsav": pyreadstat.read_sav}[suffix]
+        kwargs = {"apply_value_formats": True} if suffix in {".sav", ".zsav"} else {}
+        frame, _meta = reader(str(path), **kwargs)
+        return frame
+    if suffix in {".sas7bdat", ".xpt"}:  # pandas reads SAS itself, without value labels
+        return pd.read_sas(path, format="xport" if suffix == ".xpt" else "sas7bdat", encoding="latin-1")
+    raise DataError("reading SPSS .sav files needs pyreadstat: pip install 'hostats[spss]'", file=str(path))
+
+
+def _read_file(path: Path, mapping: Mapping, sheet: str | int | None) -> RawSource:
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise DataError("file not found", file=str(path))
+    if suffix in TEXT_SUFFIXES or suffix == "":
+        return _read_text(path, mapping)
+    if suffix in EXCEL_SUFFIXES:
+        return _read_excel(path, sheet if sheet is not None else mapping.sheet)
+    try:
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        elif suffix == ".dta":
+            frame = pd.read_stata(path, convert_categoricals=True)
+        elif suffix in {".sas7bdat", ".xpt", ".sav", ".zsav"}:
+            frame = _read_stat(path)
+        else:
+            raise DataError(f"unknown file type {suffix!r}; hostats reads csv, tsv, txt, xlsx, xls, parquet, "
+                            "dta, sas7bdat, xpt and sav", file=str(path))
+    except DataError:
+        raise
+    except Exception as exc:  # each library raises its own errors for a corrupt file
+        raise DataError(f"cannot read the {suffix} file: {type(exc).__name__}: {exc}", file=str(path)) from None
+    return RawSource(frame.reset_index(drop=True), str(path), _sha256_file(path))
+
+
+def is_database_url(source: Any) -> bool:
+    return isinstance(source, str) and re.match(r"^[a-z][a-z0-9+]*://", source, re.I) is not None
+
+
+def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DataError("not a valid database URL (expected e.g. sqlite:///cohort.db or "
+                        "postgresql://user@host/db)") from None
+    safe = parsed.render_as_string(hide_password=True)
+    secret = parsed.password
+
+    def scrub(msg: str) -> str:
+        msg = msg.replace(url, safe)
+        return msg.replace(str(secret), "***") if secret else msg
+
+    if (table is None) == (query is None):
+        raise DataError(f"give exactly one of table= or query= to read from {safe}")
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:") and \
+            not str(parsed.database).startswith("file:") and not Path(parsed.database).exists():
+        raise DataError(f"cannot connect to {safe}: the database file does not exist")
+    engine = None
+    try:
+        engine = create_engine(parsed)
+        with engine.connect() as con:
+            if table is not None:
+                tables = inspect(con).get_table_names()
+                if table not in tables:
+                    raise DataError(f"table {table!r} not found in {safe}; tables: {tables}")
+                frame = pd.read_sql_table(table, con)
+            else:
+                frame = pd.read_sql_query(text(query), con)
+    except DataError:
+        raise
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        raise DataError(f"cannot connect to {safe}: the database driver for {backend!r} is not installed "
+                        f"({scrub(str(exc))})") from None
+    except SQLAlchemyError as exc:
+        detail = scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        raise DataError(f"cannot read from {safe}: {type(exc).__name__}: {detail}") from None
+    except Exception as exc:  # drivers raise their own errors (network, auth, ...)
+        raise DataError(f"cannot connect to {safe}: {type(exc).__name__}: {scrub(str(exc))}") from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+    name = f"{safe}#{table}" if table is not None else f"{safe}#query"
+    return RawSource(frame, name, _sha256_frame(frame))
+
+
+def read_source(source: Any, mapping: Mapping, *, sheet: str | int | None = None, table: str | None = None,
+                query: str | None = None, name: str | None = None) -> RawSource:
+    """Read one source (path, SQLAlchemy URL or DataFrame) as it is, without any mapping."""
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()  # never mutate the caller's frame
+        frame.columns = [str(c) for c in frame.columns]
+        raw = RawSource(frame.reset_index(drop=True), name or "<DataFrame>", _sha256_frame(source))
+        if "source_row" in frame.columns:  # a cohort read back: keep its row numbers
+            rows = pd.to_numeric(frame["source_row"], errors="coerce")
+            if rows.notna().all():
+                raw.rows = rows.to_numpy(dtype=np.int64)
+        return raw
+    if is_database_url(source):
+        return _read_sql(source, table, query)
+    if isinstance(source, (str, Path)):
+        return _read_file(Path(source), mapping, sheet)
+    raise DataError(f"cannot read a {type(source).__name__}: give a file path, a database URL, a DataFrame, "
+                    "a study folder or a list of these")
+
+
+# --- column mapping -----------------------------------------------------------------------------------
+
+@dataclass
+class Mapped:
+    """A source with canonical column names (values still as read), plus what was not recognised."""
+
+    frame: pd.DataFrame
+    name: str
+    sha256: str | None
+    rows_read: int
+    mapping: Mapping
+    unrecognised: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _dedupe_columns(frame: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
+    """Resolve duplicated column names: identical copies are dropped; differing copies are an error
+    when the column is used (canonical or a synonym), otherwise the later copies are ignored."""
+    cols = pd.Index(frame.columns)
+    if cols.is_unique:
+        return frame
+    keep = np.ones(len(cols), dtype=bool)
+    for dup in cols[cols.duplicated()].unique():
+        pos = np.flatnonzero(cols == dup)
+        first = frame.iloc[:, pos[0]]
+        same = all(first.equals(frame.iloc[:, p]) for p in pos[1:])
+        norm = normalise_name(dup)
+        used = norm in CANONICAL_INPUT or norm in SYNONYMS
+        if not same and used:
+            raise DataError(f"column {dup!r} appears {len(pos)} times (positions {list(pos + 1)}) with "
+                            "different values; rename or remove the copies", file=name, column=str(dup))
+        keep[pos[1:]] = False
+        notes.append(f"column {dup!r} appears {len(pos)} times; "
+                     + ("the copies are identical and one is kept" if same else "only the first is used"))
+    return frame.loc[:, keep]
+
+
+def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
+    """Rename source columns to canonical names ([columns], then canonical names, then synonyms),
+    add ``source_file``/``source_row``, and report columns that were not recognised."""
+    notes: list[str] = []
+    if raw.blank_rows:
+        notes.append(f"{raw.blank_rows} blank line(s) ignored")
+    frame = _dedupe_columns(raw.frame, raw.name, notes)
+    found = [str(c) for c in frame.columns]
+    rename: dict[str, str] = {}
+    for canon, src in mapping.columns.items():
+        if src in found:
+            rename[src] = canon
+            continue
+        loose = [c for c in found if c.strip().casefold() == src.strip().casefold()]
+        if len(loose) != 1:
+            raise DataError(f"the mapping names source column {src!r} for {canon!r}, but the file has no such "
+                            f"column; columns found: {found}", file=raw.name, column=src)
+        rename[loose[0]] = canon
+    claimed = set(rename.values())
+    candidates: dict[str, list[str]] = {}
+    derived = {c.name for c in DERIVED_COLUMNS}
+    unrecognised = []
+    for col in found:
+        if col in rename or col in SOURCE_COLUMNS:
+            continue
+        norm = normalise_name(col)
+        canon = norm if norm in CANONICAL_INPUT else SYNONYMS.get(norm)
+        if canon is None:
+            if norm not in derived:
+                unrecognised.append(col)
+            continue
+        if canon not in claimed:
+            candidates.setdefault(canon, []).append(col)
+    for canon, cols in candidates.items():
+        if len(cols) > 1:
+            exact = [c for c in cols if c == canon]
+            if len(exact) != 1:
+                raise DataError(f"columns {cols} could all be {canon!r}; say which one in the mapping "
+                                f"([columns] {canon} = \"...\")", file=raw.name, column=canon)
+            cols = exact
+        rename[cols[0]] = canon
+    if unrecognised:
+        notes.append(f"columns not recognised and left out: {unrecognised} (map them in [columns] if "
+                     "they are canonical)")
+    missing = [c for c in REQUIRED if c not in rename.values()]
+    if missing:
+        hint = ""
+        if len(found) == 1 and any(d in found[0] for d in ",;\t|"):
+            hint = " The header was read as a single column: the delimiter looks wrong ([source] delimiter)."
+        raise DataError(f"required column(s) {missing} missing; columns found: {found}. Name them in the "
+                        f"mapping file ([columns]).{hint}", file=raw.name, column=missing[0])
+    out = frame[list(rename)].copy()
+    out.columns = [rename[c] for c in rename]
+    order = [c for c in CANONICAL_INPUT if c in out.columns]
+    out = out[order]
+    out.insert(0, "source_row", raw.rows if raw.rows is not None
+               else np.arange(raw.first_row, raw.first_row + len(out), dtype=np.int64))
+    if "source_file" in frame.columns and raw.name == "<DataFrame>":
+        files = frame["source_file"].astype(str).to_numpy()
+    else:
+        files = raw.name
+    out.insert(0, "source_file", pd.Categorical(np.broadcast_to(np.asarray(files, dtype=object), len(out))))
+    return Mapped(out, raw.name, raw.sha256, len(out), mapping, unrecognised, notes)
+
+
+# --- study folders -------------------------------------------------------------------------------------
+
+@dataclass
+class StudyFolder:
+    """A folder with ``export.toml``: episode exports (each with its mapping and site) and assessments."""
+
+    episodes: list[dict]
+    assessments: dict | None
+    path: Path
+
+
+def read_export_toml(folder: Path) -> StudyFolder:
+    """Parse ``folder/export.toml`` ([[episodes]] path/mapping/site, [assessments] path/mapping)."""
+    spec_path = folder / "export.toml"
+    if not spec_path.exists():
+        raise DataError("a folder source must hold export.toml (see README: study folders)", file=str(folder))
+    try:
+        spec = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{spec_path}: not valid TOML: {exc}") from None
+    episodes = spec.get("episodes")
+    if isinstance(episodes, dict):
+        episodes = [episodes]
+    if not episodes or not all(isinstance(e, dict) and "path" in e for e in episodes):
+        raise SpecError(f"{spec_path}: needs at least one [[episodes]] table with a path")
+    resolved = []
+    for e in episodes:
+        item = dict(e)
+        item["path"] = folder / e["path"]
+        if e.get("mapping"):
+            item["mapping"] = folder / e["mapping"]
+        resolved.append(item)
+    assess = spec.get("assessments")
+    if assess is not None:
+        if not isinstance(assess, dict) or "path" not in assess:
+            raise SpecError(f"{spec_path}: [assessments] needs a path")
+        assess = dict(assess, path=folder / assess["path"])
+        if assess.get("mapping"):
+            assess["mapping"] = folder / assess["mapping"]
+    return StudyFolder(resolved, assess, folder)
