@@ -1,0 +1,666 @@
+"""Logistic regression for binary outcomes (odds ratios), with Firth's penalised likelihood.
+
+``logistic(data, formula, ...)`` fits ``outcome ~ terms`` by maximum likelihood (statsmodels Logit/GLM)
+or by Firth's penalised likelihood (hand-written here: no maintained Python library has it), and returns a
+:class:`LogisticResult`: odds ratios with Wald or profile-likelihood CIs, cluster-robust or
+probability-weight (sandwich) SEs, the c-statistic with a DeLong CI, calibration, and ``.predict``.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+from scipy.special import expit
+
+from hostats.errors import EstimationError
+from hostats.stats._result import Result, check_level, z_value
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LP_MAX_CELLS = 2_000_000  # rows x terms up to which the linear-programming separation check runs
+_MAX_STEP = 5.0  # largest Newton step per coefficient (as logistf's maxstep)
+
+
+# ----------------------------------------------------------------------------------------------------
+# design matrix
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class _Design:
+    """How to turn a DataFrame into the model matrix: a fast path for plain column names, else patsy."""
+
+    outcome: str
+    rhs: str
+    columns: list[str]  # data columns the right-hand side uses (for the missing-value count)
+    fast: bool = True  # plain column names only: build the matrix here, not with patsy
+    names: list[str] = field(default_factory=list)
+    levels: dict[str, list] = field(default_factory=dict)  # fast path: categorical column -> levels
+    patsy_info: Any = None
+
+    def matrix(self, data: pd.DataFrame, fitting: bool = False) -> np.ndarray:
+        if not self.fast:
+            return self._patsy(data, fitting)
+        blocks = [np.ones((len(data), 1))]
+        names = ["Intercept"]
+        for col in self.columns:
+            s = data[col]
+            if fitting and _is_categorical(s):
+                self.levels[col] = _levels(s)
+            if col in self.levels:
+                levels = self.levels[col]
+                codes = pd.Categorical(s, categories=levels).codes
+                unknown = (codes < 0) & s.notna().to_numpy()
+                if unknown.any():
+                    bad = s[unknown].iloc[0]
+                    raise ValueError(f"column {col!r}: value {bad!r} was not seen when the model was fitted "
+                                     f"(levels {levels})")
+                dummies = (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(float)
+                blocks.append(dummies)
+                names += [f"{col}[T.{lev}]" for lev in levels[1:]]
+            else:
+                blocks.append(s.to_numpy(dtype=float, na_value=np.nan)[:, None])
+                names.append(col)
+        if fitting:
+            self.names = names
+        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+
+    def _patsy(self, data: pd.DataFrame, fitting: bool) -> np.ndarray:
+        import patsy
+
+        if fitting:
+            try:
+                mat = patsy.dmatrix(self.rhs, data, NA_action=patsy.NAAction(NA_types=[]),
+                                    return_type="matrix")
+            except patsy.PatsyError as exc:
+                raise ValueError(f"cannot build the model matrix for '~ {self.rhs}': {exc}") from exc
+            self.patsy_info = mat.design_info
+            self.names = list(mat.design_info.column_names)
+            if "Intercept" not in self.names:
+                raise ValueError("the formula must keep the intercept (odds ratios are relative to it)")
+            return np.asarray(mat, dtype=float)
+        (mat,) = patsy.build_design_matrices([self.patsy_info], data,
+                                             NA_action=patsy.NAAction(NA_types=[]))
+        return np.asarray(mat, dtype=float)
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
+
+
+def _levels(s: pd.Series) -> list:
+    """Levels in patsy's order: a Categorical's categories, else the sorted distinct values."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        present = set(s.dropna().unique())
+        return [c for c in s.cat.categories if c in present]
+    return sorted(s.dropna().unique().tolist())
+
+
+def _parse(formula: str, data: pd.DataFrame) -> _Design:
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        raise ValueError(f"formula must look like 'outcome ~ term1 + term2', got {formula!r}")
+    lhs, rhs = (part.strip() for part in formula.split("~"))
+    if lhs not in data.columns:
+        raise ValueError(f"outcome column {lhs!r} is not in the data (columns: {list(data.columns)})")
+    if not rhs:
+        raise ValueError("formula has no right-hand side; use 'outcome ~ 1' for an intercept-only model")
+    terms = [t.strip() for t in rhs.split("+")]
+    if rhs == "1":
+        return _Design(outcome=lhs, rhs=rhs, columns=[], fast=True)
+    if all(_IDENT.match(t) for t in terms):
+        absent = [t for t in terms if t not in data.columns]
+        if absent:
+            raise ValueError(f"formula term(s) {absent} are not columns of the data")
+        return _Design(outcome=lhs, rhs=rhs, columns=list(dict.fromkeys(terms)))
+    import patsy
+
+    try:
+        desc = patsy.ModelDesc.from_formula(rhs)
+    except patsy.PatsyError as exc:
+        raise ValueError(f"cannot parse formula {formula!r}: {exc}") from exc
+    if not desc.rhs_termlist:
+        raise ValueError(f"formula {formula!r} has no terms")
+    columns = [c for c in data.columns if re.search(rf"\b{re.escape(str(c))}\b", rhs)]
+    return _Design(outcome=lhs, rhs=rhs, columns=columns, fast=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Newton-Raphson for ordinary and Firth-penalised logistic likelihoods
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class _Fit:
+    beta: np.ndarray
+    loglik: float  # penalised when firth
+    info: np.ndarray  # Fisher information X'WX at beta
+    converged: bool
+    iterations: int
+
+
+def _loglik(X, y, w, beta, offset, firth):
+    eta = X @ beta
+    if offset is not None:
+        eta = eta + offset
+    p = expit(eta)
+    ll = float(np.sum(w * (y * eta - np.logaddexp(0.0, eta))))
+    W = w * p * (1.0 - p)
+    info = X.T @ (X * W[:, None])
+    if firth:
+        sign, logdet = np.linalg.slogdet(info)
+        ll = ll + 0.5 * logdet if sign > 0 else -np.inf
+    return ll, p, W, info
+
+
+def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
+            beta0: np.ndarray | None = None, free: np.ndarray | None = None,
+            offset: np.ndarray | None = None, tol: float = 1e-9, maxiter: int = 100) -> _Fit:
+    """Maximise the (Firth-penalised) log-likelihood over the ``free`` coefficients.
+
+    Firth (1993): the score gains ``X'(h (1/2 - p))``, ``h`` the diagonal of the weighted hat matrix
+    ``W^1/2 X (X'WX)^-1 X' W^1/2``; this is the gradient of ``l(beta) + 1/2 log|X'WX|``. Steps use the
+    Fisher information, are capped at 5 per coefficient and halved until the objective does not fall
+    (Heinze & Schemper 2002, as in R's logistf). Fixed coefficients (``free`` False) stay at ``beta0``:
+    this gives the profile likelihood used for profile CIs and likelihood-ratio tests.
+    """
+    p_ = X.shape[1]
+    beta = np.zeros(p_) if beta0 is None else np.array(beta0, dtype=float)
+    free = np.ones(p_, dtype=bool) if free is None else free
+    ll, p, W, info = _loglik(X, y, w, beta, offset, firth)
+    converged = False
+    it = 0
+    for it in range(1, maxiter + 1):  # noqa: B007 - iterations reported
+        resid = w * (y - p)
+        if firth:
+            inv = np.linalg.inv(info)
+            h = W * np.einsum("ij,jk,ik->i", X, inv, X, optimize=True)
+            resid = resid + h * (0.5 - p)
+        score = X.T @ resid
+        try:
+            step = np.linalg.solve(info[np.ix_(free, free)], score[free])
+        except np.linalg.LinAlgError:
+            break
+        big = np.max(np.abs(step)) if step.size else 0.0
+        if big > _MAX_STEP:
+            step *= _MAX_STEP / big
+        for _ in range(30):
+            trial = beta.copy()
+            trial[free] += step
+            ll_new, p_new, W_new, info_new = _loglik(X, y, w, trial, offset, firth)
+            if ll_new >= ll - 1e-10 * max(1.0, abs(ll)):
+                break
+            step /= 2.0
+        beta, ll, p, W, info = trial, ll_new, p_new, W_new, info_new
+        if np.max(np.abs(step), initial=0.0) < tol and np.max(np.abs(score[free]), initial=0.0) < 1e-6 * max(
+                1.0, float(np.sum(w))) ** 0.5:
+            converged = True
+            break
+    return _Fit(beta, ll, info, converged, it)
+
+
+# ----------------------------------------------------------------------------------------------------
+# checks
+# ----------------------------------------------------------------------------------------------------
+def _outcome(s: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=float)
+    if not pd.api.types.is_numeric_dtype(s):
+        raise ValueError(f"outcome column {name!r} must be 0/1 or true/false, found values "
+                         f"{sorted(map(str, s.dropna().unique()))[:5]}")
+    arr = s.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        row = s.index[bad][0]
+        raise ValueError(f"outcome column {name!r} must be 0/1 or true/false; row {row!r} has {arr[bad][0]!r}")
+    return arr
+
+
+def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -> None:
+    events = float(np.sum(w * y))
+    total = float(np.sum(w))
+    if events == 0:
+        raise EstimationError("no events in the analysed rows: odds ratios cannot be estimated "
+                              "(report the proportion with hostats.proportion instead)")
+    if events == total:
+        raise EstimationError("every analysed row is an event: odds ratios cannot be estimated")
+    used = w > 0
+    for j, name in enumerate(names):
+        if name == "Intercept":
+            continue
+        col = X[used, j]
+        if np.ptp(col) == 0:
+            raise EstimationError(f"term {name!r} is constant ({col[0]:g}) in the analysed rows: "
+                                  "drop it from the formula")
+    xtx = X.T @ (X * w[:, None])
+    scale = np.sqrt(np.diag(xtx))
+    corr = xtx / np.outer(scale, scale)
+    for k in range(2, len(names) + 1):
+        if np.linalg.matrix_rank(corr[:k, :k], tol=1e-10) < k:
+            raise EstimationError(f"term {names[k - 1]!r} is collinear with the terms before it "
+                                  f"({', '.join(names[:k - 1])}): drop or recode it")
+
+
+def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -> tuple[str, list[str]]:
+    """Detect complete or quasi-complete separation; returns (kind, terms) or ("", []).
+
+    First term by term (a term whose values among events and non-events do not overlap), then, for data
+    up to ``_LP_MAX_CELLS`` cells, the linear program of Konis (2007; R's detectseparation): separation
+    exists iff some direction b != 0 has (2y - 1) x'b >= 0 for every row.
+    """
+    used = w > 0
+    X, y = X[used], y[used]
+    ev, ne = y == 1, y == 0
+    found: list[str] = []
+    complete = False
+    for j, name in enumerate(names):
+        if name == "Intercept":
+            continue
+        x1, x0 = X[ev, j], X[ne, j]
+        if x0.max() <= x1.min() or x1.max() <= x0.min():
+            found.append(name)
+            complete |= bool(x0.max() < x1.min() or x1.max() < x0.min())
+    if found:
+        return ("complete" if complete else "quasi-complete"), found
+    if X.shape[0] * X.shape[1] > _LP_MAX_CELLS:
+        return "", []
+    # unique rows suffice and keep the LP small
+    signed = np.unique(X * np.where(y == 1, 1.0, -1.0)[:, None], axis=0)
+    res = optimize.linprog(-signed.sum(axis=0), A_ub=-signed, b_ub=np.zeros(len(signed)),
+                           bounds=[(-1, 1)] * X.shape[1], method="highs")
+    if res.status != 0 or -res.fun < 1e-7:
+        return "", []
+    b = res.x
+    margin = signed @ b
+    kind = "complete" if margin.min() > 1e-7 else "quasi-complete"
+    terms = [n for n, v in zip(names, b, strict=True) if abs(v) > 1e-7 and n != "Intercept"]
+    return kind, terms or ["Intercept"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# discrimination and calibration
+# ----------------------------------------------------------------------------------------------------
+def c_statistic(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None,
+                method: str = "delong", level: float = 0.95) -> dict[str, float]:
+    """c-statistic (area under the ROC curve) with a CI.
+
+    Estimate: the (weighted) Mann-Whitney probability that an event has a higher score than a non-event,
+    ties counting one half. ``method="delong"`` (default): DeLong, DeLong & Clarke-Pearson (Biometrics
+    1988;44:837-45) variance from placement values, computed by sorting (Sun & Xu, IEEE SPL 2014), with
+    frequency weights acting as replicated rows; ``method="hanley-mcneil"``: Hanley & McNeil (Radiology
+    1982;143:29-36). The CI is estimate +- z SE truncated to [0, 1] (as R's pROC).
+    """
+    level = check_level(level)
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+    pos, neg = y == 1, y == 0
+    if not pos.any() or not neg.any():
+        raise EstimationError("the c-statistic needs both events and non-events")
+    s1, w1, s0, w0 = score[pos], w[pos], score[neg], w[neg]
+    W1, W0 = w1.sum(), w0.sum()
+    o0 = np.argsort(s0, kind="stable")
+    s0s, c0 = s0[o0], np.concatenate([[0.0], np.cumsum(w0[o0])])
+    o1 = np.argsort(s1, kind="stable")
+    s1s, c1 = s1[o1], np.concatenate([[0.0], np.cumsum(w1[o1])])
+    lo, hi = np.searchsorted(s0s, s1, "left"), np.searchsorted(s0s, s1, "right")
+    v10 = (c0[lo] + 0.5 * (c0[hi] - c0[lo])) / W0  # per event: share of non-events scored lower
+    lo, hi = np.searchsorted(s1s, s0, "left"), np.searchsorted(s1s, s0, "right")
+    v01 = ((W1 - c1[hi]) + 0.5 * (c1[hi] - c1[lo])) / W1  # per non-event: share of events scored higher
+    auc = float(np.sum(w1 * v10) / W1)
+    key = method.lower().replace("_", "-")
+    if key == "delong":
+        s10 = np.sum(w1 * (v10 - auc) ** 2) / (W1 - 1) if W1 > 1 else 0.0
+        s01 = np.sum(w0 * (v01 - auc) ** 2) / (W0 - 1) if W0 > 1 else 0.0
+        var = s10 / W1 + s01 / W0
+        name = "DeLong"
+    elif key == "hanley-mcneil":
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        var = (auc * (1 - auc) + (W1 - 1) * (q1 - auc**2) + (W0 - 1) * (q2 - auc**2)) / (W1 * W0)
+        name = "Hanley-McNeil"
+    else:
+        raise ValueError(f"unknown c-statistic method {method!r}; use 'delong' or 'hanley-mcneil'")
+    se = float(np.sqrt(max(var, 0.0)))
+    z = z_value(level)
+    return {"estimate": auc, "ci_lower": max(0.0, auc - z * se), "ci_upper": min(1.0, auc + z * se),
+            "std_error": se, "method": name}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the result
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class LogisticResult(Result):
+    """Odds ratios per term (``table()``: term, estimate = OR, ci_lower, ci_upper, p_value, std_error of
+    the log OR, n, events), plus ``.profile_ci()``, ``.predict()``, ``.performance()``, ``.calibration()``.
+
+    Attributes: ``params`` (log odds, a Series), ``cov`` (their covariance as used for Wald CIs),
+    ``n``, ``events``, ``n_missing`` (rows dropped for missing values), ``c_statistic`` (dict),
+    ``firth``, ``weight_type``, ``cluster``; ``fitted`` is the statsmodels results object (None for Firth,
+    which is fitted here).
+    """
+
+    params: pd.Series = field(default_factory=pd.Series)
+    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    n: int = 0
+    events: float = 0
+    n_missing: int = 0
+    c_stat: dict = field(default_factory=dict)
+    firth: bool = False
+    weight_type: str | None = None
+    cluster: str | None = None
+    _design: _Design | None = None
+    _X: np.ndarray | None = None
+    _y: np.ndarray | None = None
+    _w: np.ndarray | None = None
+    _profile: pd.DataFrame | None = None
+
+    @property
+    def c_statistic(self) -> dict:
+        return self.c_stat
+
+    def profile_ci(self, level: float | None = None) -> pd.DataFrame:
+        """Profile-likelihood CIs for the odds ratios (Venzon & Moolgavkar 1988; penalised for Firth, as
+        R's logistf and MASS::confint report them) and likelihood-ratio p-values of OR = 1.
+
+        Not available with probability weights or clusters: the likelihood then ignores the design
+        (use the robust Wald CI in ``table()``).
+        """
+        level = self.level if level is None else check_level(level)
+        if self.weight_type == "probability" or self.cluster is not None:
+            raise ValueError("profile-likelihood CIs assume independent, unweighted (or frequency-weighted) "
+                             "rows; with probability weights or clusters use the robust Wald CI in table()")
+        if self._profile is not None and level == self.level:
+            return self._profile.copy()
+        out = _profile_table(self._X, self._y, self._w, self.params.to_numpy(), self.cov, self.firth,
+                             list(self.params.index), level)
+        if level == self.level:
+            self._profile = out
+        return out.copy()
+
+    def predict(self, data: pd.DataFrame) -> pd.Series:
+        """Predicted probabilities for the rows of ``data`` (NaN where a model column is missing)."""
+        X = self._design.matrix(data)
+        return pd.Series(expit(X @ self.params.to_numpy()), index=data.index, name="probability")
+
+    def linear_predictor(self, data: pd.DataFrame) -> pd.Series:
+        X = self._design.matrix(data)
+        return pd.Series(X @ self.params.to_numpy(), index=data.index, name="log_odds")
+
+    def calibration(self, data: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Calibration intercept (calibration-in-the-large: the intercept of ``logit P(y) = a + lp`` with the
+        linear predictor ``lp`` as offset) and calibration slope (``b`` of ``logit P(y) = a + b lp``), with
+        Wald CIs (Cox 1958; Van Calster et al., J Clin Epidemiol 2016;74:167-76). On the fitting data an
+        ML fit has intercept 0 and slope 1 by construction; pass validation data to learn something.
+        """
+        y, lp, w = self._eval_data(data)
+        z = z_value(self.level)
+        ones = np.ones((len(y), 1))
+        fit_int = _newton(ones, y, w, offset=lp)
+        se_int = float(np.sqrt(1.0 / fit_int.info[0, 0]))
+        X2 = np.column_stack([ones[:, 0], lp])
+        fit_slope = _newton(X2, y, w)
+        se_slope = float(np.sqrt(np.linalg.inv(fit_slope.info)[1, 1]))
+        a, b = float(fit_int.beta[0]), float(fit_slope.beta[1])
+        return pd.DataFrame({
+            "measure": ["calibration_intercept", "calibration_slope"],
+            "estimate": [a, b],
+            "ci_lower": [a - z * se_int, b - z * se_slope],
+            "ci_upper": [a + z * se_int, b + z * se_slope],
+            "std_error": [se_int, se_slope],
+            "n": len(y),
+            "events": float(np.sum(y * w)),
+            "ci_level": self.level,
+        })
+
+    def performance(self, data: pd.DataFrame | None = None, method: str = "delong") -> pd.DataFrame:
+        """c-statistic (with its CI method named) and calibration, one row per ``measure``."""
+        y, lp, w = self._eval_data(data)
+        c = c_statistic(y, lp, w, method=method, level=self.level)
+        row = pd.DataFrame({"measure": ["c_statistic"], "estimate": [c["estimate"]],
+                            "ci_lower": [c["ci_lower"]], "ci_upper": [c["ci_upper"]],
+                            "std_error": [c["std_error"]], "n": [len(y)], "events": [float(np.sum(y * w))],
+                            "ci_level": [self.level], "ci_method": [c["method"]]})
+        return pd.concat([row, self.calibration(data)], ignore_index=True)
+
+    def _eval_data(self, data):
+        if data is None:
+            return self._y, self._X @ self.params.to_numpy(), self._w
+        d = self._design
+        y = _outcome(data[d.outcome], d.outcome)
+        lp = self.linear_predictor(data).to_numpy()
+        keep = ~np.isnan(y) & ~np.isnan(lp)
+        if not keep.all():
+            warnings.warn(f"{int((~keep).sum())} rows with missing values left out of the evaluation",
+                          stacklevel=3)
+        return y[keep], lp[keep], np.ones(int(keep.sum()))
+
+
+def _profile_table(X, y, w, beta, cov, firth, names, level) -> pd.DataFrame:
+    q = stats.chi2.ppf(level, 1)
+    full = _newton(X, y, w, firth=firth, beta0=beta)
+    ll_max = full.loglik
+    se = np.sqrt(np.diag(cov))
+    rows = []
+    for j, name in enumerate(names):
+        free = np.ones(len(beta), dtype=bool)
+        free[j] = False
+        warm = {"beta": full.beta.copy()}
+
+        def deviance(b, j=j, free=free, warm=warm):
+            start = warm["beta"].copy()
+            start[j] = b
+            fit = _newton(X, y, w, firth=firth, beta0=start, free=free)
+            warm["beta"] = fit.beta
+            return 2.0 * (ll_max - fit.loglik)
+
+        bounds = []
+        for sign in (-1.0, 1.0):
+            warm["beta"] = full.beta.copy()
+            step = max(se[j], 1e-3)
+            inner, outer = beta[j], beta[j] + sign * step
+            bound = np.inf * sign
+            for _ in range(60):
+                if deviance(outer) >= q:
+                    bound = optimize.brentq(lambda b: deviance(b) - q, min(inner, outer), max(inner, outer),
+                                            xtol=1e-9, rtol=1e-10)
+                    break
+                inner, step = outer, step * 1.6
+                outer = beta[j] + sign * (abs(outer - beta[j]) + step)
+                if abs(outer) > 50:  # no finite bound: the profile never falls by q (separation)
+                    break
+            bounds.append(bound)
+        warm["beta"] = full.beta.copy()
+        chi = max(deviance(0.0), 0.0)
+        rows.append({"term": name, "estimate": float(np.exp(beta[j])), "ci_lower": float(np.exp(bounds[0])),
+                     "ci_upper": float(np.exp(bounds[1])), "p_value": float(stats.chi2.sf(chi, 1)),
+                     "lr_chisq": chi})
+    out = pd.DataFrame(rows)
+    out["ci_level"] = level
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# the estimator
+# ----------------------------------------------------------------------------------------------------
+def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, cluster: str | None = None,
+             firth: bool = False, weight_type: str = "probability", level: float = 0.95,
+             ci: str = "wald") -> LogisticResult:
+    """Odds ratios from a logistic regression of a binary outcome.
+
+    Estimand: conditional odds ratios ``exp(beta)`` of ``logit P(outcome = 1) = x'beta`` (the Intercept row
+    is the baseline odds). ``formula`` is ``"outcome ~ a + b + C(c)"`` (patsy syntax; plain column names
+    use a fast path; text/category/bool columns get treatment dummies named ``col[T.level]`` with the first
+    level as reference). The outcome column must be 0/1 or boolean.
+
+    Methods
+    - ML (default): statsmodels ``Logit`` (unweighted) or ``GLM(Binomial)`` (weighted), Wald CIs.
+      ``cluster=<column>`` gives cluster-robust (sandwich) SEs with the usual G/(G-1) (N-1)/(N-K)
+      correction (as Stata and R sandwich::vcovCL type HC1). ``weights=<column>``: with
+      ``weight_type="frequency"`` each row counts ``w`` times (model SEs); with ``"probability"`` (default)
+      the weights are inverse sampling/treatment probabilities and SEs are the robust sandwich (HC0,
+      or cluster-robust with ``cluster=``).
+    - ``firth=True``: Firth's (1993) penalised likelihood by Newton-Raphson with the Jeffreys-prior
+      modified score (Heinze & Schemper, Stat Med 2002;21:2409-19); CIs and p-values from the profile
+      penalised likelihood (likelihood-ratio), as R's logistf reports them.
+    - ``ci="profile"``: profile-likelihood CIs and likelihood-ratio p-values in ``table()`` (also
+      ``.profile_ci()``); default ``"wald"`` for ML, ``"profile"`` for Firth.
+
+    Also computed: the c-statistic with a DeLong CI (``.c_statistic``; ``.performance()``), and
+    calibration intercept/slope (``.calibration(new_data)``).
+
+    Degenerate data: no events, all events, a constant term, collinear terms -> ``EstimationError``
+    naming the term; complete or quasi-complete separation (checked before fitting, term by term and by
+    the Konis linear program) -> ``EstimationError`` naming the separating term(s) and recommending
+    ``firth=True`` (with ``firth=True`` it is a warning in ``.warnings``). Rows with a missing value in
+    a model, weight or cluster column are dropped with a ``UserWarning`` and counted in ``n_missing``.
+    """
+    level = check_level(level)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError("data must be a pandas DataFrame")
+    if weight_type not in ("probability", "frequency"):
+        raise ValueError(f"weight_type must be 'probability' or 'frequency', got {weight_type!r}")
+    ci = ci.lower()
+    if ci not in ("wald", "profile"):
+        raise ValueError(f"ci must be 'wald' or 'profile', got {ci!r}")
+    if firth and cluster is not None:
+        raise ValueError("firth=True with cluster= is not supported: Firth's method uses model-based SEs")
+    if firth and weights is not None and weight_type == "probability":
+        raise ValueError("firth=True supports frequency weights only (weight_type='frequency')")
+    for name, col in (("weights", weights), ("cluster", cluster)):
+        if col is not None and col not in data.columns:
+            raise ValueError(f"{name} column {col!r} is not in the data")
+
+    design = _parse(formula, data)
+    used = list(dict.fromkeys([design.outcome] + design.columns
+                              + [c for c in (weights, cluster) if c is not None]))
+    missing = data[used].isna().any(axis=1).to_numpy()
+    msgs: list[str] = []
+    n_missing = int(missing.sum())
+    if n_missing:
+        msg = (f"{n_missing} of {len(data)} rows dropped for missing values in the model columns "
+               f"({', '.join(used)})")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        msgs.append(msg)
+    keep = ~missing
+    frame = data[keep] if n_missing else data
+    if len(frame) == 0:
+        raise EstimationError("no rows left after dropping missing values")
+    X = design.matrix(frame, fitting=True)
+    names = design.names
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"term {names[j]!r} is not finite in row {frame.index[i]!r} "
+                         "(a transformation of an out-of-range value?)")
+    y = _outcome(frame[design.outcome], design.outcome)
+    if weights is not None:
+        w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
+        if np.any(~np.isfinite(w)) or np.any(w < 0):
+            bad_row = frame.index[~np.isfinite(w) | (w < 0)][0]
+            raise ValueError(f"weights column {weights!r} must be finite and >= 0; row {bad_row!r} is not")
+    else:
+        w = np.ones(len(y))
+    groups = None
+    if cluster is not None:
+        groups = pd.factorize(frame[cluster])[0]
+        if groups.max() < 1:
+            raise EstimationError(f"cluster column {cluster!r} has a single cluster: robust SEs need several")
+
+    _check_design(X, names, y, w)
+    kind, sep_terms = _separation(X, names, y, w)
+    if kind:
+        msg = (f"{kind} separation: {', '.join(sep_terms)} perfectly predict(s) the outcome "
+               f"{design.outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
+        if not firth:
+            raise EstimationError(msg + "; refit with firth=True (Firth's penalised likelihood) or "
+                                  "combine categories")
+        msgs.append(msg + "; Firth's penalised estimate is finite")
+
+    # n and events count people: frequency weights replicate rows, probability weights do not
+    if weights is not None and weight_type == "frequency":
+        n_rows, events = int(round(float(np.sum(w)))), int(round(float(np.sum(w * y))))
+    else:
+        n_rows, events = int(len(y)), int(np.sum(y))
+    if firth:
+        fit = _newton(X, y, w, firth=True)
+        if not fit.converged:
+            raise EstimationError(f"Firth's penalised likelihood did not converge in {fit.iterations} "
+                                  "iterations")
+        beta, cov, fitted = fit.beta, np.linalg.inv(fit.info), None
+        method = "Firth penalised logistic regression"
+        reference = ("Firth D. Biometrika 1993;80:27-38; Heinze G, Schemper M. Stat Med 2002;21:2409-19 "
+                     "(profile penalised-likelihood CIs and tests, as R logistf)")
+        ci = "profile"
+    else:
+        beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs)
+        method = "logistic regression (maximum likelihood)"
+        reference = "statsmodels Logit/GLM; Hosmer DW, Lemeshow S, Sturdivant RX. Applied Logistic Regression, 3rd ed. 2013"
+        if cluster is not None:
+            method += f", cluster-robust SE by {cluster}"
+        elif weights is not None and weight_type == "probability":
+            method += ", probability weights with robust (sandwich) SE"
+        elif weights is not None:
+            method += ", frequency weights"
+
+    se = np.sqrt(np.diag(cov))
+    z = z_value(level)
+    table = pd.DataFrame({
+        "term": names,
+        "estimate": np.exp(beta),
+        "ci_lower": np.exp(beta - z * se),
+        "ci_upper": np.exp(beta + z * se),
+        "p_value": 2 * stats.norm.sf(np.abs(beta / se)),
+        "std_error": se,
+        "n": n_rows,
+        "events": events,
+        "log_odds": beta,
+    })
+    res = LogisticResult(table, level=level, method=method, reference=reference, fitted=fitted,
+                         warnings=msgs, params=pd.Series(beta, index=names), cov=cov, n=n_rows,
+                         events=events, n_missing=n_missing, firth=firth,
+                         weight_type=None if weights is None else weight_type, cluster=cluster,
+                         _design=design, _X=X, _y=y, _w=w)
+    if ci == "profile":
+        prof = res.profile_ci()
+        res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
+        res.method += "; profile-likelihood CIs and likelihood-ratio p-values"
+    else:
+        res.method += "; Wald CIs"
+    res.c_stat = c_statistic(y, X @ beta, w, level=level)
+    return res
+
+
+def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
+    """Maximum likelihood by statsmodels, started at our own Newton solution (fast, and lets the
+    statsmodels object be the one users get)."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    start = _newton(X, y, w)
+    if not start.converged:
+        raise EstimationError(f"the logistic likelihood did not converge in {start.iterations} iterations "
+                              "(near-separation?); consider firth=True")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if weights is None:
+            model = sm.Logit(y, pd.DataFrame(X, columns=names), check_rank=False)
+            kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
+            fitted = model.fit(start_params=start.beta, method="newton", maxiter=5, disp=0, **kw)
+        else:
+            family = sm.families.Binomial()
+            if weight_type == "frequency":
+                model = sm.GLM(y, pd.DataFrame(X, columns=names), family=family, freq_weights=w)
+                kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
+            else:  # probability weights: the score of row i is w_i x_i (y_i - p_i); sandwich SE
+                model = sm.GLM(y, pd.DataFrame(X, columns=names), family=family, var_weights=w)
+                kw = ({"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None
+                      else {"cov_type": "HC0"})
+            fitted = model.fit(start_params=start.beta, maxiter=5, tol=1e-10, **kw)
+    for wn in caught:
+        if issubclass(wn.category, (PerfectSeparationWarning, ConvergenceWarning)):
+            msgs.append(f"statsmodels: {wn.message}")
+        elif not issubclass(wn.category, (DeprecationWarning, FutureWarning)):
+            warnings.warn(wn.message, wn.category, stacklevel=3)
+    beta = np.asarray(fitted.params, dtype=float)
+    cov = np.asarray(fitted.cov_params(), dtype=float)
+    return beta, cov, fitted
