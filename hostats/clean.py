@@ -759,8 +759,8 @@ def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd
     hi = pd.Series(np.nan, index=out.index)
     if assessments is not None and len(assessments) and len(out):
         img = assessments[assessments["test"].isin(IMAGING_TESTS) & assessments["result"].notna()]
-        img = img[["patient_id", "date", "result"]].astype({"patient_id": "string"})
-        ep = pd.DataFrame({"episode": np.arange(len(out)), "patient_id": out["patient_id"].astype("string").to_numpy(),
+        img = img[["patient_id", "date", "result"]].astype({"patient_id": object})
+        ep = pd.DataFrame({"episode": np.arange(len(out)), "patient_id": out["patient_id"].astype(object).to_numpy(),
                            "index_date": out["index_date"].to_numpy()})
         ep = ep.dropna(subset=["index_date"]).sort_values("index_date")
         img = img.dropna(subset=["date"]).sort_values("date")

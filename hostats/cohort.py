@@ -95,6 +95,17 @@ class Cohort:
         return Cohort(ep[mask].reset_index(drop=True), self.assessments, ledger, dict(self.provenance),
                       self.assessment_ledger)
 
+    def completeness(self) -> pd.DataFrame:
+        """Per canonical column of the kept episodes: present (non-missing) count and percent."""
+        from hostats.schema import EPISODE_COLUMNS
+
+        ep = self.episodes
+        rows = [(c.name, int(ep[c.name].notna().sum()) if c.name in ep else 0, c.name in ep)
+                for c in EPISODE_COLUMNS]
+        out = pd.DataFrame(rows, columns=["column", "present", "in_source"])
+        out["percent_present"] = (100.0 * out["present"] / len(ep)).round(1) if len(ep) else 0.0
+        return out
+
     def summary(self) -> dict:
         """JSON-ready summary: rows read/kept/excluded, flow, problem counts by column."""
         prob = self.problems
