@@ -426,3 +426,41 @@ def test_weighted_cox_hazard_ratio_null_effect_and_lifelines_agreement():
                             weights_col="w", robust=True)
     assert hr["estimate"] == pytest.approx(np.exp(ref.params_["a"]), rel=1e-6)
     assert hr["std_error"] == pytest.approx(ref.standard_errors_["a"], rel=1e-4)
+
+
+def test_risk_by_horizon_from_weighted_cumulative_incidence_with_censoring():
+    # outcome=None: risks by the horizon from the IPTW-weighted Aalen-Johansen estimator. Exponential HO
+    # hazard lam(a, x) and death hazard mu, so the potential-outcome risk by tau is
+    # lam / (lam + mu) * (1 - exp(-(lam + mu) tau)), averaged over the confounders by quadrature.
+    # Loss to follow-up (uniform censoring) would bias a plain "HO within 365 days" indicator.
+    def lam(a, x1, x2):
+        return 0.002 * np.exp(0.6 * x1 + 0.5 * x2 - 0.7 * a)
+
+    mu, tau = 0.0008, 365.0
+
+    def risk(a, x1, x2):
+        h = lam(a, x1, x2) + mu
+        return lam(a, x1, x2) / h * (1 - np.exp(-h * tau))
+
+    rng = np.random.default_rng(41)
+    n = 20_000
+    x1, x2 = rng.normal(size=n), rng.binomial(1, P_X2, n)
+    a = rng.binomial(1, ps_bin(x1, x2))
+    t_ho, t_death = rng.exponential(1 / lam(a, x1, x2)), rng.exponential(1 / mu, n)
+    cens = rng.uniform(30, 900, n)
+    time = np.minimum.reduce([t_ho, t_death, cens])
+    status = np.select([time == t_ho, time == t_death], [1, 2], 0)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "a": a, "time": time, "status": status})
+    r1, r0 = expect(lambda x1, x2: risk(1, x1, x2)), expect(lambda x1, x2: risk(0, x1, x2))
+    res = iptw(df, "a", ["x1", "x2"], None, time="time", status="status", horizon=tau)
+    tab = res.table()
+    assert "Aalen-Johansen" in res.method and "risk_difference_aipw" not in set(tab["measure"])
+    for measure, truth in (("risk_treated", r1), ("risk_control", r0), ("risk_difference", r1 - r0),
+                           ("risk_ratio", r1 / r0)):
+        r = row(tab, measure)
+        assert r["ci_lower"] < truth < r["ci_upper"], measure
+    naive = df.assign(ho=((df["status"] == 1) & (df["time"] <= tau)).astype(int))
+    biased = row(iptw(naive, "a", ["x1", "x2"], "ho").table(), "risk_control")
+    assert biased["ci_upper"] < r0            # ignoring loss to follow-up underestimates the risk
+    with pytest.raises(ValueError, match="horizon"):
+        iptw(df, "a", ["x1", "x2"], None, time="time", status="status")

@@ -448,12 +448,28 @@ def _contrast_rows(mu, V, counts, events, pairs, levels, z, aipw=None) -> list[d
     return rows
 
 
-def _estimate(Xd, a, y, K, ps_model, estimand, target, stabilized, trunc, notes):
+def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes):
     P, fit = _fit_propensity(Xd, a, K, ps_model, notes)
     P = np.clip(P, 1e-12, 1.0)
     w, g, tinfo = _weights(P, a, estimand, target, stabilized, trunc)
-    mu, W = _arm_means(y, a, w, K)
-    return P, fit, w, g, tinfo, mu, W
+    return P, fit, w, g, tinfo
+
+
+def _cif_risks(surv: tuple, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Aalen-Johansen risk of cause 1 by the horizon in each arm, and its SE (weights as known)."""
+    from hostats.stats.competing import cumulative_incidence
+
+    t, st, horizon = surv
+    frame = pd.DataFrame({"t": t, "s": st, "g": a, "w": w})
+    at = cumulative_incidence(frame, "t", "s", cause=1, group="g", weights="w").at([horizon])
+    at = at.set_index("group").reindex(range(K))
+    return at["estimate"].fillna(0.0).to_numpy(float), at["std_error"].fillna(0.0).to_numpy(float)
+
+
+def _risks(y, a, w, K) -> np.ndarray:
+    if isinstance(y, tuple):
+        return _cif_risks(y, a, w, K)[0]
+    return _arm_means(y, a, w, K)[0]
 
 
 def _summaries(mu: np.ndarray, pairs) -> np.ndarray:
@@ -479,8 +495,9 @@ def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized,
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                *_, mu, _W = _estimate(Xd[idx], ab, y[idx], K, ps_model, estimand, target, stabilized,
-                                       trunc, [])
+                w = _estimate(Xd[idx], ab, K, ps_model, estimand, target, stabilized, trunc, [])[2]
+                yb = (y[0][idx], y[1][idx], y[2]) if isinstance(y, tuple) else y[idx]
+                mu = _risks(yb, ab, w, K)
             out.append(_summaries(mu, pairs))
         except (EstimationError, np.linalg.LinAlgError, ValueError):
             out.append(np.full(K + 3 * len(pairs), np.nan))
@@ -527,7 +544,7 @@ def _aipw(Xd, a, y, P, K, ref, pairs, z, levels, counts, events, notes):
     return rows, models
 
 
-def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, outcome: str,
+def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, outcome: str | None,
          estimand: str = "ATE", reference: Any = None, ps_model: Any = "logistic",
          weights: str = "stabilized", truncate: float | tuple[float, float] | None = None,
          time: str | None = None, status: str | None = None, horizon: float | None = None,
@@ -544,7 +561,11 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     data : one row per patient; no missing values in the columns used (else a DataError naming them).
     treatment : treatment column (bool, 0/1, or categorical such as ``prophylaxis``).
     confounders : list of columns (categoricals dummy-coded) or a patsy formula ("age_years + C(sex)").
-    outcome : binary outcome column (bool or 0/1).
+    outcome : binary outcome column (bool or 0/1), complete for everyone (e.g. HO within a fixed horizon
+        with complete follow-up). ``None``: the risk of status 1 by ``horizon`` is read from the weighted
+        Aalen-Johansen cumulative incidence (``time``/``status``/``horizon`` required), which handles
+        censoring and competing death; its SEs treat the weights as known (use ``bootstrap=`` for
+        intervals that also reflect the propensity model) and there is no AIPW row.
     estimand : "ATE", "ATT" or "ATO"/"overlap".
     reference : comparison level (default "none" if present, else False/0, else the first level).
     treated : target level for ATT (default: the non-reference level of a binary treatment).
@@ -584,9 +605,13 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     surv_cols = [c for c in (time, status) if c is not None]
     if (time is None) != (status is None):
         raise ValueError("give both time= and status= (or neither)")
-    _require_columns(data, [treatment, outcome, *conf_cols, *surv_cols])
-    _require_complete(data, [treatment, outcome, *conf_cols, *surv_cols])
-    if treatment in conf_cols or outcome in conf_cols:
+    if outcome is None and (time is None or horizon is None):
+        raise ValueError("without outcome=, give time=, status= and horizon= (risks by the horizon are then "
+                         "read from the weighted cumulative incidence)")
+    out_cols = [] if outcome is None else [outcome]
+    _require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
+    _require_complete(data, [treatment, *out_cols, *conf_cols, *surv_cols])
+    if treatment in conf_cols or (outcome is not None and outcome in conf_cols):
         raise ValueError("the treatment and the outcome cannot also be confounders")
 
     notes: list[str] = []
@@ -617,8 +642,34 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
             raise ValueError(f"treated must be a non-reference level of {treatment!r}, got {treated!r}")
         target = code[treated]
 
-    y = _outcome_values(data[outcome], outcome)
-    events = np.bincount(a, weights=y, minlength=K).astype(int)
+    surv = None
+    if time is not None:
+        t = data[time].astype(float).to_numpy()
+        st = data[status].astype(float).to_numpy()
+        bad = ~np.isfinite(t) | (t < 0)
+        if bad.any():
+            raise DataError(f"negative or non-finite times in {time!r} ({_rows_hint(pd.Series(bad, data.index))})",
+                            column=time)
+        bad = (st < 0) | (st != np.round(st))
+        if bad.any():
+            raise DataError(f"status {status!r} must be 0 (censored), 1 (event) or 2.. (competing events) "
+                            f"({_rows_hint(pd.Series(bad, data.index))})", column=status)
+        if horizon is not None:
+            if not horizon > 0:
+                raise ValueError(f"horizon must be a positive time, got {horizon!r}")
+            over = t > horizon
+            t, st = np.where(over, horizon, t), np.where(over, 0.0, st)
+        surv = pd.DataFrame({"_time": t, "_status": st.astype(int),
+                             "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
+                            index=data.index)
+    if outcome is not None:
+        y = _outcome_values(data[outcome], outcome)
+    else:  # risk of cause 1 by the horizon, censoring handled by the Aalen-Johansen estimator
+        y = (surv["_time"].to_numpy(float), surv["_status"].to_numpy(int), float(horizon))
+        if (surv["_status"] == 1).sum() == 0:
+            raise EstimationError(f"no events (status 1) in {status!r} by the horizon {horizon}")
+    yev = y if outcome is not None else ((y[1] == 1) & (y[0] <= horizon)).astype(float)
+    events = np.bincount(a, weights=yev, minlength=K).astype(int)
 
     covs = _covariates(data, conf_cols, notes)
     if formula is not None:
@@ -627,11 +678,15 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         Xd, names = _design_from_list(data, conf_cols, covs)
     Xd, names = _drop_collinear(Xd, names, notes)
 
-    P, fit, w, g, tinfo, mu, W = _estimate(Xd, a, y, K, ps_model, est_key, target, wkey == "stabilized",
-                                           trunc, notes)
+    P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, wkey == "stabilized", trunc, notes)
     is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
-    phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
-    V = phi.T @ phi
+    if outcome is not None:
+        mu, W = _arm_means(y, a, w, K)
+        phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
+        V = phi.T @ phi
+    else:
+        mu, se = _cif_risks(y, a, w, K)
+        V = np.diag(se ** 2)   # arms are disjoint samples: independent given the weights
     pairs = [(k, 0) for k in range(1, K)]
     rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
     for k in range(K):
@@ -663,7 +718,11 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     method = f"IPTW ({est_key}, {'multinomial logistic' if K > 2 else 'logistic'} propensity score"
     if not is_logistic:
         method = f"IPTW ({est_key}, gradient-boosting propensity score"
-    method += (", M-estimation CIs)" if is_logistic else ", robust sandwich CIs treating weights as known)")
+    if outcome is None:
+        method += (f", risks by time {horizon:g} from the weighted Aalen-Johansen cumulative incidence, "
+                   "SEs treating the weights as known)")
+    else:
+        method += (", M-estimation CIs)" if is_logistic else ", robust sandwich CIs treating weights as known)")
 
     boot_df = None
     if bootstrap:
@@ -672,28 +731,12 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
     outcome_models: dict = {}
-    if est_key == "ATE":
+    if est_key == "ATE" and outcome is not None:
         aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, 0, pairs, z, levels, counts, events, notes)
         rows += aipw_rows
 
-    surv = None
     cox_res = None
-    if time is not None:
-        t = data[time].astype(float).to_numpy()
-        st = data[status].astype(float).to_numpy()
-        if np.any(t < 0) or not np.all(np.isfinite(t)):
-            raise DataError(f"negative or non-finite times in {time!r} ({_rows_hint(pd.Series(~(t >= 0) | ~np.isfinite(t), index=data.index))})",
-                            column=time)
-        if not set(np.unique(st)) <= {0.0, 1.0, 2.0}:
-            raise DataError(f"status {status!r} must be 0 (censored), 1 (event) or 2 (competing death)",
-                            column=status)
-        if horizon is not None:
-            over = t > horizon
-            t = np.where(over, horizon, t)
-            st = np.where(over, 0.0, st)
-        surv = pd.DataFrame({"_time": t, "_status": st.astype(int),
-                             "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
-                            index=data.index)
+    if surv is not None:
         hr_rows, cox_res = _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes)
         rows += hr_rows
 
