@@ -616,9 +616,11 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
         raise EstimationError(f"Fine-Gray did not converge in {max_iter} iterations (largest coefficient: "
                               f"{big!r} = {beta[terms.index(big)]:.3g}); a covariate level with no or only "
                               "events of the cause? Merge sparse levels or drop the term")
-    if np.any(np.abs(beta) > 10):
-        warns.append("very large coefficient(s) "
-                     f"{[terms[i] for i in np.flatnonzero(np.abs(beta) > 10)]}: (quasi-)separation?")
+    huge = np.flatnonzero(np.abs(beta) > 10)
+    if huge.size:  # monotone likelihood: the SHR runs off to 0 or infinity
+        raise EstimationError(f"Fine-Gray: coefficient(s) of {[terms[i] for i in huge]} diverge (|log SHR| > 10): "
+                              f"(quasi-)separation, e.g. a level with no events of cause {cause}; merge sparse "
+                              "levels or drop the term")
     cov, naive = _fg_variance(fd, beta)
     se = np.sqrt(np.diag(cov))
     z = z_value(level)
