@@ -66,6 +66,9 @@ class EfronData:
     a: np.ndarray           # (D,) Efron fractions l / d_k
     wbar: np.ndarray        # (K,) mean weight of the events in each group
     wx_events: np.ndarray   # (p,) sum of w x over events
+    cuts: np.ndarray        # row blocks [cuts_j, cuts_j+1): cut at each event group and stratum start
+    cutseg: np.ndarray | None  # stratum of each block
+    egblock: np.ndarray     # (K,) block that starts at each event group
 
 
 def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
@@ -99,10 +102,15 @@ def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
     a = (np.arange(ev.size) - evstart[kev]) / d[kev]
     wbar = np.add.reduceat(ws[ev], evstart) / d
     wx_events = ws[ev] @ Xs[ev]
+    # risk-set sums are needed only where an event group starts: sum rows in blocks between those
+    # starts (never across a stratum boundary), then reverse-cumulate the few block sums
+    sstart = np.array([0]) if rseg is None else np.flatnonzero(np.r_[True, rseg[1:] != rseg[:-1]])
+    cuts = np.union1d(gstart[eg], sstart)
     return EfronData(X=Xs, center=center, time=t, event=e, w=ws, order=order, gid=gid,
                      gseg=None if rseg is None else rseg[gstart], rseg=rseg, G=G, ev=ev, kev=kev,
                      eg=eg, egstart=gstart[eg], evstart=evstart, d=d, a=a, wbar=wbar,
-                     wx_events=wx_events)
+                     wx_events=wx_events, cuts=cuts, cutseg=None if rseg is None else rseg[cuts],
+                     egblock=np.searchsorted(cuts, gstart[eg]))
 
 
 @dataclass
@@ -125,11 +133,11 @@ def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces
     expeta = np.exp(eta - shift)
     r = dat.w * expeta
     rX = X * r[:, None]
-    S0 = _rev_cumsum(r, dat.rseg)[dat.egstart]
-    S1 = _rev_cumsum(rX, dat.rseg)[dat.egstart]
-    E0 = np.add.reduceat(r[dat.ev], dat.evstart)
-    E1 = np.add.reduceat(rX[dat.ev], dat.evstart, axis=0)
+    S0 = _rev_cumsum(np.add.reduceat(r, dat.cuts), dat.cutseg)[dat.egblock]
+    S1 = _rev_cumsum(np.add.reduceat(rX, dat.cuts, axis=0), dat.cutseg)[dat.egblock]
     del rX
+    E0 = np.add.reduceat(r[dat.ev], dat.evstart)
+    E1 = np.add.reduceat(X[dat.ev] * r[dat.ev][:, None], dat.evstart, axis=0)
     k, a = dat.kev, dat.a
     den = S0[k] - a * E0[k]
     m = (S1[k] - a[:, None] * E1[k]) / den[:, None]

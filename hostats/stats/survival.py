@@ -492,11 +492,12 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     se = np.sqrt(np.diag(vcov))
     z = z_value(level)
     zstat = fit.beta / se
-    table = pd.DataFrame({
-        "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(fit.beta - z * se),
-        "ci_upper": np.exp(fit.beta + z * se), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
-        "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
-    })
+    with np.errstate(over="ignore"):  # an infinite coefficient (flagged above) gives an inf limit
+        table = pd.DataFrame({
+            "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(fit.beta - z * se),
+            "ci_upper": np.exp(fit.beta + z * se), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
+            "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
+        })
     if strata_cols:
         warnings.append(f"stratified by {', '.join(strata_cols)} (separate baseline hazards)")
     method = "Cox proportional hazards (Efron ties" + (", robust SE" if robust else "") + ")"

@@ -1,0 +1,211 @@
+"""Cox model against published R output, R's survival package and lifelines (the test oracle).
+
+Published reference: Fox J, Weisberg S. Cox Proportional-Hazards Regression for Survival Data in R. An
+Appendix to An R Companion to Applied Regression (2011; 3rd ed. 2018), Rossi recidivism data,
+``coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio)`` (Efron ties):
+fin -0.37942 (SE 0.19138), age -0.05744 (0.02200), race 0.31390 (0.30799), wexp -0.14980 (0.21222),
+mar -0.43370 (0.38187), paro -0.08487 (0.19576), prio 0.09150 (0.02865); likelihood ratio test 33.27
+on 7 df.
+
+Full-precision references (agreement to 1e-6: coxph stops at a relative log-likelihood change of 1e-9):
+R 4.2.2, survival 3.5-3 on the same data (lifelines.datasets.load_rossi,
+written to CSV with the columns ``w`` and ``cl`` built as in ``_rossi()`` below), script:
+
+    r  <- read.csv("rossi.csv")
+    f0 <- coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = r)
+    coef(f0); sqrt(diag(vcov(f0))); f0$loglik; f0$score; f0$wald.test; f0$concordance
+    cox.zph(f0)$table; cox.zph(f0, transform = "identity")$table
+    sqrt(diag(vcov(update(f0, robust = TRUE))))
+    f2 <- coxph(Surv(week, arrest) ~ fin + age + prio, data = r, cluster = cl)
+    f3 <- coxph(Surv(week, arrest) ~ fin + age + prio + strata(wexp), data = r); cox.zph(f3)$table
+    f4 <- coxph(Surv(week, arrest) ~ fin + age + prio, data = r, weights = w)   # robust by default
+    f5 <- coxph(Surv(week, arrest) ~ fin + age + prio + strata(wexp), data = r, weights = w, cluster = cl)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hostats.errors import DataError, EstimationError
+from hostats.stats.survival import cox
+
+ROSSI_TERMS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
+FULL = " + ".join(ROSSI_TERMS)
+
+
+def _rossi() -> pd.DataFrame:
+    from lifelines.datasets import load_rossi
+
+    df = load_rossi()
+    rng = np.random.default_rng(3)
+    df["w"] = np.round(rng.uniform(0.3, 3, len(df)), 3)
+    df["cl"] = np.arange(len(df)) % 60
+    return df
+
+
+@pytest.fixture(scope="module")
+def rossi() -> pd.DataFrame:
+    return _rossi()
+
+
+@pytest.fixture(scope="module")
+def rossi_fit(rossi):
+    return cox(rossi, FULL, "week", "arrest")
+
+
+def test_rossi_matches_published_fox_weisberg(rossi_fit):
+    tab = rossi_fit.table().set_index("term")
+    published = {"fin": (-0.37942, 0.19138), "age": (-0.05744, 0.02200), "race": (0.31390, 0.30799),
+                 "wexp": (-0.14980, 0.21222), "mar": (-0.43370, 0.38187), "paro": (-0.08487, 0.19576),
+                 "prio": (0.09150, 0.02865)}
+    for term, (b, se) in published.items():
+        assert tab.loc[term, "log_hr"] == pytest.approx(b, abs=5e-6)
+        assert tab.loc[term, "std_error"] == pytest.approx(se, abs=5e-6)
+        assert tab.loc[term, "estimate"] == pytest.approx(np.exp(b), rel=1e-4)
+    lr = rossi_fit.tests().set_index("measure").loc["likelihood_ratio"]
+    assert lr["estimate"] == pytest.approx(33.27, abs=0.005) and lr["df"] == 7
+    assert (tab["n"] == 432).all() and (tab["events"] == 114).all()
+
+
+def test_rossi_full_precision_against_r(rossi_fit):
+    r_coef = [-0.3794221664859, -0.0574377426841, 0.3138997878425, -0.1497956976665, -0.4337038779373,
+              -0.0848710825004, 0.0914970809853]
+    r_se = [0.1913794807135, 0.0219994706007, 0.3079927765574, 0.2122242962486, 0.3818680576688,
+            0.1957566719066, 0.0286485499600]
+    np.testing.assert_allclose(rossi_fit.coef, r_coef, rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.diag(rossi_fit.vcov)), r_se, rtol=1e-6)
+    np.testing.assert_allclose(rossi_fit.loglik, (-675.380632347, -658.747659446), rtol=1e-11)
+    tests = rossi_fit.tests().set_index("measure")["estimate"]
+    assert tests["score"] == pytest.approx(33.5286888997, rel=1e-9)
+    assert tests["wald"] == pytest.approx(32.1126106806, rel=1e-6)
+    # concordance: (27242 + 49 / 2) / (27242 + 15291 + 49) = 0.6403292471
+    assert rossi_fit.concordance() == pytest.approx(0.640329247100, rel=1e-10)
+    assert not rossi_fit.robust and rossi_fit.warnings == []
+
+
+def test_check_ph_matches_r_cox_zph(rossi_fit):
+    km = rossi_fit.check_ph().set_index("term")
+    r_km = [0.0624297513581, 5.9739816534184, 2.0682653874805, 4.2245956334216, 1.0110215644358,
+            0.0183832991690, 0.5205842503030, 17.6944152544550]
+    np.testing.assert_allclose(km["chisq"], r_km, rtol=1e-7)
+    assert km.loc["GLOBAL", "df"] == 7
+    assert km.loc["GLOBAL", "p_value"] == pytest.approx(0.0134275067857, rel=1e-6)
+    ident = rossi_fit.check_ph("identity")
+    r_id = [0.0089505587513, 6.6159437892942, 2.1444262567845, 3.8767551246737, 1.0313483187116,
+            0.0281765987231, 0.4247983963029, 18.1826870391293]
+    np.testing.assert_allclose(ident["chisq"], r_id, rtol=1e-7)
+    with pytest.raises(ValueError, match="transform"):
+        rossi_fit.check_ph("sqrt")
+
+
+def test_robust_cluster_strata_weights_against_r(rossi):
+    robust = cox(rossi, FULL, "week", "arrest", robust=True)
+    np.testing.assert_allclose(robust.table()["std_error"],
+                               [0.1955417789820, 0.0253361462640, 0.2923285553468, 0.2180603152837,
+                                0.3802444657500, 0.1992008295988, 0.0289745946316], rtol=1e-6)
+    f2 = cox(rossi, "fin + age + prio", "week", "arrest", cluster="cl")
+    assert f2.robust
+    np.testing.assert_allclose(f2.coef, [-0.3469544624420, -0.0671053293401, 0.0968931991448], rtol=1e-6)
+    np.testing.assert_allclose(f2.table()["std_error"], [0.2140541114606, 0.0230393420555, 0.0257740012941],
+                               rtol=1e-6)
+    f3 = cox(rossi, "fin + age + prio", "week", "arrest", strata="wexp")
+    np.testing.assert_allclose(f3.coef, [-0.3508034440823, -0.0600149996103, 0.0878762105309], rtol=1e-6)
+    np.testing.assert_allclose(f3.table()["std_error"], [0.1902621800092, 0.0220117880357, 0.0283170348381],
+                               rtol=1e-6)
+    np.testing.assert_allclose(f3.loglik, (-592.773120256, -582.473259917), rtol=1e-11)
+    np.testing.assert_allclose(f3.check_ph()["chisq"],
+                               [0.0556688161032, 11.4289325593164, 0.0569918698544, 11.4470770115432],
+                               rtol=1e-7)
+    f4 = cox(rossi, "fin + age + prio", "week", "arrest", weights="w")
+    assert f4.robust  # non-integer weights: robust by default, as coxph
+    np.testing.assert_allclose(f4.coef, [-0.3523730185037, -0.0708905687737, 0.0562869592736], rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.diag(f4.naive_vcov)),
+                               [0.1465370865291, 0.0160542431917, 0.0226663950190], rtol=1e-6)
+    np.testing.assert_allclose(f4.table()["std_error"], [0.2078120054091, 0.0259442200871, 0.0322413419594],
+                               rtol=1e-6)
+    np.testing.assert_allclose(f4.loglik, (-1229.5830348, -1210.6363243), rtol=1e-10)
+    f5 = cox(rossi, "fin + age + prio", "week", "arrest", weights="w", cluster="cl", strata="wexp")
+    np.testing.assert_allclose(f5.coef, [-0.3591543244917, -0.0635989143208, 0.0470887698121], rtol=1e-6)
+    np.testing.assert_allclose(f5.table()["std_error"], [0.2109422417885, 0.0272207095859, 0.0314043706889],
+                               rtol=1e-6)
+
+
+def _simulate(seed: int, n: int, ties: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    grp = rng.choice(["a", "b", "c"], n)
+    lp = x @ np.array([0.5, -0.3, 0.0]) + np.where(grp == "b", 0.4, 0.0)
+    t = rng.exponential(np.exp(-lp))
+    c = rng.exponential(1.2, n)
+    time = np.minimum(t, c)
+    if ties:
+        time = np.ceil(time * 8) / 8  # heavy ties
+    return pd.DataFrame({"time": time, "event": (t <= c).astype(int), "x1": x[:, 0], "x2": x[:, 1],
+                         "x3": x[:, 2], "grp": grp, "site": rng.integers(0, 3, n),
+                         "fw": rng.integers(1, 4, n).astype(float)})
+
+
+@pytest.mark.parametrize("case", ["ties", "strata", "freq_weights", "untied_robust"])
+def test_matches_lifelines_oracle(case):
+    from lifelines import CoxPHFitter
+
+    df = _simulate({"ties": 1, "strata": 2, "freq_weights": 3, "untied_robust": 4}[case], 600,
+                   ties=case != "untied_robust")
+    kw: dict = {}
+    lkw: dict = {}
+    if case == "strata":
+        kw, lkw = {"strata": "site"}, {"strata": ["site"]}
+    if case == "freq_weights":
+        kw, lkw = {"weights": "fw"}, {"weights_col": "fw"}
+    if case == "untied_robust":  # lifelines' score residuals ignore ties: compare without ties
+        kw, lkw = {"robust": True}, {"robust": True}
+    res = cox(df, "x1 + x2 + x3", "time", "event", **kw)
+    cols = ["time", "event", "x1", "x2", "x3"] + [c for c in ("site", "fw") if c in str(lkw)]
+    cph = CoxPHFitter().fit(df[cols], "time", "event", fit_options={"precision": 1e-12}, **lkw)
+    np.testing.assert_allclose(res.coef, cph.params_.to_numpy(), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(res.table()["std_error"], cph.standard_errors_.to_numpy(), rtol=1e-6)
+    assert res.loglik[1] == pytest.approx(cph.log_likelihood_, rel=1e-9)
+
+
+def test_factor_terms_and_simulated_truth():
+    df = _simulate(11, 20000, ties=False)
+    res = cox(df, "x1 + x2 + x3 + C(grp)", "time", "event")
+    tab = res.table().set_index("term")
+    truth = {"x1": 0.5, "x2": -0.3, "x3": 0.0, "C(grp)[T.b]": 0.4, "C(grp)[T.c]": 0.0}
+    for term, b in truth.items():
+        assert abs(tab.loc[term, "log_hr"] - b) < 4 * tab.loc[term, "std_error"], term
+    zph = res.check_ph()
+    assert list(zph["term"]) == ["x1", "x2", "x3", "C(grp)", "GLOBAL"]
+    assert zph.set_index("term").loc["C(grp)", "df"] == 2  # one test per term, as cox.zph(terms=TRUE)
+    assert "~" not in res.method
+
+
+def test_to_lifelines_reproduces_the_fit(rossi, rossi_fit):
+    cph = rossi_fit.to_lifelines()
+    np.testing.assert_allclose(cph.params_.to_numpy(), rossi_fit.coef.to_numpy(), rtol=1e-6)
+
+
+def test_degenerate_inputs(rossi):
+    with pytest.raises(EstimationError, match="no events"):
+        cox(rossi.assign(arrest=0), "fin + age", "week", "arrest")
+    with pytest.raises(EstimationError, match="'const' is constant"):
+        cox(rossi.assign(const=1.0), "fin + const", "week", "arrest")
+    bad = rossi.copy()
+    bad.loc[7, "week"] = -3
+    with pytest.raises(DataError, match="negative times in rows 7"):
+        cox(bad, "fin", "week", "arrest")
+    bad = rossi.astype({"age": float})
+    bad.loc[[2, 9], "age"] = np.nan
+    with pytest.raises(DataError, match="'age' has missing values in rows 2, 9"):
+        cox(bad, "fin + age", "week", "arrest")
+    with pytest.raises(DataError, match="'height' is not in the data"):
+        cox(rossi, "fin + height", "week", "arrest")
+    with pytest.raises(DataError, match="strata column 'wexp' has missing"):
+        cox(rossi.assign(wexp=rossi["wexp"].where(rossi.index > 0)), "fin", "week", "arrest", strata="wexp")
+    with pytest.raises(EstimationError, match="collinear|singular"):
+        cox(rossi.assign(fin2=2 * rossi["fin"]), "fin + fin2", "week", "arrest")
+    # monotone likelihood: every event in one level of a binary covariate
+    mono = rossi.assign(z=rossi["arrest"])
+    res = cox(mono, "fin + z", "week", "arrest")
+    assert any("'z' may be infinite" in w for w in res.warnings)
