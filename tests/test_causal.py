@@ -464,3 +464,17 @@ def test_risk_by_horizon_from_weighted_cumulative_incidence_with_censoring():
     assert biased["ci_upper"] < r0            # ignoring loss to follow-up underestimates the risk
     with pytest.raises(ValueError, match="horizon"):
         iptw(df, "a", ["x1", "x2"], None, time="time", status="status")
+
+
+def test_arm_without_events_is_documented_not_silent():
+    rng = np.random.default_rng(5)
+    n = 300
+    df = pd.DataFrame({"x": rng.normal(size=n), "t": rng.choice(["none", "rt", "nsaid"], n)})
+    df["ho"] = np.where(df["t"] == "rt", 0, rng.binomial(1, 0.3, n))
+    res = iptw(df, "t", ["x"], "ho", bootstrap=40, seed=2)
+    tab = res.table()
+    assert np.isnan(row(tab, "risk_ratio", "rt vs none")["estimate"])
+    assert row(tab, "risk_treated", "rt vs none")["estimate"] == 0.0
+    assert np.isfinite(row(tab, "risk_ratio", "nsaid vs none")["ci_lower"])
+    assert any("'rt' has no events" in w for w in res.warnings)
+    assert any(w.startswith("AIPW omitted") for w in res.warnings)

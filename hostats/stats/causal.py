@@ -692,7 +692,8 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     for k in range(K):
         if mu[k] in (0.0, 1.0):
             notes.append(f"arm {levels[k]!r} has {'no' if mu[k] == 0 else 'only'} events: its risk ratio and "
-                         "odds ratio cannot be estimated (shown as missing)")
+                         "odds ratio cannot be estimated (shown as missing), its risk has no Wald interval, and "
+                         "the risk difference interval ignores that arm's sampling error")
 
     # positivity and weight diagnostics
     check_arms = (range(K) if est_key == "ATE" else [k for k in range(K) if k != target]
@@ -775,36 +776,35 @@ def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, targ
     reps = np.empty((B, K + 3 * len(pairs)))
     for i, part in enumerate(parts):
         reps[i::n_chunks] = np.asarray(part)
-    ok = np.all(np.isfinite(reps), axis=1)
-    if ok.sum() < B:
-        notes.append(f"bootstrap: {B - int(ok.sum())} of {B} replicates could not be estimated (an arm missing "
-                     "or without events) and were left out")
-    if ok.sum() < 20:
-        raise EstimationError(f"only {int(ok.sum())} usable bootstrap replicates; increase bootstrap= or check "
-                              "that every arm has events")
-    good = reps[ok]
+    fitted_ok = np.all(np.isfinite(reps[:, :K]), axis=1)   # the risks: the replicate itself worked
+    if fitted_ok.sum() < B:
+        notes.append(f"bootstrap: {B - int(fitted_ok.sum())} of {B} replicates could not be estimated (an arm "
+                     "missing from the resample, or the propensity model failed) and were left out")
+    if fitted_ok.sum() < 20:
+        raise EstimationError(f"only {int(fitted_ok.sum())} usable bootstrap replicates; increase bootstrap= or "
+                              "check that every arm has enough patients")
     alpha = (1 - level) / 2
-    lo_q, hi_q = np.quantile(good, [alpha, 1 - alpha], axis=0)
-    sd = good.std(axis=0, ddof=1)
+    n_stats = reps.shape[1]
+    lo_q, hi_q, sd = np.full(n_stats, np.nan), np.full(n_stats, np.nan), np.full(n_stats, np.nan)
+    for j in range(n_stats):
+        v = reps[fitted_ok, j]
+        v = v[np.isfinite(v)]   # a ratio is undefined in replicates where an arm has no events
+        if len(v) >= 20:
+            lo_q[j], hi_q[j] = np.quantile(v, [alpha, 1 - alpha])
+            sd[j] = v.std(ddof=1)
     cols = [f"risk[{v}]" for v in levels]
-    for t, c in pairs:
-        cols += [f"{m}[{levels[t]} vs {levels[c]}]" for m in ("risk_difference", "log_risk_ratio",
-                                                              "log_odds_ratio")]
-    pos = {name: j for j, name in enumerate(cols)}
-    code = {str(v): i for i, v in enumerate(levels)}
+    where: dict[tuple[str, str], int] = {}
+    for i, (t, c) in enumerate(pairs):
+        label = f"{levels[t]} vs {levels[c]}"
+        for j, m in enumerate(("risk_difference", "risk_ratio", "odds_ratio")):
+            where[(label, m)] = K + 3 * i + j
+            where[(label, "risk_treated")], where[(label, "risk_control")] = t, c
+        cols += [f"{m}[{label}]" for m in ("risk_difference", "log_risk_ratio", "log_odds_ratio")]
     for row in rows:
-        label = row["contrast"]
-        t_name, c_name = label.split(" vs ")
         m = row["measure"]
-        if m in ("risk_treated", "risk_control"):
-            j = code[t_name] if m == "risk_treated" else code[c_name]
-            row.update(ci_lower=lo_q[j], ci_upper=hi_q[j], std_error=sd[j])
-        else:
-            key = {"risk_difference": "risk_difference", "risk_ratio": "log_risk_ratio",
-                   "odds_ratio": "log_odds_ratio"}[m]
-            j = pos[f"{key}[{label}]"]
-            tr = (lambda v: v) if m == "risk_difference" else np.exp
-            row.update(ci_lower=tr(lo_q[j]), ci_upper=tr(hi_q[j]), std_error=sd[j])
+        j = where[(row["contrast"], m)]
+        tr = np.exp if m in ("risk_ratio", "odds_ratio") else (lambda v: v)
+        row.update(ci_lower=tr(lo_q[j]), ci_upper=tr(hi_q[j]), std_error=sd[j])
     return rows, pd.DataFrame(reps, columns=cols)
 
 
