@@ -1,0 +1,93 @@
+"""Aalen-Johansen speed and memory: hostats vs lifelines AalenJohansenFitter vs R cmprsk::cuminc.
+
+Run by hand:  python3 benchmarks/bench_competing.py [--sizes 100000 1000000] [--no-lifelines]
+Data: two groups, three states (0 censored, 1 HO, 2 death), times rounded to whole days (many ties, as
+in a cohort), seeded. Times are fit only (data generation excluded); peak memory by tracemalloc.
+R is timed only when ``Rscript`` and cmprsk are installed (``apt-get install r-cran-cmprsk``).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hostats.stats.competing import cumulative_incidence
+
+
+def make(n: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 2, n)
+    t_ho = rng.exponential(np.where(g == 1, 400.0, 600.0))
+    t_death = rng.exponential(1500.0, n)
+    cens = rng.uniform(30, 730, n)
+    t = np.minimum.reduce([t_ho, t_death, cens])
+    status = np.select([t == t_ho, t == t_death], [1, 2], 0)
+    return pd.DataFrame({"time": np.ceil(t), "status": status, "group": np.where(g == 1, "b", "a")})
+
+
+def timed(func, repeat: int = 3) -> tuple[float, float]:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - t0)
+    tracemalloc.start()
+    func()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return best, peak / 2**20
+
+
+def r_cuminc(df: pd.DataFrame) -> float | None:
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.csv"
+        df.to_csv(path, index=False)
+        code = (f'suppressMessages(library(cmprsk)); d <- read.csv("{path}"); '
+                "best <- Inf; for (i in 1:3) { t0 <- proc.time()[['elapsed']]; "
+                "f <- cuminc(d$time, d$status, d$group); "
+                "best <- min(best, proc.time()[['elapsed']] - t0) }; cat(best)")
+        out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True)
+        if out.returncode != 0:
+            return None
+        return float(out.stdout.strip().split()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--no-lifelines", action="store_true")
+    args = ap.parse_args()
+    for n in args.sizes:
+        df = make(n)
+        sec, mb = timed(lambda df=df: cumulative_incidence(df, "time", "status", cause=1, group="group"))
+        print(f"n={n:>9,}  hostats AJ + Gray's test (2 groups): {sec:7.3f} s  peak {mb:7.1f} MiB")
+        sec, mb = timed(lambda df=df: cumulative_incidence(df, "time", "status", cause=1))
+        print(f"n={n:>9,}  hostats AJ, one group:                {sec:7.3f} s  peak {mb:7.1f} MiB")
+        if not args.no_lifelines and n <= 100_000:
+            from lifelines import AalenJohansenFitter
+
+            def lif(df=df):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    AalenJohansenFitter(seed=1).fit(df["time"], df["status"], event_of_interest=1)
+            sec, mb = timed(lif, repeat=1)
+            print(f"n={n:>9,}  lifelines AalenJohansenFitter (jitters ties): {sec:7.3f} s  peak {mb:7.1f} MiB")
+        r = r_cuminc(df)
+        if r is not None:
+            print(f"n={n:>9,}  R cmprsk::cuminc (2 groups, incl. Gray's test): {r:7.3f} s")
+        else:
+            print(f"n={n:>9,}  R cmprsk not available")
+
+
+if __name__ == "__main__":
+    main()
