@@ -315,6 +315,13 @@ def test_gbm_propensity_close_to_truth(binary_data):
     res = iptw(df, "treated", ["x1", "x2"], "ho", ps_model="gbm")
     assert "gradient-boosting" in res.method
     assert row(res.table(), "risk_ratio")["estimate"] == pytest.approx(r1 / r0, abs=0.06)
+    # any scikit-learn classifier: an unpenalised LogisticRegression reproduces the statsmodels fit
+    from sklearn.linear_model import LogisticRegression
+
+    sk = iptw(df, "treated", ["x1", "x2"], "ho", ps_model=LogisticRegression(C=1e8, max_iter=1000))
+    sm = iptw(df, "treated", ["x1", "x2"], "ho")
+    assert row(sk.table(), "risk_ratio")["estimate"] == pytest.approx(row(sm.table(), "risk_ratio")["estimate"],
+                                                                     rel=1e-4)
 
 
 def test_positivity_warning_on_separated_design():
