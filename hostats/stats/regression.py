@@ -270,8 +270,11 @@ def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -
     if res.status != 0 or -res.fun < 1e-7:
         return "", []
     b = res.x
-    margin = signed @ b
-    kind = "complete" if margin.min() > 1e-7 else "quasi-complete"
+    # complete separation iff some direction separates every row strictly: maximise the smallest margin
+    k = signed.shape[1]
+    strict = optimize.linprog(np.r_[np.zeros(k), -1.0], A_ub=np.c_[-signed, np.ones(len(signed))],
+                              b_ub=np.zeros(len(signed)), bounds=[(-1, 1)] * k + [(0, 1)], method="highs")
+    kind = "complete" if strict.status == 0 and -strict.fun > 1e-7 else "quasi-complete"
     terms = [n for n, v in zip(names, b, strict=True) if abs(v) > 1e-7 and n != "Intercept"]
     return kind, terms or ["Intercept"]
 

@@ -1,0 +1,351 @@
+"""Tests for hostats.stats.regression.logistic against R glm/confint, R logistf, closed forms and simulation."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, logit
+
+from hostats.errors import EstimationError
+from hostats.stats.regression import c_statistic, logistic
+
+# logistf's sex2 data (Heinze & Schemper 2002; R package logistf, `data(sex2)`: 239 women, 130 cases of
+# urinary tract infection) as counts of identical rows: case, age, oc, vic, vicl, vis, dia, count.
+SEX2_COUNTS = [
+    (1, 1, 1, 1, 0, 0, 0, 3), (1, 1, 1, 0, 0, 0, 0, 5), (1, 1, 0, 1, 1, 1, 1, 1), (1, 1, 0, 1, 1, 0, 0, 1),
+    (1, 1, 0, 1, 0, 1, 1, 1), (1, 1, 0, 1, 0, 1, 0, 1), (1, 1, 0, 1, 0, 0, 0, 2), (1, 0, 1, 1, 1, 1, 0, 3),
+    (1, 0, 1, 1, 1, 0, 0, 7), (1, 0, 1, 1, 0, 1, 0, 2), (1, 0, 1, 1, 0, 0, 1, 1), (1, 0, 1, 1, 0, 0, 0, 15),
+    (1, 0, 1, 0, 0, 0, 1, 3), (1, 0, 1, 0, 0, 0, 0, 44), (1, 0, 0, 1, 1, 1, 1, 1), (1, 0, 0, 1, 1, 1, 0, 12),
+    (1, 0, 0, 1, 1, 0, 0, 10), (1, 0, 0, 1, 0, 1, 0, 3), (1, 0, 0, 1, 0, 0, 0, 14), (1, 0, 0, 0, 0, 1, 0, 1),
+    (0, 1, 1, 1, 1, 1, 0, 2), (0, 1, 1, 1, 0, 0, 0, 1), (0, 1, 1, 0, 0, 1, 0, 1), (0, 1, 1, 0, 0, 0, 0, 14),
+    (0, 1, 0, 1, 1, 1, 0, 4), (0, 1, 0, 1, 1, 0, 0, 2), (0, 0, 1, 1, 1, 1, 0, 6), (0, 0, 1, 1, 1, 0, 0, 5),
+    (0, 0, 1, 1, 0, 0, 0, 1), (0, 0, 1, 0, 0, 1, 0, 1), (0, 0, 1, 0, 0, 0, 0, 42), (0, 0, 0, 1, 1, 1, 0, 18),
+    (0, 0, 0, 1, 1, 0, 0, 8), (0, 0, 0, 1, 0, 1, 0, 1), (0, 0, 0, 1, 0, 0, 0, 2), (0, 0, 0, 0, 0, 1, 0, 1),
+]
+SEX2_FORMULA = "case ~ age + oc + vic + vicl + vis + dia"
+
+# R logistf, example in the logistf documentation (reproduced in the logistfPrint help page of R package
+# "biostatUtil"): logistf(case ~ age + oc + vic + vicl + vis + dia, data = sex2, alpha = 0.1):
+# coef, profile penalised-likelihood 90% CI, penalised likelihood-ratio chi-square and p-value.
+LOGISTF_SEX2 = {
+    "Intercept": (0.12025405, -0.6673577, 0.9177303, 0.06286298, 8.020268e-01),
+    "age": (-1.10598131, -1.8277045, -0.4328451, 7.50773092, 6.143472e-03),
+    "oc": (-0.06881673, -0.7986318, 0.6507581, 0.02467044, 8.751911e-01),
+    "vic": (2.26887464, 1.4248338, 3.2325326, 22.93139022, 1.678877e-06),
+    "vicl": (-2.11140817, -3.0613215, -1.2704704, 19.10407252, 1.237805e-05),
+    "vis": (-0.78831694, -1.4743338, -0.1137542, 3.69740975, 5.449701e-02),
+    "dia": (3.09601166, 1.0835108, 6.8752016, 7.89693139, 4.951873e-03),
+}
+# Standard errors sqrt(diag((X'WX)^-1)) at the Firth estimate, as printed by logistf (versions < 1.24) and
+# by the Python package firthlogist (README, sex2 example). Newer logistf prints different SEs.
+FIRTH_SEX2_SE = {"Intercept": 0.485542, "age": 0.42366, "oc": 0.443793, "vic": 0.548416, "vicl": 0.543082,
+                 "vis": 0.417368, "dia": 1.67501}
+
+
+def sex2(expanded: bool = True) -> pd.DataFrame:
+    cols = ["case", "age", "oc", "vic", "vicl", "vis", "dia", "count"]
+    counts = pd.DataFrame(SEX2_COUNTS, columns=cols)
+    if not expanded:
+        return counts
+    return counts.loc[counts.index.repeat(counts["count"])].drop(columns="count").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def admissions(data_dir_module) -> pd.DataFrame:
+    return pd.read_csv(data_dir_module / "ucla_admissions.csv")
+
+
+@pytest.fixture(scope="module")
+def data_dir_module():
+    from pathlib import Path
+
+    return Path(__file__).parent / "data"
+
+
+# --------------------------------------------------------------------------------------------------
+# maximum likelihood against R
+# --------------------------------------------------------------------------------------------------
+def test_ml_matches_r_glm_and_profile_confint(admissions):
+    """UCLA IDRE "Logit regression | R data analysis examples" (tests/data/ucla_admissions.csv):
+    glm(admit ~ gre + gpa + rank, family = binomial) with rank a factor; coefficients and SEs from
+    summary(), residual deviance 458.52, and profile CIs from confint() (MASS profiling)."""
+    r_glm = {  # term: (coef, se, profile 2.5%, profile 97.5%)
+        "Intercept": (-3.989979, 1.139951, -6.2716202334, -1.792547080),
+        "gre": (0.002264, 0.001094, 0.0001375921, 0.004435874),
+        "gpa": (0.804038, 0.331819, 0.1602959439, 1.464142727),
+        "C(rank)[T.2]": (-0.675443, 0.316490, -1.3008888002, -0.056745722),
+        "C(rank)[T.3]": (-1.340204, 0.345306, -2.0276713127, -0.670372346),
+        "C(rank)[T.4]": (-1.551464, 0.417832, -2.4000265384, -0.753542605),
+    }
+    res = logistic(admissions, "admit ~ gre + gpa + C(rank)")
+    t = res.table().set_index("term")
+    assert res.fitted.llf * -2 == pytest.approx(458.52, abs=5e-3)
+    prof = res.profile_ci().set_index("term")
+    for term, (coef, se, lo, hi) in r_glm.items():
+        assert np.log(t.loc[term, "estimate"]) == pytest.approx(coef, abs=5e-6)
+        assert t.loc[term, "std_error"] == pytest.approx(se, abs=5e-6)
+        # Wald CI = R confint.default, on the OR scale
+        assert t.loc[term, "ci_lower"] == pytest.approx(np.exp(coef - 1.959964 * se), rel=1e-4)
+        # R's confint interpolates the profile on a grid: agreement to ~1e-4 on the log scale
+        assert np.log(prof.loc[term, "ci_lower"]) == pytest.approx(lo, abs=2e-4)
+        assert np.log(prof.loc[term, "ci_upper"]) == pytest.approx(hi, abs=2e-4)
+    assert (t["n"] == 400).all() and (t["events"] == 127).all()
+    assert list(res.table().columns[:8]) == ["term", "estimate", "ci_lower", "ci_upper", "p_value",
+                                             "std_error", "n", "events"]
+
+
+def test_fast_path_matches_patsy_coding(admissions):
+    d = admissions.assign(rank_cat=admissions["rank"].astype(str))
+    fast = logistic(d, "admit ~ gre + gpa + rank_cat").params
+    slow = logistic(d, "admit ~ gre + gpa + C(rank)").params
+    assert fast["rank_cat[T.4]"] == pytest.approx(slow["C(rank)[T.4]"], rel=1e-10)
+    assert fast["gpa"] == pytest.approx(slow["gpa"], rel=1e-10)
+
+
+def test_ci_profile_option_puts_profile_bounds_in_table(admissions):
+    res = logistic(admissions, "admit ~ gre + gpa", ci="profile")
+    prof = res.profile_ci()
+    assert np.allclose(res.table().ci_lower, prof.ci_lower)
+    assert "profile" in res.method
+
+
+# --------------------------------------------------------------------------------------------------
+# weights and clusters
+# --------------------------------------------------------------------------------------------------
+def test_frequency_weights_equal_replicated_rows(admissions):
+    rng = np.random.default_rng(11)
+    d = admissions.assign(w=rng.integers(1, 4, len(admissions)))
+    weighted = logistic(d, "admit ~ gre + gpa", weights="w", weight_type="frequency").table()
+    expanded = logistic(d.loc[d.index.repeat(d.w)], "admit ~ gre + gpa").table()
+    for col in ("estimate", "ci_lower", "ci_upper", "std_error", "p_value", "n", "events"):
+        assert np.allclose(weighted[col], expanded[col], rtol=1e-8), col
+
+
+def _sandwich(X, y, w, p, groups=None):
+    bread = np.linalg.inv(X.T @ (X * (w * p * (1 - p))[:, None]))
+    scores = X * (w * (y - p))[:, None]
+    if groups is not None:
+        scores = pd.DataFrame(scores).groupby(groups).sum().to_numpy()
+    return bread @ (scores.T @ scores) @ bread
+
+
+def test_probability_weights_give_hc0_sandwich(admissions):
+    rng = np.random.default_rng(5)
+    d = admissions.assign(w=rng.uniform(0.5, 4.0, len(admissions)))
+    res = logistic(d, "admit ~ gre + gpa", weights="w")
+    X = np.column_stack([np.ones(len(d)), d.gre, d.gpa])
+    p = expit(X @ res.params.to_numpy())
+    score = X.T @ (d.w * (d.admit - p))
+    assert np.abs(score).max() < 1e-6  # weighted score equations solved
+    expected = np.sqrt(np.diag(_sandwich(X, d.admit.to_numpy(), d.w.to_numpy(), p)))
+    assert np.allclose(res.table().std_error, expected, rtol=1e-6)
+    assert res.n == 400 and res.events == 127  # people, not weights
+    with pytest.raises(ValueError, match="profile-likelihood"):
+        res.profile_ci()
+
+
+def test_cluster_robust_se_matches_vcovcl_hc1(admissions):
+    # R sandwich::vcovCL(fit, cluster = ~site, type = "HC1"): G/(G-1) * (N-1)/(N-K) * sandwich.
+    d = admissions.assign(site=np.arange(len(admissions)) % 7)
+    res = logistic(d, "admit ~ gre + gpa", cluster="site")
+    X = np.column_stack([np.ones(len(d)), d.gre, d.gpa])
+    p = expit(X @ res.params.to_numpy())
+    v = _sandwich(X, d.admit.to_numpy(), np.ones(len(d)), p, groups=d.site.to_numpy())
+    g, n, k = 7, len(d), 3
+    expected = np.sqrt(np.diag(v * g / (g - 1) * (n - 1) / (n - k)))
+    assert np.allclose(res.table().std_error, expected, rtol=1e-6)
+    with pytest.raises(EstimationError, match="single cluster"):
+        logistic(d.assign(site=1), "admit ~ gre", cluster="site")
+
+
+# --------------------------------------------------------------------------------------------------
+# Firth
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("expanded", [True, False])
+def test_firth_matches_logistf_on_sex2(expanded):
+    data = sex2(expanded)
+    kw = {} if expanded else {"weights": "count", "weight_type": "frequency"}
+    res = logistic(data, SEX2_FORMULA, firth=True, level=0.90, **kw)
+    t = res.table().set_index("term")
+    prof = res.profile_ci().set_index("term")
+    for term, (coef, lo, hi, chisq, p) in LOGISTF_SEX2.items():
+        assert prof.loc[term, "lr_chisq"] == pytest.approx(chisq, abs=2e-5), term
+        assert np.log(t.loc[term, "estimate"]) == pytest.approx(coef, abs=1e-6), term
+        assert np.log(t.loc[term, "ci_lower"]) == pytest.approx(lo, abs=2e-5), term
+        assert np.log(t.loc[term, "ci_upper"]) == pytest.approx(hi, abs=2e-5), term
+        assert t.loc[term, "p_value"] == pytest.approx(p, rel=1e-4), term
+        assert t.loc[term, "std_error"] == pytest.approx(FIRTH_SEX2_SE[term], abs=1e-5), term
+    assert t["n"].iloc[0] == 239 and t["events"].iloc[0] == 130
+    assert res.fitted is None and "Firth" in res.method
+    # dia = 1 only in cases: quasi-complete separation, reported as a warning with firth=True
+    assert any("separation" in w and "dia" in w for w in res.warnings)
+
+
+def test_ml_refuses_separated_sex2_and_names_the_term():
+    with pytest.raises(EstimationError, match=r"quasi-complete separation: dia.*firth=True"):
+        logistic(sex2(), SEX2_FORMULA)
+
+
+def test_firth_saturated_2x2_equals_adding_half_to_each_cell():
+    # With one binary covariate the Firth estimate is the empirical log OR with 0.5 added to each cell
+    # (Firth 1993; Heinze & Schemper 2002) -- finite even with an empty cell (complete separation).
+    for a, b, c, d in [(8, 2, 3, 9), (6, 0, 2, 7)]:  # exposed events/non-events, unexposed events/non
+        data = pd.DataFrame({"x": [1] * (a + b) + [0] * (c + d),
+                             "y": [1] * a + [0] * b + [1] * c + [0] * d})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = logistic(data, "y ~ x", firth=True)
+        assert res.params["x"] == pytest.approx(np.log((a + .5) * (d + .5) / ((b + .5) * (c + .5))), abs=1e-8)
+        assert res.params["Intercept"] == pytest.approx(np.log((c + .5) / (d + .5)), abs=1e-8)
+        assert np.isfinite(res.table().ci_upper).all()
+    with pytest.raises(EstimationError, match="separation: x"):
+        logistic(data, "y ~ x")
+
+
+# --------------------------------------------------------------------------------------------------
+# separation and degenerate data
+# --------------------------------------------------------------------------------------------------
+def test_multivariable_complete_separation_found_by_linear_program():
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    d["y"] = (d.a + d.b > 0).astype(int)  # neither a nor b separates on its own
+    with pytest.raises(EstimationError, match=r"^complete separation: a, b"):
+        logistic(d, "y ~ a + b")
+    res = logistic(d, "y ~ a + b", firth=True)
+    assert np.isfinite(res.params).all() and res.params["a"] > 0
+
+
+@pytest.mark.parametrize("outcome,message", [
+    ([0] * 10, "no events"),
+    ([1] * 10, "every analysed row is an event"),
+])
+def test_no_events_and_all_events(outcome, message):
+    d = pd.DataFrame({"y": outcome, "x": np.arange(10.0)})
+    with pytest.raises(EstimationError, match=message):
+        logistic(d, "y ~ x")
+
+
+def test_constant_and_collinear_terms_are_named():
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"y": rng.integers(0, 2, 50), "x": rng.normal(size=50), "k": 3.0})
+    with pytest.raises(EstimationError, match="term 'k' is constant"):
+        logistic(d, "y ~ x + k")
+    d["x2"] = 2 * d.x + 1
+    with pytest.raises(EstimationError, match="term 'x2' is collinear"):
+        logistic(d, "y ~ x + x2")
+
+
+def test_missing_values_dropped_with_count_and_warning(admissions):
+    d = admissions.copy()
+    d.loc[[3, 10], "gpa"] = np.nan
+    d.loc[20, "admit"] = np.nan
+    with pytest.warns(UserWarning, match="3 of 400 rows dropped"):
+        res = logistic(d, "admit ~ gre + gpa")
+    assert res.n_missing == 3 and res.n == 397
+    assert any("3 of 400" in w for w in res.warnings)
+    full = logistic(d.dropna(), "admit ~ gre + gpa")
+    assert np.allclose(res.params, full.params)
+
+
+def test_bad_inputs_give_clear_errors(admissions):
+    with pytest.raises(ValueError, match="outcome column 'gre' must be 0/1"):
+        logistic(admissions, "gre ~ gpa")
+    with pytest.raises(ValueError, match=r"\['nope'\] are not columns"):
+        logistic(admissions, "admit ~ gpa + nope")
+    with pytest.raises(ValueError, match="outcome column 'zz'"):
+        logistic(admissions, "zz ~ gpa")
+    with pytest.raises(ValueError, match="weights column 'w' must be finite"):
+        logistic(admissions.assign(w=-1.0), "admit ~ gpa", weights="w")
+    with pytest.raises(ValueError, match="firth=True with cluster"):
+        logistic(admissions, "admit ~ gpa", firth=True, cluster="rank")
+    d = admissions.assign(grp=np.where(admissions.gpa > 3, "hi", "lo"))
+    res = logistic(d, "admit ~ grp")
+    with pytest.raises(ValueError, match="'mid' was not seen"):
+        res.predict(pd.DataFrame({"grp": ["mid"]}))
+
+
+def test_bool_outcome_and_bool_covariate(admissions):
+    d = admissions.assign(admit=admissions.admit.astype(bool), top=admissions["rank"] == 1)
+    res = logistic(d, "admit ~ gpa + top")
+    assert "top[T.True]" in res.params.index
+    # a single binary covariate with intercept reproduces the 2x2 odds ratio exactly
+    res = logistic(d, "admit ~ top")
+    tab = pd.crosstab(d.top, d.admit)
+    or_ = tab.loc[True, True] * tab.loc[False, False] / (tab.loc[True, False] * tab.loc[False, True])
+    assert res.table().set_index("term").loc["top[T.True]", "estimate"] == pytest.approx(or_, rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------------------
+# prediction, discrimination, calibration
+# --------------------------------------------------------------------------------------------------
+def test_predict_matches_statsmodels_fitted(admissions):
+    res = logistic(admissions, "admit ~ gre + gpa + C(rank)")
+    assert np.allclose(res.predict(admissions), res.fitted.predict(), atol=1e-12)
+
+
+def test_c_statistic_matches_sklearn_and_brute_force():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 120)
+    s = np.round(rng.normal(size=120) + y, 1)  # rounding makes ties
+    w = rng.integers(1, 4, 120).astype(float)
+    c = c_statistic(y, s)
+    assert c["estimate"] == pytest.approx(roc_auc_score(y, s), rel=1e-12)
+    assert c_statistic(y, s, w)["estimate"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), rel=1e-12)
+    # DeLong et al. 1988 variance from placement values, written out pair by pair
+    s1, s0 = s[y == 1], s[y == 0]
+    psi = (s1[:, None] > s0[None, :]) + 0.5 * (s1[:, None] == s0[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    var = v10.var(ddof=1) / len(s1) + v01.var(ddof=1) / len(s0)
+    assert c["std_error"] == pytest.approx(np.sqrt(var), rel=1e-10)
+    assert c["ci_lower"] == pytest.approx(c["estimate"] - 1.959964 * c["std_error"], rel=1e-6)
+
+
+def test_c_statistic_hanley_mcneil_1982_example():
+    # Hanley JA, McNeil BJ. Radiology 1982;143:29-36, Table 1: ratings of 109 CT images
+    # (58 normal, 51 abnormal) on a 5-point scale; area 0.893, SE 0.032.
+    normal, abnormal = [33, 6, 6, 11, 2], [3, 2, 2, 11, 33]
+    scores = np.r_[np.repeat(np.arange(1, 6), normal), np.repeat(np.arange(1, 6), abnormal)]
+    y = np.r_[np.zeros(58), np.ones(51)]
+    c = c_statistic(y, scores, method="hanley-mcneil")
+    assert c["estimate"] == pytest.approx(0.893, abs=5e-4)
+    assert c["std_error"] == pytest.approx(0.032, abs=5e-4)
+
+
+def test_model_c_statistic_and_performance_table(admissions):
+    from sklearn.metrics import roc_auc_score
+
+    res = logistic(admissions, "admit ~ gre + gpa + C(rank)")
+    perf = res.performance().set_index("measure")
+    assert perf.loc["c_statistic", "estimate"] == pytest.approx(
+        roc_auc_score(admissions.admit, res.predict(admissions)), rel=1e-12)
+    assert perf.loc["c_statistic", "ci_method"] == "DeLong"
+    assert res.c_statistic["estimate"] == perf.loc["c_statistic", "estimate"]
+    # on its own fitting data an ML fit is calibrated by construction: intercept 0, slope 1
+    assert perf.loc["calibration_intercept", "estimate"] == pytest.approx(0, abs=1e-7)
+    assert perf.loc["calibration_slope", "estimate"] == pytest.approx(1, abs=1e-7)
+
+
+def test_calibration_recovers_known_miscalibration_by_simulation():
+    rng = np.random.default_rng(2026)
+    n = 4000
+    x = rng.normal(size=n)
+    train = pd.DataFrame({"x": x, "y": rng.random(n) < expit(-0.5 + 1.0 * x)})
+    res = logistic(train, "y ~ x")
+    lp = res.linear_predictor(train).to_numpy()
+    # validation data whose true log-odds are 0.7 + 0.5 * lp: slope 0.5, and with slope 1 imposed
+    # the intercept is the calibration-in-the-large of an offset model
+    valid = pd.DataFrame({"x": x, "y": (rng.random(n) < expit(0.7 + 0.5 * lp)).astype(int)})
+    cal = res.calibration(valid).set_index("measure")
+    assert cal.loc["calibration_slope", "ci_lower"] < 0.5 < cal.loc["calibration_slope", "ci_upper"]
+    # truth for the offset model: the a solving sum(expit(a + lp)) = sum(expit(0.7 + 0.5 lp))
+    from scipy.optimize import brentq
+
+    target = expit(0.7 + 0.5 * lp).sum()
+    a_true = brentq(lambda a: expit(a + lp).sum() - target, -5, 5)
+    lo, hi = cal.loc["calibration_intercept", ["ci_lower", "ci_upper"]]
+    assert lo < a_true < hi
+    assert logit(valid.y.mean()) > logit(train.y.mean())  # sanity of the simulated shift
