@@ -167,3 +167,24 @@ def test_degenerate_inputs():
         kaplan_meier(AML.assign(w=0.0), "time", "status", weights="w")
     with pytest.raises(ValueError, match="level"):
         kaplan_meier(AML, "time", "status", level=95)
+
+
+def test_four_group_logrank_and_medians_on_bmtcrr(data_dir):
+    """bmtcrr (tests/data/README.md; Scrucca et al. 2007). R 4.2.2, survival 3.5-3:
+    survdiff(Surv(ftime, Status == 1) ~ Phase): Chisq = 25.9805812631 on 3 df, expected
+    18.08518651417, 17.35764829268, 3.76863572467, 16.78852946848;
+    survfit(Surv(ftime, Status > 0) ~ Phase, conf.type = "log-log") medians (LCL, UCL):
+    CR1 8.63 (6.00, NA), CR2 9.50 (7.00, 28.53), CR3 5.75 (2.83, NA), Relapse 3.93 (3.03, 6.07)."""
+    d = pd.read_csv(data_dir / "bmtcrr.csv")
+    d["relapse"] = (d["Status"] == 1).astype(int)
+    d["any"] = (d["Status"] > 0).astype(int)
+    lr = kaplan_meier(d, "ftime", "relapse", group="Phase").logrank
+    row = lr.table().iloc[0]
+    assert row["estimate"] == pytest.approx(25.9805812631, rel=1e-9) and row["df"] == 3
+    np.testing.assert_allclose(lr.fitted["expected"],
+                               [18.08518651417, 17.35764829268, 3.76863572467, 16.78852946848], rtol=1e-10)
+    tab = kaplan_meier(d, "ftime", "any", group="Phase").table()
+    np.testing.assert_allclose(tab["estimate"], [8.63, 9.50, 5.75, 3.93], atol=0.005)
+    np.testing.assert_allclose(tab["ci_lower"], [6.00, 7.00, 2.83, 3.03], atol=0.005)
+    np.testing.assert_allclose(tab["ci_upper"], [np.nan, 28.53, np.nan, 6.07], atol=0.005)
+    assert list(tab["events"]) == [27, 30, 8, 66]

@@ -32,8 +32,7 @@ KM_REFERENCE = (
     "treatment weighting for survival data. Stat Med 2005;24:3089-3110"
 )
 LOGRANK_REFERENCE = ("Mantel N. Evaluation of survival data and two new rank order statistics arising in "
-                     "its consideration. Cancer Chemother Rep 1966;50:163-170 (lifelines "
-                     "multivariate_logrank_test)")
+                     "its consideration. Cancer Chemother Rep 1966;50:163-170 (as R survival::survdiff)")
 
 _TOL = np.sqrt(np.finfo(float).eps)  # R's quantile.survfit tolerance for "exactly 0.5"
 
@@ -164,18 +163,28 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     c_w = np.add.reduceat(ws, starts)
     c_w2 = np.add.reduceat(ws * ws, starts)
 
-    def at_risk(x: np.ndarray) -> np.ndarray:  # sum over T >= t within the group
-        return pd.Series(x[::-1]).groupby(ug[::-1]).cumsum().to_numpy()[::-1]
+    # groups are contiguous in the sorted arrays: segment sums by slicing (a loop over groups only)
+    seg = np.flatnonzero(np.r_[True, ug[1:] != ug[:-1]])
+    bounds = list(zip(seg, np.r_[seg[1:], ug.size], strict=True))
 
-    n_risk = at_risk(c_count)
+    def by_group(fn, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x, dtype=float)
+        for lo, hi in bounds:
+            out[lo:hi] = fn(x[lo:hi])
+        return out
+
+    def at_risk(x: np.ndarray) -> np.ndarray:  # sum over T >= t within the group
+        return by_group(lambda v: np.cumsum(v[::-1])[::-1], x)
+
+    n_risk = at_risk(c_count).astype(np.int64)
     n_w = at_risk(c_w)
     n_w2 = at_risk(c_w2)
     eff = n_w * n_w / n_w2  # effective risk-set size; equals n_risk without weights
     frac = np.where(n_w > 0, d_w / n_w, 0.0)
-    surv = pd.Series(1.0 - frac).groupby(ug).cumprod().to_numpy()
+    surv = by_group(np.cumprod, 1.0 - frac)
     with np.errstate(divide="ignore", invalid="ignore"):
         term = np.where(d_w > 0, d_w / (eff * (n_w - d_w)), 0.0)
-    var_log = pd.Series(term).groupby(ug).cumsum().to_numpy()
+    var_log = by_group(np.cumsum, term)
     z = z_value(level)
     with np.errstate(divide="ignore", invalid="ignore"):
         loglog_se = np.sqrt(var_log) / np.abs(np.log(surv))
@@ -241,14 +250,37 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
 
 
 def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float) -> Result:
-    from lifelines.statistics import multivariate_logrank_test
-
-    res = multivariate_logrank_test(t, codes, e)
-    table = pd.DataFrame([{"measure": "logrank_chisq", "estimate": float(res.test_statistic),
-                           "p_value": float(res.p_value), "df": int(res.degrees_of_freedom),
+    """K-group log-rank test (Mantel 1966; as R's survdiff with rho = 0): observed minus expected
+    events per group, hypergeometric covariance summed over distinct event times, chi-square on K - 1
+    df. Vectorised over times (a times x groups table)."""
+    k = len(labels)
+    ut, inv = np.unique(t, return_inverse=True)
+    cell = inv * k + codes
+    d = np.bincount(cell, weights=e.astype(float), minlength=ut.size * k).reshape(ut.size, k)
+    c = np.bincount(cell, minlength=ut.size * k).reshape(ut.size, k).astype(float)
+    n_g = np.cumsum(c[::-1], axis=0)[::-1]
+    keep = d.sum(axis=1) > 0
+    d, n_g = d[keep], n_g[keep]
+    d_tot, n_tot = d.sum(axis=1), n_g.sum(axis=1)
+    share = n_g / n_tot[:, None]
+    o_minus_e = (d - share * d_tot[:, None]).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(n_tot > 1, d_tot * (n_tot - d_tot) / (n_tot - 1), 0.0)
+    cov = np.diag((factor[:, None] * share).sum(axis=0)) - (share * factor[:, None]).T @ share
+    u, v = o_minus_e[:-1], cov[:-1, :-1]
+    try:
+        stat = float(u @ np.linalg.solve(v, u))
+    except np.linalg.LinAlgError as exc:
+        raise EstimationError("the log-rank covariance is singular (a group has no one at risk at any "
+                              "event time)") from exc
+    df = k - 1
+    table = pd.DataFrame([{"measure": "logrank_chisq", "estimate": stat,
+                           "p_value": float(sstats.chi2.sf(stat, df)), "df": df,
                            "groups": ", ".join(str(v) for v in labels)}])
+    detail = pd.DataFrame({"group": labels, "observed": (d.sum(axis=0)).astype(float),
+                           "expected": (d.sum(axis=0) - o_minus_e)})
     return Result(_table=tidy(table), level=level, method="log-rank test", reference=LOGRANK_REFERENCE,
-                  fitted=res)
+                  fitted=detail)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Speed and memory of hostats' Cox and Kaplan-Meier fits beside lifelines and R (run by hand).
+
+    python benchmarks/bench_survival.py [--n 1000000] [--p 10] [--lifelines-n 100000] [--no-r]
+
+Data: n rows x p standard-normal covariates, exponential event times with log hazard ratios
+linspace(-0.5, 0.5, p), independent exponential censoring (about half censored), continuous (untied)
+times; seed 20261124. Times are fit times only (data already in memory; R's CSV read is not timed).
+lifelines' CoxPHFitter is run on ``--lifelines-n`` rows and scaled linearly to n (its cost is ~linear).
+R (``Rscript`` with the survival package) gets the same data through a CSV file in a temporary folder.
+Peak memory is the tracemalloc peak of Python/numpy allocations during the fit.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hostats.stats.survival import cox, kaplan_meier
+
+R_SCRIPT = r"""
+suppressMessages(library(survival))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+covs <- setdiff(names(d), c("time", "event", "arm"))
+f <- as.formula(paste("Surv(time, event) ~", paste(covs, collapse = " + ")))
+t1 <- system.time(fit <- coxph(f, data = d, ties = "efron"))[["elapsed"]]
+t2 <- system.time(km <- survfit(Surv(time, event) ~ arm, data = d, conf.type = "log-log"))[["elapsed"]]
+cat("R_COXPH", t1, "\n")
+cat("R_SURVFIT", t2, "\n")
+cat("R_COEF", format(coef(fit), digits = 15), "\n")
+cat("R_VERSION", R.version.string, "survival", format(packageVersion("survival")), "\n")
+"""
+
+
+def simulate(n: int, p: int, seed: int = 20261124) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    beta = np.linspace(-0.5, 0.5, p)
+    t = rng.exponential(np.exp(-(X @ beta)))
+    c = rng.exponential(1.0, n)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(p)])
+    df["time"] = np.minimum(t, c)
+    df["event"] = (t <= c).astype(int)
+    df["arm"] = rng.integers(0, 2, n)
+    return df
+
+
+def timed(fn, memory: bool = True):
+    if memory:
+        tracemalloc.start()
+    start = time.perf_counter()
+    out = fn()
+    elapsed = time.perf_counter() - start
+    peak = 0
+    if memory:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return out, elapsed, peak / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--p", type=int, default=10)
+    ap.add_argument("--lifelines-n", type=int, default=100_000)
+    ap.add_argument("--no-r", action="store_true")
+    args = ap.parse_args()
+    n, p = args.n, args.p
+    df = simulate(n, p)
+    formula = " + ".join(f"x{i}" for i in range(p))
+    print(f"data: n={n:,} p={p} events={int(df['event'].sum()):,} unique times={df['time'].nunique():,}")
+
+    # warm-up on a small slice (imports, formulaic) so the timing is the fit itself
+    cox(df.iloc[:2000], formula, "time", "event")
+    kaplan_meier(df.iloc[:2000], "time", "event", group="arm")
+
+    res, t_cox, m_cox = timed(lambda: cox(df, formula, "time", "event"))
+    print(f"hostats cox (Efron, model SE):  {t_cox:7.2f} s  peak {m_cox:7.0f} MiB  "
+          f"iterations {res._fit.iterations}")
+    _, t_rob, m_rob = timed(lambda: cox(df, formula, "time", "event", robust=True))
+    print(f"hostats cox (robust SE):        {t_rob:7.2f} s  peak {m_rob:7.0f} MiB")
+    _, t_zph, _ = timed(lambda: res.check_ph(), memory=False)
+    print(f"hostats check_ph (km):          {t_zph:7.2f} s")
+    _, t_km, m_km = timed(lambda: kaplan_meier(df, "time", "event", group="arm"))
+    print(f"hostats kaplan_meier (2 groups, log-rank): {t_km:5.2f} s  peak {m_km:7.0f} MiB")
+
+    from lifelines import CoxPHFitter, KaplanMeierFitter
+
+    ln = min(args.lifelines_n, n)
+    sub = df.iloc[:ln][[f"x{i}" for i in range(p)] + ["time", "event"]]
+    cph, t_ll, _ = timed(lambda: CoxPHFitter().fit(sub, "time", "event"), memory=False)
+    ours_sub = cox(sub, formula, "time", "event")
+    diff = np.max(np.abs(ours_sub.coef.to_numpy() - cph.params_.to_numpy()))
+    print(f"lifelines CoxPHFitter on {ln:,}: {t_ll:7.2f} s (scaled to n: {t_ll * n / ln:7.1f} s); "
+          f"max |coef diff| vs hostats {diff:.1e}")
+    _, t_llkm, _ = timed(lambda: [KaplanMeierFitter().fit(g["time"], g["event"])
+                                  for _, g in df.groupby("arm")], memory=False)
+    print(f"lifelines KaplanMeierFitter (2 groups, no test): {t_llkm:5.2f} s")
+
+    rscript = shutil.which("Rscript")
+    if args.no_r or rscript is None:
+        print("R: not run" + ("" if args.no_r else " (Rscript not found; apt-get install r-base-core "
+                                                   "r-cran-survival)"))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "bench.csv"
+        df.to_csv(csv, index=False, float_format="%.17g")
+        script = Path(tmp) / "bench.R"
+        script.write_text(R_SCRIPT)
+        out = subprocess.run([rscript, str(script), str(csv)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print("R failed:", out.stderr.strip()[-500:])
+        return
+    lines = {ln.split()[0]: ln.split()[1:] for ln in out.stdout.splitlines() if ln.strip()}
+    t_r = float(lines["R_COXPH"][0])
+    t_rkm = float(lines["R_SURVFIT"][0])
+    r_coef = np.array([float(v) for v in lines["R_COEF"]])
+    print(" ".join(lines["R_VERSION"]))
+    print(f"R coxph:   {t_r:7.2f} s   hostats/R = {t_cox / t_r:.2f} (target <= 1.5)")
+    print(f"R survfit: {t_rkm:7.2f} s   hostats/R = {t_km / t_rkm:.2f}")
+    print(f"max |coef diff| hostats vs R: {np.max(np.abs(res.coef.to_numpy() - r_coef)):.1e}")
+
+
+if __name__ == "__main__":
+    main()
