@@ -190,3 +190,33 @@ def test_group_without_events_is_flat_zero_with_warning(bmt):
     b = b[b["group"] == "b"]
     assert (b["estimate"] == 0).all() and (b["ci_upper"] == 0).all()
     assert any("no events of cause 1" in w for w in res.warnings)
+
+
+def tied_data() -> pd.DataFrame:
+    """90 rows, 13 distinct times (heavy ties), built by arithmetic (no RNG) so R sees the same data."""
+    i = np.arange(90)
+    return pd.DataFrame({"t": (i * 7 % 13) + 1, "s": (i * 5 % 7) % 3, "x1": (i * 5 % 11) / 10,
+                         "x2": i % 2, "g": np.where(i % 3 == 0, "a", "b")})
+
+
+def test_heavy_ties_match_cmprsk():
+    # R 4.2.2, cmprsk 2.2-11 on tied_data(): cuminc(d$t, d$s, d$g); timepoints(f, c(3, 7, 12))
+    est = {("a", 1): [0.0358024691358, 0.160332796565, 0.397236919459],
+           ("b", 1): [0.0862219887955, 0.186459845395, 0.364467771256],
+           ("a", 2): [0.1049382716049, 0.185882984434, 0.367934463104],
+           ("b", 2): [0.0515931372549, 0.151830993855, 0.360571173970]}
+    var = {("a", 1): [0.001283340954123, 0.00572905007027, 0.01506408606082],
+           ("b", 1): [0.001386358561786, 0.00293397227820, 0.00622219681271],
+           ("a", 2): [0.003417788751715, 0.00597977446305, 0.01400888897690],
+           ("b", 2): [0.000857829183933, 0.00252833684940, 0.00641645746599]}
+    tests = {1: (0.00916039605107, 0.923750931910), 2: (0.00351985719617, 0.952690553441)}
+    d = tied_data()
+    for cause in (1, 2):
+        res = cumulative_incidence(d, "t", "s", cause=cause, group="g")
+        at = res.at([3, 7, 12])
+        for grp in ("a", "b"):
+            g = at[at["group"] == grp]
+            np.testing.assert_allclose(g["estimate"], est[(grp, cause)], rtol=1e-10)
+            np.testing.assert_allclose(g["std_error"] ** 2, var[(grp, cause)], rtol=1e-10)
+        assert res.gray_test.statistic == pytest.approx(tests[cause][0], rel=1e-9)
+        assert res.gray_test.p_value == pytest.approx(tests[cause][1], rel=1e-9)

@@ -147,3 +147,14 @@ def test_degenerate_inputs(bmt):
     sep = bmt.assign(z=(bmt["Status"] != 1).astype(float) * (np.arange(len(bmt)) % 2))
     with pytest.raises(EstimationError, match="diverge|converge"):
         fine_gray(sep, "Age + z", "ftime", "Status")
+
+
+def test_heavy_ties_match_crr():
+    # 90 rows, 13 distinct times, built by arithmetic (no RNG). R 4.2.2, cmprsk 2.2-11:
+    # crr(d$t, d$s, as.matrix(d[, c("x1", "x2")])) -> coef -0.1160757559029, -0.0520835993423;
+    # sqrt(diag(var)) 0.517631953122, 0.376172442785
+    i = np.arange(90)
+    d = pd.DataFrame({"t": (i * 7 % 13) + 1, "s": (i * 5 % 7) % 3, "x1": (i * 5 % 11) / 10, "x2": i % 2})
+    tab = fine_gray(d, "x1 + x2", "t", "s").table()
+    np.testing.assert_allclose(tab["coef"], [-0.1160757559029, -0.0520835993423], rtol=1e-7)
+    np.testing.assert_allclose(tab["std_error"], [0.517631953122, 0.376172442785], rtol=1e-7)
