@@ -378,11 +378,12 @@ class IPTWResult(Result):
             from hostats.stats.survival import kaplan_meier
 
             frame = frame.assign(_event=(frame["_status"] == 1).astype(int))
-            return kaplan_meier(frame, "_time", "_event", group="_arm", weights="_w")
+            return kaplan_meier(frame, "_time", "_event", group="_arm", weights="_w", level=self.level)
         if kind == "cumulative_incidence":
             from hostats.stats.competing import cumulative_incidence
 
-            return cumulative_incidence(frame, "_time", "_status", cause=1, group="_arm", weights="_w")
+            return cumulative_incidence(frame, "_time", "_status", cause=1, group="_arm", weights="_w",
+                                        level=self.level)
         raise ValueError(f"kind must be 'km' or 'cumulative_incidence', got {kind!r}")
 
 
@@ -410,7 +411,7 @@ def _outcome_values(s: pd.Series, name: str) -> np.ndarray:
                     f"{list(pd.unique(s.dropna()))[:6]}", column=name)
 
 
-def _contrast_rows(mu, V, counts, events, pairs, levels, z, aipw=None) -> list[dict]:
+def _contrast_rows(mu, V, counts, events, pairs, levels, z) -> list[dict]:
     rows = []
     for t, c in pairs:
         label = f"{levels[t]} vs {levels[c]}"
@@ -504,7 +505,7 @@ def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized,
     return out
 
 
-def _aipw(Xd, a, y, P, K, ref, pairs, z, levels, counts, events, notes):
+def _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes):
     """AIPW risks per arm (logistic outcome model fitted in each arm) and RD vs the reference."""
     import statsmodels.api as sm
 
@@ -733,7 +734,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
     outcome_models: dict = {}
     if est_key == "ATE" and outcome is not None:
-        aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, 0, pairs, z, levels, counts, events, notes)
+        aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes)
         rows += aipw_rows
 
     cox_res = None
