@@ -20,6 +20,8 @@ written to CSV with the columns ``w`` and ``cl`` built as in ``_rossi()`` below)
     f3 <- coxph(Surv(week, arrest) ~ fin + age + prio + strata(wexp), data = r); cox.zph(f3)$table
     f4 <- coxph(Surv(week, arrest) ~ fin + age + prio, data = r, weights = w)   # robust by default
     f5 <- coxph(Surv(week, arrest) ~ fin + age + prio + strata(wexp), data = r, weights = w, cluster = cl)
+    cox.zph(f4)$table
+    f6 <- coxph(Surv(week, arrest) ~ fin + age + prio + factor(cl %% 3), data = r); cox.zph(f6)$table
 """
 from __future__ import annotations
 
@@ -125,10 +127,22 @@ def test_robust_cluster_strata_weights_against_r(rossi):
     np.testing.assert_allclose(f4.table()["std_error"], [0.2078120054091, 0.0259442200871, 0.0322413419594],
                                rtol=1e-6)
     np.testing.assert_allclose(f4.loglik, (-1229.5830348, -1210.6363243), rtol=1e-10)
+    np.testing.assert_allclose(f4.check_ph()["chisq"],
+                               [0.147830764263, 9.971962727273, 0.600677893313, 11.250717471693], rtol=1e-6)
     f5 = cox(rossi, "fin + age + prio", "week", "arrest", weights="w", cluster="cl", strata="wexp")
     np.testing.assert_allclose(f5.coef, [-0.3591543244917, -0.0635989143208, 0.0470887698121], rtol=1e-6)
     np.testing.assert_allclose(f5.table()["std_error"], [0.2109422417885, 0.0272207095859, 0.0314043706889],
                                rtol=1e-6)
+
+
+def test_factor_term_check_ph_against_r(rossi):
+    f6 = cox(rossi.assign(c3=rossi["cl"] % 3), "fin + age + prio + C(c3)", "week", "arrest")
+    np.testing.assert_allclose(f6.coef, [-0.3456181696183, -0.0673502873173, 0.0966994893362,
+                                         0.0713996479414, 0.0714037708817], rtol=1e-6)
+    zph = f6.check_ph()
+    assert list(zph["df"]) == [1, 1, 1, 2, 5]
+    np.testing.assert_allclose(zph["chisq"], [0.0650686430446, 6.3414933488125, 0.5020248776118,
+                                              0.2841620024369, 7.4556095764037], rtol=1e-6)
 
 
 def _simulate(seed: int, n: int, ties: bool) -> pd.DataFrame:
