@@ -6,6 +6,7 @@ traceback. ``cli.py`` is, with ``analyses/``, the only place that may import bot
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -130,6 +131,179 @@ def validate(
     console.print(f"[bold green]usable:[/] {len(cohort.episodes)} of {rows_read} row(s) kept, "
                   f"{cohort.ledger.rows_excluded} excluded, {len(problems)} cell problem(s).", highlight=False)
 
+
+
+# run, reproduce (reports & analyses: hostats.analysis, hostats.report)
+def _analyses_root() -> Path:
+    """``./analyses`` when run from a checkout, else the one beside the installed package."""
+    here = Path("analyses")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "analyses"
+
+
+def _synthetic_prepare(spec):
+    """The ``prepare`` callback for a spec with ``[data] synthetic``: generate, write the study folder to
+    ``<staging>/data`` (one subfolder per scenario when there are several), return (source, truth, info)."""
+    import synthetic
+
+    def prepare(staging: Path):
+        folders, truths, faults, scen = [], {}, {}, []
+        for s in spec.synthetic:
+            cohort = synthetic.generate(s["scenario"], int(s["n"]), int(s["seed"]), overrides=s.get("overrides"),
+                                        fault_rate=float(s.get("fault_rate", 0.03)))
+            folder = staging / "data" / (s["scenario"] if len(spec.synthetic) > 1 else "")
+            cohort.write(folder)
+            folders.append(folder)
+            truths[s["scenario"]] = cohort.truth
+            for k, v in (cohort.truth.get("faults") or {}).items():
+                faults[k] = faults.get(k, 0) + int(v)
+            scen.append({"scenario": s["scenario"], "n": int(s["n"]), "seed": int(s["seed"]),
+                         "fault_rate": float(s.get("fault_rate", 0.03)), "overrides": s.get("overrides")})
+        single = len(folders) == 1
+        info = {"scenarios": scen, "faults": faults, "data_folder": "data"}
+        return (folders[0] if single else folders), (next(iter(truths.values())) if single else truths), info
+
+    return prepare
+
+
+class _Steps:
+    """A rich progress bar over the steps of one analysis (or a no-op when quiet)."""
+
+    def __init__(self, progress, task) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, status=message)
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return None
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                    TimeElapsedColumn(), console=err_console, transient=False)
+
+
+def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=None):
+    from hostats.analysis import run_analysis
+
+    task = progress.add_task(spec.name, total=len(spec.sections) + 4 + (1 if data is None and spec.synthetic else 0),
+                             status="starting") if progress is not None else None
+    prepare = _synthetic_prepare(spec) if data is None and spec.synthetic else None
+    result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
+                          progress=_Steps(progress, task))
+    if progress is not None:
+        progress.update(task, completed=progress.tasks[task].total, status=f"done in {result.seconds:.1f} s")
+    return result
+
+
+@app.command()
+def run(
+    analysis: Path = typer.Argument(..., help="Analysis folder (analyses/NAME) or its analysis.toml."),
+    data: str = typer.Option(None, "--data", "-d", help="Data to analyse instead of the spec's [data]: a file, a "
+                             "study folder (export.toml) or a database URL."),
+    mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file (TOML) for --data."),
+    assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table for --data."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: reports/NAME)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run one analysis to a report folder: report.html, estimates.csv/json, figures/, manifest.json."""
+    from hostats.analysis import load_spec
+
+    def go():
+        spec = load_spec(analysis)
+        if data is not None and not Path(data).exists() and "://" not in data:
+            raise FileNotFoundError(2, "data file not found", data)
+        target = out or Path("reports") / spec.name
+        progress = _progress(quiet)
+        if progress is not None:
+            with progress:
+                result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments)
+        else:
+            result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments)
+        if not quiet:
+            console.print(f"[green]report:[/] {result.report}  ({len(result.estimates)} estimates, "
+                          f"{result.seconds:.1f} s)")
+
+    run_guarded(go)
+
+
+@app.command()
+def reproduce(
+    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Folder for the reports and index.html."),
+    analyses: Path = typer.Option(None, "--analyses", help="Folder holding the analyses (default: ./analyses)."),
+    only: list[str] = typer.Option(None, "--only", help="Run only these analyses (by name; repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run every analyses/*/analysis.toml on fresh synthetic data (fixed seeds) and write an index page.
+
+    Exit status 1 when any analysis failed (the index page says which and why).
+    """
+    import json
+    import time
+
+    from hostats.analysis import discover, load_spec
+    from hostats.provenance import build_manifest, hash_inputs, write_manifest
+    from hostats.report.html import render_index
+
+    def go():
+        root = analyses or _analyses_root()
+        specs = discover(root)
+        if not specs:
+            fail(f"no analyses found: {root}/*/analysis.toml")
+        out.mkdir(parents=True, exist_ok=True)
+        entries, failed, t0 = [], 0, time.perf_counter()
+        progress = _progress(quiet)
+        if progress is not None:
+            progress.start()
+        try:
+            for path in specs:
+                name = path.parent.name
+                if only and name not in only:
+                    continue
+                entry = {"name": name, "title": name, "question": "", "href": f"{name}/report.html",
+                         "status": "ok", "message": "", "seconds": 0.0, "files": "", "synthetic": True,
+                         "headline": []}
+                try:
+                    spec = load_spec(path)
+                    entry.update(title=spec.title, question=spec.question, name=spec.name,
+                                 href=f"{spec.name}/report.html")
+                    if not spec.synthetic:
+                        raise HostatsError(f"{path}: [data] has no synthetic scenario; run it with hostats run")
+                    result = _run_one(spec, out / spec.name, progress)
+                    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+                    entry.update(seconds=round(result.seconds, 1), headline=manifest.get("headline", []),
+                                 files="estimates.csv, estimates.json, figures/, manifest.json")
+                except HostatsError as exc:
+                    failed += 1
+                    entry.update(status="failed", message=str(exc), href=f"{name}/")
+                    err_console.print(f"[bold red]failed:[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                entries.append(entry)
+        finally:
+            if progress is not None:
+                progress.stop()
+        manifests = [out / e["name"] / "manifest.json" for e in entries if e["status"] == "ok"]
+        index_manifest = build_manifest(
+            analysis="reproduce", spec={"analyses": [e["name"] for e in entries]}, spec_path=None,
+            inputs=hash_inputs([p for p in specs if p.exists()]), seed=None,
+            timings={e["name"]: e["seconds"] for e in entries} | {"total": round(time.perf_counter() - t0, 2)},
+            outputs=["index.html"] + [str(m.relative_to(out)) for m in manifests],
+            extra={"failed": [e["name"] for e in entries if e["status"] == "failed"]})
+        write_manifest(index_manifest, out / "manifest.json")
+        render_index(entries, out / "index.html",
+                     provenance={"hostats": index_manifest["packages"]["hostats"],
+                                 "analyses": len(entries), "failed": failed,
+                                 "total time": f"{index_manifest['timings_seconds']['total']:.1f} s"})
+        if not quiet:
+            console.print(f"[green]index:[/] {out / 'index.html'}  ({len(entries) - failed} of {len(entries)} "
+                          f"analyses, {time.perf_counter() - t0:.1f} s)")
+        if failed:
+            raise typer.Exit(1)
+
+    run_guarded(go)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,7 +81,7 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
             if tv is not None and np.isfinite(tv):
                 ax.plot([horizon], [tv], marker="D", ms=7, mfc="white", mec=colour, mew=2, ls="none",
                         label="true value" if colour == colours[0] else None)
-    ax.set_xlim(0, xmax * 1.02)
+    ax.set_xlim(-xmax * 0.03, xmax * 1.03)
     ax.set_ylim(bottom=0)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left", fontsize=12)
@@ -101,6 +101,7 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     for lbl, colour in zip(tab.get_yticklabels(), colours, strict=False):
         lbl.set_color(colour)
     tab.tick_params(axis="x", bottom=False, labelbottom=False)
+    tab.tick_params(axis="y", left=False, pad=12)
     tab.grid(False)
     for side in ("top", "right", "bottom", "left"):
         tab.spines[side].set_visible(False)

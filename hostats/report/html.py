@@ -8,6 +8,7 @@ diagnostics, sensitivity, methods, provenance.
 from __future__ import annotations
 
 import html as _html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,14 @@ def frame_html(frame: pd.DataFrame) -> str:
                          float_format=lambda v: f"{v:.3f}")
 
 
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\\/\s;,()]+)+[\\/]([^\\/\s;,()]+)")
+
+
+def _short_paths(text: str) -> str:
+    """File paths in ledger reasons shown as their file names (no folders of the machine in a report)."""
+    return _PATH.sub(lambda m: m.group(1), text)
+
+
 def flow_boxes(flow: pd.DataFrame, threshold: int = 5) -> list[dict[str, str]]:
     """The flow diagram as boxes, with disclosure control along the chain of exclusions.
 
@@ -84,9 +93,11 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5) -> list[dict[str, str]]:
     exclusion is suppressed, the next smallest one is suppressed too (shown "s"), so that the difference
     between rows read and rows analysed never reveals a small count.
     """
-    f = flow.reset_index(drop=True)
+    f = flow.reset_index(drop=True).copy()
     if f.empty:
         return []
+    if "reason" in f.columns:
+        f["reason"] = f["reason"].fillna("").astype(str).map(_short_paths)
     exc = pd.to_numeric(f.get("rows_excluded", 0), errors="coerce").fillna(0).to_numpy(float)
     exc[0] = 0.0  # the first row is the read step
     small = is_small(exc, threshold)

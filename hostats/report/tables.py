@@ -345,6 +345,9 @@ def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool 
                    if "events" in f.columns else ""),
         "unit": f["unit"].fillna("").astype(str).to_numpy() if "unit" in f.columns else "",
     })
+    if "time_days" in f.columns and f["time_days"].notna().any():
+        out.insert(2, "at day", [format_number(t, 0) if t is not None and not pd.isna(t) else ""
+                                 for t in f["time_days"]])
     if show_truth and "truth" in f.columns:
         out["truth"] = [format_number(t) for t in f["truth"]]
     if "note" in f.columns and f["note"].astype(str).str.len().gt(0).any():
