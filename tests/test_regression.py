@@ -349,3 +349,19 @@ def test_calibration_recovers_known_miscalibration_by_simulation():
     lo, hi = cal.loc["calibration_intercept", ["ci_lower", "ci_upper"]]
     assert lo < a_true < hi
     assert logit(valid.y.mean()) > logit(train.y.mean())  # sanity of the simulated shift
+
+
+@pytest.mark.parametrize("cluster", [None, "site"])
+def test_fitted_is_the_statsmodels_logit_result(admissions, cluster):
+    import statsmodels.api as sm
+
+    d = admissions.assign(site=np.arange(len(admissions)) % 5)
+    res = logistic(d, "admit ~ gre + gpa", cluster=cluster)
+    X = sm.add_constant(d[["gre", "gpa"]])
+    kw = {"cov_type": "cluster", "cov_kwds": {"groups": d.site}} if cluster else {}
+    ref = sm.Logit(d.admit, X).fit(disp=0, **kw)
+    assert np.allclose(res.fitted.params, ref.params, rtol=1e-9)
+    assert np.allclose(res.fitted.bse, ref.bse, rtol=1e-7)
+    assert res.fitted.llf == pytest.approx(ref.llf, rel=1e-12)
+    assert res.fitted.mle_retvals["converged"]
+    assert "gpa" in res.fitted.summary().as_text()

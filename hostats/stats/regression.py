@@ -43,7 +43,7 @@ class _Design:
     def matrix(self, data: pd.DataFrame, fitting: bool = False) -> np.ndarray:
         if not self.fast:
             return self._patsy(data, fitting)
-        blocks = [np.ones((len(data), 1))]
+        cols: list[np.ndarray] = []
         names = ["Intercept"]
         for col in self.columns:
             s = data[col]
@@ -57,15 +57,23 @@ class _Design:
                     bad = s[unknown].iloc[0]
                     raise ValueError(f"column {col!r}: value {bad!r} was not seen when the model was fitted "
                                      f"(levels {levels})")
-                dummies = (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(float)
-                blocks.append(dummies)
-                names += [f"{col}[T.{lev}]" for lev in levels[1:]]
+                missing = codes < 0
+                for k, lev in enumerate(levels[1:], start=1):
+                    dummy = (codes == k).astype(float)
+                    dummy[missing] = np.nan
+                    cols.append(dummy)
+                    names.append(f"{col}[T.{lev}]")
             else:
-                blocks.append(s.to_numpy(dtype=float, na_value=np.nan)[:, None])
+                cols.append(s.to_numpy(dtype=float, na_value=np.nan))
                 names.append(col)
         if fitting:
             self.names = names
-        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+        # filled column by column in Fortran order: contiguous writes, no hstack copy at 1M rows
+        out = np.empty((len(data), len(cols) + 1), order="F")
+        out[:, 0] = 1.0
+        for k, c in enumerate(cols, start=1):
+            out[:, k] = c
+        return out
 
     def _patsy(self, data: pd.DataFrame, fitting: bool) -> np.ndarray:
         import patsy
@@ -183,7 +191,7 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
         big = np.max(np.abs(step)) if step.size else 0.0
         if big > _MAX_STEP:
             step *= _MAX_STEP / big
-        for _ in range(30):
+        for halvings in range(30):  # noqa: B007 - used after the loop
             trial = beta.copy()
             trial[free] += step
             ll_new, p_new, W_new, info_new = _loglik(X, y, w, trial, offset, firth)
@@ -191,8 +199,12 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
                 break
             step /= 2.0
         beta, ll, p, W, info = trial, ll_new, p_new, W_new, info_new
-        if np.max(np.abs(step), initial=0.0) < tol and np.max(np.abs(score[free]), initial=0.0) < 1e-6 * max(
-                1.0, float(np.sum(w))) ** 0.5:
+        # ML: Fisher scoring is Newton's method for the logit link, so after a full step of size s the
+        # error is O(s^2) and a step below sqrt(tol) already leaves beta within ~tol. Firth's iteration
+        # uses the expected information, not the penalised Hessian: converge on the step itself.
+        full_step = halvings == 0 and big <= _MAX_STEP
+        size = np.max(np.abs(step), initial=0.0)
+        if size < tol or (not firth and full_step and size < np.sqrt(tol)):
             converged = True
             break
     return _Fit(beta, ll, info, converged, it)
@@ -223,15 +235,14 @@ def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray)
                               "(report the proportion with hostats.proportion instead)")
     if events == total:
         raise EstimationError("every analysed row is an event: odds ratios cannot be estimated")
-    used = w > 0
-    for j, name in enumerate(names):
-        if name == "Intercept":
-            continue
-        col = X[used, j]
-        if np.ptp(col) == 0:
-            raise EstimationError(f"term {name!r} is constant ({col[0]:g}) in the analysed rows: "
+    unit = bool(np.all(w == 1))
+    Xu = X if unit else X[w > 0]
+    constant = np.flatnonzero(Xu.max(axis=0) == Xu.min(axis=0))
+    for j in constant:
+        if names[j] != "Intercept":
+            raise EstimationError(f"term {names[j]!r} is constant ({Xu[0, j]:g}) in the analysed rows: "
                                   "drop it from the formula")
-    xtx = X.T @ (X * w[:, None])
+    xtx = X.T @ X if unit else X.T @ (X * w[:, None])
     scale = np.sqrt(np.diag(xtx))
     corr = xtx / np.outer(scale, scale)
     for k in range(2, len(names) + 1):
@@ -248,17 +259,19 @@ def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -
     exists iff some direction b != 0 has (2y - 1) x'b >= 0 for every row.
     """
     used = w > 0
-    X, y = X[used], y[used]
-    ev, ne = y == 1, y == 0
-    found: list[str] = []
-    complete = False
-    for j, name in enumerate(names):
-        if name == "Intercept":
-            continue
-        x1, x0 = X[ev, j], X[ne, j]
-        if x0.max() <= x1.min() or x1.max() <= x0.min():
-            found.append(name)
-            complete |= bool(x0.max() < x1.min() or x1.max() < x0.min())
+    if not used.all():
+        X, y = X[used], y[used]
+    ev = y == 1
+    k = X.shape[1]
+    max0, min0, max1, min1 = (np.empty(k) for _ in range(4))
+    for j in range(k):  # column by column: no copy of the whole matrix
+        x1, x0 = X[ev, j], X[~ev, j]
+        max0[j], min0[j], max1[j], min1[j] = x0.max(), x0.min(), x1.max(), x1.min()
+    term = np.array([n != "Intercept" for n in names])
+    sep = term & ((max0 <= min1) | (max1 <= min0))
+    strict = term & ((max0 < min1) | (max1 < min0))
+    found = [n for n, f in zip(names, sep, strict=True) if f]
+    complete = bool(strict.any())
     if found:
         return ("complete" if complete else "quasi-complete"), found
     if X.shape[0] * X.shape[1] > _LP_MAX_CELLS:
@@ -301,13 +314,18 @@ def c_statistic(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = N
         raise EstimationError("the c-statistic needs both events and non-events")
     s1, w1, s0, w0 = score[pos], w[pos], score[neg], w[neg]
     W1, W0 = w1.sum(), w0.sum()
-    o0 = np.argsort(s0, kind="stable")
-    s0s, c0 = s0[o0], np.concatenate([[0.0], np.cumsum(w0[o0])])
-    o1 = np.argsort(s1, kind="stable")
-    s1s, c1 = s1[o1], np.concatenate([[0.0], np.cumsum(w1[o1])])
-    lo, hi = np.searchsorted(s0s, s1, "left"), np.searchsorted(s0s, s1, "right")
+    # placement values only enter through sums, so work in sorted order (sorted queries search fast)
+    if weights is None:
+        s0, s1 = np.sort(s0), np.sort(s1)
+        c0, c1 = np.arange(s0.size + 1.0), np.arange(s1.size + 1.0)
+    else:
+        o0, o1 = np.argsort(s0), np.argsort(s1)
+        s0, w0, s1, w1 = s0[o0], w0[o0], s1[o1], w1[o1]
+        c0 = np.concatenate([[0.0], np.cumsum(w0)])
+        c1 = np.concatenate([[0.0], np.cumsum(w1)])
+    lo, hi = np.searchsorted(s0, s1, "left"), np.searchsorted(s0, s1, "right")
     v10 = (c0[lo] + 0.5 * (c0[hi] - c0[lo])) / W0  # per event: share of non-events scored lower
-    lo, hi = np.searchsorted(s1s, s0, "left"), np.searchsorted(s1s, s0, "right")
+    lo, hi = np.searchsorted(s1, s0, "left"), np.searchsorted(s1, s0, "right")
     v01 = ((W1 - c1[hi]) + 0.5 * (c1[hi] - c1[lo])) / W1  # per non-event: share of events scored higher
     auc = float(np.sum(w1 * v10) / W1)
     key = method.lower().replace("_", "-")
@@ -629,7 +647,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         res.method += "; profile-likelihood CIs and likelihood-ratio p-values"
     else:
         res.method += "; Wald CIs"
-    res.c_stat = c_statistic(y, X @ beta, w, level=level)
+    res.c_stat = c_statistic(y, X @ beta, None if weights is None else w, level=level)
     return res
 
 
@@ -639,25 +657,24 @@ def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
-    start = _newton(X, y, w)
+    start = _ml_newton(X, y, w)
     if not start.converged:
         raise EstimationError(f"the logistic likelihood did not converge in {start.iterations} iterations "
                               "(near-separation?); consider firth=True")
+    exog = pd.DataFrame(X, columns=names, copy=False)
+    cluster_kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if weights is None:
-            model = sm.Logit(y, pd.DataFrame(X, columns=names), check_rank=False)
-            kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
-            fitted = model.fit(start_params=start.beta, method="newton", maxiter=5, disp=0, **kw)
+            fitted = _logit_results(sm.Logit(y, exog, check_rank=False), start, **cluster_kw)
         else:
             family = sm.families.Binomial()
             if weight_type == "frequency":
-                model = sm.GLM(y, pd.DataFrame(X, columns=names), family=family, freq_weights=w)
-                kw = {"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None else {}
+                model = sm.GLM(y, exog, family=family, freq_weights=w)
+                kw = cluster_kw
             else:  # probability weights: the score of row i is w_i x_i (y_i - p_i); sandwich SE
-                model = sm.GLM(y, pd.DataFrame(X, columns=names), family=family, var_weights=w)
-                kw = ({"cov_type": "cluster", "cov_kwds": {"groups": groups}} if groups is not None
-                      else {"cov_type": "HC0"})
+                model = sm.GLM(y, exog, family=family, var_weights=w)
+                kw = cluster_kw or {"cov_type": "HC0"}
             fitted = model.fit(start_params=start.beta, maxiter=5, tol=1e-10, **kw)
     for wn in caught:
         if issubclass(wn.category, (PerfectSeparationWarning, ConvergenceWarning)):
@@ -667,3 +684,28 @@ def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
     beta = np.asarray(fitted.params, dtype=float)
     cov = np.asarray(fitted.cov_params(), dtype=float)
     return beta, cov, fitted
+
+
+def _ml_newton(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> _Fit:
+    """ML Newton-Raphson; on large data started from a fit to every k-th row (deterministic), which
+    saves most full-data iterations."""
+    start = None
+    if len(y) > 400_000:
+        k = len(y) // 100_000
+        sub = _newton(X[::k], y[::k], w[::k], tol=1e-6)
+        if sub.converged and np.all(np.isfinite(sub.beta)):
+            start = sub.beta
+    return _newton(X, y, w, beta0=start)
+
+
+def _logit_results(model, fit: _Fit, **cov):
+    """statsmodels LogitResults at our converged Newton solution (what ``Logit.fit`` would return, without
+    repeating the iterations); robust covariances are computed by statsmodels from its own scores."""
+    from statsmodels.base.model import LikelihoodModelResults
+    from statsmodels.discrete.discrete_model import BinaryResultsWrapper, LogitResults
+
+    mle = LikelihoodModelResults(model, fit.beta, normalized_cov_params=np.linalg.inv(fit.info), scale=1.0)
+    mle.mle_retvals = {"converged": fit.converged, "iterations": fit.iterations,
+                       "optimizer": "hostats Newton-Raphson"}
+    mle.mle_settings = {"optimizer": "newton", "start_params": None, "maxiter": 100}
+    return BinaryResultsWrapper(LogitResults(model, mle, **cov))
