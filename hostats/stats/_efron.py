@@ -155,8 +155,8 @@ def information(dat: EfronData, r: np.ndarray, m: np.ndarray, h: np.ndarray, f: 
     """sum_k f_k V_k, V_k the Efron information of event group k (f = 1: the observed information;
     f = g(t_k) or g(t_k)^2: the blocks for covariates multiplied by g(t), as in ``cox.zph``)."""
     k = dat.kev
-    Hk = np.bincount(k, weights=h, minlength=dat.d.size) * f
-    Ak = np.bincount(k, weights=dat.a * h, minlength=dat.d.size) * f
+    Hk = np.add.reduceat(h, dat.evstart) * f
+    Ak = np.add.reduceat(dat.a * h, dat.evstart) * f
     Hg = np.zeros(dat.G)
     Hg[dat.eg] = Hk
     q = r * _cumsum(Hg, dat.gseg)[dat.gid]
@@ -224,19 +224,19 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
                iterations=iterations, pieces=cur, maybe_infinite=maybe_infinite)
 
 
+def _group_sums(dat: EfronData, v: np.ndarray) -> np.ndarray:
+    """Sum per event group of per-event-term values (event terms are contiguous per group)."""
+    return np.add.reduceat(v, dat.evstart, axis=0)
+
+
 def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
     """Per-row score residuals (sorted order, unweighted), Efron form of R's residuals.coxph."""
     k, a, h, m = dat.kev, dat.a, pc.h, pc.m
-    K = dat.d.size
-    Hk = np.bincount(k, weights=h, minlength=K)
-    Ak = np.bincount(k, weights=a * h, minlength=K)
-    HMk = np.zeros((K, m.shape[1]))
-    np.add.at(HMk, k, h[:, None] * m)  # D rows, cheap next to n
-    AMk = np.zeros_like(HMk)
-    np.add.at(AMk, k, (a * h)[:, None] * m)
-    mbar = np.zeros_like(HMk)
-    np.add.at(mbar, k, m)
-    mbar /= dat.d[:, None]
+    Hk = _group_sums(dat, h)
+    Ak = _group_sums(dat, a * h)
+    HMk = _group_sums(dat, h[:, None] * m)
+    AMk = _group_sums(dat, (a * h)[:, None] * m)
+    mbar = _group_sums(dat, m) / dat.d[:, None]
     Hg = np.zeros(dat.G)
     Hg[dat.eg] = Hk
     HMg = np.zeros((dat.G, m.shape[1]))
@@ -245,7 +245,10 @@ def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
     HM = _cumsum(HMg, dat.gseg)[dat.gid]
     ex = pc.expeta
     X = dat.X
-    resid = -(ex[:, None] * (X * C[:, None] - HM))
+    resid = X * C[:, None]
+    resid -= HM
+    del HM
+    resid *= -ex[:, None]
     ev = dat.ev
     resid[ev] += (X[ev] - mbar[k]) + ex[ev][:, None] * (X[ev] * Ak[k][:, None] - AMk[k])
     return resid
@@ -253,8 +256,12 @@ def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
 
 def schoenfeld(dat: EfronData, pc: Pieces) -> np.ndarray:
     """Schoenfeld residuals x_i - mean over the Efron terms, one row per event (sorted order)."""
-    k = dat.kev
-    mbar = np.zeros((dat.d.size, pc.m.shape[1]))
-    np.add.at(mbar, k, pc.m)
-    mbar /= dat.d[:, None]
-    return dat.X[dat.ev] - mbar[k]
+    mbar = _group_sums(dat, pc.m) / dat.d[:, None]
+    return dat.X[dat.ev] - mbar[dat.kev]
+
+
+def unsorted_design(dat: EfronData) -> np.ndarray:
+    """The covariate matrix in the caller's row order (undoing the sort and the centring)."""
+    X = np.empty_like(dat.X)
+    X[dat.order] = dat.X + dat.center
+    return X

@@ -438,7 +438,10 @@ class CoxResult(Result):
         s = self._spec
         data: pd.DataFrame = s["data"]
         cols = [s["time"], s["event"]] + [c for c in (s["weights"], s["cluster"]) if c] + list(s["strata"])
-        frame = pd.DataFrame(self._spec["X"], columns=list(self.coef.index), index=data.index)
+        from hostats.stats import _efron
+
+        frame = pd.DataFrame(_efron.unsorted_design(self._dat), columns=list(self.coef.index),
+                             index=data.index)
         for c in cols:
             frame[c] = data[c].to_numpy()
         cph = CoxPHFitter(alpha=1 - self.level, **kwargs)
@@ -504,7 +507,8 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
         raise EstimationError(f"only {int(e.sum())} events for {X.shape[1]} coefficients")
     sc = _strata_codes(data, strata_cols)
     wts = np.ones_like(t) if w is None else w
-    dat = _efron.prepare(X.copy(), t, e, wts, sc)
+    dat = _efron.prepare(X, t, e, wts, sc)
+    del X  # prepare keeps a sorted, centred copy
     fit = _efron.newton(dat)
     warnings: list[str] = []
     for name, flag in zip(names, fit.maybe_infinite, strict=True):
@@ -534,7 +538,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
         warnings.append(f"stratified by {', '.join(strata_cols)} (separate baseline hazards)")
     method = "Cox proportional hazards (Efron ties" + (", robust SE" if robust else "") + ")"
     spec = {"data": data, "time": time, "event": event, "weights": weights, "cluster": cluster,
-            "strata": strata_cols, "formula": formula, "X": X}
+            "strata": strata_cols, "formula": formula}
     return CoxResult(_table=table, level=level, method=method, reference=COX_REFERENCE, fitted=None,
                      warnings=warnings, coef=pd.Series(fit.beta, index=names),
                      vcov=pd.DataFrame(vcov, index=names, columns=names),
