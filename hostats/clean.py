@@ -91,11 +91,19 @@ class Context:
 
 # --- helpers --------------------------------------------------------------------------------------------
 
+def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(codes, distinct values) of a column; code -1 = missing. Categorical columns are used as they are."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy(), pd.Series(np.asarray(s.cat.categories, dtype=object), dtype=object)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes, pd.Series(uniques, dtype=object if not len(uniques) or uniques.dtype == object else None)
+
+
 def _by_unique(s: pd.Series, func: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """Apply a vectorised ``func`` to the distinct non-missing values of ``s`` and spread the result back
     (columns of a cohort repeat few values, so this is much faster than working on every cell)."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    out = func(pd.Series(uniques, dtype=object if not len(uniques) else None))
+    codes, uniques = _factor(s)
+    out = func(uniques)
     return pd.Series(_take(out, codes), index=s.index, name=s.name)
 
 
@@ -110,11 +118,15 @@ def _take(values: pd.Series, codes: np.ndarray, fill=None):
 
 def _mask_by_unique(s: pd.Series, func: Callable[[pd.Series], pd.Series]) -> np.ndarray:
     """Boolean mask: ``func`` (distinct values -> bools) spread back over ``s``; missing cells are False."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    if not len(uniques):
-        return np.zeros(len(s), dtype=bool)
-    hit = np.asarray(func(pd.Series(uniques)).fillna(False), dtype=bool)
-    return np.where(codes >= 0, hit[np.maximum(codes, 0)], False)
+    codes, uniques = _factor(s)
+    return _spread(np.asarray(func(uniques).fillna(False), dtype=bool), codes)
+
+
+def _spread(hit: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """A per-distinct-value boolean spread back over the cells (missing cells: False)."""
+    if not len(hit):
+        return np.zeros(len(codes), dtype=bool)
+    return np.where(codes >= 0, np.asarray(hit, dtype=bool)[np.maximum(codes, 0)], False)
 
 
 def _text(u: pd.Series) -> pd.Series:
@@ -139,15 +151,11 @@ def _data_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ("source_file", "source_row")]
 
 
-def _problem_text(values: pd.Series) -> pd.Series:
-    return values.astype(object).where(values.notna(), "")
-
-
 # --- cell rules (per source, with that source's mapping) -----------------------------------------------
 
 def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Missing-value tokens ('', NA, N/A, '.', '-', 'unknown', ... and [source] missing) -> missing."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     extra = {t.strip().casefold() for t in ctx.mapping.missing}
     tokens = MISSING_TOKENS | extra
     numeric_tokens = pd.to_numeric(pd.Series(sorted(extra), dtype=object), errors="coerce").dropna()
@@ -155,12 +163,23 @@ def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     cells = 0
     for col in _data_columns(out):
         s = out[col]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            s = s.astype(object)
         col_tokens = tokens - set(ctx.code_lists.get(col, ()))  # 'none' is a code for prophylaxis
-        if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-            is_missing = _mask_by_unique(s, lambda u, t=col_tokens: _norm(u).isin(t))
-            blank = _mask_by_unique(s, lambda u: _text(u) == "")
+        if s.dtype == object or isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+            # text columns become Categorical here: every later rule then works on the distinct values
+            codes, uniques = _factor(s)
+            text = _text(uniques)
+            miss_u = text.str.casefold().isin(col_tokens).to_numpy()
+            is_missing = _spread(miss_u, codes)
+            blank = _spread((text == "").to_numpy(), codes)
+            keep_u = ~miss_u
+            new_index = np.cumsum(keep_u) - 1
+            new_codes = np.where(codes >= 0, np.where(keep_u[np.maximum(codes, 0)],
+                                                      new_index[np.maximum(codes, 0)], -1), -1)
+            out[col] = pd.Categorical.from_codes(new_codes.astype(np.int32), uniques[keep_u].to_numpy())
+            real = is_missing & ~blank  # an empty cell was missing already: not a change
+            changed |= real
+            cells += int(real.sum())
+            continue
         elif pd.api.types.is_numeric_dtype(s) and len(numeric_tokens):
             is_missing = s.isin(numeric_tokens.to_numpy()).to_numpy()
             blank = np.zeros(len(s), dtype=bool)
@@ -178,7 +197,7 @@ def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """The mapping's [values.<column>] tables: source value (stripped, case-insensitive) -> canonical."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     changed = np.zeros(len(out), dtype=bool)
     for col, table in ctx.mapping.values.items():
         if col not in out.columns or not table:
@@ -200,13 +219,16 @@ def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 def coerce_strings(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Identifier-like text columns (patient_id, site) to trimmed strings; whole numbers lose '.0'."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     for c in ctx.columns:
         if c.kind == "string" and c.name in out.columns:
             s = out[c.name]
-            if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "python"):
-                s = _by_unique(s, _text)
-            out[c.name] = s.astype("string").str.strip()
+            if isinstance(s.dtype, pd.StringDtype):
+                out[c.name] = s.str.strip()
+            else:
+                codes, u = _factor(s)
+                text = _text(u).to_numpy(dtype=object)
+                out[c.name] = pd.array(_take(pd.Series(text, dtype=object), codes), dtype="string")
     ctx.ledger.record("text columns", len(out))
     return out
 
@@ -214,7 +236,7 @@ def coerce_strings(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 def coerce_categories(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Category columns to the schema code lists. Case, spaces and common spellings are normalised;
     a value not in the code list is a problem and set missing (a required one excludes the row later)."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     changed = np.zeros(len(out), dtype=bool)
     bad_cells = 0
     for c in ctx.columns:
@@ -232,22 +254,24 @@ def coerce_categories(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             t = t.where(t.isin(codes), t.map(syn))
             return t.where(t.isin(codes), None)
 
-        new = _by_unique(s, to_code)
-        bad = (new.isna() & s.notna()).to_numpy()
+        ucodes, u = _factor(s)
+        new_u = to_code(u)
+        bad_u = new_u.isna().to_numpy()
+        changed_u = (new_u.astype(object) != _text(u)).to_numpy()
+        target = pd.Index(codes).get_indexer(new_u.astype(object))
+        new_codes = np.where(ucodes >= 0, target[np.maximum(ucodes, 0)] if len(target) else -1, -1)
+        bad = _spread(bad_u, ucodes)
         if bad.any():
-            bad_values = s[bad]
-            uniq = pd.Series(pd.unique(bad_values.astype(str)))
-            hints = {v: difflib.get_close_matches(v.strip().lower(), codes, n=1) for v in uniq}
-            why = bad_values.astype(str).map(lambda v, hints=hints, codes=codes: (
-                f"not in the code list {list(codes)}" + (f" (did you mean {hints[v][0]!r}?)" if hints[v] else "")))
-            full_why = pd.Series("", index=s.index, dtype=object)
-            full_why[bad] = why
-            ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s), full_why,
+            hints = [difflib.get_close_matches(str(v).strip().lower(), codes, n=1) for v in u[bad_u]]
+            why_u = pd.Series("", index=u.index, dtype=object)
+            why_u[bad_u] = [f"not in the code list {list(codes)}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                            for h in hints]
+            full_why = pd.Series(_take(why_u, ucodes), index=s.index)
+            ctx.ledger.problems_from_mask(out, bad, c.name, s, full_why,
                                           "excluded row (required column)" if c.required else "set missing")
             bad_cells += int(bad.sum())
-        was = s.astype(object).to_numpy()
-        changed |= s.notna().to_numpy() & (was != new.astype(object).to_numpy())
-        out[c.name] = pd.Categorical(new, categories=codes)
+        changed |= _spread(changed_u, ucodes)
+        out[c.name] = pd.Categorical.from_codes(new_codes.astype(np.int32), categories=list(codes))
     ctx.ledger.record("code lists", len(out), rows_changed=int(changed.sum()),
                       reason=f"{bad_cells} value(s) not in a code list set missing" if bad_cells else "")
     return out
@@ -256,7 +280,7 @@ def coerce_categories(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 def coerce_booleans(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Yes/no columns to pandas 'boolean' (1/0, true/false, yes/no, ja/nein ... and [booleans] tokens);
     anything else is a problem and set missing."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     true = TRUE_TOKENS | {t.strip().casefold() for t in ctx.mapping.true_tokens}
     false = FALSE_TOKENS | {t.strip().casefold() for t in ctx.mapping.false_tokens}
     bad_cells = 0
@@ -276,7 +300,7 @@ def coerce_booleans(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
         new = _by_unique(s, to_bool).astype("boolean")
         bad = (new.isna() & s.notna()).to_numpy()
-        bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s),
+        bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, s,
                                                    "not a yes/no value", "set missing")
         changed |= bad
         out[c.name] = new
@@ -294,7 +318,7 @@ def _to_number(u: pd.Series) -> pd.Series:
 def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Numeric columns to float64 / Int64 (decimal commas accepted); text that is not a number and
     fractions in whole-number columns are problems and set missing. Units are converted ([units])."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     bad_cells = 0
     changed = np.zeros(len(out), dtype=bool)
     reasons = []
@@ -307,12 +331,12 @@ def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         else:
             num = _by_unique(s, _to_number).astype("float64")
             bad = (num.isna() & s.notna()).to_numpy()
-            bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, _problem_text(s), "not a number",
+            bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, s, "not a number",
                                                        "set missing")
             changed |= bad
         if c.kind == "int":
             frac = (num.notna() & (num != np.round(num))).to_numpy()
-            bad_cells += ctx.ledger.problems_from_mask(out, frac, c.name, _problem_text(num),
+            bad_cells += ctx.ledger.problems_from_mask(out, frac, c.name, num,
                                                        "not a whole number", "set missing")
             changed |= frac
             num = num.where(~frac)
@@ -419,7 +443,7 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Date columns to datetime64 (per-column format from the mapping, else ISO, d.m.y, d/m/y or m/d/y as
     the column's own values decide, Excel serials). Unreadable and impossible dates (2021-02-30) are
     problems and set missing."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     bad_cells = 0
     changed = np.zeros(len(out), dtype=bool)
     notes: list[str] = []
@@ -447,7 +471,7 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         prob = pd.Series(_take(res["problem"][0].astype(object), codes), index=s.index)
         notes += [f"{name}: {n}" for n in res["notes"]]
         bad = prob.notna().to_numpy()
-        bad_cells += ctx.ledger.problems_from_mask(out, bad, name, _problem_text(s), prob,
+        bad_cells += ctx.ledger.problems_from_mask(out, bad, name, s, prob,
                                                    "excluded row (required column)" if name in REQUIRED
                                                    else "set missing")
         changed |= bad
@@ -462,7 +486,7 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 def future_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Dates after today (the day of cleaning) or before 1900 are problems and set missing."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     changed = np.zeros(len(out), dtype=bool)
     for name in [c.name for c in ctx.columns if c.kind == "date"] + ["date_of_birth"]:
         if name not in out.columns:
@@ -471,7 +495,7 @@ def future_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         for mask, why in ((s > ctx.today, "date in the future"), (s < EARLIEST_DATE, "date before 1900")):
             m = mask.to_numpy()
             if m.any():
-                ctx.ledger.problems_from_mask(out, m, name, s.dt.strftime("%Y-%m-%d"), why,
+                ctx.ledger.problems_from_mask(out, m, name, s, why,
                                               "excluded row (required column)" if name in REQUIRED
                                               else "set missing")
                 changed |= m
@@ -488,7 +512,7 @@ def age_from_birth_date(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     Age = whole days / 365.25. An age given in the export is kept where present."""
     if "date_of_birth" not in frame.columns:
         return frame
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     age = (out["index_date"] - out.pop("date_of_birth")).dt.days / 365.25
     if "age_years" in out.columns:
         fill = out["age_years"].isna() & age.notna()
@@ -504,7 +528,7 @@ def age_from_birth_date(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 def plausibility(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Numbers outside the schema's plausible range (age 0-110, dose 0-30 Gy, Brooker 0-4, GCS 3-15,
     TBSA 0-100 %, ...) are problems and set missing."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     changed = np.zeros(len(out), dtype=bool)
     for c in ctx.columns:
         if c.name not in out.columns or (c.low is None and c.high is None):
@@ -518,7 +542,7 @@ def plausibility(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         m = bad.to_numpy(dtype=bool)
         if m.any():
             rng = f"[{c.low:g}, {c.high:g}]" if c.high is not None else f">= {c.low:g}"
-            ctx.ledger.problems_from_mask(out, m, c.name, _problem_text(s), f"outside the plausible range {rng}",
+            ctx.ledger.problems_from_mask(out, m, c.name, s, f"outside the plausible range {rng}",
                                           "set missing")
             out[c.name] = s.mask(m)
             changed |= m
@@ -543,7 +567,7 @@ def clean_cells(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 def conform(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Canonical column order and dtypes (absent optional columns stay absent)."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     for c in ctx.columns:
         if c.name in out.columns:
             target = dtype_of(c, ctx.code_lists)
@@ -578,12 +602,17 @@ def _row_ref(frame: pd.DataFrame) -> pd.Series:
 def exact_duplicates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Exclude exact duplicates (every canonical value equal) of an earlier row, which is kept."""
     cols = _data_columns(frame)
-    key = pd.util.hash_pandas_object(frame[cols], index=False)
-    dup = key.duplicated().to_numpy()
+    # exact duplicates share patient_id and index_date: hash only those candidates
+    cand = frame.duplicated(["patient_id", "index_date"], keep=False).to_numpy()
+    dup = np.zeros(len(frame), dtype=bool)
     reasons = None
-    if dup.any():
-        first_ref = _row_ref(frame).groupby(key.to_numpy()).transform("first")
-        reasons = "exact duplicate of " + first_ref[dup]
+    if cand.any():
+        sub = frame[cand]
+        key = pd.util.hash_pandas_object(sub[cols], index=False).to_numpy()
+        sub_dup = pd.Series(key).duplicated().to_numpy()
+        dup[np.flatnonzero(cand)[sub_dup]] = True
+        first_ref = _row_ref(sub).groupby(key).transform("first")
+        reasons = "exact duplicate of " + first_ref[sub_dup]
     ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
                       reason="exact duplicate of an earlier row")
     return frame[~dup]
@@ -611,9 +640,8 @@ def _blank(frame: pd.DataFrame, ctx: Context, step: str, mask: pd.Series, column
     out = frame
     if m.any():
         s = frame[column]
-        values = s.dt.strftime("%Y-%m-%d") if pd.api.types.is_datetime64_any_dtype(s) else _problem_text(s)
-        ctx.ledger.problems_from_mask(frame, m, column, values, problem, action or f"{column} set missing")
-        out = frame.copy()
+        ctx.ledger.problems_from_mask(frame, m, column, s, problem, action or f"{column} set missing")
+        out = frame.copy(deep=False)  # rules assign whole columns, never write into them
         out[column] = s.mask(m)
     ctx.ledger.record(step, len(frame), rows_changed=int(m.sum()), reason=problem if m.any() else "")
     return out
@@ -666,16 +694,16 @@ def ho_and_date(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     fill = (frame["ho"].isna() & has_date).to_numpy()
     out = frame
     if fill.any():
-        ctx.ledger.problems_from_mask(frame, fill, "ho", _problem_text(frame["ho"]), "ho missing but ho_date given",
+        ctx.ledger.problems_from_mask(frame, fill, "ho", frame["ho"], "ho missing but ho_date given",
                                       "ho set true")
-        out = frame.copy()
-        out.loc[fill, "ho"] = True
+        out = frame.copy(deep=False)  # rules assign whole columns, never write into them
+        out["ho"] = out["ho"].mask(fill, True)
     ctx.ledger.record("ho from ho_date", len(frame), rows_changed=int(fill.sum()),
                       reason="ho missing but ho_date given: ho set true" if fill.any() else "")
     out = _blank(out, ctx, "ho_date without ho", (out["ho"] == False) & has_date, "ho_date",  # noqa: E712
                  "ho_date given but ho is false")
     flag = ((out["ho"] == True) & out["ho_date"].isna()).fillna(False).to_numpy()  # noqa: E712
-    ctx.ledger.problems_from_mask(out, flag, "ho_date", _problem_text(out["ho_date"]),
+    ctx.ledger.problems_from_mask(out, flag, "ho_date", out["ho_date"],
                                   "ho is true but ho_date is missing (time to HO unknown)", "flagged")
     return out
 
@@ -697,7 +725,7 @@ def radiotherapy_dose(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     out = _blank(frame, ctx, "dose without radiotherapy", no_rt & (frame["rt_dose_gy"] > 0), "rt_dose_gy",
                  "rt_dose_gy given but prophylaxis is not radiotherapy")
     flag = (rt & out["rt_dose_gy"].isna()).to_numpy()
-    ctx.ledger.problems_from_mask(out, flag, "rt_dose_gy", _problem_text(out["rt_dose_gy"]),
+    ctx.ledger.problems_from_mask(out, flag, "rt_dose_gy", out["rt_dose_gy"],
                                   "radiotherapy without a dose", "flagged")
     return out
 
@@ -729,7 +757,7 @@ def clean_rows(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 def derive_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     """followup_days (index to last contact: death, else last follow-up), status (1 HO, 2 death without HO
     before it, 0 censored; missing when ho is missing) and time_days (to HO, death or last follow-up)."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     idx = out["index_date"]
     death = _col(out, "death_date") if "death_date" in out else pd.Series(pd.NaT, index=out.index)
     last = _col(out, "last_followup_date") if "last_followup_date" in out else pd.Series(pd.NaT, index=out.index)
@@ -754,7 +782,7 @@ def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd
     before the first positive one (0 if none), hi = first positive imaging (inf if none). An assessment
     belongs to the patient's latest episode with index_date on or before it. Episodes without imaging:
     both NaN."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     lo = pd.Series(np.nan, index=out.index)
     hi = pd.Series(np.nan, index=out.index)
     if assessments is not None and len(assessments) and len(out):
@@ -800,7 +828,7 @@ def clean_assessments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     frame = exact_duplicates(frame, actx)
     imaging = frame["test"].isin(IMAGING_TESTS)
     ctx.ledger.problems_from_mask(frame, (imaging & frame["result"].isna()).to_numpy(), "result",
-                                  _problem_text(frame["result"]), "imaging without a positive/negative result",
+                                  frame["result"], "imaging without a positive/negative result",
                                   "flagged (not used for HO intervals)")
     return frame.reset_index(drop=True)
 

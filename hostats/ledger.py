@@ -74,11 +74,17 @@ class Ledger:
         mask = np.asarray(mask, dtype=bool)
         n = int(mask.sum())
         if n:
+            vals = pd.Series(values)[mask]  # format only the cells with a problem
+            if pd.api.types.is_datetime64_any_dtype(vals):
+                text = vals.dt.strftime("%Y-%m-%d")
+            else:
+                text = vals.astype(object)
+            text = text.where(vals.notna(), "").astype(str)
             self._problems.append(pd.DataFrame({
                 "source_file": frame["source_file"].to_numpy()[mask].astype(str),
                 "source_row": frame["source_row"].to_numpy(dtype=np.int64)[mask],
                 "column": column,
-                "value": pd.Series(values).to_numpy()[mask].astype(str),
+                "value": text.to_numpy(),
                 "problem": problem.to_numpy(dtype=object)[mask] if isinstance(problem, pd.Series) else problem,
                 "action": action,
             }))

@@ -1,0 +1,89 @@
+"""Benchmark: read_cohort + cleaning of a 1,000,000-episode CSV with every canonical column.
+
+Run by hand: ``python benchmarks/bench_ingest.py [--rows N] [--keep]``. Prints seconds (writing excluded)
+and peak RSS of the process. Target (2 cores): < 15 s and < 3 GB. The file has realistic text (mixed
+booleans, codes in several spellings, a few faults) so every cleaning rule does real work.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def write_export(path: Path, n: int, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    idx = pd.Timestamp("2012-01-01") + pd.to_timedelta(rng.integers(0, 3500, n), unit="D")
+    ho = rng.random(n) < 0.25
+    died = rng.random(n) < 0.05
+    proph = rng.choice(["none", "radiotherapy", "nsaid", "bisphosphonate", "radiotherapy_nsaid"], n)
+    rt = np.isin(proph, ["radiotherapy", "radiotherapy_nsaid"])
+    iso = lambda d: d.strftime("%Y-%m-%d")  # noqa: E731
+    df = pd.DataFrame({
+        "patient_id": np.char.add("P", np.arange(n).astype(str)),
+        "site": rng.choice(["A", "B", "C", "D"], n),
+        "index_event": rng.choice(["tha", "THA", "hip_revision", "sci", "tbi", "burn", "resection"], n),
+        "index_date": iso(idx),
+        "age_years": rng.normal(65, 12, n).round(1).astype(str),
+        "sex": rng.choice(["male", "female", "M", "F"], n),
+        "prior_ho": rng.choice(["yes", "no", "1", "0"], n),
+        "gram_negative_infection": rng.choice(["true", "false"], n),
+        "early_intensive_therapy": rng.choice(["true", "false", ""], n),
+        "prophylaxis": proph,
+        "rt_dose_gy": np.where(rt, rng.choice(["7", "8", "7,5"], n), ""),
+        "rt_hours_from_index": rng.normal(12, 6, n).round(1).astype(str),
+        "nsaid_agent": np.where(np.isin(proph, ["nsaid", "radiotherapy_nsaid"]), "indomethacin", "none"),
+        "adjuvant": rng.choice(["none", "etidronate", "indomethacin", "NA"], n),
+        "ho": np.where(ho, "yes", "no"),
+        "ho_date": np.where(ho, iso(idx + pd.to_timedelta(rng.integers(14, 360, n), unit="D")), ""),
+        "ho_site": np.where(ho, rng.choice(["hip", "elbow", "knee"], n), ""),
+        "brooker_grade": np.where(ho, rng.integers(1, 5, n), 0).astype(str),
+        "symptomatic": np.where(ho, rng.choice(["yes", "no"], n), ""),
+        "detection_modality": np.where(ho, rng.choice(["xray", "X-ray", "ct", "bone scan"], n), ""),
+        "wound_complication": rng.choice(["0", "1"], n, p=[0.93, 0.07]),
+        "tbsa_burned_percent": rng.uniform(0, 80, n).round(1).astype(str),
+        "gcs_score": rng.integers(3, 16, n).astype(str),
+        "death_date": np.where(died, iso(idx + pd.to_timedelta(rng.integers(370, 700, n), unit="D")), ""),
+        "last_followup_date": iso(idx + pd.to_timedelta(rng.integers(365, 720, n), unit="D")),
+    })
+    faults = rng.choice(n, n // 100, replace=False)  # 1 % faulty cells in a few columns
+    df.loc[faults[0::4], "age_years"] = "abc"
+    df.loc[faults[1::4], "index_date"] = "2021-02-30"
+    df.loc[faults[2::4], "sex"] = "unknown"
+    df.loc[faults[3::4], "brooker_grade"] = "7"
+    df.to_csv(path, index=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the generated CSV")
+    args = ap.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="hostats-bench-"))
+    path = folder / "episodes.csv"
+    t0 = time.perf_counter()
+    write_export(path, args.rows)
+    print(f"wrote {args.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+    import hostats
+
+    t0 = time.perf_counter()
+    cohort = hostats.read_cohort(path, today="2026-01-01")
+    seconds = time.perf_counter() - t0
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+    print(f"read_cohort + cleaning: {seconds:.1f} s; peak RSS {peak_gb:.2f} GB (includes writing the file)")
+    print(f"kept {len(cohort.episodes):,}, excluded {cohort.ledger.rows_excluded:,}, "
+          f"problems {len(cohort.problems):,}")
+    if not args.keep:
+        path.unlink()
+        folder.rmdir()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
