@@ -169,10 +169,12 @@ def _design_from_formula(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, 
 
 def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
     """Drop columns that are linear combinations of earlier ones (a rank-deficient propensity model)."""
+    norms = np.linalg.norm(X, axis=0)
+    gram = (X / np.where(norms > 0, norms, 1.0)).T @ (X / np.where(norms > 0, norms, 1.0))  # p x p: cheap
     keep: list[int] = []
     for j in range(X.shape[1]):
         cand = keep + [j]
-        if np.linalg.matrix_rank(X[:, cand]) == len(cand):
+        if norms[j] > 0 and np.linalg.matrix_rank(gram[np.ix_(cand, cand)], tol=1e-10) == len(cand):
             keep.append(j)
         else:
             notes.append(f"propensity model term {names[j]!r} is collinear with others (or constant) "
