@@ -1387,21 +1387,47 @@ def _derive(spec: Spec, episodes: pd.DataFrame, horizon: float) -> pd.DataFrame:
     return e
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _scan_outputs(folder: Path, ids: set[str], dates: set[str]) -> None:
-    """Refuse to publish when an identifier or an exact record date of the input appears in an output."""
+    """Refuse to publish when an identifier or an exact record date of the input appears in an output.
+
+    Defence in depth behind the report layer's rules: every text output (not the synthetic input under
+    ``data/``) is tokenised and checked against the input's patient IDs and its record dates (ISO form).
+    """
     if not ids and not dates:
         return
-    token = re.compile(r"[A-Za-z0-9_\-/.]+")
-    for p in folder.rglob("*"):
-        if not p.is_file() or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt") or "data" in p.relative_to(
-                folder).parts[:1]:
+    token = re.compile(r"[A-Za-z0-9_\-]+")
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).parts
+        if not p.is_file() or rel[0] == "data" or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt"):
             continue
         text = p.read_text(encoding="utf-8", errors="replace")
-        found = {t for t in token.findall(text) if t in ids}
-        found |= {t for t in dates if t in text}
+        if p.name == "manifest.json":  # the run's own timestamp is not a record date
+            text = re.sub(r'"created_utc": "[^"]*"', "", text)
+        found = (set(token.findall(text)) & ids) if ids else set()
+        found |= set(_ISO_DATE.findall(text)) & dates
         if found:
-            raise HostatsError(f"disclosure check failed: {p.name} would contain a patient identifier or an exact "
-                               f"date of the input ({len(found)} distinct value(s)); nothing was published")
+            raise HostatsError(f"disclosure check failed: {p.relative_to(folder)} would contain "
+                               f"{len(found)} patient identifier(s) or exact date(s) of the input; nothing was "
+                               "published")
+
+
+def _identifiers(episodes: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """Patient IDs (those long enough to be recognisable) and record dates (ISO) of the input."""
+    from hostats.schema import IDENTIFYING
+
+    ids: set[str] = set()
+    if "patient_id" in episodes.columns:
+        # purely numeric IDs are checked only when long (a short one is indistinguishable from a count)
+        ids = {v for v in pd.unique(episodes["patient_id"].dropna().astype(str))
+               if len(v) >= (6 if v.isdigit() else 4)}
+    dates: set[str] = set()
+    for c in IDENTIFYING:
+        if c in episodes.columns and pd.api.types.is_datetime64_any_dtype(episodes[c]):
+            dates |= set(pd.unique(episodes[c].dropna().dt.strftime("%Y-%m-%d")))
+    return ids, dates
 
 
 def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = None, mapping: Any = None,
@@ -1481,12 +1507,8 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         with timer.step("report"):
             result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source)
         step("report written")
-        ids = set()
-        if "patient_id" in cohort.episodes.columns:
-            ids = {str(v) for v in pd.unique(cohort.episodes["patient_id"].dropna().astype(str))
-                   if len(str(v)) >= 4 and not str(v).isdigit()}
-        dates: set[str] = set()
-        _scan_outputs(staging, ids, dates)
+        with timer.step("disclosure check"):
+            _scan_outputs(staging, *_identifiers(episodes))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -1547,8 +1569,9 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
         else:
             value = f"{format_number(est_v)} ({format_number(r['ci_lower'])} to {format_number(r['ci_upper'])})"
         label = " ".join(str(x) for x in (r["measure"], r["group"] or r["term"]) if x)
-        out.append({"label": label, "value": value, "truth": format_number(r["truth"]) if
-                    r["truth"] is not None and not pd.isna(r["truth"]) else ""})
+        tv = r.get("truth")
+        out.append({"label": label, "value": value,
+                    "truth": format_number(tv) if tv is not None and not pd.isna(tv) else ""})
     return out
 
 

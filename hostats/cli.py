@@ -281,6 +281,16 @@ def reproduce(
                     failed += 1
                     entry.update(status="failed", message=str(exc), href=f"{name}/")
                     err_console.print(f"[bold red]failed:[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                except Exception as exc:  # a bug: record it and go on with the other analyses
+                    import traceback
+
+                    failed += 1
+                    log = out / f"{name}.error.txt"
+                    log.write_text(traceback.format_exc(), encoding="utf-8")
+                    entry.update(status="failed", message=f"internal error ({type(exc).__name__}: {exc}); "
+                                 f"traceback in {log.name}", href=log.name)
+                    err_console.print(f"[bold red]failed:[/] {name}: internal error {type(exc).__name__}: {exc} "
+                                      f"(traceback in {log})", highlight=False, soft_wrap=True)
                 entries.append(entry)
         finally:
             if progress is not None:

@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from hostats.report.tables import format_count  # noqa: E402
 
 PALETTE = "colorblind"
-_RC = {"svg.hashsalt": "hostats", "svg.fonttype": "path", "figure.dpi": 100}
+_RC = {"svg.hashsalt": "hostats", "svg.fonttype": "none", "figure.dpi": 100}  # SVG text stays text
 
 
 def _style() -> None:

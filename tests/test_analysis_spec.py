@@ -1,0 +1,185 @@
+"""Analysis specs: the bundled ones parse; bad specs give a clear error naming the spec file, line and key,
+exit status 1 from the command line, and never leave a report behind that looks complete."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hostats.analysis import _locate, discover, load_spec, run_analysis
+from hostats.cli import app
+from hostats.errors import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+ANALYSES = ROOT / "analyses"
+
+GOOD = """\
+[analysis]
+title = "Test analysis"
+question = "Does it work?"
+
+[data]
+path = "{data}"
+
+[[criteria]]
+name = "hip arthroplasty"
+keep = "index_event == 'tha'"
+
+[outcome]
+event = "ho"
+horizon_days = 365
+
+[report]
+small_cell_threshold = 5
+table1 = ["age_years", "sex"]
+table1_by = "prophylaxis"
+
+[[section]]
+id = "ci"
+type = "cumulative_incidence"
+title = "Cumulative incidence"
+by = "prophylaxis"
+times = [182, 365]
+"""
+
+
+@pytest.fixture(scope="module")
+def export_csv(tmp_path_factory) -> Path:
+    """A small, clean export with canonical column names (a synthetic draw without faults)."""
+    import synthetic
+
+    c = synthetic.generate("tha_prophylaxis", 400, 11, fault_rate=0.0)
+    path = tmp_path_factory.mktemp("export") / "export.csv"
+    ep = c.episodes.copy()
+    for col in ep.columns:
+        if str(ep[col].dtype).startswith("datetime64"):
+            ep[col] = ep[col].dt.strftime("%Y-%m-%d")
+    ep.to_csv(path, index=False)
+    return path
+
+
+def write_spec(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "analysis.toml").write_text(text)
+    return folder
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith(needle))
+
+
+def test_bundled_specs_parse():
+    specs = discover(ANALYSES)
+    names = {p.parent.name for p in specs}
+    assert {"tha_incidence", "prophylaxis", "resection_recurrence", "neurogenic"} <= names
+    for p in specs:
+        spec = load_spec(p)
+        assert spec.title and spec.synthetic and spec.sections
+        assert spec.seed is not None
+
+
+def test_locate_finds_keys_in_array_tables():
+    text = GOOD.format(data="x.csv") + '\n[[section]]\ntype = "rate"\ntitle = "r"\n'
+    assert _locate(text, "criteria", "keep", 0) == line_of(text, "keep =")
+    assert _locate(text, "section", "type", 1) == len(text.splitlines()) - 1
+    assert _locate(text, "outcome", "horizon_days") == line_of(text, "horizon_days")
+
+
+def test_good_spec_runs_and_writes_complete_report(tmp_path, export_csv):
+    spec = write_spec(tmp_path / "ok", GOOD.format(data=export_csv))
+    out = tmp_path / "out" / "ok"
+    result = run_analysis(spec, out)
+    for f in ("report.html", "estimates.csv", "estimates.json", "manifest.json", "figures/ci.png", "figures/ci.svg"):
+        assert (out / f).is_file(), f
+    assert not list((tmp_path / "out").glob(".*partial*"))
+    est = result.estimates
+    assert set(est["measure"]) >= {"cumulative_incidence", "gray_test"}
+    assert set(est["analysis"]) == {"ok"}
+
+
+@pytest.mark.parametrize("case, edit, table, key, needle, message", [
+    ("unknown key", lambda t: t.replace("horizon_days = 365", "horizon_dayz = 365"),
+     "outcome", "horizon_dayz", "horizon_dayz", "unknown key"),
+    ("unknown table", lambda t: t + "\n[outcomes]\nevent = 'ho'\n", "outcomes", None, "[outcomes]", "unknown table"),
+    ("unknown section type", lambda t: t.replace('type = "cumulative_incidence"', 'type = "kaplan"'),
+     "section", "type", 'type = "kaplan"', "unknown section type"),
+    ("bad threshold", lambda t: t.replace("small_cell_threshold = 5", "small_cell_threshold = 0"),
+     "report", "small_cell_threshold", "small_cell_threshold", "positive integer"),
+])
+def test_structural_errors_name_line_and_key(tmp_path, export_csv, case, edit, table, key, needle, message):
+    text = edit(GOOD.format(data=export_csv))
+    folder = write_spec(tmp_path / "bad", text)
+    with pytest.raises(SpecError) as err:
+        load_spec(folder)
+    msg = str(err.value)
+    assert str(folder / "analysis.toml") in msg
+    assert f"line {line_of(text, needle)}" in msg, msg
+    assert message in msg
+    if key:
+        assert key in msg
+
+
+def test_invalid_toml_names_file(tmp_path):
+    folder = write_spec(tmp_path / "bad", "[analysis\ntitle = 1\n")
+    with pytest.raises(SpecError, match=r"analysis.toml: not valid TOML.*line 1"):
+        load_spec(folder)
+
+
+@pytest.mark.parametrize("case, edit, needle, message", [
+    ("unknown column in criterion", lambda t: t.replace("keep = \"index_event == 'tha'\"",
+                                                        "keep = \"index_evnt == 'tha'\""),
+     "keep =", r"unknown column\(s\) \['index_evnt'\]"),
+    ("criterion excludes everyone", lambda t: t.replace("keep = \"index_event == 'tha'\"",
+                                                        "keep = \"index_event == 'burn'\""),
+     "keep =", "excludes every episode"),
+    ("outcome without events", lambda t: t.replace('event = "ho"', 'event = "symptomatic"').replace(
+        "keep = \"index_event == 'tha'\"", "keep = \"symptomatic != True\""),
+     'event = "symptomatic"', "has no events"),
+    ("unknown column in section", lambda t: t.replace('by = "prophylaxis"', 'by = "prophylaxes"'),
+     'by = "prophylaxes"', r"unknown column\(s\) \['prophylaxes'\]"),
+    ("missing data file", lambda t: re.sub(r'path = ".*"', 'path = "no/such/file.csv"', t),
+     'path = "no/such', "file not found"),
+])
+def test_data_dependent_errors_name_the_spec_line(tmp_path, export_csv, case, edit, needle, message):
+    text = edit(GOOD.format(data=export_csv))
+    folder = write_spec(tmp_path / "bad", text)
+    out = tmp_path / "reports" / "bad"
+    with pytest.raises(SpecError) as err:
+        run_analysis(folder, out)
+    msg = str(err.value)
+    assert f"analysis.toml, line {line_of(text, needle)}" in msg, msg
+    assert re.search(message, msg), msg
+    assert not out.exists(), "no report left behind"
+    assert not list((tmp_path / "reports").glob(".*")), "no staging folder left behind"
+
+
+def test_cli_bad_spec_exit_1_no_traceback_keeps_previous_report(tmp_path, export_csv):
+    good = write_spec(tmp_path / "a", GOOD.format(data=export_csv))
+    out = tmp_path / "reports" / "a"
+    runner = CliRunner()
+    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    before = (out / "report.html").read_bytes()
+    write_spec(good, GOOD.format(data=export_csv).replace("keep = \"index_event == 'tha'\"",
+                                                          "keep = \"index_event == 'burn'\""))
+    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet"])
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output and "excludes every episode" in r.output
+    assert "line 10" in r.output
+    assert (out / "report.html").read_bytes() == before, "a failed run leaves the last good report untouched"
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["a"]
+
+
+def test_cli_missing_data_option_file(tmp_path, export_csv):
+    good = write_spec(tmp_path / "a", GOOD.format(data=export_csv))
+    r = CliRunner().invoke(app, ["run", str(good), "--data", str(tmp_path / "nope.csv"), "--out",
+                                 str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 1 and "nope.csv" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_spec(tmp_path):
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "nothing"), "--quiet"])
+    assert r.exit_code == 1 and "analysis spec not found" in r.output

@@ -1,0 +1,199 @@
+"""Disclosure control end to end: a cohort whose groups have 1-4 members produces no such count in any
+output (report tables, flow boxes, number-at-risk rows, estimates.csv/json), and no patient identifier or
+record date of the input appears in any output file."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hostats.analysis import _scan_outputs, run_analysis
+from hostats.errors import HostatsError
+
+SPEC = """\
+[analysis]
+title = "Disclosure test"
+question = "Are small cells protected?"
+
+[data]
+path = "{data}"
+
+[[criteria]]
+name = "hip arthroplasty"
+keep = "index_event == 'tha'"
+
+[[criteria]]
+name = "adults"
+keep = "age_years >= {min_age}"
+
+[outcome]
+event = "ho"
+horizon_days = 365
+
+[report]
+small_cell_threshold = 5
+table1 = ["age_years", "sex", "prior_ho", "site", "wound_complication"]
+table1_by = "prophylaxis"
+risk_times = [0, 91, 182, 273, 365]
+
+[[section]]
+id = "ci"
+type = "cumulative_incidence"
+title = "Cumulative incidence by prophylaxis"
+by = "prophylaxis"
+times = [91, 182, 365]
+
+[[section]]
+id = "by_site"
+type = "proportion"
+title = "HO within a year by site"
+event = "ho_within_horizon"
+by = "site"
+
+[[section]]
+id = "rate"
+type = "rate"
+title = "Rate by prophylaxis"
+by = "prophylaxis"
+"""
+
+
+@pytest.fixture(scope="module")
+def small_cells(tmp_path_factory):
+    """A cohort with a 3-member arm, a 2-member site, and ages such that exactly 2 rows are excluded."""
+    import synthetic
+
+    c = synthetic.generate("tha_prophylaxis", 300, 5, fault_rate=0.0)
+    ep = c.episodes.copy().reset_index(drop=True)
+    rng = np.random.default_rng(3)
+    arm = np.where(rng.random(len(ep)) < 0.5, "none", "radiotherapy").astype(object)
+    arm[:3] = "bisphosphonate"
+    ep["prophylaxis"] = arm
+    ep["nsaid_agent"] = "none"
+    ep["rt_dose_gy"] = np.where(arm == "radiotherapy", 7.0, np.nan)
+    ep["rt_hours_from_index"] = np.where(arm == "radiotherapy", 30.0, np.nan)
+    ep["site"] = np.where(np.arange(len(ep)) < 2, "Z", ep["site"])
+    ep.loc[10:11, "age_years"] = 17.0  # two excluded by the 'adults' criterion
+    ep["age_years"] = ep["age_years"].clip(lower=17.0)
+    min_age = 18
+    folder = tmp_path_factory.mktemp("small")
+    data = folder / "export.csv"
+    out = ep.copy()
+    for col in out.columns:
+        if str(out[col].dtype).startswith("datetime64"):
+            out[col] = out[col].dt.strftime("%Y-%m-%d")
+    out.to_csv(data, index=False)
+    spec_dir = folder / "spec"
+    spec_dir.mkdir()
+    (spec_dir / "analysis.toml").write_text(SPEC.format(data=data, min_age=min_age))
+    report = folder / "report"
+    run_analysis(spec_dir, report)
+    dates = set()
+    for col in ("index_date", "ho_date", "death_date", "last_followup_date"):
+        dates |= set(out[col].dropna().astype(str))
+    return {"report": report, "ids": set(ep["patient_id"].astype(str)), "dates": dates, "episodes": ep}
+
+
+def _small(text: str) -> bool:
+    m = re.match(r"^\s*(\d+)(?:\s*\(|\s*$)", text)
+    return bool(m) and 1 <= int(m.group(1)) <= 4
+
+
+def _tables(html: str) -> list[tuple[list[str], list[list[str]]]]:
+    out = []
+    for t in re.findall(r"<table.*?</table>", html, flags=re.S):
+        head = [re.sub(r"<.*?>", "", h).strip() for h in re.findall(r"<th.*?>(.*?)</th>", t, flags=re.S)]
+        rows = []
+        for tr in re.findall(r"<tr.*?>(.*?)</tr>", t, flags=re.S):
+            cells = [re.sub(r"<.*?>", "", c).strip() for c in re.findall(r"<td.*?>(.*?)</td>", tr, flags=re.S)]
+            if cells:
+                rows.append(cells)
+        out.append((head, rows))
+    return out
+
+
+def test_groups_really_are_small(small_cells):
+    ep = small_cells["episodes"]
+    assert (ep["prophylaxis"] == "bisphosphonate").sum() == 3
+    assert (ep["site"] == "Z").sum() == 2
+
+
+def test_report_tables_show_no_count_from_1_to_4(small_cells):
+    html = (small_cells["report"] / "report.html").read_text()
+    checked = 0
+    for head, rows in _tables(html):
+        count_cols = [i for i, h in enumerate(head) if h in ("n", "events") or "(n=" in h]
+        for h in head:
+            m = re.search(r"\(n=(\d+)\)", h)
+            assert not (m and 1 <= int(m.group(1)) <= 4), f"small group size in header {h!r}"
+        for r in rows:
+            for i in count_cols:
+                if i < len(r):
+                    checked += 1
+                    assert not _small(r[i]), f"small count {r[i]!r} in column {head[i]!r}"
+    assert checked > 50, "the check looked at the count cells"
+    assert "bisphosphonate (n=&lt;5)" in html or "bisphosphonate (n=<5)" in html
+    assert "&lt;5" in html
+
+
+def test_flow_boxes_show_no_small_count(small_cells):
+    html = (small_cells["report"] / "report.html").read_text()
+    counts = re.findall(r'<span class="count">(.*?)</span>', html)
+    assert counts, "the flow diagram has boxes"
+    assert not [c for c in counts if _small(c)]
+    assert "&lt;5" in counts  # the 2 excluded adults
+    # the exclusion cannot be recovered by subtraction: the 'remaining' boxes are not shown
+    nums = [int(c) for c in counts if c.isdigit()]
+    assert not any(a - b in range(1, 5) for a in nums for b in nums), counts
+
+
+def test_number_at_risk_rows_suppressed(small_cells):
+    svg = (small_cells["report"] / "figures" / "ci.svg").read_text()
+    texts = [t.strip() for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    assert "Number at risk" in texts
+    assert "&lt;5" in texts or "<5" in texts
+    assert not [t for t in texts if t in {"1", "2", "3", "4"}], texts
+
+
+def test_estimate_exports_show_no_small_count(small_cells):
+    rep = small_cells["report"]
+    est = pd.read_csv(rep / "estimates.csv", dtype=str)
+    for col in ("n", "events"):
+        vals = est[col].dropna()
+        assert not vals.isin(["1", "2", "3", "4", "1.0", "2.0", "3.0", "4.0"]).any(), vals.tolist()
+    withheld = est[est["events"] == "<5"]
+    assert len(withheld) and withheld["estimate"].isna().all()
+    data = json.loads((rep / "estimates.json").read_text())
+    for row in data["estimates"]:
+        for col in ("n", "events"):
+            v = row.get(col)
+            assert not (isinstance(v, (int, float)) and 1 <= v <= 4), row
+
+
+def test_no_identifier_or_record_date_in_any_output(small_cells):
+    rep = small_cells["report"]
+    ids, dates = small_cells["ids"], small_cells["dates"]
+    files = [p for p in rep.rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    for p in files:
+        raw = p.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        tokens = set(re.findall(r"[A-Za-z0-9_\-]+", text))
+        assert not (tokens & ids), f"{p.name} holds a patient id"
+        assert not (set(re.findall(r"\d{4}-\d{2}-\d{2}", text)) & dates), f"{p.name} holds a record date"
+        if p.suffix == ".html":
+            assert "patient_id" not in text.lower()
+
+
+def test_output_scan_refuses_to_publish_a_leak(tmp_path):
+    (tmp_path / "report.html").write_text("<p>patient A-000123 seen</p>")
+    with pytest.raises(HostatsError, match="disclosure check failed"):
+        _scan_outputs(tmp_path, {"A-000123"}, set())
+    (tmp_path / "report.html").write_text("<p>operated on 2019-03-04</p>")
+    with pytest.raises(HostatsError, match="disclosure check failed"):
+        _scan_outputs(tmp_path, set(), {"2019-03-04"})
+    (tmp_path / "report.html").write_text("<p>nothing to see, n = 1234</p>")
+    _scan_outputs(tmp_path, {"A-000123"}, {"2019-03-04"})
