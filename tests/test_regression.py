@@ -213,8 +213,10 @@ def test_multivariable_complete_separation_found_by_linear_program():
     d["y"] = (d.a + d.b > 0).astype(int)  # neither a nor b separates on its own
     with pytest.raises(EstimationError, match=r"^complete separation: a, b"):
         logistic(d, "y ~ a + b")
-    res = logistic(d, "y ~ a + b", firth=True)
-    assert np.isfinite(res.params).all() and res.params["a"] > 0
+    res = logistic(d, "y ~ a + b", firth=True, ci="wald")
+    assert np.isfinite(res.params).all() and res.params["a"] > 0 and res.params["b"] > 0
+    assert any(w.startswith("complete separation: a, b") for w in res.warnings)
+    assert "Wald" in res.method
 
 
 @pytest.mark.parametrize("outcome,message", [
@@ -365,3 +367,29 @@ def test_fitted_is_the_statsmodels_logit_result(admissions, cluster):
     assert res.fitted.llf == pytest.approx(ref.llf, rel=1e-12)
     assert res.fitted.mle_retvals["converged"]
     assert "gpa" in res.fitted.summary().as_text()
+
+
+def test_single_level_term_is_an_error_not_a_silent_drop():
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"y": rng.integers(0, 2, 40), "x": rng.normal(size=40), "sex": "male"})
+    with pytest.raises(EstimationError, match="term 'sex' has a single value"):
+        logistic(d, "y ~ x + sex")
+    with pytest.raises(EstimationError, match=r"term 'C\(sex\)' has a single level"):
+        logistic(d, "y ~ x + C(sex)")
+
+
+def test_firth_profile_falls_back_to_wald_with_a_named_warning():
+    # Complete separation in two dimensions leaves a flat ridge in the penalised profile for some terms.
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    d["y"] = (d.a + d.b > 0).astype(int)
+    with pytest.warns(UserWarning, match="profile likelihood could not be maximised for .*a"):
+        res = logistic(d, "y ~ a + b", firth=True)
+    prof = res.profile_ci().set_index("term")
+    fell_back = prof.ci_method == "wald"
+    assert fell_back.any() and np.isnan(prof.lr_chisq[fell_back]).all()
+    t = res.table().set_index("term")
+    se = t.loc["a", "std_error"]
+    if fell_back["a"]:
+        assert t.loc["a", "ci_lower"] == pytest.approx(np.exp(res.params["a"] - 1.959964 * se), rel=1e-5)
+    assert np.isfinite(t[["ci_lower", "ci_upper"]].to_numpy()).all()

@@ -21,7 +21,7 @@ from hostats.errors import EstimationError
 from hostats.stats._result import Result, check_level, z_value
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LP_MAX_CELLS = 2_000_000  # rows x terms up to which the linear-programming separation check runs
+_LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
 _MAX_STEP = 5.0  # largest Newton step per coefficient (as logistf's maxstep)
 
 
@@ -49,6 +49,9 @@ class _Design:
             s = data[col]
             if fitting and _is_categorical(s):
                 self.levels[col] = _levels(s)
+                if len(self.levels[col]) < 2:
+                    raise EstimationError(f"term {col!r} has a single value {self.levels[col]} in the "
+                                          "analysed rows: there is nothing to compare; drop it")
             if col in self.levels:
                 levels = self.levels[col]
                 codes = pd.Categorical(s, categories=levels).codes
@@ -86,6 +89,10 @@ class _Design:
                 raise ValueError(f"cannot build the model matrix for '~ {self.rhs}': {exc}") from exc
             self.patsy_info = mat.design_info
             self.names = list(mat.design_info.column_names)
+            for term, cols in mat.design_info.term_name_slices.items():
+                if term != "Intercept" and cols.stop == cols.start:
+                    raise EstimationError(f"term {term!r} has a single level in the analysed rows: "
+                                          "there is nothing to compare; drop it")
             if "Intercept" not in self.names:
                 raise ValueError("the formula must keep the intercept (odds ratios are relative to it)")
             return np.asarray(mat, dtype=float)
@@ -394,6 +401,13 @@ class LogisticResult(Result):
             return self._profile.copy()
         out = _profile_table(self._X, self._y, self._w, self.params.to_numpy(), self.cov, self.firth,
                              list(self.params.index), level)
+        failed = out.loc[out.ci_method == "wald", "term"].tolist()
+        if failed:
+            msg = (f"profile likelihood could not be maximised for {', '.join(failed)} (a flat ridge, "
+                   "typically under separation): Wald CI and p-value shown for these terms")
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+                warnings.warn(msg, UserWarning, stacklevel=2)
         if level == self.level:
             self._profile = out
         return out.copy()
@@ -456,45 +470,57 @@ class LogisticResult(Result):
         return y[keep], lp[keep], np.ones(int(keep.sum()))
 
 
+class _ProfileFailed(Exception):
+    """A restricted fit on the profile did not converge (a flat ridge, typically under separation)."""
+
+
+def _profile_bound(deviance, b_hat: float, se: float, sign: float, q: float) -> float:
+    """Where the profile deviance first reaches ``q`` on one side of ``b_hat`` (inf if it never does)."""
+    step = max(se, 1e-3)
+    inner, outer = b_hat, b_hat + sign * step
+    for _ in range(60):
+        if deviance(outer) >= q:
+            return optimize.brentq(lambda b: deviance(b) - q, min(inner, outer), max(inner, outer),
+                                   xtol=1e-9, rtol=1e-10)
+        inner, step = outer, step * 1.6
+        outer = b_hat + sign * (abs(outer - b_hat) + step)
+        if abs(outer - b_hat) > 200 * max(se, 1e-3):  # the profile never falls by q (separation)
+            break
+    return np.inf * sign
+
+
 def _profile_table(X, y, w, beta, cov, firth, names, level) -> pd.DataFrame:
     q = stats.chi2.ppf(level, 1)
     full = _newton(X, y, w, firth=firth, beta0=beta)
     ll_max = full.loglik
     se = np.sqrt(np.diag(cov))
     rows = []
+    failed: list[str] = []
     for j, name in enumerate(names):
         free = np.ones(len(beta), dtype=bool)
         free[j] = False
-        warm = {"beta": full.beta.copy()}
 
-        def deviance(b, j=j, free=free, warm=warm):
-            start = warm["beta"].copy()
+        def deviance(b, j=j, free=free):
+            # always started from the full fit, so the value is a function of b alone (brentq needs that)
+            start = full.beta.copy()
             start[j] = b
-            fit = _newton(X, y, w, firth=firth, beta0=start, free=free)
-            warm["beta"] = fit.beta
+            fit = _newton(X, y, w, firth=firth, beta0=start, free=free, tol=1e-7, maxiter=200)
+            if not fit.converged:
+                raise _ProfileFailed
             return 2.0 * (ll_max - fit.loglik)
 
-        bounds = []
-        for sign in (-1.0, 1.0):
-            warm["beta"] = full.beta.copy()
-            step = max(se[j], 1e-3)
-            inner, outer = beta[j], beta[j] + sign * step
-            bound = np.inf * sign
-            for _ in range(60):
-                if deviance(outer) >= q:
-                    bound = optimize.brentq(lambda b: deviance(b) - q, min(inner, outer), max(inner, outer),
-                                            xtol=1e-9, rtol=1e-10)
-                    break
-                inner, step = outer, step * 1.6
-                outer = beta[j] + sign * (abs(outer - beta[j]) + step)
-                if abs(outer) > 50:  # no finite bound: the profile never falls by q (separation)
-                    break
-            bounds.append(bound)
-        warm["beta"] = full.beta.copy()
-        chi = max(deviance(0.0), 0.0)
+        try:
+            bounds = [_profile_bound(deviance, beta[j], se[j], sign, q) for sign in (-1.0, 1.0)]
+            chi = max(deviance(0.0), 0.0)
+        except _ProfileFailed:  # documented fallback: Wald for this term, named in the warnings
+            failed.append(name)
+            zq = np.sqrt(q)
+            bounds = [beta[j] - zq * se[j], beta[j] + zq * se[j]]
+            chi = (beta[j] / se[j]) ** 2
         rows.append({"term": name, "estimate": float(np.exp(beta[j])), "ci_lower": float(np.exp(bounds[0])),
                      "ci_upper": float(np.exp(bounds[1])), "p_value": float(stats.chi2.sf(chi, 1)),
-                     "lr_chisq": chi})
+                     "lr_chisq": chi if name not in failed else np.nan,
+                     "ci_method": "wald" if name in failed else "profile"})
     out = pd.DataFrame(rows)
     out["ci_level"] = level
     return out
@@ -505,7 +531,7 @@ def _profile_table(X, y, w, beta, cov, firth, names, level) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------
 def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, cluster: str | None = None,
              firth: bool = False, weight_type: str = "probability", level: float = 0.95,
-             ci: str = "wald") -> LogisticResult:
+             ci: str | None = None) -> LogisticResult:
     """Odds ratios from a logistic regression of a binary outcome.
 
     Estimand: conditional odds ratios ``exp(beta)`` of ``logit P(outcome = 1) = x'beta`` (the Intercept row
@@ -524,7 +550,9 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
       modified score (Heinze & Schemper, Stat Med 2002;21:2409-19); CIs and p-values from the profile
       penalised likelihood (likelihood-ratio), as R's logistf reports them.
     - ``ci="profile"``: profile-likelihood CIs and likelihood-ratio p-values in ``table()`` (also
-      ``.profile_ci()``); default ``"wald"`` for ML, ``"profile"`` for Firth.
+      ``.profile_ci()``); default ``"wald"`` for ML, ``"profile"`` for Firth. Where a restricted fit on
+      the profile does not converge (a flat ridge under separation) that term falls back to Wald, with
+      a warning naming it and ``ci_method`` saying so in ``.profile_ci()``.
 
     Also computed: the c-statistic with a DeLong CI (``.c_statistic``; ``.performance()``), and
     calibration intercept/slope (``.calibration(new_data)``).
@@ -540,7 +568,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         raise TypeError("data must be a pandas DataFrame")
     if weight_type not in ("probability", "frequency"):
         raise ValueError(f"weight_type must be 'probability' or 'frequency', got {weight_type!r}")
-    ci = ci.lower()
+    ci = ("profile" if firth else "wald") if ci is None else str(ci).lower()
     if ci not in ("wald", "profile"):
         raise ValueError(f"ci must be 'wald' or 'profile', got {ci!r}")
     if firth and cluster is not None:
@@ -603,7 +631,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     else:
         n_rows, events = int(len(y)), int(np.sum(y))
     if firth:
-        fit = _newton(X, y, w, firth=True)
+        fit = _newton(X, y, w, firth=True, maxiter=1000)
         if not fit.converged:
             raise EstimationError(f"Firth's penalised likelihood did not converge in {fit.iterations} "
                                   "iterations")
@@ -611,7 +639,6 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         method = "Firth penalised logistic regression"
         reference = ("Firth D. Biometrika 1993;80:27-38; Heinze G, Schemper M. Stat Med 2002;21:2409-19 "
                      "(profile penalised-likelihood CIs and tests, as R logistf)")
-        ci = "profile"
     else:
         beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs)
         method = "logistic regression (maximum likelihood)"
@@ -644,7 +671,8 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     if ci == "profile":
         prof = res.profile_ci()
         res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
-        res.method += "; profile-likelihood CIs and likelihood-ratio p-values"
+        res.method += ("; profile penalised-likelihood CIs and penalised likelihood-ratio p-values" if firth
+                       else "; profile-likelihood CIs and likelihood-ratio p-values")
     else:
         res.method += "; Wald CIs"
     res.c_stat = c_statistic(y, X @ beta, None if weights is None else w, level=level)
