@@ -599,11 +599,12 @@ def _row_ref(frame: pd.DataFrame) -> pd.Series:
     return "row " + frame["source_row"].astype(str) + " of " + frame["source_file"].astype(str)
 
 
-def exact_duplicates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = ("patient_id", "index_date")
+                     ) -> pd.DataFrame:
     """Exclude exact duplicates (every canonical value equal) of an earlier row, which is kept."""
     cols = _data_columns(frame)
-    # exact duplicates share patient_id and index_date: hash only those candidates
-    cand = frame.duplicated(["patient_id", "index_date"], keep=False).to_numpy()
+    # exact duplicates share the keys: hash only those candidates
+    cand = frame.duplicated(list(keys), keep=False).to_numpy()
     dup = np.zeros(len(frame), dtype=bool)
     reasons = None
     if cand.any():
@@ -825,7 +826,7 @@ def clean_assessments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         frame = rule(frame, actx)
     frame = conform(frame, actx)
     frame = required_values(frame, actx, required=("patient_id", "date", "test"))
-    frame = exact_duplicates(frame, actx)
+    frame = exact_duplicates(frame, actx, keys=("patient_id", "date"))
     imaging = frame["test"].isin(IMAGING_TESTS)
     ctx.ledger.problems_from_mask(frame, (imaging & frame["result"].isna()).to_numpy(), "result",
                                   frame["result"], "imaging without a positive/negative result",

@@ -21,6 +21,7 @@ import hashlib
 import io
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,25 @@ def sniff_delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
+def _read_csv_strict(path: Path, encoding: str, kwargs: dict) -> pd.DataFrame:
+    """pd.read_csv, but a line with more fields than the header is an error naming the line (pandas
+    would silently drop the extra fields)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, encoding=encoding, **kwargs)
+        except pd.errors.ParserWarning:
+            pass
+    with path.open(encoding=encoding, newline="") as fh:  # error path only: find the line
+        reader = csv.reader(fh, delimiter=kwargs["sep"])
+        width = len(next(reader))
+        for fields in reader:
+            if len(fields) > width:
+                raise DataError(f"line has {len(fields)} fields but the header has {width}: check the "
+                                "delimiter and quoting", file=str(path), row=reader.line_num) from None
+    raise DataError("lines with more fields than the header", file=str(path))
+
+
 def _read_text(path: Path, mapping: Mapping) -> RawSource:
     if path.stat().st_size == 0:
         raise DataError("the file is empty", file=str(path))
@@ -243,17 +263,17 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
     header = next(csv.reader(io.StringIO(head.lstrip("\ufeff")), delimiter=delimiter), [])
     # read as Categorical: the parser factorises each column once (less memory, and every cleaning rule
     # then works on the distinct values); missing-value tokens are handled by the cleaning, not pandas
-    kwargs = dict(sep=delimiter, dtype="category", keep_default_na=False, na_filter=False, header=None,
-                  skiprows=1, skip_blank_lines=False, names=list(range(len(header))), index_col=False)
+    kwargs = dict(sep=delimiter, dtype="category", keep_default_na=False, na_filter=False, header=0,
+                  skip_blank_lines=False, index_col=False)
     try:
         try:
-            frame = pd.read_csv(path, encoding=encoding, **kwargs)
+            frame = _read_csv_strict(path, encoding, kwargs)
         except UnicodeDecodeError:
             if mapping.encoding:
                 raise DataError(f"the file is not encoded as {mapping.encoding} (set [source] encoding "
                                 "in the mapping)", file=str(path)) from None
             encoding = "latin-1"  # Latin-1 decodes any byte: the usual alternative to UTF-8 in exports
-            frame = pd.read_csv(path, encoding=encoding, **kwargs)
+            frame = _read_csv_strict(path, encoding, kwargs)
     except pd.errors.ParserError as exc:
         msg = str(exc).replace("Error tokenizing data. C error: ", "")
         line = re.search(r"line (\d+)", msg)
@@ -262,7 +282,10 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
                         row=int(line.group(1)) if line else None) from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=range(len(header)))
-    frame.columns = [h.strip() for h in header]
+    if len(header) == frame.shape[1]:  # pandas renames duplicated names ('sex.1'): keep the file's own
+        frame.columns = [h.strip() for h in header]
+    else:
+        frame.columns = [str(c).strip() for c in frame.columns]
     rows = np.arange(2, len(frame) + 2, dtype=np.int64)
     blank = np.zeros(len(frame), dtype=bool)
     if len(frame) and len(header):
@@ -355,7 +378,7 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise DataError("not a valid database URL (expected e.g. sqlite:///cohort.db or "
                         "postgresql://user@host/db)") from None
     safe = parsed.render_as_string(hide_password=True)
