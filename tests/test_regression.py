@@ -393,3 +393,23 @@ def test_firth_profile_falls_back_to_wald_with_a_named_warning():
     if fell_back["a"]:
         assert t.loc["a", "ci_lower"] == pytest.approx(np.exp(res.params["a"] - 1.959964 * se), rel=1e-5)
     assert np.isfinite(t[["ci_lower", "ci_upper"]].to_numpy()).all()
+
+
+def test_separation_missed_before_fitting_is_caught_after(monkeypatch):
+    # On large data the linear program is skipped; the ML iterations then diverge and say so.
+    import hostats.stats.regression as reg
+
+    monkeypatch.setattr(reg, "_LP_MAX_CELLS", 0)
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    d["y"] = (d.a + d.b > 0).astype(int)
+    with pytest.raises(EstimationError, match="did not converge.*firth=True"):
+        logistic(d, "y ~ a + b")
+
+
+def test_near_separation_warns_about_extreme_fitted_probabilities():
+    x = np.r_[np.linspace(-30, -0.1, 40), np.linspace(0.1, 30, 40), [0.05, -0.05]]
+    y = np.r_[np.zeros(40), np.ones(40), [0, 1]]  # one overlap near 0 keeps the MLE finite
+    with pytest.warns(UserWarning, match="fitted probabilities numerically 0 or 1"):
+        res = logistic(pd.DataFrame({"x": x, "y": y}), "y ~ x")
+    assert np.isfinite(res.params["x"]) and any("firth=True" in w for w in res.warnings)

@@ -675,7 +675,14 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
                        else "; profile-likelihood CIs and likelihood-ratio p-values")
     else:
         res.method += "; Wald CIs"
-    res.c_stat = c_statistic(y, X @ beta, None if weights is None else w, level=level)
+    lp = X @ beta
+    extreme = int(np.count_nonzero(np.abs(lp[w > 0]) > 18.42))  # fitted p within 1e-8 of 0 or 1
+    if extreme and not firth:  # after the fit: near-separation the checks before it could not see
+        msg = (f"fitted probabilities numerically 0 or 1 for {extreme} rows: possible quasi-separation or "
+               "an extreme covariate; odds ratios may be unstable, consider firth=True")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        res.warnings.append(msg)
+    res.c_stat = c_statistic(y, lp, None if weights is None else w, level=level)
     return res
 
 
