@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
+from scipy import linalg, sparse
 
 from hostats.errors import EstimationError
 
@@ -68,7 +68,12 @@ class EfronData:
     wx_events: np.ndarray   # (p,) sum of w x over events
     cuts: np.ndarray        # row blocks [cuts_j, cuts_j+1): cut at each event group and stratum start
     cutseg: np.ndarray | None  # stratum of each block
-    egblock: np.ndarray     # (K,) block that starts at each event group
+    rows: np.ndarray        # 0..n-1 and cuts + [n]: the CSR pattern of the block-sum matrix
+    indptr: np.ndarray
+    egblock: np.ndarray | None  # (K,) block that starts at each event group (None: block k = group k)
+    tev: np.ndarray         # event terms in groups with d > 1 (only they need the Efron correction)
+    tstart: np.ndarray      # starts of those groups within tev
+    tidx: np.ndarray        # (len(tev),) index of each such term's group among the tied groups
 
 
 def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
@@ -105,12 +110,21 @@ def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
     # risk-set sums are needed only where an event group starts: sum rows in blocks between those
     # starts (never across a stratum boundary), then reverse-cumulate the few block sums
     sstart = np.array([0]) if rseg is None else np.flatnonzero(np.r_[True, rseg[1:] != rseg[:-1]])
-    cuts = np.union1d(gstart[eg], sstart)
+    cuts = np.sort(np.r_[gstart[eg], sstart])  # both sorted; drop duplicates without np.unique
+    cuts = cuts[np.r_[True, cuts[1:] != cuts[:-1]]]
+    egblock = np.searchsorted(cuts, gstart[eg])
+    # the l-th Efron term has fraction a = l/d: a = 0 for the first event of every group, so the tie
+    # correction touches only groups with d > 1
+    tev = np.flatnonzero(d[kev] > 1)
+    tk = kev[tev]
+    tnew = np.r_[True, tk[1:] != tk[:-1]] if tev.size else np.zeros(0, dtype=bool)
     return EfronData(X=Xs, center=center, time=t, event=e, w=ws, order=order, gid=gid,
                      gseg=None if rseg is None else rseg[gstart], rseg=rseg, G=G, ev=ev, kev=kev,
                      eg=eg, egstart=gstart[eg], evstart=evstart, d=d, a=a, wbar=wbar,
                      wx_events=wx_events, cuts=cuts, cutseg=None if rseg is None else rseg[cuts],
-                     egblock=np.searchsorted(cuts, gstart[eg]))
+                     rows=np.arange(n), indptr=np.r_[cuts, n],
+                     egblock=None if np.array_equal(egblock, np.arange(cuts.size)) else egblock,
+                     tev=tev, tstart=np.flatnonzero(tnew), tidx=np.cumsum(tnew) - 1)
 
 
 @dataclass
@@ -132,15 +146,21 @@ def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces
     shift = eta.max()
     expeta = np.exp(eta - shift)
     r = dat.w * expeta
-    rX = X * r[:, None]
-    S0 = _rev_cumsum(np.add.reduceat(r, dat.cuts), dat.cutseg)[dat.egblock]
-    S1 = _rev_cumsum(np.add.reduceat(rX, dat.cuts, axis=0), dat.cutseg)[dat.egblock]
-    del rX
-    E0 = np.add.reduceat(r[dat.ev], dat.evstart)
-    E1 = np.add.reduceat(X[dat.ev] * r[dat.ev][:, None], dat.evstart, axis=0)
+    S0 = _rev_cumsum(np.add.reduceat(r, dat.cuts), dat.cutseg)
+    # block sums of r x as a sparse (blocks x rows) product: no n x p temporary
+    blocks = sparse.csr_matrix((r, dat.rows, dat.indptr), shape=(dat.cuts.size, r.size))
+    S1 = _rev_cumsum(blocks @ X, dat.cutseg)
+    if dat.egblock is not None:
+        S0, S1 = S0[dat.egblock], S1[dat.egblock]
     k, a = dat.kev, dat.a
+    E0 = np.add.reduceat(r[dat.ev], dat.evstart)
     den = S0[k] - a * E0[k]
-    m = (S1[k] - a[:, None] * E1[k]) / den[:, None]
+    m = S1 if dat.d.size == k.size else S1[k]  # untied: one term per group, no copy
+    if dat.tev.size:
+        rows = dat.ev[dat.tev]
+        E1 = np.add.reduceat(X[rows] * r[rows][:, None], dat.tstart, axis=0)
+        m[dat.tev] -= a[dat.tev, None] * E1[dat.tidx]
+    m /= den[:, None]
     wb = dat.wbar[k]
     h = wb / den
     loglik = float(dat.wx_events @ beta - wb @ (np.log(den) + shift))
@@ -149,6 +169,19 @@ def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces
     if need_info:
         info = information(dat, r, m, h, np.ones(dat.d.size))
     return Pieces(loglik=loglik, score=score, info=info, expeta=expeta, r=r, m=m, h=h)
+
+
+def _weighted_cross(X: np.ndarray, q: np.ndarray, chunk: int = 32768) -> np.ndarray:
+    """X' diag(q) X in row chunks: a cache-sized buffer instead of an n x p temporary."""
+    n, p = X.shape
+    acc = np.zeros((p, p))
+    buf = np.empty((min(chunk, n), p))
+    for start in range(0, n, chunk):
+        xc = X[start:start + chunk]
+        b = buf[:xc.shape[0]]
+        np.multiply(xc, q[start:start + chunk, None], out=b)
+        acc += b.T @ xc
+    return acc
 
 
 def information(dat: EfronData, r: np.ndarray, m: np.ndarray, h: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -161,7 +194,7 @@ def information(dat: EfronData, r: np.ndarray, m: np.ndarray, h: np.ndarray, f: 
     Hg[dat.eg] = Hk
     q = r * _cumsum(Hg, dat.gseg)[dat.gid]
     q[dat.ev] -= r[dat.ev] * Ak[k]
-    cross = (dat.X * q[:, None]).T @ dat.X
+    cross = _weighted_cross(dat.X, q)
     mm = (m * (dat.wbar[k] * f[k])[:, None]).T @ m
     return cross - mm
 
@@ -220,6 +253,10 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
     # coxph's check for infinite coefficients: the last step is large relative to the coefficient
     infs = np.abs(cur.score @ vcov)
     maybe_infinite = (infs > 1e-9) & (infs > np.sqrt(1e-9) * np.abs(beta))
+    # ... and, as the score underflows once a coefficient runs away, a per-SD standard error so large
+    # that the partial likelihood is flat in that direction
+    sd = dat.X.std(axis=0)
+    maybe_infinite |= np.sqrt(np.diag(vcov)) * sd > 100.0
     return Fit(beta=beta, vcov=vcov, loglik=cur.loglik, loglik0=loglik0, score_test=score_test,
                iterations=iterations, pieces=cur, maybe_infinite=maybe_infinite)
 
