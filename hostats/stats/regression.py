@@ -96,8 +96,11 @@ class _Design:
             if "Intercept" not in self.names:
                 raise ValueError("the formula must keep the intercept (odds ratios are relative to it)")
             return np.asarray(mat, dtype=float)
-        (mat,) = patsy.build_design_matrices([self.patsy_info], data,
-                                             NA_action=patsy.NAAction(NA_types=[]))
+        try:
+            (mat,) = patsy.build_design_matrices([self.patsy_info], data,
+                                                 NA_action=patsy.NAAction(NA_types=[]))
+        except patsy.PatsyError as exc:
+            raise ValueError(f"cannot build the model matrix for '~ {self.rhs}' on these data: {exc}") from exc
         return np.asarray(mat, dtype=float)
 
 
@@ -110,7 +113,11 @@ def _levels(s: pd.Series) -> list:
     if isinstance(s.dtype, pd.CategoricalDtype):
         present = set(s.dropna().unique())
         return [c for c in s.cat.categories if c in present]
-    return sorted(s.dropna().unique().tolist())
+    values = s.dropna().unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types (e.g. 1 and "1"): order by their text
+        return sorted(values, key=str)
 
 
 def _parse(formula: str, data: pd.DataFrame) -> _Design:
