@@ -260,6 +260,8 @@ def test_bad_inputs_give_clear_errors(admissions):
         logistic(admissions, "zz ~ gpa")
     with pytest.raises(ValueError, match="weights column 'w' must be finite"):
         logistic(admissions.assign(w=-1.0), "admit ~ gpa", weights="w")
+    with pytest.raises(ValueError, match="frequency weights in 'w' must be whole numbers"):
+        logistic(admissions.assign(w=1.5), "admit ~ gpa", weights="w", weight_type="frequency")
     with pytest.raises(ValueError, match="firth=True with cluster"):
         logistic(admissions, "admit ~ gpa", firth=True, cluster="rank")
     d = admissions.assign(grp=np.where(admissions.gpa > 3, "hi", "lo"))

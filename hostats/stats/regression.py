@@ -614,6 +614,10 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         if np.any(~np.isfinite(w)) or np.any(w < 0):
             bad_row = frame.index[~np.isfinite(w) | (w < 0)][0]
             raise ValueError(f"weights column {weights!r} must be finite and >= 0; row {bad_row!r} is not")
+        if weight_type == "frequency" and np.any(w != np.round(w)):
+            bad_row = frame.index[w != np.round(w)][0]
+            raise ValueError(f"frequency weights in {weights!r} must be whole numbers (row {bad_row!r} has "
+                             f"{w[w != np.round(w)][0]:g}); use weight_type='probability' for other weights")
     else:
         w = np.ones(len(y))
     groups = None
