@@ -160,11 +160,11 @@ def _simulate(seed: int, n: int, ties: bool) -> pd.DataFrame:
                          "fw": rng.integers(1, 4, n).astype(float)})
 
 
-@pytest.mark.parametrize("case", ["ties", "strata", "freq_weights", "untied_robust"])
+@pytest.mark.parametrize("case", ["ties", "strata", "freq_weights", "untied_robust", "all"])
 def test_matches_lifelines_oracle(case):
     from lifelines import CoxPHFitter
 
-    df = _simulate({"ties": 1, "strata": 2, "freq_weights": 3, "untied_robust": 4}[case], 600,
+    df = _simulate({"ties": 1, "strata": 2, "freq_weights": 3, "untied_robust": 4, "all": 5}[case], 600,
                    ties=case != "untied_robust")
     kw: dict = {}
     lkw: dict = {}
@@ -174,6 +174,8 @@ def test_matches_lifelines_oracle(case):
         kw, lkw = {"weights": "fw"}, {"weights_col": "fw"}
     if case == "untied_robust":  # lifelines' score residuals ignore ties: compare without ties
         kw, lkw = {"robust": True}, {"robust": True}
+    if case == "all":  # ties + strata + frequency weights
+        kw, lkw = {"strata": "site", "weights": "fw"}, {"strata": ["site"], "weights_col": "fw"}
     res = cox(df, "x1 + x2 + x3", "time", "event", **kw)
     cols = ["time", "event", "x1", "x2", "x3"] + [c for c in ("site", "fw") if c in str(lkw)]
     cph = CoxPHFitter().fit(df[cols], "time", "event", fit_options={"precision": 1e-12}, **lkw)
@@ -213,6 +215,12 @@ def test_degenerate_inputs(rossi):
     bad.loc[[2, 9], "age"] = np.nan
     with pytest.raises(DataError, match="'age' has missing values in rows 2, 9"):
         cox(bad, "fin + age", "week", "arrest")
+    with pytest.raises(DataError, match="1 \\(event\\) or 0"):
+        cox(rossi.assign(arrest=rossi["arrest"] * 2), "fin", "week", "arrest")
+    with pytest.raises(DataError, match="weights column 'w' must be positive"):
+        cox(rossi.assign(w=-rossi["w"]), "fin", "week", "arrest", weights="w")
+    with pytest.raises(DataError, match="time column 'week' has 1 missing"):
+        cox(rossi.assign(week=rossi["week"].where(rossi.index != 4)), "fin", "week", "arrest")
     with pytest.raises(DataError, match="'height' is not in the data"):
         cox(rossi, "fin + height", "week", "arrest")
     with pytest.raises(DataError, match="strata column 'wexp' has missing"):
