@@ -573,7 +573,8 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     reference : comparison level (default "none" if present, else False/0, else the first level).
     treated : target level for ATT (default: the non-reference level of a binary treatment).
     ps_model : "logistic" (multinomial for >2 levels), "gbm", or a scikit-learn classifier.
-    weights : "stabilized" or "unstabilized" (the risks are the same; the weights shown differ).
+    weights : "stabilized" or "unstabilized" (the risks are the same; the weights shown differ). Overlap
+        weights are bounded by 1 and are used as they are.
     truncate : percentiles, e.g. 1 or (1, 99): weights outside are set to those percentiles.
     time, status : follow-up time and status (0 censored, 1 event, 2 competing death) for the weighted Cox
         hazard ratio and ``curves()``; ``horizon`` censors follow-up administratively at that time.
