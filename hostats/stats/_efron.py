@@ -224,7 +224,7 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
         raise EstimationError("the information matrix is singular at beta = 0: covariates are "
                               "collinear or constant within the risk sets") from exc
     score_test = float(cur.score @ linalg.cho_solve(chol, cur.score))
-    iterations, converged = 0, False
+    iterations, converged, flat = 0, False, False
     while iterations < max_iter:
         iterations += 1
         step = linalg.cho_solve(chol, cur.score)
@@ -236,6 +236,7 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
             new_beta = (beta + new_beta) / 2.0
             new = evaluate(dat, new_beta)
             halvings += 1
+        flat = abs(new.loglik - cur.loglik) <= 1e-9 * abs(new.loglik)  # coxph's own criterion
         done = abs(new.loglik - cur.loglik) <= eps * abs(new.loglik) and np.max(np.abs(new_beta - beta)) < 1e-6
         beta, cur = new_beta, new
         try:
@@ -246,7 +247,7 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
         if done:
             converged = True
             break
-    if not converged:
+    if not converged and not flat:  # a flat likelihood with moving beta: infinite coefficient, flagged below
         raise EstimationError(f"the Cox model did not converge in {max_iter} Newton iterations")
     vcov = linalg.cho_solve(chol, np.eye(p))
     vcov = (vcov + vcov.T) / 2.0
