@@ -773,7 +773,8 @@ def derive_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     status = status.mask(ho.isna() & ~died)
     out["status"] = status
     end = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
-    end = end.mask(status == 1, hodate).mask(status == 2, death).mask(status == 0, last)
+    st = status.fillna(-1).to_numpy(dtype=np.int64)  # NA status: no end of follow-up
+    end = end.mask(st == 1, hodate).mask(st == 2, death).mask(st == 0, last)
     out["time_days"] = (end - idx).dt.days.astype("float64")
     return out
 

@@ -86,9 +86,9 @@ class Cohort:
             reason = f"{name} ({keep})"
         else:
             mask, reason = keep, name
-        mask = pd.Series(mask, index=ep.index) if not isinstance(mask, pd.Series) else mask
         if len(mask) != len(ep):
             raise DataError(f"criterion {name!r}: the mask has {len(mask)} values for {len(ep)} episodes")
+        mask = pd.Series(mask, index=ep.index) if not isinstance(mask, pd.Series) else mask
         mask = mask.astype("boolean").fillna(False).to_numpy(dtype=bool)
         ledger = self.ledger.copy()
         ledger.record(name, len(ep), excluded=ep[~mask], reason=reason)
