@@ -123,7 +123,8 @@ def test_weighted_point_estimate_matches_r_and_equal_weights_give_greenwood():
     plain = kaplan_meier(AML, "time", "status", group="x")
     np.testing.assert_allclose(const.curve["ci_lower"], plain.curve["ci_lower"], rtol=1e-12)
     np.testing.assert_allclose(const.curve["ci_upper"], plain.curve["ci_upper"], rtol=1e-12)
-    # first jump by hand (Xie & Liu): var(log S) = d_w / (M (n_w - d_w)), M = (sum w)^2 / sum w^2
+    # first jump by hand (Xie & Liu 2005, as coded in R's adjustedCurves::surv_iptw_km):
+    # var(log S) = d_w / (M (n_w - d_w)), M = (sum w)^2 / sum w^2 over the risk set
     wm = np.array(w[:11])
     d_w, n_w, m = wm[0], wm.sum(), wm.sum() ** 2 / (wm ** 2).sum()
     s = 1 - d_w / n_w

@@ -138,7 +138,9 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     style, as R). With ``weights`` (e.g. IPTW) the weighted product-limit estimator with the variance of
     Xie & Liu (2005): the Greenwood sum with the risk set's Kish effective size,
     var(log S) = sum h (1 - h)^-1 / M, h = d_w / n_w, M = (sum w)^2 / sum w^2 (Greenwood when all w are
-    equal). It treats the weights as known (it ignores estimation of the propensity score).
+    equal; the same formula as R's adjustedCurves ``surv_iptw_km``, Denz et al. Stat Med 2023). It
+    treats the weights as known (ignoring estimation of the propensity score), which Xie & Liu's
+    critics note tends to overstate the variance slightly.
     Log-rank test between groups (unweighted data only): ``.logrank``.
     When S reaches 0 the limits are reported as 0 (log-log limits are undefined there).
     """
