@@ -354,7 +354,7 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
                          "with no death and no loss to follow-up: detection is certain within the horizon, "
                          "so a site's observed 1-year recurrence proportion then has expectation exactly "
                          "recurrence_risk (the meta-analysis estimand). risk{arm} has death competing.")
-    plan = export.plan_faults(ep, P, np.random.default_rng([int(seed), 1]), fault_rate)
+    plan = export.plan_faults(ep, P, np.random.default_rng([int(seed), 1, _derived_seed(name, "faults")]), fault_rate)
     truth["faults"] = plan.counts()
     latent = pd.DataFrame({"patient_id": ep["patient_id"], "true_ho": lat["true_ho"], "onset_day": d.tl.onset,
                            "xray_visible_day": d.tl.xray_visible, "scan_visible_day": d.tl.scan_visible,

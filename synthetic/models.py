@@ -252,7 +252,7 @@ class Neurogenic(Scenario):
                 + np.where(cov["is_tbi"], P["ho_log_odds_per_gcs_point_below_9"] * (9 - cov["gcs"]), 0.0))
 
     def index_alp_rise(self, P, cov):
-        return np.where(cov["spine_fusion"], P["alp_spine_fusion_rise_u_l"], 0.0)
+        return P["alp_index_rise_u_l"] + np.where(cov["spine_fusion"], P["alp_spine_fusion_rise_u_l"], 0.0)
 
     def columns(self, P, cov, trt):
         return {"index_event": np.asarray(self.EVENTS, dtype=object)[cov["event"]],
