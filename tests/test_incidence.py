@@ -162,3 +162,23 @@ def test_rate_bad_input_names_the_group(events, pt, message):
 def test_rate_unknown_reference():
     with pytest.raises(ValueError, match="reference group 'z'"):
         rate([1, 2], [3, 4], groups=["a", "b"], reference="z")
+
+
+@pytest.mark.parametrize("n", [10, 37, 100])
+def test_clopper_pearson_exact_coverage_is_never_below_nominal(n):
+    # Exact coverage, not simulation: sum of binomial probabilities of the x whose interval covers p.
+    # Clopper-Pearson is guaranteed conservative (Clopper & Pearson 1934; Brown, Cai & DasGupta 2001).
+    x = np.arange(n + 1)
+    t = proportion(x, np.full(n + 1, n), method="clopper-pearson").table()
+    for p in np.linspace(0.01, 0.99, 49):
+        covered = (t.ci_lower.to_numpy() <= p) & (p <= t.ci_upper.to_numpy())
+        assert stats.binom.pmf(x, n, p)[covered].sum() >= 0.95 - 1e-9, p
+
+
+def test_garwood_exact_coverage_is_never_below_nominal():
+    x = np.arange(200)
+    t = rate(x, np.ones(x.size), per=1, groups=list(x)).table()
+    t = t[t.measure == "rate"]
+    for mu in np.linspace(0.05, 60, 80):
+        covered = (t.ci_lower.to_numpy() <= mu) & (mu <= t.ci_upper.to_numpy())
+        assert stats.poisson.pmf(x, mu)[covered].sum() >= 0.95 - 1e-9, mu
