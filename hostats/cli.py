@@ -71,9 +71,11 @@ def validate(
         fail(msg)
 
     try:
-        cohort = run_guarded(read_cohort, file, mapping, assessments, sheet=sheet, table=table, query=query)
-    except typer.Exit:
-        raise
+        cohort = read_cohort(file, mapping, assessments, sheet=sheet, table=table, query=query)
+    except HostatsError as exc:
+        _error(str(exc))
+    except OSError as exc:
+        _error(f"{exc.strerror or exc}: {exc.filename}")
     except Exception as exc:  # a bug, not bad data: still no traceback for the user
         _error(f"unexpected {type(exc).__name__} while reading {file}: {exc} (please report this)")
     usable = cohort.usable
