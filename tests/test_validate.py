@@ -72,7 +72,7 @@ def test_json_output(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("")
     code, out = run(p, "--json")
-    assert code == 1 and json.loads(out) == {"usable": False, "error": "the file is empty (file %s)" % p}
+    assert code == 1 and json.loads(out) == {"usable": False, "error": f"the file is empty (file {p})"}
 
 
 def test_sql_url(tmp_path):
