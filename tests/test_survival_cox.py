@@ -101,6 +101,18 @@ def test_check_ph_matches_r_cox_zph(rossi_fit):
         rossi_fit.check_ph("sqrt")
 
 
+def test_scaled_schoenfeld_residuals_match_r(rossi_fit):
+    # head(cox.zph(f0)$y, 3) and head(cox.zph(f0)$x, 3)
+    ph = rossi_fit.ph_residuals()
+    assert len(ph) == 114
+    np.testing.assert_allclose(ph["g"].iloc[:3], [0.0, 0.002314814815, 0.004629629630], atol=1e-12)
+    np.testing.assert_allclose(ph.loc[0, ROSSI_TERMS],
+                               [-2.109101718, -0.1345515883, 1.3663292520, -2.494301424, 0.09556836305,
+                                -3.211543511, -0.4223430812802], rtol=1e-6)
+    np.testing.assert_allclose(ph.loc[1, ["fin", "age", "prio"]],
+                               [-2.557631139, 1.0751070332, 0.0001638047231], rtol=1e-5)
+
+
 def test_robust_cluster_strata_weights_against_r(rossi):
     robust = cox(rossi, FULL, "week", "arrest", robust=True)
     np.testing.assert_allclose(robust.table()["std_error"],

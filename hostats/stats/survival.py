@@ -432,6 +432,25 @@ class CoxResult(Result):
         out["transform"] = transform
         return out
 
+    def ph_residuals(self, transform: str = "km") -> pd.DataFrame:
+        """Scaled Schoenfeld residuals (one row per event: ``time``, transformed time ``g``, and per
+        covariate beta + d V s, as R's ``cox.zph(fit)$y``) for plotting the hazard ratio over time."""
+        from hostats.stats import _efron
+
+        dat, fit = self._dat, self._fit
+        t_ev = dat.time[dat.ev]
+        g = {"identity": lambda: t_ev.astype(float), "log": lambda: np.log(t_ev),
+             "rank": lambda: sstats.rankdata(t_ev),
+             "km": lambda: 1.0 - _left_km(dat.time, dat.event, t_ev)}.get(transform)
+        if g is None:
+            raise ValueError(f"transform must be 'km', 'identity', 'rank' or 'log', got {transform!r}")
+        sres = _efron.schoenfeld(dat, fit.pieces)
+        scaled = self.coef.to_numpy() + dat.ev.size * sres @ self.naive_vcov.to_numpy()
+        out = pd.DataFrame(scaled, columns=list(self.coef.index))
+        out.insert(0, "g", g())
+        out.insert(0, "time", t_ev)
+        return out
+
     def to_lifelines(self, **kwargs: Any):
         """Fit the same model with lifelines' CoxPHFitter (Efron ties) and return it, for its plots and
         residuals. Slow on large data; strata and weights are passed on, cluster as cluster_col."""
