@@ -316,7 +316,8 @@ def c_statistic(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = N
     Estimate: the (weighted) Mann-Whitney probability that an event has a higher score than a non-event,
     ties counting one half. ``method="delong"`` (default): DeLong, DeLong & Clarke-Pearson (Biometrics
     1988;44:837-45) variance from placement values, computed by sorting (Sun & Xu, IEEE SPL 2014), with
-    frequency weights acting as replicated rows; ``method="hanley-mcneil"``: Hanley & McNeil (Radiology
+    weights acting as replicated rows (exact for frequency weights; an approximation that ignores the
+    design for probability weights); ``method="hanley-mcneil"``: Hanley & McNeil (Radiology
     1982;143:29-36). The CI is estimate +- z SE truncated to [0, 1] (as R's pROC).
     """
     level = check_level(level)
@@ -468,6 +469,8 @@ class LogisticResult(Result):
         if data is None:
             return self._y, self._X @ self.params.to_numpy(), self._w
         d = self._design
+        if d.outcome not in data.columns:
+            raise ValueError(f"evaluation data lack the outcome column {d.outcome!r}")
         y = _outcome(data[d.outcome], d.outcome)
         lp = self.linear_predictor(data).to_numpy()
         keep = ~np.isnan(y) & ~np.isnan(lp)
