@@ -1479,7 +1479,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
                 if not keep.any():
                     raise spec.error(f"criterion {c['name']!r} ({c['keep']!r}) excludes every episode "
                                      f"({len(keep)} before it)", "criteria", "keep", i)
-                cohort = cohort.filter(c["name"], keep)
+                cohort = cohort.filter(c["name"], c["keep"])
             ep = cohort.episodes
             if OUTCOME_FLAG not in ep.columns or any(d["name"] not in ep.columns for d in spec.derive):
                 _derive(spec, ep, spec.horizon)
@@ -1641,6 +1641,7 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
         name=spec.name, title=spec.title, question=spec.question, data_source=data_lines,
         synthetic=truth is not None, threshold=thr, flow=flow,
         criteria=[f"{c['name']}: {c.get('description') or c['keep']}" for c in spec.criteria],
+        criteria_steps=[c["name"] for c in spec.criteria],
         table1=t1, estimates=shown, section_titles={s["id"]: s.get("title", s["type"]) for s in spec.sections},
         figures=figures, extra_tables=[t for o in outputs for t in o.tables],
         diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],

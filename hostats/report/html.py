@@ -56,6 +56,7 @@ class ReportContent:
     threshold: int = 5
     flow: pd.DataFrame | None = None
     criteria: list[str] = field(default_factory=list)
+    criteria_steps: list[str] = field(default_factory=list)  # ledger step names of the criteria
     table1: TableBlock | None = None
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)   # tidy, already suppressed
     section_titles: dict[str, str] = field(default_factory=dict)
@@ -84,14 +85,16 @@ def _short_paths(text: str) -> str:
     return _PATH.sub(lambda m: m.group(1), text)
 
 
-def flow_boxes(flow: pd.DataFrame, threshold: int = 5) -> list[dict[str, str]]:
+def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] | list[str] = ()) -> list[dict[str, str]]:
     """The flow diagram as boxes, with disclosure control along the chain of exclusions.
 
     ``flow`` is ``Cohort.flow()``: step, rows_in, rows_excluded, rows_out, rows_changed, reason (first row
     = rows read). Exclusions of 1..threshold-1 rows show as "<5". Because rows_in - excluded = rows_out,
     when any exclusion is suppressed the intermediate "remaining" counts are not shown and, if only one
     exclusion is suppressed, the next smallest one is suppressed too (shown "s"), so that the difference
-    between rows read and rows analysed never reveals a small count.
+    between rows read and rows analysed never reveals a small count. Steps named in ``always`` (the
+    analysis criteria) get a box even when they exclude nothing; other steps only when they excluded or
+    changed rows.
     """
     f = flow.reset_index(drop=True).copy()
     if f.empty:
@@ -117,9 +120,10 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5) -> list[dict[str, str]]:
     for i in range(1, len(f)):
         r = f.iloc[i]
         changed = float(r.get("rows_changed", 0) or 0)
-        if exc[i] > 0 or i == last or changed > 0:
+        shown = exc[i] > 0 or str(r["step"]) in set(always)
+        if shown or i == last or changed > 0:
             count = SECONDARY if secondary[i] else format_count(exc[i], threshold)
-            if exc[i] > 0:
+            if shown:
                 boxes.append({"kind": "side", "label": str(r["step"]), "count": count,
                               "reason": str(r.get("reason", "") or "")})
             if changed > 0:
@@ -149,7 +153,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
         for sec, rows in est.groupby("section", sort=False):
             disp = estimates_display(rows, content.threshold, show_truth=content.synthetic)
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp)})
-    flow = flow_boxes(content.flow, content.threshold) if content.flow is not None else []
+    flow = flow_boxes(content.flow, content.threshold, content.criteria_steps) if content.flow is not None else []
     html = _env().get_template("report.html.j2").render(
         c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE,
         table1_html=content.table1.html() if content.table1 is not None else "",

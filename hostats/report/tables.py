@@ -59,7 +59,9 @@ def secondary_suppression(counts: np.ndarray, threshold: int = 5, *, hidden: np.
     A line (a row or a column with its total) whose entries are all known except one reveals that one by
     subtraction. When that one is sensitive, the smallest other shown cell of the line is suppressed too;
     when it is merely hidden, it becomes known (derivable) and may in turn reveal others. Repeats until no
-    line reveals a sensitive cell. Hidden cells holding a small count are sensitive as well.
+    line reveals a sensitive cell. Hidden cells holding a small count are sensitive as well. A final exact
+    check (linear algebra over all line equations together) adds suppressions until no sensitive cell
+    can be recovered by any combination of rows and columns.
     """
     m = np.asarray(counts, dtype=float)
     if m.ndim != 2:
@@ -109,7 +111,50 @@ def secondary_suppression(counts: np.ndarray, threshold: int = 5, *, hidden: np.
             state[q] = 2
             unknown[q] = True
             changed = True
-    return state
+    # The line rule misses disclosures that need several lines at once (e.g. two column totals whose sum
+    # a shown row total gives). Exact check: a cell is recoverable iff its unit vector lies in the row
+    # space of the line equations restricted to the unknown cells; suppress more until none is.
+    while True:
+        det = [p for p in _recoverable(state > 0) if sensitive[p]]
+        if not det:
+            return state
+        i, j = det[0]
+        line = [(i, k) for k in range(c + 1)] + [(k, j) for k in range(r + 1)]
+        pool = [q for q in line if state[q] == 0] or [tuple(q) for q in np.argwhere(state == 0)]
+        if not pool:
+            return state
+        pool.sort(key=lambda q: (q[0] == r or q[1] == c, ext[q] == 0, ext[q]))
+        state[pool[0]] = 2
+
+
+def _recoverable(unknown: np.ndarray) -> list[tuple[int, int]]:
+    """Unknown cells of an (r+1) x (c+1) table with margins that the line equations determine."""
+    cells = [tuple(p) for p in np.argwhere(unknown)]
+    if not cells:
+        return []
+    pos = {p: k for k, p in enumerate(cells)}
+    rows_, cols_ = unknown.shape
+    eqs = []
+    for i in range(rows_):      # sum of the inner entries of row i minus its total = 0
+        v = np.zeros(len(cells))
+        for j in range(cols_):
+            if (i, j) in pos:
+                v[pos[(i, j)]] = -1.0 if j == cols_ - 1 else 1.0
+        eqs.append(v)
+    for j in range(cols_):
+        v = np.zeros(len(cells))
+        for i in range(rows_):
+            if (i, j) in pos:
+                v[pos[(i, j)]] = -1.0 if i == rows_ - 1 else 1.0
+        eqs.append(v)
+    a = np.array(eqs)
+    # null space of a: x_k is determined iff every null-space vector has a zero k-th component
+    _, sv, vt = np.linalg.svd(a)
+    rank = int(np.sum(sv > 1e-9 * max(1.0, sv.max() if sv.size else 1.0)))
+    null = vt[rank:]
+    if null.shape[0] == 0:
+        return cells
+    return [p for p in cells if np.all(np.abs(null[:, pos[p]]) < 1e-9)]
 
 
 def render_cell(value, state: int, threshold: int = 5, fmt=None) -> str:
