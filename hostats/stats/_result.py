@@ -88,7 +88,7 @@ class CurveResult(Result):
             g = g.sort_values("time")
             t = g["time"].to_numpy(float)
             idx = np.searchsorted(t, times, side="right") - 1
-            for value, i in zip(times, idx):
+            for value, i in zip(times, idx, strict=True):
                 if i < 0:
                     start = self._start_value()
                     row = {"estimate": start, "ci_lower": start, "ci_upper": start}
