@@ -72,6 +72,7 @@ CODE_SYNONYMS: dict[str, dict[str, str]] = {
 
 EXCEL_ORIGIN = pd.Timestamp("1899-12-30")
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
+MAX_SERIAL = (pd.Timestamp("2262-04-10") - EXCEL_ORIGIN).days  # datetime64[ns] ends in 2262
 _ISO = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y%m%d", "%Y/%m/%d")
 _DAYFIRST = ("%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%y", "%d/%m/%y", "%d-%m-%y")
 _MONTHFIRST = ("%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%m.%d.%y")
@@ -380,8 +381,10 @@ def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.S
     numeric = pd.to_numeric(u.where(~is_dt), errors="coerce") if u.dtype == object else \
         pd.to_numeric(u, errors="coerce")
     t = _text(u.where(~is_dt)) if u.dtype == object else _text(u)
+    too_big = pd.Series(False, index=index)
     if fmt in ("auto", "excel"):
-        serial = numeric.notna() & (numeric >= 1) & (numeric <= 2958465) & ~is_dt
+        serial = numeric.notna() & (numeric >= 1) & (numeric <= MAX_SERIAL) & ~is_dt
+        too_big = numeric.notna() & (numeric > MAX_SERIAL) & ~is_dt
         if fmt == "auto":  # only 5-digit day counts (1927-2173) can pass for Excel serials in auto mode
             serial &= (numeric >= 10000) & (numeric < 100000) & ~t.str.fullmatch(r"\d{8}").fillna(False)
         if serial.any():
@@ -436,6 +439,7 @@ def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.S
         problem[failed & looks] = "impossible date (no such day) or a date format not declared"
         problem[failed & future] = "date in the future"
         problem[failed & ~looks] = "not a date"
+        problem[failed & too_big] = "date in the future"
     return out.astype("datetime64[ns]"), problem, notes
 
 
@@ -469,7 +473,8 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         d = parse(u)
         taken = pd.Series(_take(d, codes), index=s.index)
         prob = pd.Series(_take(res["problem"][0].astype(object), codes), index=s.index)
-        notes += [f"{name}: {n}" for n in res["notes"]]
+        where = f"{out['source_file'].iloc[0]}: " if len(out) and out["source_file"].nunique() == 1 else ""
+        notes += [f"{where}{name}: {n}" for n in res["notes"]]
         bad = prob.notna().to_numpy()
         bad_cells += ctx.ledger.problems_from_mask(out, bad, name, s, prob,
                                                    "excluded row (required column)" if name in REQUIRED

@@ -152,6 +152,8 @@ def test_excel_serials_auto_and_declared():
     assert c.episodes["index_date"].tolist() == [pd.Timestamp("2021-01-01")]
     assert c.episodes["last_followup_date"].tolist() == [pd.Timestamp("2021-12-31")]
     assert problems(c, "index_date")["problem"].tolist() == ["date before 1900"]  # serial 1 = 1899-12-31
+    c = read([{"ho": "yes", "ho_date": "999999"}], {"dates": {"format": "excel"}})
+    assert problems(c, "ho_date")["problem"].tolist()[0] == "date in the future"
 
 
 def test_slash_dates_day_or_month_first_decided_by_the_column():

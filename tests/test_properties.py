@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hostats
+from hostats.cohort import validate_schema
 
 TODAY = "2026-01-01"
 
@@ -62,8 +63,9 @@ def test_ledger_invariant_and_input_unmodified(frame):
     flow = c.flow()
     assert (flow["rows_out"] == flow["rows_in"] - flow["rows_excluded"]).all()
     assert flow["rows_out"].iloc[-1] == kept
-    # required values are usable in every kept row
+    # required values are usable in every kept row, and the table conforms to the pandera model
     assert c.episodes[["patient_id", "index_event", "index_date"]].notna().all().all()
+    validate_schema(c.episodes)
 
 
 @SETTINGS
