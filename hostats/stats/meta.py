@@ -1,0 +1,801 @@
+"""Meta-analysis: inverse-variance pooling of effects and proportions, and multi-site pooling from aggregates.
+
+Three public functions:
+
+- :func:`meta_effects` pools study estimates ``yi`` with sampling variances ``vi`` (log risk ratios, log odds
+  ratios, mean differences ...) by a fixed-effect (equal-effects) model or a random-effects model with
+  tau2 estimated by DerSimonian-Laird, REML or Paule-Mandel, optionally with the Knapp-Hartung adjustment.
+- :func:`meta_proportions` pools proportions (e.g. HO recurrence after resection, one proportion per report)
+  on the logit scale, by the Freeman-Tukey double arcsine, or by the exact binomial-normal model (GLMM).
+- :func:`site_summary` gives the non-identifying numbers a hospital may share (counts, person-time, log-OR
+  and its variance) so that several sites can run one study without moving patient rows.
+
+The formulas follow R's metafor (Viechtbauer W. J Stat Softw 2010;36(3)), which the tests reproduce.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from hostats.errors import DataError, EstimationError
+from hostats.stats._result import Result, check_level
+
+_METHODS = ("FE", "DL", "REML", "PM")
+_METHOD_NAMES = {
+    "FE": "fixed-effect (inverse-variance) model",
+    "DL": "random-effects model, DerSimonian-Laird tau2",
+    "REML": "random-effects model, REML tau2",
+    "PM": "random-effects model, Paule-Mandel tau2",
+}
+_REFERENCES = {
+    "FE": "Hedges LV, Olkin I. Statistical Methods for Meta-Analysis. Academic Press 1985",
+    "DL": "DerSimonian R, Laird N. Control Clin Trials 1986;7:177-88",
+    "REML": "Viechtbauer W. J Educ Behav Stat 2005;30:261-93 (REML by Fisher scoring, as metafor)",
+    "PM": "Paule RC, Mandel J. J Res Natl Bur Stand 1982;87:377-85; DerSimonian R, Kacker R. "
+          "Contemp Clin Trials 2007;28:105-14",
+}
+_KH_REFERENCE = "Knapp G, Hartung J. Stat Med 2003;22:2693-710 (t with k-1 df, scale factor not truncated)"
+_QPROFILE_REFERENCE = "Viechtbauer W. Stat Med 2007;26:37-52 (Q-profile CI for tau2)"
+_METAFOR_REFERENCE = "Viechtbauer W. Conducting meta-analyses in R with the metafor package. J Stat Softw 2010;36(3)"
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def _as_vector(values: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
+    index = values.index if isinstance(values, pd.Series) else None
+    if isinstance(values, pd.Series):
+        values = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers, got {values!r}") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr, index
+
+
+def _labels(k: int, labels: Sequence | None, *indexes: pd.Index | None) -> list:
+    if labels is not None:
+        out = list(np.atleast_1d(np.asarray(labels, dtype=object)))
+        if len(out) != k:
+            raise ValueError(f"labels has {len(out)} entries for {k} studies")
+        return out
+    for index in indexes:
+        if index is not None and not isinstance(index, pd.RangeIndex):
+            return list(index)
+    return list(range(1, k + 1))
+
+
+def _name(mask: np.ndarray, labels: list) -> str:
+    bad = [repr(labels[i]) for i in np.flatnonzero(mask)[:5]]
+    more = "" if mask.sum() <= 5 else f" and {int(mask.sum()) - 5} more"
+    return ", ".join(bad) + more
+
+
+def _method(method: str) -> str:
+    key = str(method).upper()
+    if key == "EE":  # metafor's name for the equal-effects (fixed-effect) model
+        key = "FE"
+    if key not in _METHODS:
+        raise ValueError(f"unknown meta-analysis method {method!r}; choose one of {list(_METHODS)}")
+    return key
+
+
+def _check_effects(yi: np.ndarray, vi: np.ndarray, labels: list) -> None:
+    if yi.size != vi.size:
+        raise ValueError(f"yi has {yi.size} values but vi has {vi.size}")
+    if yi.size < 2:
+        raise ValueError(f"a meta-analysis needs at least 2 studies, got {yi.size}")
+    for arr, name in ((yi, "yi (effect estimate)"), (vi, "vi (sampling variance)")):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"{name} is missing or not finite for study {_name(bad, labels)}")
+    bad = vi <= 0
+    if bad.any():
+        raise ValueError(f"vi (sampling variance) must be > 0; it is not for study {_name(bad, labels)}")
+
+
+# --------------------------------------------------------------------------------------------- core fit
+def _tau2_dl(yi: np.ndarray, vi: np.ndarray) -> float:
+    w = 1.0 / vi
+    mu = np.sum(w * yi) / np.sum(w)
+    q = np.sum(w * (yi - mu) ** 2)
+    c = np.sum(w) - np.sum(w**2) / np.sum(w)
+    return max(0.0, (q - (yi.size - 1)) / c)
+
+
+def _q_gen(tau2: float, yi: np.ndarray, vi: np.ndarray) -> float:
+    """Generalised Q statistic at tau2: sum (y - mu_tau2)^2 / (v + tau2), chi2 with k-1 df at the truth."""
+    w = 1.0 / (vi + tau2)
+    mu = np.sum(w * yi) / np.sum(w)
+    return float(np.sum(w * (yi - mu) ** 2))
+
+
+def _solve_q(target: float, yi: np.ndarray, vi: np.ndarray) -> float:
+    """tau2 >= 0 with Q_gen(tau2) = target (Q_gen decreases in tau2); 0 if Q_gen(0) <= target."""
+    if _q_gen(0.0, yi, vi) <= target:
+        return 0.0
+    hi = max(1.0, 10.0 * float(np.var(yi)) + float(np.max(vi)))
+    while _q_gen(hi, yi, vi) > target:
+        hi *= 10.0
+        if hi > 1e12:
+            raise EstimationError("the generalised Q equation has no finite root (tau2 diverges)")
+    return float(optimize.brentq(lambda t: _q_gen(t, yi, vi) - target, 0.0, hi, xtol=1e-12, rtol=1e-12))
+
+
+def _tau2_reml(yi: np.ndarray, vi: np.ndarray, tol: float = 1e-10, maxiter: int = 200) -> float:
+    """REML tau2 by Fisher scoring with step halving, truncated at 0 (metafor's algorithm for rma.uni)."""
+    def score_info(t: float) -> tuple[float, float]:
+        w = 1.0 / (vi + t)
+        sw = np.sum(w)
+        mu = np.sum(w * yi) / sw
+        py = w * (yi - mu)                               # P y with P = W - w w'/sum(w)
+        tr_p = sw - np.sum(w**2) / sw
+        tr_pp = np.sum(w**2) - 2.0 * np.sum(w**3) / sw + np.sum(w**2) ** 2 / sw**2
+        return 0.5 * (np.sum(py**2) - tr_p), 0.5 * tr_pp
+
+    t = _tau2_dl(yi, vi)
+    for _ in range(maxiter):
+        score, info = score_info(t)
+        step = score / info
+        new = t + step
+        while new < 0.0 and step != 0.0:                 # step halving keeps tau2 admissible
+            step /= 2.0
+            new = t + step
+            if abs(step) < tol:
+                new = 0.0
+                break
+        if abs(new - t) < tol:
+            t = new
+            break
+        t = new
+    else:
+        raise EstimationError("REML estimation of tau2 did not converge in 200 Fisher-scoring steps")
+    if t <= tol:  # boundary: the restricted likelihood decreases from 0 (score <= 0 there)
+        t = 0.0 if score_info(0.0)[0] <= 0 else t
+    return float(t)
+
+
+@dataclass
+class _Fit:
+    estimate: float
+    std_error: float
+    ci_lower: float
+    ci_upper: float
+    p_value: float
+    tau2: float
+    q: float
+    q_pvalue: float
+    i2: float
+    h2: float
+    pred_lower: float
+    pred_upper: float
+    weights: np.ndarray
+    scale_kh: float
+
+
+def _fit(yi: np.ndarray, vi: np.ndarray, method: str, knapp_hartung: bool, level: float) -> _Fit:
+    k = yi.size
+    w_fe = 1.0 / vi
+    mu_fe = np.sum(w_fe * yi) / np.sum(w_fe)
+    q = float(np.sum(w_fe * (yi - mu_fe) ** 2))
+    q_p = float(stats.chi2.sf(q, k - 1))
+    if method == "FE":
+        tau2 = 0.0
+    elif method == "DL":
+        tau2 = _tau2_dl(yi, vi)
+    elif method == "PM":
+        tau2 = _solve_q(k - 1.0, yi, vi)
+    else:
+        tau2 = _tau2_reml(yi, vi)
+    w = 1.0 / (vi + tau2)
+    mu = float(np.sum(w * yi) / np.sum(w))
+    se = float(np.sqrt(1.0 / np.sum(w)))
+    scale = float(np.sum(w * (yi - mu) ** 2) / (k - 1))
+    if knapp_hartung:
+        se = se * np.sqrt(scale)
+        crit = float(stats.t.ppf(0.5 + level / 2.0, k - 1))
+        p = float(2.0 * stats.t.sf(abs(mu / se), k - 1)) if se > 0 else float("nan")
+    else:
+        crit = float(stats.norm.ppf(0.5 + level / 2.0))
+        p = float(2.0 * stats.norm.sf(abs(mu / se)))
+    # I2 and H2 as metafor: from tau2 and the "typical" within-study variance s2 (Higgins & Thompson
+    # 2002); for the fixed-effect model from Q.
+    s2 = (k - 1) / (np.sum(w_fe) - np.sum(w_fe**2) / np.sum(w_fe))
+    if method == "FE":
+        i2 = max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else 0.0
+        h2 = q / (k - 1)
+    else:
+        i2 = 100.0 * tau2 / (tau2 + s2)
+        h2 = (tau2 + s2) / s2
+    half_pi = crit * np.sqrt(se**2 + tau2)
+    return _Fit(estimate=mu, std_error=se, ci_lower=mu - crit * se, ci_upper=mu + crit * se, p_value=p,
+                tau2=tau2, q=q, q_pvalue=q_p, i2=float(i2), h2=float(h2), pred_lower=mu - half_pi,
+                pred_upper=mu + half_pi, weights=w, scale_kh=scale)
+
+
+def _tau2_ci(yi: np.ndarray, vi: np.ndarray, level: float) -> tuple[float, float]:
+    """Q-profile CI (Viechtbauer 2007): the tau2 where Q_gen crosses the chi2_{k-1} quantiles."""
+    k = yi.size
+    alpha = 1.0 - level
+    lower = _solve_q(float(stats.chi2.ppf(1.0 - alpha / 2.0, k - 1)), yi, vi)
+    upper = _solve_q(float(stats.chi2.ppf(alpha / 2.0, k - 1)), yi, vi)
+    return lower, upper
+
+
+# --------------------------------------------------------------------------------------------- results
+@dataclass
+class MetaResult(Result):
+    """A pooled estimate with heterogeneity statistics (see :func:`meta_effects`).
+
+    Attributes are on the analysis scale (e.g. log risk ratio). ``i2`` is in percent (0-100) as metafor
+    prints it; ``h2`` = total / sampling variance; ``tau2_ci`` the Q-profile interval.
+    """
+
+    estimate: float = float("nan")
+    ci_lower: float = float("nan")
+    ci_upper: float = float("nan")
+    std_error: float = float("nan")
+    p_value: float = float("nan")
+    tau2: float = float("nan")
+    tau2_ci: tuple[float, float] = (float("nan"), float("nan"))
+    i2: float = float("nan")
+    i2_ci: tuple[float, float] = (float("nan"), float("nan"))
+    h2: float = float("nan")
+    h2_ci: tuple[float, float] = (float("nan"), float("nan"))
+    q: float = float("nan")
+    q_pvalue: float = float("nan")
+    pred_lower: float = float("nan")
+    pred_upper: float = float("nan")
+    k: int = 0
+    knapp_hartung: bool = False
+    yi: np.ndarray = field(default_factory=lambda: np.empty(0))
+    vi: np.ndarray = field(default_factory=lambda: np.empty(0))
+    labels: list = field(default_factory=list)
+    weights: np.ndarray = field(default_factory=lambda: np.empty(0))
+    tau2_method: str = "REML"
+
+    def leave_one_out(self) -> pd.DataFrame:
+        """Refit without each study in turn (same method and adjustment), as metafor's ``leave1out``.
+
+        Columns: ``omitted`` (label), estimate, std_error, ci_lower, ci_upper, p_value, q, q_pvalue, tau2,
+        i2, h2. Needs k >= 3 (two studies must remain).
+        """
+        if self.k < 3:
+            raise EstimationError("leave-one-out needs at least 3 studies (2 must remain)")
+        rows = []
+        keep = np.ones(self.k, dtype=bool)
+        for i in range(self.k):
+            keep[:] = True
+            keep[i] = False
+            f = _fit(self.yi[keep], self.vi[keep], self.tau2_method, self.knapp_hartung, self.level)
+            rows.append({"omitted": self.labels[i], "estimate": f.estimate, "std_error": f.std_error,
+                         "ci_lower": f.ci_lower, "ci_upper": f.ci_upper, "p_value": f.p_value, "q": f.q,
+                         "q_pvalue": f.q_pvalue, "tau2": f.tau2, "i2": f.i2, "h2": f.h2})
+        out = pd.DataFrame(rows)
+        out["ci_level"] = self.level
+        return out
+
+    def forest_data(self) -> pd.DataFrame:
+        """The numbers a forest plot is drawn from: one row per study, then the pooled row.
+
+        Study rows: ``label``, ``estimate`` (yi), ``std_error`` (sqrt vi), ``ci_lower``/``ci_upper`` (normal
+        interval yi +/- z sqrt(vi), as metafor's forest), ``weight_percent`` (the model's inverse-variance
+        weight, in percent of the total). The pooled row (``row_type == "pooled"``) carries the pooled
+        estimate, its CI and the prediction interval (``pred_lower``/``pred_upper``).
+        """
+        z = float(stats.norm.ppf(0.5 + self.level / 2.0))
+        se = np.sqrt(self.vi)
+        studies = pd.DataFrame({
+            "row_type": "study", "label": self.labels, "estimate": self.yi, "std_error": se,
+            "ci_lower": self.yi - z * se, "ci_upper": self.yi + z * se,
+            "weight_percent": 100.0 * self.weights / np.sum(self.weights),
+        })
+        pooled = pd.DataFrame([{
+            "row_type": "pooled", "label": self.method, "estimate": self.estimate,
+            "std_error": self.std_error, "ci_lower": self.ci_lower, "ci_upper": self.ci_upper,
+            "weight_percent": 100.0, "pred_lower": self.pred_lower, "pred_upper": self.pred_upper,
+        }])
+        out = pd.concat([studies, pooled], ignore_index=True)
+        out["ci_level"] = self.level
+        return out
+
+
+def _summary_table(r: MetaResult, extra: dict | None = None) -> pd.DataFrame:
+    rows = [
+        {"measure": "pooled", "estimate": r.estimate, "ci_lower": r.ci_lower, "ci_upper": r.ci_upper,
+         "p_value": r.p_value, "std_error": r.std_error, "n": r.k},
+        {"measure": "prediction_interval", "estimate": r.estimate, "ci_lower": r.pred_lower,
+         "ci_upper": r.pred_upper},
+        {"measure": "tau2", "estimate": r.tau2, "ci_lower": r.tau2_ci[0], "ci_upper": r.tau2_ci[1]},
+        {"measure": "i2_percent", "estimate": r.i2, "ci_lower": r.i2_ci[0], "ci_upper": r.i2_ci[1]},
+        {"measure": "h2", "estimate": r.h2, "ci_lower": r.h2_ci[0], "ci_upper": r.h2_ci[1]},
+        {"measure": "q", "estimate": r.q, "p_value": r.q_pvalue, "n": r.k},
+    ]
+    out = pd.DataFrame(rows)
+    for key, value in (extra or {}).items():
+        out[key] = value
+    return out
+
+
+def _heterogeneity_cis(yi: np.ndarray, vi: np.ndarray, level: float) -> tuple[tuple, tuple, tuple]:
+    lo, hi = _tau2_ci(yi, vi, level)
+    w = 1.0 / vi
+    s2 = (yi.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w))
+    i2 = (100.0 * lo / (lo + s2), 100.0 * hi / (hi + s2))
+    h2 = ((lo + s2) / s2, (hi + s2) / s2)
+    return (lo, hi), i2, h2
+
+
+def meta_effects(yi: Any, vi: Any, method: str = "REML", knapp_hartung: bool = False,
+                 level: float = 0.95, labels: Sequence | None = None) -> MetaResult:
+    """Inverse-variance meta-analysis of study estimates ``yi`` with sampling variances ``vi``.
+
+    Estimand: the mean of the distribution of true study effects (random effects), or the common effect
+    (``method="FE"``), on the scale of ``yi`` (e.g. log risk ratio: exponentiate estimate and bounds).
+
+    Methods: ``"FE"`` (alias ``"EE"``) fixed-effect; random effects with tau2 by ``"DL"``
+    (DerSimonian-Laird moment estimator), ``"REML"`` (restricted maximum likelihood by Fisher scoring,
+    truncated at 0, as metafor's default) or ``"PM"`` (Paule-Mandel: generalised Q = k - 1). The pooled
+    estimate uses weights 1/(vi + tau2) and a normal (z) interval; ``knapp_hartung=True`` multiplies the
+    variance by sum w (y - mu)^2 / (k - 1) and uses t with k - 1 df (metafor's ``test="knha"``; the scale
+    factor is not truncated at 1, as in metafor's default).
+
+    Heterogeneity: Cochran's Q (fixed-effect weights) with its chi2_{k-1} p-value; tau2 with its
+    Q-profile CI (Viechtbauer 2007, as metafor's ``confint``); I2 (percent) and H2 computed from tau2 and the
+    typical within-study variance, as metafor (Higgins & Thompson 2002); their CIs from the tau2 CI.
+
+    Prediction interval (the range of true effects in a new setting), as metafor's ``predict``:
+    mu +/- z * sqrt(SE^2 + tau2), with t_{k-1} instead of z under Knapp-Hartung (W. Viechtbauer,
+    R-sig-meta-analysis, 5 June 2018; Higgins, Thompson & Spiegelhalter 2009 suggest t_{k-2} instead).
+
+    Returns a :class:`MetaResult` with ``.table()``, ``.leave_one_out()`` and ``.forest_data()``.
+    Raises ``ValueError`` for fewer than 2 studies, missing values or vi <= 0 (naming the study).
+    """
+    level = check_level(level)
+    key = _method(method)
+    y, y_index = _as_vector(yi, "yi")
+    v, v_index = _as_vector(vi, "vi")
+    labs = _labels(y.size, labels, y_index, v_index)
+    _check_effects(y, v, labs)
+    warnings: list[str] = []
+    if knapp_hartung and key == "FE":
+        warnings.append("the Knapp-Hartung adjustment is meant for random-effects models, not fixed-effect")
+    return _build(y, v, labs, key, bool(knapp_hartung), level, warnings)
+
+
+def _build(y: np.ndarray, v: np.ndarray, labs: list, key: str, kh: bool, level: float,
+           warnings: list[str], cls: type = MetaResult, **extra: Any) -> Any:
+    f = _fit(y, v, key, kh, level)
+    tau2_ci, i2_ci, h2_ci = _heterogeneity_cis(y, v, level)
+    if f.tau2 > 0 and y.size < 5:
+        warnings.append(f"only {y.size} studies: tau2 and the prediction interval are very imprecise")
+    name = _METHOD_NAMES[key] + (" with Knapp-Hartung adjustment" if kh else "")
+    reference = "; ".join(filter(None, [_REFERENCES[key], _KH_REFERENCE if kh else "", _QPROFILE_REFERENCE,
+                                        _METAFOR_REFERENCE]))
+    result = cls(pd.DataFrame(), level=level, method=name, reference=reference, fitted=None,
+                 warnings=warnings, estimate=f.estimate, ci_lower=f.ci_lower, ci_upper=f.ci_upper,
+                 std_error=f.std_error, p_value=f.p_value, tau2=f.tau2, tau2_ci=tau2_ci, i2=f.i2,
+                 i2_ci=i2_ci, h2=f.h2, h2_ci=h2_ci, q=f.q, q_pvalue=f.q_pvalue, pred_lower=f.pred_lower,
+                 pred_upper=f.pred_upper, k=int(y.size), knapp_hartung=kh, yi=y, vi=v, labels=labs,
+                 weights=f.weights, tau2_method=key, **extra)
+    result._table = _summary_table(result)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- proportions
+def _ft(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Freeman-Tukey double arcsine as metafor's PFT: half the sum of the two arcsines."""
+    return 0.5 * (np.arcsin(np.sqrt(x / (n + 1.0))) + np.arcsin(np.sqrt((x + 1.0) / (n + 1.0))))
+
+
+def ft_back(t: Any, n: float) -> np.ndarray:
+    """Miller's (1978) inverse of the (halved) Freeman-Tukey transform for sample size ``n``.
+
+    With ``n`` the harmonic mean of the study sizes this is metafor's ``transf.ipft.hm``; values beyond
+    the transform of 0 or 1 events are set to 0 and 1 (as metafor).
+    """
+    t = np.asarray(t, dtype=float)
+    s = np.sin(2.0 * t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inner = 1.0 - (s + (s - 1.0 / s) / n) ** 2
+        p = 0.5 * (1.0 - np.sign(np.cos(2.0 * t)) * np.sqrt(inner))
+    p = np.where(t > _ft(np.asarray(n), np.asarray(n)), 1.0, p)
+    p = np.where(t < _ft(np.asarray(0.0), np.asarray(n)), 0.0, p)
+    return np.clip(p, 0.0, 1.0)
+
+
+@dataclass
+class MetaProportionResult(MetaResult):
+    """Pooled proportion: ``estimate``, CI and prediction bounds back-transformed to proportions.
+
+    ``tau2``, ``i2``, ``q`` and ``estimate_transformed`` / ``std_error`` are on the transformed scale
+    (logit or Freeman-Tukey). ``events`` and ``totals`` are the study counts; ``corrected`` flags studies
+    that received the continuity correction (logit only).
+    """
+
+    transform: str = "logit"
+    estimate_transformed: float = float("nan")
+    events: np.ndarray = field(default_factory=lambda: np.empty(0))
+    totals: np.ndarray = field(default_factory=lambda: np.empty(0))
+    corrected: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+
+    def forest_data(self) -> pd.DataFrame:
+        """Forest-plot rows on the proportion scale: each study's observed proportion with a Wilson
+        interval (exact at 0 and 1), weight percent, and the pooled row with its prediction interval."""
+        from statsmodels.stats.proportion import proportion_confint
+
+        lo, hi = proportion_confint(self.events, self.totals, alpha=1 - self.level, method="wilson")
+        weights = (100.0 * self.weights / np.sum(self.weights) if self.weights.size
+                   else np.full(self.k, np.nan))
+        studies = pd.DataFrame({
+            "row_type": "study", "label": self.labels, "estimate": self.events / self.totals,
+            "ci_lower": np.where(self.events == 0, 0.0, lo), "ci_upper": np.where(self.events == self.totals,
+                                                                                1.0, hi),
+            "weight_percent": weights, "events": self.events.astype(np.int64),
+            "n": self.totals.astype(np.int64), "continuity_corrected": self.corrected,
+        })
+        pooled = pd.DataFrame([{
+            "row_type": "pooled", "label": self.method, "estimate": self.estimate,
+            "ci_lower": self.ci_lower, "ci_upper": self.ci_upper, "weight_percent": 100.0,
+            "pred_lower": self.pred_lower, "pred_upper": self.pred_upper,
+            "events": int(self.events.sum()), "n": int(self.totals.sum()),
+        }])
+        out = pd.concat([studies, pooled], ignore_index=True)
+        out["ci_level"] = self.level
+        return out
+
+
+def _check_counts(x: np.ndarray, n: np.ndarray, labels: list) -> None:
+    if x.size != n.size:
+        raise ValueError(f"events has {x.size} values but totals has {n.size}")
+    if x.size < 2:
+        raise ValueError(f"a meta-analysis needs at least 2 studies, got {x.size}")
+    for arr, name in ((x, "events"), (n, "totals")):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"{name} is missing or not finite for study {_name(bad, labels)}")
+        bad = (arr < 0) | (arr != np.round(arr))
+        if bad.any():
+            raise ValueError(f"{name} must be non-negative whole numbers; not so for study {_name(bad, labels)}")
+    bad = n == 0
+    if bad.any():
+        raise ValueError(f"totals is 0 for study {_name(bad, labels)}: a proportion needs at least one patient")
+    bad = x > n
+    if bad.any():
+        raise ValueError(f"events exceed totals for study {_name(bad, labels)}")
+
+
+def _expit(x: Any) -> Any:
+    return special.expit(x)
+
+
+def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: str = "logit",
+                     level: float = 0.95, labels: Sequence | None = None,
+                     continuity: float = 0.5) -> MetaProportionResult:
+    """Meta-analysis of single proportions (e.g. recurrence of HO after resection, one per report).
+
+    Estimand: the mean true proportion across studies (random effects: the back-transformed mean of the
+    transformed true proportions, i.e. a median-type summary) or the common proportion (``method="FE"``).
+
+    ``transform``:
+
+    - ``"logit"`` (default): log odds ``log(x / (n - x))`` with variance ``1/x + 1/(n - x)``, pooled by
+      :func:`meta_effects`. Only studies with 0 or all events get ``continuity`` added to events and
+      non-events (metafor's ``to="only0"``); they are named in ``warnings`` and flagged in
+      ``forest_data()``. Nothing is added to the other studies.
+    - ``"ft"``: the Freeman-Tukey double arcsine (halved, as metafor's ``PFT``; variance 1/(4n + 2)), which
+      needs no correction at 0 or n; back-transformed by Miller's (1978) inversion with the harmonic mean of
+      the study sizes (metafor's ``transf.ipft.hm``).
+    - ``"glmm"``: the exact binomial-normal model (Stijnen, Hamza & Ozdemir 2010): x_i ~ Binomial(n_i,
+      expit(mu + u_i)), u_i ~ N(0, tau2), fitted by maximum likelihood with adaptive Gauss-Hermite
+      quadrature (21 nodes). No continuity correction is needed. ``method`` must be "REML"/"ML" (both give
+      the ML fit, as metafor's ``rma.glmm``) or "FE" (tau2 = 0: pooled logistic regression). Wald CI for mu;
+      Q, I2 and H2 are those of the logit inverse-variance model (metafor reports the same Wald-type Q).
+
+    ``estimate``, ``ci_lower``, ``ci_upper``, ``pred_lower`` and ``pred_upper`` are proportions;
+    ``estimate_transformed``, ``std_error``, ``tau2``, ``i2``, ``q`` are on the transformed scale.
+    """
+    level = check_level(level)
+    tf = str(transform).lower().replace("-", "").replace("_", "")
+    if tf in ("freemantukey", "pft", "doublearcsine"):
+        tf = "ft"
+    if tf not in ("logit", "ft", "glmm"):
+        raise ValueError(f"unknown transform {transform!r}; choose 'logit', 'ft' or 'glmm'")
+    x, x_index = _as_vector(events, "events")
+    n, n_index = _as_vector(totals, "totals")
+    labs = _labels(x.size, labels, x_index, n_index)
+    _check_counts(x, n, labs)
+    continuity = float(continuity)
+    warnings: list[str] = []
+
+    edge = (x == 0) | (x == n)
+    if tf == "glmm":
+        return _meta_glmm(x, n, labs, method, level, continuity, warnings)
+    key = _method(method)
+    if tf == "logit":
+        if edge.any():
+            if continuity <= 0:
+                raise EstimationError(f"study {_name(edge, labs)} has 0 or all events: the logit is infinite; "
+                                      "use continuity > 0, transform='ft' or transform='glmm'")
+            warnings.append(f"continuity correction {continuity:g} added to events and non-events of "
+                            f"{int(edge.sum())} study(ies) with 0 or all events only: {_name(edge, labs)}")
+        xc = np.where(edge, x + continuity, x)
+        mc = np.where(edge, n - x + continuity, n - x)
+        y = np.log(xc / mc)
+        v = 1.0 / xc + 1.0 / mc
+        corrected = edge
+    else:
+        y = _ft(x, n)
+        v = 1.0 / (4.0 * n + 2.0)
+        corrected = np.zeros(x.size, dtype=bool)
+    res = _build(y, v, labs, key, False, level, warnings, cls=MetaProportionResult, transform=tf,
+                 events=x, totals=n, corrected=corrected)
+    res.estimate_transformed = res.estimate
+    if tf == "logit":
+        back = _expit
+        res.reference += "; logit proportions with continuity correction for 0/n studies only (metafor PLO)"
+    else:
+        n_hm = float(1.0 / np.mean(1.0 / n))
+        def back(t: Any) -> Any:
+            return ft_back(t, n_hm)
+        res.reference += ("; Freeman MF, Tukey JW. Ann Math Stat 1950;21:607-11; Miller JJ. Am Stat "
+                          "1978;32:138 (back-transformation with the harmonic mean of n)")
+        res.method += ", Freeman-Tukey double arcsine"
+    _back_transform(res, back)
+    return res
+
+
+def _back_transform(res: MetaProportionResult, back: Any) -> None:
+    res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper = (
+        float(back(v)) for v in (res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper))
+    table = res._table
+    pooled = table["measure"].isin(["pooled", "prediction_interval"])
+    table["scale"] = np.where(pooled, "proportion", res.transform)
+    table.loc[table["measure"] == "pooled", ["estimate", "ci_lower", "ci_upper"]] = (
+        res.estimate, res.ci_lower, res.ci_upper)
+    table.loc[table["measure"] == "prediction_interval", ["estimate", "ci_lower", "ci_upper"]] = (
+        res.estimate, res.pred_lower, res.pred_upper)
+    table.loc[table["measure"] == "pooled", "events"] = int(res.events.sum())
+    table.loc[table["measure"] == "pooled", "n_patients"] = int(res.totals.sum())
+    extra = pd.DataFrame([{"measure": "pooled_transformed", "estimate": res.estimate_transformed,
+                           "std_error": res.std_error, "p_value": res.p_value, "scale": res.transform}])
+    res._table = pd.concat([table, extra], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------- GLMM
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(21)
+
+
+def _glmm_loglik(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
+    """Marginal log-likelihood of the binomial-normal model by adaptive Gauss-Hermite quadrature.
+
+    For each study the integrand over the random effect u is centred at its mode and scaled by its
+    curvature (Liu & Pierce 1994), so 21 nodes are accurate even for large studies.
+    """
+    tau = max(tau, 1e-8)
+    log_binom = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+    u = np.zeros_like(x)
+    for _ in range(50):  # Newton for the mode, vectorised over studies
+        p = _expit(mu + u)
+        grad = x - n * p - u / tau**2
+        hess = -n * p * (1 - p) - 1.0 / tau**2
+        step = grad / hess
+        u = u - step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    p = _expit(mu + u)
+    s = 1.0 / np.sqrt(n * p * (1 - p) + 1.0 / tau**2)
+    nodes = u[:, None] + np.sqrt(2.0) * s[:, None] * _GH_NODES[None, :]
+    eta = mu + nodes
+    h = x[:, None] * eta - n[:, None] * np.logaddexp(0.0, eta) - nodes**2 / (2 * tau**2)
+    log_terms = h + _GH_NODES[None, :] ** 2 + np.log(_GH_WEIGHTS)[None, :]
+    log_int = special.logsumexp(log_terms, axis=1) + np.log(np.sqrt(2.0) * s)
+    return float(np.sum(log_binom + log_int - 0.5 * np.log(2 * np.pi * tau**2)))
+
+
+def _binom_loglik(mu: float, x: np.ndarray, n: np.ndarray) -> float:
+    return float(np.sum(stats.binom.logpmf(x, n, _expit(mu))))
+
+
+def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: float, continuity: float,
+               warnings: list[str]) -> MetaProportionResult:
+    key = str(method).upper()
+    if key not in ("REML", "ML", "FE", "EE"):
+        raise ValueError(f"transform='glmm' is fitted by maximum likelihood: method must be 'ML' (or 'REML', "
+                         f"treated as ML as in metafor's rma.glmm) or 'FE', got {method!r}")
+    fixed = key in ("FE", "EE")
+    total_x, total_n = x.sum(), n.sum()
+    if total_x == 0 or total_x == total_n:
+        raise EstimationError("no study has an event (or every patient has one): the pooled log odds is "
+                              "infinite; report the exact binomial interval of the pooled count instead")
+    mu0 = float(np.log(total_x / (total_n - total_x)))
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    if fixed:
+        # tau2 = 0: pooled logistic regression, whose MLE and information are closed-form
+        mu_hat, tau_hat = mu0, 0.0
+        p = total_x / total_n
+        se = float(1.0 / np.sqrt(total_n * p * (1 - p)))
+        loglik = _binom_loglik(mu_hat, x, n)
+        opt = None
+    else:
+        def nll(theta: np.ndarray) -> float:
+            return -_glmm_loglik(theta[0], theta[1], x, n)
+
+        starts = [np.array([mu0, 0.5]), np.array([mu0, 1.5]), np.array([mu0, 0.05])]
+        best = None
+        for start in starts:
+            r = optimize.minimize(nll, start, method="L-BFGS-B", bounds=[(None, None), (0.0, 20.0)])
+            if best is None or r.fun < best.fun:
+                best = r
+        opt = best
+        if opt is None or not np.isfinite(opt.fun):
+            raise EstimationError("the binomial-normal (GLMM) likelihood could not be maximised")
+        mu_hat, tau_hat = float(opt.x[0]), float(opt.x[1])
+        if tau_hat < 1e-4:
+            tau_hat = 0.0
+            warnings.append("GLMM: tau2 estimated at the boundary 0 (no detectable heterogeneity)")
+        # observed information of mu, with tau at its estimate (profile curvature when tau > 0)
+        se = _glmm_se(mu_hat, tau_hat, x, n)
+        loglik = -float(opt.fun)
+    tau2 = tau_hat**2
+    # Wald-type heterogeneity statistics of the logit inverse-variance model, as metafor's rma.glmm prints
+    edge = (x == 0) | (x == n)
+    xc = np.where(edge, x + continuity, x)
+    mc = np.where(edge, n - x + continuity, n - x)
+    y, v = np.log(xc / mc), 1.0 / xc + 1.0 / mc
+    f_fe = _fit(y, v, "FE", False, level)
+    w = 1.0 / v
+    s2 = (x.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w))
+    i2 = 100.0 * tau2 / (tau2 + s2) if not fixed else f_fe.i2
+    h2 = (tau2 + s2) / s2 if not fixed else f_fe.h2
+    p_value = float(2 * stats.norm.sf(abs(mu_hat / se)))
+    half_pi = z * np.sqrt(se**2 + tau2)
+    name = ("binomial-normal random-effects model (GLMM, ML, adaptive Gauss-Hermite quadrature)" if not fixed
+            else "fixed-effect logistic model (pooled binomial likelihood)")
+    reference = ("Stijnen T, Hamza TH, Ozdemir P. Stat Med 2010;29:3046-67; Hamza TH, van Houwelingen HC, "
+                 "Stijnen T. J Clin Epidemiol 2008;61:41-51; Liu Q, Pierce DA. Biometrika 1994;81:624-9 "
+                 "(adaptive Gauss-Hermite quadrature)")
+    res = MetaProportionResult(
+        pd.DataFrame(), level=level, method=name, reference=reference, fitted=opt, warnings=warnings,
+        estimate=mu_hat, ci_lower=mu_hat - z * se, ci_upper=mu_hat + z * se, std_error=se, p_value=p_value,
+        tau2=tau2, tau2_ci=(float("nan"), float("nan")), i2=float(i2), h2=float(h2), q=f_fe.q,
+        q_pvalue=f_fe.q_pvalue, pred_lower=mu_hat - half_pi, pred_upper=mu_hat + half_pi, k=int(x.size),
+        yi=y, vi=v, labels=labs, weights=np.empty(0), tau2_method="FE" if fixed else "ML", transform="glmm",
+        events=x, totals=n, corrected=np.zeros(x.size, dtype=bool))
+    res._table = _summary_table(res, {})
+    res._table.loc[res._table["measure"] == "tau2", ["ci_lower", "ci_upper"]] = np.nan
+    res._table.loc[res._table["measure"].isin(["i2_percent", "h2"]), ["ci_lower", "ci_upper"]] = np.nan
+    res.estimate_transformed = mu_hat
+    res.loglik = loglik  # type: ignore[attr-defined]
+    _back_transform(res, _expit)
+    return res
+
+
+def _glmm_se(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
+    """SE of mu from the inverse of the observed information matrix of (mu, tau), by central differences."""
+    if tau == 0.0:
+        p = _expit(mu)
+        return float(1.0 / np.sqrt(np.sum(n) * p * (1 - p)))
+    f = lambda m, t: _glmm_loglik(m, t, x, n)  # noqa: E731
+    hm, ht = 1e-4 * max(1.0, abs(mu)), 1e-4 * max(1.0, tau)
+    fmm = (f(mu + hm, tau) - 2 * f(mu, tau) + f(mu - hm, tau)) / hm**2
+    ftt = (f(mu, tau + ht) - 2 * f(mu, tau) + f(mu, tau - ht)) / ht**2
+    fmt = (f(mu + hm, tau + ht) - f(mu + hm, tau - ht) - f(mu - hm, tau + ht) + f(mu - hm, tau - ht)) / (
+        4 * hm * ht)
+    info = -np.array([[fmm, fmt], [fmt, ftt]])
+    try:
+        cov = np.linalg.inv(info)
+    except np.linalg.LinAlgError as exc:
+        raise EstimationError("GLMM: the information matrix is singular; the SE of the pooled logit is "
+                              "not identifiable on these data") from exc
+    if not np.isfinite(cov[0, 0]) or cov[0, 0] <= 0:
+        raise EstimationError("GLMM: the information matrix is not positive definite at the estimate")
+    return float(np.sqrt(cov[0, 0]))
+
+
+# --------------------------------------------------------------------------------------------- sites
+def _binary(series: pd.Series, column: str) -> np.ndarray:
+    s = series
+    if s.isna().any():
+        rows = list(s.index[s.isna()][:5])
+        raise DataError(f"{column} is missing in row(s) {rows}; a site summary needs a value for every row",
+                        column=column)
+    if s.dtype == bool or str(s.dtype) == "boolean":
+        return s.astype(bool).to_numpy()
+    vals = pd.to_numeric(s, errors="coerce")
+    bad = vals.isna() | ~vals.isin([0, 1])
+    if bad.any():
+        rows = list(s.index[bad][:5])
+        raise DataError(f"{column} must be 0/1 or true/false; not so in row(s) {rows}", column=column)
+    return vals.to_numpy() == 1
+
+
+def site_summary(data: pd.DataFrame, site: str, outcome: str, exposure: str | None = None,
+                 time: str | None = None, *, exposed: Any = True, reference: Any = None,
+                 continuity: float = 0.5) -> pd.DataFrame:
+    """The aggregate, non-identifying numbers one site shares for a multi-site meta-analysis.
+
+    One row per site (``site`` column): ``n`` (patients/episodes), ``events`` (``outcome`` true),
+    ``person_time`` (sum of ``time``, when given, in its unit). With a binary ``exposure`` (bool or 0/1, or
+    any column with ``exposed=`` the exposed value and ``reference=`` the comparison value; other values are
+    left out and counted in ``n_other_exposure``): the 2x2 counts ``events_exposed``, ``n_exposed``,
+    ``events_reference``, ``n_reference`` and ``log_or`` with its variance ``var_log_or`` (Woolf:
+    1/a + 1/b + 1/c + 1/d, the inverse information of the per-site logistic regression on the exposure, so
+    identical to fitting that regression to the rows); a site with a zero cell gets ``continuity`` added to
+    its four cells and is flagged in ``continuity_corrected``.
+
+    Pool the rows with ``meta_proportions(s.events, s.n, labels=s.site)`` or
+    ``meta_effects(s.log_or, s.var_log_or, labels=s.site)``: the answer is the one the same functions give
+    when fed the quantities computed from the sites' individual rows (tests/test_meta_sites.py).
+
+    The counts are exact because pooling needs them; suppress small cells (1-4) before publishing the table
+    itself. No identifier or date leaves the site.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError("data must be a pandas DataFrame")
+    needed = [c for c in (site, outcome, exposure, time) if c is not None]
+    for column in needed:
+        if column not in data.columns:
+            raise DataError(f"column {column!r} is not in the data (columns: {list(data.columns)[:12]})",
+                            column=column)
+    if data.empty:
+        raise DataError("the data have no rows", column=site)
+    if data[site].isna().any():
+        rows = list(data.index[data[site].isna()][:5])
+        raise DataError(f"site is missing in row(s) {rows}", column=site)
+    frame = pd.DataFrame({"site": data[site].astype(str).to_numpy(),
+                          "event": _binary(data[outcome], outcome)}, index=data.index)
+    if time is not None:
+        t = pd.to_numeric(data[time], errors="coerce")
+        bad = t.isna() | ~np.isfinite(t) | (t < 0)
+        if bad.any():
+            rows = list(data.index[bad][:5])
+            raise DataError(f"{time} must be a non-negative number; not so in row(s) {rows}", column=time)
+        frame["time"] = t.to_numpy(dtype=float)
+    grouped = frame.groupby("site", sort=True)
+    out = pd.DataFrame({"n": grouped.size(), "events": grouped["event"].sum().astype(np.int64)})
+    if time is not None:
+        out["person_time"] = grouped["time"].sum()
+    if exposure is not None:
+        col = data[exposure]
+        if reference is None and exposed is True:
+            is_exp = _binary(col, exposure)
+            is_ref = ~is_exp
+        else:
+            if col.isna().any():
+                rows = list(data.index[col.isna()][:5])
+                raise DataError(f"{exposure} is missing in row(s) {rows}", column=exposure)
+            is_exp = (col == exposed).to_numpy()
+            is_ref = (col == reference).to_numpy() if reference is not None else ~is_exp
+            if not is_exp.any():
+                raise DataError(f"no row has {exposure} == {exposed!r}", column=exposure)
+        frame["exp"], frame["ref"] = is_exp, is_ref
+        frame["a"] = frame["event"] & frame["exp"]
+        frame["c"] = frame["event"] & frame["ref"]
+        g = frame.groupby("site", sort=True)
+        out["events_exposed"] = g["a"].sum().astype(np.int64)
+        out["n_exposed"] = g["exp"].sum().astype(np.int64)
+        out["events_reference"] = g["c"].sum().astype(np.int64)
+        out["n_reference"] = g["ref"].sum().astype(np.int64)
+        out["n_other_exposure"] = out["n"] - out["n_exposed"] - out["n_reference"]
+        a = out["events_exposed"].to_numpy(float)
+        b = out["n_exposed"].to_numpy(float) - a
+        c = out["events_reference"].to_numpy(float)
+        d = out["n_reference"].to_numpy(float) - c
+        empty_arm = (out["n_exposed"].to_numpy() == 0) | (out["n_reference"].to_numpy() == 0)
+        zero = ((a == 0) | (b == 0) | (c == 0) | (d == 0)) & ~empty_arm
+        add = np.where(zero, float(continuity), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_or = np.log(((a + add) * (d + add)) / ((b + add) * (c + add)))
+            var = 1 / (a + add) + 1 / (b + add) + 1 / (c + add) + 1 / (d + add)
+        out["log_or"] = np.where(empty_arm, np.nan, log_or)
+        out["var_log_or"] = np.where(empty_arm, np.nan, var)
+        out["continuity_corrected"] = zero
+        out["log_or_note"] = np.where(empty_arm, "one exposure group empty at this site: no log-OR",
+                                      np.where(zero, f"zero cell: {continuity:g} added to each cell", ""))
+    return out.reset_index()
