@@ -273,8 +273,9 @@ def coerce_categories(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             bad_cells += int(bad.sum())
         changed |= _spread(changed_u, ucodes)
         out[c.name] = pd.Categorical.from_codes(new_codes.astype(np.int32), categories=list(codes))
-    ctx.ledger.record("code lists", len(out), rows_changed=int(changed.sum()),
-                      reason=f"{bad_cells} value(s) not in a code list set missing" if bad_cells else "")
+    reasons = ([f"{bad_cells} value(s) not in a code list set missing"] if bad_cells else []) + \
+        ([f"{int(changed.sum())} row(s) with values recoded to canonical codes"] if changed.any() else [])
+    ctx.ledger.record("code lists", len(out), rows_changed=int(changed.sum()), reason="; ".join(reasons))
     return out
 
 

@@ -181,6 +181,8 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     episodes["source_file"] = episodes["source_file"].astype("category")
     row_ctx = clean.Context(ledger, Mapping(), today_ts)
+    if len(parts) > 1:  # a column absent from one source turns object on concat: restore the dtypes
+        episodes = clean.conform(episodes, row_ctx)
     episodes = clean.clean_rows(episodes, row_ctx)
 
     assess_df, assess_ledger = None, None

@@ -275,12 +275,17 @@ def test_unsupported_source_type():
 
 
 def test_list_of_sources_with_one_mapping_each(tmp_path):
-    a = write(tmp_path, HEADER + ROWS, "a.csv")
+    a = write(tmp_path, HEADER.replace("sex", "prior_ho") + ROWS.replace("female", "no").replace("male", "yes"),
+              "a.csv")
     b = write(tmp_path, "PatID;Gender;procedure;surgery_date\nQ1;M;THA;04.03.2021\n", "b.csv")
     c = hostats.read_cohort([a, b], [None, {"dates": {"format": "dayfirst"}}], today=TODAY)
     assert c.episodes["patient_id"].tolist() == ["P1", "P2", "Q1"]
     assert c.episodes["index_date"].iloc[2] == pd.Timestamp("2021-03-04")
     assert c.flow().iloc[0]["rows_out"] == 3
+    assert c.episodes["prior_ho"].tolist()[:2] == [True, False]
+    for col, dtype in (("sex", "category"), ("prior_ho", "boolean"), ("index_date", "datetime64[ns]")):
+        assert str(c.episodes[col].dtype) == dtype  # a column absent from one source keeps its type
+    assert c.episodes["sex"].tolist()[2] == "male" and pd.isna(c.episodes["age_years"].iloc[2])
     with pytest.raises(DataError, match="2 sources but 3 mappings"):
         hostats.read_cohort([a, b], [None, None, None])
     with pytest.raises(DataError, match="empty list"):
