@@ -250,7 +250,9 @@ def _assessments(P: dict, model: Scenario, d: Draw, ep: pd.DataFrame, lat: dict,
     day = np.column_stack([tl.lab_day, tl.visit_day, tl.visit_day[:, :n_alp_visits], tl.symptom_scan_day,
                            tl.symptom_scan_day, tl.false_alarm_day]).astype(float)
     valid = np.column_stack([np.ones(n, bool), tl.attend, tl.attend[:, :n_alp_visits], true_ho & tl.symptomatic,
-                             true_ho & tl.symptomatic, tl.false_alarm]) & (day < limit[:, None])
+                             true_ho & tl.symptomatic,
+                             tl.false_alarm & ~(true_ho & tl.symptomatic & (tl.false_alarm_day == tl.symptom_scan_day))]
+                            ) & (day < limit[:, None])  # one bone scan a day
     test = np.array([3] + [0] * k + [3] * n_alp_visits + [1, 3, 1], dtype=np.int8)  # codes into ASSESSMENT_TESTS
     visible = np.where(test == 0, 0, 1)  # 0: x-ray visibility, 1: bone-scan visibility
     vis_day = np.where(visible[None, :] == 0, tl.xray_visible[:, None], tl.scan_visible[:, None])
@@ -262,6 +264,10 @@ def _assessments(P: dict, model: Scenario, d: Draw, ep: pd.DataFrame, lat: dict,
     test_o = test[order]
     pat = np.broadcast_to(rows, day.shape)[valid]
     day_v, test_v, pos_v = day[valid], test_o[valid], positive[valid]
+    # one ALP sample a day (the symptom-driven lab can fall on a visit day)
+    same = np.zeros(pat.size, bool)
+    same[1:] = (pat[1:] == pat[:-1]) & (day_v[1:] == day_v[:-1]) & (test_v[1:] == 3) & (test_v[:-1] == 3)
+    pat, day_v, test_v, pos_v = pat[~same], day_v[~same], test_v[~same], pos_v[~same]
     base = P["alp_baseline_median_u_l"] * np.exp(P["alp_baseline_sigma_log"] * rng.standard_normal(n))
     peak = P["alp_ho_peak_u_l"] * np.exp(0.3 * rng.standard_normal(n))
     alp = test_v == 3
@@ -285,7 +291,9 @@ class SyntheticCohort:
     ``episodes`` holds canonical columns with canonical codes (plain strings), dates as datetime64,
     booleans as bool, plus ``site``: the clean truth BEFORE faults. ``faults`` lists every injected
     export fault (site, row in the site's file, kind, column); ``latent`` holds the unobservable
-    timeline (true onset, when imaging could first see HO, death and loss-to-follow-up days).
+    timeline (true onset, when imaging could first see HO, death and loss-to-follow-up days) and the
+    potential outcomes ``detected_<arm>`` (HO detected within 365 days before death under each arm, no
+    loss to follow-up; their means are ``truth["sample"]["risk"]``).
     """
 
     def __init__(self, scenario: str, n: int, seed: int, parameters: dict, episodes: pd.DataFrame,
@@ -359,6 +367,9 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     latent = pd.DataFrame({"patient_id": ep["patient_id"], "true_ho": lat["true_ho"], "onset_day": d.tl.onset,
                            "xray_visible_day": d.tl.xray_visible, "scan_visible_day": d.tl.scan_visible,
                            "death_day": d.death_day, "ltfu_day": d.ltfu_day, "arm": d.arm})
+    det = d.detected_under_arms()
+    for j, arm in enumerate(model.arms(P)):  # potential outcomes: HO detected within 365 days under each arm
+        latent[f"detected_{arm}"] = det[:, j]
     if "rt_hours" in d.trt:
         latent["rt_hours_latent"] = d.trt["rt_hours"]
     return SyntheticCohort(name, int(n), int(seed), P, ep, asm, truth, plan, latent)

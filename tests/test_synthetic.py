@@ -1,0 +1,226 @@
+"""synthetic: API, overrides, independence from hostats, determinism, faults in the files, round trip."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomllib
+
+import synthetic
+from synthetic import export
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ["burn", "fracture", "neurogenic", "resection_recurrence", "tha_prophylaxis"]
+
+
+def test_scenarios_listed():
+    assert synthetic.scenarios() == SCENARIOS
+
+
+def test_no_hostats_import():
+    """synthetic/ must not import hostats (an error in a shared helper would cancel out)."""
+    allowed = {"numpy", "pandas", "scipy", "tomli", "__future__"}
+    for path in sorted((ROOT / "synthetic").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: inside synthetic
+                    continue
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "hostats", f"{path.name} imports {name}"
+                import sys
+                assert top in allowed or top in sys.stdlib_module_names, f"{path.name} imports {name}"
+
+
+def test_every_toml_number_cites_a_rates_row():
+    for path in (ROOT / "synthetic" / "scenarios").glob("*.toml"):
+        params = tomllib.loads(path.read_text(encoding="utf-8"))["parameters"]
+        text = path.read_text(encoding="utf-8")
+        for key in params:
+            line = next(ln for ln in text.splitlines() if ln.startswith(f"{key} ="))
+            if key.startswith(("sites", "site_shares", "index_date", "index_event")) and "sites" not in key[6:]:
+                continue  # study layout, not a clinical number
+            assert "# R" in line or "R" in line.split("#", 1)[-1], f"{path.name}: {key} cites no RATES.md row"
+
+
+def test_overrides_validated():
+    with pytest.raises(ValueError, match="'no_such_parameter'"):
+        synthetic.generate("tha_prophylaxis", 100, 1, overrides={"no_such_parameter": 1})
+    with pytest.raises(ValueError, match="'death_within_1y'"):
+        synthetic.generate("tha_prophylaxis", 100, 1, overrides={"death_within_1y": 1.5})
+    with pytest.raises(ValueError, match="'rr_nsaid'"):
+        synthetic.generate("tha_prophylaxis", 100, 1, overrides={"rr_nsaid": "half"})
+    with pytest.raises(ValueError, match="'risk_1y_by_index_event'.*'whiplash'"):
+        synthetic.generate("neurogenic", 100, 1, overrides={"risk_1y_by_index_event": {"whiplash": 0.1}})
+    with pytest.raises(ValueError, match="unknown scenario"):
+        synthetic.generate("nope", 100, 1)
+    with pytest.raises(ValueError, match="n must be"):
+        synthetic.generate("burn", 0, 1)
+
+
+def test_death_and_loss_switch_off():
+    c = synthetic.generate("neurogenic", 5000, 2, overrides={"death_within_1y": 0, "loss_to_followup_per_year": 0})
+    assert c.parameters["death_within_1y"] == {"sci": 0, "tbi": 0, "stroke": 0, "anoxia": 0}
+    assert c.episodes["death_date"].isna().all()
+    assert (c.episodes["last_followup_date"] - c.episodes["index_date"]).dt.days.min() >= 351
+    assert c.truth["sample"]["death_within_1y"] == 0
+    # without death, HO detected within the horizon is true HO
+    assert (c.episodes["ho"].to_numpy() == c.latent["true_ho"].to_numpy()).all()
+
+
+def test_truth_keys_and_overrides_move_the_truth():
+    c = synthetic.generate("tha_prophylaxis", 2000, 3)
+    t = c.truth
+    for key in ("scenario", "n", "seed", "fault_rate", "horizon_days", "parameters", "population", "sample", "faults"):
+        assert key in t
+    for block in (t["population"], t["sample"]):
+        assert set(block["risk"]) == {"none", "radiotherapy", "nsaid", "bisphosphonate", "radiotherapy_nsaid"}
+        assert set(block["contrasts"]) == {f"{a}_vs_none" for a in block["risk"] if a != "none"}
+        assert {"risk_ratio", "risk_difference", "odds_ratio", "conditional_log_odds"} <= set(
+            block["contrasts"]["nsaid_vs_none"])
+        assert "cumulative_incidence" in block and "onset" in block
+    assert t["horizon_days"] == 365
+    json.dumps(t)  # serialisable
+    c2 = synthetic.generate("tha_prophylaxis", 2000, 3, overrides={"rr_nsaid": 0.7})
+    assert c2.truth["population"]["contrasts"]["nsaid_vs_none"]["risk_ratio"] == pytest.approx(0.7, abs=0.01)
+    # the clean cohort does not depend on the fault rate
+    c0 = synthetic.generate("tha_prophylaxis", 2000, 3, fault_rate=0)
+    pd.testing.assert_frame_equal(c.episodes, c0.episodes)
+    assert sum(c0.truth["faults"].values()) == 0 and len(c0.faults) == 0
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a = synthetic.generate("tha_prophylaxis", 3000, 7).write(tmp_path / "a", excel_site="C")
+    b = synthetic.generate("tha_prophylaxis", 3000, 7).write(tmp_path / "b", excel_site="C")
+    c = synthetic.generate("tha_prophylaxis", 3000, 8).write(tmp_path / "c", excel_site="C")
+    ha, hb, hc = _hashes(a), _hashes(b), _hashes(c)
+    assert "site_C.xlsx" in ha and "truth.json" in ha and "export.toml" in ha
+    assert ha == hb
+    assert ha["site_A.csv"] != hc["site_A.csv"]
+
+
+# --- faults: what truth.json counts is what the files hold ----------------------------------------------
+def _rows(path: Path, dia: export.Dialect) -> tuple[list[str], list[list[str]]]:
+    lines = path.read_bytes().decode(dia.encoding).split("\n")
+    assert lines[-1] == ""
+    header = lines[0].split(dia.delimiter)
+    return header, [ln.split(dia.delimiter) for ln in lines[1:-1]]
+
+
+@pytest.mark.parametrize("scenario", ["tha_prophylaxis", "resection_recurrence"])
+def test_fault_counts_match_files(tmp_path, scenario):
+    """Compare the faulty export with the clean export of the same seed, row by row."""
+    faulty = synthetic.generate(scenario, 6000, 21, fault_rate=0.08)
+    clean = synthetic.generate(scenario, 6000, 21, fault_rate=0)
+    fdir, cdir = faulty.write(tmp_path / "f"), clean.write(tmp_path / "c")
+    truth = json.loads((fdir / "truth.json").read_text())
+    table = pd.read_csv(fdir / "faults.csv", keep_default_na=False)
+    assert truth["faults"] == {k: int((table["kind"] == k).sum()) for k in export.FAULT_KINDS}
+    assert all(v > 0 for k, v in truth["faults"].items() if k != "dose_wrong_unit" or scenario == "tha_prophylaxis")
+    found = dict.fromkeys(export.FAULT_KINDS, 0)
+    for j, site in enumerate(faulty.parameters["sites"]):
+        dia = export.dialect_of(j)
+        name = f"site_{site}{dia.extension}"
+        header, frows = _rows(fdir / name, dia)
+        _, crows = _rows(cdir / name, dia)
+        col = {c: header.index(dia.names[c]) for c in dia.names if dia.names[c] in header}
+        f = table[table["file"] == name].set_index("row")
+        inserted = f.index[f["kind"].isin(["duplicate", "conflicting_duplicate"])]
+        assert len(frows) == len(crows) + len(inserted)
+        k = -1
+        for r, row in enumerate(frows):  # small files; a test may loop
+            if r not in f.index:
+                k += 1
+                assert row == crows[k], f"{name} row {r} changed without a recorded fault"
+                continue
+            kind, column = f.loc[r, "kind"], f.loc[r, "column"]
+            if kind in ("duplicate", "conflicting_duplicate"):
+                src = crows[k]
+            else:
+                k += 1
+                src = crows[k]
+            diff = [header[i] for i in range(len(row)) if row[i] != src[i]]
+            if kind == "duplicate":
+                assert row == frows[r - 1] == src
+            elif kind == "swapped_dates":
+                assert sorted(diff) == sorted([dia.names["index_date"], dia.names["last_followup_date"]])
+                assert row[col["index_date"]] == src[col["last_followup_date"]]
+            else:
+                assert diff == [dia.names[column]], (name, r, kind, diff)
+                cell = row[col[column]]
+                if kind == "code_typo":
+                    assert cell == src[col[column]] + src[col[column]][-1]
+                elif kind == "impossible_date":
+                    assert cell == "999999" or "02" in cell and cell[:2] in ("30", "31") or cell.endswith(("-30", "-31"))
+                elif kind == "age_out_of_range":
+                    assert not 0 <= float(cell) <= 110
+                elif kind == "dose_wrong_unit":
+                    ratio = float(cell) / float(src[col[column]])
+                    assert ratio == pytest.approx(100 if dia.dose_unit == "Gy" else 0.01)
+                elif kind == "conflicting_duplicate":
+                    assert row[col["patient_id"]] == frows[r - 1][col["patient_id"]]
+            found[kind] += 1
+    assert found == truth["faults"]
+
+
+# --- round trip through hostats.read_cohort --------------------------------------------------------------
+def _compare(expected: pd.DataFrame, got: pd.DataFrame) -> None:
+    for col in expected.columns:
+        a, b = expected[col], got[col]
+        if a.dtype.kind == "f":
+            ok = np.isclose(a.to_numpy(float), b.to_numpy(float), equal_nan=True)
+        elif a.dtype.kind == "M":
+            ok = (a.to_numpy() == b.to_numpy()) | (a.isna().to_numpy() & b.isna().to_numpy())
+        else:
+            aa = a.astype(object).where(a.notna(), None).to_numpy()
+            bb = b.astype(object).where(b.notna(), None).to_numpy()
+            ok = np.array([x == y for x, y in zip(aa, bb, strict=True)])
+        assert ok.all(), f"{col}: {a[~ok].head(3).tolist()} != {b[~ok].head(3).tolist()}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_round_trip_clean(tmp_path, scenario):
+    hostats = pytest.importorskip("hostats")
+    c = synthetic.generate(scenario, 3000, 5, fault_rate=0)
+    cohort = hostats.read_cohort(c.write(tmp_path))
+    got = cohort.episodes.set_index("patient_id")
+    exp = c.episodes.set_index("patient_id")
+    assert len(got) == len(exp) and set(got.index) == set(exp.index)
+    _compare(exp, got.loc[exp.index])
+    assert len(cohort.assessments) == len(c.assessments)
+
+
+@pytest.mark.parametrize("scenario", ["tha_prophylaxis", "neurogenic"])
+def test_round_trip_with_faults(tmp_path, scenario):
+    """Every row without a fault comes back exactly; read_cohort must not crash on the faults."""
+    hostats = pytest.importorskip("hostats")
+    c = synthetic.generate(scenario, 4000, 6, fault_rate=0.05)
+    cohort = hostats.read_cohort(c.write(tmp_path, excel_site=c.parameters["sites"][2]))
+    got = cohort.episodes.set_index("patient_id")
+    exp = c.episodes[~c.episodes["patient_id"].isin(c.faults["patient_id"])].set_index("patient_id")
+    assert set(exp.index) <= set(got.index)
+    _compare(exp, got.loc[exp.index])
+
+
+@pytest.mark.xfail(reason="hostats.ingest._read_excel parses sheets with pandas' default NA strings, so a text "
+                          "cell 'None' (site A's code for no prophylaxis) becomes missing; CSV keeps it", strict=False)
+def test_round_trip_excel_text_codes(tmp_path):
+    hostats = pytest.importorskip("hostats")
+    c = synthetic.generate("tha_prophylaxis", 2000, 9, fault_rate=0)
+    cohort = hostats.read_cohort(c.write(tmp_path, excel_site="A"))
+    _compare(c.episodes.set_index("patient_id"), cohort.episodes.set_index("patient_id").loc[c.episodes["patient_id"]])
