@@ -1,0 +1,242 @@
+"""meta_effects against published reference values.
+
+Data: the 13 BCG vaccine trials (Colditz et al. 1994), R metafor's ``dat.bcg`` (tests/data/dat_bcg.csv, see
+tests/data/README.md), log risk ratios as metafor's ``escalc(measure="RR", ...)``.
+
+References (each number below is copied from the cited file; metafor's own tolerances are ~1e-4):
+- [metan] metafor tests/testthat/test_misc_metan_vs_rma.uni_with_dat.bcg.r (metafor results checked against
+  Stata's metan): FE and DL estimates, CIs, z, Q, tau2, I2.
+- [confint] metafor tests/testthat/test_misc_confint.r: Q-profile CI of tau2, I2 and H2 for the DL model.
+- [influence] metafor tests/testthat/test_misc_influence.r: REML tau2 and Q (full precision), leave1out()
+  for trial 1, weight of trial 1.
+- [rma_uni] metafor tests/testthat/test_misc_rma_uni.r: method="DLIT" and "SJIT" give tau2 = 0.3181; both
+  iterations converge to the Paule-Mandel estimator (DerSimonian & Kacker 2007).
+- [issue 5] the project issue (issues show 5), values from metafor's rma(yi, vi) on dat.bcg: REML -0.7145
+  (SE 0.1798), REML + Knapp-Hartung (test="knha") CI -1.1084 to -0.3206.
+- [statsmodels] statsmodels/stats/tests/results/results_meta.py: Kacker (2004) example fitted with R metafor
+  (rma(y, v, method="PM"/"DL", test="knha"), control tol 1e-9), full precision.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hostats.errors import EstimationError
+from hostats.stats.meta import meta_effects
+
+DATA = Path(__file__).parent / "data" / "dat_bcg.csv"
+
+
+@pytest.fixture(scope="module")
+def bcg() -> tuple[pd.Series, pd.Series, pd.Series]:
+    d = pd.read_csv(DATA)
+    n1, n2 = d.tpos + d.tneg, d.cpos + d.cneg
+    yi = np.log((d.tpos / n1) / (d.cpos / n2))
+    vi = 1 / d.tpos - 1 / n1 + 1 / d.cpos - 1 / n2
+    return yi, vi, d.author_year
+
+
+def test_fixed_effect_matches_metafor_and_stata(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi, method="FE")
+    # [metan]
+    assert r.estimate == pytest.approx(-0.4303, abs=5e-5)
+    assert r.ci_lower == pytest.approx(-0.5097, abs=5e-5)
+    assert r.ci_upper == pytest.approx(-0.3509, abs=5e-5)
+    assert r.estimate / r.std_error == pytest.approx(-10.6247, abs=5e-4)
+    assert r.q == pytest.approx(152.2330, abs=5e-4)
+    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx([0.6503, 0.6007, 0.7040], abs=5e-5)
+    assert r.tau2 == 0.0
+    # FE prediction interval is the CI (tau2 = 0)
+    assert (r.pred_lower, r.pred_upper) == pytest.approx((r.ci_lower, r.ci_upper))
+
+
+def test_dersimonian_laird_matches_metafor_and_stata(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi, method="DL")
+    # [metan]
+    assert r.estimate == pytest.approx(-0.7141, abs=5e-5)
+    assert r.ci_lower == pytest.approx(-1.0644, abs=5e-5)
+    assert r.ci_upper == pytest.approx(-0.3638, abs=5e-5)
+    assert r.estimate / r.std_error == pytest.approx(-3.9952, abs=5e-4)
+    assert r.tau2 == pytest.approx(0.3088, abs=5e-5)
+    assert r.i2 == pytest.approx(92.1173, abs=5e-4)
+    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx([0.4896, 0.3449, 0.6950], abs=5e-5)
+
+
+def test_q_profile_intervals_match_metafor_confint(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi, method="DL")
+    # [confint]: tau2 (0.3088, 0.1197, 1.1115), I2 (92.1173, 81.9177, 97.6781), H2 (12.6861, 5.5303, 43.0680).
+    # metafor finds the bounds with uniroot(tol ~1.2e-4), so its I2/H2 bounds are good to ~1e-3 only.
+    assert r.tau2_ci == pytest.approx((0.1197, 1.1115), abs=5e-5)
+    assert r.i2_ci == pytest.approx((81.9177, 97.6781), abs=5e-3)
+    assert r.h2_ci == pytest.approx((5.5303, 43.0680), abs=2e-3)
+    assert r.h2 == pytest.approx(12.6861, abs=5e-4)
+    # the Q-profile CI does not depend on the tau2 estimator
+    assert meta_effects(yi, vi, method="REML").tau2_ci == pytest.approx(r.tau2_ci)
+
+
+def test_reml_matches_metafor(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi)  # REML is the default, as in metafor
+    assert r.estimate == pytest.approx(-0.7145, abs=5e-5)      # [issue 5]
+    assert r.std_error == pytest.approx(0.1798, abs=5e-5)      # [issue 5]
+    assert r.tau2 == pytest.approx(0.313243325980895, abs=1e-7)  # [influence]
+    assert r.q == pytest.approx(152.233008082373, rel=1e-9)   # [influence]
+    assert r.q_pvalue < 1e-20
+    assert r.k == 13
+
+
+def test_reml_knapp_hartung_matches_metafor(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi, method="REML", knapp_hartung=True)
+    assert (r.ci_lower, r.ci_upper) == pytest.approx((-1.1084, -0.3206), abs=5e-5)  # [issue 5]
+    assert r.estimate == pytest.approx(-0.7145, abs=5e-5)
+    assert "Knapp-Hartung" in r.method
+
+
+def test_paule_mandel_matches_iterated_dl_of_metafor(bcg):
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi, method="PM")
+    assert r.tau2 == pytest.approx(0.3181, abs=5e-5)  # [rma_uni]
+    # defining property: the generalised Q statistic equals k - 1 at the PM estimate
+    w = 1 / (vi + r.tau2)
+    assert np.sum(w * (yi - r.estimate) ** 2) == pytest.approx(12.0, abs=1e-8)
+
+
+def test_leave_one_out_matches_metafor_leave1out(bcg):
+    yi, vi, _ = bcg
+    loo = meta_effects(yi, vi).leave_one_out()
+    assert len(loo) == 13
+    first = loo.iloc[0]
+    # [influence]: leave1out(rma(yi, vi, data=dat))[1]
+    expected = {"estimate": -0.707083788031436, "std_error": 0.189961024702717,
+                "ci_lower": -1.07940055491509, "ci_upper": -0.334767021147788, "p_value": 0.000197449759023198,
+                "q": 151.582572747109, "tau2": 0.336156745300306, "i2": 93.2259349111223,
+                "h2": 14.762184698253}
+    for key, value in expected.items():
+        assert first[key] == pytest.approx(value, rel=2e-6), key
+    assert first["q_pvalue"] == pytest.approx(7.0778599767807e-27, rel=1e-5)
+
+
+def test_forest_data_weights_and_pooled_row(bcg):
+    yi, vi, labels = bcg
+    r = meta_effects(yi, vi, labels=labels)
+    fd = r.forest_data()
+    studies = fd[fd.row_type == "study"]
+    assert list(studies.label) == list(labels)
+    assert studies.weight_percent.sum() == pytest.approx(100.0)
+    assert studies.weight_percent.iloc[0] == pytest.approx(5.05948307931551, rel=1e-6)  # [influence]
+    assert studies.ci_lower.iloc[0] == pytest.approx(yi.iloc[0] - 1.959964 * np.sqrt(vi.iloc[0]), abs=1e-6)
+    pooled = fd[fd.row_type == "pooled"].iloc[0]
+    assert pooled.estimate == r.estimate
+    assert (pooled.pred_lower, pooled.pred_upper) == (r.pred_lower, r.pred_upper)
+
+
+def test_prediction_interval_formula(bcg):
+    """metafor's predict(): mu +/- z sqrt(SE^2 + tau2); t_{k-1} under Knapp-Hartung (W. Viechtbauer,
+    R-sig-meta-analysis, 2018-06-05). Checked with the published REML mu, SE and tau2 (-0.7145, 0.1798,
+    0.3132), i.e. exp: 0.15 to 1.55."""
+    yi, vi, _ = bcg
+    r = meta_effects(yi, vi)
+    half = 1.959964 * np.sqrt(0.1798**2 + 0.3132)
+    assert (r.pred_lower, r.pred_upper) == pytest.approx((-0.7145 - half, -0.7145 + half), abs=2e-4)
+    assert np.exp([r.pred_lower, r.pred_upper]) == pytest.approx([0.15, 1.55], abs=5e-3)
+    kh = meta_effects(yi, vi, knapp_hartung=True)
+    t12 = 2.178813  # qt(0.975, 12)
+    assert kh.pred_upper - kh.estimate == pytest.approx(t12 * np.sqrt(kh.std_error**2 + kh.tau2), rel=1e-6)
+
+
+def test_kacker_example_paule_mandel_and_dl_knapp_hartung_full_precision():
+    y = np.array([61.0, 61.4, 62.21, 62.3, 62.34, 62.6, 62.7, 62.84, 65.9])
+    v = np.array([0.2025, 1.2100, 0.0900, 0.2025, 0.3844, 0.5625, 0.0676, 0.0225, 1.8225])
+    pm = meta_effects(y, v, method="PM")  # [statsmodels] exk1_metafor
+    assert pm.tau2 == pytest.approx(0.705395309224248, rel=1e-8)
+    assert pm.estimate == pytest.approx(62.4076199113286, rel=1e-10)
+    assert pm.std_error == pytest.approx(0.338030602684471, rel=1e-8)
+    assert (pm.ci_lower, pm.ci_upper) == pytest.approx((61.7450921043947, 63.0701477182625), rel=1e-9)
+    assert pm.q == pytest.approx(24.801897741835, rel=1e-9)
+    assert pm.q_pvalue == pytest.approx(0.00167935146372742, rel=1e-8)
+    assert pm.i2 == pytest.approx(83.7218626490482, rel=1e-8)
+    assert pm.h2 == pytest.approx(6.14320900751909, rel=1e-8)
+
+    dl = meta_effects(y, v, method="DL")  # exk1_dl
+    assert dl.tau2 == pytest.approx(0.288049246973751, rel=1e-10)
+    assert dl.estimate == pytest.approx(62.3901386044504, rel=1e-12)
+    assert dl.std_error == pytest.approx(0.245749668040304, rel=1e-10)
+    assert dl.i2 == pytest.approx(67.744403741711, rel=1e-10)
+    assert dl.h2 == pytest.approx(3.10023721772938, rel=1e-10)
+
+    kh = meta_effects(y, v, method="DL", knapp_hartung=True)  # exk1_dl_hksj
+    assert kh.std_error == pytest.approx(0.29477605699879, rel=1e-10)
+    assert (kh.ci_lower, kh.ci_upper) == pytest.approx((61.710383798052, 63.0698934108488), rel=1e-12)
+    assert kh.p_value == pytest.approx(2.77938607433693e-16, rel=1e-6)
+
+    fe = meta_effects(y, v, method="FE")  # exk1_fe
+    assert fe.estimate == pytest.approx(62.5833970939982, rel=1e-12)
+    assert fe.std_error == pytest.approx(0.107845705498231, rel=1e-10)
+    assert fe.i2 == pytest.approx(67.744403741711, rel=1e-10)
+
+
+def test_homogeneous_studies_give_tau2_zero_and_fe_answer():
+    # closed form: identical estimates -> Q = 0, every tau2 estimator 0, RE = FE = the common value
+    for method in ("DL", "REML", "PM"):
+        r = meta_effects([0.3, 0.3, 0.3], [0.1, 0.2, 0.05], method=method)
+        assert r.tau2 == 0.0 and r.q == pytest.approx(0.0) and r.i2 == 0.0
+        assert r.estimate == pytest.approx(0.3)
+        assert r.std_error == pytest.approx(np.sqrt(1 / (10 + 5 + 20)))
+        assert r.tau2_ci == (0.0, 0.0)
+
+
+def test_table_layout(bcg):
+    yi, vi, _ = bcg
+    t = meta_effects(yi, vi).table()
+    assert list(t.columns[:4]) == ["measure", "estimate", "ci_lower", "ci_upper"]
+    assert list(t.measure) == ["pooled", "prediction_interval", "tau2", "i2_percent", "h2", "q"]
+    assert (t.ci_level == 0.95).all()
+    assert t.loc[t.measure == "q", "p_value"].iloc[0] < 1e-20
+
+
+def test_level_changes_interval_width(bcg):
+    yi, vi, _ = bcg
+    r90, r95 = meta_effects(yi, vi, level=0.90), meta_effects(yi, vi)
+    assert r90.ci_upper - r90.ci_lower == pytest.approx((r95.ci_upper - r95.ci_lower) * 1.644854 / 1.959964)
+
+
+@pytest.mark.parametrize("yi, vi, message", [
+    ([0.1], [0.1], "at least 2 studies"),
+    ([0.1, 0.2], [0.1, 0.0], "vi .* must be > 0"),
+    ([0.1, 0.2], [0.1, -1.0], "vi .* must be > 0"),
+    ([0.1, np.nan], [0.1, 0.1], "missing or not finite for study 2"),
+    ([0.1, 0.2], [0.1, np.inf], "missing or not finite"),
+    ([0.1, 0.2, 0.3], [0.1, 0.1], "yi has 3 values but vi has 2"),
+    (["a", "b"], [0.1, 0.1], "must be numbers"),
+])
+def test_bad_input_gives_clear_errors(yi, vi, message):
+    with pytest.raises(ValueError, match=message):
+        meta_effects(yi, vi)
+
+
+def test_bad_method_and_level():
+    with pytest.raises(ValueError, match="unknown meta-analysis method"):
+        meta_effects([0.1, 0.2], [0.1, 0.1], method="HS")
+    with pytest.raises(ValueError, match="level"):
+        meta_effects([0.1, 0.2], [0.1, 0.1], level=95)
+
+
+def test_leave_one_out_needs_three_studies():
+    with pytest.raises(EstimationError, match="at least 3"):
+        meta_effects([0.1, 0.5], [0.1, 0.1]).leave_one_out()
+
+
+def test_labels_from_series_index_and_knapp_hartung_fe_warning():
+    yi = pd.Series([0.1, 0.5, 0.2], index=["A", "B", "C"])
+    r = meta_effects(yi, [0.1, 0.1, 0.2], method="FE", knapp_hartung=True)
+    assert r.labels == ["A", "B", "C"]
+    assert any("Knapp-Hartung" in w for w in r.warnings)
+    with pytest.raises(ValueError, match="labels has 2 entries"):
+        meta_effects(yi, [0.1, 0.1, 0.2], labels=["x", "y"])
