@@ -275,12 +275,16 @@ def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
     HMk = _group_sums(dat, h[:, None] * m)
     AMk = _group_sums(dat, (a * h)[:, None] * m)
     mbar = _group_sums(dat, m) / dat.d[:, None]
-    Hg = np.zeros(dat.G)
-    Hg[dat.eg] = Hk
-    HMg = np.zeros((dat.G, m.shape[1]))
-    HMg[dat.eg] = HMk
-    C = _cumsum(Hg, dat.gseg)[dat.gid]
-    HM = _cumsum(HMg, dat.gseg)[dat.gid]
+    # cumulate over event groups (within strata) and give each row the sum up to its own time
+    seg = None if dat.gseg is None else dat.gseg[dat.eg]
+    last = np.searchsorted(dat.eg, dat.gid, side="right") - 1  # last event group at or before the row
+    if seg is not None:  # rows before their stratum's first event group get nothing
+        first_row_seg = dat.rseg
+        last = np.where((last >= 0) & (seg[np.maximum(last, 0)] == first_row_seg), last, -1)
+    Hc = np.r_[0.0, _cumsum(Hk, seg)]
+    HMc = np.vstack([np.zeros((1, m.shape[1])), _cumsum(HMk, seg)])
+    C = Hc[last + 1]
+    HM = HMc[last + 1]
     ex = pc.expeta
     X = dat.X
     resid = X * C[:, None]

@@ -540,12 +540,17 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
         robust = cluster is not None or (w is not None and bool(np.any(w != np.round(w))))
     vcov = fit.vcov
     if robust:
-        resid = _efron.score_residuals(dat, fit.pieces) * dat.w[:, None]
+        # V (sum_c U_c U_c') V with U_c the weighted score residuals summed within cluster c
+        resid = _efron.score_residuals(dat, fit.pieces)
         if cluster is not None:
             codes = pd.factorize(data[cluster])[0][dat.order]
-            resid = pd.DataFrame(resid).groupby(codes).sum().to_numpy()
-        dfbeta = resid @ fit.vcov
-        vcov = dfbeta.T @ dfbeta
+            resid *= dat.w[:, None]
+            summed = pd.DataFrame(resid).groupby(codes).sum().to_numpy()
+            meat = summed.T @ summed
+        else:
+            meat = _efron._weighted_cross(resid, dat.w * dat.w)
+        vcov = fit.vcov @ meat @ fit.vcov
+        vcov = (vcov + vcov.T) / 2.0
     se = np.sqrt(np.diag(vcov))
     z = z_value(level)
     zstat = fit.beta / se
