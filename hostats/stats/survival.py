@@ -560,9 +560,14 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
             "ci_upper": np.exp(fit.beta + z * se), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
             "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
         })
+    details = ["Efron ties"]
     if strata_cols:
-        warnings.append(f"stratified by {', '.join(strata_cols)} (separate baseline hazards)")
-    method = "Cox proportional hazards (Efron ties" + (", robust SE" if robust else "") + ")"
+        details.append(f"stratified by {', '.join(strata_cols)}")
+    if weights is not None:
+        details.append("weighted")
+    if robust:
+        details.append(f"robust SE clustered by {cluster}" if cluster else "robust SE")
+    method = f"Cox proportional hazards ({', '.join(details)})"
     spec = {"data": data, "time": time, "event": event, "weights": weights, "cluster": cluster,
             "strata": strata_cols, "formula": formula}
     return CoxResult(_table=table, level=level, method=method, reference=COX_REFERENCE, fitted=None,
