@@ -618,8 +618,9 @@ def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = 
         key = pd.util.hash_pandas_object(sub[cols], index=False).to_numpy()
         sub_dup = pd.Series(key).duplicated().to_numpy()
         dup[np.flatnonzero(cand)[sub_dup]] = True
-        first_ref = _row_ref(sub).groupby(key).transform("first")
-        reasons = "exact duplicate of " + first_ref[sub_dup]
+        first = pd.Series(np.arange(len(sub))).groupby(key).transform("first").to_numpy()[sub_dup]
+        reasons = pd.Series("exact duplicate of " + _row_ref(sub.iloc[first]).to_numpy(),
+                            index=sub.index[sub_dup])
     ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
                       reason="exact duplicate of an earlier row")
     return frame[~dup]

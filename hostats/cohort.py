@@ -45,6 +45,11 @@ class Cohort:
     provenance: dict = field(default_factory=dict)
     assessment_ledger: Ledger | None = None
 
+    def __repr__(self) -> str:
+        extra = f", {len(self.assessments)} assessments" if self.assessments is not None else ""
+        return (f"Cohort({len(self.episodes)} episodes kept of {self.ledger.rows_read} rows read, "
+                f"{self.ledger.rows_excluded} excluded, {len(self.ledger.problems)} cell problems{extra})")
+
     def flow(self) -> pd.DataFrame:
         """Flow table: step, rows_in, rows_excluded, rows_out, rows_changed, reason (first row = read)."""
         return self.ledger.flow()

@@ -145,6 +145,7 @@ def test_summary_and_completeness():
     c = hostats.read_cohort(frame(), today=TODAY)
     s = c.summary()
     assert s["rows_read"] == 5 and s["rows_kept"] == 5 and s["flow"][0]["step"] == "read"
+    assert repr(c) == "Cohort(5 episodes kept of 5 rows read, 0 excluded, 0 cell problems)"
     comp = c.completeness().set_index("column")
     assert comp.loc["ho", "present"] == 4 and comp.loc["ho", "percent_present"] == 80.0
     assert not comp.loc["gcs_score", "in_source"]
