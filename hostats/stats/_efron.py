@@ -21,26 +21,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import linalg, sparse
 
 from hostats.errors import EstimationError
 
 
+def _segments(seg: np.ndarray) -> np.ndarray:
+    return np.r_[0, np.flatnonzero(seg[1:] != seg[:-1]) + 1, seg.size]
+
+
 def _rev_cumsum(a: np.ndarray, seg: np.ndarray | None) -> np.ndarray:
-    """Sum over rows i..end of i's segment (rows sorted by segment)."""
+    """Sum over rows i..end of i's segment (rows sorted by segment); a loop over strata, not rows."""
     if seg is None:
         return np.cumsum(a[::-1], axis=0)[::-1]
-    frame = pd.DataFrame(a[::-1]) if a.ndim == 2 else pd.Series(a[::-1])
-    return frame.groupby(seg[::-1]).cumsum().to_numpy()[::-1]
+    out = np.empty(a.shape)
+    b = _segments(seg)
+    for lo, hi in zip(b[:-1], b[1:], strict=True):
+        out[lo:hi] = np.cumsum(a[lo:hi][::-1], axis=0)[::-1]
+    return out
 
 
 def _cumsum(a: np.ndarray, seg: np.ndarray | None) -> np.ndarray:
     """Sum over rows start-of-segment..i (rows sorted by segment)."""
     if seg is None:
         return np.cumsum(a, axis=0)
-    frame = pd.DataFrame(a) if a.ndim == 2 else pd.Series(a)
-    return frame.groupby(seg).cumsum().to_numpy()
+    out = np.empty(a.shape)
+    b = _segments(seg)
+    for lo, hi in zip(b[:-1], b[1:], strict=True):
+        out[lo:hi] = np.cumsum(a[lo:hi], axis=0)
+    return out
 
 
 @dataclass
