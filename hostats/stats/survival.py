@@ -68,6 +68,8 @@ class KaplanMeierResult(CurveResult):
     _logrank: Result | None = None
     _logrank_problem: str = ""
 
+    __repr__ = Result.__repr__  # print as the table (CurveResult's dataclass repr would dump everything)
+
     def _start_value(self) -> float:
         return 1.0
 
