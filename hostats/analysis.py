@@ -63,13 +63,13 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "cumulative_incidence": {"by", "times", "truth", "figure"},
     "proportion": {"event", "column", "by", "method", "truth", "figure", "measure"},
     "rate": {"event", "by", "per", "time"},
-    "logistic": {"formula", "firth", "cluster", "calibration", "truth", "forest"},
+    "logistic": {"formula", "firth", "cluster", "calibration", "truth", "forest", "e_values"},
     "iptw": {"treatment", "reference", "confounders", "outcome", "estimand", "truncate", "curves", "e_values",
              "love_plot", "truth", "time", "status", "bootstrap"},
     "cox": {"formula", "time", "event", "weights", "cluster", "strata", "truth"},
     "fine_gray": {"formula", "time", "status", "truth"},
     "meta_proportions": {"by", "event", "method", "transform", "truth", "min_size"},
-    "interval_censored": {"lower", "upper", "truth", "figure"},
+    "interval_censored": {"lower", "upper", "truth", "figure", "n_boot"},
     "diagnosis_timing": {"truth"},
 }
 _COMMON_SECTION_KEYS = {"type", "title", "subset", "description", "id"}
@@ -801,6 +801,31 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     rows.loc[rows["measure"] != "odds_ratio", "unit"] = ""
     out.estimates.append(rows)
     out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    ev_terms = sec.get("e_values")
+    if ev_terms:
+        risk = float(d[y].astype(float).mean()) if y in d.columns else 1.0
+        ev_rows = []
+        for _, r in rows[rows["measure"] == "odds_ratio"].iterrows():
+            term = str(r["term"])
+            if ev_terms is not True and not any(term == k or term.startswith(k + "[") for k in ev_terms):
+                continue
+            if not np.isfinite(r["estimate"]) or not np.isfinite(r["ci_lower"]):
+                continue
+            ev = hostats.e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), "OR",
+                                 outcome_rare=risk < 0.15)
+            et = ev.table().set_index("measure")["estimate"]
+            ev_rows.append({"term": term, "odds ratio": format_number(r["estimate"]),
+                            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
+                            "E-value (estimate)": format_number(et.get("e_value_point")),
+                            "E-value (CI limit)": format_number(et.get("e_value_ci"))})
+            if not any(x[0] == ev.method for x in out.methods):
+                out.methods.append((ev.method, ev.reference))
+        if ev_rows:
+            out.sensitivity.append(TableBlock(
+                f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
+                f"Outcome risk {risk:.2f}: odds ratios converted to risk ratios "
+                f"{'directly (rare outcome)' if risk < 0.15 else 'by the square root (common outcome)'} "
+                "before the E-value (VanderWeele & Ding 2017)."))
     if sec.get("forest", True) and len(rows[rows["measure"] == "odds_ratio"]):
         from hostats.report.figures import forest_plot
 
@@ -1174,7 +1199,10 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     if not np.isfinite(d[hi].astype(float)).any():
         raise ctx.spec.error("no episode has a positive imaging result (all upper bounds infinite)", "section",
                              "upper", sec["_index"])
-    res = hostats.interval_censored(d, lo, hi)
+    kw = {"n_boot": int(sec["n_boot"])} if "n_boot" in sec else {}
+    if ctx.spec.seed is not None:
+        kw["seed"] = int(ctx.spec.seed)
+    res = hostats.interval_censored(d, lo, hi, level=ctx.level, **kw)
     out.methods.append((res.method, res.reference))
     t = res.table()
     if "measure" not in t.columns:
@@ -1197,12 +1225,22 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
 
         _style()
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for grp, g in curve.groupby("group", sort=False) if "group" in curve.columns else [("", curve)]:
-            ax.step(g["time"], g["estimate"], where="post", label=str(grp) or "estimate")
+        g = curve.sort_values("time")
+        tt = np.concatenate([[0.0], g["time"].to_numpy(float)])
+        ax.step(tt, np.concatenate([[0.0], g["estimate"].to_numpy(float)]), where="post",
+                label="Turnbull NPMLE")
+        if g["ci_lower"].notna().any():
+            ax.fill_between(tt, np.concatenate([[0.0], g["ci_lower"].to_numpy(float)]),
+                            np.concatenate([[0.0], g["ci_upper"].to_numpy(float)]), step="post", alpha=0.2,
+                            lw=0, label="bootstrap CI")
+        if hasattr(res, "weibull_cdf"):
+            grid = np.linspace(0.0, float(g["time"].max()) * 1.05, 200)
+            wc = res.weibull_cdf(grid)
+            ax.plot(wc["time"], wc["estimate"], ls="--", label="Weibull fit")
         ax.set_xlabel("days from index event")
-        ax.set_ylabel("P(onset by day)")
+        ax.set_ylabel("P(positive imaging by day)")
         ax.set_title(sec.get("title", "Time to onset"), loc="left", fontsize=12)
-        ax.legend(frameon=False, fontsize=9)
+        ax.legend(frameon=False, fontsize=9, loc="lower right")
         fig.tight_layout()
         out.figures.append((sec["id"], sec.get("title", "Time to onset"),
                             "Distribution of the time to HO onset estimated from the imaging intervals.", fig))
@@ -1210,11 +1248,13 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
 
 
 def sec_diagnosis_timing(ctx: Context, sec: dict) -> SectionOutput:
-    """Lead of bone scan over x-ray, and alkaline phosphatase (ALP) at and before detection.
+    """Time from the first positive bone scan to the first positive x-ray, and alkaline phosphatase (ALP)
+    at and before detection.
 
     From the assessments table: for each analysed episode with HO, the first positive bone scan and the
-    first positive x-ray after the index date; the lead is the difference in days (paired, among episodes
-    with both). ALP at detection is the measurement closest to the first positive imaging (within 7
+    first positive x-ray after the index date; the observed lag is the difference in days (paired, among
+    episodes with both). It is an upper bound of the biological lead (R20: 7-10 days): x-rays are taken
+    at scheduled visits, so an x-ray turns positive only at the next visit after HO becomes visible. ALP at detection is the measurement closest to the first positive imaging (within 7
     days); ALP before is the last one 14-60 days before it. Summaries: mean with t-interval and median.
     """
     out = SectionOutput()
@@ -1247,17 +1287,17 @@ def sec_diagnosis_timing(ctx: Context, sec: dict) -> SectionOutput:
         tmap = sec.get("truth") if isinstance(sec.get("truth"), dict) else {}
         tv = _number(_truth_of(ctx, tmap.get(measure))) if measure in tmap else None
         rows.append({"measure": measure, "group": "mean", "estimate": mean, "ci_lower": lo, "ci_upper": hi,
-                     "n": n, "events": np.nan, "unit": unit, "truth": tv})
+                     "ci_level": ctx.level, "n": n, "events": np.nan, "unit": unit, "truth": tv})
         if n:
             q1, q2, q3 = np.percentile(x, [25, 50, 75])
             rows.append({"measure": measure, "group": "median [quartiles]", "estimate": q2, "ci_lower": q1,
-                         "ci_upper": q3, "n": n, "events": np.nan, "unit": unit + " (quartiles, not a CI)",
-                         "truth": None})
+                         "ci_upper": q3, "ci_level": np.nan, "n": n, "events": np.nan,
+                         "unit": unit + " (quartiles, not a CI)", "truth": None})
 
     if {"bone_scan", "xray"} <= set(first.columns):
         both = first[["bone_scan", "xray"]].dropna()
-        summarise((both["xray"] - both["bone_scan"]).to_numpy(float), "bone_scan_lead_over_xray", "days",
-                  "bone_scan_lead_days")
+        summarise((both["xray"] - both["bone_scan"]).to_numpy(float), "days_first_positive_bone_scan_to_xray",
+                  "days")
     else:
         out.warnings.append(f"{sec.get('title', sec['id'])}: no episode has both a positive bone scan and a "
                             "positive x-ray; the lead cannot be estimated.")
@@ -1643,6 +1683,7 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
         criteria=[f"{c['name']}: {c.get('description') or c['keep']}" for c in spec.criteria],
         criteria_steps=[c["name"] for c in spec.criteria],
         table1=t1, estimates=shown, section_titles={s["id"]: s.get("title", s["type"]) for s in spec.sections},
+        section_notes={s["id"]: s["description"] for s in spec.sections if s.get("description")},
         figures=figures, extra_tables=[t for o in outputs for t in o.tables],
         diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],
         sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # messages name spec tables like [report]: not markup
 
 from hostats.errors import HostatsError
 
@@ -21,7 +22,7 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> None:
     """Print an error for a person (no traceback) and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -282,7 +283,8 @@ def reproduce(
                 except HostatsError as exc:
                     failed += 1
                     entry.update(status="failed", message=str(exc), href=f"{name}/")
-                    err_console.print(f"[bold red]failed:[/] {name}: {exc}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[bold red]failed:[/] {name}: {escape(str(exc))}", highlight=False,
+                                      soft_wrap=True)
                 except Exception as exc:  # a bug: record it and go on with the other analyses
                     import traceback
 
@@ -291,8 +293,8 @@ def reproduce(
                     log.write_text(traceback.format_exc(), encoding="utf-8")
                     entry.update(status="failed", message=f"internal error ({type(exc).__name__}: {exc}); "
                                  f"traceback in {log.name}", href=log.name)
-                    err_console.print(f"[bold red]failed:[/] {name}: internal error {type(exc).__name__}: {exc} "
-                                      f"(traceback in {log})", highlight=False, soft_wrap=True)
+                    err_console.print(f"[bold red]failed:[/] {name}: internal error {type(exc).__name__}: "
+                                      f"{escape(str(exc))} (traceback in {log})", highlight=False, soft_wrap=True)
                 entries.append(entry)
         finally:
             if progress is not None:

@@ -44,7 +44,7 @@ EXPECTED = {
                              ("pooled", "prediction_interval", "new site", True),
                              ("pooled", "tau2", "between sites", True),
                              ("site_incidence", "proportion", None, True),
-                             ("cumulative", "cumulative_incidence", "none", True),
+                             ("cumulative", "cumulative_incidence", "none", False),
                              ("adjuvant", "risk_ratio", "etidronate vs none", True)],
     "neurogenic": [("incidence", "cumulative_incidence", "sci", True),
                    ("incidence", "cumulative_incidence", "anoxia", True),
@@ -52,7 +52,8 @@ EXPECTED = {
                    ("risk_factors", "odds_ratio", "gram_negative_infection[T.True]", True),
                    ("risk_factors", "odds_ratio", "early_intensive_therapy[T.True]", True),
                    ("onset", "median_onset_weibull", None, False),
-                   ("diagnosis", "bone_scan_lead_over_xray", "mean", True)],
+                   ("diagnosis", "days_first_positive_bone_scan_to_xray", "mean", False),
+                   ("diagnosis", "alp_rise_at_detection", "mean", False)],
 }
 
 # estimates that must land within 4 standard errors of the truth (SE from the CI width)

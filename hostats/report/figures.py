@@ -67,6 +67,10 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         t = np.concatenate([[0.0], g["time"].to_numpy(float)])
         y = np.concatenate([[float(_start(g))], g["estimate"].to_numpy(float)])
         end = min(xmax, float(t[-1]) if len(g) else 0.0)
+        if at_risk is not None:  # flat after the last jump while enough people are still followed
+            a = at_risk[(at_risk["group"] == grp) & (at_risk["n_at_risk"] >= threshold)]
+            if len(a):
+                end = max(end, min(xmax, float(a["time"].max())))
         t_end = np.append(t, max(end, t[-1]))
         y_end = np.append(y, y[-1])
         label = str(grp) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"

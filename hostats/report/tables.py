@@ -247,7 +247,6 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
                   or pd.api.types.is_string_dtype(s.dtype))
         miss = s.isna().to_numpy()
         if is_bool or is_cat:
-            vals = s.to_numpy(dtype=object)
             if is_bool:
                 levels, display = [True, False], [True]
             elif isinstance(s.dtype, pd.CategoricalDtype):
@@ -257,7 +256,7 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
             else:
                 levels = sorted(set(s.dropna().unique()), key=str)
                 display = levels
-            counts = np.array([counts_of((vals == lv) & ~miss) for lv in levels] + [counts_of(miss)])
+            counts = np.array([counts_of(_equals(s, lv) & ~miss) for lv in levels] + [counts_of(miss)])
             hidden = np.zeros(counts.shape, dtype=bool)
             for i, lv in enumerate(levels):
                 hidden[i, :] = lv not in display
@@ -293,6 +292,11 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
             raise ValueError(f"Table 1: column {var!r} has type {s.dtype} which Table 1 cannot summarise")
     columns = ["variable", "level"] + (headers if grouped else [headers[-1]]) + (["SMD"] if with_smd else [])
     return pd.DataFrame(rows, columns=columns)
+
+
+def _equals(s: pd.Series, value) -> np.ndarray:
+    """Elementwise ``s == value`` as a plain bool array (missing -> False; works for nullable dtypes)."""
+    return pd.Series(s == value, index=s.index).fillna(False).to_numpy(dtype=bool)
 
 
 def _fmt_smd(smd_map: dict | None, var: str, level) -> str:
