@@ -204,13 +204,15 @@ def _episodes(model: Scenario, P: dict, d: Draw, rng: np.random.Generator) -> tu
     index_day = rng.integers(0, span, n).astype(float)
     sites = np.asarray(P["sites"], dtype=object)
     width = max(6, len(str(n)))
-    pid = pd.Series(sites[d.site]) + "-" + pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(width)
+    number = np.strings.zfill(np.arange(1, n + 1).astype(np.dtypes.StringDType()), width)
+    prefix = np.asarray([f"{s}-" for s in P["sites"]], dtype=np.dtypes.StringDType())[d.site]
+    pid = np.strings.add(prefix, number).astype(object)
 
     joints = list(P["ho_site_shares"])
     joint = np.asarray(joints, dtype=object)[_choice(rng, n, [P["ho_site_shares"][j] for j in joints])]
     if model.name == "resection_recurrence":
         joint = d.cov["joint"]  # recurrence at the resected joint
-    cols: dict[str, Any] = {"patient_id": pid.to_numpy(dtype=object), "site": sites[d.site],
+    cols: dict[str, Any] = {"patient_id": pid, "site": sites[d.site],
                             "index_event": np.full(n, P.get("index_event", ""), dtype=object),
                             "index_date": _days_to_dates(start, index_day)}
     spec = model.columns(P, d.cov, d.trt)

@@ -151,8 +151,7 @@ def _strings_matrix(strings, encoding: str) -> np.ndarray:
     return np.frombuffer(enc.astype(f"S{width}").tobytes(), np.uint8).reshape(len(strings), width).copy()
 
 
-def _int_matrix(values: np.ndarray, missing: np.ndarray, token: np.ndarray) -> np.ndarray:
-    v = np.where(missing, 0, values).astype(np.int64)
+def _int_digits(v: np.ndarray) -> np.ndarray:
     a = np.abs(v)
     width = max(1, len(str(int(a.max())))) if a.size else 1
     powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
@@ -161,20 +160,39 @@ def _int_matrix(values: np.ndarray, missing: np.ndarray, token: np.ndarray) -> n
     lead[:, -1] = False
     mat = np.where(lead, 0, digits + 48).astype(np.uint8)
     sign = np.where(v < 0, ord("-"), 0).astype(np.uint8)[:, None]
-    return _fill_missing(np.hstack([sign, mat]), missing, token)
+    return np.hstack([sign, mat])
+
+
+def _via_table(keys: np.ndarray, render) -> np.ndarray:
+    """Render each distinct key once when the keys span a narrow range (dates, ages, lab values)."""
+    if keys.size == 0:
+        return render(keys)
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo + 1 > max(4096, keys.size // 4):
+        return render(keys)
+    return render(np.arange(lo, hi + 1, dtype=np.int64))[keys - lo]
+
+
+def _int_matrix(values: np.ndarray, missing: np.ndarray, token: np.ndarray) -> np.ndarray:
+    v = np.where(missing, 0, values).astype(np.int64)
+    return _fill_missing(_via_table(v, _int_digits), missing, token)
+
+
+def _fixed_digits(scaled: np.ndarray, decimals: int) -> np.ndarray:
+    whole = _int_digits(np.abs(scaled) // 10 ** decimals)
+    whole[:, 0] = np.where(scaled < 0, ord("-"), 0)
+    frac = np.abs(scaled) % 10 ** decimals
+    powers = 10 ** np.arange(decimals - 1, -1, -1, dtype=np.int64)
+    frac_m = ((frac[:, None] // powers) % 10 + 48).astype(np.uint8)
+    dot = np.full((scaled.size, 1), ord("."), np.uint8)
+    return np.hstack([whole, dot, frac_m])
 
 
 def _fixed_matrix(values: np.ndarray, decimals: int, missing: np.ndarray, token: np.ndarray) -> np.ndarray:
     if decimals == 0:
         return _int_matrix(np.rint(np.where(missing, 0, values)), missing, token)
     scaled = np.rint(np.where(missing, 0, values) * 10 ** decimals).astype(np.int64)
-    whole = _int_matrix(np.abs(scaled) // 10 ** decimals, np.zeros(scaled.size, bool), token)
-    whole[:, 0] = np.where(scaled < 0, ord("-"), 0)
-    frac = np.abs(scaled) % 10 ** decimals
-    powers = 10 ** np.arange(decimals - 1, -1, -1, dtype=np.int64)
-    frac_m = ((frac[:, None] // powers) % 10 + 48).astype(np.uint8)
-    dot = np.full((scaled.size, 1), ord("."), np.uint8)
-    return _fill_missing(np.hstack([whole, dot, frac_m]), missing, token)
+    return _fill_missing(_via_table(scaled, lambda k: _fixed_digits(k, decimals)), missing, token)
 
 
 def _two(x: np.ndarray) -> np.ndarray:
@@ -191,13 +209,18 @@ _EXCEL_EPOCH = np.datetime64("1899-12-30", "D")
 def _date_matrix(dates: np.ndarray, fmt: str, token: np.ndarray) -> np.ndarray:
     d = dates.astype("datetime64[D]")
     missing = np.isnat(d)
-    d = np.where(missing, np.datetime64("2000-01-01", "D"), d)
+    days = np.where(missing, np.datetime64("2000-01-01", "D"), d).astype(np.int64)  # days since 1970
     if fmt == "excel":
-        return _int_matrix((d - _EXCEL_EPOCH).astype(np.int64), missing, token)
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    day = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
-    return _fill_missing(_date_parts(y, m, day, fmt), missing, token)
+        return _int_matrix(days - _EXCEL_EPOCH.astype(np.int64), missing, token)
+
+    def render(k: np.ndarray) -> np.ndarray:
+        dd = k.astype("datetime64[D]")
+        y = dd.astype("datetime64[Y]").astype(np.int64) + 1970
+        m = dd.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        day = (dd - dd.astype("datetime64[M]")).astype(np.int64) + 1
+        return _date_parts(y, m, day, fmt)
+
+    return _fill_missing(_via_table(days, render), missing, token)
 
 
 def _date_parts(y, m, day, fmt: str) -> np.ndarray:
@@ -215,9 +238,10 @@ def _date_parts(y, m, day, fmt: str) -> np.ndarray:
 def _category_matrix(values: np.ndarray, vocab: dict[str, str], encoding: str, token: np.ndarray) -> np.ndarray:
     codes = list(vocab)
     idx = pd.Categorical(values, categories=codes).codes
-    unknown = (idx < 0) & pd.notna(values)
-    if unknown.any():  # pragma: no cover - the generator only emits codes of the schema
-        raise ValueError(f"value {values[unknown][0]!r} has no code in the export dialect")
+    unknown = values[idx < 0]
+    unknown = unknown[pd.notna(unknown)]
+    if unknown.size:  # pragma: no cover - the generator only emits codes of the schema
+        raise ValueError(f"value {unknown[0]!r} has no code in the export dialect")
     mat = _strings_matrix([vocab[c] for c in codes], encoding)[np.maximum(idx, 0)]
     return _fill_missing(mat, idx < 0, token)
 
