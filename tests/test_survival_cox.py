@@ -243,3 +243,23 @@ def test_degenerate_inputs(rossi):
     mono = rossi.assign(z=rossi["arrest"])
     res = cox(mono, "fin + z", "week", "arrest")
     assert any("'z' may be infinite" in w for w in res.warnings)
+
+
+def test_profile_likelihood_limits_against_r(rossi):
+    """R 4.2.2 / survival 3.5-3: the profile log-likelihood of fin (prio) from
+    coxph(Surv(week, arrest) ~ age + prio + offset(v * fin)), and the limits where it falls by
+    qchisq(0.95, 1) / 2 below the maximum, found with uniroot(tol = 1e-12)."""
+    res = cox(rossi, "fin + age + prio", "week", "arrest", ci="profile")
+    tab = res.table().set_index("term")
+    np.testing.assert_allclose(np.log(tab.loc["fin", ["ci_lower", "ci_upper"]].to_numpy(float)),
+                               [-0.7245602824792, 0.0233380994748], rtol=1e-6)
+    np.testing.assert_allclose(np.log(tab.loc["prio", ["ci_lower", "ci_upper"]].to_numpy(float)),
+                               [0.040884115047, 0.147986659455], rtol=1e-6)
+    one = cox(rossi, "fin", "week", "arrest", ci="profile").table()
+    np.testing.assert_allclose(np.log(one[["ci_lower", "ci_upper"]].to_numpy(float))[0],
+                               [-0.745647798175119, 0.000210791521044], rtol=1e-5)
+    assert "profile" in res.method
+    with pytest.raises(ValueError, match="model-based"):
+        cox(rossi, "fin", "week", "arrest", cluster="cl", ci="profile")
+    with pytest.raises(ValueError, match="ci must be"):
+        cox(rossi, "fin", "week", "arrest", ci="exact")

@@ -316,3 +316,62 @@ def unsorted_design(dat: EfronData) -> np.ndarray:
     X = np.empty_like(dat.X)
     X[dat.order] = dat.X + dat.center
     return X
+
+
+def profile_loglik(dat: EfronData, j: int, value: float, start: np.ndarray, max_iter: int = 50,
+                   eps: float = 1e-10) -> tuple[float, np.ndarray]:
+    """Maximum of the log partial likelihood over all coefficients but the j-th, fixed at ``value``."""
+    beta = start.copy()
+    beta[j] = value
+    free = np.flatnonzero(np.arange(beta.size) != j)
+    cur = evaluate(dat, beta, need_info=free.size > 0)
+    for _ in range(max_iter):
+        if free.size == 0:
+            break
+        step = linalg.solve(cur.info[np.ix_(free, free)], cur.score[free], assume_a="pos")
+        new_beta = beta.copy()
+        new_beta[free] += step
+        new = evaluate(dat, new_beta)
+        halvings = 0
+        while not np.isfinite(new.loglik) or new.loglik < cur.loglik - 1e-12 * abs(cur.loglik):
+            if halvings == 30:
+                break
+            new_beta[free] = (beta[free] + new_beta[free]) / 2.0
+            new = evaluate(dat, new_beta)
+            halvings += 1
+        change = abs(new.loglik - cur.loglik)
+        beta, cur = new_beta, new
+        if change <= eps * abs(cur.loglik):
+            break
+    return cur.loglik, beta
+
+
+def profile_limits(dat: EfronData, fit: Fit, j: int, level: float) -> tuple[float, float]:
+    """Profile-likelihood confidence limits for coefficient j: where 2 (l(b) - l_p(b_j)) equals the
+    chi-square(1) quantile. An infinite limit (the likelihood never falls far enough) is returned as
+    +/- inf."""
+    from scipy.optimize import brentq
+    from scipy.stats import chi2
+
+    target = chi2.ppf(level, 1) / 2.0
+    bj = fit.beta[j]
+    se = float(np.sqrt(fit.vcov[j, j]))
+
+    def drop(value: float) -> float:
+        return fit.loglik - profile_loglik(dat, j, value, fit.beta)[0] - target
+
+    limits = []
+    for sign in (-1.0, 1.0):
+        width = 2.0 * se
+        far = bj + sign * width
+        tries = 0
+        while drop(far) < 0 and tries < 8:  # widen the bracket until the drop exceeds the target
+            width *= 2.0
+            far = bj + sign * width
+            tries += 1
+        if drop(far) < 0:
+            limits.append(sign * np.inf)
+            continue
+        lo, hi = sorted((bj, far))
+        limits.append(brentq(drop, lo, hi, xtol=1e-10, rtol=1e-12))
+    return limits[0], limits[1]

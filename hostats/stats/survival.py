@@ -493,7 +493,7 @@ def _strata_codes(data: pd.DataFrame, strata: list[str]) -> np.ndarray | None:
 
 def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | None = None,
         cluster: str | None = None, strata: str | list[str] | None = None, level: float = 0.95,
-        robust: bool | None = None) -> CoxResult:
+        robust: bool | None = None, ci: str = "wald") -> CoxResult:
     """Cox proportional-hazards model: hazard ratios exp(beta) with Wald confidence limits.
 
     Estimand: the hazard ratio per unit of each covariate (per level versus the reference for
@@ -504,7 +504,9 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     tied events). Standard errors: inverse information, or the Lin-Wei robust sandwich from the
     Efron score residuals (summed within ``cluster`` when given). ``robust=None`` means robust when a
     cluster is given or when the weights are not all integers (probability weights such as IPTW),
-    as coxph does. Confidence limits are Wald limits on the log scale, as printed by coxph.
+    as coxph does. Confidence limits are Wald limits on the log scale, as printed by coxph, or with
+    ``ci="profile"`` profile-likelihood limits (model-based, so not with robust SEs; each limit needs
+    a series of constrained fits: meant for cohorts, not for millions of rows).
 
     ``formula``: right-hand side such as ``"age_years + C(prophylaxis)"`` (formulaic syntax; a
     leading ``"~"`` is allowed). No intercept. Missing covariate values are an error, not dropped.
@@ -512,6 +514,8 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     from hostats.stats import _efron
 
     level = check_level(level)
+    if ci not in ("wald", "profile"):
+        raise ValueError(f"ci must be 'wald' or 'profile', got {ci!r}")
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     require_columns(data, [time, event] + [c for c in (weights, cluster) if c] + strata_cols)
     t = time_array(data, time)
@@ -553,16 +557,23 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
             meat = _efron._weighted_cross(resid, dat.w * dat.w)
         vcov = fit.vcov @ meat @ fit.vcov
         vcov = (vcov + vcov.T) / 2.0
+    if ci == "profile" and robust:
+        raise ValueError("profile-likelihood limits are model-based: use ci='wald' with robust SEs "
+                         "(clusters or probability weights)")
     se = np.sqrt(np.diag(vcov))
     z = z_value(level)
     zstat = fit.beta / se
+    lo_b, hi_b = fit.beta - z * se, fit.beta + z * se
+    if ci == "profile":
+        lims = np.array([_efron.profile_limits(dat, fit, j, level) for j in range(len(names))])
+        lo_b, hi_b = lims[:, 0], lims[:, 1]
     with np.errstate(over="ignore"):  # an infinite coefficient (flagged above) gives an inf limit
         table = pd.DataFrame({
-            "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(fit.beta - z * se),
-            "ci_upper": np.exp(fit.beta + z * se), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
+            "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(lo_b),
+            "ci_upper": np.exp(hi_b), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
             "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
         })
-    details = ["Efron ties"]
+    details = ["Efron ties"] + (["profile-likelihood CI"] if ci == "profile" else [])
     if strata_cols:
         details.append(f"stratified by {', '.join(strata_cols)}")
     if weights is not None:
