@@ -106,3 +106,22 @@ def test_degenerate_inputs():
         interval_censored(ok, "lo", "upper")
     res = interval_censored(ok, "lo", "hi", n_boot=0)
     assert any("n_boot=0" in w for w in res.warnings)
+
+
+def test_accelerated_em_agrees_with_constrained_newton():
+    # the EM path (used for very large problems) and the constrained Newton path reach the same NPMLE
+    from hostats.stats.interval import _Turnbull
+
+    rng = np.random.default_rng(8)
+    onset = 40 * rng.weibull(1.3, 600)
+    visits = np.sort(rng.integers(1, 200, (600, 4)), axis=1).astype(float)
+    pos = visits >= onset[:, None]
+    first = np.argmax(pos, axis=1)
+    has = pos.any(1)
+    prev = np.where(first > 0, visits[np.arange(600), np.maximum(first - 1, 0)], 0.0)
+    lo = np.where(has, prev, visits[:, -1])
+    hi = np.where(has, visits[np.arange(600), first], np.inf)
+    tb = _Turnbull(lo, hi)
+    p_cnm, _ = tb.cnm(tb.counts, tol=1e-10)
+    p_em, _ = tb.em(tb.counts, tol=1e-8, max_iter=20000)
+    np.testing.assert_allclose(np.cumsum(p_em[0]), np.cumsum(p_cnm), atol=1e-4)

@@ -3,9 +3,9 @@
 HO is seen on imaging, so its onset is only known to lie between the last negative and the first positive
 image: onset in (lower, upper] (``ho_interval_lo_days``, ``ho_interval_hi_days`` of a hostats cohort;
 upper = inf when no positive image, lower == upper for an exactly known onset). The NPMLE is Turnbull's
-(1976) self-consistency (EM) algorithm over the innermost ("Turnbull") intervals, vectorised: each
-observation covers a contiguous run of Turnbull intervals, so one EM step is two cumulative sums and a
-sparse product. The Weibull fit is lifelines' ``WeibullFitter.fit_interval_censoring``.
+(1976) estimate over the innermost ("Turnbull") intervals, computed by Wang's (2007) constrained Newton
+method (non-negative least squares steps; SQUAREM-accelerated EM for very large problems, where each
+observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull fit is lifelines' ``WeibullFitter.fit_interval_censoring``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from hostats.stats._survdata import _rows, require_columns
 
 TURNBULL_REFERENCE = (
     "Turnbull BW. The empirical distribution function with arbitrarily grouped, censored and truncated "
-    "data. J R Stat Soc B 1976;38:290-295; bootstrap percentile limits; Weibull: lifelines "
+    "data. J R Stat Soc B 1976;38:290-295 (computed by the constrained Newton method, Wang Y. J R Stat "
+    "Soc B 2007;69:185-198); bootstrap percentile limits; Weibull: lifelines "
     "WeibullFitter.fit_interval_censoring (Davidson-Pilon C. lifelines. JOSS 2019;4:1317)"
 )
 
@@ -98,23 +99,92 @@ class _Turnbull:
         self.diff = sparse.csr_matrix((vals_, (rows, cols)), shape=(nu, m + 1))
         self.m = m
 
-    def em(self, counts: np.ndarray, tol: float = 1e-10, max_iter: int = 20000) -> tuple[np.ndarray, int]:
-        """Self-consistency iterations for one or more count vectors (rows of ``counts``)."""
-        c = np.atleast_2d(counts)
-        n = c.sum(1, keepdims=True)
-        p = np.full((c.shape[0], self.m), 1.0 / self.m)
+    def _step(self, p: np.ndarray, c: np.ndarray, n: np.ndarray):
+        """One self-consistency step: new p, the gradient ratios d_j and the log-likelihood (per row)."""
+        cum = np.concatenate([np.zeros((p.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)
+        denom = np.maximum(cum[:, self.last] - cum[:, self.first], 1e-300)
+        ratio = np.where(c > 0, c / denom, 0.0)
+        d = np.cumsum(np.asarray(self.diff.T @ ratio.T).T, axis=1)[:, : self.m] / n
+        loglik = np.sum(np.where(c > 0, c * np.log(denom), 0.0), axis=1)
+        return p * d, d, loglik
+
+    def cnm(self, counts: np.ndarray, tol: float = 1e-9, max_iter: int = 500,
+            start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Constrained Newton method (Wang 2007, J R Stat Soc B 69:185): each step solves the quadratic
+        approximation of the log-likelihood on the simplex as a non-negative least-squares problem
+        (scipy nnls), then a backtracking line search. Converges in tens of steps where EM needs
+        thousands. Stops when max_j d_j <= 1 + tol (Kuhn-Tucker condition)."""
+        from scipy.optimize import nnls
+
+        c = np.asarray(counts, float)
+        n = c.sum()
+        if not hasattr(self, "_dense"):
+            self._dense = np.cumsum(self.diff.toarray(), axis=1)[:, : self.m]  # a_ij: interval j in obs i
+        keep = c > 0
+        a, c = self._dense[keep], c[keep]
+        sw = np.sqrt(c)
+        zeta = 10.0 * np.sqrt(n)
+
+        def loglik(q: np.ndarray) -> float:
+            return float(np.sum(c * np.log(np.maximum(a @ q, 1e-300))))
+
+        p = np.full(self.m, 1.0 / self.m) if start is None else np.asarray(start, float).copy()
+        ll = loglik(p)
         it = 0
         while it < max_iter:
             it += 1
-            cum = np.concatenate([np.zeros((c.shape[0], 1)), np.cumsum(p, axis=1)], axis=1)
-            denom = cum[:, self.last] - cum[:, self.first]
-            ratio = np.where(c > 0, c / np.where(denom > 0, denom, 1.0), 0.0)
-            numer = np.cumsum(np.asarray(self.diff.T @ ratio.T).T, axis=1)[:, : self.m]
-            new = p * numer / n
-            delta = np.max(np.abs(new - p))
-            p = new
-            if delta < tol:
+            big_p = a @ p
+            s_mat = a / big_p[:, None]
+            if np.max(c @ s_mat) / n <= 1.0 + tol:
                 break
+            # min sum_i c_i (s_i'q - 2)^2 with sum(q) = 1 enforced by a heavily weighted extra row
+            lhs = np.vstack([sw[:, None] * s_mat, zeta * np.ones((1, self.m))])
+            q, _ = nnls(lhs, np.r_[2.0 * sw, zeta], maxiter=50 * self.m)
+            q /= q.sum()
+            lam, new, new_ll = 1.0, q, loglik(q)
+            while new_ll < ll and lam > 1e-12:
+                lam /= 2.0
+                new = p + lam * (q - p)
+                new_ll = loglik(new)
+            if new_ll < ll:
+                break
+            p, ll = new, new_ll
+        return p, it
+
+    def fit(self, counts: np.ndarray, tol: float = 1e-9, max_iter: int = 500) -> tuple[np.ndarray, int]:
+        """The NPMLE: constrained Newton when the (observations x intervals) matrix is small enough,
+        otherwise accelerated EM."""
+        if self.counts.size * self.m <= 2e7:
+            return self.cnm(counts, tol=tol, max_iter=max_iter)
+        p, it = self.em(counts, tol=tol, max_iter=20 * max_iter)
+        return p[0], it
+
+    def em(self, counts: np.ndarray, tol: float = 1e-9, max_iter: int = 5000,
+           start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Self-consistency (EM) with SQUAREM acceleration (Varadhan & Roland 2008, Scand J Stat 35:335),
+        for one or more count vectors (rows of ``counts``) at once. Stops when the Kuhn-Tucker condition
+        of the NPMLE holds to ``tol``: max_j d_j <= 1 + tol, d_j = (1/n) sum_i c_i a_ij / P_i (Gentleman &
+        Geyer 1994), which bounds the log-likelihood gap by n * tol."""
+        c = np.atleast_2d(counts)
+        n = c.sum(1, keepdims=True)
+        p = np.full((c.shape[0], self.m), 1.0 / self.m) if start is None else \
+            np.broadcast_to(start, (c.shape[0], self.m)).copy()
+        it = 0
+        while it < max_iter:
+            it += 1
+            p1, d0, _ = self._step(p, c, n)
+            if np.all(d0.max(1) <= 1.0 + tol):
+                break
+            p2, _, ll1 = self._step(p1, c, n)            # ll1: log-likelihood at p1
+            r, v = p1 - p, p2 - 2.0 * p1 + p
+            nr, nv = np.linalg.norm(r, axis=1), np.linalg.norm(v, axis=1)
+            alpha = np.minimum(-nr / np.where(nv > 0, nv, 1.0), -1.0)[:, None]
+            pe = p - 2.0 * alpha * r + alpha * alpha * v
+            outside = np.any(pe < 0, axis=1)
+            pe = np.where(outside[:, None], p2, pe)
+            p3, _, lle = self._step(pe, c, n)            # lle: at the extrapolated point
+            worse = outside | ~(lle >= ll1)              # then keep EM's monotone step p2
+            p = np.where(worse[:, None], p2, p3)
         return p, it
 
 
@@ -142,21 +212,23 @@ class IntervalCensoredResult(CurveResult):
 
 
 def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
-                      upper: str = "ho_interval_hi_days", *, level: float = 0.95, n_boot: int = 200,
-                      seed: int = 20261124, tol: float = 1e-10, max_iter: int = 20000) -> IntervalCensoredResult:
+                      upper: str = "ho_interval_hi_days", *, level: float = 0.95, n_boot: int = 0,
+                      seed: int = 20261124, tol: float = 1e-9, max_iter: int = 500) -> IntervalCensoredResult:
     """Distribution of the time to HO onset when onset is only known to lie in (lower, upper].
 
     Estimand: F(t) = P(onset <= t) (days from the index event). Pass only patients with HO to describe
     when HO starts among those who develop it; pass everyone (upper = inf for those never positive) for
     the onset incidence in the whole cohort (deaths then count as censored, not competing).
-    Methods: (1) Turnbull's nonparametric maximum-likelihood estimate by self-consistency (EM) over the
-    innermost intervals; the NPMLE fixes the mass of each innermost interval, not where inside it, so the
-    curve is reported at the right ends (F jumps by each interval's mass there). Limits and the median's
-    limits are bootstrap percentiles (``n_boot`` resamples with the numpy Generator seeded by ``seed``;
-    ``n_boot=0``: no limits, reported as NaN with a warning). (2) A Weibull model fitted by maximum
-    likelihood (lifelines ``WeibullFitter.fit_interval_censoring``; S(t) = exp(-(t/lambda)^rho)) with Wald
+    Methods: (1) Turnbull's nonparametric maximum-likelihood estimate over the innermost intervals (the
+    solution of Turnbull's self-consistency equations); the NPMLE fixes the mass of each innermost interval, not where inside it, so the
+    curve is reported at the right ends (F jumps by each interval's mass there). It is computed by the
+    constrained Newton method of Wang (2007) (EM with SQUAREM acceleration for very large problems), to
+    the Kuhn-Tucker condition. Limits of the curve and of the NPMLE median are bootstrap percentiles
+    (``n_boot`` resamples, e.g. 200, with the numpy Generator seeded by ``seed``; about 0.1 s per resample
+    for 5,000 patients); with the default ``n_boot=0`` they are NaN and a warning says so.
+    (2) A Weibull model fitted by maximum likelihood (lifelines ``WeibullFitter.fit_interval_censoring``; S(t) = exp(-(t/lambda)^rho)) with Wald
     limits, and its median lambda (ln 2)^(1/rho) with a delta-method limit on the log scale.
-    Reference: Turnbull 1976 JRSS-B 38:290; lifelines (Davidson-Pilon 2019).
+    Reference: Turnbull 1976 JRSS-B 38:290; Wang Y. 2007 JRSS-B 69:185; lifelines (Davidson-Pilon 2019).
     """
     from lifelines import WeibullFitter
 
@@ -167,8 +239,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
         raise EstimationError(f"no finite upper bound in {upper!r}: no onset was observed, so the onset "
                               "distribution cannot be estimated")
     tb = _Turnbull(lo, hi)
-    p, iters = tb.em(tb.counts, tol=tol, max_iter=max_iter)
-    p = p[0]
+    p, iters = tb.fit(tb.counts, tol=tol, max_iter=max_iter)
     warns: list[str] = []
     if iters >= max_iter:
         warns.append(f"Turnbull EM stopped after {max_iter} iterations without reaching tol={tol}")
@@ -179,7 +250,11 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         bc = rng.multinomial(n, tb.counts / n, size=int(n_boot)).astype(float)
-        pb, _ = tb.em(bc, tol=max(tol, 1e-8), max_iter=max_iter)
+        # each replicate is refitted to convergence, warm-started at the NPMLE
+        if tb.counts.size * tb.m <= 2e7:
+            pb = np.vstack([tb.cnm(row, tol=max(tol, 1e-7), max_iter=max_iter, start=p)[0] for row in bc])
+        else:
+            pb, _ = tb.em(bc, tol=max(tol, 1e-7), max_iter=20 * max_iter, start=0.99 * p + 0.01 / tb.m)
         boot_cdf = np.cumsum(pb, axis=1)
         ci_lo = np.quantile(boot_cdf, alpha / 2, axis=0)
         ci_hi = np.quantile(boot_cdf, 1 - alpha / 2, axis=0)
@@ -190,8 +265,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     turnbull = pd.DataFrame({"lower": tb.left, "upper": tb.right, "exact": tb.exact_left, "mass": p,
                              "estimate": cdf})
     keep = p > 1e-12
-    at_risk = (lo[None, :] >= tb.right[keep][:, None]).sum(1) if keep.sum() * n <= 5e7 else \
-        n - np.searchsorted(np.sort(lo), tb.right[keep], side="left")
+    at_risk = n - np.searchsorted(np.sort(lo), tb.right[keep], side="left")   # rows with lo >= time
     curve = pd.DataFrame({"group": "all", "time": tb.right[keep], "estimate": cdf[keep],
                           "ci_lower": ci_lo[keep], "ci_upper": ci_hi[keep], "n_at_risk": at_risk,
                           "interval_lower": tb.left[keep], "mass": p[keep]})
