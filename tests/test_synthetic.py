@@ -44,14 +44,20 @@ def test_no_hostats_import():
 
 
 def test_every_toml_number_cites_a_rates_row():
+    """Each parameter line cites a RATES.md row (R1-R23); only the study layout is exempt, and says so."""
+    import re
+
+    layout = {"sites", "site_shares", "index_date_start", "index_date_end"}
     for path in (ROOT / "synthetic" / "scenarios").glob("*.toml"):
-        params = tomllib.loads(path.read_text(encoding="utf-8"))["parameters"]
         text = path.read_text(encoding="utf-8")
+        params = tomllib.loads(text)["parameters"]
         for key in params:
             line = next(ln for ln in text.splitlines() if ln.startswith(f"{key} ="))
-            if key.startswith(("sites", "site_shares", "index_date", "index_event")) and "sites" not in key[6:]:
-                continue  # study layout, not a clinical number
-            assert "# R" in line or "R" in line.split("#", 1)[-1], f"{path.name}: {key} cites no RATES.md row"
+            comment = line.split("#", 1)[1] if "#" in line else ""
+            if key in layout and "study layout" in comment:
+                continue
+            rows = [int(r) for r in re.findall(r"\bR(\d+)\b", comment)]
+            assert rows and all(1 <= r <= 23 for r in rows), f"{path.name}: {key} cites no RATES.md row"
 
 
 def test_overrides_validated():
@@ -224,3 +230,20 @@ def test_round_trip_excel_text_codes(tmp_path):
     c = synthetic.generate("tha_prophylaxis", 2000, 9, fault_rate=0)
     cohort = hostats.read_cohort(c.write(tmp_path, excel_site="A"))
     _compare(c.episodes.set_index("patient_id"), cohort.episodes.set_index("patient_id").loc[c.episodes["patient_id"]])
+
+
+def test_cli_synth(tmp_path):
+    from typer.testing import CliRunner
+
+    from hostats.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "burn", "-n", "300", "--seed", "4", "--out", str(tmp_path / "o"),
+                              "--fault-rate", "0"])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((tmp_path / "o" / "truth.json").read_text())
+    assert truth["scenario"] == "burn" and truth["n"] == 300 and truth["seed"] == 4
+    assert sum(truth["faults"].values()) == 0
+    assert (tmp_path / "o" / "export.toml").exists()
+    res = runner.invoke(app, ["synth", "nope", "--seed", "1", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "unknown scenario" in res.output
