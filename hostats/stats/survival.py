@@ -325,8 +325,8 @@ def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str], di
             raise DataError(f"covariate {var!r} has missing values in rows {_rows(bad, data.index)}; "
                             "impute them or exclude the rows explicitly (nothing is dropped silently)",
                             column=var)
-    mm = formulaic.model_matrix(rhs, data, na_action="raise")
-    names = list(mm.columns)
+    mm = formulaic.model_matrix(rhs, data, na_action="raise", output="numpy")  # no DataFrame copy
+    names = list(mm.model_spec.column_names)
     keep = [i for i, c in enumerate(names) if c != "Intercept"]
     X = np.asarray(mm, dtype=float)[:, keep]
     names = [names[i] for i in keep]
