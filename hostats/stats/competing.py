@@ -234,7 +234,8 @@ class CumulativeIncidenceResult(CurveResult):
     """Aalen-Johansen cumulative incidence of one cause, by group.
 
     ``curve``: group, time, estimate, ci_lower, ci_upper, n_at_risk (number with T >= time), std_error,
-    n_events (of the cause at that time), n_competing, at every jump of the curve.
+    n_events (of the cause at that time; weighted with weights), n_competing, at every jump of the curve
+    (plus n_at_risk_weighted with weights).
     ``table(times=None)``: per group n, events of the cause, competing events, censored, and the estimate
     at the last follow-up time (or at each of ``times``). ``gray_test``: Gray's test between groups.
     """
@@ -263,6 +264,9 @@ class CumulativeIncidenceResult(CurveResult):
         return pd.DataFrame({"group": [label] * times.size, "time": times, "estimate": est,
                              "ci_lower": lo, "ci_upper": hi, "n_at_risk": y.astype(np.int64),
                              "std_error": np.sqrt(var)})
+
+    def __repr__(self) -> str:  # CurveResult's dataclass-generated repr would dump every field
+        return Result.__repr__(self)
 
     def at(self, times) -> pd.DataFrame:
         """Estimate, log-log limits, standard error and number at risk (T >= time) at ``times``, per group."""
@@ -334,6 +338,8 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
             "ci_upper": hi, "n_at_risk": st["n_at_risk"][j].astype(np.int64),
             "std_error": np.sqrt(st["variance"][j]),
             "n_events": st["d1"][j], "n_competing": st["d2"][j]}))
+        if w is not None:
+            curves[-1]["n_at_risk_weighted"] = st["n_at_risk_weighted"][j]
         sg = s[mask]
         n_cause = int(np.sum(sg == cause))
         if n_cause == 0:

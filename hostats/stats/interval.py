@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._result import CurveResult, check_level, tidy, z_value
+from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
 from hostats.stats._survdata import _rows, require_columns
 
 TURNBULL_REFERENCE = (
@@ -196,12 +196,17 @@ class IntervalCensoredResult(CurveResult):
     P(onset <= time)), bootstrap ci_lower/ci_upper, n_at_risk (rows with lower bound >= time, i.e. known
     onset-free up to then), interval_lower, mass. ``turnbull``: every innermost interval with its mass.
     ``fitted``: the lifelines WeibullFitter. ``table()``: Weibull scale (lambda) and shape (rho) with
-    Wald limits, median onset from the Weibull (delta method) and from the NPMLE (bootstrap).
+    Wald limits, median onset from the Weibull (delta method; its std_error is on the log scale) and from
+    the NPMLE (first Turnbull interval where F reaches 0.5: its right end, with interval_lower; bootstrap
+    limits).
     """
 
     turnbull: pd.DataFrame = field(default_factory=pd.DataFrame)
     iterations: int = 0
     n_boot: int = 0
+
+    def __repr__(self) -> str:  # CurveResult's dataclass-generated repr would dump every field
+        return Result.__repr__(self)
 
     def weibull_cdf(self, times) -> pd.DataFrame:
         """Weibull P(onset <= t) with lifelines' pointwise limits at ``times``."""
