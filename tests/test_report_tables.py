@@ -363,3 +363,18 @@ def test_manifest_hashes_and_versions(tmp_path):
     back = json.loads((tmp_path / "manifest.json").read_text())
     assert back["seed"] == 5 and back["packages"]["pandas"] == pd.__version__
     assert back["inputs"][0]["sha256"].startswith("ba7816bf")
+
+
+def test_free_text_redaction_of_dates_and_small_counts():
+    from hostats.report.tables import redact_text
+
+    t = redact_text("3 unreadable date(s) set missing; 3 unreadable date(s) set missing; 12 rows; "
+                    "origin 1899-12-30; 0.5 Gy; site_C.csv; n=2; 2,300 rows")
+    assert t == "<5 unreadable date(s) set missing; 12 rows; origin [date]; 0.5 Gy; site_C.csv; n=<5; 2,300 rows"
+
+
+def test_flow_reasons_are_redacted():
+    f = _flow([20])
+    f.loc[1, "reason"] = "2 impossible dates, e.g. 2019-03-04 in /tmp/x/site_A.csv"
+    box = [b for b in flow_boxes(f, 5) if b["kind"] == "side"][0]
+    assert box["reason"] == "<5 impossible dates, e.g. [date] in site_A.csv"

@@ -17,7 +17,14 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from hostats.report.tables import SECONDARY, SECONDARY_NOTE, estimates_display, format_count, is_small
+from hostats.report.tables import (
+    SECONDARY,
+    SECONDARY_NOTE,
+    estimates_display,
+    format_count,
+    is_small,
+    redact_text,
+)
 
 SECTION_IDS = ("question", "data", "flow", "table1", "estimates", "figures", "diagnostics", "sensitivity",
                "methods", "provenance")
@@ -101,7 +108,7 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] |
     if f.empty:
         return []
     if "reason" in f.columns:
-        f["reason"] = f["reason"].fillna("").astype(str).map(_short_paths)
+        f["reason"] = f["reason"].fillna("").astype(str).map(lambda t: redact_text(_short_paths(t), threshold))
     exc = pd.to_numeric(f.get("rows_excluded", 0), errors="coerce").fillna(0).to_numpy(float)
     exc[0] = 0.0  # the first row is the read step
     small = is_small(exc, threshold)
@@ -156,6 +163,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
     flow = flow_boxes(content.flow, content.threshold, content.criteria_steps) if content.flow is not None else []
+    content.warnings = [redact_text(w, content.threshold) for w in content.warnings]
     html = _env().get_template("report.html.j2").render(
         c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE,
         table1_html=content.table1.html() if content.table1 is not None else "",

@@ -10,6 +10,7 @@ sensitive entry; see Hundepool et al., *Statistical Disclosure Control*, Wiley 2
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -427,6 +428,20 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].astype(object).map(fix)
     out.columns = [fix(str(c)) for c in out.columns]
     return out
+
+
+_ISO_DATE_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?\b")
+_SMALL_INT_TEXT = re.compile(r"(?<![\w.,/\-])(\d+)(?![\w.%/\-]|,\d)")
+
+
+def redact_text(text: str, threshold: int = 5) -> str:
+    """Free text for a report (ledger reasons, estimator warnings): exact dates become "[date]" and stand-
+    alone whole numbers from 1 to threshold-1 (counts) become "<5"; repeated clauses are dropped."""
+    text = _ISO_DATE_TEXT.sub("[date]", str(text))
+    text = _SMALL_INT_TEXT.sub(lambda m: PRIMARY.format(t=threshold) if 1 <= int(m.group(1)) < threshold
+                               else m.group(1), text)
+    parts = text.split("; ")
+    return "; ".join(dict.fromkeys(parts))
 
 
 def write_csv(frame: pd.DataFrame, path) -> None:
