@@ -493,7 +493,7 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
       the study sizes (metafor's ``transf.ipft.hm``).
     - ``"glmm"``: the exact binomial-normal model (Stijnen, Hamza & Ozdemir 2010): x_i ~ Binomial(n_i,
       expit(mu + u_i)), u_i ~ N(0, tau2), fitted by maximum likelihood with adaptive Gauss-Hermite
-      quadrature (21 nodes). No continuity correction is needed. ``method`` must be "REML"/"ML" (both give
+      quadrature (41 nodes). No continuity correction is needed. ``method`` must be "REML"/"ML" (both give
       the ML fit, as metafor's ``rma.glmm``) or "FE" (tau2 = 0: pooled logistic regression). Wald CI for mu;
       Q, I2 and H2 are those of the logit inverse-variance model (metafor reports the same Wald-type Q).
 
@@ -568,14 +568,14 @@ def _back_transform(res: MetaProportionResult, back: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------- GLMM
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(21)
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(41)
 
 
 def _glmm_loglik(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
     """Marginal log-likelihood of the binomial-normal model by adaptive Gauss-Hermite quadrature.
 
     For each study the integrand over the random effect u is centred at its mode and scaled by its
-    curvature (Liu & Pierce 1994), so 21 nodes are accurate even for large studies.
+    curvature (Liu & Pierce 1994), so 41 nodes are accurate even for large studies.
     """
     tau = max(tau, 1e-8)
     log_binom = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
