@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,7 +74,16 @@ def _summary(x: np.ndarray) -> dict[str, float]:
 
 
 def _truth_block(model: Scenario, P: dict, coefs: Coefficients, d: Draw) -> dict[str, Any]:
-    """Estimands of one draw (the population draw or the sample), from potential outcomes."""
+    """Estimands of one draw (the population draw or the sample), from potential outcomes.
+
+    In a tiny sample a ratio can be undefined (no events in a group): it is NaN (null in truth.json).
+    """
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # mean of an empty group -> NaN, documented
+        return _truth_block_unguarded(model, P, coefs, d)
+
+
+def _truth_block_unguarded(model: Scenario, P: dict, coefs: Coefficients, d: Draw) -> dict[str, Any]:
     arms = model.arms(P)
     det = d.detected_under_arms()
     risk = det.mean(axis=0)
@@ -141,11 +151,11 @@ def _extras(model: Scenario, P: dict, coefs: Coefficients, d: Draw, det: np.ndar
                          ("early_intensive_therapy", "odds_ratio_early_intensive_therapy")):
             b = np.log(P[key])
             x = d.cov[col].astype(float)
-            r = [float(np.mean((d.u_ho < expit(d.eta0 + b * (v - x))) & alive)) for v in (1.0, 0.0)]
+            r = [np.mean((d.u_ho < expit(d.eta0 + b * (v - x))) & alive) for v in (1.0, 0.0)]
             ors[col] = {"conditional_log_odds": float(b), "conditional_odds_ratio": float(P[key]),
-                        "marginal_odds_ratio": r[0] / (1 - r[0]) / (r[1] / (1 - r[1])),
-                        "risk_ratio": r[0] / r[1], "risk_difference": r[0] - r[1],
-                        "risk_exposed": r[0], "risk_unexposed": r[1]}
+                        "marginal_odds_ratio": float(r[0] / (1 - r[0]) / (r[1] / (1 - r[1]))),
+                        "risk_ratio": float(r[0] / r[1]), "risk_difference": float(r[0] - r[1]),
+                        "risk_exposed": float(r[0]), "risk_unexposed": float(r[1])}
         out["odds_ratios"] = ors
         out["joint_shares"] = dict(P["ho_site_shares"])
         del n

@@ -247,3 +247,12 @@ def test_cli_synth(tmp_path):
     assert (tmp_path / "o" / "export.toml").exists()
     res = runner.invoke(app, ["synth", "nope", "--seed", "1", "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "unknown scenario" in res.output
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_tiny_draws_write_strict_json(tmp_path, scenario):
+    """n = 3: undefined sample ratios are NaN in memory and null in truth.json, never a crash or NaN text."""
+    c = synthetic.generate(scenario, 3, 1)
+    folder = c.write(tmp_path)
+    json.loads((folder / "truth.json").read_text(), parse_constant=lambda tok: pytest.fail(f"{tok} in truth.json"))
+    assert len(c.episodes) == 3
