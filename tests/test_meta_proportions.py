@@ -73,6 +73,8 @@ def test_logit_pooling_equals_meta_effects_on_the_log_odds_and_back_transforms()
     assert fe.estimate_transformed == pytest.approx(np.sum(y / v) / np.sum(1 / v))
     t = fe.table()
     assert t.loc[t.measure == "pooled", "events"].iloc[0] == x.sum()
+    assert t.loc[t.measure == "pooled", "n"].iloc[0] == n.sum()
+    assert t.loc[t.measure == "pooled", "studies"].iloc[0] == 5
     assert set(t.scale) == {"proportion", "logit"}
 
 
@@ -164,3 +166,13 @@ def test_glmm_handles_rare_events_with_zero_studies():
         meta_proportions([0, 0, 0], [10, 20, 30], transform="glmm")
     with pytest.raises(ValueError, match="maximum likelihood"):
         meta_proportions(x, n, transform="glmm", method="DL")
+
+
+def test_leave_one_out_refits_on_the_proportion_scale():
+    for transform in ("logit", "ft", "glmm"):
+        r = meta_proportions(EDGE_X, EDGE_N, transform=transform)
+        loo = r.leave_one_out()
+        assert list(loo.omitted) == [1, 2, 3, 4, 5]
+        direct = meta_proportions(EDGE_X[1:], EDGE_N[1:], transform=transform)
+        assert loo.estimate.iloc[0] == pytest.approx(direct.estimate, rel=1e-10)
+        assert ((loo.estimate > 0) & (loo.estimate < 1)).all()

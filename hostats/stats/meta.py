@@ -308,13 +308,13 @@ class MetaResult(Result):
 def _summary_table(r: MetaResult, extra: dict | None = None) -> pd.DataFrame:
     rows = [
         {"measure": "pooled", "estimate": r.estimate, "ci_lower": r.ci_lower, "ci_upper": r.ci_upper,
-         "p_value": r.p_value, "std_error": r.std_error, "n": r.k},
+         "p_value": r.p_value, "std_error": r.std_error, "studies": r.k},
         {"measure": "prediction_interval", "estimate": r.estimate, "ci_lower": r.pred_lower,
          "ci_upper": r.pred_upper},
         {"measure": "tau2", "estimate": r.tau2, "ci_lower": r.tau2_ci[0], "ci_upper": r.tau2_ci[1]},
         {"measure": "i2_percent", "estimate": r.i2, "ci_lower": r.i2_ci[0], "ci_upper": r.i2_ci[1]},
         {"measure": "h2", "estimate": r.h2, "ci_lower": r.h2_ci[0], "ci_upper": r.h2_ci[1]},
-        {"measure": "q", "estimate": r.q, "p_value": r.q_pvalue, "n": r.k},
+        {"measure": "q", "estimate": r.q, "p_value": r.q_pvalue, "studies": r.k},
     ]
     out = pd.DataFrame(rows)
     for key, value in (extra or {}).items():
@@ -423,6 +423,29 @@ class MetaProportionResult(MetaResult):
     events: np.ndarray = field(default_factory=lambda: np.empty(0))
     totals: np.ndarray = field(default_factory=lambda: np.empty(0))
     corrected: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    continuity: float = 0.5
+    loglik: float = float("nan")
+
+    def leave_one_out(self) -> pd.DataFrame:
+        """Refit without each study in turn (same transform and method); proportions back-transformed.
+
+        Columns: ``omitted``, estimate, ci_lower, ci_upper, pred_lower, pred_upper (proportions),
+        estimate_transformed, std_error, tau2, i2, q, q_pvalue (transformed scale).
+        """
+        if self.k < 3:
+            raise EstimationError("leave-one-out needs at least 3 studies (2 must remain)")
+        rows = []
+        for i in range(self.k):
+            keep = np.arange(self.k) != i
+            r = meta_proportions(self.events[keep], self.totals[keep], method=self.tau2_method,
+                                 transform=self.transform, level=self.level, continuity=self.continuity)
+            rows.append({"omitted": self.labels[i], "estimate": r.estimate, "ci_lower": r.ci_lower,
+                         "ci_upper": r.ci_upper, "pred_lower": r.pred_lower, "pred_upper": r.pred_upper,
+                         "estimate_transformed": r.estimate_transformed, "std_error": r.std_error,
+                         "tau2": r.tau2, "i2": r.i2, "q": r.q, "q_pvalue": r.q_pvalue})
+        out = pd.DataFrame(rows)
+        out["ci_level"] = self.level
+        return out
 
     def forest_data(self) -> pd.DataFrame:
         """Forest-plot rows on the proportion scale: each study's observed proportion with a Wilson
@@ -534,7 +557,7 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
         v = 1.0 / (4.0 * n + 2.0)
         corrected = np.zeros(x.size, dtype=bool)
     res = _build(y, v, labs, key, False, level, warnings, cls=MetaProportionResult, transform=tf,
-                 events=x, totals=n, corrected=corrected)
+                 events=x, totals=n, corrected=corrected, continuity=continuity)
     res.estimate_transformed = res.estimate
     if tf == "logit":
         back = _expit
@@ -561,7 +584,7 @@ def _back_transform(res: MetaProportionResult, back: Any) -> None:
     table.loc[table["measure"] == "prediction_interval", ["estimate", "ci_lower", "ci_upper"]] = (
         res.estimate, res.pred_lower, res.pred_upper)
     table.loc[table["measure"] == "pooled", "events"] = int(res.events.sum())
-    table.loc[table["measure"] == "pooled", "n_patients"] = int(res.totals.sum())
+    table.loc[table["measure"] == "pooled", "n"] = int(res.totals.sum())
     extra = pd.DataFrame([{"measure": "pooled_transformed", "estimate": res.estimate_transformed,
                            "std_error": res.std_error, "p_value": res.p_value, "scale": res.transform}])
     res._table = pd.concat([table, extra], ignore_index=True)
@@ -666,12 +689,11 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
         tau2=tau2, tau2_ci=(float("nan"), float("nan")), i2=float(i2), h2=float(h2), q=f_fe.q,
         q_pvalue=f_fe.q_pvalue, pred_lower=mu_hat - half_pi, pred_upper=mu_hat + half_pi, k=int(x.size),
         yi=y, vi=v, labels=labs, weights=np.empty(0), tau2_method="FE" if fixed else "ML", transform="glmm",
-        events=x, totals=n, corrected=np.zeros(x.size, dtype=bool))
+        events=x, totals=n, corrected=np.zeros(x.size, dtype=bool), continuity=continuity, loglik=loglik)
     res._table = _summary_table(res, {})
     res._table.loc[res._table["measure"] == "tau2", ["ci_lower", "ci_upper"]] = np.nan
     res._table.loc[res._table["measure"].isin(["i2_percent", "h2"]), ["ci_lower", "ci_upper"]] = np.nan
     res.estimate_transformed = mu_hat
-    res.loglik = loglik  # type: ignore[attr-defined]
     _back_transform(res, _expit)
     return res
 
