@@ -168,6 +168,8 @@ def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         if s.dtype == object or isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype)):
             # text columns become Categorical here: every later rule then works on the distinct values
             codes, uniques = _factor(s)
+            if not len(uniques):  # all missing already
+                continue
             text = _text(uniques)
             miss_u = text.str.casefold().isin(col_tokens).to_numpy()
             is_missing = _spread(miss_u, codes)
@@ -469,8 +471,7 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             res["problem"], res["notes"] = [p], n
             return d
 
-        codes, uniques = pd.factorize(s, use_na_sentinel=True)
-        u = pd.Series(uniques, dtype=object)
+        codes, u = _factor(s)
         d = parse(u)
         taken = pd.Series(_take(d, codes), index=s.index)
         prob = pd.Series(_take(res["problem"][0].astype(object), codes), index=s.index)
@@ -596,6 +597,8 @@ def required_values(frame: pd.DataFrame, ctx: Context, required: tuple[str, ...]
         for c in required:
             reasons = reasons + np.where(sub[c], c + ", ", "")
         reasons = "no usable " + reasons.str.rstrip(", ")
+        empty = frame.loc[bad, _data_columns(frame)].isna().all(axis=1)
+        reasons = reasons.where(~empty, "empty row")
     ctx.ledger.record("required values", len(frame), excluded=frame[bad], row_reasons=reasons,
                       reason=f"no usable {' / '.join(required)}")
     return frame[~bad]

@@ -10,8 +10,9 @@ formats and units. Without a mapping, canonical names and a fixed list of common
 ``sex``, ``dob`` -> date of birth, ...) are recognised after normalising case, spaces and punctuation;
 anything else is reported as unrecognised and left out, never guessed.
 
-Row numbers (``source_row``) are those a spreadsheet shows: the header is row 1, the first data row is 2
-(blank lines keep their numbers). Sources without a header line (DataFrame, SQL, Parquet, Stata, SAS,
+Row numbers (``source_row``) are those a spreadsheet shows: the header is row 1, the first data row is 2.
+Every record counts as a row read: a blank line is a row too (excluded later as an empty row), so the
+numbers stay those of the file (for CSV without line breaks inside quoted fields). Sources without a header line (DataFrame, SQL, Parquet, Stata, SAS,
 SPSS) are numbered the same way, as if written to CSV: their first row is 2.
 """
 from __future__ import annotations
@@ -184,8 +185,7 @@ class RawSource:
     name: str
     sha256: str | None
     first_row: int = 2      # source row number of the first data row
-    rows: np.ndarray | None = None  # explicit source row numbers (blank lines skipped), else consecutive
-    blank_rows: int = 0
+    rows: np.ndarray | None = None  # explicit source row numbers (a cohort read back), else consecutive
 
 
 def _sha256_file(path: Path) -> str:
@@ -286,15 +286,8 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
         frame.columns = [h.strip() for h in header]
     else:
         frame.columns = [str(c).strip() for c in frame.columns]
-    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
-    blank = np.zeros(len(frame), dtype=bool)
-    if len(frame) and len(header):
-        cand = (frame.iloc[:, 0] == "").to_numpy()  # check whole rows only where the first cell is empty
-        if cand.any():
-            blank[cand] = (frame[cand] == "").all(axis=1).to_numpy()
-    if blank.any():
-        frame, rows = frame.loc[~blank].reset_index(drop=True), rows[~blank]
-    return RawSource(frame, str(path), _sha256_file(path), rows=rows, blank_rows=int(blank.sum()))
+    # every record counts as a row read (a blank line too: it is excluded later as an empty row)
+    return RawSource(frame, str(path), _sha256_file(path))
 
 
 def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
@@ -318,11 +311,7 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
     header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]
     frame = raw.iloc[1:].reset_index(drop=True)
     frame.columns = header
-    rows = np.arange(2, len(frame) + 2, dtype=np.int64)
-    blank = frame.isna().all(axis=1).to_numpy()
-    if blank.any():
-        frame, rows = frame.loc[~blank].reset_index(drop=True), rows[~blank]
-    return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path), rows=rows, blank_rows=int(blank.sum()))
+    return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path))
 
 
 def _read_stat(path: Path) -> pd.DataFrame:
@@ -483,8 +472,6 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
     """Rename source columns to canonical names ([columns], then canonical names, then synonyms),
     add ``source_file``/``source_row``, and report columns that were not recognised."""
     notes: list[str] = []
-    if raw.blank_rows:
-        notes.append(f"{raw.blank_rows} blank line(s) ignored")
     frame = _dedupe_columns(raw.frame, raw.name, notes)
     found = [str(c) for c in frame.columns]
     rename: dict[str, str] = {}
