@@ -109,6 +109,10 @@ def _truth_block_unguarded(model: Scenario, P: dict, coefs: Coefficients, d: Dra
                     "max_days": float(P["onset_max_days"]),
                     "distribution": "log-normal truncated at max_days",
                     "median_parameter_days": P["onset_median_days"], "sigma_log": P["onset_sigma_log"]}
+    # symptomatic (R2) among HO detected under the assigned arms: symptoms are recorded when the
+    # symptom-driven bone scan happens before death; detection is likelier when symptomatic
+    sym = true_ho & d.tl.symptomatic & (d.tl.symptom_scan_day < d.death_day)
+    out["symptomatic_share_among_detected"] = float(sym[assigned].mean())
     out["death_within_1y"] = float(np.mean(d.death_day <= dgp.HORIZON_DAYS))
     out["loss_to_followup_within_1y"] = float(np.mean(d.ltfu_day <= dgp.HORIZON_DAYS))
     out.update(_extras(model, P, coefs, d, det))

@@ -256,3 +256,22 @@ def test_tiny_draws_write_strict_json(tmp_path, scenario):
     folder = c.write(tmp_path)
     json.loads((folder / "truth.json").read_text(), parse_constant=lambda tok: pytest.fail(f"{tok} in truth.json"))
     assert len(c.episodes) == 3
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_complete_follow_up_measures_the_truth_exactly(scenario):
+    """With no loss to follow-up, (ho and ho_date - index_date <= 365) in the data IS the sample truth."""
+    c = synthetic.generate(scenario, 20_000, 8, fault_rate=0, overrides={"loss_to_followup_per_year": 0})
+    ep = c.episodes
+    y = (ep["ho"] & ((ep["ho_date"] - ep["index_date"]).dt.days <= 365)).to_numpy()
+    s = c.truth["sample"]
+    assert y.mean() == pytest.approx(s["cumulative_incidence"], abs=1e-12)
+    assert ep.loc[y, "symptomatic"].mean() == pytest.approx(s["symptomatic_share_among_detected"], abs=1e-12)
+    if "prophylaxis" in ep or "adjuvant" in ep:
+        arm = ep["prophylaxis" if "prophylaxis" in ep else "adjuvant"].to_numpy()
+        for a in s["risk"]:  # the potential outcome under the arm actually received is the observed one
+            m = arm == a
+            assert (c.latent.loc[m, f"detected_{a}"].to_numpy() == y[m]).all()
+    # deaths recorded as such, and never after an HO date
+    died = ep["death_date"].notna()
+    assert (ep.loc[died & ep["ho"], "ho_date"] < ep.loc[died & ep["ho"], "death_date"]).all()
