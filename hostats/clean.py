@@ -779,8 +779,8 @@ def derive_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     ho = out["ho"].astype("boolean") if "ho" in out else pd.Series(pd.NA, index=out.index, dtype="boolean")
     died = death.notna()
     status = pd.Series(np.where(ho.fillna(False), 1, np.where(died, 2, 0)), index=out.index).astype("Int64")
-    # HO unknown: the outcome is unknown unless death ended follow-up with no HO recorded before it
-    status = status.mask(ho.isna() & ~died)
+    # HO unknown: so is the outcome (HO may have preceded a death); time_days is then missing too
+    status = status.mask(ho.isna().to_numpy())
     out["status"] = status
     end = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
     st = status.fillna(-1).to_numpy(dtype=np.int64)  # NA status: no end of follow-up

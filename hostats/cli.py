@@ -106,6 +106,8 @@ def validate(
              ["source_row", "column", "value", "problem", "action"]),
             (f"Excluded rows (first {min(show, len(excluded))} of {len(excluded)})", excluded,
              ["source_row", "step", "reason"])):
+        if len(frame) and frame["source_file"].nunique() > 1:  # several files: say which
+            cols = ["source_file", *cols]
         if len(frame):
             t = Table(title=title, title_justify="left")
             for c in cols:

@@ -36,6 +36,11 @@ def test_derived_status_time_followup():
     assert np.isnan(ep.loc["E", "time_days"])
     assert ep["followup_days"].tolist() == [360.0, 200.0, 100.0, 151.0, 120.0]
     assert str(ep["status"].dtype) == "Int64" and ep["time_days"].dtype == "float64"
+    # HO unknown and died: HO may have come first, so the outcome is unknown too
+    died = hostats.read_cohort(frame().assign(death_date=["", "2021-07-20", "", "2021-06-01", "2021-03-01"]),
+                               today=TODAY).episodes
+    assert pd.isna(died["status"].iloc[4]) and np.isnan(died["time_days"].iloc[4])
+    assert died["followup_days"].iloc[4] == 59.0
 
 
 def test_hand_computed_days_match_pandas_date_arithmetic():
