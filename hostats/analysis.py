@@ -268,6 +268,9 @@ def load_spec(path: Path | str) -> Spec:
         ids.add(sid)
         s["id"] = sid
         s["_index"] = i
+    for h in _as_list(report.get("headline")):
+        if str(h).partition("/")[0] not in ids:
+            raise stub.error(f"{h!r} names no section (section ids: {sorted(ids)})", "report", "headline")
     return Spec(path=path, text=text, raw=raw, name=analysis.get("name", path.parent.name),
                 title=analysis["title"], question=analysis.get("question", ""), data=data, synthetic=synthetic,
                 criteria=criteria, derive=derive, outcome=outcome, exposure=dict(raw.get("exposure", {})),
@@ -1598,17 +1601,26 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
 
 
 def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
-    """A few rows for the index page (the spec's [report] headline = [section ids], else the first rows)."""
-    ids = spec.report.get("headline")
-    rows = est[est["section"].isin(ids)] if ids else est.head(3)
+    """A few rows for the index page: ``[report] headline`` entries "section" or "section/measure" (curve
+    values at the horizon only), else the first rows."""
+    if "time_days" in est.columns:
+        est = est[est["time_days"].isna() | np.isclose(est["time_days"].astype(float), spec.horizon)]
+    picks = []
+    for h in spec.report.get("headline") or []:
+        sec, _, measure = str(h).partition("/")
+        rows = est[est["section"] == sec]
+        picks.append(rows[rows["measure"] == measure] if measure else rows)
+    rows = pd.concat(picks) if picks else est.head(3)
     out = []
-    for _, r in rows.head(6).iterrows():
+    for _, r in rows.head(8).iterrows():
         est_v = r["estimate"]
         if est_v is None or (isinstance(est_v, float) and math.isnan(est_v)):
             value = "withheld (small numbers)"
+        elif r["ci_lower"] is None or pd.isna(r["ci_lower"]):
+            value = format_number(est_v)
         else:
             value = f"{format_number(est_v)} ({format_number(r['ci_lower'])} to {format_number(r['ci_upper'])})"
-        label = " ".join(str(x) for x in (r["measure"], r["group"] or r["term"]) if x)
+        label = " ".join(str(x) for x in (r["measure"].replace("_", " "), r["group"] or r["term"]) if x)
         tv = r.get("truth")
         out.append({"label": label, "value": value,
                     "truth": format_number(tv) if tv is not None and not pd.isna(tv) else ""})

@@ -28,7 +28,7 @@ EXPECTED = {
                       ("rate", "rate", "tha", False),
                       ("brooker", "share", "I", True), ("brooker", "share", "IV", True),
                       ("symptomatic", "proportion", "tha", True),
-                      ("prior_ho", "cumulative_incidence", "True", True),
+                      ("prior_ho", "cumulative_incidence", "prior HO", True),
                       ("risk_factors", "odds_ratio", "prior_ho[T.True]", False),
                       ("risk_factors", "odds_ratio", "C(sex)[T.male]", True)],
     "prophylaxis": [("effect", "risk_ratio", "radiotherapy vs none", True),
