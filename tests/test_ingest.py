@@ -203,14 +203,15 @@ def test_spss_and_sas_transport(tmp_path):
         assert c.episodes["index_date"].tolist() == list(small_frame()["index_date"]), p
 
 
-def test_sas7bdat_reader(tmp_path):
-    # pandas ships sas7bdat test files; any of them proves the reader opens the format
-    import pandas as _pd
-    files = sorted((Path(_pd.__file__).parent / "tests/io/sas/data").glob("*.sas7bdat"))
-    if not files:
-        pytest.skip("no sas7bdat sample available")
-    with pytest.raises(DataError, match="required column"):
-        hostats.read_cohort(files[0], today=TODAY)
+def test_sas7bdat_reader(tmp_path, monkeypatch):
+    # no library writes sas7bdat: check the dispatch with a stand-in, and a corrupt file for real
+    pyreadstat = pytest.importorskip("pyreadstat")
+    p = write(tmp_path, b"not a SAS file", "x.sas7bdat")
+    with pytest.raises(DataError, match="cannot read the .sas7bdat file"):
+        hostats.read_cohort(p, today=TODAY)
+    calls = []
+    monkeypatch.setattr(pyreadstat, "read_sas7bdat", lambda path, **kw: (calls.append(path), (small_frame(), None))[1])
+    assert len(hostats.read_cohort(p, today=TODAY).episodes) == 3 and calls == [str(p)]
 
 
 def test_corrupt_parquet(tmp_path):
