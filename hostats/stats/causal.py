@@ -186,7 +186,8 @@ def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[
 # propensity model
 # --------------------------------------------------------------------------------------------------
 
-def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str]) -> tuple[np.ndarray, Any]:
+def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
+                  start: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
     import statsmodels.api as sm
 
     with warnings.catch_warnings(record=True) as caught:
@@ -195,7 +196,8 @@ def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str]) -> tup
         fit = None
         for method in ("newton", "bfgs"):
             try:
-                fit = model.fit(method=method, disp=0, maxiter=200 if method == "newton" else 2000)
+                fit = model.fit(start_params=start, method=method, disp=0,
+                                maxiter=200 if method == "newton" else 2000)
                 break
             except np.linalg.LinAlgError:
                 continue
@@ -234,9 +236,9 @@ def _fit_gbm(X: np.ndarray, a: np.ndarray, ps_model: Any) -> tuple[np.ndarray, A
     return P, est
 
 
-def _fit_propensity(X, a, K, ps_model, notes):
+def _fit_propensity(X, a, K, ps_model, notes, start=None):
     if isinstance(ps_model, str) and ps_model == "logistic":
-        return _fit_logistic(X, a, K, notes)
+        return _fit_logistic(X, a, K, notes, start)
     if (isinstance(ps_model, str) and ps_model == "gbm") or hasattr(ps_model, "predict_proba"):
         return _fit_gbm(X, a, ps_model)
     raise ValueError(f"ps_model must be 'logistic', 'gbm' or a scikit-learn classifier, got {ps_model!r}")
@@ -280,16 +282,47 @@ def _weights(P: np.ndarray, a: np.ndarray, estimand: str, target: int | None, st
 def _score_info(X: np.ndarray, a: np.ndarray, P: np.ndarray):
     """Per-patient score (n x p(K-1)) and information matrix of the multinomial logit (base arm 0)."""
     n, K = P.shape
-    onehot = np.eye(K)[a]
-    resid = onehot[:, 1:] - P[:, 1:]
+    resid = np.eye(K)[a][:, 1:] - P[:, 1:]
     S = (resid[:, :, None] * X[:, None, :]).reshape(n, -1)
-    p = X.shape[1]
+    return S, _information(X, P)
+
+
+def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Fisher information of the multinomial logit: blocks X' diag(P_k (1{k=m} - P_m)) X (symmetric)."""
+    K, p = P.shape[1], X.shape[1]
     info = np.zeros(((K - 1) * p, (K - 1) * p))
     for k in range(1, K):
-        for m in range(1, K):
-            c = P[:, k] * ((k == m) - P[:, m])
-            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = (X * c[:, None]).T @ X
-    return S, info
+        for m in range(k, K):
+            block = (X * (P[:, k] * ((k == m) - P[:, m]))[:, None]).T @ X
+            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
+            info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
+    return info
+
+
+def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30) -> np.ndarray:
+    """Fitted probabilities of the multinomial logit (base arm 0) by Newton-Raphson from ``start``.
+
+    Used for bootstrap refits only (statsmodels' MNLogit Hessian is ~10x slower); the main fit, whose
+    object users see, stays statsmodels. Same likelihood, same optimum.
+    """
+    n, p = X.shape
+    beta = np.asarray(start, dtype=float).copy()
+    for _ in range(maxiter):
+        lin = np.column_stack([np.zeros(n), X @ beta.reshape(K - 1, p).T])
+        lin -= lin.max(axis=1, keepdims=True)
+        P = np.exp(lin)
+        P /= P.sum(axis=1, keepdims=True)
+        grad = (X.T @ (np.eye(K)[a][:, 1:] - P[:, 1:])).T.ravel()   # block k = X'(1{A=k} - P_k)
+        step = np.linalg.solve(_information(X, P), grad)
+        beta += step
+        if not np.all(np.isfinite(beta)):
+            break
+        if np.max(np.abs(step)) < 1e-8:
+            lin = np.column_stack([np.zeros(n), X @ beta.reshape(K - 1, p).T])
+            lin -= lin.max(axis=1, keepdims=True)
+            P = np.exp(lin)
+            return P / P.sum(axis=1, keepdims=True)
+    raise EstimationError("bootstrap propensity refit did not converge (separation in the resample?)")
 
 
 def _arm_means(y: np.ndarray, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -451,8 +484,8 @@ def _contrast_rows(mu, V, counts, events, pairs, levels, z) -> list[dict]:
     return rows
 
 
-def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes):
-    P, fit = _fit_propensity(Xd, a, K, ps_model, notes)
+def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes, start=None):
+    P, fit = _fit_propensity(Xd, a, K, ps_model, notes, start)
     P = np.clip(P, 1e-12, 1.0)
     w, g, tinfo = _weights(P, a, estimand, target, stabilized, trunc)
     return P, fit, w, g, tinfo
@@ -485,7 +518,7 @@ def _summaries(mu: np.ndarray, pairs) -> np.ndarray:
     return np.asarray(out)
 
 
-def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized, trunc, pairs):
+def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized, trunc, pairs, start):
     n = len(a)
     out = []
     for ss in seeds:
@@ -498,7 +531,11 @@ def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized,
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                w = _estimate(Xd[idx], ab, K, ps_model, estimand, target, stabilized, trunc, [])[2]
+                if start is not None:  # logistic: fast Newton from the full-sample estimate
+                    P = np.clip(_newton_mnlogit(Xd[idx], ab, K, start), 1e-12, 1.0)
+                    w = _weights(P, ab, estimand, target, stabilized, trunc)[0]
+                else:
+                    w = _estimate(Xd[idx], ab, K, ps_model, estimand, target, stabilized, trunc, [])[2]
                 yb = (y[0][idx], y[1][idx], y[2]) if isinstance(y, tuple) else y[idx]
                 mu = _risks(yb, ab, w, K)
             out.append(_summaries(mu, pairs))
@@ -732,7 +769,8 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     boot_df = None
     if bootstrap:
         rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
-                                         wkey == "stabilized", trunc, pairs, levels, level, notes)
+                                         wkey == "stabilized", trunc, pairs, levels, level, notes,
+                                         start=np.asarray(fit.params).ravel(order="F") if is_logistic else None)
         method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
     outcome_models: dict = {}
@@ -765,13 +803,13 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
-                     levels, level, notes):
+                     levels, level, notes, start=None):
     from joblib import Parallel, delayed, effective_n_jobs
 
     seeds = np.random.SeedSequence(seed).spawn(B)
     n_chunks = max(1, min(effective_n_jobs(n_jobs or 1), B))
     chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
-    args = (Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs)
+    args = (Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs, start)
     if n_chunks == 1:
         parts = [_bootstrap_chunk(chunks[0], *args)]
     else:
