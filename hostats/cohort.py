@@ -195,7 +195,7 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     if assess_src is not None:
         amap = Mapping()
         if isinstance(assess_src, dict):  # from export.toml
-            amap = load_mapping(assess_src.get("mapping"))
+            amap = load_mapping(assess_src.get("mapping"), assessments=True)
             assess_src = assess_src["path"]
         assess_df, assess_ledger, aprov = read_assessments(assess_src, amap, today_ts)
         prov_sources.append(aprov)

@@ -119,8 +119,12 @@ def _check_date_format(fmt: Any, where: str) -> str:
     return fmt
 
 
-def load_mapping(mapping: Mapping | dict | str | Path | None) -> Mapping:
-    """Parse a mapping: a TOML path, an already-parsed dict, a Mapping, or None (no mapping)."""
+ASSESSMENT_INPUT = ("patient_id", "date", "test", "result", "value")
+
+
+def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bool = False) -> Mapping:
+    """Parse a mapping: a TOML path, an already-parsed dict, a Mapping, or None (no mapping).
+    ``assessments=True`` checks [columns] against the assessments table's names instead."""
     if mapping is None:
         return Mapping()
     if isinstance(mapping, Mapping):
@@ -145,13 +149,17 @@ def load_mapping(mapping: Mapping | dict | str | Path | None) -> Mapping:
         raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(known)}")
     src = raw.get("source", {})
     cols = {str(k): str(v) for k, v in raw.get("columns", {}).items()}
-    bad = [k for k in cols if k not in CANONICAL_INPUT]
+    allowed = ASSESSMENT_INPUT if assessments else CANONICAL_INPUT
+    bad = [k for k in cols if k not in allowed]
     if bad:
         raise SpecError(f"{where}: [columns] names {bad} are not canonical columns; canonical names are "
-                        f"{list(CANONICAL_INPUT)}")
+                        f"{list(allowed)}")
+    twice = sorted({v for v in cols.values() if list(cols.values()).count(v) > 1})
+    if twice:
+        raise SpecError(f"{where}: [columns] maps source column(s) {twice} to more than one canonical column")
     values = {}
     for col, table in raw.get("values", {}).items():
-        if col not in COLUMNS or not isinstance(table, dict):
+        if (col not in COLUMNS and col not in ASSESSMENT_INPUT) or not isinstance(table, dict):
             raise SpecError(f"{where}: [values.{col}] must be a table for a canonical column")
         values[col] = {str(k).strip().casefold(): v for k, v in table.items()}
     dates = raw.get("dates", {})

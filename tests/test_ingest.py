@@ -370,7 +370,8 @@ def test_mapping_toml_file_and_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     for text, match in [("[columns\n", "not a valid TOML"), ('[columns]\npatientid = "x"\n', "not canonical"),
                         ('[units]\nrt_dose_gy = "rad"\n', "not supported"),
-                        ('[dates]\nformat = "weird"\n', "date format"), ("[colums]\n", "unknown section")]:
+                        ('[dates]\nformat = "weird"\n', "date format"), ("[colums]\n", "unknown section"),
+                        ('[columns]\nsex = "X"\nsite = "X"\n', "more than one canonical")]:
         bad.write_text(text)
         with pytest.raises(SpecError, match=match):
             load_mapping(bad)
@@ -414,3 +415,16 @@ def test_date_of_birth_gives_age_and_is_dropped(tmp_path):
     c = hostats.read_cohort(p, today=TODAY)
     assert c.episodes["age_years"].iloc[0] == pytest.approx(70.0, abs=0.01)
     assert "date_of_birth" not in c.episodes.columns
+
+
+def test_study_folder_assessments_with_their_own_mapping(tmp_path):
+    write(tmp_path, HEADER + ROWS, "ep.csv")
+    write(tmp_path, "PatNr;Datum;Test;Befund\nP1;01.05.2021;Roentgen;pos\n", "a.csv")
+    (tmp_path / "a.toml").write_text('[columns]\npatient_id = "PatNr"\ndate = "Datum"\ntest = "Test"\n'
+                                     'result = "Befund"\n[values.test]\n"Roentgen" = "xray"\n'
+                                     '[dates]\nformat = "dayfirst"\n')
+    (tmp_path / "export.toml").write_text('[[episodes]]\npath = "ep.csv"\n[assessments]\npath = "a.csv"\n'
+                                          'mapping = "a.toml"\n')
+    c = hostats.read_cohort(tmp_path, today=TODAY)
+    assert c.assessments[["test", "result"]].values.tolist() == [["xray", "positive"]]
+    assert c.episodes["ho_interval_hi_days"].iloc[0] == 58.0  # 2021-03-04 -> 2021-05-01
