@@ -94,6 +94,8 @@ class Cohort:
         if len(mask) != len(ep):
             raise DataError(f"criterion {name!r}: the mask has {len(mask)} values for {len(ep)} episodes")
         mask = pd.Series(mask, index=ep.index) if not isinstance(mask, pd.Series) else mask
+        if not (pd.api.types.is_bool_dtype(mask) or mask.dropna().isin([True, False]).all()):
+            raise DataError(f"criterion {name!r} must give true/false for each episode, not {mask.dtype} values")
         mask = mask.astype("boolean").fillna(False).to_numpy(dtype=bool)
         ledger = self.ledger.copy()
         ledger.record(name, len(ep), excluded=ep[~mask], reason=reason)

@@ -116,6 +116,8 @@ def test_filter_errors():
     c = hostats.read_cohort(frame(), today=TODAY)
     with pytest.raises(DataError, match="criterion 'x': cannot evaluate"):
         c.filter("x", "no_such_column > 3")
+    with pytest.raises(DataError, match="must give true/false"):
+        c.filter("x", "age_years + 1")
     with pytest.raises(DataError, match="mask has 2 values for 5 episodes"):
         c.filter("x", [True, False])
 
