@@ -42,6 +42,7 @@ class Draw:
     ltfu_day: np.ndarray
     eta0: np.ndarray
     p: np.ndarray  # (n, arms) risk of true HO under each arm
+    scale: np.ndarray  # 1 / P(detected before death | HO) of the patient's stratum
 
     @property
     def arm(self) -> np.ndarray:
@@ -64,8 +65,21 @@ def _draw(model: Scenario, P: dict, coefs: Coefficients, rng: np.random.Generato
     death = dgp.event_day(rng, n, cov["death_p"])
     ltfu = dgp.event_day(rng, n, P["loss_to_followup_per_year"])
     eta0 = model.base_logit(P, coefs, cov)
-    p = expit(eta0[:, None] + model.arm_logit(P, coefs, cov, trt))
-    return Draw(site, cov, trt, tl, u_ho, death, ltfu, eta0, p)
+    scale = _true_ho_scale(coefs, cov)
+    p = _true_ho_risk(eta0[:, None] + model.arm_logit(P, coefs, cov, trt), scale[:, None])
+    return Draw(site, cov, trt, tl, u_ho, death, ltfu, eta0, p, scale)
+
+
+def _true_ho_scale(coefs: Coefficients, cov: dict) -> np.ndarray:
+    """1 / c_s: the logit model is for HO detected before death; true HO is more frequent by 1 / c_s."""
+    if coefs.detect_factor is None:
+        return np.ones(cov["stratum"].size)
+    return 1.0 / coefs.detect_factor[cov["stratum"]]
+
+
+def _true_ho_risk(eta: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    # expit(eta) <= c_s for every plausible covariate pattern (c_s >= 0.85); clip guards the extreme tail
+    return np.minimum(expit(eta) * scale, 1.0)
 
 
 def _summary(x: np.ndarray) -> dict[str, float]:
@@ -155,7 +169,7 @@ def _extras(model: Scenario, P: dict, coefs: Coefficients, d: Draw, det: np.ndar
                          ("early_intensive_therapy", "odds_ratio_early_intensive_therapy")):
             b = np.log(P[key])
             x = d.cov[col].astype(float)
-            r = [np.mean((d.u_ho < expit(d.eta0 + b * (v - x))) & alive) for v in (1.0, 0.0)]
+            r = [np.mean((d.u_ho < _true_ho_risk(d.eta0 + b * (v - x), d.scale)) & alive) for v in (1.0, 0.0)]
             ors[col] = {"conditional_log_odds": float(b), "conditional_odds_ratio": float(P[key]),
                         "marginal_odds_ratio": float(r[0] / (1 - r[0]) / (r[1] / (1 - r[1]))),
                         "risk_ratio": float(r[0] / r[1]), "risk_difference": float(r[0] - r[1]),

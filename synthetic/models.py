@@ -26,7 +26,7 @@ class Coefficients:
 
     intercepts: np.ndarray
     arm_log_odds: dict[str, float] = field(default_factory=dict)
-    detect_factor: np.ndarray | None = None  # P(detected before death | HO) per stratum
+    detect_factor: np.ndarray | None = None  # c_s = P(detected before death | HO) per stratum
 
 
 def _choice(rng: np.random.Generator, n: int, shares) -> np.ndarray:
@@ -83,9 +83,12 @@ class Scenario:
     def calibrate(self, P: dict, seed: int) -> Coefficients:
         """Solve stratum intercepts and arm log-odds on a fixed calibration draw.
 
-        Detected risk = E[expit(eta_i) * exp(-lambda_i D_i)] (dgp docstring). Intercept a_s solves
-        mean_s(w_i expit(a_s + x_i b)) = target_s with w_i = exp(-lambda_i D_i); an arm's log-odds
-        solves the ratio of the weighted means = its target marginal risk ratio.
+        The model is logistic on the scale of what a study measures: P(HO detected within 365 days
+        before death | x, arm) = expit(a_s + x b + arm effect). The true-HO probability is that divided
+        by c_s = P(detected before death | HO, stratum s) = E[exp(-lambda_s D)] (dgp docstring), so the
+        conditional log-odds in the truth are exactly those of a logistic regression of the detected
+        outcome under complete follow-up. Intercept a_s solves mean_s(expit(a_s + x b)) = target_s; an
+        arm's log-odds solves mean(expit(eta + b)) / mean(expit(eta)) = its target marginal risk ratio.
         """
         rng = np.random.default_rng(seed)
         cov = self.covariates(P, rng, N_CALIBRATION)
@@ -104,17 +107,17 @@ class Scenario:
             if r >= factor[s]:
                 raise ValueError(f"{self.name}: target risk {r:g} in stratum {s} is not reachable when "
                                  f"only {factor[s]:.3f} of HO is detected before death")
-            intercepts[s] = brentq(lambda a, m=m, r=r: np.mean(w[m] * expit(a + lin[m])) - r, -30, 30)
+            intercepts[s] = brentq(lambda a, m=m, r=r: np.mean(expit(a + lin[m])) - r, -30, 30)
         eta = intercepts[cov["stratum"]] + lin
-        ref = np.mean(w * expit(eta))
+        ref = np.mean(expit(eta))
         arm_lo = {}
         for arm, rr in self.rr_targets(P).items():
             if rr == 1:
                 arm_lo[arm] = 0.0
-            elif rr <= 0 or rr * ref >= np.mean(w):
+            elif rr <= 0 or rr * ref >= 1:
                 raise ValueError(f"{self.name}: risk ratio {rr:g} for {arm} is not reachable")
             else:
-                arm_lo[arm] = brentq(lambda b, rr=rr: np.mean(w * expit(eta + b)) / ref - rr, -30, 30)
+                arm_lo[arm] = brentq(lambda b, rr=rr: np.mean(expit(eta + b)) / ref - rr, -30, 30)
         return Coefficients(intercepts, arm_lo, factor)
 
 

@@ -284,3 +284,18 @@ def test_resection_site_proportion_is_exactly_its_risk():
     assert np.abs(z).max() < 4
     from scipy.stats import chi2
     assert chi2.sf((z ** 2).sum(), z.size) > 0.001
+
+
+def test_conditional_log_odds_are_those_of_the_detected_outcome(neuro):
+    """A correctly specified logistic regression of 'HO detected within 365 days before death' recovers the
+    truth's conditional log-odds (R14, R15): the generator is logistic on that scale (models.calibrate)."""
+    sm = pytest.importorskip("statsmodels.api")
+    ep = neuro.episodes
+    ev = pd.get_dummies(ep["index_event"])[["tbi", "stroke", "anoxia"]].to_numpy(float)
+    gcs_term = np.where(ep["index_event"] == "tbi", 9 - ep["gcs_score"].fillna(9).to_numpy(float), 0.0)
+    X = np.column_stack([np.ones(len(ep)), ev, ep["gram_negative_infection"], ep["early_intensive_therapy"], gcs_term])
+    fit = sm.Logit(neuro.latent["detected_none"].to_numpy(float), X.astype(float)).fit(disp=0)
+    ors = neuro.truth["population"]["odds_ratios"]
+    for j, key in ((4, "gram_negative_infection"), (5, "early_intensive_therapy")):
+        within_3se(fit.params[j], ors[key]["conditional_log_odds"], fit.bse[j])
+    within_3se(fit.params[6], neuro.parameters["ho_log_odds_per_gcs_point_below_9"], fit.bse[6])
