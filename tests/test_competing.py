@@ -220,3 +220,12 @@ def test_heavy_ties_match_cmprsk():
             np.testing.assert_allclose(g["std_error"] ** 2, var[(grp, cause)], rtol=1e-10)
         assert res.gray_test.statistic == pytest.approx(tests[cause][0], rel=1e-9)
         assert res.gray_test.p_value == pytest.approx(tests[cause][1], rel=1e-9)
+
+
+def test_cohort_dtypes_nullable_status_and_categorical_group(bmt):
+    # a hostats cohort has status as pandas Int64 and categories as Categorical (unused levels dropped)
+    df = bmt.assign(Status=bmt["Status"].astype("Int64"),
+                    D=pd.Categorical(bmt["D"], categories=["ALL", "AML", "CML"]))
+    res = cumulative_incidence(df, "ftime", "Status", cause=1, group="D")
+    assert set(res.curve["group"]) == {"ALL", "AML"}
+    assert res.gray_test.statistic == pytest.approx(2.8623325, abs=5e-8)
