@@ -144,10 +144,6 @@ def _norm(u: pd.Series) -> pd.Series:
     return _text(u).str.casefold()
 
 
-def _is_text(s: pd.Series) -> bool:
-    return s.dtype == object or isinstance(s.dtype, (pd.StringDtype, pd.CategoricalDtype))
-
-
 def _data_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ("source_file", "source_row")]
 
@@ -205,16 +201,19 @@ def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     for col, table in ctx.mapping.values.items():
         if col not in out.columns or not table:
             continue
-        s = out[col]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            s = s.astype(object)
-        keys = pd.Series(list(table), dtype=object)
-        new = _by_unique(s, lambda u, keys=keys, table=table: _norm(u).map(table).where(_norm(u).isin(keys)))
-        hit = new.notna().to_numpy()
-        if hit.any():
-            base = s.astype(object) if not _is_text(s) else s
-            out[col] = base.where(~hit, new)
-            changed |= hit & (_by_unique(s, _text).astype(object).to_numpy() != new.astype(object).to_numpy())
+        # on the distinct values: map them, then rebuild the column as a Categorical of the results
+        codes, u = _factor(out[col])
+        if not len(u):
+            continue
+        norm = _norm(u)
+        hit_u = norm.isin(list(table)).to_numpy()
+        if not hit_u.any():
+            continue
+        new_u = u.astype(object).where(~hit_u, norm.map(table))
+        changed |= _spread(hit_u & (new_u.astype(str) != _text(u)).to_numpy(), codes)
+        ncodes, nuniq = pd.factorize(new_u)
+        out[col] = pd.Categorical.from_codes(np.where(codes >= 0, ncodes[np.maximum(codes, 0)], -1).astype(np.int32),
+                                             pd.Index(nuniq, dtype=object))
     ctx.ledger.record("value mapping", len(out), rows_changed=int(changed.sum()),
                       reason="source codes mapped by the mapping's [values] tables" if ctx.mapping.values else "")
     return out
