@@ -240,3 +240,26 @@ def test_labels_from_series_index_and_knapp_hartung_fe_warning():
     assert any("Knapp-Hartung" in w for w in r.warnings)
     with pytest.raises(ValueError, match="labels has 2 entries"):
         meta_effects(yi, [0.1, 0.1, 0.2], labels=["x", "y"])
+
+
+def _reml_loglik_grid(tau2: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
+    w = 1 / (v[None, :] + tau2[:, None])
+    mu = (w * y).sum(1) / w.sum(1)
+    return -0.5 * (np.log(1 / w).sum(1) + np.log(w.sum(1)) + (w * (y - mu[:, None]) ** 2).sum(1))
+
+
+def test_reml_is_the_global_maximum_of_the_restricted_likelihood():
+    """Property check on 81 random data sets (seeded), against a dense grid: draw 80 has a restricted
+    likelihood that falls from tau2 = 0 and then rises to its maximum at 0.326, where scoring started at
+    0 would stop."""
+    rng = np.random.default_rng(0)
+    for _ in range(81):
+        k = rng.integers(2, 30)
+        v = rng.uniform(0.001, 2, k) ** rng.uniform(0.5, 3)
+        y = rng.normal(0, np.sqrt(v + rng.choice([0, 0.1, 1, 10])))
+        r = meta_effects(y, v)
+        grid = np.concatenate([[0.0], np.geomspace(1e-8, 100 * (np.var(y) + v.max()), 5000)])
+        best = _reml_loglik_grid(grid, y, v).max()
+        assert _reml_loglik_grid(np.array([r.tau2]), y, v)[0] >= best - 1e-7
+        assert np.isfinite([r.ci_lower, r.ci_upper, r.pred_lower, r.pred_upper, *r.tau2_ci]).all()
+    assert r.tau2 == pytest.approx(0.3258, abs=1e-3)

@@ -127,8 +127,17 @@ def _solve_q(target: float, yi: np.ndarray, vi: np.ndarray) -> float:
     return float(optimize.brentq(lambda t: _q_gen(t, yi, vi) - target, 0.0, hi, xtol=1e-12, rtol=1e-12))
 
 
-def _tau2_reml(yi: np.ndarray, vi: np.ndarray, tol: float = 1e-10, maxiter: int = 200) -> float:
-    """REML tau2 by Fisher scoring with step halving, truncated at 0 (metafor's algorithm for rma.uni)."""
+def _reml_loglik(t: float, yi: np.ndarray, vi: np.ndarray) -> float:
+    """Restricted log-likelihood of the random-effects model at tau2 = t (up to a constant)."""
+    w = 1.0 / (vi + t)
+    sw = np.sum(w)
+    mu = np.sum(w * yi) / sw
+    return float(-0.5 * (np.sum(np.log(vi + t)) + np.log(sw) + np.sum(w * (yi - mu) ** 2)))
+
+
+def _tau2_reml(yi: np.ndarray, vi: np.ndarray, tol: float = 1e-10, maxiter: int = 100) -> float:
+    """REML tau2: Fisher scoring with step halving, truncated at 0 (metafor's algorithm for rma.uni); if
+    scoring does not converge, Brent's method on the restricted log-likelihood over [0, upper]."""
     def score_info(t: float) -> tuple[float, float]:
         w = 1.0 / (vi + t)
         sw = np.sum(w)
@@ -139,24 +148,30 @@ def _tau2_reml(yi: np.ndarray, vi: np.ndarray, tol: float = 1e-10, maxiter: int 
         return 0.5 * (np.sum(py**2) - tr_p), 0.5 * tr_pp
 
     t = _tau2_dl(yi, vi)
+    converged = False
     for _ in range(maxiter):
         score, info = score_info(t)
-        step = score / info
-        new = t + step
-        while new < 0.0 and step != 0.0:                 # step halving keeps tau2 admissible
-            step /= 2.0
-            new = t + step
-            if abs(step) < tol:
-                new = 0.0
-                break
-        if abs(new - t) < tol:
-            t = new
+        new = max(0.0, t + score / info)                 # truncation at 0, as metafor
+        if abs(new - t) < tol * max(1.0, t):
+            t, converged = new, True
             break
         t = new
-    else:
-        raise EstimationError("REML estimation of tau2 did not converge in 200 Fisher-scoring steps")
-    if t <= tol:  # boundary: the restricted likelihood decreases from 0 (score <= 0 there)
-        t = 0.0 if score_info(0.0)[0] <= 0 else t
+    # The restricted likelihood can have two local maxima (one at 0); a log-spaced grid guards the
+    # scoring result, and Brent's method refines whichever region is best.
+    upper = 100.0 * (float(np.var(yi)) + float(np.max(vi)))
+    grid = np.concatenate([[0.0], np.geomspace(1e-6 * upper, upper, 80)])
+    lls = np.array([_reml_loglik(g, yi, vi) for g in grid])
+    best = int(np.argmax(lls))
+    if not converged or lls[best] > _reml_loglik(t, yi, vi) + 1e-10:
+        if best == 0:
+            t = 0.0
+        else:
+            lo, hi = grid[best - 1], grid[min(best + 1, grid.size - 1)]
+            r = optimize.minimize_scalar(lambda x: -_reml_loglik(x, yi, vi), bounds=(lo, hi),
+                                         method="bounded", options={"xatol": tol * max(1.0, hi)})
+            t = float(r.x)
+        if best == grid.size - 1:
+            raise EstimationError("REML estimation of tau2 diverges (restricted likelihood keeps rising)")
     return float(t)
 
 
