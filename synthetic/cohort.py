@@ -82,6 +82,10 @@ def _true_ho_risk(eta: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.minimum(expit(eta) * scale, 1.0)
 
 
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else float("nan")
+
+
 def _summary(x: np.ndarray) -> dict[str, float]:
     a, b = (float(v) for v in np.quantile(x, [0.05, 0.95])) if x.size else (float("nan"),) * 2
     return {"mean": float(x.mean()) if x.size else float("nan"), "p05": a, "p95": b}
@@ -122,7 +126,13 @@ def _truth_block_unguarded(model: Scenario, P: dict, coefs: Coefficients, d: Dra
                     "share_14_to_84_days": float(np.mean((on >= 14) & (on <= 84))) if on.size else float("nan"),
                     "max_days": float(P["onset_max_days"]),
                     "distribution": "log-normal truncated at max_days",
-                    "median_parameter_days": P["onset_median_days"], "sigma_log": P["onset_sigma_log"]}
+                    "median_parameter_days": P["onset_median_days"], "sigma_log": P["onset_sigma_log"],
+                    # imaging intervals bracket when imaging turns positive, not onset itself (R19, R20)
+                    "xray_positive_median_days": _median(d.tl.xray_visible[true_ho]),
+                    "bone_scan_positive_median_days": _median(d.tl.scan_visible[true_ho]),
+                    "note": "onset = true biological onset among patients with HO under the assigned arms; "
+                            "imaging intervals (ho_interval_lo/hi_days) bracket the day imaging turns positive "
+                            "(x-ray 21-28 days after onset, bone scan 7-10 days earlier)"}
     # symptomatic (R2) among HO detected under the assigned arms: symptoms are recorded when the
     # symptom-driven bone scan happens before death; detection is likelier when symptomatic
     sym = true_ho & d.tl.symptomatic & (d.tl.symptom_scan_day < d.death_day)
