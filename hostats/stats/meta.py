@@ -243,7 +243,7 @@ def _tau2_ci(yi: np.ndarray, vi: np.ndarray, level: float) -> tuple[float, float
 
 
 # --------------------------------------------------------------------------------------------- results
-@dataclass
+@dataclass(repr=False)  # keep Result's repr: the table
 class MetaResult(Result):
     """A pooled estimate with heterogeneity statistics (see :func:`meta_effects`).
 
@@ -332,6 +332,7 @@ def _summary_table(r: MetaResult, extra: dict | None = None) -> pd.DataFrame:
         {"measure": "q", "estimate": r.q, "p_value": r.q_pvalue, "studies": r.k},
     ]
     out = pd.DataFrame(rows)
+    out["studies"] = out["studies"].astype("Int64")
     for key, value in (extra or {}).items():
         out[key] = value
     return out
@@ -341,8 +342,8 @@ def _heterogeneity_cis(yi: np.ndarray, vi: np.ndarray, level: float) -> tuple[tu
     lo, hi = _tau2_ci(yi, vi, level)
     w = 1.0 / vi
     s2 = (yi.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w))
-    i2 = (100.0 * lo / (lo + s2), 100.0 * hi / (hi + s2))
-    h2 = ((lo + s2) / s2, (hi + s2) / s2)
+    i2 = (float(100.0 * lo / (lo + s2)), float(100.0 * hi / (hi + s2)))
+    h2 = (float((lo + s2) / s2), float((hi + s2) / s2))
     return (lo, hi), i2, h2
 
 
@@ -424,7 +425,7 @@ def ft_back(t: Any, n: float) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-@dataclass
+@dataclass(repr=False)
 class MetaProportionResult(MetaResult):
     """Pooled proportion: ``estimate``, CI and prediction bounds back-transformed to proportions.
 
@@ -602,7 +603,10 @@ def _back_transform(res: MetaProportionResult, back: Any) -> None:
     table.loc[table["measure"] == "pooled", "n"] = int(res.totals.sum())
     extra = pd.DataFrame([{"measure": "pooled_transformed", "estimate": res.estimate_transformed,
                            "std_error": res.std_error, "p_value": res.p_value, "scale": res.transform}])
-    res._table = pd.concat([table, extra], ignore_index=True)
+    out = pd.concat([table, extra], ignore_index=True)
+    for column in ("events", "n", "studies"):
+        out[column] = out[column].astype("Int64")
+    res._table = out
 
 
 # --------------------------------------------------------------------------------------------- GLMM
