@@ -65,7 +65,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "rate": {"event", "by", "per", "time"},
     "logistic": {"formula", "firth", "cluster", "calibration", "truth", "forest", "e_values"},
     "iptw": {"treatment", "reference", "confounders", "outcome", "estimand", "truncate", "curves", "e_values",
-             "love_plot", "truth", "time", "status", "bootstrap"},
+             "love_plot", "truth", "time", "status", "bootstrap", "crude"},
     "cox": {"formula", "time", "event", "weights", "cluster", "strata", "truth"},
     "fine_gray": {"formula", "time", "status", "truth"},
     "meta_proportions": {"by", "event", "method", "transform", "truth", "min_size"},
@@ -924,6 +924,8 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in res.warnings]
     # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
     try:
+        if not sec.get("crude", True):
+            raise _Skip
         crude = hostats.iptw(d, treatment, [], outcome, estimand="ATE", reference=reference, level=ctx.level)
         ct = crude.table()
         ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
@@ -932,6 +934,8 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
         out.estimates.append(_rows(ctx, sec, ct, truth=lambda r: _truth_contrast(
             ctx, prefix, str(r.get("group", "")), str(r["measure"]).removeprefix("crude_")),
             method="crude (unweighted)"))
+    except _Skip:
+        pass
     except (HostatsError, ValueError) as exc:
         out.warnings.append(f"{sec.get('title', sec['id'])}: crude comparison not available: {exc}")
     # balance and weights
@@ -1013,6 +1017,10 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
                                               "confounder would need with both treatment and outcome to explain "
                                               "the estimate away (VanderWeele & Ding 2017)."))
     return out
+
+
+class _Skip(Exception):
+    """Internal: a step the spec switched off."""
 
 
 def _love_wide(lp: pd.DataFrame) -> pd.DataFrame:

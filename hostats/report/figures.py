@@ -64,6 +64,7 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         # keep the curve up to the last time with enough people at risk
         last = np.flatnonzero(enough)
         g = g.iloc[: last[-1] + 1] if len(last) else g.iloc[:0]
+        g = _thin(g, xmax)
         t = np.concatenate([[0.0], g["time"].to_numpy(float)])
         y = np.concatenate([[float(_start(g))], g["estimate"].to_numpy(float)])
         end = min(xmax, float(t[-1]) if len(g) else 0.0)
@@ -117,6 +118,16 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
             n = row["n_at_risk"].iloc[0] if len(row) else np.nan
             tab.text(float(t), i, format_count(n, threshold), ha="center", va="center", fontsize=8)
     return fig
+
+
+def _thin(g: pd.DataFrame, xmax: float, bins: int = 1500) -> pd.DataFrame:
+    """At most one step per 1/1500 of the time axis (the last in each bin): a curve over a million
+    episodes has more jumps than a figure has pixels, and SVG size and drawing time grow with them."""
+    if len(g) <= bins:
+        return g
+    b = np.floor(g["time"].to_numpy(float) / (max(xmax, 1e-9) / bins)).astype(np.int64)
+    keep = np.r_[b[1:] != b[:-1], True]
+    return g[keep]
 
 
 def _start(g: pd.DataFrame) -> float:
