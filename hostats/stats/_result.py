@@ -39,7 +39,7 @@ def z_value(level: float) -> float:
     return float(norm.ppf(0.5 + check_level(level) / 2.0))
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """Base result: a tidy table plus the fitted object and what produced it.
 
@@ -68,7 +68,7 @@ class Result:
         return f"{type(self).__name__}({self.method})\n{self.table().to_string(index=False)}"
 
 
-@dataclass
+@dataclass(repr=False)
 class CurveResult(Result):
     """A step-function estimate (Kaplan-Meier, Aalen-Johansen) by group.
 
