@@ -258,18 +258,22 @@ def render_lines(columns: list[np.ndarray], delimiter: bytes) -> bytes:
     return flat[flat != 0].tobytes()
 
 
-def _put(mat: np.ndarray, rows: np.ndarray, texts: list[str], encoding: str) -> np.ndarray:
+def _put(mat: np.ndarray, rows: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """Overwrite the cells of ``rows`` with the byte matrix ``sub`` (widening the column if needed)."""
     if len(rows) == 0:
         return mat
-    sub = _strings_matrix(texts, encoding)
     mat = _widen(mat, sub.shape[1])
     mat[rows] = 0
     mat[rows, : sub.shape[1]] = sub
     return mat
 
 
-def _cell_texts(mat: np.ndarray, rows: np.ndarray, encoding: str) -> list[str]:
-    return [bytes(r[r != 0]).decode(encoding) for r in mat[rows]]
+def _doubled_last(cells: np.ndarray) -> np.ndarray:
+    """Typo: the last character of each (NUL-padded, left-aligned) cell doubled."""
+    length = (cells != 0).sum(axis=1)
+    out = np.hstack([cells, np.zeros((cells.shape[0], 1), np.uint8)])
+    out[np.arange(cells.shape[0]), length] = cells[np.arange(cells.shape[0]), length - 1]
+    return out
 
 
 # --- faults -------------------------------------------------------------------------------------------
@@ -381,27 +385,22 @@ def _render_column(col: str, values: pd.Series, dia: Dialect, P: dict, token: np
     raise ValueError(f"no renderer for column {col!r}")  # pragma: no cover
 
 
-def _fault_texts(kind_rows: pd.DataFrame, col: str, dia: Dialect, ep: pd.DataFrame) -> list[str]:
-    """Raw text written for value faults of one column."""
-    kinds = kind_rows["kind"].to_numpy()
-    out = []
-    vals = kind_rows["value"].to_numpy()
+def _fault_cells(kind_rows: pd.DataFrame, col: str, dia: Dialect, ep: pd.DataFrame) -> np.ndarray:
+    """Byte cells written for the value faults of one column (vectorised over the faults)."""
+    vals = kind_rows["value"].to_numpy(dtype=float)
+    none = np.zeros(vals.size, bool)
     if col == "age_years":
-        return [f"{x:.1f}" for x in vals]
+        return _fixed_matrix(vals, 1, none, np.zeros(0, np.uint8))
     if col == "rt_dose_gy":  # the other unit
-        return [f"{x * 100:.0f}" if dia.dose_unit == "Gy" else f"{x:.1f}" for x in vals]
-    if col in DATE_COLUMNS and (kinds == "impossible_date").all():
-        years = pd.DatetimeIndex(ep[col].to_numpy()[kind_rows["episode"].to_numpy()]).year
-        for day, y in zip(vals.astype(int), years, strict=True):
-            if dia.date_format == "excel":
-                out.append("999999")
-            elif dia.date_format == "iso":
-                out.append(f"{y:04d}-02-{day:02d}")
-            elif dia.date_format == "dayfirst":
-                out.append(f"{day:02d}/02/{y:04d}")
-            else:
-                out.append(f"{day:02d}.02.{y:04d}")
-        return out
+        if dia.dose_unit == "Gy":
+            return _int_matrix(np.rint(vals * 100), none, np.zeros(0, np.uint8))
+        return _fixed_matrix(vals, 1, none, np.zeros(0, np.uint8))
+    if col in DATE_COLUMNS and (kind_rows["kind"] == "impossible_date").all():
+        if dia.date_format == "excel":
+            return _int_matrix(np.full(vals.size, 999_999), none, np.zeros(0, np.uint8))
+        dates = ep[col].to_numpy()[kind_rows["episode"].to_numpy()].astype("datetime64[Y]")
+        return _date_parts(dates.astype(np.int64) + 1970, np.full(vals.size, 2), vals.astype(np.int64),
+                           dia.date_format)
     raise ValueError(f"no fault text for {col!r}")  # pragma: no cover
 
 
@@ -421,12 +420,11 @@ def _site_bytes(ep_site: pd.DataFrame, faults: pd.DataFrame, dia: Dialect, P: di
         f = faults[(faults["column"] == col) & faults["kind"].isin(
             ["conflicting_duplicate", "age_out_of_range", "dose_wrong_unit", "impossible_date"])]
         if len(f):
-            mats[col] = _put(mats[col], f["row"].to_numpy(), _fault_texts(f, col, dia, ep), dia.encoding)
+            mats[col] = _put(mats[col], f["row"].to_numpy(), _fault_cells(f, col, dia, ep))
         f = faults[(faults["column"] == col) & (faults["kind"] == "code_typo")]
         if len(f):
             rows = f["row"].to_numpy()
-            texts = [t + t[-1] for t in _cell_texts(mats[col], rows, dia.encoding)]
-            mats[col] = _put(mats[col], rows, texts, dia.encoding)
+            mats[col] = _put(mats[col], rows, _doubled_last(mats[col][rows]))
     f = faults[faults["kind"] == "swapped_dates"]
     if len(f):
         rows = f["row"].to_numpy()
