@@ -38,6 +38,7 @@ from hostats.report.tables import (
     check_no_identifiers,
     format_count,
     format_number,
+    redact_text,
     suppress_estimates,
     table_one,
     write_csv,
@@ -1686,8 +1687,9 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
     methods, refs = _methods_paragraphs(spec, ctx, outputs, n, source_desc)
     data_lines = [source_desc]
     if truth is not None and isinstance(info, dict) and info.get("faults"):
-        faults = ", ".join(f"{k}: {v}" for k, v in info["faults"].items())
-        data_lines.append(f"Faults injected by the generator (scored by the cleaning ledger): {faults}.")
+        faults = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info["faults"].items())
+        data_lines.append(redact_text(f"Faults injected by the generator (to be found by the cleaning; exact "
+                                      f"counts in manifest.json): {faults}.", thr))
     files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + \
         [f"figures/{f.png}" for f in figures] + [f"figures/{f.svg}" for f in figures]
     inputs = []

@@ -2,6 +2,7 @@
 exit status 1 from the command line, and never leave a report behind that looks complete."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -183,3 +184,20 @@ def test_cli_missing_data_option_file(tmp_path, export_csv):
 def test_cli_missing_spec(tmp_path):
     r = CliRunner().invoke(app, ["run", str(tmp_path / "nothing"), "--quiet"])
     assert r.exit_code == 1 and "analysis spec not found" in r.output
+
+
+def test_cli_run_with_data_option_overrides_synthetic_spec(tmp_path, export_csv):
+    """A spec written for synthetic data runs on a user's file with --data: no truth, no data folder."""
+    text = GOOD.format(data=export_csv).replace(f'path = "{export_csv}"',
+                                                 'synthetic = { scenario = "tha_prophylaxis", n = 300, seed = 1 }')
+    spec = write_spec(tmp_path / "s", text)
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["run", str(spec), "--data", str(export_csv), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    est = json.loads((out / "estimates.json").read_text())["estimates"]
+    assert est and "truth" not in est[0]
+    assert not (out / "data").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"][0]["path"].endswith("export.csv")
+    assert manifest["synthetic"] is None
+    assert "synthetic data" not in (out / "report.html").read_text()
