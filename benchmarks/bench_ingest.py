@@ -7,6 +7,7 @@ booleans, codes in several spellings, a few faults) so every cleaning rule does 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -78,11 +79,14 @@ def main() -> None:
     print(f"wrote {args.rows:,} rows ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
     import hostats
 
-    t0 = time.perf_counter()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     cohort = hostats.read_cohort(path, today="2026-01-01")
-    seconds = time.perf_counter() - t0
+    seconds, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # less sensitive to a busy machine
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-    print(f"read_cohort + cleaning: {seconds:.1f} s; peak RSS {peak_gb:.2f} GB")
+    load = os.getloadavg()[0]
+    print(f"read_cohort + cleaning: {seconds:.1f} s wall, {cpu:.1f} s CPU; peak RSS {peak_gb:.2f} GB "
+          f"(load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"kept {len(cohort.episodes):,}, excluded {cohort.ledger.rows_excluded:,}, "
           f"problems {len(cohort.problems):,}")
     if not args.keep:
