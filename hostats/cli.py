@@ -269,6 +269,8 @@ def reproduce(
                 name = path.parent.name
                 if only and name not in only:
                     continue
+                if _is_simulation_spec(path):  # a simulation study (hostats simulate), not an analysis
+                    continue
                 entry = {"name": name, "title": name, "question": "", "href": f"{name}/report.html",
                          "status": "ok", "message": "", "seconds": 0.0, "files": "", "synthetic": True,
                          "headline": []}
@@ -344,6 +346,60 @@ def synth(
         fail(str(exc))
     faults = sum(cohort.truth["faults"].values())
     console.print(f"wrote {scenario} (n={n}, seed={seed}, {faults} injected fault(s)) to {folder}", highlight=False)
+
+
+# simulate (simulation study: hostats.simstudy + analyses/simulation_study/study.py)
+def _is_simulation_spec(path: Path) -> bool:
+    """True when an analysis.toml declares a ``[simulation]`` table: ``reproduce`` skips it."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            return "simulation" in tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # load_spec reports the problem
+
+
+@app.command()
+def simulate(
+    scenario: str = typer.Argument(..., help="Study: tha_prophylaxis, neurogenic, detection, resection_recurrence."),
+    reps: int = typer.Option(..., "--reps", "-r", help="Number of replicates."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (joblib)."),
+    dask: str = typer.Option(None, "--dask", help="dask.distributed scheduler address (e.g. tcp://host:8786)."),
+    n: int = typer.Option(None, "--n", "-n", help="Patients per replicate (per site for resection_recurrence)."),
+    seed: int = typer.Option(20261124, "--seed", help="Master seed (replicate i: SeedSequence(seed).spawn child i)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default reports/simulation_study/SCENARIO)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run a simulation study of hostats' estimators (bias, coverage, MCSE) and write its report.
+
+    Replicates are appended to OUT/replicates.jsonl as they finish: rerunning resumes an interrupted study.
+    """
+    from hostats import simstudy
+
+    if dask and workers != 1:
+        fail("give --workers or --dask, not both")
+
+    def go():
+        path = _analyses_root() / "simulation_study" / "study.py"
+        module = simstudy.load_module(path)
+        try:
+            study = module.build(scenario, n)
+        except ValueError as exc:
+            fail(str(exc))
+        target = out or Path("reports") / "simulation_study" / scenario
+        try:
+            result = simstudy.run_study(study, reps, seed, n_jobs=workers, dask=dask, out=target, quiet=quiet)
+        except ValueError as exc:
+            fail(str(exc))
+        backend = f"dask {dask}" if dask else f"joblib, {workers} worker(s)" if workers != 1 else "serial"
+        report = simstudy.write_outputs(result, target, study_file=path, backend=backend)
+        if not quiet:
+            failed = len(result.failures)
+            console.print(f"[green]report:[/] {report}  ({reps} replicates, {result.computed} computed now, "
+                          f"{result.seconds:.1f} s, {failed} method failure(s))", highlight=False)
+
+    run_guarded(go)
 
 
 if __name__ == "__main__":  # pragma: no cover

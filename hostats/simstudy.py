@@ -183,11 +183,7 @@ def _method_rows(name: str, func: Callable, data: Any, targets: tuple[str, ...])
         except (TypeError, ValueError, KeyError) as exc:
             rows.append([name, t, None, None, None, None, _error_text(exc)])
             continue
-        err = None
-        if not math.isfinite(e.estimate):
-            err = "non-finite estimate"
-        elif math.isnan(e.ci_lower) or math.isnan(e.ci_upper):
-            err = "confidence limit is NaN"
+        err = None if math.isfinite(e.estimate) else "non-finite estimate"
         rows.append([name, t, e.estimate, e.std_error, e.ci_lower, e.ci_upper, err])
     return rows
 
@@ -385,7 +381,7 @@ def _measures(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, t
     model SE = sqrt(mean(s_i^2)), MCSE = sqrt(var(s_i^2) / (4 n ModSE^2));
     relative error in model SE = 100 (ModSE / EmpSE - 1) %, MCSE = 100 (ModSE / EmpSE)
         sqrt(var(s_i^2) / (4 n ModSE^4) + 1 / (2 (n - 1)));
-    coverage = mean(lo_i <= th_i <= hi_i), bias-eliminated coverage = mean(lo_i <= th_i + bias <= hi_i)
+    coverage = mean(lo_i <= th_i <= hi_i) over the n_ci replicates with both limits not NaN, bias-eliminated coverage = mean(lo_i <= th_i + bias <= hi_i)
         (= th replaced by t_bar when th is constant), rejection = mean(null outside [lo_i, hi_i]),
         each with MCSE sqrt(p (1 - p) / n).
     """
@@ -424,9 +420,16 @@ def _measures(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, t
     else:
         out += [("model_se", nan, nan), ("relative_error_model_se", nan, nan)]
 
+    has_ci = ~(np.isnan(lo) | np.isnan(hi))  # a method may give no interval (by design or in a replicate)
+    k = int(has_ci.sum())
+    out.append(("n_ci", float(k), nan))
+
     def prop(name: str, hit: np.ndarray) -> None:
-        p = float(hit.mean())
-        out.append((name, p, math.sqrt(p * (1 - p) / n)))
+        if k == 0:
+            out.append((name, nan, nan))
+            return
+        p = float(hit[has_ci].mean())
+        out.append((name, p, math.sqrt(p * (1 - p) / k)))
 
     prop("coverage", (lo <= truth) & (truth <= hi))
     prop("bias_eliminated_coverage", (lo <= truth + bias) & (truth + bias <= hi))
@@ -441,9 +444,10 @@ def performance(replicates: pd.DataFrame, null: Mapping[str, float | None] | flo
     Measures: n (successful replicates), bias, relative_bias, empirical_se, mse, model_se,
     relative_error_model_se (%), coverage, bias_eliminated_coverage, rejection (of H0: estimand = null,
     counted as the null lying outside the CI; ``type_i_error`` in column ``kind`` when the truth equals the
-    null, else ``power``), and n_failed (replicates where the method failed, i.e. raised, returned a
-    non-finite estimate or a NaN confidence limit; their messages are in ``replicates.error``). Infinite
-    limits are kept (an interval open on one side). Formulas: ``_measures``.
+    null, else ``power``), and n_failed (replicates where the method failed, i.e. raised or returned a
+    non-finite estimate; their messages are in ``replicates.error``). Coverage and rejection are counted
+    over the ``n_ci`` replicates whose interval has no NaN limit (infinite limits are kept: an interval open
+    on one side); a method without intervals has n_ci = 0 and NaN coverage. Formulas: ``_measures``.
     """
     rows = []
     for (method, estimand), g in replicates.groupby(["method", "estimand"], sort=False):
@@ -467,9 +471,9 @@ def performance_wide(perf: pd.DataFrame) -> pd.DataFrame:
     pairs = perf[keys].drop_duplicates()
     val = perf.set_index([*keys, "measure"])["value"].unstack("measure")
     mc = perf.set_index([*keys, "measure"])["mcse"].unstack("measure")
-    mc = mc.drop(columns=[c for c in ("n", "n_failed") if c in mc.columns]).add_suffix("_mcse")
+    mc = mc.drop(columns=[c for c in ("n", "n_failed", "n_ci") if c in mc.columns]).add_suffix("_mcse")
     wide = val.join(mc).reindex(pd.MultiIndex.from_frame(pairs.sort_values("estimand", kind="stable")))
-    order = [c for m in ("n", "n_failed", "bias", "relative_bias", "empirical_se", "mse", "model_se",
+    order = [c for m in ("n", "n_failed", "n_ci", "bias", "relative_bias", "empirical_se", "mse", "model_se",
                          "relative_error_model_se", "coverage", "bias_eliminated_coverage", "rejection")
              for c in (m, f"{m}_mcse") if c in wide.columns]
     return wide[order].reset_index()
@@ -501,3 +505,176 @@ def load_module(path: Path | str, name: str | None = None):
 
     cloudpickle.register_pickle_by_value(module)
     return module
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+_MEASURE_LABELS = (("bias", "bias"), ("relative_bias", "relative bias"), ("empirical_se", "empirical SE"),
+                   ("model_se", "model SE"), ("relative_error_model_se", "rel. error model SE (%)"),
+                   ("coverage", "coverage"), ("bias_eliminated_coverage", "bias-eliminated coverage"),
+                   ("rejection", "rejection"))
+
+
+def _fmt(value: float, mcse: float, digits: int = 3) -> str:
+    if value is None or not np.isfinite(value):
+        return ""
+    text = f"{value:.{digits}f}"
+    return f"{text} ({mcse:.{digits}f})" if mcse is not None and np.isfinite(mcse) else text
+
+
+def performance_display(study: Study, perf: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per estimand, a table of methods x measures shown as "value (MCSE)"."""
+    wide = performance_wide(perf)
+    kinds = perf[perf["measure"] == "rejection"].set_index(["estimand", "method"])["kind"]
+    order = {m: i for i, m in enumerate(study.methods)}
+    out = {}
+    for estimand, g in wide.groupby("estimand", sort=False):
+        g = g.sort_values("method", key=lambda s: s.map(order), kind="stable")
+        rows = []
+        for r in g.itertuples(index=False):
+            d = r._asdict()
+            row = {"method": study.method_labels.get(r.method, r.method), "n": int(d["n"]),
+                   "failed": int(d["n_failed"]), "with CI": int(d.get("n_ci", d["n"]) or 0)}
+            for key, label in _MEASURE_LABELS:
+                if key in d:
+                    row[label] = _fmt(d[key], d.get(f"{key}_mcse"))
+            if "rejection" in d and (estimand, r.method) in kinds.index and row.get("rejection"):
+                row["rejection"] += f" [{kinds[(estimand, r.method)].replace('_', '-')}]"
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        out[estimand] = frame.loc[:, [c for c in frame.columns if (frame[c] != "").any()]]
+    return out
+
+
+def _estimates_figure(study: Study, rep: pd.DataFrame):
+    from hostats.report.figures import PALETTE, _style, plt, sns
+
+    _style()
+    ests = list(dict.fromkeys(rep["estimand"]))
+    ncol = 2 if len(ests) > 1 else 1
+    nrow = math.ceil(len(ests) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 2.4 + 0.45 * len(study.methods) * nrow),
+                             squeeze=False)
+    order = list(study.methods)
+    for ax, est in zip(axes.flat, ests, strict=False):
+        g = rep[(rep["estimand"] == est) & rep["error"].isna()]
+        meth = [m for m in order if m in set(g["method"])]
+        sns.stripplot(data=g, x="estimate", y="method", order=meth, ax=ax, size=2.5, alpha=0.45, jitter=0.25,
+                      palette=PALETTE, hue="method", hue_order=meth, legend=False)
+        means = g.groupby("method")["estimate"].mean().reindex(meth)
+        ax.scatter(means.to_numpy(), np.arange(len(meth)), marker="|", s=400, color="black", zorder=4,
+                   label="mean estimate")
+        truth = g["truth"].to_numpy(float)
+        if truth.size and np.allclose(truth, truth[0]):
+            ax.axvline(truth[0], color="#c0392b", lw=1.5, label="truth")
+        ax.set_title(study.estimand_labels.get(est, est), loc="left", fontsize=10)
+        ax.set_xlabel("estimate per replicate" + ("" if truth.size and np.allclose(truth, truth[0])
+                                                  else " (truth varies by replicate)"))
+        ax.set_ylabel("")
+        ax.legend(frameon=False, fontsize=8, loc="best")
+    for ax in list(axes.flat)[len(ests):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def _coverage_figure(study: Study, perf: pd.DataFrame):
+    from hostats.report.figures import PALETTE, _style, plt, sns
+
+    _style()
+    cov = perf[(perf["measure"] == "coverage") & perf["value"].notna()]
+    ests = list(dict.fromkeys(cov["estimand"]))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(cov)))
+    pal = sns.color_palette(PALETTE)
+    meth = [m for m in study.methods if m in set(cov["method"])]
+    y, labels = 0, []
+    for est in ests:
+        for m in meth:
+            r = cov[(cov["estimand"] == est) & (cov["method"] == m)]
+            if r.empty:
+                continue
+            v, mc = float(r["value"].iloc[0]), float(r["mcse"].iloc[0])
+            ax.errorbar(v, y, xerr=[[v - max(v - 1.96 * mc, 0)], [min(v + 1.96 * mc, 1) - v]], fmt="o",
+                        color=pal[meth.index(m) % len(pal)], capsize=3)
+            labels.append(f"{study.estimand_labels.get(est, est)[:48]}: {m}")
+            y += 1
+    ax.axvline(study.level, color="#c0392b", lw=1.2, label=f"nominal {study.level:.0%}")
+    ax.axvspan(study.level - 0.02, study.level + 0.02, color="#c0392b", alpha=0.08, label="0.93-0.97")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("coverage of the 95% interval (bars: +-1.96 Monte-Carlo SE)")
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: Path | str | None = None,
+                  backend: str = "", title: str | None = None) -> Path:
+    """Write results.parquet, performance.csv, report.html (+ figures/) and manifest.json into ``out_dir``."""
+    from hostats.provenance import build_manifest, hash_inputs, write_manifest
+    from hostats.report.figures import save_figure
+    from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
+    from hostats.report.tables import write_csv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    study, rep = result.study, result.replicates
+    t0 = time.perf_counter()
+    rep.to_parquet(out / "results.parquet", index=False)
+    perf = result.performance()
+    write_csv(perf, out / "performance.csv")
+    reps = int(rep["rep"].nunique())
+    tables = [TableBlock(f"{study.estimand_labels.get(e, e)} (truth {_truth_text(rep, e)})", frame,
+                         note="value (Monte-Carlo SE); " + ("rejection: of H0 estimand = "
+                                                            f"{study.null_of(e):g}" if study.null_of(e) is not None
+                                                            else "no null hypothesis"))
+              for e, frame in performance_display(study, perf).items()]
+    figures = []
+    for name, fig, caption in (
+            ("estimates", _estimates_figure(study, rep),
+             "Estimate of every replicate by method (dots), their mean (black bar) and the true value (red line)."),
+            ("coverage", _coverage_figure(study, perf),
+             "Coverage of each method's 95% interval with +-1.96 Monte-Carlo SE; the band marks 0.93-0.97.")):
+        saved = save_figure(fig, out / "figures", name)
+        figures.append(FigureBlock(name, name.capitalize(), caption, saved["base64"], saved["png"], saved["svg"]))
+    failures = result.failures
+    diagnostics = []
+    if len(failures):
+        f = failures.groupby(["method", "estimand", "error"]).size().rename("replicates").reset_index()
+        diagnostics.append(TableBlock("Method failures (counted in n_failed, never dropped)", f))
+    content = ReportContent(
+        name=f"simulation_study/{study.name}", title=title or f"Simulation study: {study.name}",
+        question=study.description.split(" Data:")[0],
+        data_source=[f"{reps} replicates, seed {result.seed}; replicate i drawn with numpy "
+                     f"SeedSequence({result.seed}).spawn child i", f"study configuration: "
+                     f"{json.dumps(_jsonable(study.config))}"],
+        synthetic=False, extra_tables=tables, figures=figures, diagnostics=diagnostics,
+        section_titles={}, methods=[study.description,
+                                    "Performance measures (bias, relative bias, empirical SE, model SE as the root "
+                                    "mean of the squared model SEs, relative error in model SE, coverage, "
+                                    "bias-eliminated coverage, rejection rate) and their Monte-Carlo SEs as in "
+                                    "Morris, White & Crowther (2019), Table 6. Rejection counts the null outside "
+                                    "the 95% interval (type-I error when the truth is the null, else power)."],
+        references=[REFERENCE],
+        provenance={"replicates": reps, "computed in this run": result.computed, "seed": result.seed,
+                    "backend": backend or "serial", "seconds": f"{result.seconds:.1f}"},
+        files=["results.parquet", "performance.csv", "figures/", "manifest.json"])
+    render_report(content, out / "report.html")
+    inputs = hash_inputs([study_file]) if study_file else []
+    manifest = build_manifest(analysis=f"simulation_study/{study.name}", spec=study.fingerprint(),
+                              spec_path=study_file, inputs=inputs, seed=result.seed,
+                              timings={"replicates": round(result.seconds, 2),
+                                       "report": round(time.perf_counter() - t0, 2)},
+                              outputs=["report.html", "results.parquet", "performance.csv", "figures/"],
+                              extra={"reps": reps, "computed": result.computed, "backend": backend or "serial",
+                                     "failures": int(len(failures))})
+    write_manifest(manifest, out / "manifest.json")
+    return out / "report.html"
+
+
+def _truth_text(rep: pd.DataFrame, estimand: str) -> str:
+    t = rep.loc[rep["estimand"] == estimand, "truth"].to_numpy(float)
+    if t.size and np.allclose(t, t[0]):
+        return f"{t[0]:.4g}"
+    return "drawn with each replicate"

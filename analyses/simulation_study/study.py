@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.special import logit
+from scipy import special, stats  # special.logit, not logit: a ufunc imported by name pickles as ours
 
 import hostats
 import synthetic
@@ -327,19 +327,18 @@ def _logit_yi_vi(x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (metafor escalc(measure="PLO", to="only0"))."""
     cc = np.where((x == 0) | (x == n), 0.5, 0.0)
     xa, na = x + cc, n + 2 * cc
-    return logit(xa / na), 1 / xa + 1 / (na - xa)
+    return special.logit(xa / na), 1 / xa + 1 / (na - xa)
 
 
-def _meta_method(tau2: str, kh: bool) -> Callable:
-    def method(data: dict) -> dict[str, Estimate]:
-        out = {}
-        for k, (x, n) in data.items():
-            yi, vi = _logit_yi_vi(x, n)
-            r = hostats.meta_effects(yi, vi, method=tau2, knapp_hartung=kh)
-            out[f"logit_mean_k{k}"] = Estimate(r.estimate, r.std_error, r.ci_lower, r.ci_upper)
-            out[f"new_site_logit_k{k}"] = Estimate(r.estimate, math.nan, r.pred_lower, r.pred_upper)
-        return out
-    return method
+def meta_logit(data: dict, tau2: str, kh: bool) -> dict[str, Estimate]:
+    """hostats.meta_effects on the logit proportions of each site count: pooled mean and prediction interval."""
+    out = {}
+    for k, (x, n) in data.items():
+        yi, vi = _logit_yi_vi(x, n)
+        r = hostats.meta_effects(yi, vi, method=tau2, knapp_hartung=kh)
+        out[f"logit_mean_k{k}"] = Estimate(r.estimate, r.std_error, r.ci_lower, r.ci_upper)
+        out[f"new_site_logit_k{k}"] = Estimate(r.estimate, math.nan, r.pred_lower, r.pred_upper)
+    return out
 
 
 def resection_study(per_site: int) -> Study:
@@ -354,7 +353,7 @@ def resection_study(per_site: int) -> Study:
         labels[f"new_site_logit_k{k}"] = f"a new site's logit recurrence risk (prediction interval), {k} sites"
     return Study(
         name="resection_recurrence", generate=_meta_data(per_site, pooled),
-        methods={m: _meta_method(*v) for m, v in META_METHODS.items()}, truth=truth, null=None,
+        methods={m: partial(meta_logit, tau2=t, kh=kh) for m, (t, kh) in META_METHODS.items()}, truth=truth, null=None,
         config={"scenario": "resection_recurrence", "patients_per_site": per_site, "site_counts": SITE_COUNTS},
         estimand_labels=labels,
         description=(
