@@ -351,7 +351,10 @@ def synth(
 # simulate (simulation study: hostats.simstudy + analyses/simulation_study/study.py)
 def _is_simulation_spec(path: Path) -> bool:
     """True when an analysis.toml declares a ``[simulation]`` table: ``reproduce`` skips it."""
-    import tomllib
+    try:  # Python >= 3.11
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
 
     try:
         with open(path, "rb") as fh:

@@ -313,7 +313,7 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
             sheet = names[sheet]
         elif sheet not in names:
             raise DataError(f"sheet {sheet!r} does not exist; sheets: {names}", file=str(path))
-        raw = book.parse(sheet, header=None, dtype=object)
+        raw = book.parse(sheet, header=None, dtype=object, keep_default_na=False, na_values=[])
     if raw.empty:
         raise DataError(f"sheet {sheet!r} is empty", file=str(path))
     header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]
