@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 RESULT_COLUMNS = ("rep", "method", "estimand", "estimate", "std_error", "ci_lower", "ci_upper", "truth",
-                  "error")
+                  "error", "warning")
 REPLICATES_FILE = "replicates.jsonl"
 STUDY_FILE = "study.json"
 REFERENCE = ("Morris TP, White IR, Crowther MJ. Using simulation studies to evaluate statistical methods. "
@@ -164,27 +165,39 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _method_rows(name: str, func: Callable, data: Any, targets: tuple[str, ...]) -> list[list[Any]]:
-    """Rows ``[method, estimand, estimate, se, lower, upper, error]`` for every target of one method."""
-    try:
-        out = func(data)
-        if len(targets) == 1 and not isinstance(out, Mapping):
-            out = {targets[0]: out}
-        elif not isinstance(out, Mapping):
-            raise TypeError(f"method {name!r} targets {len(targets)} estimands and must return a mapping")
-    except Exception as exc:  # noqa: BLE001 - a failing method is a result of the study, recorded below
-        return [[name, t, None, None, None, None, _error_text(exc)] for t in targets]
+    """Rows ``[method, estimand, estimate, se, lower, upper, error, warning]`` for every target of one method.
+
+    Python warnings the method issues are recorded (first message and how many), not printed per replicate."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = func(data)
+            if len(targets) == 1 and not isinstance(out, Mapping):
+                out = {targets[0]: out}
+            elif not isinstance(out, Mapping):
+                raise TypeError(f"method {name!r} targets {len(targets)} estimands and must return a mapping")
+        except Exception as exc:  # noqa: BLE001 - a failing method is a result of the study, recorded below
+            out, failure = None, _error_text(exc)
+    warn = None
+    if caught:
+        first = str(caught[0].message).strip().splitlines()
+        warn = f"{caught[0].category.__name__}: {first[0] if first else ''}"[:300]
+        if len(caught) > 1:
+            warn += f" (+{len(caught) - 1} more)"
+    if out is None:
+        return [[name, t, None, None, None, None, failure, warn] for t in targets]
     rows = []
     for t in targets:
         if t not in out:
-            rows.append([name, t, None, None, None, None, f"no estimate for {t!r}"])
+            rows.append([name, t, None, None, None, None, f"no estimate for {t!r}", warn])
             continue
         try:
             e = _as_estimate(out[t])
         except (TypeError, ValueError, KeyError) as exc:
-            rows.append([name, t, None, None, None, None, _error_text(exc)])
+            rows.append([name, t, None, None, None, None, _error_text(exc), warn])
             continue
         err = None if math.isfinite(e.estimate) else "non-finite estimate"
-        rows.append([name, t, e.estimate, e.std_error, e.ci_lower, e.ci_upper, err])
+        rows.append([name, t, e.estimate, e.std_error, e.ci_lower, e.ci_upper, err, warn])
     return rows
 
 
@@ -249,7 +262,8 @@ def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for c in ("estimate", "std_error", "ci_lower", "ci_upper", "truth"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     frame["rep"] = frame["rep"].astype(np.int64)
-    frame["error"] = frame["error"].astype(object).where(frame["error"].notna(), None)
+    for c in ("error", "warning"):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
     return frame.sort_values(["rep", "method", "estimand"], kind="stable").reset_index(drop=True)
 
 
@@ -267,7 +281,12 @@ class SimulationResult:
     out_dir: Path | None = None
 
     def performance(self) -> pd.DataFrame:
-        return performance(self.replicates, null={e: self.study.null_of(e) for e in self.study.truth})
+        """``performance()`` of the replicates, rows in the study's order of estimands and methods."""
+        perf = performance(self.replicates, null={e: self.study.null_of(e) for e in self.study.truth})
+        e_order = {e: i for i, e in enumerate(self.study.truth)}
+        m_order = {m: i for i, m in enumerate(self.study.methods)}
+        key = perf["estimand"].map(e_order) * 1000 + perf["method"].map(m_order)
+        return perf.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -472,7 +491,7 @@ def performance_wide(perf: pd.DataFrame) -> pd.DataFrame:
     val = perf.set_index([*keys, "measure"])["value"].unstack("measure")
     mc = perf.set_index([*keys, "measure"])["mcse"].unstack("measure")
     mc = mc.drop(columns=[c for c in ("n", "n_failed", "n_ci") if c in mc.columns]).add_suffix("_mcse")
-    wide = val.join(mc).reindex(pd.MultiIndex.from_frame(pairs.sort_values("estimand", kind="stable")))
+    wide = val.join(mc).reindex(pd.MultiIndex.from_frame(pairs))
     order = [c for m in ("n", "n_failed", "n_ci", "bias", "relative_bias", "empirical_se", "mse", "model_se",
                          "relative_error_model_se", "coverage", "bias_eliminated_coverage", "rejection")
              for c in (m, f"{m}_mcse") if c in wide.columns]
@@ -550,7 +569,7 @@ def _estimates_figure(study: Study, rep: pd.DataFrame):
     from hostats.report.figures import PALETTE, _style, plt, sns
 
     _style()
-    ests = list(dict.fromkeys(rep["estimand"]))
+    ests = [e for e in study.truth if e in set(rep["estimand"])]
     ncol = 2 if len(ests) > 1 else 1
     nrow = math.ceil(len(ests) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 2.4 + 0.45 * len(study.methods) * nrow),
@@ -583,7 +602,7 @@ def _coverage_figure(study: Study, perf: pd.DataFrame):
 
     _style()
     cov = perf[(perf["measure"] == "coverage") & perf["value"].notna()]
-    ests = list(dict.fromkeys(cov["estimand"]))
+    ests = [e for e in study.truth if e in set(cov["estimand"])]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(cov)))
     pal = sns.color_palette(PALETTE)
     meth = [m for m in study.methods if m in set(cov["method"])]
@@ -596,7 +615,7 @@ def _coverage_figure(study: Study, perf: pd.DataFrame):
             v, mc = float(r["value"].iloc[0]), float(r["mcse"].iloc[0])
             ax.errorbar(v, y, xerr=[[v - max(v - 1.96 * mc, 0)], [min(v + 1.96 * mc, 1) - v]], fmt="o",
                         color=pal[meth.index(m) % len(pal)], capsize=3)
-            labels.append(f"{study.estimand_labels.get(est, est)[:48]}: {m}")
+            labels.append(f"{study.estimand_labels.get(est, est)}: {m}")
             y += 1
     ax.axvline(study.level, color="#c0392b", lw=1.2, label=f"nominal {study.level:.0%}")
     ax.axvspan(study.level - 0.02, study.level + 0.02, color="#c0392b", alpha=0.08, label="0.93-0.97")
@@ -643,6 +662,12 @@ def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: 
     if len(failures):
         f = failures.groupby(["method", "estimand", "error"]).size().rename("replicates").reset_index()
         diagnostics.append(TableBlock("Method failures (counted in n_failed, never dropped)", f))
+    warned = rep[rep["warning"].notna()].drop_duplicates(["rep", "method"])
+    if len(warned):
+        w = warned.assign(message=warned["warning"].str.replace(r"\d+(\.\d+)?", "#", regex=True).str[:160])
+        w = w.groupby(["method", "message"]).size().rename("replicates").reset_index()
+        diagnostics.append(TableBlock("Warnings issued by the methods (replicates; numbers shown as #)",
+                                      w.sort_values("replicates", ascending=False).head(30)))
     content = ReportContent(
         name=f"simulation_study/{study.name}", title=title or f"Simulation study: {study.name}",
         question=study.description.split(" Data:")[0],

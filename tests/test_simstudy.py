@@ -221,3 +221,19 @@ def test_dask_backend_gives_identical_results():
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         on_dask = ss.run_study(s, reps=12, seed=21, dask=client).replicates
     pd.testing.assert_frame_equal(serial, on_dask, check_exact=True)
+
+
+def warns(x: np.ndarray) -> ss.Estimate:
+    import warnings
+
+    warnings.warn("weights look extreme", UserWarning, stacklevel=1)
+    warnings.warn("second", UserWarning, stacklevel=1)
+    return t_interval(x)
+
+
+def test_method_warnings_are_recorded_not_lost():
+    rep = ss.run_study(study({"t": t_interval, "warns": warns}), reps=3, seed=1).replicates
+    w = rep.query("method == 'warns'")["warning"]
+    assert w.eq("UserWarning: weights look extreme (+1 more)").all()
+    assert rep.query("method == 't'")["warning"].isna().all()
+    assert rep.query("method == 'warns'")["error"].isna().all()  # a warning is not a failure

@@ -349,8 +349,8 @@ def resection_study(per_site: int) -> Study:
     for k in SITE_COUNTS:
         truth[f"logit_mean_k{k}"] = pooled["logit_mean"]
         truth[f"new_site_logit_k{k}"] = None  # drawn with each replicate
-        labels[f"logit_mean_k{k}"] = f"pooled logit recurrence risk, {k} sites"
-        labels[f"new_site_logit_k{k}"] = f"a new site's logit recurrence risk (prediction interval), {k} sites"
+        labels[f"logit_mean_k{k}"] = f"mean logit risk, {k} sites"
+        labels[f"new_site_logit_k{k}"] = f"new site's logit risk (PI), {k} sites"
     return Study(
         name="resection_recurrence", generate=_meta_data(per_site, pooled),
         methods={m: partial(meta_logit, tau2=t, kh=kh) for m, (t, kh) in META_METHODS.items()}, truth=truth, null=None,
