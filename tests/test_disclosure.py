@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,12 @@ def test_report_tables_show_no_count_from_1_to_4(small_cells):
                     checked += 1
                     assert not _small(r[i]), f"small count {r[i]!r} in column {head[i]!r}"
     assert checked > 50, "the check looked at the count cells"
+    # Table 1 header: Overall minus the shown group sizes must not give the small group's size
+    head = _tables(html[html.index('id="table1"'):])[0][0]
+    sizes = [unescape(re.search(r"\(n=([^)]*)\)", h).group(1)) for h in head if "(n=" in h]
+    groups, overall = sizes[:-1], sizes[-1]
+    assert "<5" in groups and sum(g not in ("<5",) and not g.isdigit() for g in groups) >= 1, sizes
+    assert overall.isdigit()
     assert "bisphosphonate (n=&lt;5)" in html or "bisphosphonate (n=<5)" in html
     assert "&lt;5" in html
 

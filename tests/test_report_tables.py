@@ -180,6 +180,8 @@ def test_table_one_values_and_missingness(cohort_frame):
     # the 3-person arm: header and every count suppressed; its numeric summaries withheld
     bis = [c for c in t.columns if c.startswith("bisphosphonate")][0]
     assert bis == "bisphosphonate (n=<5)"
+    # 3 = 400 - 250 - 147 would follow from the other headers: the smallest other group is hidden too
+    assert "radiotherapy (n=s)" in t.columns and t.columns[2] == "none (n=250)"
     assert set(t[bis]) <= {"<5", "s", "—", "0 (0.0%)", ""}
 
 

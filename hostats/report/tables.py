@@ -232,7 +232,12 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
     col_masks = masks if grouped else [np.ones(len(data), dtype=bool)]
     n_cols = np.array([m.sum() for m in col_masks] + ([sum(m.sum() for m in masks)] if grouped else []),
                       dtype=float)
-    headers = [f"{nm} (n={format_count(n, threshold)})" for nm, n in zip(names + ["Overall"], n_cols, strict=True)]
+    if grouped:  # the group sizes add up to the Overall n: protect a small group against subtraction
+        head_state = secondary_suppression(n_cols[None, :-1], threshold, col_totals_shown=False)[0]
+    else:
+        head_state = np.array([1 if 1 <= n_cols[0] < threshold else 0])
+    headers = [f"{nm} (n={render_cell(n, st, threshold)})"
+               for nm, n, st in zip(names + ["Overall"], n_cols, head_state, strict=True)]
     with_smd = smd is not None
     smd_map = dict(smd) if smd is not None else {}
     rows: list[list[str]] = []
