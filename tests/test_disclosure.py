@@ -163,6 +163,7 @@ def test_number_at_risk_rows_suppressed(small_cells):
     assert "Number at risk" in texts
     assert "&lt;5" in texts or "<5" in texts
     assert not [t for t in texts if t in {"1", "2", "3", "4"}], texts
+    assert "s" in texts, "at time 0 the groups add up to the analysed n: a second group is withheld"
 
 
 def test_estimate_exports_show_no_small_count(small_cells):
@@ -173,6 +174,9 @@ def test_estimate_exports_show_no_small_count(small_cells):
         assert not vals.isin(["1", "2", "3", "4", "1.0", "2.0", "3.0", "4.0"]).any(), vals.tolist()
     withheld = est[est["events"] == "<5"]
     assert len(withheld) and withheld["estimate"].isna().all()
+    # the 3-member arm's n is "<5" and, in the same block, another arm's n is withheld ("s")
+    block = est[(est["section"] == "ci") & (est["measure"] == "cumulative_incidence") & (est["time_days"] == "365.0")]
+    assert sorted(block["n"]) == sorted(["<5", "s", block["n"][~block["n"].isin(["<5", "s"])].iloc[0]])
     data = json.loads((rep / "estimates.json").read_text())
     for row in data["estimates"]:
         for col in ("n", "events"):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from hostats.report.tables import format_count  # noqa: E402
+from hostats.report.tables import render_cell, secondary_suppression  # noqa: E402
 
 PALETTE = "colorblind"
 _RC = {"svg.hashsalt": "hostats", "svg.fonttype": "none", "figure.dpi": 100}  # SVG text stays text
@@ -111,12 +111,20 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     for side in ("top", "right", "bottom", "left"):
         tab.spines[side].set_visible(False)
     tab.set_title("Number at risk", loc="left", fontsize=9)
+    counts = np.full((len(groups), len(risk_times)), np.nan)
     for i, grp in enumerate(groups):
         a = at_risk[at_risk["group"] == grp]
-        for t in risk_times:
+        for k, t in enumerate(risk_times):
             row = a[np.isclose(a["time"].to_numpy(float), float(t))]
-            n = row["n_at_risk"].iloc[0] if len(row) else np.nan
-            tab.text(float(t), i, format_count(n, threshold), ha="center", va="center", fontsize=8)
+            counts[i, k] = row["n_at_risk"].iloc[0] if len(row) else np.nan
+    # at time 0 the groups add up to the number analysed (shown elsewhere): protect a small group
+    states = np.zeros(counts.shape, dtype=int)
+    if len(groups) > 1 and len(risk_times) and float(risk_times[0]) == 0 and np.isfinite(counts[:, 0]).all():
+        states[:, 0] = secondary_suppression(counts[:, :1].T, threshold)[0, :-1]
+    for i in range(len(groups)):
+        for k, t in enumerate(risk_times):
+            tab.text(float(t), i, render_cell(counts[i, k], states[i, k], threshold), ha="center", va="center",
+                     fontsize=8)
     return fig
 
 

@@ -341,6 +341,20 @@ def suppress_estimates(frame: pd.DataFrame, threshold: int = 5) -> pd.DataFrame:
             flag = is_small(out[col], threshold)
             out[col] = out[col].astype(object)
             out.loc[flag, col] = PRIMARY.format(t=threshold)
+    # groups of one section (at one time) add up to that section's total, which other parts of the report
+    # show: when one group's n is small, the smallest other n of the block is withheld too ("s")
+    if "n" in out.columns and "group" in out.columns:
+        keys = [c for c in ("section", "measure", "time_days") if c in out.columns]
+        nums = pd.to_numeric(frame["n"], errors="coerce")
+        for _, idx in out.groupby(keys, dropna=False, sort=False).groups.items() if keys else []:
+            block = nums.loc[idx]
+            if len(block) < 2 or out.loc[idx, "group"].nunique() < len(block):
+                continue
+            flag = is_small(block, threshold)
+            if flag.sum() == 1:
+                others = block[~flag & (block >= threshold)]
+                if len(others):
+                    out.loc[others.idxmin(), "n"] = SECONDARY
     if small.any():
         for col in ("estimate", "ci_lower", "ci_upper", "p_value"):
             if col in out.columns:
