@@ -49,7 +49,7 @@ OUTCOME_FLAG = "ho_within_horizon"  # derived: HO detected within the horizon (b
 
 # allowed keys per table: a typo in a spec is an error, not a silently ignored setting
 _KEYS: dict[str, set[str]] = {
-    "analysis": {"name", "title", "question", "seed", "script"},
+    "analysis": {"name", "title", "question", "seed"},
     "data": {"synthetic", "path", "mapping", "assessments", "sheet", "table", "query", "description"},
     "synthetic": {"scenario", "n", "seed", "fault_rate", "overrides"},
     "criteria": {"name", "keep", "description"},
@@ -1602,6 +1602,11 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
                 parts.append(f"{method} {c}".strip())
         if parts:
             paras.append(f"{sec.get('title', sec['type'])}: " + "; ".join(dict.fromkeys(parts)) + ".")
+    if any(KNOWN_FLAG in str(s.get("subset", "")) for s in spec.sections):
+        paras.append(f"Yes/no outcomes at the horizon were analysed among episodes whose status at "
+                     f"{int(spec.horizon)} days was known (HO or death within it, or follow-up reaching to within "
+                     f"{FOLLOWUP_TOLERANCE_DAYS} days of it); this assumes that loss to follow-up is unrelated to "
+                     "the outcome. The cumulative incidence curves use all episodes, censored at last contact.")
     paras.append(f"Disclosure control: counts from 1 to {ctx.threshold - 1} are shown as \"<{ctx.threshold}\", "
                  "with secondary suppression where a total would reveal them; estimates resting on fewer than "
                  f"{ctx.threshold} people or events are withheld. Computed with hostats; package versions are in "
@@ -1759,5 +1764,15 @@ def _version() -> str:
 
 
 def discover(root: Path | str = "analyses") -> list[Path]:
-    """Every ``analyses/*/analysis.toml`` under ``root``, sorted by name."""
-    return sorted(Path(root).glob("*/analysis.toml"))
+    """Every ``analyses/*/analysis.toml`` under ``root``, sorted by name; simulation studies (a
+    ``[simulation]`` table, run by ``hostats simulate``) are not analyses and are left out."""
+    return sorted(p for p in Path(root).glob("*/analysis.toml") if not is_simulation_spec(p))
+
+
+def is_simulation_spec(path: Path | str) -> bool:
+    """True when an analysis.toml declares a ``[simulation]`` table (analyses/simulation_study)."""
+    try:
+        with open(path, "rb") as fh:
+            return "simulation" in tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # load_spec reports the problem with its line
