@@ -1,4 +1,5 @@
-"""Checks of time-to-event input shared by ``kaplan_meier`` and ``cox``.
+"""Checks of time-to-event input shared by ``kaplan_meier``, ``cox``, ``cumulative_incidence``,
+``fine_gray`` and ``interval_censored``.
 
 Every problem is a :class:`hostats.errors.DataError` naming the column and the offending rows (index
 labels of the DataFrame), so nothing is dropped silently and no NaN travels into an estimate.
@@ -99,3 +100,18 @@ def label_array(data: pd.DataFrame, column: str, role: str) -> pd.Series:
         raise DataError(f"{role} column {column!r} has missing values in rows {_rows(bad, data.index)}; "
                         "recode them (e.g. as 'unknown') or exclude the rows explicitly", column=column)
     return raw
+
+
+def group_codes(data: pd.DataFrame, group: str | None) -> tuple[np.ndarray, list]:
+    """Integer codes 0..k-1 and their labels for a grouping column (one group ``"all"`` when None).
+
+    A Categorical keeps its category order (unused categories dropped); other columns are sorted.
+    """
+    if group is None:
+        return np.zeros(len(data), dtype=np.int64), ["all"]
+    raw = label_array(data, group, "group")
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        raw = raw.cat.remove_unused_categories()
+        return raw.cat.codes.to_numpy(np.int64), list(raw.cat.categories)
+    codes, labels = pd.factorize(raw, sort=True)
+    return codes.astype(np.int64), list(labels)

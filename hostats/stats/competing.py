@@ -21,7 +21,7 @@ from scipy import stats
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
-from hostats.stats._survdata import _rows, label_array, require_columns, time_array, weight_array
+from hostats.stats._survdata import _rows, group_codes, require_columns, time_array, weight_array
 
 AJ_REFERENCE = (
     "Aalen OO, Johansen S. An empirical transition matrix for non-homogeneous Markov chains based on "
@@ -60,17 +60,6 @@ def _status_array(data: pd.DataFrame, column: str, cause: int) -> np.ndarray:
     if not float(cause).is_integer() or cause < 1:
         raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
     return s.astype(np.int64)
-
-
-def _group_codes(data: pd.DataFrame, group: str | None) -> tuple[np.ndarray, list]:
-    if group is None:
-        return np.zeros(len(data), dtype=np.int64), ["all"]
-    raw = label_array(data, group, "group")
-    if isinstance(raw.dtype, pd.CategoricalDtype):
-        raw = raw.cat.remove_unused_categories()
-        return raw.cat.codes.to_numpy(np.int64), list(raw.cat.categories)
-    codes, labels = pd.factorize(raw, sort=True)
-    return codes.astype(np.int64), list(labels)
 
 
 def _loglog_ci(f: np.ndarray, var: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +307,7 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
     s = _status_array(data, status, cause)
     cause = int(cause)
     w = weight_array(data, weights)
-    codes, labels = _group_codes(data, group)
+    codes, labels = group_codes(data, group)
     if not np.any(s == cause):
         raise EstimationError(f"no events of cause {cause} in column {status!r} "
                               f"(codes present: {sorted(set(s.tolist()))}); the cumulative incidence is 0 "

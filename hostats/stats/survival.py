@@ -19,6 +19,7 @@ from hostats.errors import EstimationError
 from hostats.stats._result import CURVE_COLUMNS, CurveResult, Result, check_level, tidy, z_value
 from hostats.stats._survdata import (
     event_array,
+    group_codes,
     label_array,
     require_columns,
     time_array,
@@ -117,17 +118,6 @@ def _to_incidence(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _group_codes(data: pd.DataFrame, group: str | None) -> tuple[np.ndarray, list]:
-    if group is None:
-        return np.zeros(len(data), dtype=np.int64), ["all"]
-    raw = label_array(data, group, "group")
-    if isinstance(raw.dtype, pd.CategoricalDtype):
-        raw = raw.cat.remove_unused_categories()
-        return raw.cat.codes.to_numpy(np.int64), list(raw.cat.categories)
-    codes, labels = pd.factorize(raw, sort=True)
-    return codes.astype(np.int64), list(labels)
-
-
 def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = None,
                  weights: str | None = None, level: float = 0.95) -> KaplanMeierResult:
     """Kaplan-Meier estimate of survival S(t) = P(T > t), by group, with log-log confidence limits.
@@ -152,7 +142,7 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     t = time_array(data, time)
     e = event_array(data, event)
     w = weight_array(data, weights)
-    codes, labels = _group_codes(data, group)
+    codes, labels = group_codes(data, group)
     wts = np.ones_like(t) if w is None else w
 
     order = np.lexsort((t, codes))
