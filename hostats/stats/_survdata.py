@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError
+from hostats.stats._validate import name_items
 
 
-def _rows(mask: np.ndarray, index: pd.Index, limit: int = 5) -> str:
-    labels = list(index[np.asarray(mask)][:limit])
-    more = int(np.sum(mask)) - len(labels)
-    text = ", ".join(str(v) for v in labels)
-    return text + (f" and {more} more" if more > 0 else "")
+def _rows(mask: np.ndarray, index: pd.Index) -> str:
+    """The first offending row labels (index labels of the DataFrame), unquoted."""
+    return name_items(mask, index, quote=False)
 
 
 def require_columns(data: pd.DataFrame, columns: list[str]) -> None:

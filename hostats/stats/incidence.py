@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from hostats.stats._result import Result, check_level
+from hostats.stats._validate import as_vector, check_binomial, check_counts, name_items
 
 # user-facing name -> statsmodels.stats.proportion.proportion_confint method
 _PROPORTION_METHODS = {
@@ -42,20 +43,6 @@ _METHOD_NAMES = {
 }
 
 
-def _as_array(values: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
-    """Flatten a scalar / array-like / Series to a float array, keeping a Series index for labels."""
-    index = values.index if isinstance(values, pd.Series) else None
-    if isinstance(values, pd.Series):
-        values = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    try:
-        arr = np.atleast_1d(np.asarray(values, dtype=float))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numbers, got {values!r}") from exc
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a scalar or one-dimensional, got shape {arr.shape}")
-    return arr, index
-
-
 def _labels(k: int, groups: Any, *indexes: pd.Index | None) -> list:
     if groups is not None:
         labels = list(np.atleast_1d(np.asarray(groups, dtype=object)))
@@ -66,24 +53,6 @@ def _labels(k: int, groups: Any, *indexes: pd.Index | None) -> list:
         if index is not None:
             return list(index)
     return list(range(k)) if k > 1 else ["all"]
-
-
-def _first_bad(mask: np.ndarray, labels: list) -> str:
-    bad = [repr(labels[i]) for i in np.flatnonzero(mask)[:5]]
-    more = "" if mask.sum() <= 5 else f" and {int(mask.sum()) - 5} more"
-    return ", ".join(bad) + more
-
-
-def _check_counts(events: np.ndarray, labels: list, name: str) -> None:
-    bad = ~np.isfinite(events)
-    if bad.any():
-        raise ValueError(f"{name} is missing or not finite in group(s) {_first_bad(bad, labels)}")
-    bad = events < 0
-    if bad.any():
-        raise ValueError(f"{name} is negative in group(s) {_first_bad(bad, labels)}")
-    bad = events != np.round(events)
-    if bad.any():
-        raise ValueError(f"{name} must be whole numbers; not so in group(s) {_first_bad(bad, labels)}")
 
 
 @dataclass
@@ -116,8 +85,8 @@ def proportion(events: Any, n: Any, method: str = "wilson", level: float = 0.95,
         raise ValueError(f"unknown proportion method {method!r}; choose one of {sorted(_PROPORTION_METHODS)}")
     sm_method = _PROPORTION_METHODS[key]
 
-    ev, ev_index = _as_array(events, "events")
-    nn, n_index = _as_array(n, "n")
+    ev, ev_index = as_vector(events, "events")
+    nn, n_index = as_vector(n, "n")
     if ev.size != nn.size:
         if ev.size == 1:
             ev = np.repeat(ev, nn.size)
@@ -126,14 +95,7 @@ def proportion(events: Any, n: Any, method: str = "wilson", level: float = 0.95,
         else:
             raise ValueError(f"events has {ev.size} values but n has {nn.size}")
     labels = _labels(ev.size, groups, ev_index, n_index)
-    _check_counts(ev, labels, "events")
-    _check_counts(nn, labels, "n")
-    bad = nn == 0
-    if bad.any():
-        raise ValueError(f"n is 0 in group(s) {_first_bad(bad, labels)}: a proportion needs at least one unit")
-    bad = ev > nn
-    if bad.any():
-        raise ValueError(f"events exceed n in group(s) {_first_bad(bad, labels)}")
+    check_binomial(ev, nn, labels, "in group(s)")
 
     from statsmodels.stats.proportion import proportion_confint
 
@@ -197,15 +159,15 @@ def rate(events: Any, person_time: Any, per: float = 100, level: float = 0.95,
     per = float(per)
     if not np.isfinite(per) or per <= 0:
         raise ValueError(f"per must be a positive number, got {per!r}")
-    ev, ev_index = _as_array(events, "events")
-    pt, pt_index = _as_array(person_time, "person_time")
+    ev, ev_index = as_vector(events, "events")
+    pt, pt_index = as_vector(person_time, "person_time")
     if ev.size != pt.size:
         raise ValueError(f"events has {ev.size} values but person_time has {pt.size}")
     labels = _labels(ev.size, groups, ev_index, pt_index)
-    _check_counts(ev, labels, "events")
+    check_counts(ev, labels, "events", "in group(s)")
     bad = ~np.isfinite(pt) | (pt <= 0)
     if bad.any():
-        raise ValueError(f"person_time must be positive and finite; not so in group(s) {_first_bad(bad, labels)}")
+        raise ValueError(f"person_time must be positive and finite; not so in group(s) {name_items(bad, labels)}")
 
     lo, hi = poisson_exact_ci(ev, level)
     with np.errstate(divide="ignore"):

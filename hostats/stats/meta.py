@@ -24,6 +24,7 @@ from scipy import optimize, special, stats
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._result import Result, check_level
+from hostats.stats._validate import as_vector, check_binomial, name_items, require_finite
 
 _METHODS = ("FE", "DL", "REML", "PM")
 _METHOD_NAMES = {
@@ -45,19 +46,6 @@ _METAFOR_REFERENCE = "Viechtbauer W. Conducting meta-analyses in R with the meta
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _as_vector(values: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
-    index = values.index if isinstance(values, pd.Series) else None
-    if isinstance(values, pd.Series):
-        values = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    try:
-        arr = np.atleast_1d(np.asarray(values, dtype=float))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numbers, got {values!r}") from exc
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    return arr, index
-
-
 def _labels(k: int, labels: Sequence | None, *indexes: pd.Index | None) -> list:
     if labels is not None:
         out = list(np.atleast_1d(np.asarray(labels, dtype=object)))
@@ -70,12 +58,6 @@ def _labels(k: int, labels: Sequence | None, *indexes: pd.Index | None) -> list:
     return list(range(1, k + 1))
 
 
-def _name(mask: np.ndarray, labels: list) -> str:
-    bad = [repr(labels[i]) for i in np.flatnonzero(mask)[:5]]
-    more = "" if mask.sum() <= 5 else f" and {int(mask.sum()) - 5} more"
-    return ", ".join(bad) + more
-
-
 def _method(method: str) -> str:
     key = str(method).upper()
     if key == "EE":  # metafor's name for the equal-effects (fixed-effect) model
@@ -85,18 +67,20 @@ def _method(method: str) -> str:
     return key
 
 
+def _check_k(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.size != b.size:
+        raise ValueError(f"{a_name} has {a.size} values but {b_name} has {b.size}")
+    if a.size < 2:
+        raise ValueError(f"a meta-analysis needs at least 2 studies, got {a.size}")
+
+
 def _check_effects(yi: np.ndarray, vi: np.ndarray, labels: list) -> None:
-    if yi.size != vi.size:
-        raise ValueError(f"yi has {yi.size} values but vi has {vi.size}")
-    if yi.size < 2:
-        raise ValueError(f"a meta-analysis needs at least 2 studies, got {yi.size}")
-    for arr, name in ((yi, "yi (effect estimate)"), (vi, "vi (sampling variance)")):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(f"{name} is missing or not finite for study {_name(bad, labels)}")
+    _check_k(yi, vi, "yi", "vi")
+    require_finite(yi, labels, "yi (effect estimate)", "for study")
+    require_finite(vi, labels, "vi (sampling variance)", "for study")
     bad = vi <= 0
     if bad.any():
-        raise ValueError(f"vi (sampling variance) must be > 0; it is not for study {_name(bad, labels)}")
+        raise ValueError(f"vi (sampling variance) must be > 0; it is not for study {name_items(bad, labels)}")
 
 
 # --------------------------------------------------------------------------------------------- core fit
@@ -374,8 +358,8 @@ def meta_effects(yi: Any, vi: Any, method: str = "REML", knapp_hartung: bool = F
     """
     level = check_level(level)
     key = _method(method)
-    y, y_index = _as_vector(yi, "yi")
-    v, v_index = _as_vector(vi, "vi")
+    y, y_index = as_vector(yi, "yi")
+    v, v_index = as_vector(vi, "vi")
     labs = _labels(y.size, labels, y_index, v_index)
     _check_effects(y, v, labs)
     warnings: list[str] = []
@@ -490,23 +474,8 @@ class MetaProportionResult(MetaResult):
 
 
 def _check_counts(x: np.ndarray, n: np.ndarray, labels: list) -> None:
-    if x.size != n.size:
-        raise ValueError(f"events has {x.size} values but totals has {n.size}")
-    if x.size < 2:
-        raise ValueError(f"a meta-analysis needs at least 2 studies, got {x.size}")
-    for arr, name in ((x, "events"), (n, "totals")):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(f"{name} is missing or not finite for study {_name(bad, labels)}")
-        bad = (arr < 0) | (arr != np.round(arr))
-        if bad.any():
-            raise ValueError(f"{name} must be non-negative whole numbers; not so for study {_name(bad, labels)}")
-    bad = n == 0
-    if bad.any():
-        raise ValueError(f"totals is 0 for study {_name(bad, labels)}: a proportion needs at least one patient")
-    bad = x > n
-    if bad.any():
-        raise ValueError(f"events exceed totals for study {_name(bad, labels)}")
+    _check_k(x, n, "events", "totals")
+    check_binomial(x, n, labels, "for study", totals_name="totals")
 
 
 def _expit(x: Any) -> Any:
@@ -545,8 +514,8 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
         tf = "ft"
     if tf not in ("logit", "ft", "glmm"):
         raise ValueError(f"unknown transform {transform!r}; choose 'logit', 'ft' or 'glmm'")
-    x, x_index = _as_vector(events, "events")
-    n, n_index = _as_vector(totals, "totals")
+    x, x_index = as_vector(events, "events")
+    n, n_index = as_vector(totals, "totals")
     labs = _labels(x.size, labels, x_index, n_index)
     _check_counts(x, n, labs)
     continuity = float(continuity)
@@ -559,10 +528,10 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
     if tf == "logit":
         if edge.any():
             if continuity <= 0:
-                raise EstimationError(f"study {_name(edge, labs)} has 0 or all events: the logit is infinite; "
+                raise EstimationError(f"study {name_items(edge, labs)} has 0 or all events: the logit is infinite; "
                                       "use continuity > 0, transform='ft' or transform='glmm'")
             warnings.append(f"continuity correction {continuity:g} added to events and non-events of "
-                            f"{int(edge.sum())} study(ies) with 0 or all events only: {_name(edge, labs)}")
+                            f"{int(edge.sum())} study(ies) with 0 or all events only: {name_items(edge, labs)}")
         xc = np.where(edge, x + continuity, x)
         mc = np.where(edge, n - x + continuity, n - x)
         y = np.log(xc / mc)
