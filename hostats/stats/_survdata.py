@@ -29,13 +29,18 @@ def require_columns(data: pd.DataFrame, columns: list[str]) -> None:
         raise DataError("the data have no rows")
 
 
+def numeric_column(data: pd.DataFrame, column: str, role: str, unit: str | None = None) -> np.ndarray:
+    """A numeric (not boolean) column as float, missing values as NaN; otherwise a DataError."""
+    raw = data[column]
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        unit_text = f" ({unit})" if unit else ""
+        raise DataError(f"{role} column {column!r} must be numeric{unit_text}, got {raw.dtype}", column=column)
+    return raw.to_numpy(dtype=float, na_value=np.nan)
+
+
 def time_array(data: pd.DataFrame, column: str) -> np.ndarray:
     """Follow-up times as float: numeric, present, finite and non-negative, or a DataError."""
-    raw = data[column]
-    if not (pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)):
-        raise DataError(f"time column {column!r} must be numeric (days, months, ...), got {raw.dtype}",
-                        column=column)
-    t = raw.to_numpy(dtype=float, na_value=np.nan)
+    t = numeric_column(data, column, "time", "days, months, ...")
     bad = np.isnan(t)
     if bad.any():
         raise DataError(f"time column {column!r} has {int(bad.sum())} missing value(s) in rows "
@@ -76,10 +81,7 @@ def weight_array(data: pd.DataFrame, column: str | None) -> np.ndarray | None:
     """Case weights: finite and strictly positive."""
     if column is None:
         return None
-    raw = data[column]
-    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-        raise DataError(f"weights column {column!r} must be numeric, got {raw.dtype}", column=column)
-    w = raw.to_numpy(dtype=float, na_value=np.nan)
+    w = numeric_column(data, column, "weights")
     bad = ~np.isfinite(w)
     if bad.any():
         raise DataError(f"weights column {column!r} has missing or infinite values in rows "

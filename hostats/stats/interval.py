@@ -17,7 +17,7 @@ from scipy import sparse
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
-from hostats.stats._survdata import _rows, require_columns
+from hostats.stats._survdata import _rows, numeric_column, require_columns
 
 TURNBULL_REFERENCE = (
     "Turnbull BW. The empirical distribution function with arbitrarily grouped, censored and truncated "
@@ -31,11 +31,7 @@ def _bounds(data: pd.DataFrame, lower: str, upper: str) -> tuple[np.ndarray, np.
     require_columns(data, [lower, upper])
     out = []
     for col in (lower, upper):
-        raw = data[col]
-        if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-            raise DataError(f"interval bound column {col!r} must be numeric (days), got {raw.dtype}",
-                            column=col)
-        v = raw.to_numpy(dtype=float, na_value=np.nan)
+        v = numeric_column(data, col, "interval bound", "days")
         bad = np.isnan(v)
         if bad.any():
             raise DataError(f"interval bound column {col!r} has missing values in rows "
