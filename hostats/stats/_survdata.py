@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hostats.errors import DataError
+from hostats.errors import DataError, EstimationError
 from hostats.stats._validate import name_items
 
 
@@ -116,3 +116,49 @@ def group_codes(data: pd.DataFrame, group: str | None) -> tuple[np.ndarray, list
         return raw.cat.codes.to_numpy(np.int64), list(raw.cat.categories)
     codes, labels = pd.factorize(raw, sort=True)
     return codes.astype(np.int64), list(labels)
+
+
+def covariate_matrix(data: pd.DataFrame, formula: str, measure: str,
+                     alternative: str) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+    """Covariate matrix for a hazard model from a right-hand-side formula ("age + C(site)"), via formulaic.
+
+    No intercept (the baseline hazard absorbs it); factors get R's treatment coding, full rank. Returns
+    the matrix, its column names and the columns of each formula term. Unknown or missing covariates are
+    a DataError naming the column and rows; a constant covariate is an EstimationError (its ``measure``,
+    e.g. "hazard ratio", is not estimable). ``alternative`` names the estimator to use without covariates.
+    """
+    import formulaic
+
+    rhs = formula.split("~", 1)[1] if "~" in formula else formula
+    if not rhs.strip():
+        raise DataError(f"the formula {formula!r} has no covariates; use {alternative} for a model without them")
+    try:
+        needed = sorted(formulaic.Formula(rhs).required_variables)
+    except Exception as exc:  # formulaic's parse errors are not user-friendly on their own
+        raise DataError(f"cannot parse the formula {formula!r}: {exc}") from exc
+    for var in needed:
+        if var not in data.columns:
+            raise DataError(f"formula variable {var!r} is not in the data; columns are {list(data.columns)}",
+                            column=var)
+        bad = data[var].isna().to_numpy()
+        if bad.any():
+            raise DataError(f"covariate {var!r} has missing values in rows {_rows(bad, data.index)}; "
+                            "impute them or exclude the rows explicitly (nothing is dropped silently)",
+                            column=var)
+    mm = formulaic.model_matrix(rhs, data, na_action="raise", output="numpy")  # no DataFrame copy
+    names = list(mm.model_spec.column_names)
+    keep = [i for i, c in enumerate(names) if c != "Intercept"]
+    X = np.asarray(mm, dtype=float)[:, keep]
+    names = [names[i] for i in keep]
+    terms: dict[str, list[int]] = {}
+    for term, idx in mm.model_spec.term_indices.items():
+        cols = [keep.index(i) for i in idx if i in keep]
+        if cols:
+            terms[str(term)] = cols
+    if not names:
+        raise DataError(f"the formula {formula!r} gives no covariate columns")
+    for name, col in zip(names, X.T, strict=True):
+        if np.all(col == col[0]):
+            raise EstimationError(f"covariate {name!r} is constant, so its {measure} cannot be estimated; "
+                                  "remove it from the formula")
+    return np.ascontiguousarray(X), names, terms

@@ -21,7 +21,14 @@ from scipy import stats
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
-from hostats.stats._survdata import _rows, group_codes, require_columns, time_array, weight_array
+from hostats.stats._survdata import (
+    _rows,
+    covariate_matrix,
+    group_codes,
+    require_columns,
+    time_array,
+    weight_array,
+)
 
 AJ_REFERENCE = (
     "Aalen OO, Johansen S. An empirical transition matrix for non-homogeneous Markov chains based on "
@@ -391,43 +398,6 @@ class FineGrayResult(Result):
     cause: int = 1
 
 
-def _rhs(formula: str) -> str:
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
-    if not rhs.strip():
-        raise ValueError(f"formula {formula!r} has no covariates")
-    return rhs
-
-
-def _design(data: pd.DataFrame, formula: str) -> pd.DataFrame:
-    """Covariate matrix (no intercept) from a formula, R-style treatment coding, via formulaic."""
-    import formulaic
-
-    rhs = _rhs(formula)
-    try:
-        needed = sorted(formulaic.Formula(rhs).required_variables)
-    except Exception as exc:  # formulaic raises several parser errors
-        raise ValueError(f"cannot parse formula {formula!r}: {exc}") from exc
-    missing = [v for v in needed if v not in data.columns]
-    if missing:
-        raise DataError(f"formula {formula!r} uses column(s) {missing} that are not in the data",
-                        column=missing[0])
-    for v in needed:
-        bad = data[v].isna().to_numpy()
-        if bad.any():
-            raise DataError(f"covariate {v!r} has missing values in rows {_rows(bad, data.index)}; impute "
-                            "or exclude them explicitly before fitting", column=v)
-    mm = formulaic.model_matrix(rhs, data, ensure_full_rank=True)
-    x = pd.DataFrame(np.asarray(mm, dtype=float), columns=list(mm.columns), index=data.index)
-    x = x.drop(columns=[c for c in x.columns if c == "Intercept"])
-    if x.shape[1] == 0:
-        raise ValueError(f"formula {formula!r} gives no covariates")
-    const = [c for c in x.columns if np.ptp(x[c].to_numpy()) == 0]
-    if const:
-        raise EstimationError(f"covariate(s) {const} are constant in these data; the subdistribution "
-                              "hazard ratio is not estimable: drop them from the formula")
-    return x
-
-
 def _segment_sums(values: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
     return np.bincount(seg, weights=values, minlength=n_seg)
 
@@ -599,9 +569,7 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
     if n_events == 0:
         raise EstimationError(f"no events of cause {cause} in column {status!r}; no subdistribution "
                               "hazard ratio can be estimated")
-    xdf = _design(data, formula)
-    terms = list(xdf.columns)
-    xraw = xdf.to_numpy(float)
+    xraw, terms, _ = covariate_matrix(data, formula, "subdistribution hazard ratio", "cumulative_incidence")
     center = xraw.mean(0)                                          # centring leaves beta unchanged
     fd = _FGData(t, s, xraw - center, cause)
     beta, ll, ll0, converged, iters = _fg_fit(fd, max_iter=max_iter)

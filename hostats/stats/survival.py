@@ -18,6 +18,7 @@ from scipy import stats as sstats
 from hostats.errors import EstimationError
 from hostats.stats._result import CURVE_COLUMNS, CurveResult, Result, check_level, tidy, z_value
 from hostats.stats._survdata import (
+    covariate_matrix,
     event_array,
     group_codes,
     label_array,
@@ -290,46 +291,6 @@ ZPH_REFERENCE = ("Grambsch PM, Therneau TM. Proportional hazards tests and diagn
                  "residuals. Biometrika 1994;81:515-526; score test as R survival::cox.zph (>= 3.0)")
 
 
-def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
-    """Covariate matrix from a right-hand-side formula ("age + C(site)"), without intercept: the
-    baseline hazard absorbs it, and treatment coding of factors stays full rank."""
-    import formulaic
-
-    from hostats.errors import DataError
-    from hostats.stats._survdata import _rows
-
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
-    if not rhs.strip():
-        raise DataError("the Cox formula has no covariates; use kaplan_meier for a model without them")
-    try:
-        spec = formulaic.Formula(rhs)
-        needed = sorted(spec.required_variables)
-    except Exception as exc:  # formulaic's parse errors are not user-friendly on their own
-        raise DataError(f"cannot parse the formula {formula!r}: {exc}") from exc
-    for var in needed:
-        if var not in data.columns:
-            raise DataError(f"formula variable {var!r} is not in the data; columns are {list(data.columns)}",
-                            column=var)
-        bad = data[var].isna().to_numpy()
-        if bad.any():
-            raise DataError(f"covariate {var!r} has missing values in rows {_rows(bad, data.index)}; "
-                            "impute them or exclude the rows explicitly (nothing is dropped silently)",
-                            column=var)
-    mm = formulaic.model_matrix(rhs, data, na_action="raise", output="numpy")  # no DataFrame copy
-    names = list(mm.model_spec.column_names)
-    keep = [i for i, c in enumerate(names) if c != "Intercept"]
-    X = np.asarray(mm, dtype=float)[:, keep]
-    names = [names[i] for i in keep]
-    terms: dict[str, list[int]] = {}
-    for term, idx in mm.model_spec.term_indices.items():
-        cols = [keep.index(i) for i in idx if i in keep]
-        if cols:
-            terms[str(term)] = cols
-    if not names:
-        raise DataError(f"the formula {formula!r} gives no covariate columns")
-    return np.ascontiguousarray(X), names, terms
-
-
 @dataclass(repr=False)
 class CoxResult(Result):
     """Cox model: ``.table()`` has one row per coefficient (term, estimate = hazard ratio, ci_lower,
@@ -513,11 +474,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     w = weight_array(data, weights)
     if cluster is not None:
         label_array(data, cluster, "cluster")
-    X, names, terms = _design(data, formula)
-    for name, col in zip(names, X.T, strict=True):
-        if np.all(col == col[0]):
-            raise EstimationError(f"covariate {name!r} is constant, so its hazard ratio cannot be "
-                                  "estimated; remove it from the formula")
+    X, names, terms = covariate_matrix(data, formula, "hazard ratio", "kaplan_meier")
     if not e.any():
         raise EstimationError("no events: a Cox model needs at least one event")
     if e.sum() < X.shape[1]:
