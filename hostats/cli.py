@@ -269,8 +269,6 @@ def reproduce(
                 name = path.parent.name
                 if only and name not in only:
                     continue
-                if _is_simulation_spec(path):  # a simulation study (hostats simulate), not an analysis
-                    continue
                 entry = {"name": name, "title": name, "question": "", "href": f"{name}/report.html",
                          "status": "ok", "message": "", "seconds": 0.0, "files": "", "synthetic": True,
                          "headline": []}
@@ -349,20 +347,6 @@ def synth(
 
 
 # simulate (simulation study: hostats.simstudy + analyses/simulation_study/study.py)
-def _is_simulation_spec(path: Path) -> bool:
-    """True when an analysis.toml declares a ``[simulation]`` table: ``reproduce`` skips it."""
-    try:  # Python >= 3.11
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            return "simulation" in tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
-        return False  # load_spec reports the problem
-
-
 @app.command()
 def simulate(
     scenario: str = typer.Argument(..., help="Study: tha_prophylaxis, neurogenic, detection, resection_recurrence."),

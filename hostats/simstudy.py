@@ -558,7 +558,7 @@ def performance_display(study: Study, perf: pd.DataFrame) -> dict[str, pd.DataFr
                 if key in d:
                     row[label] = _fmt(d[key], d.get(f"{key}_mcse"))
             if "rejection" in d and (estimand, r.method) in kinds.index and row.get("rejection"):
-                row["rejection"] += f" [{kinds[(estimand, r.method)].replace('_', '-')}]"
+                row["rejection"] += " [type I error]" if kinds[(estimand, r.method)] == "type_i_error" else " [power]"
             rows.append(row)
         frame = pd.DataFrame(rows)
         out[estimand] = frame.loc[:, [c for c in frame.columns if (frame[c] != "").any()]]
@@ -590,7 +590,7 @@ def _estimates_figure(study: Study, rep: pd.DataFrame):
         ax.set_xlabel("estimate per replicate" + ("" if truth.size and np.allclose(truth, truth[0])
                                                   else " (truth varies by replicate)"))
         ax.set_ylabel("")
-        ax.legend(frameon=False, fontsize=8, loc="best")
+        ax.legend(frameon=True, framealpha=0.85, fontsize=8, loc="best")
     for ax in list(axes.flat)[len(ests):]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -630,7 +630,8 @@ def _coverage_figure(study: Study, perf: pd.DataFrame):
 
 def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: Path | str | None = None,
                   backend: str = "", title: str | None = None) -> Path:
-    """Write results.parquet, performance.csv, report.html (+ figures/) and manifest.json into ``out_dir``."""
+    """Write results.parquet (one row per replicate x method x estimand), estimates.csv/.json (the tidy
+    performance table with MCSEs), report.html (+ figures/) and manifest.json into ``out_dir``."""
     from hostats.provenance import build_manifest, hash_inputs, write_manifest
     from hostats.report.figures import save_figure
     from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
@@ -642,7 +643,8 @@ def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: 
     t0 = time.perf_counter()
     rep.to_parquet(out / "results.parquet", index=False)
     perf = result.performance()
-    write_csv(perf, out / "performance.csv")
+    write_csv(perf, out / "estimates.csv")  # tidy: method, estimand, measure, kind, value, mcse
+    (out / "estimates.json").write_text(perf.to_json(orient="records", indent=1) + "\n", encoding="utf-8")
     reps = int(rep["rep"].nunique())
     tables = [TableBlock(f"{study.estimand_labels.get(e, e)} (truth {_truth_text(rep, e)})", frame,
                          note="value (Monte-Carlo SE); " + ("rejection: of H0 estimand = "
@@ -663,6 +665,10 @@ def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: 
         f = failures.groupby(["method", "estimand", "error"]).size().rename("replicates").reset_index()
         diagnostics.append(TableBlock("Method failures (counted in n_failed, never dropped)", f))
     warned = rep[rep["warning"].notna()].drop_duplicates(["rep", "method"])
+    notes = [f"{m}: Python warnings in {k} of {reps} replicates (table below)"
+             for m, k in warned.groupby("method", sort=False).size().items()]
+    notes += [f"{m}: failed in {k} replicate(s) (table below; counted in n_failed)"
+              for m, k in failures.drop_duplicates(["rep", "method"]).groupby("method", sort=False).size().items()]
     if len(warned):
         w = warned.assign(message=warned["warning"].str.replace(r"\d+(\.\d+)?", "#", regex=True).str[:160])
         w = w.groupby(["method", "message"]).size().rename("replicates").reset_index()
@@ -674,7 +680,7 @@ def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: 
         data_source=[f"{reps} replicates, seed {result.seed}; replicate i drawn with numpy "
                      f"SeedSequence({result.seed}).spawn child i", f"study configuration: "
                      f"{json.dumps(_jsonable(study.config))}"],
-        synthetic=False, extra_tables=tables, figures=figures, diagnostics=diagnostics,
+        synthetic=False, extra_tables=tables, figures=figures, diagnostics=diagnostics, warnings=notes,
         section_titles={}, methods=[study.description,
                                     "Performance measures (bias, relative bias, empirical SE, model SE as the root "
                                     "mean of the squared model SEs, relative error in model SE, coverage, "
@@ -684,14 +690,15 @@ def write_outputs(result: SimulationResult, out_dir: Path | str, *, study_file: 
         references=[REFERENCE],
         provenance={"replicates": reps, "computed in this run": result.computed, "seed": result.seed,
                     "backend": backend or "serial", "seconds": f"{result.seconds:.1f}"},
-        files=["results.parquet", "performance.csv", "figures/", "manifest.json"])
+        files=["estimates.csv", "estimates.json", "results.parquet", "figures/", "manifest.json"])
     render_report(content, out / "report.html")
     inputs = hash_inputs([study_file]) if study_file else []
     manifest = build_manifest(analysis=f"simulation_study/{study.name}", spec=study.fingerprint(),
                               spec_path=study_file, inputs=inputs, seed=result.seed,
                               timings={"replicates": round(result.seconds, 2),
                                        "report": round(time.perf_counter() - t0, 2)},
-                              outputs=["report.html", "results.parquet", "performance.csv", "figures/"],
+                              outputs=["report.html", "estimates.csv", "estimates.json", "results.parquet",
+                                       "figures/"],
                               extra={"reps": reps, "computed": result.computed, "backend": backend or "serial",
                                      "failures": int(len(failures))})
     write_manifest(manifest, out / "manifest.json")

@@ -174,20 +174,27 @@ def prophylaxis_study(n: int) -> Study:
 # --- 2. competing death: 1 - KM vs Aalen-Johansen ----------------------------------------------------
 
 NEURO_OVERRIDES = {"death_within_1y": 0.30}  # high mortality (every injury type)
+# The 12-month x-ray (the end of follow-up) falls in the 14 days before day 365 (RATES.md R19). Censoring
+# there is not independent of detection: HO can only be seen at a visit, and a negative 12-month visit means
+# none within the year. Read at 365, the curve would extrapolate the detection hazard of the last days
+# (those still "at risk" are the ones whose final visit is later) to the patients censored earlier in the
+# window. "visit" times count a patient censored in that window as followed to 365 (HO-free at the 1-year
+# assessment); "recorded" times are used as they are.
+FINAL_VISIT_WINDOW_DAYS = 14
 
 
 def _neuro_data(n: int) -> Callable:
     def generate(rng: np.random.Generator) -> pd.DataFrame:
         c = synthetic.generate("neurogenic", n, _seed(rng), overrides=NEURO_OVERRIDES, fault_rate=0.0)
         e = derive_outcomes(c.episodes)  # hostats' own time_days / status (0 censored, 1 HO, 2 death first)
-        return pd.DataFrame({"time_days": e["time_days"].to_numpy(float),
-                             "status": e["status"].to_numpy(dtype=np.int64)})
+        t, st = e["time_days"].to_numpy(float), e["status"].to_numpy(dtype=np.int64)
+        final = (st == 0) & (t >= HORIZON - FINAL_VISIT_WINDOW_DAYS)
+        return pd.DataFrame({"time_days": t, "status": st, "time_visit": np.where(final, float(HORIZON), t)})
     return generate
 
 
-def one_minus_km(d: pd.DataFrame) -> Estimate:
-    """1 - Kaplan-Meier with death censored (the competing event treated as independent censoring)."""
-    km = hostats.kaplan_meier(d.assign(ho_event=(d["status"] == 1).astype(int)), "time_days", "ho_event")
+def _km_at_horizon(d: pd.DataFrame, time: str) -> Estimate:
+    km = hostats.kaplan_meier(d.assign(ho_event=(d["status"] == 1).astype(int)), time, "ho_event")
     a = km.at([HORIZON]).iloc[0]
     s, lo, hi = float(a["estimate"]), float(a["ci_lower"]), float(a["ci_upper"])
     # Greenwood SE recovered from the log(-log) limits: se(S) = S |log S| se(log(-log S))
@@ -195,17 +202,32 @@ def one_minus_km(d: pd.DataFrame) -> Estimate:
     return Estimate(1 - s, s * abs(math.log(s)) * se_ll, 1 - hi, 1 - lo)
 
 
+def _aj_at_horizon(d: pd.DataFrame, time: str) -> Estimate:
+    a = hostats.cumulative_incidence(d, time, "status", cause=1).at([HORIZON]).iloc[0]
+    return Estimate(float(a["estimate"]), float(a["std_error"]), float(a["ci_lower"]), float(a["ci_upper"]))
+
+
+def one_minus_km(d: pd.DataFrame) -> Estimate:
+    """1 - Kaplan-Meier at 365 days with death censored (the competing event treated as censoring)."""
+    return _km_at_horizon(d, "time_visit")
+
+
 def aalen_johansen(d: pd.DataFrame) -> Estimate:
     """hostats.cumulative_incidence (Aalen-Johansen, death competing) at 365 days."""
-    a = hostats.cumulative_incidence(d, "time_days", "status", cause=1).at([HORIZON]).iloc[0]
-    return Estimate(float(a["estimate"]), float(a["std_error"]), float(a["ci_lower"]), float(a["ci_upper"]))
+    return _aj_at_horizon(d, "time_visit")
+
+
+def aalen_johansen_recorded(d: pd.DataFrame) -> Estimate:
+    """Aalen-Johansen at 365 days on the recorded times (censoring at the 12-month visit day)."""
+    return _aj_at_horizon(d, "time_days")
 
 
 def neurogenic_study(n: int) -> Study:
     truth = synthetic.generate("neurogenic", 10, 0, overrides=NEURO_OVERRIDES, fault_rate=0.0).truth["population"]
     return Study(
         name="neurogenic", generate=_neuro_data(n),
-        methods={"one_minus_km": one_minus_km, "aalen_johansen": aalen_johansen},
+        methods={"one_minus_km": one_minus_km, "aalen_johansen": aalen_johansen,
+                 "aalen_johansen_recorded_times": aalen_johansen_recorded},
         truth={"cif_365": truth["cumulative_incidence"]}, null=None,
         config={"scenario": "neurogenic", "n": n, "overrides": NEURO_OVERRIDES},
         estimand_labels={"cif_365": "cumulative incidence of HO at 365 days, death competing"},
@@ -215,9 +237,12 @@ def neurogenic_study(n: int) -> Study:
             f"Data: synthetic 'neurogenic' (n = {n}; 1-year mortality raised to 30% for every injury; loss to "
             "follow-up 10% a year as in the scenario). "
             "Estimand: P(HO detected within 365 days, before death) (truth['population']['cumulative_incidence'])"
-            ". Methods: 1 - Kaplan-Meier with deaths censored; Aalen-Johansen cumulative incidence (hostats). "
-            "Performance: bias, coverage with Monte-Carlo SEs; 1 - KM is expected to be biased upward because it "
-            "estimates the risk in a world where nobody dies."))
+            ". Methods: 1 - Kaplan-Meier with deaths censored; Aalen-Johansen cumulative incidence (hostats); "
+            "both read at 365 days with patients censored at the 12-month visit (days 351-365, HO-free) counted "
+            "as followed to day 365. Third method: Aalen-Johansen on the recorded times, where that censoring "
+            "coincides with the last chance to detect HO (not independent of detection), so the curve's last "
+            "steps are inflated. Performance: bias, coverage with Monte-Carlo SEs; 1 - KM is expected to be "
+            "biased upward because it estimates the risk in a world where nobody dies."))
 
 
 # --- 3. detection by imaging: onset timing ----------------------------------------------------------
@@ -341,6 +366,18 @@ def meta_logit(data: dict, tau2: str, kh: bool) -> dict[str, Estimate]:
     return out
 
 
+def meta_glmm(data: dict) -> dict[str, Estimate]:
+    """hostats.meta_proportions(transform="glmm"): the exact binomial-normal model (no continuity correction,
+    no correlation between a site's estimate and its weight), Wald CI for mu, prediction interval for a site."""
+    out = {}
+    for k, (x, n) in data.items():
+        r = hostats.meta_proportions(x, n, method="ML", transform="glmm")
+        lo, hi, plo, phi = special.logit([r.ci_lower, r.ci_upper, r.pred_lower, r.pred_upper])
+        out[f"logit_mean_k{k}"] = Estimate(r.estimate_transformed, r.std_error, lo, hi)
+        out[f"new_site_logit_k{k}"] = Estimate(r.estimate_transformed, math.nan, plo, phi)
+    return out
+
+
 def resection_study(per_site: int) -> Study:
     pooled = synthetic.generate("resection_recurrence", 10, 0, overrides=_resection_overrides(5),
                                 fault_rate=0.0).truth["population"]["pooled"]
@@ -353,7 +390,8 @@ def resection_study(per_site: int) -> Study:
         labels[f"new_site_logit_k{k}"] = f"new site's logit risk (PI), {k} sites"
     return Study(
         name="resection_recurrence", generate=_meta_data(per_site, pooled),
-        methods={m: partial(meta_logit, tau2=t, kh=kh) for m, (t, kh) in META_METHODS.items()}, truth=truth, null=None,
+        methods={**{m: partial(meta_logit, tau2=t, kh=kh) for m, (t, kh) in META_METHODS.items()},
+                 "GLMM": meta_glmm}, truth=truth, null=None,
         config={"scenario": "resection_recurrence", "patients_per_site": per_site, "site_counts": SITE_COUNTS},
         estimand_labels=labels,
         description=(
@@ -365,9 +403,13 @@ def resection_study(per_site: int) -> Study:
             "Estimands: mu, the mean logit recurrence risk (truth['population']['pooled']['logit_mean']); a new "
             "site's true logit risk, drawn from N(mu, tau2) with each replicate (prediction-interval coverage). "
             "Methods: hostats.meta_effects on logit proportions (0.5 added only at sites with 0 or all events) "
-            "with tau2 by DerSimonian-Laird, by REML, and REML with the Knapp-Hartung CI. "
-            "Performance: bias and coverage with Monte-Carlo SEs; DL and REML with normal CIs are expected to "
-            "under-cover with 5 sites, Knapp-Hartung to be close to 95%."))
+            "with tau2 by DerSimonian-Laird, by REML, and REML with the Knapp-Hartung CI; and the exact "
+            "binomial-normal model (GLMM, hostats.meta_proportions transform='glmm'; Stijnen, Hamza & Ozdemir "
+            "2010). Performance: bias and coverage with Monte-Carlo SEs; DL and REML with normal CIs are "
+            "expected to under-cover with 5 sites, Knapp-Hartung to be close to 95%. With about 10% recurrence "
+            "the inverse-variance methods on logit proportions are biased upward (a site with few events has a "
+            "low logit AND a large variance, so it is down-weighted; zero-event sites get 0.5 added); the GLMM "
+            "is not."))
 
 
 STUDIES: dict[str, Callable[[int], Study]] = {
