@@ -1,5 +1,5 @@
-"""Checks of time-to-event input shared by ``kaplan_meier``, ``cox``, ``cumulative_incidence``,
-``fine_gray`` and ``interval_censored``.
+"""Time-to-event input checks, the covariate matrix of hazard models and the K-sample score chi-square,
+shared by ``kaplan_meier``, ``cox``, ``cumulative_incidence``, ``fine_gray`` and ``interval_censored``.
 
 Every problem is a :class:`hostats.errors.DataError` naming the column and the offending rows (index
 labels of the DataFrame), so nothing is dropped silently and no NaN travels into an estimate.
@@ -162,3 +162,19 @@ def covariate_matrix(data: pd.DataFrame, formula: str, measure: str,
             raise EstimationError(f"covariate {name!r} is constant, so its {measure} cannot be estimated; "
                                   "remove it from the formula")
     return np.ascontiguousarray(X), names, terms
+
+
+def score_chisq(u: np.ndarray, v: np.ndarray, singular: str) -> tuple[float, int, float]:
+    """K-sample score test: u' V^-1 u, chi-square with len(u) degrees of freedom, and its p-value.
+
+    ``u`` holds the scores of the first K-1 groups and ``v`` their covariance (log-rank, Gray's test); a
+    singular ``v`` is an EstimationError with the message ``singular``.
+    """
+    from scipy import stats
+
+    try:
+        stat = float(u @ np.linalg.solve(v, u))
+    except np.linalg.LinAlgError as exc:
+        raise EstimationError(singular) from exc
+    df = int(u.size)
+    return stat, df, float(stats.chi2.sf(stat, df))

@@ -26,6 +26,7 @@ from hostats.stats._survdata import (
     covariate_matrix,
     group_codes,
     require_columns,
+    score_chisq,
     time_array,
     weight_array,
 )
@@ -211,13 +212,9 @@ def _gray_test(t: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, cause
     u1 = (a + t4_1[:, None, :] * c_after)[:, : ng - 1, :]
     u2 = (t4_2[:, None, :] * c_after)[:, : ng - 1, :]
     var = (np.einsum("tik,tjk,tk->ij", u1, u1, t3_1) + np.einsum("tik,tjk,tk->ij", u2, u2, t3_2))
-    try:
-        stat = float(score @ np.linalg.solve(var, score))
-    except np.linalg.LinAlgError as exc:
-        raise EstimationError("Gray's test: the score variance is singular (a group without any events "
-                              "of the cause or without follow-up?)") from exc
-    df = ng - 1
-    return GrayTest(statistic=stat, df=df, p_value=float(stats.chi2.sf(stat, df)), cause=int(cause),
+    stat, df, p_value = score_chisq(score, var, "Gray's test: the score variance is singular (a group without "
+                                    "any events of the cause or without follow-up?)")
+    return GrayTest(statistic=stat, df=df, p_value=p_value, cause=int(cause),
                     score=tuple(float(x) for x in score))
 
 

@@ -23,6 +23,7 @@ from hostats.stats._survdata import (
     group_codes,
     label_array,
     require_columns,
+    score_chisq,
     time_array,
     weight_array,
 )
@@ -263,14 +264,10 @@ def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, leve
         factor = np.where(n_tot > 1, d_tot * (n_tot - d_tot) / (n_tot - 1), 0.0)
     cov = np.diag((factor[:, None] * share).sum(axis=0)) - (share * factor[:, None]).T @ share
     u, v = o_minus_e[:-1], cov[:-1, :-1]
-    try:
-        stat = float(u @ np.linalg.solve(v, u))
-    except np.linalg.LinAlgError as exc:
-        raise EstimationError("the log-rank covariance is singular (a group has no one at risk at any "
-                              "event time)") from exc
-    df = k - 1
+    stat, df, p_value = score_chisq(u, v, "the log-rank covariance is singular (a group has no one at risk at "
+                                    "any event time)")
     table = pd.DataFrame([{"measure": "logrank_chisq", "estimate": stat,
-                           "p_value": float(sstats.chi2.sf(stat, df)), "df": df,
+                           "p_value": p_value, "df": df,
                            "groups": ", ".join(str(v) for v in labels)}])
     detail = pd.DataFrame({"group": labels, "observed": (d.sum(axis=0)).astype(float),
                            "expected": (d.sum(axis=0) - o_minus_e)})
