@@ -338,6 +338,18 @@ class SectionOutput:
     methods: list[tuple[str, str]] = field(default_factory=list)  # (method, reference)
     balance: pd.DataFrame | None = None
 
+    def result_table(self, res: Any, measure: str | None = None) -> pd.DataFrame:
+        """Cite the estimator (method, reference) and return its tidy table, ``measure`` filled in if absent."""
+        self.methods.append((res.method, res.reference))
+        t = res.table()
+        if measure is not None and "measure" not in t.columns:
+            t["measure"] = measure
+        return t
+
+    def warn(self, sec: dict, *messages: str) -> None:
+        """Add warnings, each prefixed with the section's title (its id when untitled)."""
+        self.warnings += [f"{sec.get('title', sec['id'])}: {m}" for m in messages]
+
 
 @dataclass
 class Context:
@@ -462,8 +474,8 @@ def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out
     if k:
         by_col = {c: int(frame[c].isna().sum()) for c in cols if frame[c].isna().any()}
         detail = ", ".join(f"{c}: {format_count(v, ctx.threshold)}" for c, v in by_col.items())
-        out.warnings.append(f"{sec.get('title', sec['id'])}: {format_count(k, ctx.threshold)} episode(s) with "
-                            f"missing values left out (complete-case analysis; missing by column: {detail}).")
+        out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing values left out (complete-case "
+                      f"analysis; missing by column: {detail}).")
     return frame.loc[~miss]
 
 
@@ -568,7 +580,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
         out.estimates.append(_rows(ctx, sec, test, method=test.attrs.get("method", "")))
         if test.attrs.get("reference"):
             out.methods.append((test.attrs.get("method", ""), test.attrs["reference"]))
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     if sec.get("figure", True):
         from hostats.report.figures import curve_plot
 
@@ -671,8 +683,7 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
         s = d[column]
         k = int(s.isna().sum())
         if k:
-            out.warnings.append(f"{sec.get('title', sec['id'])}: {format_count(k, ctx.threshold)} episode(s) with "
-                                f"missing {column} not counted.")
+            out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing {column} not counted.")
         s = s.dropna()
         if by:
             raise ctx.spec.error("give either column (a distribution) or by (groups), not both", "section",
@@ -692,8 +703,8 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
         ok = e.notna().to_numpy() & (g.notna().to_numpy() if by else True)
         k = int((~ok).sum())
         if k:
-            out.warnings.append(f"{sec.get('title', sec['id'])}: {format_count(k, ctx.threshold)} episode(s) with "
-                                f"missing {event}{' or ' + by if by else ''} not counted.")
+            out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing "
+                          f"{event}{' or ' + by if by else ''} not counted.")
         frame = pd.DataFrame({"g": g[ok].astype(str), "e": e[ok].astype(bool)})
         if isinstance(d[by].dtype if by else None, pd.CategoricalDtype):
             order = [str(c) for c in d[by].cat.categories if str(c) in set(frame["g"])]
@@ -705,8 +716,7 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
         res = hostats.proportion(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method=method,
                                  level=ctx.level, groups=order)
         measure = sec.get("measure", "proportion")
-    out.methods.append((res.method, res.reference))
-    t = res.table()
+    t = out.result_table(res)
     t["measure"] = measure
 
     def truth(r):
@@ -748,8 +758,7 @@ def sec_rate(ctx: Context, sec: dict) -> SectionOutput:
     per = float(sec.get("per", 100))
     res = hostats.rate(agg["e"].to_numpy(int), agg["py"].to_numpy(float), per=per, level=ctx.level,
                        groups=list(agg.index))
-    out.methods.append((res.method, res.reference))
-    t = res.table()
+    t = out.result_table(res)
     if "n" not in t.columns or t["n"].isna().all():
         t["n"] = t["group"].map(agg["n"]) if "group" in t.columns else np.nan
     t["unit"] = np.where(t.get("measure", "rate") == "rate", f"per {per:g} person-years", "ratio")
@@ -785,11 +794,8 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     if sec.get("firth"):
         kwargs["firth"] = True
     res = hostats.logistic(d, formula, **kwargs)
-    out.methods.append((res.method, res.reference))
-    t = res.table()
+    t = out.result_table(res, "odds_ratio")
     t = t[t["term"].astype(str) != "Intercept"] if "term" in t.columns else t
-    if "measure" not in t.columns:
-        t["measure"] = "odds_ratio"
     tmap = sec.get("truth") or {}
 
     def truth(r):
@@ -804,7 +810,7 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     rows = _rows(ctx, sec, t, unit="odds ratio", truth=truth, method=res.method)
     rows.loc[rows["measure"] != "odds_ratio", "unit"] = ""
     out.estimates.append(rows)
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     ev_terms = sec.get("e_values")
     if ev_terms:
         risk = float(d[y].astype(float).mean()) if y in d.columns else 1.0
@@ -911,8 +917,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     if sec.get("bootstrap"):
         kwargs.update(bootstrap=int(sec["bootstrap"]), seed=ctx.spec.seed or 0)
     res = hostats.iptw(d, treatment, confounders, outcome, **kwargs)
-    out.methods.append((res.method, res.reference))
-    t = res.table()
+    t = out.result_table(res)
     prefix = sec.get("truth")
     t["group"] = t["contrast"] if "contrast" in t.columns else ""
     units = {"risk_treated": "proportion", "risk_control": "proportion", "risk_difference": "difference",
@@ -922,7 +927,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     rows = _rows(ctx, sec, t, truth=lambda r: _truth_contrast(ctx, prefix, str(r.get("group", "")),
                                                               str(r["measure"])), method=res.method)
     out.estimates.append(rows)
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in res.warnings]
+    out.warn(sec, *res.warnings)
     # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
     try:
         if not sec.get("crude", True):
@@ -938,7 +943,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     except _Skip:
         pass
     except (HostatsError, ValueError) as exc:
-        out.warnings.append(f"{sec.get('title', sec['id'])}: crude comparison not available: {exc}")
+        out.warn(sec, f"crude comparison not available: {exc}")
     # balance and weights
     bal = res.balance()
     out.balance = bal
@@ -985,7 +990,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
                                 "unweighted." + (" Diamonds: true risks under each arm." if tv else ""), fig))
             out.methods.append((cr.method, cr.reference))
         except (HostatsError, ValueError) as exc:
-            out.warnings.append(f"{sec.get('title', sec['id'])}: adjusted curves not available: {exc}")
+            out.warn(sec, f"adjusted curves not available: {exc}")
     if getattr(res, "cox_result", None) is not None:
         cox = res.cox_result
         out.methods.append((getattr(cox, "method", ""), getattr(cox, "reference", "")))
@@ -1051,31 +1056,34 @@ def _ph_table(cox) -> pd.DataFrame | None:
     return _fmt_frame(pd.DataFrame(t)) if isinstance(t, pd.DataFrame) else None
 
 
+def _hazard_formula(ctx: Context, d: pd.DataFrame, sec: dict) -> tuple[str, list[str]]:
+    """A hazard model's right-hand-side formula and the data columns it names (each checked to exist)."""
+    formula = sec.get("formula")
+    if not formula:
+        raise ctx.spec.error("needs formula = \"term + term\"", "section", "formula", sec["_index"])
+    names = sorted(_names_in(formula) - {"C"})
+    _need_columns(ctx, d, names, sec, "formula")
+    return formula, names
+
+
 def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
     """Cox proportional-hazards model: hazard ratios with the PH check in the diagnostics."""
     import hostats
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)
-    formula = sec.get("formula")
-    if not formula:
-        raise ctx.spec.error("needs formula = \"term + term\"", "section", "formula", sec["_index"])
+    formula, names = _hazard_formula(ctx, d, sec)
     time, event = sec.get("time", "time_days"), sec.get("event", "ho_event")
-    names = sorted(_names_in(formula) - {"C"})
-    _need_columns(ctx, d, names, sec, "formula")
     d = d.assign(ho_event=(d["status"] == 1).astype(int))
     d = _model_frame(_complete(ctx, d, names + [time], sec, out), names)
     kwargs = {k: sec[k] for k in ("weights", "cluster", "strata") if sec.get(k)}
     res = hostats.cox(d, formula, time, event, **kwargs)
-    out.methods.append((res.method, res.reference))
-    t = res.table()
-    if "measure" not in t.columns:
-        t["measure"] = "hazard_ratio"
+    t = out.result_table(res, "hazard_ratio")
     out.estimates.append(_rows(ctx, sec, t, unit="hazard ratio", method=res.method))
     ph = _ph_table(res)
     if ph is not None:
         out.diagnostics.append(TableBlock(f"Proportional hazards: {sec.get('title', '')}", ph))
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     return out
 
 
@@ -1085,21 +1093,14 @@ def sec_fine_gray(ctx: Context, sec: dict) -> SectionOutput:
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)
-    formula = sec.get("formula")
-    if not formula:
-        raise ctx.spec.error("needs formula = \"term + term\"", "section", "formula", sec["_index"])
-    names = sorted(_names_in(formula) - {"C"})
-    _need_columns(ctx, d, names, sec, "formula")
+    formula, names = _hazard_formula(ctx, d, sec)
     time, status = sec.get("time", "time_days"), sec.get("status", "status")
     d = _model_frame(_complete(ctx, d, names + [time, status], sec, out), names + [status])
     d[status] = d[status].astype(int)
     res = hostats.fine_gray(d, formula, time, status, cause=1)
-    out.methods.append((res.method, res.reference))
-    t = res.table()
-    if "measure" not in t.columns:
-        t["measure"] = "subdistribution_hazard_ratio"
+    t = out.result_table(res, "subdistribution_hazard_ratio")
     out.estimates.append(_rows(ctx, sec, t, unit="hazard ratio", method=res.method))
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     return out
 
 
@@ -1119,8 +1120,7 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     min_size = int(sec.get("min_size", 1))
     small = agg[agg["size"] < min_size]
     if len(small):
-        out.warnings.append(f"{sec.get('title', sec['id'])}: {len(small)} site(s) with fewer than {min_size} "
-                            "episodes left out of the pooling.")
+        out.warn(sec, f"{len(small)} site(s) with fewer than {min_size} episodes left out of the pooling.")
         agg = agg[agg["size"] >= min_size]
     if len(agg) < 2:
         raise ctx.spec.error(f"pooling needs at least two values of {by!r}; found {len(agg)}", "section", "by",
@@ -1195,7 +1195,7 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
                         "prediction interval": [f"{format_number(res.pred_lower)} to "
                                                 f"{format_number(res.pred_upper)}"]})
     out.diagnostics.append(TableBlock(f"Heterogeneity: {sec.get('title', '')}", het))
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     return out
 
 
@@ -1215,10 +1215,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     if ctx.spec.seed is not None:
         kw["seed"] = int(ctx.spec.seed)
     res = hostats.interval_censored(d, lo, hi, level=ctx.level, **kw)
-    out.methods.append((res.method, res.reference))
-    t = res.table()
-    if "measure" not in t.columns:
-        t["measure"] = "onset"
+    t = out.result_table(res, "onset")
     t["unit"] = t.get("unit", "days")
     tpath = sec.get("truth")
 
@@ -1228,7 +1225,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
         return _number(_truth_of(ctx, tpath.get(str(r.get("measure", "")))))
 
     out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
-    out.warnings += [f"{sec.get('title', sec['id'])}: {w}" for w in getattr(res, "warnings", [])]
+    out.warn(sec, *getattr(res, "warnings", []))
     curve = getattr(res, "curve", None)
     if sec.get("figure", True) and isinstance(curve, pd.DataFrame) and not curve.empty:
         import matplotlib.pyplot as plt
@@ -1311,8 +1308,8 @@ def sec_diagnosis_timing(ctx: Context, sec: dict) -> SectionOutput:
         summarise((both["xray"] - both["bone_scan"]).to_numpy(float), "days_first_positive_bone_scan_to_xray",
                   "days")
     else:
-        out.warnings.append(f"{sec.get('title', sec['id'])}: no episode has both a positive bone scan and a "
-                            "positive x-ray; the lead cannot be estimated.")
+        out.warn(sec, "no episode has both a positive bone scan and a positive x-ray; the lead cannot be "
+                      "estimated.")
     img = pos[pos["test"].astype(str).isin(["xray", "bone_scan", "ct"])]
     detect = img.groupby("_ep")["day"].min()
     alp = m[m["test"].astype(str) == "alp"][["_ep", "day", "value"]].dropna()
@@ -1328,7 +1325,7 @@ def sec_diagnosis_timing(ctx: Context, sec: dict) -> SectionOutput:
         paired = pd.concat([at.rename("at"), before.rename("before")], axis=1).dropna()
         summarise((paired["at"] - paired["before"]).to_numpy(float), "alp_rise_at_detection", "U/L")
     else:
-        out.warnings.append(f"{sec.get('title', sec['id'])}: no ALP measurements around detection.")
+        out.warn(sec, "no ALP measurements around detection.")
     out.methods.append(("mean with t interval, median with quartiles", ref))
     if rows:
         out.estimates.append(_rows(ctx, sec, pd.DataFrame(rows), truth=lambda r: r["truth"],
