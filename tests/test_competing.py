@@ -53,26 +53,20 @@ def test_estimates_and_variances_match_cmprsk(bmt, cause):
         np.testing.assert_allclose(g["std_error"] ** 2, VAR[(grp, cause)], rtol=2e-6)
 
 
-def test_gray_test_matches_published(bmt):
-    g1 = cumulative_incidence(bmt, "ftime", "Status", cause=1, group="D").gray_test
-    assert g1.df == 1
-    assert g1.statistic == pytest.approx(2.8623325, abs=5e-8)
-    assert g1.p_value == pytest.approx(0.09067592, abs=5e-9)
-    g2 = cumulative_incidence(bmt, "ftime", "Status", cause=2, group="D").gray_test
-    assert g2.statistic == pytest.approx(0.4481279, abs=5e-8)
-    assert g2.p_value == pytest.approx(0.50322531, abs=5e-9)
-
-
-def test_gray_test_four_groups_matches_cmprsk(bmt):
-    # R 4.2.2, cmprsk 2.2-11: cuminc(d$ftime, d$Status, d$Phase)$Tests (run for this test)
-    #   1 14.358549714 0.002455587688 3 ;  2 0.589438926 0.898845776733 3
-    g1 = cumulative_incidence(bmt, "ftime", "Status", cause=1, group="Phase").gray_test
-    assert g1.df == 3
-    assert g1.statistic == pytest.approx(14.358549714, abs=1e-8)
-    assert g1.p_value == pytest.approx(0.002455587688, abs=1e-11)
-    g2 = cumulative_incidence(bmt, "ftime", "Status", cause=2, group="Phase").gray_test
-    assert g2.statistic == pytest.approx(0.589438926, abs=1e-8)
-    assert g2.p_value == pytest.approx(0.898845776733, abs=1e-11)
+# Gray's test: (group, cause, df, statistic, p-value, tolerances). Two groups (D): the published cuminc
+# Tests above. Four groups (Phase): R 4.2.2, cmprsk 2.2-11, cuminc(d$ftime, d$Status, d$Phase)$Tests
+# (run for this test): 1 14.358549714 0.002455587688 3 ;  2 0.589438926 0.898845776733 3
+@pytest.mark.parametrize("group, cause, df, statistic, p_value, stat_tol, p_tol", [
+    ("D", 1, 1, 2.8623325, 0.09067592, 5e-8, 5e-9),
+    ("D", 2, 1, 0.4481279, 0.50322531, 5e-8, 5e-9),
+    ("Phase", 1, 3, 14.358549714, 0.002455587688, 1e-8, 1e-11),
+    ("Phase", 2, 3, 0.589438926, 0.898845776733, 1e-8, 1e-11),
+])
+def test_gray_test_matches_cmprsk(bmt, group, cause, df, statistic, p_value, stat_tol, p_tol):
+    g = cumulative_incidence(bmt, "ftime", "Status", cause=cause, group=group).gray_test
+    assert g.df == df
+    assert g.statistic == pytest.approx(statistic, abs=stat_tol)
+    assert g.p_value == pytest.approx(p_value, abs=p_tol)
 
 
 def test_table_counts(bmt):
