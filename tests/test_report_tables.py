@@ -29,13 +29,19 @@ from hostats.report.tables import (
 # linear system "each row/column sums to its total". A suppressed cell is disclosed iff its unit vector
 # lies in the row space of the constraint matrix restricted to the unknown cells (exact, rank-based).
 # ---------------------------------------------------------------------------------------------------
-def disclosed_cells(counts: np.ndarray, state: np.ndarray) -> list[tuple[int, int]]:
+def with_margins(counts: np.ndarray) -> np.ndarray:
+    """The table with its row totals as a last column and column totals (and grand total) as a last row."""
     r, c = counts.shape
     ext = np.zeros((r + 1, c + 1))
     ext[:r, :c] = counts
     ext[:r, c] = counts.sum(1)
     ext[r, :c] = counts.sum(0)
     ext[r, c] = counts.sum()
+    return ext
+
+
+def disclosed_cells(counts: np.ndarray, state: np.ndarray) -> list[tuple[int, int]]:
+    r, c = counts.shape
     unknown = [(i, j) for i in range(r + 1) for j in range(c + 1) if state[i, j] != 0]
     pos = {p: k for k, p in enumerate(unknown)}
     rows = []
@@ -83,18 +89,12 @@ def test_zero_is_not_suppressed_but_protects_nothing():
     counts = np.array([[0, 3], [12, 40]])
     state = secondary_suppression(counts, 5)
     assert state[0, 1] == 1
-    small = [(i, j) for (i, j) in disclosed_cells(counts, state) if 1 <= np.append(
-        np.column_stack([counts, counts.sum(1)]), [np.append(counts.sum(0), counts.sum())], axis=0)[i, j] < 5]
+    small = [(i, j) for (i, j) in disclosed_cells(counts, state) if 1 <= with_margins(counts)[i, j] < 5]
     assert small == []
 
 
 def _sensitive(counts: np.ndarray) -> np.ndarray:
-    r, c = counts.shape
-    ext = np.zeros((r + 1, c + 1))
-    ext[:r, :c] = counts
-    ext[:r, c] = counts.sum(1)
-    ext[r, :c] = counts.sum(0)
-    ext[r, c] = counts.sum()
+    ext = with_margins(counts)
     return (ext >= 1) & (ext < 5)
 
 
