@@ -603,27 +603,28 @@ def _coverage_figure(study: Study, perf: pd.DataFrame):
     _style()
     cov = perf[(perf["measure"] == "coverage") & perf["value"].notna()]
     ests = [e for e in study.truth if e in set(cov["estimand"])]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(cov)))
-    pal = sns.color_palette(PALETTE)
     meth = [m for m in study.methods if m in set(cov["method"])]
-    y, labels = 0, []
-    for est in ests:
-        for m in meth:
-            r = cov[(cov["estimand"] == est) & (cov["method"] == m)]
-            if r.empty:
-                continue
-            v, mc = float(r["value"].iloc[0]), float(r["mcse"].iloc[0])
+    sizes = [int((cov["estimand"] == e).sum()) for e in ests]
+    fig, axes = plt.subplots(len(ests), 1, sharex=True, squeeze=False,
+                             figsize=(7.5, 0.9 * len(ests) + 0.32 * sum(sizes)),
+                             gridspec_kw={"height_ratios": [max(k, 1) + 1.2 for k in sizes]})
+    pal = sns.color_palette(PALETTE)
+    for ax, est in zip(axes[:, 0], ests, strict=True):
+        rows = cov[cov["estimand"] == est].set_index("method").reindex([m for m in meth
+                                                                         if m in set(cov.loc[cov["estimand"] == est,
+                                                                                             "method"])])
+        for y, (m, r) in enumerate(rows.iterrows()):
+            v, mc = float(r["value"]), float(r["mcse"])
             ax.errorbar(v, y, xerr=[[v - max(v - 1.96 * mc, 0)], [min(v + 1.96 * mc, 1) - v]], fmt="o",
                         color=pal[meth.index(m) % len(pal)], capsize=3)
-            labels.append(f"{study.estimand_labels.get(est, est)}: {m}")
-            y += 1
-    ax.axvline(study.level, color="#c0392b", lw=1.2, label=f"nominal {study.level:.0%}")
-    ax.axvspan(study.level - 0.02, study.level + 0.02, color="#c0392b", alpha=0.08, label="0.93-0.97")
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("coverage of the 95% interval (bars: +-1.96 Monte-Carlo SE)")
-    ax.legend(frameon=False, fontsize=8, loc="lower left")
+        ax.axvline(study.level, color="#c0392b", lw=1.2)
+        ax.axvspan(study.level - 0.02, study.level + 0.02, color="#c0392b", alpha=0.08)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([study.method_labels.get(m, m) for m in rows.index], fontsize=9)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(study.estimand_labels.get(est, est), loc="left", fontsize=10)
+    axes[-1, 0].set_xlabel(f"coverage of the {study.level:.0%} interval (bars: +-1.96 Monte-Carlo SE; "
+                           f"red: nominal, band {study.level - 0.02:.2f}-{study.level + 0.02:.2f})")
     fig.tight_layout()
     return fig
 
