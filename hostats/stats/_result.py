@@ -39,6 +39,24 @@ def z_value(level: float) -> float:
     return float(norm.ppf(0.5 + check_level(level) / 2.0))
 
 
+def ratio_columns(beta: np.ndarray, se: np.ndarray, level: float, lower: np.ndarray | None = None,
+                  upper: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Contract columns of a ratio measure (OR, HR, SHR) from log-scale coefficients ``beta`` and SEs.
+
+    ``estimate`` exp(beta); limits exp(beta -/+ z se) (Wald) unless log-scale ``lower``/``upper`` (e.g.
+    profile-likelihood) are given; two-sided Wald ``p_value``; ``std_error`` on the log scale. An infinite
+    coefficient gives an infinite limit, without an overflow warning.
+    """
+    from scipy.stats import norm
+
+    z = z_value(level)
+    lower = beta - z * se if lower is None else lower
+    upper = beta + z * se if upper is None else upper
+    with np.errstate(over="ignore"):
+        return {"estimate": np.exp(beta), "ci_lower": np.exp(lower), "ci_upper": np.exp(upper),
+                "p_value": 2.0 * norm.sf(np.abs(beta / se)), "std_error": se}
+
+
 @dataclass(repr=False)
 class Result:
     """Base result: a tidy table plus the fitted object and what produced it.

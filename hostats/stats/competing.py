@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
+from hostats.stats._result import CurveResult, Result, check_level, ratio_columns, tidy, z_value
 from hostats.stats._survdata import (
     _rows,
     covariate_matrix,
@@ -583,12 +582,8 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
                               "levels or drop the term")
     cov, naive = _fg_variance(fd, beta)
     se = np.sqrt(np.diag(cov))
-    z = z_value(level)
-    zstat = beta / se
-    table = pd.DataFrame({
-        "term": terms, "estimate": np.exp(beta), "ci_lower": np.exp(beta - z * se),
-        "ci_upper": np.exp(beta + z * se), "p_value": 2.0 * stats.norm.sf(np.abs(zstat)),
-        "std_error": se, "n": int(t.size), "events": n_events, "coef": beta, "z": zstat})
+    table = pd.DataFrame({"term": terms, **ratio_columns(beta, se, level), "n": int(t.size), "events": n_events,
+                          "coef": beta, "z": beta / se})
     return FineGrayResult(
         _table=table, level=level, method="Fine-Gray subdistribution hazards regression",
         reference=FG_REFERENCE, fitted=None, warnings=warns,

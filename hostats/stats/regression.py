@@ -18,7 +18,7 @@ from scipy import optimize, stats
 from scipy.special import expit
 
 from hostats.errors import EstimationError
-from hostats.stats._result import Result, check_level, z_value
+from hostats.stats._result import Result, check_level, ratio_columns, z_value
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
@@ -665,14 +665,9 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
             method += ", frequency weights"
 
     se = np.sqrt(np.diag(cov))
-    z = z_value(level)
     table = pd.DataFrame({
         "term": names,
-        "estimate": np.exp(beta),
-        "ci_lower": np.exp(beta - z * se),
-        "ci_upper": np.exp(beta + z * se),
-        "p_value": 2 * stats.norm.sf(np.abs(beta / se)),
-        "std_error": se,
+        **ratio_columns(beta, se, level),
         "n": n_rows,
         "events": events,
         "log_odds": beta,

@@ -16,7 +16,15 @@ import pandas as pd
 from scipy import stats as sstats
 
 from hostats.errors import EstimationError
-from hostats.stats._result import CURVE_COLUMNS, CurveResult, Result, check_level, tidy, z_value
+from hostats.stats._result import (
+    CURVE_COLUMNS,
+    CurveResult,
+    Result,
+    check_level,
+    ratio_columns,
+    tidy,
+    z_value,
+)
 from hostats.stats._survdata import (
     covariate_matrix,
     event_array,
@@ -505,18 +513,14 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
         raise ValueError("profile-likelihood limits are model-based: use ci='wald' with robust SEs "
                          "(clusters or probability weights)")
     se = np.sqrt(np.diag(vcov))
-    z = z_value(level)
-    zstat = fit.beta / se
-    lo_b, hi_b = fit.beta - z * se, fit.beta + z * se
+    lo_b = hi_b = None  # Wald limits
     if ci == "profile":
         lims = np.array([_efron.profile_limits(dat, fit, j, level) for j in range(len(names))])
         lo_b, hi_b = lims[:, 0], lims[:, 1]
-    with np.errstate(over="ignore"):  # an infinite coefficient (flagged above) gives an inf limit
-        table = pd.DataFrame({
-            "term": names, "estimate": np.exp(fit.beta), "ci_lower": np.exp(lo_b),
-            "ci_upper": np.exp(hi_b), "p_value": 2 * sstats.norm.sf(np.abs(zstat)),
-            "std_error": se, "n": len(t), "events": int(e.sum()), "log_hr": fit.beta, "z": zstat,
-        })
+    table = pd.DataFrame({
+        "term": names, **ratio_columns(fit.beta, se, level, lo_b, hi_b), "n": len(t), "events": int(e.sum()),
+        "log_hr": fit.beta, "z": fit.beta / se,
+    })
     details = ["Efron ties"] + (["profile-likelihood CI"] if ci == "profile" else [])
     if strata_cols:
         details.append(f"stratified by {', '.join(strata_cols)}")
