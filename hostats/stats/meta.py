@@ -712,7 +712,7 @@ def _glmm_se(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
 def _binary(series: pd.Series, column: str) -> np.ndarray:
     s = series
     if s.isna().any():
-        rows = list(s.index[s.isna()][:5])
+        rows = name_items(s.isna(), s.index, quote=False)
         raise DataError(f"{column} is missing in row(s) {rows}; a site summary needs a value for every row",
                         column=column)
     if s.dtype == bool or str(s.dtype) == "boolean":
@@ -720,7 +720,7 @@ def _binary(series: pd.Series, column: str) -> np.ndarray:
     vals = pd.to_numeric(s, errors="coerce")
     bad = vals.isna() | ~vals.isin([0, 1])
     if bad.any():
-        rows = list(s.index[bad][:5])
+        rows = name_items(bad, s.index, quote=False)
         raise DataError(f"{column} must be 0/1 or true/false; not so in row(s) {rows}", column=column)
     return vals.to_numpy() == 1
 
@@ -756,7 +756,7 @@ def site_summary(data: pd.DataFrame, site: str, outcome: str, exposure: str | No
     if data.empty:
         raise DataError("the data have no rows", column=site)
     if data[site].isna().any():
-        rows = list(data.index[data[site].isna()][:5])
+        rows = name_items(data[site].isna(), data.index, quote=False)
         raise DataError(f"site is missing in row(s) {rows}", column=site)
     frame = pd.DataFrame({"site": data[site].astype(str).to_numpy(),
                           "event": _binary(data[outcome], outcome)}, index=data.index)
@@ -764,7 +764,7 @@ def site_summary(data: pd.DataFrame, site: str, outcome: str, exposure: str | No
         t = pd.to_numeric(data[time], errors="coerce")
         bad = t.isna() | ~np.isfinite(t) | (t < 0)
         if bad.any():
-            rows = list(data.index[bad][:5])
+            rows = name_items(bad, data.index, quote=False)
             raise DataError(f"{time} must be a non-negative number; not so in row(s) {rows}", column=time)
         frame["time"] = t.to_numpy(dtype=float)
     grouped = frame.groupby("site", sort=True)
@@ -778,7 +778,7 @@ def site_summary(data: pd.DataFrame, site: str, outcome: str, exposure: str | No
             is_ref = ~is_exp
         else:
             if col.isna().any():
-                rows = list(data.index[col.isna()][:5])
+                rows = name_items(col.isna(), data.index, quote=False)
                 raise DataError(f"{exposure} is missing in row(s) {rows}", column=exposure)
             is_exp = (col == exposed).to_numpy()
             is_ref = (col == reference).to_numpy() if reference is not None else ~is_exp
