@@ -259,13 +259,13 @@ def calibration_plot(table: pd.DataFrame, *, threshold: int = 5, title: str = "C
     Groups with fewer than ``threshold`` people or with 1..threshold-1 events are not drawn (their
     observed share would reveal a small count).
     """
-    from statsmodels.stats.proportion import proportion_confint
+    from hostats.stats.incidence import binomial_ci
 
     _style()
     t = table.copy()
     keep = (t["n"] >= threshold) & ~((t["events"] >= 1) & (t["events"] < threshold))
     t = t[keep]
-    lo, hi = proportion_confint(t["events"].to_numpy(), t["n"].to_numpy(), method="wilson")
+    lo, hi = binomial_ci(t["events"].to_numpy(), t["n"].to_numpy(), 0.95)
     fig, ax = plt.subplots(figsize=(5.2, 5))
     top = float(max(t["predicted"].max(), t["observed"].max(), 0.05)) * 1.1 if len(t) else 1.0
     ax.plot([0, top], [0, top], color="0.5", ls="--", lw=0.9)

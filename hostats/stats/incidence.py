@@ -55,6 +55,25 @@ def _labels(k: int, groups: Any, *indexes: pd.Index | None) -> list:
     return list(range(k)) if k > 1 else ["all"]
 
 
+def binomial_ci(events: np.ndarray, n: np.ndarray, level: float,
+                method: str = "wilson") -> tuple[np.ndarray, np.ndarray]:
+    """Binomial confidence limits for ``events / n`` (validated counts), truncated to [0, 1].
+
+    ``method`` is a statsmodels ``proportion_confint`` name. Except for Wald ("normal"), the lower limit is
+    exactly 0 with no events and the upper limit exactly 1 with all events (see :func:`proportion`).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    events, n = np.asarray(events, dtype=float), np.asarray(n, dtype=float)
+    lower, upper = proportion_confint(events, n, alpha=1.0 - level, method=method)
+    lower = np.clip(np.asarray(lower, dtype=float), 0.0, 1.0)
+    upper = np.clip(np.asarray(upper, dtype=float), 0.0, 1.0)
+    if method != "normal":  # exact edges for every interval that should have them
+        lower = np.where(events == 0, 0.0, lower)
+        upper = np.where(events == n, 1.0, upper)
+    return lower, upper
+
+
 @dataclass
 class ProportionResult(Result):
     """Proportions with CIs; ``table()`` has group, estimate, ci_lower, ci_upper, std_error, n, events."""
@@ -97,14 +116,7 @@ def proportion(events: Any, n: Any, method: str = "wilson", level: float = 0.95,
     labels = _labels(ev.size, groups, ev_index, n_index)
     check_binomial(ev, nn, labels, "in group(s)")
 
-    from statsmodels.stats.proportion import proportion_confint
-
-    lower, upper = proportion_confint(ev, nn, alpha=1.0 - level, method=sm_method)
-    lower = np.clip(np.asarray(lower, dtype=float), 0.0, 1.0)
-    upper = np.clip(np.asarray(upper, dtype=float), 0.0, 1.0)
-    if sm_method != "normal":  # exact edges for every interval that should have them (see docstring)
-        lower = np.where(ev == 0, 0.0, lower)
-        upper = np.where(ev == nn, 1.0, upper)
+    lower, upper = binomial_ci(ev, nn, level, sm_method)
     p = ev / nn
     table = pd.DataFrame({
         "group": labels,

@@ -450,15 +450,14 @@ class MetaProportionResult(MetaResult):
     def forest_data(self) -> pd.DataFrame:
         """Forest-plot rows on the proportion scale: each study's observed proportion with a Wilson
         interval (exact at 0 and 1), weight percent, and the pooled row with its prediction interval."""
-        from statsmodels.stats.proportion import proportion_confint
+        from hostats.stats.incidence import binomial_ci
 
-        lo, hi = proportion_confint(self.events, self.totals, alpha=1 - self.level, method="wilson")
+        lo, hi = binomial_ci(self.events, self.totals, self.level)
         weights = (100.0 * self.weights / np.sum(self.weights) if self.weights.size
                    else np.full(self.k, np.nan))
         studies = pd.DataFrame({
             "row_type": "study", "label": self.labels, "estimate": self.events / self.totals,
-            "ci_lower": np.where(self.events == 0, 0.0, lo), "ci_upper": np.where(self.events == self.totals,
-                                                                                1.0, hi),
+            "ci_lower": lo, "ci_upper": hi,
             "weight_percent": weights, "events": self.events.astype(np.int64),
             "n": self.totals.astype(np.int64), "continuity_corrected": self.corrected,
         })
