@@ -88,6 +88,9 @@ class Context:
     today: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.today().normalize())
     columns: tuple[Column, ...] = EPISODE_COLUMNS
     code_lists: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(CODE_LISTS))
+    # string columns left as a Categorical of the trimmed text (converted by the caller): duplicates and
+    # joins on millions of rows then work on integer codes instead of hashing Python strings
+    keep_categorical: tuple[str, ...] = ()
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -219,6 +222,23 @@ def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     return out
 
 
+def _stripped_categorical(s: pd.Series) -> pd.Series:
+    """A column as a Categorical of its trimmed text (as :func:`coerce_strings` would give it, still coded)."""
+    codes, u = _factor(s)
+    ncodes, nuniq = pd.factorize(_text(u).to_numpy(dtype=object))  # trimming can merge two values
+    new = np.where(codes >= 0, ncodes[np.maximum(codes, 0)] if len(ncodes) else -1, -1)
+    return pd.Series(pd.Categorical.from_codes(new.astype(np.int32), pd.Index(nuniq, dtype=object)),
+                     index=s.index, name=s.name)
+
+
+def as_string(s: pd.Series) -> pd.Series:
+    """A column kept Categorical by ``Context.keep_categorical`` to the canonical 'string' dtype."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s.astype("string")
+    codes, u = _factor(s)
+    return pd.Series(pd.array(_take(u, codes), dtype="string"), index=s.index, name=s.name)
+
+
 def coerce_strings(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Identifier-like text columns (patient_id, site) to trimmed strings; whole numbers lose '.0'."""
     out = frame.copy(deep=False)  # rules assign whole columns, never write into them
@@ -227,6 +247,8 @@ def coerce_strings(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             s = out[c.name]
             if isinstance(s.dtype, pd.StringDtype):
                 out[c.name] = s.str.strip()
+            elif c.name in ctx.keep_categorical:
+                out[c.name] = _stripped_categorical(s)
             else:
                 codes, u = _factor(s)
                 text = _text(u).to_numpy(dtype=object)
@@ -575,7 +597,7 @@ def conform(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Canonical column order and dtypes (absent optional columns stay absent)."""
     out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     for c in ctx.columns:
-        if c.name in out.columns:
+        if c.name in out.columns and c.name not in ctx.keep_categorical:
             target = dtype_of(c, ctx.code_lists)
             if str(out[c.name].dtype) != str(target):
                 out[c.name] = out[c.name].astype(target)
@@ -607,20 +629,46 @@ def _row_ref(frame: pd.DataFrame) -> pd.Series:
     return "row " + frame["source_row"].astype(str) + " of " + frame["source_file"].astype(str)
 
 
+def _row_groups(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Group number of each row by the values of ``cols`` (missing equals missing), numbered in order of
+    first appearance. Each column is factorised once (a Categorical's codes are used as they are) and the
+    codes combined into one integer key, so no row of text is hashed twice."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    bound = 1
+    for col in cols:
+        s = frame[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes, n_u = s.cat.codes.to_numpy().astype(np.int64), len(s.cat.categories)
+        else:
+            codes, uniques = pd.factorize(s, use_na_sentinel=True)
+            codes, n_u = codes.astype(np.int64), len(uniques)
+        if bound * (n_u + 1) >= 2**62:  # keep the combined key within int64: renumber it first
+            key, uniques = pd.factorize(key)
+            bound = len(uniques)
+        key = key * (n_u + 1) + (codes + 1)   # code 0 = missing
+        bound *= n_u + 1
+    return pd.factorize(key)[0]
+
+
 def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = ("patient_id", "index_date")
                      ) -> pd.DataFrame:
     """Exclude exact duplicates (every canonical value equal) of an earlier row, which is kept."""
     cols = _data_columns(frame)
-    # exact duplicates share the keys: hash only those candidates
-    cand = frame.duplicated(list(keys), keep=False).to_numpy()
+    # exact duplicates share the keys: compare only those candidates
+    kg = _row_groups(frame, list(keys))
+    cand = np.bincount(kg, minlength=1)[kg] > 1
     dup = np.zeros(len(frame), dtype=bool)
     reasons = None
     if cand.any():
         sub = frame[cand]
-        key = pd.util.hash_pandas_object(sub[cols], index=False).to_numpy()
-        sub_dup = pd.Series(key).duplicated().to_numpy()
+        g = _row_groups(sub, cols)
+        # groups are numbered in order of first appearance: a row opening a new group is its first row
+        seen = np.maximum.accumulate(g)
+        opens = np.concatenate([[True], g[1:] > seen[:-1]])
+        first = np.flatnonzero(opens)[g]        # position of the first row with the same values
+        sub_dup = ~opens
         dup[np.flatnonzero(cand)[sub_dup]] = True
-        first = pd.Series(np.arange(len(sub))).groupby(key).transform("first").to_numpy()[sub_dup]
+        first = first[sub_dup]
         reasons = pd.Series("exact duplicate of " + _row_ref(sub.iloc[first]).to_numpy(),
                             index=sub.index[sub_dup])
     ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
@@ -631,7 +679,8 @@ def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = 
 def conflicting_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = ("patient_id", "index_date")
                            ) -> pd.DataFrame:
     """Exclude ALL records of a patient and index date that appear more than once with different values."""
-    conflict = frame.duplicated(list(keys), keep=False).to_numpy()
+    kg = _row_groups(frame, list(keys))
+    conflict = np.bincount(kg, minlength=1)[kg] > 1
     reasons = None
     if conflict.any():
         sub = frame[conflict]
@@ -788,49 +837,81 @@ def derive_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _shared_codes(ep_ids: pd.Series, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of patient ids in the episodes and in another table (-1: missing or not an episode's
+    patient). A Categorical ``ids`` is matched through its distinct values only."""
+    ep_codes, uniq = pd.factorize(np.asarray(ep_ids.astype(object), dtype=object))
+    index = pd.Index(uniq, dtype=object)
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        cat = index.get_indexer(pd.Index(np.asarray(ids.cat.categories, dtype=object), dtype=object))
+        codes = ids.cat.codes.to_numpy()
+        return ep_codes, np.where(codes >= 0, cat[np.maximum(codes, 0)] if len(cat) else -1, -1)
+    return ep_codes, index.get_indexer(pd.Index(np.asarray(ids.astype(object), dtype=object), dtype=object))
+
+
+def _days(s: pd.Series) -> np.ndarray:
+    """Whole days since 1970 of a normalised datetime column (int64)."""
+    return s.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+
+
 def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd.DataFrame:
     """Interval-censoring bounds from the assessments (days from index_date): lo = last negative imaging
     before the first positive one (0 if none), hi = first positive imaging (inf if none). An assessment
     belongs to the patient's latest episode with index_date on or before it. Episodes without imaging:
     both NaN."""
     out = frame.copy(deep=False)  # rules assign whole columns, never write into them
-    lo = pd.Series(np.nan, index=out.index)
-    hi = pd.Series(np.nan, index=out.index)
-    if assessments is not None and len(assessments) and len(out):
-        img = assessments[assessments["test"].isin(IMAGING_TESTS) & assessments["result"].notna()]
-        img = img[["patient_id", "date", "result"]].astype({"patient_id": object})
-        ep = pd.DataFrame({"episode": np.arange(len(out)), "patient_id": out["patient_id"].astype(object).to_numpy(),
-                           "index_date": out["index_date"].to_numpy()})
-        ep = ep.dropna(subset=["index_date"]).sort_values("index_date")
-        img = img.dropna(subset=["date"]).sort_values("date")
-        m = pd.merge_asof(img, ep, left_on="date", right_on="index_date", by="patient_id", direction="backward")
-        m = m.dropna(subset=["episode"])
-        if len(m):
-            m["episode"] = m["episode"].astype(np.int64)
-            m["day"] = (m["date"] - m["index_date"]).dt.days.astype("float64")
-            pos = m["result"] == "positive"
-            first_pos = m[pos].groupby("episode")["day"].min()
-            m["first_pos"] = m["episode"].map(first_pos).fillna(np.inf).to_numpy()
-            neg = m[(~pos) & (m["day"] < m["first_pos"])]
-            last_neg = neg.groupby("episode")["day"].max()
-            has = np.unique(m["episode"].to_numpy())
-            lo_e = pd.Series(0.0, index=has)
-            lo_e[last_neg.index] = last_neg
-            hi_e = pd.Series(np.inf, index=has)
-            hi_e[first_pos.index] = first_pos
-            lo.iloc[has] = lo_e.to_numpy()
-            hi.iloc[has] = hi_e.to_numpy()
-    out["ho_interval_lo_days"] = lo.to_numpy(dtype="float64")
-    out["ho_interval_hi_days"] = hi.to_numpy(dtype="float64")
+    n = len(out)
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
+    if assessments is not None and len(assessments) and n:
+        img = assessments[assessments["test"].isin(IMAGING_TESTS) & assessments["result"].notna()
+                          & assessments["date"].notna()]
+        ep_code, a_code = _shared_codes(out["patient_id"], img["patient_id"])
+        ep_ok = (ep_code >= 0) & out["index_date"].notna().to_numpy()
+        ok = a_code >= 0
+        if ep_ok.any() and ok.any():
+            # the as-of join by patient as one sorted search: key = patient code, then day
+            ep_day, a_day = _days(out["index_date"]), _days(img["date"])
+            d0 = min(ep_day[ep_ok].min(), a_day[ok].min())
+            span = max(ep_day[ep_ok].max(), a_day[ok].max()) - d0 + 1
+            ep_rows = np.flatnonzero(ep_ok)
+            ep_key = ep_code[ep_rows] * span + (ep_day[ep_rows] - d0)
+            order = np.argsort(ep_key, kind="stable")
+            ep_key, ep_rows = ep_key[order], ep_rows[order]
+            a_rows = np.flatnonzero(ok)
+            a_key = a_code[a_rows] * span + (a_day[a_rows] - d0)
+            j = np.searchsorted(ep_key, a_key, side="right") - 1
+            jj = np.maximum(j, 0)
+            same = (j >= 0) & (ep_key[jj] // span == a_code[a_rows])
+            episode = ep_rows[jj[same]]
+            a_rows = a_rows[same]
+            day = (a_day[a_rows] - ep_day[episode]).astype("float64")
+            pos = (img["result"].to_numpy(dtype=object)[a_rows] == "positive")
+            first_pos = np.full(n, np.inf)
+            np.minimum.at(first_pos, episode[pos], day[pos])
+            neg = ~pos & (day < first_pos[episode])
+            last_neg = np.full(n, -np.inf)
+            np.maximum.at(last_neg, episode[neg], day[neg])
+            has = np.zeros(n, dtype=bool)
+            has[episode] = True
+            lo[has] = np.where(np.isfinite(last_neg[has]), last_neg[has], 0.0)
+            hi[has] = first_pos[has]
+    out["ho_interval_lo_days"] = lo
+    out["ho_interval_hi_days"] = hi
     return out
 
 
 # --- assessments ------------------------------------------------------------------------------------------
 
-def clean_assessments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+def clean_assessments(frame: pd.DataFrame, ctx: Context, *, ids_as_category: bool = False) -> pd.DataFrame:
     """Clean an assessments table (long format: patient_id, date, test, result, value) with the same
-    rules; rows without patient_id, date or test are excluded, exact duplicates removed."""
-    actx = Context(ctx.ledger, ctx.mapping, ctx.today, ASSESSMENT_COLUMNS, dict(ASSESSMENT_CODE_LISTS))
+    rules; rows without patient_id, date or test are excluded, exact duplicates removed.
+
+    patient_id stays a Categorical through the row rules (millions of rows, few distinct ids) and becomes
+    'string' at the end, unless ``ids_as_category`` (for :func:`interval_bounds`; convert with
+    :func:`as_string`)."""
+    actx = Context(ctx.ledger, ctx.mapping, ctx.today, ASSESSMENT_COLUMNS, dict(ASSESSMENT_CODE_LISTS),
+                   keep_categorical=("patient_id",))
     for rule in (missing_tokens, map_values, coerce_strings, coerce_categories, coerce_numbers, parse_dates,
                  future_dates, plausibility):
         frame = rule(frame, actx)
@@ -841,7 +922,10 @@ def clean_assessments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     ctx.ledger.problems_from_mask(frame, (imaging & frame["result"].isna()).to_numpy(), "result",
                                   frame["result"], "imaging without a positive/negative result",
                                   "flagged (not used for HO intervals)")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    if not ids_as_category:
+        frame["patient_id"] = as_string(frame["patient_id"])
+    return frame
 
 
 def require_rows(frame: pd.DataFrame, name: str) -> None:

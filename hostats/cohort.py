@@ -199,9 +199,11 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
         if isinstance(assess_src, dict):  # from export.toml
             amap = load_mapping(assess_src.get("mapping"), assessments=True)
             assess_src = assess_src["path"]
-        assess_df, assess_ledger, aprov = read_assessments(assess_src, amap, today_ts)
+        assess_df, assess_ledger, aprov = read_assessments(assess_src, amap, today_ts, ids_as_category=True)
         prov_sources.append(aprov)
     episodes = clean.interval_bounds(clean.derive_outcomes(episodes), assess_df)
+    if assess_df is not None:  # the join above used the ids' integer codes; canonical dtype from here on
+        assess_df["patient_id"] = clean.as_string(assess_df["patient_id"])
     provenance = {"sources": prov_sources, "today": str(today_ts.date()),
                   "mappings": [m.to_dict() for _, m, _ in items]}
     cohort = Cohort(episodes, assess_df, ledger, provenance, assess_ledger)
@@ -209,15 +211,16 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     return cohort
 
 
-def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Timestamp | None = None
-                     ) -> tuple[pd.DataFrame, Ledger, dict]:
-    """Read and clean an assessments table (patient_id, date, test, result, value); own ledger."""
+def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Timestamp | None = None, *,
+                     ids_as_category: bool = False) -> tuple[pd.DataFrame, Ledger, dict]:
+    """Read and clean an assessments table (patient_id, date, test, result, value); own ledger.
+    ``ids_as_category``: leave patient_id Categorical (see :func:`hostats.clean.clean_assessments`)."""
     from hostats.schema import ASSESSMENT_REQUIRED
 
     mapping = mapping or Mapping()
     today = today if today is not None else pd.Timestamp.today().normalize()
     raw = read_source(source, mapping)
-    frame = raw.frame.copy()
+    frame = raw.frame.copy(deep=False)  # only the column names change here
     frame.columns = [str(c).strip() for c in frame.columns]
     lower = {c.lower(): c for c in frame.columns}
     rename = {lower[k]: k for k in ("patient_id", "date", "test", "result", "value") if k in lower}
@@ -230,10 +233,10 @@ def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Time
     frame = frame[list(rename)].rename(columns=rename)
     rows = raw.rows if raw.rows is not None else np.arange(2, len(frame) + 2, dtype=np.int64)
     frame.insert(0, "source_row", rows)
-    frame.insert(0, "source_file", pd.Categorical([raw.name] * len(frame)))
+    frame.insert(0, "source_file", pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [raw.name]))
     ledger = Ledger()
     ledger.read(len(frame), f"assessment rows read from {raw.name}")
-    cleaned = clean.clean_assessments(frame, clean.Context(ledger, mapping, today))
+    cleaned = clean.clean_assessments(frame, clean.Context(ledger, mapping, today), ids_as_category=ids_as_category)
     return cleaned, ledger, {"name": raw.name, "sha256": raw.sha256, "rows_read": len(frame),
                              "kind": "assessments"}
 
