@@ -186,10 +186,28 @@ def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[
 # propensity model
 # --------------------------------------------------------------------------------------------------
 
+# From this many patients on, the propensity MLE is found by the vectorised Newton below and statsmodels
+# only confirms it (one Newton step) and builds its results object: its own Hessian is ~10x slower.
+WARM_START_N = 100_000
+
+
+def _warm_start(X: np.ndarray, a: np.ndarray, K: int) -> np.ndarray | None:
+    """The multinomial-logit MLE (statsmodels' parameter order) from zero, or None when Newton does not
+    converge cleanly (separation...): statsmodels then fits from scratch and reports what it finds."""
+    try:
+        with np.errstate(all="ignore"):
+            beta = _newton_mnlogit(X, a, K, np.zeros(X.shape[1] * (K - 1)), return_beta=True)
+    except (EstimationError, np.linalg.LinAlgError):
+        return None
+    return beta if np.all(np.isfinite(beta)) else None
+
+
 def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
                   start: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
     import statsmodels.api as sm
 
+    if start is None and len(a) >= WARM_START_N:
+        start = _warm_start(X, a, K)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = sm.Logit((a == 1).astype(float), X) if K == 2 else sm.MNLogit(a, X)
@@ -279,31 +297,33 @@ def _weights(P: np.ndarray, a: np.ndarray, estimand: str, target: int | None, st
     return w, g, info
 
 
-def _score_info(X: np.ndarray, a: np.ndarray, P: np.ndarray):
-    """Per-patient score (n x p(K-1)) and information matrix of the multinomial logit (base arm 0)."""
-    n, K = P.shape
-    resid = np.eye(K)[a][:, 1:] - P[:, 1:]
-    S = (resid[:, :, None] * X[:, None, :]).reshape(n, -1)
-    return S, _information(X, P)
-
-
 def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Fisher information of the multinomial logit: blocks X' diag(P_k (1{k=m} - P_m)) X (symmetric)."""
-    K, p = P.shape[1], X.shape[1]
+    """Fisher information of the multinomial logit: blocks X' diag(P_k (1{k=m} - P_m)) X (symmetric).
+
+    All blocks in one matrix product per chunk of rows: [w_km] (rows x pairs)' times the row-wise outer
+    products x x' (rows x p^2), so the data are read once and no n x p temporary is made per block."""
+    K, (n, p) = P.shape[1], X.shape
+    pairs = [(k, m) for k in range(1, K) for m in range(k, K)]
+    acc = np.zeros((len(pairs), p * p))
+    rows = max(1, (1 << 22) // (p * p + len(pairs)))  # ~32 MB of temporaries per chunk
+    for s in range(0, n, rows):
+        Xc, Pc = X[s:s + rows], P[s:s + rows]
+        Wc = np.column_stack([Pc[:, k] * ((k == m) - Pc[:, m]) for k, m in pairs])
+        acc += Wc.T @ (Xc[:, :, None] * Xc[:, None, :]).reshape(len(Xc), p * p)
     info = np.zeros(((K - 1) * p, (K - 1) * p))
-    for k in range(1, K):
-        for m in range(k, K):
-            block = (X * (P[:, k] * ((k == m) - P[:, m]))[:, None]).T @ X
-            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
-            info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
+    for (k, m), block in zip(pairs, acc.reshape(len(pairs), p, p), strict=True):
+        info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
+        info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
     return info
 
 
-def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30) -> np.ndarray:
-    """Fitted probabilities of the multinomial logit (base arm 0) by Newton-Raphson from ``start``.
+def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30,
+                    return_beta: bool = False) -> np.ndarray:
+    """Fitted probabilities (or, with ``return_beta``, the parameters) of the multinomial logit (base arm 0)
+    by Newton-Raphson from ``start``.
 
-    Used for bootstrap refits only (statsmodels' MNLogit Hessian is ~10x slower); the main fit, whose
-    object users see, stays statsmodels. Same likelihood, same optimum.
+    Used for bootstrap refits and for the warm start of large main fits (statsmodels' MNLogit Hessian is
+    ~10x slower); the main fit, whose object users see, stays statsmodels. Same likelihood, same optimum.
     """
     n, p = X.shape
     beta = np.asarray(start, dtype=float).copy()
@@ -318,6 +338,8 @@ def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, max
         if not np.all(np.isfinite(beta)):
             break
         if np.max(np.abs(step)) < 1e-8:
+            if return_beta:
+                return beta
             lin = np.column_stack([np.zeros(n), X @ beta.reshape(K - 1, p).T])
             lin -= lin.max(axis=1, keepdims=True)
             P = np.exp(lin)
@@ -338,15 +360,19 @@ def _influence(y, a, w, g, X, P, mu, W, account_ps: bool) -> np.ndarray:
     r = onehot * (w * (y - mu[a]))[:, None]          # n x K: 1{A=a} w (Y - mu_a)
     phi = r.copy()
     if account_ps:
-        S, info = _score_info(X, a, P)
+        # score S_i = (1{A_i=k} - P_ik) x_i and d log w_i / d beta_k = g_ik x_i, block k by block k:
+        # no n x p(K-1) matrix is formed
+        p = X.shape[1]
+        resid = onehot[:, 1:] - P[:, 1:]
+        info = _information(X, P)
         # D[a] = sum_i r_ia * d log w_i / d beta  (p(K-1) vector per arm)
-        dlogw = (g[:, :, None] * X[:, None, :]).reshape(n, -1)
-        D = r.T @ dlogw                              # K x p(K-1)
+        D = np.hstack([(r * g[:, k, None]).T @ X for k in range(K - 1)])   # K x p(K-1)
         try:
             proj = np.linalg.solve(info, D.T)        # p(K-1) x K
         except np.linalg.LinAlgError:
             proj = np.linalg.pinv(info) @ D.T
-        phi = phi + S @ proj
+        for k in range(K - 1):                        # phi += S @ proj
+            phi += resid[:, k, None] * (X @ proj[k * p:(k + 1) * p])
     return phi / W[None, :]
 
 
