@@ -1442,15 +1442,14 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 def _scan_outputs(folder: Path, ids: set[str], dates: set[str]) -> None:
     """Refuse to publish when an identifier or an exact record date of the input appears in an output.
 
-    Defence in depth behind the report layer's rules: every text output (not the synthetic input under
-    ``data/``) is tokenised and checked against the input's patient IDs and its record dates (ISO form).
+    Defence in depth behind the report layer's rules: every text output is tokenised and checked against
+    the input's patient IDs and its record dates (ISO form).
     """
     if not ids and not dates:
         return
     token = re.compile(r"[A-Za-z0-9_\-]+")
     for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).parts
-        if not p.is_file() or rel[0] == "data" or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt"):
+        if not p.is_file() or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt"):
             continue
         text = p.read_text(encoding="utf-8", errors="replace")
         if p.name == "manifest.json":  # the run's own timestamp is not a record date
@@ -1487,7 +1486,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
 
     data/mapping/assessments: override the spec's ``[data]`` (e.g. ``hostats run ... --data FILE``).
     prepare: called with the staging folder before reading; returns ``(source, truth, info)`` -- the
-        command line uses it to write a synthetic study folder (``<out>/data``) and pass the truth in.
+        command line uses it to write a synthetic study folder (outside the report) and pass the truth in.
     progress: an object with ``advance(description)`` (the CLI's rich progress bar) or None.
     """
     import hostats
@@ -1692,12 +1691,19 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
         faults = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info["faults"].items())
         data_lines.append(redact_text(f"Faults injected by the generator (to be found by the cleaning; exact "
                                       f"counts in manifest.json): {faults}.", thr))
+    if truth is not None and isinstance(info, dict) and info.get("regenerate"):
+        data_lines.append("The generated exports are not kept beside the report (they hold row-level data); "
+                          "regenerate them byte for byte (SHA-256 in manifest.json) with: "
+                          + "; ".join(info["regenerate"]))
     files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + \
         [f"figures/{f.png}" for f in figures] + [f"figures/{f.svg}" for f in figures]
     inputs = []
     src_paths = [p for p in ([source] if not isinstance(source, list) else source)
                  if isinstance(p, (str, Path)) and Path(p).exists()]
-    inputs = hash_inputs(src_paths, root=folder)
+    # a generated study folder lives outside the report: name its files relative to it, not to a temp path
+    generated = truth is not None and bool(src_paths) and all(Path(q).is_dir() for q in src_paths)
+    root = Path(os.path.commonpath([str(q) for q in src_paths])) if generated else folder
+    inputs = hash_inputs(src_paths, root=root)
     prov = {"analysis": spec.name, "spec": str(spec.path.name), "seed": spec.seed, "hostats": _version(),
             "input files": f"{len(inputs)} (SHA-256 in manifest.json)",
             "episodes analysed": format_count(n, thr), "run time": f"{timer.total:.1f} s"}

@@ -5,6 +5,7 @@ traceback. ``cli.py`` is, with ``analyses/``, the only place that may import bot
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -148,16 +149,24 @@ def _analyses_root() -> Path:
 
 
 def _synthetic_prepare(spec):
-    """The ``prepare`` callback for a spec with ``[data] synthetic``: generate, write the study folder to
-    ``<staging>/data`` (one subfolder per scenario when there are several), return (source, truth, info)."""
+    """The ``prepare`` callback for a spec with ``[data] synthetic``: generate, write the study folder to a
+    temporary folder (one subfolder per scenario when there are several), return (source, truth, info).
+
+    The row-level export (patient IDs, exact dates) never lands in the report folder: the manifest keeps
+    its SHA-256 hashes and the ``hostats synth`` command that regenerates it byte for byte. The caller
+    removes ``prepare.workdir`` when the run is over.
+    """
+    import tempfile
+
     import synthetic
 
     def prepare(staging: Path):
+        prepare.workdir = Path(tempfile.mkdtemp(prefix=f"hostats-{spec.name}-data-"))
         folders, truths, faults, scen = [], {}, {}, []
         for s in spec.synthetic:
             cohort = synthetic.generate(s["scenario"], int(s["n"]), int(s["seed"]), overrides=s.get("overrides"),
                                         fault_rate=float(s.get("fault_rate", 0.03)))
-            folder = staging / "data" / (s["scenario"] if len(spec.synthetic) > 1 else "")
+            folder = prepare.workdir / (s["scenario"] if len(spec.synthetic) > 1 else "")
             cohort.write(folder)
             folders.append(folder)
             truths[s["scenario"]] = cohort.truth
@@ -166,7 +175,10 @@ def _synthetic_prepare(spec):
             scen.append({"scenario": s["scenario"], "n": int(s["n"]), "seed": int(s["seed"]),
                          "fault_rate": float(s.get("fault_rate", 0.03)), "overrides": s.get("overrides")})
         single = len(folders) == 1
-        info = {"scenarios": scen, "faults": faults, "data_folder": "data"}
+        regenerate = [f"hostats synth {x['scenario']} -n {x['n']} --seed {x['seed']} --fault-rate {x['fault_rate']}"
+                      + ("" if not x["overrides"] else "  # with overrides " + repr(x["overrides"]))
+                      for x in scen]
+        info = {"scenarios": scen, "faults": faults, "regenerate": regenerate}
         return (folders[0] if single else folders), (next(iter(truths.values())) if single else truths), info
 
     return prepare
@@ -198,8 +210,12 @@ def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=
     task = progress.add_task(spec.name, total=len(spec.sections) + 4 + (1 if data is None and spec.synthetic else 0),
                              status="starting") if progress is not None else None
     prepare = _synthetic_prepare(spec) if data is None and spec.synthetic else None
-    result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
-                          progress=_Steps(progress, task))
+    try:
+        result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
+                              progress=_Steps(progress, task))
+    finally:
+        if getattr(prepare, "workdir", None) is not None:
+            shutil.rmtree(prepare.workdir, ignore_errors=True)
     if progress is not None:
         progress.update(task, completed=progress.tasks[task].total, status=f"done in {result.seconds:.1f} s")
     return result

@@ -116,6 +116,11 @@ def test_report_has_every_section_and_files(reproduced, name):
     assert manifest["inputs"] and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert manifest["packages"]["numpy"] and manifest["timings_seconds"]["total"] > 0
     assert manifest["synthetic"]["faults"] is not None
+    # the row-level synthetic export stays out of the report folder; the manifest says how to regenerate it
+    assert not (folder / "data").exists()
+    assert not any(p.suffix in {".tsv", ".xlsx"} or p.name.startswith("site_") for p in folder.rglob("*"))
+    assert all(not i["path"].startswith("/") for i in manifest["inputs"])
+    assert manifest["synthetic"]["regenerate"][0].startswith("hostats synth ")
 
 
 @pytest.mark.parametrize("name", NAMES)
