@@ -232,9 +232,16 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run one analysis to a report folder: report.html, estimates.csv/json, figures/, manifest.json."""
-    from hostats.analysis import load_spec
+    from hostats.analysis import is_simulation_spec, load_spec
 
     def go():
+        toml = analysis / "analysis.toml" if analysis.is_dir() else analysis
+        if toml.is_file() and is_simulation_spec(toml):
+            from hostats import simstudy
+
+            names = simstudy.load_module(toml.parent / "study.py").names()
+            fail(f"{toml} is a simulation study, not an analysis: run it with `hostats simulate SCENARIO "
+                 f"--reps R` (SCENARIO: {', '.join(names)})")
         spec = load_spec(analysis)
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)

@@ -87,6 +87,13 @@ def test_reproduce_skips_the_simulation_folder(tmp_path):
     assert not list(tmp_path.rglob("*.error.txt"))
 
 
+def test_run_on_the_simulation_folder_points_to_simulate(tmp_path):
+    r = CliRunner().invoke(app, ["run", str(ROOT / "analyses" / "simulation_study"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1
+    assert "hostats simulate SCENARIO" in r.output and "tha_prophylaxis" in r.output
+    assert "unknown table" not in r.output and not (tmp_path / "o").exists()
+
+
 def test_simulate_command_writes_report_and_resumes(tmp_path):
     out = tmp_path / "sim"
     runner = CliRunner()
