@@ -297,8 +297,17 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
     head, encoding = _decode_head(path, mapping.encoding)
     if not head.strip():
         raise DataError("the file holds only blank lines", file=str(path))
+    if "\x00" in head:  # text exports never hold NUL bytes; binary formats (xlsx, sav, dta, ...) do
+        raise DataError("the file is binary, not delimited text: is it a spreadsheet or a statistics-package "
+                        "file saved under a text name? Give it its real extension (.xlsx, .sav, .dta, "
+                        ".sas7bdat, .parquet)", file=str(path))
     delimiter = mapping.delimiter or ("\t" if path.suffix.lower() in {".tsv", ".tab"} else sniff_delimiter(head))
-    header = next(csv.reader(io.StringIO(head.lstrip("\ufeff")), delimiter=delimiter), [])
+    try:
+        # newline=None: classic Mac exports end lines with a bare CR, which pandas and pyarrow also accept
+        header = next(csv.reader(io.StringIO(head.lstrip("\ufeff"), newline=None), delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise DataError(f"cannot read the header line as {delimiter!r}-delimited text ({exc}); check that "
+                        "this is a text export", file=str(path), row=1) from None
     # read as Categorical: the parser factorises each column once (less memory, and every cleaning rule
     # then works on the distinct values); missing-value tokens are handled by the cleaning, not pandas
     kwargs = dict(sep=delimiter, dtype="category", keep_default_na=False, na_filter=False, header=0,

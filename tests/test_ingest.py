@@ -50,6 +50,23 @@ def test_bom_is_removed(tmp_path):
     assert "patient_id" in c.episodes.columns and len(c.episodes) == 2
 
 
+@pytest.mark.parametrize("eol", ["\r", "\r\n"])
+def test_classic_mac_and_windows_line_endings(tmp_path, eol):
+    # Excel for Mac 2011 "CSV (Macintosh)" ends lines with a bare CR
+    p = write(tmp_path, (HEADER + ROWS).replace("\n", eol))
+    c = hostats.read_cohort(p, today=TODAY)
+    assert list(c.episodes["patient_id"]) == ["P1", "P2"] and c.episodes["sex"].tolist() == ["male", "female"]
+
+
+def test_binary_file_with_a_text_name_is_named_as_such(tmp_path):
+    xlsx = tmp_path / "real.xlsx"
+    small_frame().to_excel(xlsx, index=False)
+    p = write(tmp_path, xlsx.read_bytes(), name="export.csv")
+    with pytest.raises(DataError, match="binary, not delimited text") as err:
+        hostats.read_cohort(p, today=TODAY)
+    assert "export.csv" in str(err.value)
+
+
 def test_latin1_accents(tmp_path):
     text = "patient_id;index_event;index_date;site\nP1;tha;2021-03-04;Zürich\nP2;tha;2021-03-05;Besançon\n"
     p = write(tmp_path, text.encode("latin-1"))
