@@ -213,6 +213,7 @@ def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         if not hit_u.any():
             continue
         new_u = u.astype(object).where(~hit_u, norm.map(table))
+        new_u = new_u.where(~(hit_u & (new_u.astype(str) == "").to_numpy()), None)  # mapped to "": missing
         changed |= _spread(hit_u & (new_u.astype(str) != _text(u)).to_numpy(), codes)
         ncodes, nuniq = pd.factorize(new_u)
         out[col] = pd.Categorical.from_codes(np.where(codes >= 0, ncodes[np.maximum(codes, 0)], -1).astype(np.int32),

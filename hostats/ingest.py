@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError, SpecError
-from hostats.schema import COLUMNS, DERIVED_COLUMNS, EPISODE_COLUMNS, REQUIRED
+from hostats.schema import CODE_LISTS, COLUMNS, DERIVED_COLUMNS, EPISODE_COLUMNS, REQUIRED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -161,6 +161,11 @@ def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bo
     for col, table in raw.get("values", {}).items():
         if (col not in COLUMNS and col not in ASSESSMENT_INPUT) or not isinstance(table, dict):
             raise SpecError(f"{where}: [values.{col}] must be a table for a canonical column")
+        codes = CODE_LISTS.get(col) if not assessments else None
+        wrong = {k: v for k, v in table.items() if codes is not None and v != "" and v not in codes}
+        if wrong:  # a typo here would otherwise silently turn every such cell missing
+            raise SpecError(f"{where}: [values.{col}] maps {wrong} to value(s) that are not {col} codes; "
+                            f"codes are {list(codes)} (or \"\" for missing)")
         values[col] = {str(k).strip().casefold(): v for k, v in table.items()}
     dates = raw.get("dates", {})
     date_format = _check_date_format(dates.get("format", "auto"), f"{where} [dates] format")

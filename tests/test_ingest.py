@@ -368,6 +368,14 @@ def test_mapping_rename_values_units_booleans_missing(tmp_path):
     assert ep["sex"].tolist() == ["male", "female"]
 
 
+def test_mapping_a_value_to_empty_text_makes_it_missing_without_a_problem(tmp_path):
+    p = write(tmp_path, HEADER + "P1,tha,2021-03-04,61,M\nP2,tha,2021-05-06,70,X\n")
+    c = hostats.read_cohort(p, {"values": {"sex": {"M": "male", "X": ""}}}, today=TODAY)
+    assert c.episodes["sex"].iloc[0] == "male" and pd.isna(c.episodes["sex"].iloc[1])
+    assert c.problems.empty  # declared by the user, so not reported as an unknown code
+    assert c.flow().set_index("step").loc["value mapping", "rows_changed"] == 2
+
+
 def test_mapping_excel_serial_per_column(tmp_path):
     p = write(tmp_path, "patient_id,index_event,index_date,ho,ho_date\nA,tha,2021-01-01,yes,44256\n")
     c = hostats.read_cohort(p, {"dates": {"columns": {"ho_date": "excel"}}}, today=TODAY)
@@ -388,7 +396,8 @@ def test_mapping_toml_file_and_errors(tmp_path):
     for text, match in [("[columns\n", "not a valid TOML"), ('[columns]\npatientid = "x"\n', "not canonical"),
                         ('[units]\nrt_dose_gy = "rad"\n', "not supported"),
                         ('[dates]\nformat = "weird"\n', "date format"), ("[colums]\n", "unknown section"),
-                        ('[columns]\nsex = "X"\nsite = "X"\n', "more than one canonical")]:
+                        ('[columns]\nsex = "X"\nsite = "X"\n', "more than one canonical"),
+                        ('[values.sex]\nM = "mle"\n', "not sex codes")]:
         bad.write_text(text)
         with pytest.raises(SpecError, match=match):
             load_mapping(bad)
