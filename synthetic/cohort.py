@@ -230,12 +230,13 @@ def _episodes(model: Scenario, P: dict, d: Draw, rng: np.random.Generator) -> tu
     n = d.u_ho.size
     tl = d.tl
     true_ho = d.u_ho < d.p[np.arange(n), d.arm]
-    end = tl.end_day.astype(float)
-    ho = true_ho & (tl.detect_day < d.death_day) & (tl.detect_day < d.ltfu_day)
-    died = (d.death_day <= end) & (d.death_day < d.ltfu_day)
+    end = tl.end_day.astype(float)  # after the horizon: the schedule never censors before day 365 (dgp)
+    # ltfu_day is the last day seen: what happens on it is recorded, so censoring there is independent
+    ho = true_ho & (tl.detect_day < d.death_day) & (tl.detect_day <= d.ltfu_day)
+    died = (d.death_day <= end) & (d.death_day <= d.ltfu_day)
     lost = ~died & (d.ltfu_day <= end)
     last = np.where(died, d.death_day, np.where(lost, d.ltfu_day, end))
-    symptomatic = true_ho & tl.symptomatic & (tl.symptom_scan_day < d.death_day) & (tl.symptom_scan_day < d.ltfu_day)
+    symptomatic = true_ho & tl.symptomatic & (tl.symptom_scan_day < d.death_day) & (tl.symptom_scan_day <= d.ltfu_day)
 
     start = np.datetime64(P["index_date_start"], "D")
     span = int((np.datetime64(P["index_date_end"], "D") - start).astype(int)) + 1
@@ -285,7 +286,7 @@ def _assessments(P: dict, model: Scenario, d: Draw, ep: pd.DataFrame, lat: dict,
     k = tl.visit_day.shape[1]
     n_alp_visits = min(3, k - 1)
     true_ho = lat["true_ho"]
-    limit = np.minimum(d.death_day, d.ltfu_day)  # imaging and labs only while alive and followed
+    limit = np.minimum(d.death_day, d.ltfu_day + 1)  # imaging and labs while alive, up to the last day seen
     # slots: lab alp | x-ray per visit | alp at the first visits | symptom scan | its alp | false-alarm scan
     day = np.column_stack([tl.lab_day, tl.visit_day, tl.visit_day[:, :n_alp_visits], tl.symptom_scan_day,
                            tl.symptom_scan_day, tl.false_alarm_day]).astype(float)

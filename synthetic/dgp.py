@@ -10,6 +10,15 @@ x-ray (always attended while the patient is alive and followed) falls in the two
 after every x-ray has turned positive. Hence, with no death and no loss to follow-up, HO is detected
 within 365 days if and only if it occurred, and the probability of detection within the horizon with
 death competing is ``E[p_i * exp(-lambda_i * D_i)]`` (``D_i`` the detection day).
+
+Follow-up does not end at the 12-month x-ray but at a later contact (its review, no imaging), drawn
+``final_contact_after_visit_days`` after it and so after day 365. Were the 12-month x-ray also the end of
+follow-up, censoring would coincide with the last chance of detection: a patient censored HO-free on day
+v in 351-365 has no HO left to find, while everyone still at risk carries the undetected HO of the
+cohort, so the censoring is informative and Aalen-Johansen / Kaplan-Meier read at 365 overstate the
+detections of the final window about H_15 = 3.3-fold (+6-7% relative on the 1-year cumulative incidence).
+With the later contact, only loss to follow-up (independent of everything else) censors before the
+horizon and a standard analysis at 365 estimates the truth without bias.
 """
 from __future__ import annotations
 
@@ -65,10 +74,7 @@ class Timeline:
     lab_day: np.ndarray         # early ALP sample
     detect_day: np.ndarray      # first positive imaging if HO occurs, no death / loss (<= 365 by design)
     detect_scan: np.ndarray     # True when that first positive is a bone scan
-
-    @property
-    def end_day(self) -> np.ndarray:
-        return self.visit_day[:, -1]
+    end_day: np.ndarray         # last contact: after the 12-month x-ray and after the horizon (no imaging)
 
 
 def timeline(P: dict, rng: np.random.Generator, n: int) -> Timeline:
@@ -98,8 +104,12 @@ def timeline(P: dict, rng: np.random.Generator, n: int) -> Timeline:
                             np.where(scan_pos_fa, false_alarm_day, np.inf))
     detect_scan = first_scan < first_xray
     detect_day = np.where(detect_scan, first_scan, first_xray)
+    lo, hi = (int(b) for b in P["final_contact_after_visit_days"])
+    if not 0 <= lo <= hi:
+        raise ValueError(f"final_contact_after_visit_days must be [lo, hi] with 0 <= lo <= hi, got {[lo, hi]}")
+    end_day = visit[:, -1] + rng.integers(lo, hi + 1, n)
     return Timeline(onset, xray_visible, scan_visible, visit, attend, symptomatic, symptom_scan_day,
-                    false_alarm, false_alarm_day, lab_day.astype(float), detect_day, detect_scan)
+                    false_alarm, false_alarm_day, lab_day.astype(float), detect_day, detect_scan, end_day)
 
 
 def alp_values(P: dict, rng: np.random.Generator, day: np.ndarray, patient: np.ndarray, onset: np.ndarray,

@@ -185,7 +185,14 @@ def test_r23_death_and_loss(tha):
     within_3se((lat["death_day"] <= 365).mean(), 0.02, prop_se(0.02, N))
     within_3se((lat["ltfu_day"] <= 365).mean(), 0.10, prop_se(0.10, N))
     ep = tha.episodes
-    assert ep["death_date"].notna().mean() < 0.02  # deaths after loss to follow-up are unseen
+    # deaths after loss to follow-up are unseen: recorded 1-year deaths are P(death day <= min(365, last day
+    # seen)) with independent integer (ceil) exponential days, sum_k P(death day = k) P(loss day >= k)
+    ld, ll = -np.log(0.98) / 365, -np.log(0.90) / 365
+    k = np.arange(1, 366)
+    expected = np.sum((np.exp(-ld * (k - 1)) - np.exp(-ld * k)) * np.exp(-ll * (k - 1)))
+    recorded = ((ep["death_date"] - ep["index_date"]).dt.days <= 365).mean()
+    assert recorded < 0.02
+    within_3se(recorded, expected, prop_se(expected, N))
 
 
 # --- fracture ------------------------------------------------------------------------------------------
