@@ -10,23 +10,12 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._validate import name_items
+from hostats.stats._formula import build_design, split_formula
+from hostats.stats._validate import binary_array, require_columns
+from hostats.stats._validate import row_labels as _rows
 
-
-def _rows(mask: np.ndarray, index: pd.Index) -> str:
-    """The first offending row labels (index labels of the DataFrame), unquoted."""
-    return name_items(mask, index, quote=False)
-
-
-def require_columns(data: pd.DataFrame, columns: list[str]) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    for col in columns:
-        if col not in data.columns:
-            raise DataError(f"column {col!r} is not in the data; columns are {list(data.columns)}",
-                            column=col)
-    if len(data) == 0:
-        raise DataError("the data have no rows")
+__all__ = ["require_columns", "numeric_column", "time_array", "event_array", "status_array", "weight_array",
+           "label_array", "group_codes", "covariate_matrix", "score_chisq", "_rows"]
 
 
 def numeric_column(data: pd.DataFrame, column: str, role: str, unit: str | None = None) -> np.ndarray:
@@ -58,23 +47,31 @@ def time_array(data: pd.DataFrame, column: str) -> np.ndarray:
 
 def event_array(data: pd.DataFrame, column: str) -> np.ndarray:
     """Event indicator as bool: True/False or 1/0, nothing else, nothing missing."""
+    return binary_array(data, column, "event", "1 (event) or 0 (censored)",
+                        " (for competing risks use cumulative_incidence with the status column)")
+
+
+def status_array(data: pd.DataFrame, column: str, cause: int) -> np.ndarray:
+    """Competing-risks status as int: 0 censored, 1..k causes. Missing, negative or non-integer codes are
+    errors; ``cause`` must be a positive integer code."""
     raw = data[column]
     if raw.isna().any():
         bad = raw.isna().to_numpy()
-        raise DataError(f"event column {column!r} has missing values in rows {_rows(bad, data.index)}",
+        raise DataError(f"status column {column!r} has missing values in rows {_rows(bad, data.index)}; "
+                        "code them 0 (censored), 1 (event of interest) or 2.. (competing event)",
                         column=column)
-    if pd.api.types.is_bool_dtype(raw):
-        return raw.to_numpy(dtype=bool)
-    if not pd.api.types.is_numeric_dtype(raw):
-        raise DataError(f"event column {column!r} must be 1/0 or True/False, got dtype {raw.dtype}",
-                        column=column)
-    e = raw.to_numpy(dtype=float)
-    bad = (e != 0) & (e != 1)
+    if pd.api.types.is_bool_dtype(raw) or not pd.api.types.is_numeric_dtype(raw):
+        raise DataError(f"status column {column!r} must hold integer codes 0 (censored), 1..k (causes); "
+                        f"got dtype {raw.dtype}", column=column)
+    s = raw.to_numpy(dtype=float)
+    bad = (s < 0) | (s != np.round(s)) | ~np.isfinite(s)
     if bad.any():
-        raise DataError(f"event column {column!r} must be 1 (event) or 0 (censored); rows "
-                        f"{_rows(bad, data.index)} have other values (for competing risks use "
-                        "cumulative_incidence with the status column)", column=column)
-    return e == 1
+        raise DataError(f"status column {column!r} has unknown codes {sorted(set(s[bad].tolist()))[:5]} in "
+                        f"rows {_rows(bad, data.index)}; allowed: 0 censored, 1..k event causes",
+                        column=column)
+    if not float(cause).is_integer() or cause < 1:
+        raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
+    return s.astype(np.int64)
 
 
 def weight_array(data: pd.DataFrame, column: str | None) -> np.ndarray | None:
@@ -120,48 +117,26 @@ def group_codes(data: pd.DataFrame, group: str | None) -> tuple[np.ndarray, list
 
 def covariate_matrix(data: pd.DataFrame, formula: str, measure: str,
                      alternative: str) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
-    """Covariate matrix for a hazard model from a right-hand-side formula ("age + C(site)"), via formulaic.
+    """Covariate matrix of a hazard model from a right-hand-side formula ("age + C(site)").
 
-    No intercept (the baseline hazard absorbs it); factors get R's treatment coding, full rank. Returns
-    the matrix, its column names and the columns of each formula term. Unknown or missing covariates are
-    a DataError naming the column and rows; a constant covariate is an EstimationError (its ``measure``,
-    e.g. "hazard ratio", is not estimable). ``alternative`` names the estimator to use without covariates.
+    Built by the shared formula engine (:mod:`hostats.stats._formula`: the same columns as ``logistic``
+    without the intercept, which the baseline hazard absorbs) on complete rows. Returns the matrix, its
+    column names and the columns of each formula term. A constant covariate is an EstimationError (its
+    ``measure``, e.g. "hazard ratio", is not estimable); ``alternative`` names the estimator to use
+    without covariates.
     """
-    import formulaic
-
-    rhs = formula.split("~", 1)[1] if "~" in formula else formula
-    if not rhs.strip():
+    _, rhs = split_formula(formula, outcome=False)
+    if not rhs:
         raise DataError(f"the formula {formula!r} has no covariates; use {alternative} for a model without them")
-    try:
-        needed = sorted(formulaic.Formula(rhs).required_variables)
-    except Exception as exc:  # formulaic's parse errors are not user-friendly on their own
-        raise DataError(f"cannot parse the formula {formula!r}: {exc}") from exc
-    for var in needed:
-        if var not in data.columns:
-            raise DataError(f"formula variable {var!r} is not in the data; columns are {list(data.columns)}",
-                            column=var)
-        bad = data[var].isna().to_numpy()
-        if bad.any():
-            raise DataError(f"covariate {var!r} has missing values in rows {_rows(bad, data.index)}; "
-                            "impute them or exclude the rows explicitly (nothing is dropped silently)",
-                            column=var)
-    mm = formulaic.model_matrix(rhs, data, na_action="raise", output="numpy")  # no DataFrame copy
-    names = list(mm.model_spec.column_names)
-    keep = [i for i, c in enumerate(names) if c != "Intercept"]
-    X = np.asarray(mm, dtype=float)[:, keep]
-    names = [names[i] for i in keep]
-    terms: dict[str, list[int]] = {}
-    for term, idx in mm.model_spec.term_indices.items():
-        cols = [keep.index(i) for i in idx if i in keep]
-        if cols:
-            terms[str(term)] = cols
-    if not names:
-        raise DataError(f"the formula {formula!r} gives no covariate columns")
-    for name, col in zip(names, X.T, strict=True):
+    design, X = build_design(data, rhs, formula, intercept=False)
+    if not design.names:
+        raise DataError(f"the formula {formula!r} gives no covariate columns; use {alternative} for a model "
+                        "without them")
+    for name, col in zip(design.names, X.T, strict=True):
         if np.all(col == col[0]):
             raise EstimationError(f"covariate {name!r} is constant, so its {measure} cannot be estimated; "
                                   "remove it from the formula")
-    return np.ascontiguousarray(X), names, terms
+    return np.ascontiguousarray(X), design.names, design.terms
 
 
 def score_chisq(u: np.ndarray, v: np.ndarray, singular: str) -> tuple[float, int, float]:

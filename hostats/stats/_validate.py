@@ -1,15 +1,31 @@
-"""Checks of aggregate inputs (counts, totals, person-time, effect sizes) shared by incidence and meta.
+"""Input checks shared by the estimators.
 
-Each check raises ``ValueError`` naming the offending groups or studies by their labels, so a caller never
-gets a silent NaN. ``where`` is the phrase before the labels ("in group(s)", "for study").
+Aggregate inputs (counts, totals, person-time, effect sizes; incidence and meta): each check raises
+``ValueError`` naming the offending groups or studies by their labels, so a caller never gets a silent NaN.
+``where`` is the phrase before the labels ("in group(s)", "for study").
+
+Patient-level data (every regression-type and curve estimator): ``require_columns``, the missing-data
+policy ``complete_cases`` and ``binary_array``; problems are :class:`hostats.errors.DataError` naming the
+column and the rows (index labels of the DataFrame).
+
+Missing-data policy (one for ``logistic``, ``cox``, ``fine_gray``, ``iptw``, ``kaplan_meier`` and
+``cumulative_incidence``): complete-case analysis on the columns the estimator uses (outcome, time,
+event/status, formula variables or confounders, treatment, weights, cluster, strata, group). Rows with a
+missing value there are left out; the result's ``warnings`` (and a ``UserWarning``) say how many rows were
+dropped and how many were missing in each column, the result's ``n`` counts the analysed rows and
+``n_missing`` the dropped ones. Values that are present but invalid (negative times, unknown codes) are
+errors, never dropped.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from hostats.errors import DataError
 
 
 def as_vector(values: Any, name: str) -> tuple[np.ndarray, pd.Index | None]:
@@ -63,3 +79,71 @@ def check_binomial(events: np.ndarray, totals: np.ndarray, labels: Sequence, whe
     bad = events > totals
     if bad.any():
         raise ValueError(f"events exceed {totals_name} {where} {name_items(bad, labels)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# patient-level data
+# --------------------------------------------------------------------------------------------------
+
+def row_labels(mask: np.ndarray, index: pd.Index) -> str:
+    """The first offending row labels (index labels of the DataFrame), unquoted."""
+    return name_items(mask, index, quote=False)
+
+
+def require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A DataFrame with rows that has every column (each absent one named, with the columns it has)."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    for col in columns:
+        if col not in data.columns:
+            raise DataError(f"column {col!r} is not in the data; columns are {list(data.columns)}",
+                            column=col)
+    if len(data) == 0:
+        raise DataError("the data have no rows")
+
+
+def complete_cases(data: pd.DataFrame, columns: Sequence[str],
+                   estimator: str) -> tuple[pd.DataFrame, list[str], int]:
+    """The rows complete in ``columns`` (the data themselves when nothing is missing), the warning (a
+    list with zero or one message) and the number of rows dropped.
+
+    The policy is in the module docstring. The message counts the dropped rows and the missing values of
+    each column; it is also issued as a ``UserWarning``. No complete row left is a DataError.
+    """
+    cols = list(dict.fromkeys(c for c in columns if c is not None))
+    require_columns(data, cols)
+    miss = data[cols].isna()
+    per_col = miss.sum()
+    drop = miss.any(axis=1).to_numpy()
+    k = int(drop.sum())
+    if not k:
+        return data, [], 0
+    detail = ", ".join(f"{c!r} ({int(v)})" for c, v in per_col.items() if v)
+    if k == len(data):
+        raise DataError(f"{estimator}: no complete rows; missing values in {detail}", column=cols[0])
+    msg = (f"complete-case analysis: {k} of {len(data)} rows dropped for missing values "
+           f"(missing per column: {detail})")
+    warnings.warn(f"{estimator}: {msg}", UserWarning, stacklevel=3)
+    return data.loc[~drop], [msg], k
+
+
+def binary_array(data: pd.DataFrame, column: str, role: str, codes: str = "binary (0/1 or true/false)",
+                 advice: str = "") -> np.ndarray:
+    """A binary column (True/False or 1/0, nothing else, nothing missing) as bool; ``codes`` says what
+    is allowed in the error message, ``advice`` is appended to it."""
+    raw = data[column]
+    bad = raw.isna().to_numpy()
+    if bad.any():
+        raise DataError(f"{role} column {column!r} has missing values in rows {row_labels(bad, data.index)}",
+                        column=column)
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.to_numpy(dtype=bool)
+    if not pd.api.types.is_numeric_dtype(raw):
+        raise DataError(f"{role} column {column!r} must be {codes}; got values "
+                        f"{sorted(map(str, raw.unique()))[:5]} (dtype {raw.dtype}){advice}", column=column)
+    e = raw.to_numpy(dtype=float)
+    bad = (e != 0) & (e != 1)
+    if bad.any():
+        raise DataError(f"{role} column {column!r} must be {codes}; rows {row_labels(bad, data.index)} have "
+                        f"other values (e.g. {e[bad][0]:g}){advice}", column=column)
+    return e == 1

@@ -18,17 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.errors import DataError, EstimationError
+from hostats.errors import EstimationError
+from hostats.stats._formula import formula_columns, require_variables
 from hostats.stats._result import CurveResult, Result, check_level, ratio_columns, tidy, z_value
 from hostats.stats._survdata import (
-    _rows,
     covariate_matrix,
     group_codes,
     require_columns,
     score_chisq,
+    status_array,
     time_array,
     weight_array,
 )
+from hostats.stats._validate import complete_cases
 
 AJ_REFERENCE = (
     "Aalen OO, Johansen S. An empirical transition matrix for non-homogeneous Markov chains based on "
@@ -46,28 +48,6 @@ FG_REFERENCE = (
 # --------------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------------
-
-def _status_array(data: pd.DataFrame, column: str, cause: int) -> np.ndarray:
-    """Status as int: 0 censored, 1..k causes. Missing, negative or non-integer codes are errors."""
-    raw = data[column]
-    if raw.isna().any():
-        bad = raw.isna().to_numpy()
-        raise DataError(f"status column {column!r} has missing values in rows {_rows(bad, data.index)}; "
-                        "code them 0 (censored), 1 (event of interest) or 2.. (competing event)",
-                        column=column)
-    if pd.api.types.is_bool_dtype(raw) or not pd.api.types.is_numeric_dtype(raw):
-        raise DataError(f"status column {column!r} must hold integer codes 0 (censored), 1..k (causes); "
-                        f"got dtype {raw.dtype}", column=column)
-    s = raw.to_numpy(dtype=float)
-    bad = (s < 0) | (s != np.round(s))
-    if bad.any():
-        raise DataError(f"status column {column!r} has unknown codes {sorted(set(s[bad].tolist()))[:5]} in "
-                        f"rows {_rows(bad, data.index)}; allowed: 0 censored, 1..k event causes",
-                        column=column)
-    if not float(cause).is_integer() or cause < 1:
-        raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
-    return s.astype(np.int64)
-
 
 def _loglog_ci(f: np.ndarray, var: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
     """Log-log limits for a probability F: F ** exp(+/- z se / (F log F)); 0 and 1 stay at 0 and 1."""
@@ -230,9 +210,12 @@ class CumulativeIncidenceResult(CurveResult):
     (plus n_at_risk_weighted with weights).
     ``table(times=None)``: per group n, events of the cause, competing events, censored, and the estimate
     at the last follow-up time (or at each of ``times``). ``gray_test``: Gray's test between groups.
+    ``n``: rows analysed; ``n_missing``: rows left out for missing values (complete-case analysis).
     """
 
     cause: int = 1
+    n: int = 0
+    n_missing: int = 0
     _steps: dict = field(default_factory=dict)
     _counts: pd.DataFrame = field(default_factory=pd.DataFrame)
     _gray: GrayTest | None = None
@@ -300,14 +283,16 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
     weight model for full uncertainty) and Gray's test is not computed.
     Reference: Aalen & Johansen 1978 Scand J Stat 5:141; Gray 1988 Ann Stat 16:1141; R cmprsk.
 
-    Status: 0 censored, 1..k causes; missing, negative or non-integer codes, missing/negative times and
-    missing groups raise a DataError naming the rows. No events of ``cause`` raises an EstimationError.
+    Status: 0 censored, 1..k causes; negative or non-integer codes and negative times raise a DataError
+    naming the rows. Rows with a missing time, status, group or weight are left out (complete-case
+    analysis, counted in ``warnings`` and ``n_missing``; see :mod:`hostats.stats._validate`). No events
+    of ``cause`` raises an EstimationError.
     """
     level = check_level(level)
     cols = [time, status] + ([group] if group else []) + ([weights] if weights else [])
-    require_columns(data, cols)
+    data, dropped, n_missing = complete_cases(data, cols, "cumulative_incidence")
     t = time_array(data, time)
-    s = _status_array(data, status, cause)
+    s = status_array(data, status, cause)
     cause = int(cause)
     w = weight_array(data, weights)
     codes, labels = group_codes(data, group)
@@ -318,7 +303,7 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
 
     z = z_value(level)
     steps: dict[Any, dict] = {}
-    curves, count_rows, warns = [], [], []
+    curves, count_rows, warns = [], [], list(dropped)
     for k, label in enumerate(labels):
         mask = codes == k
         st = _aalen_johansen(t[mask], s[mask], None if w is None else w[mask], cause)
@@ -363,8 +348,8 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
     result = CumulativeIncidenceResult(
         _table=pd.DataFrame(), level=level,
         method="Aalen-Johansen cumulative incidence" + (" (weighted)" if w is not None else ""),
-        reference=AJ_REFERENCE, fitted=None, warnings=warns, curve=curve, cause=cause, _steps=steps,
-        _counts=counts, _gray=gray, _gray_problem=problem)
+        reference=AJ_REFERENCE, fitted=None, warnings=warns, curve=curve, cause=cause, n=int(t.size),
+        n_missing=n_missing, _steps=steps, _counts=counts, _gray=gray, _gray_problem=problem)
     result._table = result.table()
     return result
 
@@ -380,7 +365,8 @@ class FineGrayResult(Result):
     ``table()``: term, estimate (SHR), ci_lower, ci_upper, p_value, std_error (log scale), n, events,
     coef (log SHR). Attributes: ``coef`` and ``cov`` (sandwich covariance of the log SHRs, as crr's
     ``var``), ``naive_cov`` (inverse information), ``loglik`` (log pseudo-likelihood at the estimate and at
-    zero), ``iterations``, ``n``, ``events``, ``competing_events``, ``cause``.
+    zero), ``iterations``, ``n`` (analysed rows), ``events``, ``competing_events``, ``cause``, ``n_missing``
+    (rows left out for missing values).
     """
 
     coef: pd.Series = field(default_factory=pd.Series)
@@ -392,6 +378,7 @@ class FineGrayResult(Result):
     events: int = 0
     competing_events: int = 0
     cause: int = 1
+    n_missing: int = 0
 
 
 def _segment_sums(values: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
@@ -552,14 +539,19 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
     G(t-)/G(T_j-) (G: Kaplan-Meier of the censoring times, no censoring groups); Breslow handling of
     tied event times; standard errors from the sandwich of Fine & Gray (1999) including the term for
     the estimated censoring distribution, as R ``cmprsk::crr`` reports them. Wald CIs and p-values.
-    ``formula``: right-hand side (``"age + sex + C(phase)"`` or ``"~ ..."``), coded by formulaic with
-    R's treatment contrasts (first level the reference).
+    ``formula``: right-hand side (``"age + sex + C(phase)"`` or ``"~ ..."``), the syntax and coding of
+    every hostats model (:mod:`hostats.stats._formula`: treatment contrasts, first level the reference,
+    the same columns as ``logistic`` and ``cox``). Missing values: complete-case analysis on the time,
+    status and formula columns, counted in ``warnings`` and ``n_missing``.
     Reference: Fine JP, Gray RJ. JASA 1999;94:496-509.
     """
     level = check_level(level)
     require_columns(data, [time, status])
+    fcols = formula_columns(formula, outcome=False)
+    require_variables(data, fcols, formula)
+    data, warns, n_missing = complete_cases(data, [time, status] + fcols, "fine_gray")
     t = time_array(data, time)
-    s = _status_array(data, status, cause)
+    s = status_array(data, status, cause)
     cause = int(cause)
     n_events = int(np.sum(s == cause))
     if n_events == 0:
@@ -569,7 +561,6 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
     center = xraw.mean(0)                                          # centring leaves beta unchanged
     fd = _FGData(t, s, xraw - center, cause)
     beta, ll, ll0, converged, iters = _fg_fit(fd, max_iter=max_iter)
-    warns: list[str] = []
     if not converged:
         big = terms[int(np.argmax(np.abs(beta)))]
         raise EstimationError(f"Fine-Gray did not converge in {max_iter} iterations (largest coefficient: "
@@ -589,7 +580,8 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
         reference=FG_REFERENCE, fitted=None, warnings=warns,
         coef=pd.Series(beta, index=terms), cov=pd.DataFrame(cov, index=terms, columns=terms),
         naive_cov=pd.DataFrame(naive, index=terms, columns=terms), loglik=(ll, ll0), iterations=iters,
-        n=int(t.size), events=n_events, competing_events=int(np.sum((s > 0) & (s != cause))), cause=cause)
+        n=int(t.size), events=n_events, competing_events=int(np.sum((s > 0) & (s != cause))), cause=cause,
+        n_missing=n_missing)
 
 
 __all__ = ["cumulative_incidence", "fine_gray", "CumulativeIncidenceResult", "FineGrayResult", "GrayTest"]

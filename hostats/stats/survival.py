@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from hostats.errors import EstimationError
+from hostats.stats._formula import formula_columns, require_variables
 from hostats.stats._result import (
     CURVE_COLUMNS,
     CurveResult,
@@ -35,6 +36,7 @@ from hostats.stats._survdata import (
     time_array,
     weight_array,
 )
+from hostats.stats._validate import complete_cases
 
 KM_REFERENCE = (
     "Kaplan EL, Meier P. Nonparametric estimation from incomplete observations. JASA 1958;53:457-481; "
@@ -72,9 +74,12 @@ class KaplanMeierResult(CurveResult):
     0 and at every event time of the group (plus ``n_events`` and, with weights, ``n_at_risk_weighted``).
     ``.table()``: per group the median survival time with its CI, n and events. A median (or limit)
     that is not reached -- the curve (or its limit) stays above 0.5 -- is NaN, and ``median_reached`` says
-    which, as R prints NA. ``.logrank``: the log-rank test between groups.
+    which, as R prints NA. ``.logrank``: the log-rank test between groups. ``n``: rows analysed;
+    ``n_missing``: rows left out for missing values (complete-case analysis).
     """
 
+    n: int = 0
+    n_missing: int = 0
     _sorted_times: dict = field(default_factory=dict)
     _logrank: Result | None = None
     _logrank_problem: str = ""
@@ -145,10 +150,12 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     critics note tends to overstate the variance slightly.
     Log-rank test between groups (unweighted data only): ``.logrank``.
     When S reaches 0 the limits are reported as 0 (log-log limits are undefined there).
+    Rows with a missing time, event, group or weight are left out (complete-case analysis, counted in
+    ``warnings`` and ``n_missing``; see :mod:`hostats.stats._validate`); negative times are an error.
     """
     level = check_level(level)
     cols = [time, event] + [c for c in (group, weights) if c is not None]
-    require_columns(data, cols)
+    data, warnings, n_missing = complete_cases(data, cols, "kaplan_meier")
     t = time_array(data, time)
     e = event_array(data, event)
     w = weight_array(data, weights)
@@ -233,7 +240,6 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
                      "median_reached": bool(np.isfinite(median))})
     table = pd.DataFrame(rows)
 
-    warnings: list[str] = []
     if not e.any():
         warnings.append("no events: every survival curve stays at 1 and no median is reached")
     logrank, problem = None, ""
@@ -250,7 +256,8 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     return KaplanMeierResult(_table=table, level=level, method="Kaplan-Meier (log-log CI)"
                              + (", IPTW-weighted" if w is not None else ""),
                              reference=KM_REFERENCE, fitted=None, warnings=warnings, curve=curve,
-                             _sorted_times=sorted_times, _logrank=logrank, _logrank_problem=problem)
+                             n=int(t.size), n_missing=n_missing, _sorted_times=sorted_times,
+                             _logrank=logrank, _logrank_problem=problem)
 
 
 def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float) -> Result:
@@ -302,7 +309,8 @@ class CoxResult(Result):
     ci_upper, p_value, std_error of the log hazard ratio, n, events, plus log_hr and z).
 
     Also: ``vcov`` (used covariance of the log hazard ratios), ``naive_vcov`` (inverse information),
-    ``loglik`` (null, fitted), ``tests()`` (likelihood-ratio, Wald, score), ``concordance()``,
+    ``loglik`` (null, fitted), ``n`` (rows analysed), ``n_missing`` (rows left out for missing values),
+    ``tests()`` (likelihood-ratio, Wald, score), ``concordance()``,
     ``check_ph()`` and ``to_lifelines()`` (the same model fitted by lifelines' CoxPHFitter).
     """
 
@@ -313,6 +321,7 @@ class CoxResult(Result):
     robust: bool = False
     n: int = 0
     events: int = 0
+    n_missing: int = 0
     _score_test: float = float("nan")
     _fit: object = None
     _dat: object = None
@@ -464,8 +473,10 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     ``ci="profile"`` profile-likelihood limits (model-based, so not with robust SEs; each limit needs
     a series of constrained fits: meant for cohorts, not for millions of rows).
 
-    ``formula``: right-hand side such as ``"age_years + C(prophylaxis)"`` (formulaic syntax; a
-    leading ``"~"`` is allowed). No intercept. Missing covariate values are an error, not dropped.
+    ``formula``: right-hand side such as ``"age_years + C(prophylaxis)"`` (a leading ``"~"`` is
+    allowed), the syntax and coding of every hostats model (:mod:`hostats.stats._formula`: the columns of
+    ``logistic`` without the intercept). Missing values: complete-case analysis on the time, event,
+    formula, weights, cluster and strata columns, counted in ``warnings`` and ``n_missing``.
     """
     from hostats.stats import _efron
 
@@ -473,7 +484,11 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     if ci not in ("wald", "profile"):
         raise ValueError(f"ci must be 'wald' or 'profile', got {ci!r}")
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
-    require_columns(data, [time, event] + [c for c in (weights, cluster) if c] + strata_cols)
+    cols = [time, event] + [c for c in (weights, cluster) if c] + strata_cols
+    require_columns(data, cols)
+    fcols = formula_columns(formula, outcome=False)
+    require_variables(data, fcols, formula)
+    data, warnings, n_missing = complete_cases(data, cols + fcols, "cox")
     t = time_array(data, time)
     e = event_array(data, event)
     w = weight_array(data, weights)
@@ -489,7 +504,6 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     dat = _efron.prepare(X, t, e, wts, sc)
     del X  # prepare keeps a sorted, centred copy
     fit = _efron.newton(dat)
-    warnings: list[str] = []
     for name, flag in zip(names, fit.maybe_infinite, strict=True):
         if flag:
             warnings.append(f"the coefficient of {name!r} may be infinite (monotone likelihood: e.g. no "
@@ -536,6 +550,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
                      vcov=pd.DataFrame(vcov, index=names, columns=names),
                      naive_vcov=pd.DataFrame(fit.vcov, index=names, columns=names),
                      loglik=(fit.loglik0, fit.loglik), robust=bool(robust), n=len(t), events=int(e.sum()),
-                     _score_test=fit.score_test, _fit=fit, _dat=dat, _terms=terms, _spec=spec)
+                     n_missing=n_missing, _score_test=fit.score_test, _fit=fit, _dat=dat, _terms=terms,
+                     _spec=spec)
 
 

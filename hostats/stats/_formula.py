@@ -1,0 +1,211 @@
+"""The one formula engine of hostats: design matrices for ``logistic``, ``cox``, ``fine_gray`` and ``iptw``.
+
+Every regression-type estimator builds its model matrix here, with formulaic (Wilkinson-Rogers syntax, as R
+and patsy), so the same formula string means the same columns everywhere:
+
+* ``outcome ~ a + b`` for ``logistic``; the right-hand side alone (a leading ``~`` allowed) for ``cox``,
+  ``fine_gray`` and the confounders of ``iptw``.
+* Numeric columns enter as they are. Text, Categorical and boolean columns, and ``C(x)``, are factors with
+  treatment (dummy) coding: the first level is the reference (a Categorical's category order, otherwise
+  the sorted values, so False before True), columns are named ``x[T.level]`` / ``C(x)[T.level]`` (as
+  patsy and statsmodels name them). Another reference: ``C(x, Treatment('level'))`` (or
+  ``C(x, contr.treatment('level'))``). Categories absent from the analysed rows are dropped; a factor
+  with a single level left is an error naming it.
+* Interactions ``a:b`` and ``a*b``; transforms ``I(age / 10)``, ``np.log(x)``, ``center(x)``, ``scale(x)``.
+* ``logistic`` and the propensity model of ``iptw`` keep the intercept; hazard models drop it (the
+  baseline hazard absorbs it) and keep the same treatment-coded columns.
+
+Missing values are handled before the matrix is built, by complete-case analysis on the model's columns
+(:func:`hostats.stats._validate.complete_cases`). Formula errors are :class:`hostats.errors.DataError`
+naming the formula and the wrong term or column, without formulaic's terminal colour codes.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hostats.errors import DataError, EstimationError
+from hostats.stats._validate import row_labels
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MARK = re.compile(r"⧛(.*?)⧚", re.S)
+
+
+def clean_message(exc: BaseException | str) -> str:
+    """A formula-library error as one plain line: no ANSI colour codes; the highlighted part of the
+    formula (formulaic marks it with ⧛...⧚) is quoted after the message."""
+    text = _ANSI.sub("", str(exc))
+    marked = [m.strip() for m in _MARK.findall(text)]
+    text = _MARK.sub(lambda m: m.group(1), text)
+    first = " ".join(line.strip() for line in text.strip().splitlines()[:1])
+    first = first.replace("insuffient", "insufficient")  # formulaic's typo
+    if marked and marked[0]:
+        first += f" (at {marked[0]!r})"
+    return first
+
+
+def split_formula(formula: Any, outcome: bool) -> tuple[str | None, str]:
+    """(outcome, right-hand side) of ``"y ~ a + b"`` (``outcome=True``) or of ``"a + b"`` / ``"~ a + b"``."""
+    if not isinstance(formula, str):
+        raise DataError(f"the formula must be a string such as {'outcome ~ a + C(b)' if outcome else 'a + C(b)'!r}, "
+                        f"got {formula!r}")
+    if outcome:
+        if formula.count("~") != 1:
+            raise DataError(f"the formula must look like 'outcome ~ term1 + term2', got {formula!r}")
+        lhs, rhs = (part.strip() for part in formula.split("~"))
+        if not lhs:
+            raise DataError(f"the formula {formula!r} names no outcome before '~'")
+        return lhs, rhs
+    if formula.count("~") > 1 or (formula.count("~") == 1 and formula.split("~")[0].strip()):
+        raise DataError(f"give only the right-hand side of the formula (covariates such as 'age + C(sex)'), "
+                        f"got {formula!r}")
+    return None, formula.split("~")[-1].strip()
+
+
+def formula_variables(rhs: str, formula: str) -> list[str]:
+    """The data columns a right-hand side uses, in the order they appear in it (parse errors named)."""
+    import formulaic
+
+    try:
+        needed = formulaic.Formula(rhs).required_variables
+    except Exception as exc:  # formulaic's parse errors carry terminal colour codes
+        raise DataError(f"cannot parse the formula {formula!r}: {clean_message(exc)}") from exc
+    return sorted(needed, key=lambda v: (rhs.find(v) if v in rhs else len(rhs), v))
+
+
+def formula_columns(formula: Any, outcome: bool) -> list[str]:
+    """Every data column a formula uses (the outcome first when ``outcome``): the model's columns for the
+    complete-case rule. Parse errors are DataErrors; absent columns are checked when the matrix is built."""
+    lhs, rhs = split_formula(formula, outcome)
+    return ([lhs] if lhs is not None else []) + [v for v in formula_variables(rhs, formula) if v != lhs]
+
+
+def require_variables(data: pd.DataFrame, variables: list[str], formula: str) -> None:
+    absent = [v for v in variables if v not in data.columns]
+    if absent:
+        raise DataError(f"column {', '.join(map(repr, absent))} (in the formula {formula!r}) "
+                        f"{'is' if len(absent) == 1 else 'are'} not in the data; columns are "
+                        f"{list(data.columns)}", column=absent[0])
+
+
+def model_frame(data: pd.DataFrame, variables: list[str], fitting: bool) -> pd.DataFrame:
+    """The formula's columns with one coding for every estimator: booleans (numpy or pandas "boolean") as
+    a two-level factor (False, True), nullable integers as floats, and (when fitting) Categoricals
+    without the categories absent from these rows."""
+    frame = {}
+    for v in variables:
+        s = data[v]
+        if pd.api.types.is_bool_dtype(s):
+            s = pd.Series(pd.Categorical(s.astype(object), categories=[False, True]), index=s.index)
+        elif isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.cat.remove_unused_categories() if fitting else s
+        elif pd.api.types.is_integer_dtype(s) and pd.api.types.is_extension_array_dtype(s):
+            s = s.astype("float64")
+        frame[v] = s
+    return pd.DataFrame(frame, index=data.index)
+
+
+@dataclass
+class Design:
+    """A fitted formula: column names, the columns of each term, and the coding for new data."""
+
+    formula: str
+    rhs: str
+    variables: list[str]
+    names: list[str]
+    terms: dict[str, list[int]] = field(default_factory=dict)
+    intercept: bool = True
+    spec: Any = None
+
+    def matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """The same coding applied to ``data`` (e.g. for prediction): NaN rows where a formula column is
+        missing; a factor level not seen when fitting is a DataError naming the column."""
+        require_variables(data, self.variables, self.formula)
+        frame = model_frame(data, self.variables, fitting=False)
+        missing = frame.isna().any(axis=1).to_numpy()
+        self._check_levels(frame)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # missing rows are set to NaN below; unseen levels checked above
+            try:
+                mm = self.spec.get_model_matrix(frame, output="numpy", na_action="ignore")
+            except Exception as exc:
+                raise DataError(f"cannot apply the formula {self.formula!r} to these data: "
+                                f"{clean_message(exc)}") from exc
+        X = np.asarray(mm, dtype=float)
+        if not self.intercept:
+            X = X[:, self._keep]
+        if missing.any():
+            X[missing] = np.nan
+        return X
+
+    @property
+    def _keep(self) -> list[int]:
+        return [i for i, c in enumerate(self.spec.column_names) if c != "Intercept"]
+
+    def _check_levels(self, frame: pd.DataFrame) -> None:
+        """Unseen levels of plain factors (``x``, ``C(x)``, ``C(x, ...)``) named by column; formulaic's
+        own check covers transformed factors."""
+        for factor, (kind, state) in self.spec.encoder_state.items():
+            if getattr(kind, "value", kind) != "categorical" or "categories" not in state:
+                continue
+            col = next((v for v in self.variables
+                        if re.fullmatch(rf"(?:C\(\s*)?`?{re.escape(v)}`?(?:\s*[,)].*)?", str(factor), re.S)),
+                       None)
+            if col is None:
+                continue
+            values = frame[col].dropna()
+            bad = ~values.isin(set(state["categories"]))
+            if bad.any():
+                raise DataError(f"column {col!r}: value {values[bad].iloc[0]!r} was not seen when the model was "
+                                f"fitted (levels {list(state['categories'])})", column=col)
+
+
+def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) -> tuple[Design, np.ndarray]:
+    """Model matrix of a right-hand side on complete data, treatment-coded as the module docstring says.
+
+    ``intercept=False`` drops the intercept column but keeps the full-rank coding (hazard models). A
+    factor with a single level in these rows is an EstimationError naming the term; a value that is not
+    finite after a transformation (``np.log(0)``) a DataError naming the term and the rows.
+    """
+    import formulaic
+
+    variables = formula_variables(rhs, formula)
+    require_variables(data, variables, formula)
+    frame = model_frame(data, variables, fitting=True)
+    try:
+        mm = formulaic.model_matrix(rhs, frame, output="numpy", na_action="raise", context={"np": np})
+    except Exception as exc:  # formulaic's errors carry colour codes and internal class names
+        raise DataError(f"cannot build the model matrix for {formula!r}: {clean_message(exc)}") from exc
+    spec = mm.model_spec
+    names_all = list(spec.column_names)
+    if "Intercept" not in names_all:
+        why = ("odds ratios are relative to it" if intercept else
+               "hazard models drop it themselves and keep the reference-level coding")
+        raise DataError(f"the formula {formula!r} removes the intercept ('0 +' or '- 1'); leave it in: {why}")
+    keep = [i for i, c in enumerate(names_all) if c != "Intercept" or intercept]
+    terms: dict[str, list[int]] = {}
+    for term, idx in spec.term_indices.items():
+        name = str(term)
+        if name == "1":
+            continue
+        if not idx:
+            one = [frame[v].dropna().unique().tolist()[:1] for v in variables if v in name]
+            raise EstimationError(f"term {name!r} has a single level {one[0] if one else ''} in the analysed "
+                                  "rows: there is nothing to compare; drop it")
+        terms[name] = [keep.index(i) for i in idx if i in keep]
+    X = np.asarray(mm, dtype=float)
+    if len(keep) < X.shape[1]:
+        X = X[:, keep]
+    names = [names_all[i] for i in keep]
+    bad = ~np.isfinite(X)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise DataError(f"term {names[j]!r} of the formula {formula!r} is not finite in rows "
+                        f"{row_labels(bad[:, j], data.index)} (a transformation of an out-of-range value?)")
+    return Design(formula=formula, rhs=rhs, variables=variables, names=names, terms=terms,
+                  intercept=intercept, spec=spec), X
