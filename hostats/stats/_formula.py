@@ -194,9 +194,11 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
         if name == "1":
             continue
         if not idx:
-            one = [frame[v].dropna().unique().tolist()[:1] for v in variables if v in name]
-            raise EstimationError(f"term {name!r} has a single level {one[0] if one else ''} in the analysed "
-                                  "rows: there is nothing to compare; drop it")
+            used = [v for v in variables if v in formulaic.Formula(name).required_variables]
+            seen = [frame[v].dropna().unique().tolist() for v in used]
+            only = f" ({', '.join(repr(x[0]) for x in seen if len(x) == 1)})" if seen else ""
+            raise EstimationError(f"term {name!r} has a single level{only} in the analysed rows: there is "
+                                  "nothing to compare; drop it")
         terms[name] = [keep.index(i) for i in idx if i in keep]
     X = np.asarray(mm, dtype=float)
     if len(keep) < X.shape[1]:

@@ -7,145 +7,21 @@ probability-weight (sandwich) SEs, the c-statistic with a DeLong CI, calibration
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 from scipy.special import expit
 
-from hostats.errors import EstimationError
+from hostats.errors import DataError, EstimationError
+from hostats.stats._formula import Design, build_design, formula_variables, require_variables, split_formula
 from hostats.stats._result import Result, check_level, ratio_columns, z_value
+from hostats.stats._validate import binary_array, complete_cases, require_columns
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
 _MAX_STEP = 5.0  # largest Newton step per coefficient (as logistf's maxstep)
-
-
-# ----------------------------------------------------------------------------------------------------
-# design matrix
-# ----------------------------------------------------------------------------------------------------
-@dataclass
-class _Design:
-    """How to turn a DataFrame into the model matrix: a fast path for plain column names, else patsy."""
-
-    outcome: str
-    rhs: str
-    columns: list[str]  # data columns the right-hand side uses (for the missing-value count)
-    fast: bool = True  # plain column names only: build the matrix here, not with patsy
-    names: list[str] = field(default_factory=list)
-    levels: dict[str, list] = field(default_factory=dict)  # fast path: categorical column -> levels
-    patsy_info: Any = None
-
-    def matrix(self, data: pd.DataFrame, fitting: bool = False) -> np.ndarray:
-        if not self.fast:
-            return self._patsy(data, fitting)
-        cols: list[np.ndarray] = []
-        names = ["Intercept"]
-        for col in self.columns:
-            s = data[col]
-            if fitting and _is_categorical(s):
-                self.levels[col] = _levels(s)
-                if len(self.levels[col]) < 2:
-                    raise EstimationError(f"term {col!r} has a single value {self.levels[col]} in the "
-                                          "analysed rows: there is nothing to compare; drop it")
-            if col in self.levels:
-                levels = self.levels[col]
-                codes = pd.Categorical(s, categories=levels).codes
-                unknown = (codes < 0) & s.notna().to_numpy()
-                if unknown.any():
-                    bad = s[unknown].iloc[0]
-                    raise ValueError(f"column {col!r}: value {bad!r} was not seen when the model was fitted "
-                                     f"(levels {levels})")
-                missing = codes < 0
-                for k, lev in enumerate(levels[1:], start=1):
-                    dummy = (codes == k).astype(float)
-                    dummy[missing] = np.nan
-                    cols.append(dummy)
-                    names.append(f"{col}[T.{lev}]")
-            else:
-                cols.append(s.to_numpy(dtype=float, na_value=np.nan))
-                names.append(col)
-        if fitting:
-            self.names = names
-        # filled column by column in Fortran order: contiguous writes, no hstack copy at 1M rows
-        out = np.empty((len(data), len(cols) + 1), order="F")
-        out[:, 0] = 1.0
-        for k, c in enumerate(cols, start=1):
-            out[:, k] = c
-        return out
-
-    def _patsy(self, data: pd.DataFrame, fitting: bool) -> np.ndarray:
-        import patsy
-
-        if fitting:
-            try:
-                mat = patsy.dmatrix(self.rhs, data, NA_action=patsy.NAAction(NA_types=[]),
-                                    return_type="matrix")
-            except patsy.PatsyError as exc:
-                raise ValueError(f"cannot build the model matrix for '~ {self.rhs}': {exc}") from exc
-            self.patsy_info = mat.design_info
-            self.names = list(mat.design_info.column_names)
-            for term, cols in mat.design_info.term_name_slices.items():
-                if term != "Intercept" and cols.stop == cols.start:
-                    raise EstimationError(f"term {term!r} has a single level in the analysed rows: "
-                                          "there is nothing to compare; drop it")
-            if "Intercept" not in self.names:
-                raise ValueError("the formula must keep the intercept (odds ratios are relative to it)")
-            return np.asarray(mat, dtype=float)
-        try:
-            (mat,) = patsy.build_design_matrices([self.patsy_info], data,
-                                                 NA_action=patsy.NAAction(NA_types=[]))
-        except patsy.PatsyError as exc:
-            raise ValueError(f"cannot build the model matrix for '~ {self.rhs}' on these data: {exc}") from exc
-        return np.asarray(mat, dtype=float)
-
-
-def _is_categorical(s: pd.Series) -> bool:
-    return not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
-
-
-def _levels(s: pd.Series) -> list:
-    """Levels in patsy's order: a Categorical's categories, else the sorted distinct values."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        present = set(s.dropna().unique())
-        return [c for c in s.cat.categories if c in present]
-    values = s.dropna().unique().tolist()
-    try:
-        return sorted(values)
-    except TypeError:  # mixed types (e.g. 1 and "1"): order by their text
-        return sorted(values, key=str)
-
-
-def _parse(formula: str, data: pd.DataFrame) -> _Design:
-    if not isinstance(formula, str) or formula.count("~") != 1:
-        raise ValueError(f"formula must look like 'outcome ~ term1 + term2', got {formula!r}")
-    lhs, rhs = (part.strip() for part in formula.split("~"))
-    if lhs not in data.columns:
-        raise ValueError(f"outcome column {lhs!r} is not in the data (columns: {list(data.columns)})")
-    if not rhs:
-        raise ValueError("formula has no right-hand side; use 'outcome ~ 1' for an intercept-only model")
-    terms = [t.strip() for t in rhs.split("+")]
-    if rhs == "1":
-        return _Design(outcome=lhs, rhs=rhs, columns=[], fast=True)
-    if all(_IDENT.match(t) for t in terms):
-        absent = [t for t in terms if t not in data.columns]
-        if absent:
-            raise ValueError(f"formula term(s) {absent} are not columns of the data")
-        return _Design(outcome=lhs, rhs=rhs, columns=list(dict.fromkeys(terms)))
-    import patsy
-
-    try:
-        desc = patsy.ModelDesc.from_formula(rhs)
-    except patsy.PatsyError as exc:
-        raise ValueError(f"cannot parse formula {formula!r}: {exc}") from exc
-    if not desc.rhs_termlist:
-        raise ValueError(f"formula {formula!r} has no terms")
-    columns = [c for c in data.columns if re.search(rf"\b{re.escape(str(c))}\b", rhs)]
-    return _Design(outcome=lhs, rhs=rhs, columns=columns, fast=False)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -227,20 +103,6 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
 # ----------------------------------------------------------------------------------------------------
 # checks
 # ----------------------------------------------------------------------------------------------------
-def _outcome(s: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(s):
-        return s.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(s):
-        raise ValueError(f"outcome column {name!r} must be 0/1 or true/false, found values "
-                         f"{sorted(map(str, s.dropna().unique()))[:5]}")
-    arr = s.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isin(arr, (0.0, 1.0))
-    if bad.any():
-        row = s.index[bad][0]
-        raise ValueError(f"outcome column {name!r} must be 0/1 or true/false; row {row!r} has {arr[bad][0]!r}")
-    return arr
-
-
 def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -> None:
     events = float(np.sum(w * y))
     total = float(np.sum(w))
@@ -384,7 +246,8 @@ class LogisticResult(Result):
     firth: bool = False
     weight_type: str | None = None
     cluster: str | None = None
-    _design: _Design | None = None
+    outcome: str = ""
+    _design: Design | None = None
     _X: np.ndarray | None = None
     _y: np.ndarray | None = None
     _w: np.ndarray | None = None
@@ -468,12 +331,14 @@ class LogisticResult(Result):
     def _eval_data(self, data):
         if data is None:
             return self._y, self._X @ self.params.to_numpy(), self._w
-        d = self._design
-        if d.outcome not in data.columns:
-            raise ValueError(f"evaluation data lack the outcome column {d.outcome!r}")
-        y = _outcome(data[d.outcome], d.outcome)
+        if self.outcome not in data.columns:
+            raise DataError(f"evaluation data lack the outcome column {self.outcome!r}", column=self.outcome)
+        y = data[self.outcome].to_numpy(dtype=float, na_value=np.nan)
+        known = ~np.isnan(y)
+        if known.any():
+            binary_array(data[known], self.outcome, "outcome")
         lp = self.linear_predictor(data).to_numpy()
-        keep = ~np.isnan(y) & ~np.isnan(lp)
+        keep = known & ~np.isnan(lp)
         if not keep.all():
             warnings.warn(f"{int((~keep).sum())} rows with missing values left out of the evaluation",
                           stacklevel=3)
@@ -545,9 +410,10 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     """Odds ratios from a logistic regression of a binary outcome.
 
     Estimand: conditional odds ratios ``exp(beta)`` of ``logit P(outcome = 1) = x'beta`` (the Intercept row
-    is the baseline odds). ``formula`` is ``"outcome ~ a + b + C(c)"`` (patsy syntax; plain column names
-    use a fast path; text/category/bool columns get treatment dummies named ``col[T.level]`` with the first
-    level as reference). The outcome column must be 0/1 or boolean.
+    is the baseline odds). ``formula`` is ``"outcome ~ a + b + C(c)"``, the syntax and coding of every
+    hostats model (:mod:`hostats.stats._formula`: text, Categorical and boolean columns get treatment
+    dummies ``col[T.level]`` with the first level as reference; ``C(x, Treatment('level'))`` sets
+    another; interactions ``a:b``, ``a*b``; ``I(age / 10)``). The outcome column must be 0/1 or boolean.
 
     Methods
     - ML (default): statsmodels ``Logit`` (unweighted) or ``GLM(Binomial)`` (weighted), Wald CIs.
@@ -570,8 +436,9 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     Degenerate data: no events, all events, a constant term, collinear terms -> ``EstimationError``
     naming the term; complete or quasi-complete separation (checked before fitting, term by term and by
     the Konis linear program) -> ``EstimationError`` naming the separating term(s) and recommending
-    ``firth=True`` (with ``firth=True`` it is a warning in ``.warnings``). Rows with a missing value in
-    a model, weight or cluster column are dropped with a ``UserWarning`` and counted in ``n_missing``.
+    ``firth=True`` (with ``firth=True`` it is a warning in ``.warnings``). Missing values: complete-case
+    analysis on the outcome, formula, weight and cluster columns; the rows dropped are counted in
+    ``.warnings`` (also a ``UserWarning``) and ``n_missing``, and ``n`` counts the analysed rows.
     """
     level = check_level(level)
     if not isinstance(data, pd.DataFrame):
@@ -585,33 +452,23 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         raise ValueError("firth=True with cluster= is not supported: Firth's method uses model-based SEs")
     if firth and weights is not None and weight_type == "probability":
         raise ValueError("firth=True supports frequency weights only (weight_type='frequency')")
-    for name, col in (("weights", weights), ("cluster", cluster)):
-        if col is not None and col not in data.columns:
-            raise ValueError(f"{name} column {col!r} is not in the data")
-
-    design = _parse(formula, data)
-    used = list(dict.fromkeys([design.outcome] + design.columns
-                              + [c for c in (weights, cluster) if c is not None]))
-    missing = data[used].isna().any(axis=1).to_numpy()
-    msgs: list[str] = []
-    n_missing = int(missing.sum())
-    if n_missing:
-        msg = (f"{n_missing} of {len(data)} rows dropped for missing values in the model columns "
-               f"({', '.join(used)})")
-        warnings.warn(msg, UserWarning, stacklevel=2)
-        msgs.append(msg)
-    keep = ~missing
-    frame = data[keep] if n_missing else data
-    if len(frame) == 0:
-        raise EstimationError("no rows left after dropping missing values")
-    X = design.matrix(frame, fitting=True)
+    outcome, rhs = split_formula(formula, outcome=True)
+    if not rhs:
+        raise DataError(f"the formula {formula!r} has no right-hand side; use '{outcome} ~ 1' for an "
+                        "intercept-only model")
+    variables = formula_variables(rhs, formula)
+    if outcome not in data.columns:
+        raise DataError(f"outcome column {outcome!r} is not in the data; columns are {list(data.columns)}",
+                        column=outcome)
+    if outcome in variables:
+        raise DataError(f"the outcome {outcome!r} is also on the right-hand side of {formula!r}", column=outcome)
+    require_variables(data, variables, formula)
+    extra = [c for c in (weights, cluster) if c is not None]
+    require_columns(data, extra)
+    frame, msgs, n_missing = complete_cases(data, [outcome, *variables, *extra], "logistic")
+    design, X = build_design(frame, rhs, formula, intercept=True)
     names = design.names
-    bad = ~np.isfinite(X)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"term {names[j]!r} is not finite in row {frame.index[i]!r} "
-                         "(a transformation of an out-of-range value?)")
-    y = _outcome(frame[design.outcome], design.outcome)
+    y = binary_array(frame, outcome, "outcome").astype(float)
     if weights is not None:
         w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
         if np.any(~np.isfinite(w)) or np.any(w < 0):
@@ -633,7 +490,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     kind, sep_terms = _separation(X, names, y, w)
     if kind:
         msg = (f"{kind} separation: {', '.join(sep_terms)} perfectly predict(s) the outcome "
-               f"{design.outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
+               f"{outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
         if not firth:
             raise EstimationError(msg + "; refit with firth=True (Firth's penalised likelihood) or "
                                   "combine categories")
@@ -676,7 +533,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
                          warnings=msgs, params=pd.Series(beta, index=names), cov=cov, n=n_rows,
                          events=events, n_missing=n_missing, firth=firth,
                          weight_type=None if weights is None else weight_type, cluster=cluster,
-                         _design=design, _X=X, _y=y, _w=w)
+                         outcome=outcome, _design=design, _X=X, _y=y, _w=w)
     if ci == "profile":
         prof = res.profile_ci()
         res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
