@@ -174,13 +174,7 @@ def prophylaxis_study(n: int) -> Study:
 # --- 2. competing death: 1 - KM vs Aalen-Johansen ----------------------------------------------------
 
 NEURO_OVERRIDES = {"death_within_1y": 0.30}  # high mortality (every injury type)
-# The 12-month x-ray (the end of follow-up) falls in the 14 days before day 365 (RATES.md R19). Censoring
-# there is not independent of detection: HO can only be seen at a visit, and a negative 12-month visit means
-# none within the year. Read at 365, the curve would extrapolate the detection hazard of the last days
-# (those still "at risk" are the ones whose final visit is later) to the patients censored earlier in the
-# window. "visit" times count a patient censored in that window as followed to 365 (HO-free at the 1-year
-# assessment); "recorded" times are used as they are.
-FINAL_VISIT_WINDOW_DAYS = 14
+IMAGING_TESTS = ["xray", "bone_scan", "ct"]
 
 
 def _neuro_data(n: int) -> Callable:
@@ -188,8 +182,15 @@ def _neuro_data(n: int) -> Callable:
         c = synthetic.generate("neurogenic", n, _seed(rng), overrides=NEURO_OVERRIDES, fault_rate=0.0)
         e = derive_outcomes(c.episodes)  # hostats' own time_days / status (0 censored, 1 HO, 2 death first)
         t, st = e["time_days"].to_numpy(float), e["status"].to_numpy(dtype=np.int64)
-        final = (st == 0) & (t >= HORIZON - FINAL_VISIT_WINDOW_DAYS)
-        return pd.DataFrame({"time_days": t, "status": st, "time_visit": np.where(final, float(HORIZON), t)})
+        # Follow-up runs past the 12-month x-ray (synthetic.dgp), so the recorded times censor independently
+        # before day 365. "time_last_image" ends the follow-up of censored patients at their last image
+        # instead, as an analysis counting follow-up only to the last imaging would.
+        a = c.assessments
+        img = a[a["test"].isin(IMAGING_TESTS)]
+        last = img.groupby("patient_id", observed=False)["date"].max().reindex(c.episodes["patient_id"])
+        last_day = (last.to_numpy() - c.episodes["index_date"].to_numpy()) / np.timedelta64(1, "D")
+        cut = (st == 0) & np.isfinite(last_day) & (last_day < t)
+        return pd.DataFrame({"time_days": t, "status": st, "time_last_image": np.where(cut, last_day, t)})
     return generate
 
 
@@ -209,17 +210,17 @@ def _aj_at_horizon(d: pd.DataFrame, time: str) -> Estimate:
 
 def one_minus_km(d: pd.DataFrame) -> Estimate:
     """1 - Kaplan-Meier at 365 days with death censored (the competing event treated as censoring)."""
-    return _km_at_horizon(d, "time_visit")
+    return _km_at_horizon(d, "time_days")
 
 
 def aalen_johansen(d: pd.DataFrame) -> Estimate:
-    """hostats.cumulative_incidence (Aalen-Johansen, death competing) at 365 days."""
-    return _aj_at_horizon(d, "time_visit")
-
-
-def aalen_johansen_recorded(d: pd.DataFrame) -> Estimate:
-    """Aalen-Johansen at 365 days on the recorded times (censoring at the 12-month visit day)."""
+    """hostats.cumulative_incidence (Aalen-Johansen, death competing) at 365 days on the recorded times."""
     return _aj_at_horizon(d, "time_days")
+
+
+def aalen_johansen_recorded_times(d: pd.DataFrame) -> Estimate:
+    """Aalen-Johansen at 365 days with censored follow-up ended at the last recorded image (informative)."""
+    return _aj_at_horizon(d, "time_last_image")
 
 
 def neurogenic_study(n: int) -> Study:
@@ -227,7 +228,7 @@ def neurogenic_study(n: int) -> Study:
     return Study(
         name="neurogenic", generate=_neuro_data(n),
         methods={"one_minus_km": one_minus_km, "aalen_johansen": aalen_johansen,
-                 "aalen_johansen_recorded_times": aalen_johansen_recorded},
+                 "aalen_johansen_recorded_times": aalen_johansen_recorded_times},
         truth={"cif_365": truth["cumulative_incidence"]}, null=None,
         config={"scenario": "neurogenic", "n": n, "overrides": NEURO_OVERRIDES},
         estimand_labels={"cif_365": "cumulative incidence of HO at 365 days, death competing"},
@@ -238,10 +239,13 @@ def neurogenic_study(n: int) -> Study:
             "follow-up 10% a year as in the scenario). "
             "Estimand: P(HO detected within 365 days, before death) (truth['population']['cumulative_incidence'])"
             ". Methods: 1 - Kaplan-Meier with deaths censored; Aalen-Johansen cumulative incidence (hostats); "
-            "both read at 365 days with patients censored at the 12-month visit (days 351-365, HO-free) counted "
-            "as followed to day 365. Third method: Aalen-Johansen on the recorded times, where that censoring "
-            "coincides with the last chance to detect HO (not independent of detection), so the curve's last "
-            "steps are inflated. Performance: bias, coverage with Monte-Carlo SEs; 1 - KM is expected to be "
+            "both read at 365 days on the recorded times (follow-up runs past the 12-month x-ray, so only "
+            "independent loss to follow-up censors before day 365). Third method "
+            "('aalen_johansen_recorded_times'): Aalen-Johansen with censored follow-up ended at the imaging "
+            "times recorded, i.e. the last image; censoring then coincides with the last chance to detect HO "
+            "(a negative 12-month x-ray, days 351-365, leaves no HO to find), is not independent of detection, "
+            "and the curve's last steps are inflated. Performance: bias, coverage with Monte-Carlo SEs; 1 - KM "
+            "is expected to be "
             "biased upward because it estimates the risk in a world where nobody dies."))
 
 
