@@ -355,8 +355,8 @@ def test_bad_input_gives_clear_errors(small):
         iptw(small, "a", ["nope"], "y")
     bad = small.astype({"age": float})
     bad.loc[3, "age"] = np.nan
-    with pytest.raises(DataError, match="missing value.*'age'"):
-        iptw(bad, "a", ["age"], "y")
+    with pytest.warns(UserWarning, match="1 of .* rows dropped.*'age' \\(1\\)"):
+        assert iptw(bad, "a", ["age"], "y").n == len(small) - 1
     with pytest.raises(EstimationError, match="single level"):
         iptw(small[small["a"] == 1], "a", ["z"], "y")
     with pytest.raises(DataError, match="binary"):

@@ -32,7 +32,6 @@ introducing the E-value. Ann Intern Med 2017;167:268-274), as R's EValue package
 """
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,10 @@ from scipy.stats import norm
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats import balance as _bal
+from hostats.stats._formula import build_design, formula_variables, require_variables, split_formula
 from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
+from hostats.stats._survdata import status_array, time_array
+from hostats.stats._validate import binary_array, complete_cases, require_columns
 
 # Diagnostics thresholds (flags, not rules: a report shows them next to the estimates).
 POSITIVITY_BOUND = 0.01      # propensities below this (for an arm that matters) ...
@@ -64,34 +66,6 @@ IPTW_REFERENCE = (
 # --------------------------------------------------------------------------------------------------
 # input preparation
 # --------------------------------------------------------------------------------------------------
-
-def _rows_hint(mask: pd.Series) -> str:
-    idx = list(mask[mask].index[:5])
-    more = "" if mask.sum() <= 5 else f" and {int(mask.sum()) - 5} more"
-    return f"rows {idx}{more}"
-
-
-def _require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
-    for col in columns:
-        if col not in data.columns:
-            raise DataError(f"column {col!r} is not in the data (columns: {', '.join(map(str, data.columns))})",
-                            column=col)
-
-
-def _require_complete(data: pd.DataFrame, columns: Sequence[str]) -> None:
-    """No silent drops: missing values in an analysis column are an error naming the column and rows."""
-    for col in columns:
-        miss = data[col].isna()
-        if miss.any():
-            raise DataError(f"{int(miss.sum())} missing value(s) in {col!r} ({_rows_hint(miss)}); "
-                            "impute them or exclude those rows explicitly (e.g. Cohort.filter) before iptw",
-                            column=col)
-
-
-def _formula_columns(formula: str, data: pd.DataFrame) -> list[str]:
-    names = re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula.split("~")[-1])
-    return [c for c in dict.fromkeys(names) if c in data.columns]
-
 
 def _treatment_levels(s: pd.Series) -> list:
     present = set(s.dropna().unique().tolist())
@@ -133,38 +107,11 @@ def _covariates(data: pd.DataFrame, columns: list[str], notes: list[str]) -> lis
     return out
 
 
-def _design_from_list(data: pd.DataFrame, columns: list[str],
-                      covs: list[_bal.Covariate]) -> tuple[np.ndarray, list[str]]:
-    """Intercept, continuous/binary columns as they are, categoricals as dummies (first level dropped)."""
-    blocks, names = [np.ones(len(data))], ["Intercept"]
-    by_var: dict[str, list[_bal.Covariate]] = {}
-    for c in covs:
-        by_var.setdefault(c.variable, []).append(c)
-    for col in columns:
-        items = by_var.get(col, [])
-        if not items:
-            continue
-        if items[0].level is None:
-            blocks.append(items[0].values)
-            names.append(col)
-        else:
-            for c in items[1:]:
-                blocks.append(c.values)
-                names.append(f"{col}[{c.level}]")
-    return np.column_stack(blocks), names
-
-
-def _design_from_formula(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, list[str]]:
-    import patsy
-
-    rhs = formula.split("~", 1)[-1].strip()
-    try:
-        dm = patsy.dmatrix(rhs, data, return_type="dataframe", NA_action="raise")
-    except Exception as exc:  # patsy reports formula errors with its own class
-        raise DataError(f"cannot build the propensity model from formula {formula!r}: {exc}") from exc
-    if "Intercept" not in dm.columns:
-        dm.insert(0, "Intercept", 1.0)
-    return dm.to_numpy(float), list(map(str, dm.columns))
+def _list_formula(columns: list[str]) -> str:
+    """A confounder list as a formula right-hand side (names that are not identifiers in backticks)."""
+    if not columns:
+        return "1"
+    return " + ".join(c if c.isidentifier() else f"`{c}`" for c in columns)
 
 
 def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -387,7 +334,8 @@ class IPTWResult(Result):
     ``table()``: one row per contrast and ``measure`` (risk_treated, risk_control, risk_difference,
     risk_ratio, odds_ratio, hazard_ratio with time/status, risk_difference_aipw for the ATE), with a
     ``contrast`` column ("radiotherapy vs none"). ``propensity`` (n x levels), ``weights``, ``ess`` (per
-    arm), ``balance()``, ``love_plot_data()``, ``weighted_table1()``, ``curves(kind)``.
+    arm), ``balance()``, ``love_plot_data()``, ``weighted_table1()``, ``curves(kind)``; ``n`` (patients
+    analysed) and ``n_missing`` (left out for missing values).
     ``fitted`` is the propensity model (statsmodels results or scikit-learn estimator).
     """
 
@@ -402,6 +350,8 @@ class IPTWResult(Result):
     outcome_models: dict = field(default_factory=dict)
     cox_result: Any = None
     bootstrap_estimates: pd.DataFrame | None = None
+    n: int = 0
+    n_missing: int = 0
     _covariates: list = field(default_factory=list, repr=False)
     _arm: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)
     _surv: pd.DataFrame | None = field(default=None, repr=False)
@@ -463,13 +413,6 @@ def _parse_truncate(truncate) -> tuple[float, float] | None:
     if not 0 <= lo < hi <= 100:
         raise ValueError(f"truncate must be percentiles 0 <= lower < upper <= 100 (e.g. (1, 99)), got {truncate!r}")
     return lo, hi
-
-
-def _outcome_values(s: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s) and _is_binary_numeric(s)):
-        return s.astype(float).to_numpy()
-    raise DataError(f"outcome {name!r} must be binary (true/false or 0/1); found values "
-                    f"{list(pd.unique(s.dropna()))[:6]}", column=name)
 
 
 def _contrast_rows(mu, V, counts, events, pairs, levels, z) -> list[dict]:
@@ -624,11 +567,15 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
     Parameters
     ----------
-    data : one row per patient; no missing values in the columns used (else a DataError naming them).
+    data : one row per patient. Missing values: complete-case analysis on the treatment, outcome,
+        confounder, time and status columns; the dropped rows are counted in ``.warnings`` (also a
+        ``UserWarning``) and ``n_missing``, and ``n``, the propensities and the weights cover the rest.
     treatment : treatment column (bool, 0/1, or categorical such as ``prophylaxis``).
-    confounders : list of columns (categoricals dummy-coded) or a patsy formula ("age_years + C(sex)").
-    outcome : binary outcome column (bool or 0/1), complete for everyone (e.g. HO within a fixed horizon
-        with complete follow-up). ``None``: the risk of status 1 by ``horizon`` is read from the weighted
+    confounders : list of columns, or a right-hand-side formula ("age_years + C(sex) + age_years:sex"),
+        coded for the propensity model as every hostats model codes a formula
+        (:mod:`hostats.stats._formula`; a list ``["a", "b"]`` is the formula ``"a + b"``).
+    outcome : binary outcome column (bool or 0/1), known for everyone analysed (e.g. HO within a fixed
+        horizon with complete follow-up). ``None``: the risk of status 1 by ``horizon`` is read from the weighted
         Aalen-Johansen cumulative incidence (``time``/``status``/``horizon`` required), which handles
         censoring and competing death; its SEs treat the weights as known (use ``bootstrap=`` for
         intervals that also reflect the propensity model) and there is no AIPW row.
@@ -666,9 +613,12 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         raise ValueError("bootstrap needs an explicit seed (seed=...) so that results are reproducible")
 
     formula = confounders if isinstance(confounders, str) else None
-    conf_cols = (_formula_columns(formula, data) if formula is not None else list(confounders))
-    if formula is not None and not conf_cols:
-        raise DataError(f"no column of the data appears in the confounder formula {formula!r}")
+    if formula is not None:
+        _, rhs = split_formula(formula, outcome=False)
+        conf_cols = formula_variables(rhs or "1", formula)
+        require_variables(data, conf_cols, formula)
+    else:
+        conf_cols = list(confounders)
     surv_cols = [c for c in (time, status) if c is not None]
     if (time is None) != (status is None):
         raise ValueError("give both time= and status= (or neither)")
@@ -676,12 +626,12 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         raise ValueError("without outcome=, give time=, status= and horizon= (risks by the horizon are then "
                          "read from the weighted cumulative incidence)")
     out_cols = [] if outcome is None else [outcome]
-    _require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
-    _require_complete(data, [treatment, *out_cols, *conf_cols, *surv_cols])
+    require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
     if treatment in conf_cols or (outcome is not None and outcome in conf_cols):
         raise ValueError("the treatment and the outcome cannot also be confounders")
+    data, dropped, n_missing = complete_cases(data, [treatment, *out_cols, *conf_cols, *surv_cols], "iptw")
 
-    notes: list[str] = []
+    notes: list[str] = list(dropped)
     levels = _treatment_levels(data[treatment])
     if len(levels) < 2:
         raise EstimationError(f"treatment {treatment!r} has a single level ({levels}) in these data; "
@@ -711,16 +661,8 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
     surv = None
     if time is not None:
-        t = data[time].astype(float).to_numpy()
-        st = data[status].astype(float).to_numpy()
-        bad = ~np.isfinite(t) | (t < 0)
-        if bad.any():
-            raise DataError(f"negative or non-finite times in {time!r} ({_rows_hint(pd.Series(bad, data.index))})",
-                            column=time)
-        bad = (st < 0) | (st != np.round(st))
-        if bad.any():
-            raise DataError(f"status {status!r} must be 0 (censored), 1 (event) or 2.. (competing events) "
-                            f"({_rows_hint(pd.Series(bad, data.index))})", column=status)
+        t = time_array(data, time)
+        st = status_array(data, status, 1).astype(float)
         if horizon is not None:
             if not horizon > 0:
                 raise ValueError(f"horizon must be a positive time, got {horizon!r}")
@@ -730,7 +672,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
                              "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
                             index=data.index)
     if outcome is not None:
-        y = _outcome_values(data[outcome], outcome)
+        y = binary_array(data, outcome, "outcome").astype(float)
     else:  # risk of cause 1 by the horizon, censoring handled by the Aalen-Johansen estimator
         y = (surv["_time"].to_numpy(float), surv["_status"].to_numpy(int), float(horizon))
         if (surv["_status"] == 1).sum() == 0:
@@ -739,11 +681,10 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     events = np.bincount(a, weights=yev, minlength=K).astype(int)
 
     covs = _covariates(data, conf_cols, notes)
-    if formula is not None:
-        Xd, names = _design_from_formula(data, formula)
-    else:
-        Xd, names = _design_from_list(data, conf_cols, covs)
-    Xd, names = _drop_collinear(Xd, names, notes)
+    if formula is None:  # a list: the confounders that vary, each as the formula engine codes it
+        formula = rhs = _list_formula(list(dict.fromkeys(c.variable for c in covs)))
+    design, Xd = build_design(data, rhs or "1", formula, intercept=True)
+    Xd, names = _drop_collinear(Xd, design.names, notes)
 
     P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, wkey == "stabilized", trunc, notes)
     is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
@@ -825,7 +766,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         propensity=prop, weights=pd.Series(w, index=data.index, name="weight"), ess=ess_df, estimand=est_key,
         reference_level=reference, treated_level=treated, levels=levels, truncation=tinfo,
         outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
-        _covariates=covs, _arm=a, _surv=surv)
+        n=int(len(a)), n_missing=n_missing, _covariates=covs, _arm=a, _surv=surv)
 
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
