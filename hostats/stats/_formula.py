@@ -86,11 +86,18 @@ def formula_columns(formula: Any, outcome: bool) -> list[str]:
 
 
 def require_variables(data: pd.DataFrame, variables: list[str], formula: str) -> None:
+    """Every formula variable is a column; a name used as a function (``foo(age)``) that is neither a
+    column nor a known transform is named as such."""
     absent = [v for v in variables if v not in data.columns]
-    if absent:
-        raise DataError(f"column {', '.join(map(repr, absent))} (in the formula {formula!r}) "
-                        f"{'is' if len(absent) == 1 else 'are'} not in the data; columns are "
-                        f"{list(data.columns)}", column=absent[0])
+    if not absent:
+        return
+    calls = [v for v in absent if re.search(rf"(?<![\w.]){re.escape(v)}\s*\(", formula)]
+    if calls:
+        raise DataError(f"{calls[0]!r} in the formula {formula!r} is neither a column of the data nor a known "
+                        "function (C, I, np.log, np.exp, center, scale, poly, ...)", column=calls[0])
+    raise DataError(f"column {', '.join(map(repr, absent))} (in the formula {formula!r}) "
+                    f"{'is' if len(absent) == 1 else 'are'} not in the data; columns are "
+                    f"{list(data.columns)}", column=absent[0])
 
 
 def model_frame(data: pd.DataFrame, variables: list[str], fitting: bool) -> pd.DataFrame:

@@ -335,7 +335,8 @@ class IPTWResult(Result):
     risk_ratio, odds_ratio, hazard_ratio with time/status, risk_difference_aipw for the ATE), with a
     ``contrast`` column ("radiotherapy vs none"). ``propensity`` (n x levels), ``weights``, ``ess`` (per
     arm), ``balance()``, ``love_plot_data()``, ``weighted_table1()``, ``curves(kind)``; ``n`` (patients
-    analysed) and ``n_missing`` (left out for missing values).
+    analysed) and ``n_missing`` (left out for missing values); ``ps_terms``, the columns of the propensity
+    model (named as ``logistic`` names them).
     ``fitted`` is the propensity model (statsmodels results or scikit-learn estimator).
     """
 
@@ -352,6 +353,7 @@ class IPTWResult(Result):
     bootstrap_estimates: pd.DataFrame | None = None
     n: int = 0
     n_missing: int = 0
+    ps_terms: list = field(default_factory=list)
     _covariates: list = field(default_factory=list, repr=False)
     _arm: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)
     _surv: pd.DataFrame | None = field(default=None, repr=False)
@@ -766,7 +768,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         propensity=prop, weights=pd.Series(w, index=data.index, name="weight"), ess=ess_df, estimand=est_key,
         reference_level=reference, treated_level=treated, levels=levels, truncation=tinfo,
         outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
-        n=int(len(a)), n_missing=n_missing, _covariates=covs, _arm=a, _surv=surv)
+        n=int(len(a)), n_missing=n_missing, ps_terms=list(names), _covariates=covs, _arm=a, _surv=surv)
 
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
