@@ -195,3 +195,18 @@ def test_unseen_level_at_prediction_names_the_column(data):
         res.predict(data.head(3).assign(site="z"))
     pred = res.predict(data.head(3).assign(site=[None, "a", "b"]))
     assert np.isnan(pred.iloc[0]) and np.isfinite(pred.iloc[1:]).all()
+
+
+def test_pandas_nullable_dtypes_are_coded_as_their_numpy_counterparts(data):
+    plain = data.assign(site=data["site"].astype(object))
+    nullable = plain.assign(site=plain["site"].astype("string"), flag=plain["flag"].astype("boolean"),
+                            y=plain["y"].astype("Int64"), age=plain["age"].astype("Float64"))
+    for fit in (lambda d: logistic(d, "y ~ age + site + flag").params,
+                lambda d: cox(d, "age + site + flag", "time", "event").coef,
+                lambda d: pd.Series(iptw(d, "treated", ["age", "site", "flag"], "y").ps_terms)):
+        a, b = fit(plain), fit(nullable)
+        assert list(a.index) == list(b.index)
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-12)
+        else:
+            assert a.tolist() == b.tolist()

@@ -102,8 +102,8 @@ def require_variables(data: pd.DataFrame, variables: list[str], formula: str) ->
 
 def model_frame(data: pd.DataFrame, variables: list[str], fitting: bool) -> pd.DataFrame:
     """The formula's columns with one coding for every estimator: booleans (numpy or pandas "boolean") as
-    a two-level factor (False, True), nullable integers as floats, and (when fitting) Categoricals
-    without the categories absent from these rows."""
+    a two-level factor (False, True), nullable numbers as floats, pandas "string" columns as text, and
+    (when fitting) Categoricals without the categories absent from these rows."""
     frame = {}
     for v in variables:
         s = data[v]
@@ -111,8 +111,10 @@ def model_frame(data: pd.DataFrame, variables: list[str], fitting: bool) -> pd.D
             s = pd.Series(pd.Categorical(s.astype(object), categories=[False, True]), index=s.index)
         elif isinstance(s.dtype, pd.CategoricalDtype):
             s = s.cat.remove_unused_categories() if fitting else s
-        elif pd.api.types.is_integer_dtype(s) and pd.api.types.is_extension_array_dtype(s):
-            s = s.astype("float64")
+        elif pd.api.types.is_extension_array_dtype(s) and pd.api.types.is_numeric_dtype(s):
+            s = s.astype("float64")  # Int64 / Float64: pd.NA as NaN
+        elif pd.api.types.is_string_dtype(s) and s.dtype != object:
+            s = s.astype(object).where(s.notna(), None)  # pandas "string": a factor like text columns
         frame[v] = s
     return pd.DataFrame(frame, index=data.index)
 
