@@ -2,7 +2,10 @@
 shared by ``kaplan_meier``, ``cox``, ``cumulative_incidence``, ``fine_gray`` and ``interval_censored``.
 
 Every problem is a :class:`hostats.errors.DataError` naming the column and the offending rows (index
-labels of the DataFrame), so nothing is dropped silently and no NaN travels into an estimate.
+labels of the DataFrame), so no NaN travels into an estimate. The estimators drop rows with missing values
+beforehand, counted, by the one complete-case rule (:func:`hostats.stats._validate.complete_cases`);
+these checks then catch what is present but invalid. ``require_columns`` and ``_rows`` live in
+``_validate`` and are re-exported here.
 """
 from __future__ import annotations
 
