@@ -382,7 +382,10 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     before death, with no loss to follow-up) if every patient received ``arm``; a study with complete
     follow-up measuring ``ho and ho_date - index_date <= 365`` estimates it exactly. Method: each
     patient's outcome under every arm is simulated with the same random numbers (potential outcomes with
-    common random numbers); ``sample`` averages this draw, ``population`` a fixed 300,000-patient draw.
+    common random numbers); ``sample`` averages this draw's outcomes, ``population`` each patient's
+    probability of that outcome over a fixed 300,000-patient draw (``_truth_block``). Follow-up runs past
+    the 12-month x-ray and day 365 (``dgp``), so censoring before the horizon is only the independent loss
+    to follow-up and Aalen-Johansen at 365 days estimates ``cumulative_incidence``.
     Intercepts and treatment log-odds are solved so the RATES.md targets hold (``models.calibrate``).
     Reference: Morris, White & Crowther, "Using simulation studies to evaluate statistical methods",
     Stat Med 2019;38:2074-2102 (data-generating mechanism and estimand defined before simulating).
