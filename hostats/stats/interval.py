@@ -94,6 +94,8 @@ class _Turnbull:
         vals_ = np.r_[np.ones(nu), -np.ones(nu)]
         self.diff = sparse.csr_matrix((vals_, (rows, cols)), shape=(nu, m + 1))
         self.m = m
+        # constrained Newton works on m x m matrices; beyond that, accelerated EM (O(observations) a step)
+        self.small = m <= 1500
 
     def _step(self, p: np.ndarray, c: np.ndarray, n: np.ndarray):
         """One self-consistency step: new p, the gradient ratios d_j and the log-likelihood (per row)."""
@@ -109,48 +111,82 @@ class _Turnbull:
         """Constrained Newton method (Wang 2007, J R Stat Soc B 69:185): each step solves the quadratic
         approximation of the log-likelihood on the simplex as a non-negative least-squares problem
         (scipy nnls), then a backtracking line search. Converges in tens of steps where EM needs
-        thousands. Stops when max_j d_j <= 1 + tol (Kuhn-Tucker condition)."""
+        thousands. Stops when max_j d_j <= 1 + tol (Kuhn-Tucker condition).
+
+        The least-squares problem min sum_i c_i (s_i'q - 2)^2, s_ij = a_ij / P_i, is solved through its
+        normal equations: because observation i covers the contiguous run [first_i, last_i) of Turnbull
+        intervals, the Gram matrix sum_i c_i s_ij s_ik is a two-dimensional cumulative sum of the weights
+        over (first, last) -- O(observations + m^2) per step instead of a dense observations x m matrix --
+        and nnls then works on its m x m Cholesky factor (same minimiser)."""
+        from scipy.linalg import LinAlgError, cholesky, solve_triangular
         from scipy.optimize import nnls
 
         c = np.asarray(counts, float)
         n = c.sum()
-        if not hasattr(self, "_dense"):
-            self._dense = np.cumsum(self.diff.toarray(), axis=1)[:, : self.m]  # a_ij: interval j in obs i
         keep = c > 0
-        a, c = self._dense[keep], c[keep]
-        sw = np.sqrt(c)
-        zeta = 10.0 * np.sqrt(n)
+        c, first, last = c[keep], self.first[keep], self.last[keep]
+        m = self.m
+        zeta2 = 100.0 * n                      # weight of the sum(q) = 1 row: (10 sqrt(n))^2
+        flat = first * (m + 1) + last
+        iu = np.triu_indices(m)
 
-        def loglik(q: np.ndarray) -> float:
-            return float(np.sum(c * np.log(np.maximum(a @ q, 1e-300))))
+        def probs(q: np.ndarray) -> np.ndarray:
+            cum = np.concatenate([[0.0], np.cumsum(q)])
+            return np.maximum(cum[last] - cum[first], 1e-300)
 
-        p = np.full(self.m, 1.0 / self.m) if start is None else np.asarray(start, float).copy()
-        ll = loglik(p)
+        def grad(ratio: np.ndarray) -> np.ndarray:       # sum_i ratio_i a_ij for every j
+            acc = np.bincount(first, ratio, minlength=m + 1) - np.bincount(last, ratio, minlength=m + 1)
+            return np.cumsum(acc)[:m]
+
+        p = np.full(m, 1.0 / m) if start is None else np.asarray(start, float).copy()
+        big_p = probs(p)
+        ll = float(np.sum(c * np.log(big_p)))
         it = 0
         while it < max_iter:
             it += 1
-            big_p = a @ p
-            s_mat = a / big_p[:, None]
-            if np.max(c @ s_mat) / n <= 1.0 + tol:
+            g = grad(c / big_p)
+            if np.max(g) / n <= 1.0 + tol:
                 break
-            # min sum_i c_i (s_i'q - 2)^2 with sum(q) = 1 enforced by a heavily weighted extra row
-            lhs = np.vstack([sw[:, None] * s_mat, zeta * np.ones((1, self.m))])
-            q, _ = nnls(lhs, np.r_[2.0 * sw, zeta], maxiter=50 * self.m)
+            # Gram G_jk (j <= k) = sum over i with first_i <= j < k < last_i of c_i / P_i^2
+            w = np.bincount(flat, c / big_p ** 2, minlength=m * (m + 1)).reshape(m, m + 1)
+            w = np.cumsum(w, axis=0)
+            w = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]   # w[j, l] = sum over first <= j, last >= l
+            gram = np.zeros((m, m))
+            gram[iu] = w[:, 1:][iu]
+            gram = gram + np.triu(gram, 1).T + zeta2
+            rhs = 2.0 * g + zeta2
+            # Jacobi scaling (q = u * sc) keeps the factorisation well conditioned when weights span
+            # many orders of magnitude; the tiny ridge only perturbs the search direction
+            sc = 1.0 / np.sqrt(np.diag(gram))
+            gram = gram * sc[:, None] * sc[None, :]
+            try:
+                r = cholesky(gram + 1e-13 * np.eye(m), lower=False, check_finite=False)
+            except LinAlgError:
+                r = cholesky(gram + 1e-8 * np.eye(m), lower=False, check_finite=False)
+            z = solve_triangular(r, rhs * sc, trans="T", check_finite=False)
+            u, _ = nnls(r, z, maxiter=50 * m)
+            q = u * sc
             q /= q.sum()
-            lam, new, new_ll = 1.0, q, loglik(q)
+            lam, new = 1.0, q
+            new_p = probs(new)
+            new_ll = float(np.sum(c * np.log(new_p)))
             while new_ll < ll and lam > 1e-12:
                 lam /= 2.0
                 new = p + lam * (q - p)
-                new_ll = loglik(new)
-            if new_ll < ll:
+                new_p = probs(new)
+                new_ll = float(np.sum(c * np.log(new_p)))
+            if new_ll <= ll + 1e-13 * abs(ll):       # no progress: converged to numerical precision
+                if new_ll > ll:
+                    p, big_p = new, new_p
                 break
-            p, ll = new, new_ll
+            p, ll, big_p = new, new_ll, new_p
+        self.kkt = float(np.max(grad(c / big_p)) / n - 1.0)
         return p, it
 
     def fit(self, counts: np.ndarray, tol: float = 1e-9, max_iter: int = 500) -> tuple[np.ndarray, int]:
         """The NPMLE: constrained Newton when the (observations x intervals) matrix is small enough,
         otherwise accelerated EM."""
-        if self.counts.size * self.m <= 2e7:
+        if self.small:
             return self.cnm(counts, tol=tol, max_iter=max_iter)
         p, it = self.em(counts, tol=tol, max_iter=20 * max_iter)
         return p[0], it
@@ -252,7 +288,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
         rng = np.random.default_rng(seed)
         bc = rng.multinomial(n, tb.counts / n, size=int(n_boot)).astype(float)
         # each replicate is refitted to convergence, warm-started at the NPMLE
-        if tb.counts.size * tb.m <= 2e7:
+        if tb.small:
             pb = np.vstack([tb.cnm(row, tol=max(tol, 1e-7), max_iter=max_iter, start=p)[0] for row in bc])
         else:
             pb, _ = tb.em(bc, tol=max(tol, 1e-7), max_iter=20 * max_iter, start=0.99 * p + 0.01 / tb.m)
