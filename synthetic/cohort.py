@@ -16,7 +16,7 @@ from scipy.special import expit
 from . import dgp, export, params
 from .models import MODELS, Coefficients, Scenario, _choice
 
-N_POPULATION = 300_000
+N_POPULATION = 1_000_000
 CANONICAL_ORDER = (
     "patient_id", "site", "index_event", "index_date", "age_years", "sex", "prior_ho",
     "gram_negative_infection", "early_intensive_therapy", "prophylaxis", "rt_dose_gy", "rt_hours_from_index",
@@ -107,7 +107,8 @@ def _truth_block(model: Scenario, P: dict, coefs: Coefficients, d: Draw, expecte
     given covariates, arm and imaging timeline (``p * exp(-lambda D)``) rather than of the 0/1 outcomes. Same
     expectation, but without the HO and death coin flips, which made the Monte-Carlo error of a
     300,000-patient truth (about 0.0008 on a risk of 0.23) as large as the standard error of a
-    200,000-patient analysis (Rao-Blackwellisation; Casella & Robert, Biometrika 1996;83:81-94).
+    200,000-patient analysis (Rao-Blackwellisation; Casella & Robert, Biometrika 1996;83:81-94). What is
+    left (covariate mix) is about 0.0001 with the 1,000,000-patient population draw.
 
     In a tiny sample a ratio can be undefined (no events in a group): it is NaN (null in truth.json).
     """
@@ -383,7 +384,7 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     follow-up measuring ``ho and ho_date - index_date <= 365`` estimates it exactly. Method: each
     patient's outcome under every arm is simulated with the same random numbers (potential outcomes with
     common random numbers); ``sample`` averages this draw's outcomes, ``population`` each patient's
-    probability of that outcome over a fixed 300,000-patient draw (``_truth_block``). Follow-up runs past
+    probability of that outcome over a fixed 1,000,000-patient draw (``_truth_block``). Follow-up runs past
     the 12-month x-ray and day 365 (``dgp``), so censoring before the horizon is only the independent loss
     to follow-up and Aalen-Johansen at 365 days estimates ``cumulative_incidence``.
     Intercepts and treatment log-odds are solved so the RATES.md targets hold (``models.calibrate``).

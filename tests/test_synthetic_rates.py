@@ -45,7 +45,7 @@ def test_r1_untreated_risk(tha):
     within_3se(r, 0.33, prop_se(0.33, N))
     assert r == pytest.approx(tha.latent["detected_none"].mean())
     pop = tha.truth["population"]["risk"]["none"]
-    within_3se(pop, 0.33, prop_se(0.33, 300_000))
+    within_3se(pop, 0.33, prop_se(0.33, 1_000_000))
 
 
 def test_r2_symptomatic_uncommon(tha):
