@@ -5,10 +5,18 @@ image: onset in (lower, upper] (``ho_interval_lo_days``, ``ho_interval_hi_days``
 upper = inf when no positive image, lower == upper for an exactly known onset). The NPMLE is Turnbull's
 (1976) estimate over the innermost ("Turnbull") intervals, computed by Wang's (2007) constrained Newton
 method (non-negative least squares steps; SQUAREM-accelerated EM for very large problems, where each
-observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull fit is lifelines' ``WeibullFitter.fit_interval_censoring``.
+observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull fit is lifelines' ``WeibullFitter.fit_interval_censoring``
+on the distinct intervals weighted by their counts.
+
+What the bounds bracket: imaging sees HO only after it has calcified enough, so (last negative, first
+positive] brackets the day HO became VISIBLE on imaging, not its biological onset (an x-ray turns positive
+21-28 days after onset, RATES.md R19; a bone scan 7-10 days earlier than the x-ray, R20). Without
+correction the estimand is the time to radiological visibility. ``detection_lag_days`` estimates onset
+instead by shifting each bound by the mean lag of the modality that produced it (``DETECTION_LAG_DAYS``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +32,16 @@ TURNBULL_REFERENCE = (
     "data. J R Stat Soc B 1976;38:290-295 (computed by the constrained Newton method, Wang Y. J R Stat "
     "Soc B 2007;69:185-198); bootstrap percentile limits; Weibull: lifelines "
     "WeibullFitter.fit_interval_censoring (Davidson-Pilon C. lifelines. JOSS 2019;4:1317)"
+)
+
+
+# Mean delay from biological onset to a positive image, by modality (days). x-ray: "3-4 weeks after onset
+# before the x-ray is positive" (seed text; RATES.md R19: 21-28 days, midpoint 24.5); bone scan: "7-10 days
+# earlier than an x-ray" (R20: 24.5 - 8.5 = 16). CT has no published lag in RATES.md: give one explicitly.
+DETECTION_LAG_DAYS: dict[str, float] = {"xray": 24.5, "bone_scan": 16.0}
+DETECTION_LAG_REFERENCE = (
+    "detection lag of imaging: x-ray positive 3-4 weeks (21-28 days) after onset, bone scan 7-10 days "
+    "earlier than the x-ray (Heterotopic ossification, seed text; hostats RATES.md R19, R20)"
 )
 
 
@@ -155,17 +173,23 @@ class _Turnbull:
             gram[iu] = w[:, 1:][iu]
             gram = gram + np.triu(gram, 1).T + zeta2
             rhs = 2.0 * g + zeta2
+            # Newton step over the current support plus the intervals whose gradient ratio exceeds 1 (the
+            # others cannot enter an ascent step; Wang 2007's support update): small NNLS problems
+            sup = np.flatnonzero((p > 0) | (g > n))
+            gram, rhs = gram[np.ix_(sup, sup)], rhs[sup]
+            k = sup.size
             # Jacobi scaling (q = u * sc) keeps the factorisation well conditioned when weights span
             # many orders of magnitude; the tiny ridge only perturbs the search direction
             sc = 1.0 / np.sqrt(np.diag(gram))
             gram = gram * sc[:, None] * sc[None, :]
             try:
-                r = cholesky(gram + 1e-13 * np.eye(m), lower=False, check_finite=False)
+                r = cholesky(gram + 1e-13 * np.eye(k), lower=False, check_finite=False)
             except LinAlgError:
-                r = cholesky(gram + 1e-8 * np.eye(m), lower=False, check_finite=False)
+                r = cholesky(gram + 1e-8 * np.eye(k), lower=False, check_finite=False)
             z = solve_triangular(r, rhs * sc, trans="T", check_finite=False)
-            u, _ = nnls(r, z, maxiter=50 * m)
-            q = u * sc
+            u, _ = nnls(r, z, maxiter=50 * k)
+            q = np.zeros(m)
+            q[sup] = u * sc
             q /= q.sum()
             lam, new = 1.0, q
             new_p = probs(new)
@@ -220,6 +244,50 @@ class _Turnbull:
         return p, it
 
 
+def _shift_by_lag(data: pd.DataFrame, lo: np.ndarray, hi: np.ndarray, lags: Mapping[str, float],
+                  lower_modality: str, upper_modality: str,
+                  min_onset_days: float) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Onset bounds from imaging bounds: each bound minus the mean detection lag of its modality.
+
+    A negative image of modality m on day L means HO was not yet visible, so onset > L - lag(m); a
+    positive one on day R means onset <= R - lag(m). A lower bound of 0 (no negative image) stays 0, and
+    shifted lower bounds are floored at 0 (onset follows the index event). A shifted upper bound below
+    ``min_onset_days`` (the image turned positive sooner than the mean lag) becomes ``min_onset_days``:
+    onset in the first day(s). Because real lags vary around their mean (x-ray 21-28 days), a shifted
+    interval can come out inverted (lower above upper, e.g. a negative bone scan a few days before a
+    positive x-ray); it is then used as (upper, lower]. Counts of both go in ``notes``.
+    """
+    require_columns(data, [lower_modality, upper_modality])
+    unknown = {str(k): float(v) for k, v in lags.items() if not np.isfinite(float(v)) or float(v) < 0}
+    if unknown:
+        raise ValueError(f"detection_lag_days must be finite and >= 0 days; got {unknown}")
+    out = []
+    for mcol, bound, needed in ((lower_modality, lo, lo > 0), (upper_modality, hi, np.isfinite(hi))):
+        mod = data[mcol].astype(object).to_numpy()
+        missing = needed & pd.isna(mod)
+        if missing.any():
+            raise DataError(f"modality column {mcol!r} is missing for rows {_rows(missing, data.index)}, whose "
+                            "bound comes from an image: the detection lag cannot be applied", column=mcol)
+        key = np.where(needed, mod, "").astype(str)
+        names = sorted(set(np.unique(key[needed]).tolist()) - {str(k) for k in lags})
+        if names:
+            bad = needed & np.isin(key, names)
+            raise DataError(f"no detection lag for modality {', '.join(map(repr, names))} in column {mcol!r} "
+                            f"(rows {_rows(bad, data.index)}): add it to detection_lag_days "
+                            f"(known: {', '.join(map(str, lags))})", column=mcol)
+        lag = np.zeros(bound.size)
+        for name, v in lags.items():
+            lag[needed & (key == str(name))] = float(v)
+        out.append(bound - lag)
+    lo2 = np.maximum(out[0], 0.0)
+    hi2 = out[1]
+    early = hi2 < min_onset_days
+    hi2 = np.where(early, min_onset_days, hi2)
+    inverted = lo2 > hi2
+    lo2, hi2 = np.where(inverted, hi2, lo2), np.where(inverted, lo2, hi2)
+    return lo2, hi2, {"early": int(early.sum()), "inverted": int(inverted.sum())}
+
+
 @dataclass(repr=False)
 class IntervalCensoredResult(CurveResult):
     """NPMLE (Turnbull) and Weibull estimates of the onset-time distribution.
@@ -230,12 +298,16 @@ class IntervalCensoredResult(CurveResult):
     ``fitted``: the lifelines WeibullFitter. ``table()``: Weibull scale (lambda) and shape (rho) with
     Wald limits, median onset from the Weibull (delta method; its std_error is on the log scale) and from
     the NPMLE (first Turnbull interval where F reaches 0.5: its right end, with interval_lower; bootstrap
-    limits).
+    limits). ``estimand``: "first positive imaging" (time to radiological visibility: the bounds as given)
+    or "onset (detection-lag corrected)". ``lag_adjustments``: how many shifted bounds were floored or
+    inverted (see ``detection_lag_days``).
     """
 
     turnbull: pd.DataFrame = field(default_factory=pd.DataFrame)
     iterations: int = 0
     n_boot: int = 0
+    estimand: str = "first positive imaging"
+    lag_adjustments: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:  # CurveResult's dataclass-generated repr would dump every field
         return Result.__repr__(self)
@@ -250,24 +322,43 @@ class IntervalCensoredResult(CurveResult):
 
 def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
                       upper: str = "ho_interval_hi_days", *, level: float = 0.95, n_boot: int = 0,
-                      seed: int = 20261124, tol: float = 1e-9, max_iter: int = 500) -> IntervalCensoredResult:
+                      seed: int = 20261124, tol: float = 1e-9, max_iter: int = 500,
+                      detection_lag_days: Mapping[str, float] | None = None,
+                      lower_modality: str = "ho_interval_lo_test", upper_modality: str = "ho_interval_hi_test",
+                      min_onset_days: float = 1.0) -> IntervalCensoredResult:
     """Distribution of the time to HO onset when onset is only known to lie in (lower, upper].
 
-    Estimand: F(t) = P(onset <= t) (days from the index event). Pass only patients with HO to describe
-    when HO starts among those who develop it; pass everyone (upper = inf for those never positive) for
-    the onset incidence in the whole cohort (deaths then count as censored, not competing).
+    Estimand: F(t) = P(T <= t) (days from the index event). With imaging bounds as given (last negative,
+    first positive image), T is the time HO became VISIBLE on imaging (time to radiological visibility),
+    which lags biological onset by weeks (x-ray 21-28 days, RATES.md R19; bone scan 7-10 days less, R20).
+    With ``detection_lag_days`` (modality -> mean lag in days, e.g. ``DETECTION_LAG_DAYS`` = {xray: 24.5,
+    bone_scan: 16}) T is biological onset: each bound is shifted back by the lag of the modality that
+    produced it (columns ``lower_modality``/``upper_modality``, e.g. "xray"), see ``_shift_by_lag``. The
+    spread of the lag around its mean is ignored (it adds a few days^2 of variance to T, small beside the
+    spread of onset). Pass only patients with HO to describe when HO starts among those who develop it;
+    pass everyone (upper = inf for those never positive) for the onset incidence in the whole cohort
+    (deaths then count as censored, not competing).
+
+    Bounds: lower == upper is an exactly known time. An upper bound of 0 (a positive image on the index
+    day: interval (0, 0]) is an EstimationError naming the rows: HO visible at the index date was present
+    before it (prevalent), so it has no onset after the index event, and the Weibull density is 0 there.
+    Exclude such rows and report how many (the analysis section does).
+
     Methods: (1) Turnbull's nonparametric maximum-likelihood estimate over the innermost intervals (the
-    solution of Turnbull's self-consistency equations); the NPMLE fixes the mass of each innermost interval, not where inside it, so the
-    curve is reported at the right ends (F jumps by each interval's mass there). It is computed by the
-    constrained Newton method of Wang (2007) (EM with SQUAREM acceleration for very large problems), to
-    the Kuhn-Tucker condition. Limits of the curve and of the NPMLE median are bootstrap percentiles
-    (``n_boot`` resamples, e.g. 200, with the numpy Generator seeded by ``seed``; about 0.1 s per resample
-    for 5,000 patients); with the default ``n_boot=0`` they are NaN and a warning says so.
-    (2) A Weibull model fitted by maximum likelihood (lifelines ``WeibullFitter.fit_interval_censoring``; S(t) = exp(-(t/lambda)^rho)) with Wald
-    limits, and its median lambda (ln 2)^(1/rho) with a delta-method limit on the log scale.
+    solution of Turnbull's self-consistency equations); the NPMLE fixes the mass of each innermost interval,
+    not where inside it, so the curve is reported at the right ends (F jumps by each interval's mass
+    there). It is computed by the constrained Newton method of Wang (2007) (EM with SQUAREM acceleration
+    for very large problems), to the Kuhn-Tucker condition, on the distinct intervals with their counts.
+    Limits of the curve and of the NPMLE median are bootstrap percentiles (``n_boot`` multinomial
+    resamples of the distinct intervals, e.g. 200, with the numpy Generator seeded by ``seed``); with the
+    default ``n_boot=0`` they are NaN and a warning says so.
+    (2) A Weibull model fitted by maximum likelihood (lifelines ``WeibullFitter.fit_interval_censoring`` on
+    the distinct intervals with frequency weights; S(t) = exp(-(t/lambda)^rho)) with Wald limits, and its
+    median lambda (ln 2)^(1/rho) with a delta-method limit on the log scale.
     Reference: Turnbull 1976 JRSS-B 38:290; Wang Y. 2007 JRSS-B 69:185; lifelines (Davidson-Pilon 2019).
     """
     from lifelines import WeibullFitter
+    from threadpoolctl import threadpool_limits
 
     level = check_level(level)
     lo, hi = _bounds(data, lower, upper)
@@ -275,29 +366,53 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     if not np.any(np.isfinite(hi)):
         raise EstimationError(f"no finite upper bound in {upper!r}: no onset was observed, so the onset "
                               "distribution cannot be estimated")
-    tb = _Turnbull(lo, hi)
-    p, iters = tb.fit(tb.counts, tol=tol, max_iter=max_iter)
+    prevalent = hi == 0
+    if prevalent.any():
+        raise EstimationError(
+            f"rows {_rows(prevalent, data.index)} have a positive image on day 0 (interval (0, 0] in "
+            f"{lower!r}/{upper!r}): HO visible at the index date was already present (prevalent), so it has "
+            "no onset time after the index event and the Weibull model needs positive times; exclude these "
+            "rows and report how many")
     warns: list[str] = []
-    if iters >= max_iter:
-        warns.append(f"Turnbull EM stopped after {max_iter} iterations without reaching tol={tol}")
-    cdf = np.cumsum(p)
+    adjust: dict[str, int] = {}
+    if detection_lag_days is not None:
+        lo, hi, adjust = _shift_by_lag(data, lo, hi, detection_lag_days, lower_modality, upper_modality,
+                                       float(min_onset_days))
+        lag_text = ", ".join(f"{k} {float(v):g}" for k, v in detection_lag_days.items())
+        if adjust["early"]:
+            warns.append(f"{adjust['early']} upper bound(s) fell below {min_onset_days:g} day(s) after the "
+                         f"detection-lag shift ({lag_text} days) and were set to {min_onset_days:g}: onset in "
+                         "the first day(s)")
+        if adjust["inverted"]:
+            warns.append(f"{adjust['inverted']} interval(s) were inverted by the detection-lag shift (a negative "
+                         "image shortly before a positive one of a modality with a longer lag) and were used "
+                         "with their bounds swapped")
+    with threadpool_limits(1, user_api="blas"):   # many small m x m problems: threads only contend
+        tb = _Turnbull(lo, hi)
+        p, iters = tb.fit(tb.counts, tol=tol, max_iter=max_iter)
+        if iters >= max_iter:
+            warns.append(f"Turnbull fit stopped after {max_iter} iterations without reaching tol={tol}")
+        elif getattr(tb, "kkt", 0.0) > tol:
+            warns.append(f"Turnbull fit stopped at the limit of numerical precision (Kuhn-Tucker gap "
+                         f"{tb.kkt:.1e} > tol={tol:g})")
+        cdf = np.cumsum(p)
 
-    alpha = 1.0 - level
-    boot_cdf = None
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        bc = rng.multinomial(n, tb.counts / n, size=int(n_boot)).astype(float)
-        # each replicate is refitted to convergence, warm-started at the NPMLE
-        if tb.small:
-            pb = np.vstack([tb.cnm(row, tol=max(tol, 1e-7), max_iter=max_iter, start=p)[0] for row in bc])
+        alpha = 1.0 - level
+        boot_cdf = None
+        if n_boot > 0:
+            rng = np.random.default_rng(seed)
+            bc = rng.multinomial(n, tb.counts / n, size=int(n_boot)).astype(float)
+            # each replicate is refitted to convergence, warm-started at the NPMLE
+            if tb.small:
+                pb = np.vstack([tb.cnm(row, tol=max(tol, 1e-7), max_iter=max_iter, start=p)[0] for row in bc])
+            else:
+                pb, _ = tb.em(bc, tol=max(tol, 1e-7), max_iter=20 * max_iter, start=0.99 * p + 0.01 / tb.m)
+            boot_cdf = np.cumsum(pb, axis=1)
+            ci_lo = np.quantile(boot_cdf, alpha / 2, axis=0)
+            ci_hi = np.quantile(boot_cdf, 1 - alpha / 2, axis=0)
         else:
-            pb, _ = tb.em(bc, tol=max(tol, 1e-7), max_iter=20 * max_iter, start=0.99 * p + 0.01 / tb.m)
-        boot_cdf = np.cumsum(pb, axis=1)
-        ci_lo = np.quantile(boot_cdf, alpha / 2, axis=0)
-        ci_hi = np.quantile(boot_cdf, 1 - alpha / 2, axis=0)
-    else:
-        ci_lo = ci_hi = np.full(tb.m, np.nan)
-        warns.append("n_boot=0: the NPMLE curve and median have no confidence limits (NaN)")
+            ci_lo = ci_hi = np.full(tb.m, np.nan)
+            warns.append("n_boot=0: the NPMLE curve and median have no confidence limits (NaN)")
 
     turnbull = pd.DataFrame({"lower": tb.left, "upper": tb.right, "exact": tb.exact_left, "mass": p,
                              "estimate": cdf})
@@ -308,11 +423,9 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
                           "interval_lower": tb.left[keep], "mass": p[keep]})
     curve = curve[np.isfinite(curve["time"])].reset_index(drop=True)
 
-    # Weibull (lifelines); exact onsets at day 0 have zero Weibull density
-    if np.any(hi == 0):
-        raise EstimationError(f"rows {_rows(hi == 0, data.index)} have onset at day 0 exactly; the Weibull "
-                              "model needs positive onset times (check the interval bounds)")
-    wf = WeibullFitter(alpha=alpha).fit_interval_censoring(lo, hi)
+    # Weibull (lifelines) on the distinct intervals, frequency-weighted: same likelihood, a fraction of the rows
+    pairs, counts = np.unique(np.column_stack([lo, hi]), axis=0, return_counts=True)
+    wf = WeibullFitter(alpha=alpha).fit_interval_censoring(pairs[:, 0], pairs[:, 1], weights=counts)
     summ = wf.summary
     z = z_value(level)
     lam, rho = float(wf.lambda_), float(wf.rho_)
@@ -355,10 +468,18 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     table["ci_level"] = level
     for col in ("ci_lower", "ci_upper", "estimate"):
         table[col] = table[col].astype(float)
+    if detection_lag_days is None:
+        estimand, method = "first positive imaging", ("Turnbull NPMLE and Weibull (interval-censored time to "
+                                                      "radiological visibility)")
+        reference = TURNBULL_REFERENCE
+    else:
+        estimand = "onset (detection-lag corrected)"
+        method = "Turnbull NPMLE and Weibull (interval-censored onset, imaging bounds shifted by the detection lag)"
+        reference = f"{TURNBULL_REFERENCE}; {DETECTION_LAG_REFERENCE}"
     return IntervalCensoredResult(
-        _table=tidy(table), level=level, method="Turnbull NPMLE and Weibull (interval-censored onset)",
-        reference=TURNBULL_REFERENCE, fitted=wf, warnings=warns, curve=curve, turnbull=turnbull,
-        iterations=iters, n_boot=int(n_boot))
+        _table=tidy(table), level=level, method=method, reference=reference, fitted=wf, warnings=warns,
+        curve=curve, turnbull=turnbull, iterations=iters, n_boot=int(n_boot), estimand=estimand,
+        lag_adjustments=adjust)
 
 
-__all__ = ["interval_censored", "IntervalCensoredResult"]
+__all__ = ["interval_censored", "IntervalCensoredResult", "DETECTION_LAG_DAYS"]
