@@ -500,7 +500,9 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
       the study sizes (metafor's ``transf.ipft.hm``).
     - ``"glmm"``: the exact binomial-normal model (Stijnen, Hamza & Ozdemir 2010): x_i ~ Binomial(n_i,
       expit(mu + u_i)), u_i ~ N(0, tau2), fitted by maximum likelihood with adaptive Gauss-Hermite
-      quadrature (41 nodes). No continuity correction is needed. ``method`` must be "REML"/"ML" (both give
+      quadrature (81 nodes at each study's own mode and curvature), Newton-Raphson on (mu, log tau) from
+      the logit DL fit, and a check of the boundary tau2 = 0 (pooled logistic regression); the SE of mu
+      is from the observed information of (mu, tau). No continuity correction is needed. ``method`` must be "REML"/"ML" (both give
       the ML fit, as metafor's ``rma.glmm``) or "FE" (tau2 = 0: pooled logistic regression). Wald CI for mu;
       Q, I2 and H2 are those of the logit inverse-variance model (metafor reports the same Wald-type Q).
 
@@ -578,38 +580,133 @@ def _back_transform(res: MetaProportionResult, back: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------- GLMM
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(41)
+# 81 nodes: log-likelihood error < 1e-7 per study for tau <= 3 even at 0 or n events (checked against
+# scipy.integrate.quad); the skewed integrand of a 0/n study with tau ~ 10 still errs by ~1e-3
+_GH_POINTS = 81
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(_GH_POINTS)
+_GH_LOGW = np.log(_GH_WEIGHTS) + _GH_NODES**2   # + z^2 undoes the exp(-z^2) weight function of Gauss-Hermite
+_TAU_BOUNDS = (1e-4, 50.0)                      # search range of tau (tau = 0 is checked separately)
+_TAU_DIVERGES = 20.0                            # a logit-scale SD beyond this means tau -> infinity
+
+
+def _glmm_modes(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mode u_i and curvature scale s_i of each study's integrand in the random effect u,
+    h_i(u) = x_i (mu + u) - n_i log(1 + e^(mu + u)) - u^2 / (2 tau^2).
+
+    h_i is strictly concave and its mode u = tau^2 (x_i - n_i p) lies between 0 (the prior mode) and the
+    study's own logit minus mu (within +-tau^2 n_i when x_i is 0 or n_i). Plain Newton from u = 0
+    oscillates without converging when that logit is far from mu (e.g. 104/154 against mu = -2.6), so
+    each Newton step is kept inside the shrinking bracket and replaced by bisection when it leaves it.
+    """
+    t2 = tau * tau
+    with np.errstate(divide="ignore"):
+        own = np.clip(np.log(x) - np.log(n - x) - mu, -t2 * n, t2 * n)
+    lo, hi = np.minimum(0.0, own), np.maximum(0.0, own)
+    # start: the 0.5-corrected study logit shrunk towards mu by its approximate precision w
+    w = 1.0 / (1.0 / (x + 0.5) + 1.0 / (n - x + 0.5))
+    y = np.log((x + 0.5) / (n - x + 0.5)) - mu
+    u = np.clip(w * t2 * y / (1.0 + w * t2), lo, hi)
+    for _ in range(200):
+        p = _expit(mu + u)
+        info = n * p * (1.0 - p) + 1.0 / t2
+        g = x - n * p - u / t2
+        lo = np.where(g > 0, u, lo)
+        hi = np.where(g < 0, u, hi)
+        new = u + g / info
+        new = np.where((new < lo) | (new > hi), 0.5 * (lo + hi), new)
+        step = np.abs(new - u)
+        u = new
+        # the mode only centres the quadrature: 1e-9 of the integrand's scale is far more than enough
+        if np.all(step <= 1e-9 * np.sqrt(1.0 / info)):
+            break
+    p = _expit(mu + u)
+    return u, 1.0 / np.sqrt(n * p * (1.0 - p) + 1.0 / t2)
+
+
+def _glmm_quadrature(mu: float, tau: float, x: np.ndarray, n: np.ndarray,
+                     derivatives: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
+    """Marginal log-likelihood of the binomial-normal model and, if asked, its gradient and Hessian in
+    (mu, log tau), by adaptive Gauss-Hermite quadrature (Liu & Pierce 1994) at each study's own mode
+    and curvature. The derivatives are posterior moments of the complete-data score (Louis 1982):
+    d log L = E[s | x], d2 log L = E[ds/dtheta | x] + Var[s | x], with the same nodes and weights."""
+    t2 = tau * tau
+    u, s = _glmm_modes(mu, tau, x, n)
+    nodes = u[:, None] + np.sqrt(2.0) * s[:, None] * _GH_NODES[None, :]
+    eta = mu + nodes
+    h = x[:, None] * eta - n[:, None] * np.logaddexp(0.0, eta) - nodes**2 / (2.0 * t2) + _GH_LOGW[None, :]
+    log_int = special.logsumexp(h, axis=1)
+    log_binom = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+    loglik = float(np.sum(log_binom + log_int + np.log(np.sqrt(2.0) * s) - 0.5 * np.log(2 * np.pi * t2)))
+    if not derivatives:
+        return loglik, np.empty(0), np.empty(0)
+    post = np.exp(h - log_int[:, None])           # posterior weights of the nodes, each row sums to 1
+    p = _expit(eta)
+    s_mu = x[:, None] - n[:, None] * p               # complete-data score for mu
+    s_lt = nodes**2 / t2 - 1.0                       # ... for log tau
+    e_mu, e_lt = np.sum(post * s_mu, axis=1), np.sum(post * s_lt, axis=1)
+    h_mm = np.sum(post * (s_mu**2 - n[:, None] * p * (1.0 - p)), axis=1) - e_mu**2
+    h_tt = np.sum(post * (s_lt**2 - 2.0 * nodes**2 / t2), axis=1) - e_lt**2
+    h_mt = np.sum(post * s_mu * s_lt, axis=1) - e_mu * e_lt
+    grad = np.array([e_mu.sum(), e_lt.sum()])
+    hess = np.array([[h_mm.sum(), h_mt.sum()], [h_mt.sum(), h_tt.sum()]])
+    return loglik, grad, hess
 
 
 def _glmm_loglik(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
-    """Marginal log-likelihood of the binomial-normal model by adaptive Gauss-Hermite quadrature.
-
-    For each study the integrand over the random effect u is centred at its mode and scaled by its
-    curvature (Liu & Pierce 1994), so 41 nodes are accurate even for large studies.
-    """
-    tau = max(tau, 1e-8)
-    log_binom = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
-    u = np.zeros_like(x)
-    for _ in range(50):  # Newton for the mode, vectorised over studies
-        p = _expit(mu + u)
-        grad = x - n * p - u / tau**2
-        hess = -n * p * (1 - p) - 1.0 / tau**2
-        step = grad / hess
-        u = u - step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    p = _expit(mu + u)
-    s = 1.0 / np.sqrt(n * p * (1 - p) + 1.0 / tau**2)
-    nodes = u[:, None] + np.sqrt(2.0) * s[:, None] * _GH_NODES[None, :]
-    eta = mu + nodes
-    h = x[:, None] * eta - n[:, None] * np.logaddexp(0.0, eta) - nodes**2 / (2 * tau**2)
-    log_terms = h + _GH_NODES[None, :] ** 2 + np.log(_GH_WEIGHTS)[None, :]
-    log_int = special.logsumexp(log_terms, axis=1) + np.log(np.sqrt(2.0) * s)
-    return float(np.sum(log_binom + log_int - 0.5 * np.log(2 * np.pi * tau**2)))
+    """Marginal log-likelihood of the binomial-normal model (binomial coefficients included); tau = 0
+    gives the pooled binomial likelihood, its limit."""
+    if tau <= 0.0:
+        return _binom_loglik(mu, x, n)
+    return _glmm_quadrature(mu, tau, x, n)[0]
 
 
 def _binom_loglik(mu: float, x: np.ndarray, n: np.ndarray) -> float:
     return float(np.sum(stats.binom.logpmf(x, n, _expit(mu))))
+
+
+def _glmm_ml(x: np.ndarray, n: np.ndarray, mu_start: float, tau2_start: float,
+             score0: float) -> tuple[float, float, optimize.OptimizeResult]:
+    """ML of (mu, tau) by Newton-Raphson on (mu, log tau) with the analytic (Louis) Hessian, from the logit
+    DL fit. Where the Hessian is not negative definite its eigenvalues are replaced by their absolute
+    values (still an ascent direction); steps are capped at 1 unit, halved until the likelihood increases,
+    and log tau is kept in ``_TAU_BOUNDS``. ``score0`` is d loglik / d tau2 at tau = 0: when it is <= 0 and
+    tau shrinks below 0.01 the fit is heading for the boundary tau = 0, which the caller then checks."""
+    lb, ub = np.log(_TAU_BOUNDS[0]), np.log(_TAU_BOUNDS[1])
+    theta = np.array([mu_start, np.clip(0.5 * np.log(max(tau2_start, 0.01)), lb, ub)])
+    ll, grad, hess = _glmm_quadrature(theta[0], np.exp(theta[1]), x, n, derivatives=True)
+    nfev, nit, decrement, message = 1, 0, np.inf, "iteration limit reached"
+    for _ in range(100):
+        nit += 1
+        lam, vec = np.linalg.eigh(hess)
+        step = vec @ ((vec.T @ grad) / np.maximum(np.abs(lam), 1e-10))
+        decrement = float(grad @ step)
+        if decrement < 1e-12:
+            message = "converged (Newton decrement < 1e-12)"
+            break
+        step *= min(1.0, 1.0 / np.max(np.abs(step)))
+        for _ in range(30):
+            trial = theta + step
+            trial[1] = np.clip(trial[1], lb, ub)
+            ll_t, grad_t, hess_t = _glmm_quadrature(trial[0], np.exp(trial[1]), x, n, derivatives=True)
+            nfev += 1
+            if ll_t > ll:
+                break
+            step = step / 2.0
+        else:
+            message = "no further increase (maximum reached to numerical precision)"
+            break
+        theta, ll, grad, hess = trial, ll_t, grad_t, hess_t
+        if theta[1] <= lb or theta[1] >= ub or (score0 <= 0 and theta[1] < np.log(0.01) and step[1] < 0):
+            message = "stopped at the search bound of tau"
+            break
+    # success: within 1e-6 of the local quadratic maximum, or (when the line search stalls, as at tau ~ 8
+    # with 0/n studies where the quadrature errs by ~1e-3) within 1e-3; the caller warns about the latter
+    stalled = message.startswith("no further")
+    opt = optimize.OptimizeResult(x=theta, fun=-ll, jac=-grad, hess=-hess, nit=nit, nfev=nfev,
+                                  success=decrement < 1e-6 or message.startswith("stopped")
+                                  or (stalled and decrement < 1e-3), message=message,
+                                  decrement=decrement)
+    return float(theta[0]), float(np.exp(theta[1])), opt
 
 
 def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: float, continuity: float,
@@ -623,44 +720,43 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
     if total_x == 0 or total_x == total_n:
         raise EstimationError("no study has an event (or every patient has one): the pooled log odds is "
                               "infinite; report the exact binomial interval of the pooled count instead")
-    mu0 = float(np.log(total_x / (total_n - total_x)))
+    # tau = 0: pooled logistic regression, whose MLE and information are closed-form
+    mu_fe = float(np.log(total_x / (total_n - total_x)))
+    ll_fe = _binom_loglik(mu_fe, x, n)
     z = float(stats.norm.ppf(0.5 + level / 2.0))
-    if fixed:
-        # tau2 = 0: pooled logistic regression, whose MLE and information are closed-form
-        mu_hat, tau_hat = mu0, 0.0
-        p = total_x / total_n
-        se = float(1.0 / np.sqrt(total_n * p * (1 - p)))
-        loglik = _binom_loglik(mu_hat, x, n)
-        opt = None
-    else:
-        def nll(theta: np.ndarray) -> float:
-            return -_glmm_loglik(theta[0], theta[1], x, n)
-
-        starts = [np.array([mu0, 0.5]), np.array([mu0, 1.5]), np.array([mu0, 0.05])]
-        best = None
-        for start in starts:
-            r = optimize.minimize(nll, start, method="L-BFGS-B", bounds=[(None, None), (0.0, 20.0)])
-            if best is None or r.fun < best.fun:
-                best = r
-        opt = best
-        if opt is None or not np.isfinite(opt.fun):
-            raise EstimationError("the binomial-normal (GLMM) likelihood could not be maximised")
-        mu_hat, tau_hat = float(opt.x[0]), float(opt.x[1])
-        if tau_hat < 1e-4:
-            tau_hat = 0.0
-            warnings.append("GLMM: tau2 estimated at the boundary 0 (no detectable heterogeneity)")
-        # observed information of mu, with tau at its estimate (profile curvature when tau > 0)
-        se = _glmm_se(mu_hat, tau_hat, x, n)
-        loglik = -float(opt.fun)
-    tau2 = tau_hat**2
-    # Wald-type heterogeneity statistics of the logit inverse-variance model, as metafor's rma.glmm prints
+    # logit inverse-variance model (0.5 added to 0/n studies only): Wald-type Q, I2, H2 as metafor's
+    # rma.glmm prints them, and the DL fit as the GLMM's starting value
     edge = (x == 0) | (x == n)
-    xc = np.where(edge, x + continuity, x)
-    mc = np.where(edge, n - x + continuity, n - x)
+    xc = np.where(edge, x + continuity if continuity > 0 else x + 0.5, x)
+    mc = np.where(edge, n - x + continuity if continuity > 0 else n - x + 0.5, n - x)
     y, v = np.log(xc / mc), 1.0 / xc + 1.0 / mc
     f_fe = _fit(y, v, "FE", False, level)
+    mu_hat, tau_hat, loglik, opt = mu_fe, 0.0, ll_fe, None
+    if not fixed:
+        f_dl = _fit(y, v, "DL", False, level)
+        p_fe = total_x / total_n
+        score0 = 0.5 * float(np.sum((x - n * p_fe) ** 2 - n * p_fe * (1 - p_fe)))
+        mu_ml, tau_ml, opt = _glmm_ml(x, n, f_dl.estimate, f_dl.tau2, score0)
+        if tau_ml > _TAU_DIVERGES:
+            raise EstimationError(f"GLMM: the ML estimate of tau2 exceeds {_TAU_DIVERGES**2:g} on the logit scale "
+                                  "(it runs to infinity when the studies' proportions are at 0 and 1 or nearly "
+                                  "so); the between-study variance is not estimable, use transform='logit' or "
+                                  "'ft'")
+        if not (np.isfinite(opt.fun) and opt.success):
+            raise EstimationError(f"GLMM: the likelihood could not be maximised ({opt.message}; gradient "
+                                  f"{np.array2string(-opt.jac, precision=2)} at mu = {mu_ml:.4g}, tau = {tau_ml:.4g})")
+        if opt.decrement >= 1e-6 and not opt.message.startswith("stopped"):
+            warnings.append(f"GLMM: the maximum is located only to within {opt.decrement:.0e} in log-likelihood "
+                            f"(quadrature precision at tau = {tau_ml:.3g}); the estimates are approximate")
+        # boundary check: the fit at tau = 0 (pooled logistic) wins unless the interior fit is better
+        if -opt.fun > ll_fe + 1e-9:
+            mu_hat, tau_hat, loglik = mu_ml, tau_ml, -float(opt.fun)
+        else:
+            warnings.append("GLMM: tau2 estimated at the boundary 0 (no detectable heterogeneity)")
+    se = _glmm_se(mu_hat, tau_hat, x, n)
+    tau2 = tau_hat**2
     w = 1.0 / v
-    s2 = (x.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w))
+    s2 = (x.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w)) if x.size > 1 else float("nan")
     i2 = 100.0 * tau2 / (tau2 + s2) if not fixed else f_fe.i2
     h2 = (tau2 + s2) / s2 if not fixed else f_fe.h2
     p_value = float(2 * stats.norm.sf(abs(mu_hat / se)))
@@ -669,7 +765,8 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
             else "fixed-effect logistic model (pooled binomial likelihood)")
     reference = ("Stijnen T, Hamza TH, Ozdemir P. Stat Med 2010;29:3046-67; Hamza TH, van Houwelingen HC, "
                  "Stijnen T. J Clin Epidemiol 2008;61:41-51; Liu Q, Pierce DA. Biometrika 1994;81:624-9 "
-                 "(adaptive Gauss-Hermite quadrature)")
+                 "(adaptive Gauss-Hermite quadrature); Louis TA. J R Stat Soc B 1982;44:226-33 "
+                 "(observed information)")
     res = MetaProportionResult(
         pd.DataFrame(), level=level, method=name, reference=reference, fitted=opt, warnings=warnings,
         estimate=mu_hat, ci_lower=mu_hat - z * se, ci_upper=mu_hat + z * se, std_error=se, p_value=p_value,
@@ -686,25 +783,16 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
 
 
 def _glmm_se(mu: float, tau: float, x: np.ndarray, n: np.ndarray) -> float:
-    """SE of mu from the inverse of the observed information matrix of (mu, tau), by central differences."""
+    """SE of mu: the (mu, mu) element of the inverse observed information of (mu, log tau), from the
+    analytic Louis Hessian (the same SE whatever the scale of tau); at tau = 0 the pooled logistic one."""
     if tau == 0.0:
         p = _expit(mu)
         return float(1.0 / np.sqrt(np.sum(n) * p * (1 - p)))
-    f = lambda m, t: _glmm_loglik(m, t, x, n)  # noqa: E731
-    hm, ht = 1e-4 * max(1.0, abs(mu)), 1e-4 * max(1.0, tau)
-    fmm = (f(mu + hm, tau) - 2 * f(mu, tau) + f(mu - hm, tau)) / hm**2
-    ftt = (f(mu, tau + ht) - 2 * f(mu, tau) + f(mu, tau - ht)) / ht**2
-    fmt = (f(mu + hm, tau + ht) - f(mu + hm, tau - ht) - f(mu - hm, tau + ht) + f(mu - hm, tau - ht)) / (
-        4 * hm * ht)
-    info = -np.array([[fmm, fmt], [fmt, ftt]])
-    try:
-        cov = np.linalg.inv(info)
-    except np.linalg.LinAlgError as exc:
-        raise EstimationError("GLMM: the information matrix is singular; the SE of the pooled logit is "
-                              "not identifiable on these data") from exc
-    if not np.isfinite(cov[0, 0]) or cov[0, 0] <= 0:
-        raise EstimationError("GLMM: the information matrix is not positive definite at the estimate")
-    return float(np.sqrt(cov[0, 0]))
+    info = -_glmm_quadrature(mu, tau, x, n, derivatives=True)[2]
+    if not np.all(np.isfinite(info)) or np.any(np.linalg.eigvalsh(info) <= 0):
+        raise EstimationError("GLMM: the observed information matrix of (mu, tau) is not positive definite "
+                              "at the estimate; the SE of the pooled logit is not identifiable on these data")
+    return float(np.sqrt(np.linalg.inv(info)[0, 0]))
 
 
 # --------------------------------------------------------------------------------------------- sites
