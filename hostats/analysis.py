@@ -70,7 +70,8 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "cox": {"formula", "time", "event", "weights", "cluster", "strata", "truth"},
     "fine_gray": {"formula", "time", "status", "truth"},
     "meta_proportions": {"by", "event", "method", "transform", "truth", "min_size"},
-    "interval_censored": {"lower", "upper", "truth", "figure", "n_boot"},
+    "interval_censored": {"lower", "upper", "truth", "figure", "n_boot", "detection_lag_days", "lower_modality",
+                          "upper_modality", "min_onset_days"},
     "diagnosis_timing": {"truth"},
 }
 _COMMON_SECTION_KEYS = {"type", "title", "subset", "description", "id"}
@@ -1199,8 +1200,94 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     return out
 
 
+_IMAGING = ("xray", "bone_scan", "ct")
+
+
+def bound_modalities(episodes: pd.DataFrame, assessments: pd.DataFrame | None,
+                     lower: str = "ho_interval_lo_days", upper: str = "ho_interval_hi_days",
+                     lags: dict[str, float] | None = None) -> pd.DataFrame:
+    """The imaging modality that produced each interval bound (``lower_modality``, ``upper_modality``).
+
+    Recomputes the bounds from the assessments as the cohort does (an image belongs to the patient's latest
+    episode in ``episodes`` with index_date on or before it; upper = first positive image, lower = last
+    negative one before it) and takes the modality of the image that set each. Ties on the same day go to
+    the modality giving the tighter onset bound: for the upper bound the longest lag, for the lower the
+    shortest (``lags``). ``reproduced`` is False where the recomputed bounds differ from the episode's (e.g.
+    a later episode of the same patient outside ``episodes``); the modalities are then missing. A lower bound
+    with no negative image (0) has no modality. Vectorised: one sort of the patients' images."""
+    n = len(episodes)
+    out = pd.DataFrame({"lower_modality": pd.Series([None] * n, dtype=object),
+                        "upper_modality": pd.Series([None] * n, dtype=object),
+                        "reproduced": np.zeros(n, bool)}, index=episodes.index)
+    if assessments is None or assessments.empty or n == 0:
+        return out
+    lags = lags or {}
+    a = assessments
+    a = a.loc[a["test"].isin(_IMAGING) & a["result"].notna() & a["date"].notna(), ["patient_id", "date", "test",
+                                                                                  "result"]]
+    ids = pd.Index(pd.unique(episodes["patient_id"].dropna()))
+    a_code = ids.get_indexer(a["patient_id"])
+    a = a[a_code >= 0]
+    a_code = a_code[a_code >= 0]
+    ep_code = ids.get_indexer(episodes["patient_id"])
+
+    def days(col: pd.Series) -> np.ndarray:
+        return col.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+
+    ep_ok = (ep_code >= 0) & episodes["index_date"].notna().to_numpy()
+    lo_obs = episodes[lower].to_numpy(dtype=float)
+    hi_obs = episodes[upper].to_numpy(dtype=float)
+    lo_calc, hi_calc = np.zeros(n), np.full(n, np.inf)
+    lo_mod, hi_mod = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+    if ep_ok.any() and len(a):
+        ep_day, a_day = days(episodes["index_date"]), days(a["date"])
+        d0 = min(ep_day[ep_ok].min(), a_day.min())
+        span = max(ep_day[ep_ok].max(), a_day.max()) - d0 + 1
+        rows = np.flatnonzero(ep_ok)
+        key = ep_code[rows] * span + (ep_day[rows] - d0)
+        order = np.argsort(key, kind="stable")
+        key, rows = key[order], rows[order]
+        a_key = a_code * span + (a_day - d0)
+        j = np.searchsorted(key, a_key, side="right") - 1          # latest episode on or before the image
+        jj = np.maximum(j, 0)
+        same = (j >= 0) & (key[jj] // span == a_code)
+        ep = rows[jj[same]]
+        day = (a_day[same] - ep_day[ep]).astype(float)
+        test = a["test"].astype(str).to_numpy()[same]
+        pos = a["result"].astype(str).to_numpy()[same] == "positive"
+        lagv = pd.Series(test).map({str(k): float(v) for k, v in lags.items()}).fillna(0.0).to_numpy()
+
+        def first_per_episode(mask: np.ndarray, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            idx = np.flatnonzero(mask)
+            o = idx[np.lexsort(tuple(k[idx] for k in keys) + (ep[idx],))]
+            head = np.r_[True, ep[o][1:] != ep[o][:-1]] if o.size else np.zeros(0, bool)
+            o = o[head]
+            return ep[o], day[o], test[o]
+
+        e, dd, tt = first_per_episode(pos, -lagv, day)            # earliest positive; tie: longest lag
+        hi_calc[e], hi_mod[e] = dd, tt
+        e, dd, tt = first_per_episode(~pos & (day < hi_calc[ep]), lagv, -day)   # last negative before it
+        lo_calc[e], lo_mod[e] = dd, tt
+    ok = (hi_calc == hi_obs) & (lo_calc == lo_obs)
+    out["reproduced"] = ok
+    out["upper_modality"] = np.where(ok, hi_mod, None)
+    out["lower_modality"] = np.where(ok, lo_mod, None)
+    return out
+
+
 def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
-    """Time to HO onset from the imaging schedule: Turnbull NPMLE and a Weibull fit (interval censoring)."""
+    """Interval-censored timing of HO from the imaging schedule: Turnbull NPMLE and a Weibull fit.
+
+    The bounds (last negative, first positive image) bracket when HO became VISIBLE on imaging, so the
+    plain fit estimates the time to radiological visibility (group "first positive imaging"). With
+    ``detection_lag_days = {xray = 24.5, bone_scan = 16}`` (mean lags, RATES.md R19/R20) the section also
+    estimates biological onset by shifting each bound by the lag of the modality that produced it (group
+    "onset (lag-corrected)"); the modalities come from the columns ``lower_modality``/``upper_modality``
+    (default ``ho_interval_lo_test``/``ho_interval_hi_test``) when the data have them, else from the
+    assessments (:func:`bound_modalities`). ``truth`` ({measure = path}) applies to the onset rows when
+    the lag is given, else to the visibility rows. Episodes whose first positive image is on day 0 (HO
+    already visible at the index date: prevalent, no onset after it) are excluded and counted.
+    """
     import hostats
 
     out = SectionOutput()
@@ -1208,52 +1295,123 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     lo, hi = sec.get("lower", "ho_interval_lo_days"), sec.get("upper", "ho_interval_hi_days")
     _need_columns(ctx, d, [lo, hi], sec, "lower" if lo not in d.columns else "upper")
     d = _complete(ctx, d, [lo, hi], sec, out)
-    if not np.isfinite(d[hi].astype(float)).any():
+    hiv = d[hi].to_numpy(dtype=float)
+    if not np.isfinite(hiv).any():
         raise ctx.spec.error("no episode has a positive imaging result (all upper bounds infinite)", "section",
                              "upper", sec["_index"])
-    kw = {"n_boot": int(sec["n_boot"])} if "n_boot" in sec else {}
+    thr = ctx.threshold
+    flow = [("episodes with both interval bounds", len(d))]
+    prevalent = hiv == 0
+    if prevalent.any():
+        k = int(prevalent.sum())
+        out.warn(sec, f"{format_count(k, thr)} episode(s) with a positive image on day 0 (HO already visible at "
+                      "the index date: prevalent, no onset after it) excluded from the onset analysis.")
+        d = d.loc[~prevalent]
+        flow.append(("excluded: positive image on day 0 (prevalent HO)", k))
+    kw: dict[str, Any] = {"n_boot": int(sec["n_boot"])} if "n_boot" in sec else {}
     if ctx.spec.seed is not None:
         kw["seed"] = int(ctx.spec.seed)
-    res = hostats.interval_censored(d, lo, hi, level=ctx.level, **kw)
-    t = out.result_table(res, "onset")
-    t["unit"] = t.get("unit", "days")
+    lags = sec.get("detection_lag_days")
+    if lags is not None and (not isinstance(lags, dict) or not lags
+                             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                        for v in lags.values())):
+        raise ctx.spec.error("detection_lag_days must be a table of modality = days >= 0, e.g. "
+                             "{ xray = 24.5, bone_scan = 16 }", "section", "detection_lag_days", sec["_index"])
     tpath = sec.get("truth")
+    results = [(hostats.interval_censored(d, lo, hi, level=ctx.level, **kw), "first positive imaging",
+                lags is None)]
+    if lags is not None:
+        lcol = sec.get("lower_modality", "ho_interval_lo_test")
+        ucol = sec.get("upper_modality", "ho_interval_hi_test")
+        dl = d
+        if lcol not in d.columns or ucol not in d.columns:
+            mods = bound_modalities(d, ctx.assessments, lo, hi, lags)
+            dl = d.assign(**{lcol: mods["lower_modality"], ucol: mods["upper_modality"]})
+            bad = ~mods["reproduced"].to_numpy()
+            if bad.all():
+                raise ctx.spec.error("detection_lag_days: the imaging modality of the interval bounds cannot be "
+                                     "found in the assessments for any episode", "section", "detection_lag_days",
+                                     sec["_index"])
+            if bad.any():
+                k = int(bad.sum())
+                out.warn(sec, f"{format_count(k, thr)} episode(s) whose interval bounds could not be traced to "
+                              "an image in the assessments (e.g. another episode of the same patient) left out "
+                              "of the lag-corrected onset estimate.")
+                dl = dl.loc[~bad]
+                flow.append(("excluded from the lag-corrected estimate: bound modality not traceable", k))
+        res = hostats.interval_censored(dl, lo, hi, level=ctx.level, detection_lag_days=lags,
+                                        lower_modality=lcol, upper_modality=ucol,
+                                        **({"min_onset_days": float(sec["min_onset_days"])}
+                                           if "min_onset_days" in sec else {}), **kw)
+        results.append((res, "onset (lag-corrected)", True))
+        for key, label in (("early", "lag-corrected upper bound set to the minimum onset day"),
+                           ("inverted", "lag-corrected interval inverted (bounds swapped)")):
+            if res.lag_adjustments.get(key):
+                flow.append((label, res.lag_adjustments[key]))
+    for res, group, with_truth in results:
+        t = out.result_table(res, "onset")
+        t["unit"] = "days"
+        t["group"] = group
 
-    def truth(r):  # a table {measure = path}, e.g. median_onset_npmle = "onset.median_days"
-        if not isinstance(tpath, dict):
-            return None
-        return _number(_truth_of(ctx, tpath.get(str(r.get("measure", "")))))
+        def truth(r, with_truth=with_truth):  # a table {measure = path}, e.g. median_onset_npmle = "onset.median_days"
+            if not with_truth or not isinstance(tpath, dict):
+                return None
+            return _number(_truth_of(ctx, tpath.get(str(r.get("measure", "")))))
 
-    out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
-    out.warn(sec, *getattr(res, "warnings", []))
-    curve = getattr(res, "curve", None)
-    if sec.get("figure", True) and isinstance(curve, pd.DataFrame) and not curve.empty:
-        import matplotlib.pyplot as plt
+        out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
+        out.warn(sec, *[f"{group}: {w}" for w in getattr(res, "warnings", [])])
+    out.tables.append(TableBlock(
+        f"Episodes in the analysis: {sec.get('title', '')}",
+        pd.DataFrame({"step": [f[0] for f in flow], "episodes": [format_count(f[1], thr) for f in flow]}),
+        "The interval bounds bracket the day HO became visible on imaging (first positive imaging); "
+        + ("the lag-corrected rows shift each bound back by the mean detection lag of its modality ("
+           + ", ".join(f"{k} {float(v):g} days" for k, v in lags.items()) + ") to estimate biological onset."
+           if lags is not None else "no detection-lag correction: the estimand is the time to radiological "
+           "visibility, not biological onset (x-rays turn positive 21-28 days after onset).")))
+    if sec.get("figure", True):
+        _interval_figure(out, sec, [(r, g) for r, g, _ in results])
+    return out
 
-        from hostats.report.figures import _style
 
-        _style()
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        g = curve.sort_values("time")
+def _interval_figure(out: SectionOutput, sec: dict, results: list) -> None:
+    import matplotlib.pyplot as plt
+
+    from hostats.report.figures import _style
+
+    _style()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    tmax = 0.0
+    for i, (res, group) in enumerate(results):
+        g = getattr(res, "curve", pd.DataFrame()).sort_values("time") if isinstance(
+            getattr(res, "curve", None), pd.DataFrame) else pd.DataFrame()
+        if g.empty:
+            continue
+        color = f"C{i}"
         tt = np.concatenate([[0.0], g["time"].to_numpy(float)])
-        ax.step(tt, np.concatenate([[0.0], g["estimate"].to_numpy(float)]), where="post",
-                label="Turnbull NPMLE")
+        ax.step(tt, np.concatenate([[0.0], g["estimate"].to_numpy(float)]), where="post", color=color,
+                label=f"{group}: Turnbull NPMLE")
         if g["ci_lower"].notna().any():
             ax.fill_between(tt, np.concatenate([[0.0], g["ci_lower"].to_numpy(float)]),
                             np.concatenate([[0.0], g["ci_upper"].to_numpy(float)]), step="post", alpha=0.2,
-                            lw=0, label="bootstrap CI")
+                            lw=0, color=color)
+        tmax = max(tmax, float(g["time"].max()))
+    if tmax == 0.0:
+        plt.close(fig)
+        return
+    grid = np.linspace(0.0, tmax * 1.05, 200)
+    for i, (res, group) in enumerate(results):
         if hasattr(res, "weibull_cdf"):
-            grid = np.linspace(0.0, float(g["time"].max()) * 1.05, 200)
             wc = res.weibull_cdf(grid)
-            ax.plot(wc["time"], wc["estimate"], ls="--", label="Weibull fit")
-        ax.set_xlabel("days from index event")
-        ax.set_ylabel("P(positive imaging by day)")
-        ax.set_title(sec.get("title", "Time to onset"), loc="left", fontsize=12)
-        ax.legend(frameon=False, fontsize=9, loc="lower right")
-        fig.tight_layout()
-        out.figures.append((sec["id"], sec.get("title", "Time to onset"),
-                            "Distribution of the time to HO onset estimated from the imaging intervals.", fig))
-    return out
+            ax.plot(wc["time"], wc["estimate"], ls="--", color=f"C{i}", label=f"{group}: Weibull")
+    ax.set_xlabel("days from index event")
+    ax.set_ylabel("cumulative proportion")
+    ax.set_title(sec.get("title", "Time to onset"), loc="left", fontsize=12)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    caption = ("Cumulative distribution of the day HO became visible on imaging (first positive imaging)"
+               + ("; the lag-corrected curve shifts each imaging bound back by its modality's detection lag to "
+                  "estimate biological onset" if len(results) > 1 else "") + ". Shaded: bootstrap limits.")
+    out.figures.append((sec["id"], sec.get("title", "Time to onset"), caption, fig))
 
 
 def sec_diagnosis_timing(ctx: Context, sec: dict) -> SectionOutput:
