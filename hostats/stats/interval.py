@@ -399,9 +399,9 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
                                        float(min_onset_days))
         lag_text = ", ".join(f"{k} {float(v):g}" for k, v in detection_lag_days.items())
         if adjust["early"]:
-            warns.append(f"{adjust['early']} upper bound(s) fell below {min_onset_days:g} day(s) after the "
-                         f"detection-lag shift ({lag_text} days) and were set to {min_onset_days:g}: onset in "
-                         "the first day(s)")
+            warns.append(f"{adjust['early']} upper bound(s) fell below {min_onset_days:.1f} days after the "
+                         f"detection-lag shift ({lag_text} days) and were set to {min_onset_days:.1f}: onset "
+                         "right after the index event")
         if adjust["inverted"]:
             warns.append(f"{adjust['inverted']} interval(s) were inverted by the detection-lag shift (a negative "
                          "image shortly before a positive one of a modality with a longer lag) and were used "
