@@ -1200,81 +1200,6 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     return out
 
 
-_IMAGING = ("xray", "bone_scan", "ct")
-
-
-def bound_modalities(episodes: pd.DataFrame, assessments: pd.DataFrame | None,
-                     lower: str = "ho_interval_lo_days", upper: str = "ho_interval_hi_days",
-                     lags: dict[str, float] | None = None) -> pd.DataFrame:
-    """The imaging modality that produced each interval bound (``lower_modality``, ``upper_modality``).
-
-    Recomputes the bounds from the assessments as the cohort does (an image belongs to the patient's latest
-    episode in ``episodes`` with index_date on or before it; upper = first positive image, lower = last
-    negative one before it) and takes the modality of the image that set each. Ties on the same day go to
-    the modality giving the tighter onset bound: for the upper bound the longest lag, for the lower the
-    shortest (``lags``). ``reproduced`` is False where the recomputed bounds differ from the episode's (e.g.
-    a later episode of the same patient outside ``episodes``); the modalities are then missing. A lower bound
-    with no negative image (0) has no modality. Vectorised: one sort of the patients' images."""
-    n = len(episodes)
-    out = pd.DataFrame({"lower_modality": pd.Series([None] * n, dtype=object),
-                        "upper_modality": pd.Series([None] * n, dtype=object),
-                        "reproduced": np.zeros(n, bool)}, index=episodes.index)
-    if assessments is None or assessments.empty or n == 0:
-        return out
-    lags = lags or {}
-    a = assessments
-    a = a.loc[a["test"].isin(_IMAGING) & a["result"].notna() & a["date"].notna(), ["patient_id", "date", "test",
-                                                                                  "result"]]
-    ids = pd.Index(pd.unique(episodes["patient_id"].dropna()))
-    a_code = ids.get_indexer(a["patient_id"])
-    a = a[a_code >= 0]
-    a_code = a_code[a_code >= 0]
-    ep_code = ids.get_indexer(episodes["patient_id"])
-
-    def days(col: pd.Series) -> np.ndarray:
-        return col.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
-
-    ep_ok = (ep_code >= 0) & episodes["index_date"].notna().to_numpy()
-    lo_obs = episodes[lower].to_numpy(dtype=float)
-    hi_obs = episodes[upper].to_numpy(dtype=float)
-    lo_calc, hi_calc = np.zeros(n), np.full(n, np.inf)
-    lo_mod, hi_mod = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
-    if ep_ok.any() and len(a):
-        ep_day, a_day = days(episodes["index_date"]), days(a["date"])
-        d0 = min(ep_day[ep_ok].min(), a_day.min())
-        span = max(ep_day[ep_ok].max(), a_day.max()) - d0 + 1
-        rows = np.flatnonzero(ep_ok)
-        key = ep_code[rows] * span + (ep_day[rows] - d0)
-        order = np.argsort(key, kind="stable")
-        key, rows = key[order], rows[order]
-        a_key = a_code * span + (a_day - d0)
-        j = np.searchsorted(key, a_key, side="right") - 1          # latest episode on or before the image
-        jj = np.maximum(j, 0)
-        same = (j >= 0) & (key[jj] // span == a_code)
-        ep = rows[jj[same]]
-        day = (a_day[same] - ep_day[ep]).astype(float)
-        test = a["test"].astype(str).to_numpy()[same]
-        pos = a["result"].astype(str).to_numpy()[same] == "positive"
-        lagv = pd.Series(test).map({str(k): float(v) for k, v in lags.items()}).fillna(0.0).to_numpy()
-
-        def first_per_episode(mask: np.ndarray, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            idx = np.flatnonzero(mask)
-            o = idx[np.lexsort(tuple(k[idx] for k in keys) + (ep[idx],))]
-            head = np.r_[True, ep[o][1:] != ep[o][:-1]] if o.size else np.zeros(0, bool)
-            o = o[head]
-            return ep[o], day[o], test[o]
-
-        e, dd, tt = first_per_episode(pos, -lagv, day)            # earliest positive; tie: longest lag
-        hi_calc[e], hi_mod[e] = dd, tt
-        e, dd, tt = first_per_episode(~pos & (day < hi_calc[ep]), lagv, -day)   # last negative before it
-        lo_calc[e], lo_mod[e] = dd, tt
-    ok = (hi_calc == hi_obs) & (lo_calc == lo_obs)
-    out["reproduced"] = ok
-    out["upper_modality"] = np.where(ok, hi_mod, None)
-    out["lower_modality"] = np.where(ok, lo_mod, None)
-    return out
-
-
 def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     """Interval-censored timing of HO from the imaging schedule: Turnbull NPMLE and a Weibull fit.
 
@@ -1283,8 +1208,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     ``detection_lag_days = {xray = 24.5, bone_scan = 16}`` (mean lags, RATES.md R19/R20) the section also
     estimates biological onset by shifting each bound by the lag of the modality that produced it (group
     "onset (lag-corrected)"); the modalities come from the columns ``lower_modality``/``upper_modality``
-    (default ``ho_interval_lo_test``/``ho_interval_hi_test``) when the data have them, else from the
-    assessments (:func:`bound_modalities`). ``truth`` ({measure = path}) applies to the onset rows when
+    (default: the cohort's ``ho_interval_lo_test``/``ho_interval_hi_test``). ``truth`` ({measure = path}) applies to the onset rows when
     the lag is given, else to the visibility rows. Episodes whose first positive image is on day 0 (HO
     already visible at the index date: prevalent, no onset after it) are excluded and counted.
     """
@@ -1324,21 +1248,6 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
         lcol = sec.get("lower_modality", "ho_interval_lo_test")
         ucol = sec.get("upper_modality", "ho_interval_hi_test")
         dl = d
-        if lcol not in d.columns or ucol not in d.columns:
-            mods = bound_modalities(d, ctx.assessments, lo, hi, lags)
-            dl = d.assign(**{lcol: mods["lower_modality"], ucol: mods["upper_modality"]})
-            bad = ~mods["reproduced"].to_numpy()
-            if bad.all():
-                raise ctx.spec.error("detection_lag_days: the imaging modality of the interval bounds cannot be "
-                                     "found in the assessments for any episode", "section", "detection_lag_days",
-                                     sec["_index"])
-            if bad.any():
-                k = int(bad.sum())
-                out.warn(sec, f"{format_count(k, thr)} episode(s) whose interval bounds could not be traced to "
-                              "an image in the assessments (e.g. another episode of the same patient) left out "
-                              "of the lag-corrected onset estimate.")
-                dl = dl.loc[~bad]
-                flow.append(("excluded from the lag-corrected estimate: bound modality not traceable", k))
         res = hostats.interval_censored(dl, lo, hi, level=ctx.level, detection_lag_days=lags,
                                         lower_modality=lcol, upper_modality=ucol,
                                         **({"min_onset_days": float(sec["min_onset_days"])}

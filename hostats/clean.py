@@ -37,6 +37,7 @@ from hostats.schema import (
     ASSESSMENT_COLUMNS,
     CODE_LISTS,
     EPISODE_COLUMNS,
+    IMAGING_BY_DETECTION_LAG,
     IMAGING_TESTS,
     REQUIRED,
     Column,
@@ -857,13 +858,19 @@ def _days(s: pd.Series) -> np.ndarray:
 
 def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd.DataFrame:
     """Interval-censoring bounds from the assessments (days from index_date): lo = last negative imaging
-    before the first positive one (0 if none), hi = first positive imaging (inf if none). An assessment
+    before the first positive one (0 if none), hi = first positive imaging (inf if none), and the imaging
+    test that set each (``ho_interval_lo_test``/``ho_interval_hi_test``; missing where no image set it). The
+    test is what a detection-lag correction needs: an x-ray turns positive weeks after onset, a bone scan
+    earlier. Same-day ties go to the tighter onset bound (``schema.IMAGING_BY_DETECTION_LAG``). An assessment
     belongs to the patient's latest episode with index_date on or before it. Episodes without imaging:
-    both NaN."""
+    all missing."""
     out = frame.copy(deep=False)  # rules assign whole columns, never write into them
     n = len(out)
     lo = np.full(n, np.nan)
     hi = np.full(n, np.nan)
+    # rank of each test by detection lag; -1 = no image set the bound
+    lo_rank = np.full(n, len(IMAGING_BY_DETECTION_LAG), dtype=np.int64)
+    hi_rank = np.full(n, -1, dtype=np.int64)
     if assessments is not None and len(assessments) and n:
         img = assessments[assessments["test"].isin(IMAGING_TESTS) & assessments["result"].notna()
                           & assessments["date"].notna()]
@@ -888,17 +895,27 @@ def interval_bounds(frame: pd.DataFrame, assessments: pd.DataFrame | None) -> pd
             a_rows = a_rows[same]
             day = (a_day[a_rows] - ep_day[episode]).astype("float64")
             pos = (img["result"].to_numpy(dtype=object)[a_rows] == "positive")
+            rank = pd.Categorical(img["test"].to_numpy(dtype=object)[a_rows],
+                                  categories=IMAGING_BY_DETECTION_LAG).codes.astype(np.int64)
             first_pos = np.full(n, np.inf)
             np.minimum.at(first_pos, episode[pos], day[pos])
             neg = ~pos & (day < first_pos[episode])
             last_neg = np.full(n, -np.inf)
             np.maximum.at(last_neg, episode[neg], day[neg])
+            at_hi = pos & (day == first_pos[episode])      # longest lag among the first positives
+            np.maximum.at(hi_rank, episode[at_hi], rank[at_hi])
+            at_lo = neg & (day == last_neg[episode])       # shortest lag among the last negatives
+            np.minimum.at(lo_rank, episode[at_lo], rank[at_lo])
             has = np.zeros(n, dtype=bool)
             has[episode] = True
             lo[has] = np.where(np.isfinite(last_neg[has]), last_neg[has], 0.0)
             hi[has] = first_pos[has]
     out["ho_interval_lo_days"] = lo
     out["ho_interval_hi_days"] = hi
+    tests = np.array(IMAGING_BY_DETECTION_LAG + (None,), dtype=object)
+    last = len(IMAGING_BY_DETECTION_LAG)
+    out["ho_interval_lo_test"] = pd.array(tests[np.where(lo_rank < last, lo_rank, last)], dtype="string")
+    out["ho_interval_hi_test"] = pd.array(tests[np.where(hi_rank >= 0, hi_rank, last)], dtype="string")
     return out
 
 

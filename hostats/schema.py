@@ -79,6 +79,8 @@ DERIVED_COLUMNS: tuple[Column, ...] = (
     Column("time_days", "float", description="index to HO, death or censoring"),
     Column("ho_interval_lo_days", "float", description="last negative imaging before HO (days from index)"),
     Column("ho_interval_hi_days", "float", description="first positive imaging (days from index; inf if none)"),
+    Column("ho_interval_lo_test", "string", description="imaging test (xray, bone_scan, ct) that set the lower bound"),
+    Column("ho_interval_hi_test", "string", description="imaging test (xray, bone_scan, ct) that set the upper bound"),
 )
 
 ASSESSMENT_COLUMNS: tuple[Column, ...] = (
@@ -96,6 +98,10 @@ IDENTIFYING = tuple(c.name for c in EPISODE_COLUMNS + ASSESSMENT_COLUMNS if c.id
 ASSESSMENT_CODE_LISTS: dict[str, tuple[str, ...]] = {"test": ASSESSMENT_TESTS, "result": ASSESSMENT_RESULTS}
 ASSESSMENT_REQUIRED = tuple(c.name for c in ASSESSMENT_COLUMNS if c.required)
 IMAGING_TESTS = ("xray", "bone_scan", "ct")
+# Same-day images of different kinds: the one that turns positive LATEST after onset bounds onset most
+# tightly from above, the one that turns positive SOONEST from below (x-ray 21-28 days after onset, bone scan
+# 7-10 days earlier: RATES.md R19, R20; CT, with no published lag, counts as the soonest).
+IMAGING_BY_DETECTION_LAG = ("ct", "bone_scan", "xray")
 
 # pandas dtype of each kind in a cleaned cohort (categories get their code list as categories)
 DTYPES = {"string": "string", "date": "datetime64[ns]", "float": "float64", "int": "Int64", "bool": "boolean"}
@@ -148,6 +154,8 @@ def episode_schema():
         "ho_interval_lo_days": pa.Column("float64", nullable=True, required=True),
         "ho_interval_hi_days": pa.Column("float64", pa.Check(lambda s: (s >= 0) | s.isna() | np.isinf(s)),
                                          nullable=True, required=True),
+        "ho_interval_lo_test": pa.Column("string", pa.Check.isin(IMAGING_TESTS), nullable=True, required=True),
+        "ho_interval_hi_test": pa.Column("string", pa.Check.isin(IMAGING_TESTS), nullable=True, required=True),
     }
     return _pandera_schema(EPISODE_COLUMNS, CODE_LISTS, "episodes", extra)
 

@@ -23,18 +23,14 @@ def neuro():
     """A synthetic neurogenic draw (no faults): analysed episodes with HO, bounds and their modalities,
     and the latent true onset of the same patients."""
     import synthetic
-    from hostats.analysis import bound_modalities
     from hostats.clean import interval_bounds
 
     c = synthetic.generate("neurogenic", 20000, 11, fault_rate=0.0)
     e = interval_bounds(c.episodes, c.assessments)
     d = e[e["ho"] & ((e["ho_date"] - e["index_date"]).dt.days <= 365)].copy()
-    mods = bound_modalities(d, c.assessments, lags=DETECTION_LAG_DAYS)
-    assert mods["reproduced"].all()
-    # the modality of the first positive image is the recorded detection modality
-    assert (mods["upper_modality"] == d["detection_modality"]).all()
-    d["ho_interval_lo_test"] = mods["lower_modality"]
-    d["ho_interval_hi_test"] = mods["upper_modality"]
+    # the cleaning records which test set each bound; the first positive is the recorded detection modality
+    assert (d["ho_interval_hi_test"] == d["detection_modality"]).all()
+    assert d.loc[d["ho_interval_lo_days"] > 0, "ho_interval_lo_test"].notna().all()
     onset = c.latent.set_index("patient_id").loc[d["patient_id"], "onset_day"].to_numpy()
     return d, onset
 
@@ -140,20 +136,21 @@ def test_newton_reaches_kuhn_tucker_on_many_distinct_intervals():
     assert ll(p) == pytest.approx(ll(pe[0]), abs=1e-6)
 
 
-def test_bound_modalities_ties_and_untraceable_bounds():
-    from hostats.analysis import bound_modalities
+def test_bound_tests_same_day_ties_go_to_the_tighter_onset_bound():
+    from hostats.clean import interval_bounds
 
-    ep = pd.DataFrame({"patient_id": ["a", "b", "c"], "index_date": pd.to_datetime(["2020-01-01"] * 3),
-                       "lo": [40.0, 0.0, 10.0], "hi": [60.0, 30.0, 50.0]})
-    day = pd.to_datetime("2020-01-01") + pd.to_timedelta([40, 40, 60, 60, 30, 10, 20], unit="D")
-    a = pd.DataFrame({"patient_id": ["a", "a", "a", "a", "b", "c", "c"], "date": day,
-                      "test": ["xray", "bone_scan", "xray", "bone_scan", "bone_scan", "xray", "xray"],
+    ep = pd.DataFrame({"patient_id": ["a", "b", "c"], "index_date": pd.to_datetime(["2020-01-01"] * 3)})
+    day = pd.to_datetime("2020-01-01") + pd.to_timedelta([40, 40, 60, 60, 30, 10, 20, 20], unit="D")
+    a = pd.DataFrame({"patient_id": ["a", "a", "a", "a", "b", "c", "c", "c"], "date": day,
+                      "test": ["xray", "bone_scan", "xray", "bone_scan", "bone_scan", "xray", "ct", "bone_scan"],
                       "result": ["negative", "negative", "positive", "positive", "positive", "negative",
-                                 "positive"], "value": np.nan})
-    m = bound_modalities(ep, a, "lo", "hi", DETECTION_LAG_DAYS)
+                                 "positive", "positive"], "value": np.nan})
+    m = interval_bounds(ep, a)
+    assert m["ho_interval_lo_days"].tolist() == [40.0, 0.0, 10.0]
+    assert m["ho_interval_hi_days"].tolist() == [60.0, 30.0, 20.0]
     # a: same-day negatives -> the shorter lag (tighter lower bound), same-day positives -> the longer lag
-    assert m.loc[0, "lower_modality"] == "bone_scan" and m.loc[0, "upper_modality"] == "xray"
-    assert m.loc[1, "lower_modality"] is None and m.loc[1, "upper_modality"] == "bone_scan"
-    # c: its images give (10, 20], not the episode's (10, 50]: not traceable, no modality
-    assert not m.loc[2, "reproduced"] and m.loc[2, "upper_modality"] is None
-    assert m["reproduced"].tolist() == [True, True, False]
+    assert m.loc[0, "ho_interval_lo_test"] == "bone_scan" and m.loc[0, "ho_interval_hi_test"] == "xray"
+    # b: no negative image, so no test set the lower bound (0)
+    assert pd.isna(m.loc[1, "ho_interval_lo_test"]) and m.loc[1, "ho_interval_hi_test"] == "bone_scan"
+    # c: CT (no published lag) and bone scan positive the same day -> the bone scan bounds onset tighter
+    assert m.loc[2, "ho_interval_lo_test"] == "xray" and m.loc[2, "ho_interval_hi_test"] == "bone_scan"
