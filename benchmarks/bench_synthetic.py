@@ -30,7 +30,7 @@ def main(n: int = 1_000_000) -> None:
     print(f"assessment rows     {len(c.assessments):>12,}")
     print(f"faults injected     {len(c.faults):>12,}")
     print("                                                      wall     cpu")
-    print(f"generate (incl. calibration + 300k population draw) {t1 - t0:6.2f} s {c1 - c0:6.2f} s")
+    print(f"generate (incl. calibration + 1M population draw) {t1 - t0:6.2f} s {c1 - c0:6.2f} s")
     print(f"write (4 site exports, assessments, truth)          {t2 - t1:6.2f} s {c2 - c1:6.2f} s")
     print(f"total                                               {t2 - t0:6.2f} s {c2 - c0:6.2f} s  (target < 20 s)")
     print(f"bytes written {size / 1e6:,.0f} MB; peak RSS {peak:,.0f} MB")

@@ -105,7 +105,7 @@ def test_simulate_command_writes_report_and_resumes(tmp_path):
         assert (out / f).exists(), f
     res = pd.read_parquet(out / "results.parquet")
     assert len(res) == 6 * 3 and set(res["method"]) == {"one_minus_km", "aalen_johansen",
-                                                        "aalen_johansen_recorded_times"}
+                                                        "aalen_johansen_censored_at_last_image"}
     html = (out / "report.html").read_text()
     for text in ('id="estimates"', 'id="figures"', 'id="methods"', "Morris", "coverage", "Monte-Carlo"):
         assert text in html

@@ -218,7 +218,7 @@ def aalen_johansen(d: pd.DataFrame) -> Estimate:
     return _aj_at_horizon(d, "time_days")
 
 
-def aalen_johansen_recorded_times(d: pd.DataFrame) -> Estimate:
+def aalen_johansen_censored_at_last_image(d: pd.DataFrame) -> Estimate:
     """Aalen-Johansen at 365 days with censored follow-up ended at the last recorded image (informative)."""
     return _aj_at_horizon(d, "time_last_image")
 
@@ -228,7 +228,7 @@ def neurogenic_study(n: int) -> Study:
     return Study(
         name="neurogenic", generate=_neuro_data(n),
         methods={"one_minus_km": one_minus_km, "aalen_johansen": aalen_johansen,
-                 "aalen_johansen_recorded_times": aalen_johansen_recorded_times},
+                 "aalen_johansen_censored_at_last_image": aalen_johansen_censored_at_last_image},
         truth={"cif_365": truth["cumulative_incidence"]}, null=None,
         config={"scenario": "neurogenic", "n": n, "overrides": NEURO_OVERRIDES},
         estimand_labels={"cif_365": "cumulative incidence of HO at 365 days, death competing"},
@@ -241,7 +241,7 @@ def neurogenic_study(n: int) -> Study:
             ". Methods: 1 - Kaplan-Meier with deaths censored; Aalen-Johansen cumulative incidence (hostats); "
             "both read at 365 days on the recorded times (follow-up runs past the 12-month x-ray, so only "
             "independent loss to follow-up censors before day 365). Third method "
-            "('aalen_johansen_recorded_times'): Aalen-Johansen with censored follow-up ended at the imaging "
+            "('aalen_johansen_censored_at_last_image'): Aalen-Johansen with censored follow-up ended at the imaging "
             "times recorded, i.e. the last image; censoring then coincides with the last chance to detect HO "
             "(a negative 12-month x-ray, days 351-365, leaves no HO to find), is not independent of detection, "
             "and the curve's last steps are inflated. Performance: bias, coverage with Monte-Carlo SEs; 1 - KM "
