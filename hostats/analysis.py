@@ -480,21 +480,6 @@ def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out
     return frame.loc[~miss]
 
 
-def _model_frame(frame: pd.DataFrame, cols: Iterable[str]) -> pd.DataFrame:
-    """Nullable booleans/ints as plain numpy types so that formulas and models accept them."""
-    f = frame.copy()
-    for c in cols:
-        if c in f.columns:
-            dt = str(f[c].dtype)
-            if dt == "boolean":
-                f[c] = f[c].astype(bool)
-            elif dt in ("Int64", "Int32", "Int16", "Int8"):
-                f[c] = f[c].astype(float)
-            elif isinstance(f[c].dtype, pd.CategoricalDtype):
-                f[c] = f[c].cat.remove_unused_categories()
-    return f
-
-
 def _rows(ctx: Context, sec: dict, table: pd.DataFrame, *, measure: str | None = None, unit: str = "",
           truth: Callable[[pd.Series], Any] | None = None, method: str = "") -> pd.DataFrame:
     """Estimator output -> tidy estimate rows with the standard columns."""
@@ -540,7 +525,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
     _need_columns(ctx, d, [by], sec, "by")
     times = [float(t) for t in sec.get("times", [ctx.horizon])]
     cols = ["time_days", "status"] + ([by] if by else [])
-    d = _model_frame(_complete(ctx, d, cols, sec, out), cols)
+    d = _complete(ctx, d, cols, sec, out)
     if by:
         d = d.assign(**{by: d[by].astype(str)})
     competing = ctx.spec.outcome.get("competing", "death") == "death"
@@ -783,8 +768,7 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
         raise ctx.spec.error(f"unknown column(s) {unknown} in formula {formula!r}; the data have: "
                              f"{', '.join(sorted(d.columns))}", "section", "formula", sec["_index"])
     cluster = sec.get("cluster")
-    d = _model_frame(_complete(ctx, d, names + ([cluster] if cluster else []), sec, out),
-                     names + ([cluster] if cluster else []))
+    d = _complete(ctx, d, names + ([cluster] if cluster else []), sec, out)
     y = lhs.strip()
     if y in d.columns and d[y].astype(float).sum() == 0:
         raise ctx.spec.error(f"the outcome {y!r} has no events in these episodes", "section", "formula",
@@ -904,7 +888,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     time, status = sec.get("time", "time_days"), sec.get("status", "status")
     use_surv = bool(sec.get("curves", True)) and time in d.columns and status in d.columns
     cols = [treatment, outcome, *confounders] + ([time, status] if use_surv else [])
-    d = _model_frame(_complete(ctx, d, cols, sec, out), cols)
+    d = _complete(ctx, d, cols, sec, out)
     if isinstance(d[treatment].dtype, pd.CategoricalDtype):
         d[treatment] = d[treatment].cat.remove_unused_categories()
     if d[outcome].astype(float).sum() == 0:
@@ -1076,7 +1060,7 @@ def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
     formula, names = _hazard_formula(ctx, d, sec)
     time, event = sec.get("time", "time_days"), sec.get("event", "ho_event")
     d = d.assign(ho_event=(d["status"] == 1).astype(int))
-    d = _model_frame(_complete(ctx, d, names + [time], sec, out), names)
+    d = _complete(ctx, d, names + [time], sec, out)
     kwargs = {k: sec[k] for k in ("weights", "cluster", "strata") if sec.get(k)}
     res = hostats.cox(d, formula, time, event, **kwargs)
     t = out.result_table(res, "hazard_ratio")
@@ -1096,7 +1080,7 @@ def sec_fine_gray(ctx: Context, sec: dict) -> SectionOutput:
     d = _section_frame(ctx, sec)
     formula, names = _hazard_formula(ctx, d, sec)
     time, status = sec.get("time", "time_days"), sec.get("status", "status")
-    d = _model_frame(_complete(ctx, d, names + [time, status], sec, out), names + [status])
+    d = _complete(ctx, d, names + [time, status], sec, out)
     d[status] = d[status].astype(int)
     res = hostats.fine_gray(d, formula, time, status, cause=1)
     t = out.result_table(res, "subdistribution_hazard_ratio")
