@@ -53,7 +53,7 @@ _KEYS: dict[str, set[str]] = {
     "data": {"synthetic", "path", "mapping", "assessments", "sheet", "table", "query", "description"},
     "synthetic": {"scenario", "n", "seed", "fault_rate", "overrides"},
     "criteria": {"name", "keep", "description"},
-    "derive": {"name", "expr", "labels", "bins", "description"},
+    "derive": {"name", "expr", "labels", "bins", "description", "where", "otherwise"},
     "outcome": {"event", "horizon_days", "competing", "label"},
     "exposure": {"column", "reference", "label"},
     "adjustment": {"confounders", "methods", "estimand"},
@@ -237,6 +237,11 @@ def load_spec(path: Path | str) -> Spec:
         _check_keys(stub, "derive", i, d, _KEYS["derive"])
         if not d.get("name") or not d.get("expr"):
             raise stub.error("each derived column needs a name and an expr", "derive", None, i)
+        if ("otherwise" in d) != ("where" in d):
+            raise stub.error("'where' and 'otherwise' go together: expr where the condition holds, otherwise the "
+                             "constant", "derive", "otherwise" if "otherwise" in d else "where", i)
+        if "otherwise" in d and (isinstance(d["otherwise"], bool) or not isinstance(d["otherwise"], (int, float))):
+            raise stub.error("must be a number", "derive", "otherwise", i)
     outcome = dict(raw.get("outcome", {}))
     outcome.setdefault("event", "ho")
     outcome.setdefault("horizon_days", 365)
@@ -1449,7 +1454,10 @@ def _derive(spec: Spec, episodes: pd.DataFrame, horizon: float) -> pd.DataFrame:
     30 days: the last scheduled visit may fall just before it); binary-outcome analyses restricted to it
     are unbiased when loss to follow-up is independent of the outcome (stated in the methods).
     A ``[[derive]]`` with ``bins`` cuts a numeric expression into labelled intervals (right-closed);
-    with ``labels`` as a table it maps values (e.g. true/false) to labels.
+    with ``labels`` as a table it maps values (e.g. true/false) to labels. With ``where`` (a condition) and
+    ``otherwise`` (a number) the column is ``expr`` where the condition holds and ``otherwise`` elsewhere, so
+    a measure that exists for some episodes only (GCS after brain injury) can enter a model without
+    dropping the others; where the condition holds and ``expr`` is missing, the value stays missing.
     """
     e = episodes
     if {"status", "time_days"} <= set(e.columns):
@@ -1467,6 +1475,14 @@ def _derive(spec: Spec, episodes: pd.DataFrame, horizon: float) -> pd.DataFrame:
         except Exception as exc:  # an invalid expression in the user's spec
             raise spec.error(f"cannot evaluate {d['expr']!r}: {exc}", "derive", "expr", i) from None
         v = pd.Series(v, index=e.index)
+        if "where" in d:
+            _check_expr_columns(spec, d["where"], e.columns, "derive", "where", i)
+            try:
+                cond = pd.Series(e.eval(d["where"], engine="python"), index=e.index)
+            except Exception as exc:  # an invalid condition in the user's spec
+                raise spec.error(f"cannot evaluate {d['where']!r}: {exc}", "derive", "where", i) from None
+            cond = cond.astype("boolean").fillna(False).to_numpy(dtype=bool)
+            v = pd.to_numeric(v, errors="coerce").astype(float).where(cond, float(d["otherwise"]))
         labels = d.get("labels")
         if d.get("bins") is not None:
             bins = [float(b) for b in d["bins"]]

@@ -202,3 +202,29 @@ def test_cli_run_with_data_option_overrides_synthetic_spec(tmp_path, export_csv)
     assert manifest["inputs"][0]["path"].endswith("export.csv")
     assert manifest["synthetic"] is None
     assert "synthetic data" not in (out / "report.html").read_text()
+
+
+def test_derive_where_otherwise_keeps_other_episodes_in_the_model():
+    """A measure defined for some episodes only (GCS after TBI) enters a model as 'expr where cond, else
+    a constant'; a missing value where the condition holds stays missing (and is then counted out)."""
+    import pandas as pd
+
+    from hostats.analysis import _derive
+
+    ep = pd.DataFrame({"index_event": ["tbi", "tbi", "sci", "stroke"],
+                       "gcs_score": pd.array([5, pd.NA, pd.NA, 14], dtype="Int64")})
+    text = GOOD.format(data="x.csv") + (
+        '\n[[derive]]\nname = "sev"\nexpr = "9 - gcs_score"\nwhere = "index_event == \'tbi\'"\notherwise = 0\n')
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_spec(write_spec(Path(tmp) / "d", text))
+        out = _derive(spec, ep.copy(), 365.0)
+    assert out["sev"].iloc[0] == 4.0 and pd.isna(out["sev"].iloc[1])
+    assert out["sev"].iloc[2:].tolist() == [0.0, 0.0]   # stroke's GCS of 14 is not used
+
+
+def test_derive_where_needs_otherwise(tmp_path):
+    text = GOOD.format(data="x.csv") + '\n[[derive]]\nname = "sev"\nexpr = "9 - gcs_score"\nwhere = "age_years > 1"\n'
+    with pytest.raises(SpecError, match="'where' and 'otherwise' go together"):
+        load_spec(write_spec(tmp_path / "d", text))
