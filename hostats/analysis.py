@@ -66,7 +66,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "rate": {"event", "by", "per", "time"},
     "logistic": {"formula", "firth", "cluster", "calibration", "truth", "forest", "e_values"},
     "iptw": {"treatment", "reference", "confounders", "outcome", "estimand", "truncate", "curves", "e_values",
-             "love_plot", "truth", "time", "status", "bootstrap", "crude"},
+             "love_plot", "truth", "time", "status", "bootstrap", "crude", "methods"},
     "cox": {"formula", "time", "event", "weights", "cluster", "strata", "truth"},
     "fine_gray": {"formula", "time", "status", "truth"},
     "meta_proportions": {"by", "event", "method", "transform", "truth", "min_size"},
@@ -269,12 +269,16 @@ def load_spec(path: Path | str) -> Spec:
         if t not in _SECTION_KEYS:
             raise stub.error(f"unknown section type {t!r}; known: {sorted(_SECTION_KEYS)}", "section", "type", i)
         _check_keys(stub, "section", i, s, _SECTION_KEYS[t] | _COMMON_SECTION_KEYS)
+        if "methods" in s:
+            _check_methods(stub, s["methods"], "section", i)
         sid = s.get("id") or f"{i + 1}_{t}"
         if sid in ids:
             raise stub.error(f"duplicate section id {sid!r}", "section", "id", i)
         ids.add(sid)
         s["id"] = sid
         s["_index"] = i
+    if "methods" in raw.get("adjustment", {}):
+        _check_methods(stub, raw["adjustment"]["methods"], "adjustment", None)
     for h in _as_list(report.get("headline")):
         if str(h).partition("/")[0] not in ids:
             raise stub.error(f"{h!r} names no section (section ids: {sorted(ids)})", "report", "headline")
@@ -854,6 +858,21 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     return out
 
 
+ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw")
+
+
+def _check_methods(stub: Any, methods: Any, table: str, index: int | None) -> None:
+    bad = [m for m in _as_list(methods) if m not in ADJUSTMENT_METHODS] if isinstance(methods, list) else [methods]
+    if bad or not methods:
+        raise stub.error(f"methods must be a list drawn from {list(ADJUSTMENT_METHODS)}; not {bad or methods!r}",
+                         table, "methods", index)
+
+
+def _adjustment_method(measure: str) -> str:
+    """Which adjustment method an iptw-section row comes from (its measure's suffix)."""
+    return "aipw" if measure.endswith("_aipw") else "regression" if measure.endswith("_regression") else "iptw"
+
+
 def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) -> float | None:
     """Truth for an iptw row. ``spec_truth`` is a path to a block with ``risk{arm}`` and
     ``contrasts{"<arm>_vs_<ref>": {...}}`` (the synthetic truth's layout), or a table with a ``risk`` path
@@ -861,7 +880,7 @@ def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) 
     if spec_truth is None or ctx.truth is None or " vs " not in contrast:
         return None
     arm, ref = contrast.split(" vs ", 1)
-    measure = {"risk_difference_aipw": "risk_difference"}.get(measure, measure)
+    measure = measure.removesuffix("_aipw").removesuffix("_regression")
     if isinstance(spec_truth, dict):
         if measure in ("risk_treated", "risk_control"):
             v = _truth_of(ctx, spec_truth.get("risk"))
@@ -886,6 +905,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     confounders = list(sec.get("confounders", ctx.spec.adjustment.get("confounders", [])))
     outcome = sec.get("outcome", OUTCOME_FLAG)
     estimand = sec.get("estimand", ctx.spec.adjustment.get("estimand", "ATE"))
+    methods = set(sec.get("methods", ctx.spec.adjustment.get("methods", ADJUSTMENT_METHODS)))
     if not treatment:
         raise ctx.spec.error("needs a treatment (or [exposure] column)", "section", "treatment", sec["_index"])
     for key, cols in (("treatment", [treatment]), ("confounders", confounders), ("outcome", [outcome])):
@@ -911,16 +931,16 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     prefix = sec.get("truth")
     t["group"] = t["contrast"] if "contrast" in t.columns else ""
     units = {"risk_treated": "proportion", "risk_control": "proportion", "risk_difference": "difference",
-             "risk_difference_aipw": "difference", "risk_ratio": "ratio", "odds_ratio": "ratio",
-             "hazard_ratio": "ratio"}
-    t["unit"] = t["measure"].map(units).fillna("")
+             "risk_ratio": "ratio", "odds_ratio": "ratio", "hazard_ratio": "ratio"}
+    t = t[t["measure"].map(lambda m: _adjustment_method(str(m)) in methods)]
+    t["unit"] = t["measure"].map(lambda m: units.get(str(m).removesuffix("_aipw").removesuffix("_regression"), ""))
     rows = _rows(ctx, sec, t, truth=lambda r: _truth_contrast(ctx, prefix, str(r.get("group", "")),
                                                               str(r["measure"])), method=res.method)
     out.estimates.append(rows)
     out.warn(sec, *res.warnings)
     # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
     try:
-        if not sec.get("crude", True):
+        if not sec.get("crude", True) or "crude" not in methods:
             raise _Skip
         crude = hostats.iptw(d, treatment, [], outcome, estimand="ATE", reference=reference, level=ctx.level)
         ct = crude.table()

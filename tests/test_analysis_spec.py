@@ -228,3 +228,32 @@ def test_derive_where_needs_otherwise(tmp_path):
     text = GOOD.format(data="x.csv") + '\n[[derive]]\nname = "sev"\nexpr = "9 - gcs_score"\nwhere = "age_years > 1"\n'
     with pytest.raises(SpecError, match="'where' and 'otherwise' go together"):
         load_spec(write_spec(tmp_path / "d", text))
+
+
+IPTW_SECTION = """
+[[section]]
+id = "effect"
+type = "iptw"
+title = "Effect"
+treatment = "prophylaxis"
+reference = "none"
+confounders = ["age_years", "sex", "prior_ho"]
+subset = "horizon_status_known == True"
+outcome = "ho_within_horizon"
+curves = false
+"""
+
+
+def test_adjustment_methods_choose_the_rows(tmp_path, export_csv):
+    text = GOOD.format(data=export_csv) + '\n[adjustment]\nmethods = ["iptw", "regression"]\n' + IPTW_SECTION
+    est = run_analysis(write_spec(tmp_path / "m", text), tmp_path / "out").estimates
+    m = set(est.loc[est["section"] == "effect", "measure"])
+    assert {"risk_ratio", "risk_ratio_regression", "risk_difference_regression"} <= m
+    assert not any(x.startswith("crude_") or x.endswith("_aipw") for x in m)
+
+
+def test_adjustment_methods_unknown_name_is_a_spec_error(tmp_path):
+    text = GOOD.format(data="x.csv") + '\n[adjustment]\nmethods = ["iptw", "matching"]\n'
+    with pytest.raises(SpecError, match="methods must be a list drawn from") as err:
+        load_spec(write_spec(tmp_path / "m", text))
+    assert "matching" in str(err.value) and f"line {line_of(text, 'methods =')}" in str(err.value)
