@@ -815,15 +815,8 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
                 continue
             if not np.isfinite(r["estimate"]) or not np.isfinite(r["ci_lower"]):
                 continue
-            ev = hostats.e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), "OR",
-                                 outcome_rare=risk < 0.15)
-            et = ev.table().set_index("measure")["estimate"]
-            ev_rows.append({"term": term, "odds ratio": format_number(r["estimate"]),
-                            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
-                            "E-value (estimate)": format_number(et.get("e_value_point")),
-                            "E-value (CI limit)": format_number(et.get("e_value_ci"))})
-            if not any(x[0] == ev.method for x in out.methods):
-                out.methods.append((ev.method, ev.reference))
+            cells = _e_value_cells(out, r, "OR", outcome_rare=risk < 0.15)
+            ev_rows.append({"term": term, "odds ratio": cells.pop("estimate"), **cells})
         if ev_rows:
             out.sensitivity.append(TableBlock(
                 f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
@@ -859,6 +852,20 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
 
 
 ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw")
+
+
+def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) -> dict[str, str]:
+    """E-value of one estimate row as report cells (estimate, CI, E-values); cites the method once."""
+    import hostats
+
+    ev = hostats.e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), measure, **kw)
+    et = ev.table().set_index("measure")["estimate"]
+    if not any(x[0] == ev.method for x in out.methods):
+        out.methods.append((ev.method, ev.reference))
+    return {"estimate": format_number(r["estimate"]),
+            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
+            "E-value (estimate)": format_number(et.get("e_value_point")),
+            "E-value (CI limit)": format_number(et.get("e_value_ci"))}
 
 
 def _check_methods(stub: Any, methods: Any, table: str, index: int | None) -> None:
@@ -1019,14 +1026,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
             rare = bool(len(risk) and float(risk.iloc[0]) < 0.15)
             kw = {} if m == "risk_ratio" else {"outcome_rare": rare}
             meas = {"risk_ratio": "RR", "odds_ratio": "OR", "hazard_ratio": "HR"}[m]
-            ev = hostats.e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), meas, **kw)
-            et = ev.table().set_index("measure")["estimate"]
-            ev_rows.append({"contrast": r["group"], "measure": m, "estimate": format_number(r["estimate"]),
-                            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
-                            "E-value (estimate)": format_number(et.get("e_value_point")),
-                            "E-value (CI limit)": format_number(et.get("e_value_ci"))})
-            if not any(x[0] == ev.method for x in out.methods):
-                out.methods.append((ev.method, ev.reference))
+            ev_rows.append({"contrast": r["group"], "measure": m, **_e_value_cells(out, r, meas, **kw)})
         if ev_rows:
             out.sensitivity.append(TableBlock(f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
                                               "Minimum strength of association (risk-ratio scale) an unmeasured "
