@@ -1268,7 +1268,9 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
                 flow.append((label, res.lag_adjustments[key]))
     for res, group, with_truth in results:
         t = out.result_table(res, "onset")
-        t["unit"] = "days"
+        units = {"weibull_shape_rho": "shape", "lognormal_mu_log_days": "log days", "lognormal_sigma": "log days",
+                 "aic_weibull": "AIC", "aic_lognormal": "AIC"}
+        t["unit"] = t["measure"].map(lambda m, u=units: u.get(str(m), "days"))
         t["group"] = group
 
         def truth(r, with_truth=with_truth):  # a table {measure = path}, e.g. median_onset_npmle = "onset.median_days"

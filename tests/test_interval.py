@@ -8,6 +8,9 @@ References
 - Closed form: with exact and right-censored observations only, the NPMLE is the Kaplan-Meier estimate
   (Turnbull 1976, J R Stat Soc B 38:290); lifelines KaplanMeierFitter as the oracle.
 - Weibull: simulation with known scale and shape, imaging every 14 days.
+- Parametric fits: R survival 3.5.3 ``survreg(Surv(left, right, type = "interval2") ~ 1, dist = d)`` on
+  the same diabetes data (left = 0 coded NA, i.e. left-censored: the same likelihood), R 4.2.2, for
+  d = "lognormal" and "weibull" (intercept, scale, SE of the intercept, AIC) below.
 """
 from __future__ import annotations
 
@@ -59,6 +62,28 @@ def test_hand_example_and_turnbull_intervals():
     np.testing.assert_array_equal(tb["lower"], [1.0, 2.0])
     np.testing.assert_array_equal(tb["upper"], [2.0, 3.0])
     np.testing.assert_allclose(tb["mass"], [0.5, 0.5], atol=1e-9)
+
+
+R_SURVREG = {  # dist: (intercept, scale, se(intercept), AIC) from R survival 3.5.3
+    "lognormal": (2.7527213048, 0.3874746707, 0.0149469169, 4064.23054983),
+    "weibull": (2.9368592334, 0.3541709519, 0.0142831604, 4061.13222147),
+}
+
+
+def test_parametric_fits_match_r_survreg_on_diabetes():
+    from lifelines.datasets import load_diabetes
+
+    tab = interval_censored(load_diabetes(), "left", "right").table().set_index("measure")
+    b, scale, se_b, aic = R_SURVREG["lognormal"]
+    assert tab.loc["lognormal_mu_log_days", "estimate"] == pytest.approx(b, abs=1e-5)
+    assert tab.loc["lognormal_mu_log_days", "std_error"] == pytest.approx(se_b, rel=1e-3)
+    assert tab.loc["lognormal_sigma", "estimate"] == pytest.approx(scale, abs=1e-5)
+    assert tab.loc["median_onset_lognormal", "estimate"] == pytest.approx(np.exp(b), rel=1e-5)
+    assert tab.loc["aic_lognormal", "estimate"] == pytest.approx(aic, abs=1e-3)
+    b, scale, _, aic = R_SURVREG["weibull"]           # survreg: lambda = exp(intercept), rho = 1 / scale
+    assert tab.loc["weibull_scale_lambda", "estimate"] == pytest.approx(np.exp(b), rel=1e-5)
+    assert tab.loc["weibull_shape_rho", "estimate"] == pytest.approx(1 / scale, rel=1e-5)
+    assert tab.loc["aic_weibull", "estimate"] == pytest.approx(aic, abs=1e-3)
 
 
 def test_weibull_recovers_known_parameters_from_imaging_schedule():

@@ -1,12 +1,12 @@
-"""Interval-censored time to HO onset: Turnbull's NPMLE and a parametric Weibull fit.
+"""Interval-censored time to HO onset: Turnbull's NPMLE and parametric Weibull and log-normal fits.
 
 HO is seen on imaging, so its onset is only known to lie between the last negative and the first positive
 image: onset in (lower, upper] (``ho_interval_lo_days``, ``ho_interval_hi_days`` of a hostats cohort;
 upper = inf when no positive image, lower == upper for an exactly known onset). The NPMLE is Turnbull's
 (1976) estimate over the innermost ("Turnbull") intervals, computed by Wang's (2007) constrained Newton
 method (non-negative least squares steps; SQUAREM-accelerated EM for very large problems, where each
-observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull fit is lifelines' ``WeibullFitter.fit_interval_censoring``
-on the distinct intervals weighted by their counts.
+observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull and log-normal fits are lifelines'
+``WeibullFitter``/``LogNormalFitter.fit_interval_censoring`` on the distinct intervals weighted by their counts.
 
 What the bounds bracket: imaging sees HO only after it has calcified enough, so (last negative, first
 positive] brackets the day HO became VISIBLE on imaging, not its biological onset (an x-ray turns positive
@@ -30,8 +30,8 @@ from hostats.stats._survdata import _rows, numeric_column, require_columns
 TURNBULL_REFERENCE = (
     "Turnbull BW. The empirical distribution function with arbitrarily grouped, censored and truncated "
     "data. J R Stat Soc B 1976;38:290-295 (computed by the constrained Newton method, Wang Y. J R Stat "
-    "Soc B 2007;69:185-198); bootstrap percentile limits; Weibull: lifelines "
-    "WeibullFitter.fit_interval_censoring (Davidson-Pilon C. lifelines. JOSS 2019;4:1317)"
+    "Soc B 2007;69:185-198); bootstrap percentile limits; Weibull and log-normal: lifelines "
+    "fit_interval_censoring (Davidson-Pilon C. lifelines. JOSS 2019;4:1317)"
 )
 
 
@@ -315,8 +315,9 @@ class IntervalCensoredResult(CurveResult):
     P(onset <= time)), bootstrap ci_lower/ci_upper, n_at_risk (rows with lower bound >= time, i.e. known
     onset-free up to then), interval_lower, mass. ``turnbull``: every innermost interval with its mass.
     ``fitted``: the lifelines WeibullFitter. ``table()``: Weibull scale (lambda) and shape (rho) with
-    Wald limits, median onset from the Weibull (delta method; its std_error is on the log scale) and from
-    the NPMLE (first Turnbull interval where F reaches 0.5: its right end, with interval_lower; bootstrap
+    Wald limits, median onset from the Weibull (delta method; its std_error is on the log scale), the
+    log-normal mu (log days) and sigma with the median exp(mu), the AIC of both parametric models, and
+    the median from the NPMLE (first Turnbull interval where F reaches 0.5: its right end, with interval_lower; bootstrap
     limits). ``estimand``: "first positive imaging" (time to radiological visibility: the bounds as given)
     or "onset (detection-lag corrected)". ``lag_adjustments``: how many shifted bounds were floored or
     inverted (see ``detection_lag_days``).
@@ -373,10 +374,12 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     default ``n_boot=0`` they are NaN and a warning says so.
     (2) A Weibull model fitted by maximum likelihood (lifelines ``WeibullFitter.fit_interval_censoring`` on
     the distinct intervals with frequency weights; S(t) = exp(-(t/lambda)^rho)) with Wald limits, and its
-    median lambda (ln 2)^(1/rho) with a delta-method limit on the log scale.
+    median lambda (ln 2)^(1/rho) with a delta-method limit on the log scale; and a log-normal model
+    (log T ~ N(mu, sigma^2), lifelines ``LogNormalFitter``) with median exp(mu). Their AICs (rows
+    ``aic_weibull``, ``aic_lognormal``) say which shape the data prefer; the NPMLE assumes neither.
     Reference: Turnbull 1976 JRSS-B 38:290; Wang Y. 2007 JRSS-B 69:185; lifelines (Davidson-Pilon 2019).
     """
-    from lifelines import WeibullFitter
+    from lifelines import LogNormalFitter, WeibullFitter
     from threadpoolctl import threadpool_limits
 
     level = check_level(level)
@@ -452,6 +455,12 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     grad = np.array([1.0 / lam, -np.log(ln2) / rho ** 2])          # d log(median) / d (lambda, rho)
     se_log_med = float(np.sqrt(grad @ cov @ grad))
 
+    # log-normal (lifelines) on the same intervals: onset times in the HO literature are right-skewed, and
+    # the two parametric shapes disagreeing is itself worth seeing (AIC rows)
+    lf = LogNormalFitter(alpha=alpha).fit_interval_censoring(pairs[:, 0], pairs[:, 1], weights=counts)
+    mu, sig = float(lf.mu_), float(lf.sigma_)
+    se_mu, se_sig = float(lf.summary.loc["mu_", "se(coef)"]), float(lf.summary.loc["sigma_", "se(coef)"])
+
     n_events = int(np.sum(np.isfinite(hi)))
     rows = [
         {"measure": "weibull_scale_lambda", "estimate": lam, "ci_lower": summ.loc["lambda_", f"coef lower {level:.0%}"]
@@ -463,6 +472,14 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
          "ci_upper": rho + z * summ.loc["rho_", "se(coef)"], "std_error": float(summ.loc["rho_", "se(coef)"])},
         {"measure": "median_onset_weibull", "estimate": med, "ci_lower": med * np.exp(-z * se_log_med),
          "ci_upper": med * np.exp(z * se_log_med), "std_error": se_log_med},
+        {"measure": "lognormal_mu_log_days", "estimate": mu, "ci_lower": mu - z * se_mu, "ci_upper": mu + z * se_mu,
+         "std_error": se_mu},
+        {"measure": "lognormal_sigma", "estimate": sig, "ci_lower": sig - z * se_sig, "ci_upper": sig + z * se_sig,
+         "std_error": se_sig},
+        {"measure": "median_onset_lognormal", "estimate": np.exp(mu), "ci_lower": np.exp(mu - z * se_mu),
+         "ci_upper": np.exp(mu + z * se_mu), "std_error": se_mu},
+        {"measure": "aic_weibull", "estimate": float(wf.AIC_), "ci_lower": np.nan, "ci_upper": np.nan},
+        {"measure": "aic_lognormal", "estimate": float(lf.AIC_), "ci_lower": np.nan, "ci_upper": np.nan},
     ]
     reached = np.flatnonzero(cdf >= 0.5 - 1e-12)
     if reached.size and np.isfinite(tb.right[reached[0]]):
@@ -486,12 +503,13 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     for col in ("ci_lower", "ci_upper", "estimate"):
         table[col] = table[col].astype(float)
     if detection_lag_days is None:
-        estimand, method = "first positive imaging", ("Turnbull NPMLE and Weibull (interval-censored time to "
-                                                      "radiological visibility)")
+        estimand, method = "first positive imaging", ("Turnbull NPMLE, Weibull and log-normal "
+                                                      "(interval-censored time to radiological visibility)")
         reference = TURNBULL_REFERENCE
     else:
         estimand = "onset (detection-lag corrected)"
-        method = "Turnbull NPMLE and Weibull (interval-censored onset, imaging bounds shifted by the detection lag)"
+        method = ("Turnbull NPMLE, Weibull and log-normal (interval-censored onset, imaging bounds shifted by the "
+                  "detection lag)")
         reference = f"{TURNBULL_REFERENCE}; {DETECTION_LAG_REFERENCE}"
     return IntervalCensoredResult(
         _table=tidy(table), level=level, method=method, reference=reference, fitted=wf, warnings=warns,
