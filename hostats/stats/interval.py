@@ -16,8 +16,10 @@ instead by shifting each bound by the mean lag of the modality that produced it 
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -340,6 +342,19 @@ class IntervalCensoredResult(CurveResult):
         return pd.DataFrame({"time": times, "estimate": est})
 
 
+def _fit_parametric(fitter: Any, name: str, pairs: np.ndarray, counts: np.ndarray, warns: list[str]) -> Any:
+    """lifelines' interval-censored ML fit; its statistical warnings become result warnings (not stderr)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitter.fit_interval_censoring(pairs[:, 0], pairs[:, 1], weights=counts)
+    for w in caught:
+        if "variance" in str(w.message) or "converge" in str(w.message).lower():
+            warns.append(f"{name} fit: lifelines reports {str(w.message).splitlines()[0].strip()} Do not trust "
+                         f"its limits (few or very coarse intervals?)")
+            break
+    return fitter
+
+
 def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
                       upper: str = "ho_interval_hi_days", *, level: float = 0.95, n_boot: int = 0,
                       seed: int = 20261124, tol: float = 1e-9, max_iter: int = 500,
@@ -445,7 +460,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
 
     # Weibull (lifelines) on the distinct intervals, frequency-weighted: same likelihood, a fraction of the rows
     pairs, counts = np.unique(np.column_stack([lo, hi]), axis=0, return_counts=True)
-    wf = WeibullFitter(alpha=alpha).fit_interval_censoring(pairs[:, 0], pairs[:, 1], weights=counts)
+    wf = _fit_parametric(WeibullFitter(alpha=alpha), "Weibull", pairs, counts, warns)
     summ = wf.summary
     z = z_value(level)
     lam, rho = float(wf.lambda_), float(wf.rho_)
@@ -457,7 +472,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
 
     # log-normal (lifelines) on the same intervals: onset times in the HO literature are right-skewed, and
     # the two parametric shapes disagreeing is itself worth seeing (AIC rows)
-    lf = LogNormalFitter(alpha=alpha).fit_interval_censoring(pairs[:, 0], pairs[:, 1], weights=counts)
+    lf = _fit_parametric(LogNormalFitter(alpha=alpha), "log-normal", pairs, counts, warns)
     mu, sig = float(lf.mu_), float(lf.sigma_)
     se_mu, se_sig = float(lf.summary.loc["mu_", "se(coef)"]), float(lf.summary.loc["sigma_", "se(coef)"])
 
