@@ -182,6 +182,10 @@ def _extras(model: Scenario, P: dict, coefs: Coefficients, d: Draw, det: np.ndar
         return {
             "risk_untreated_prior_ho": float(det[prior, 0].mean()),
             "risk_untreated_no_prior_ho": float(det[~prior, 0].mean()),
+            # the same among patients actually given no prophylaxis (who are younger and more often female, R10):
+            # what a crude comparison within the untreated estimates
+            "risk_prior_ho_among_untreated": float(det[prior & (d.arm == 0), 0].mean()),
+            "risk_no_prior_ho_among_untreated": float(det[~prior & (d.arm == 0), 0].mean()),
             "risk_ratio_radiotherapy_within_72h": _rr(det, ~late, 1),
             "risk_ratio_radiotherapy_after_72h": _rr(det, late, 1),
             "conditional_log_odds_radiotherapy_after_72h": coefs.arm_log_odds["radiotherapy"]

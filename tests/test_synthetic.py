@@ -343,3 +343,19 @@ def test_population_truth_is_the_expected_detection():
         assert abs(ci - ind["cumulative_incidence"]) < 3 * np.sqrt(ci * (1 - ci) / 300_000)
         values.append(ci)
     assert abs(values[0] - values[1]) < 0.001
+
+
+def test_untreated_stratum_truth_is_what_a_crude_look_at_the_untreated_estimates():
+    """risk_(no_)prior_ho_among_untreated: the risk among patients actually given no prophylaxis, whom
+    clinicians pick as lower-risk (R10), so it sits below the all-patient untreated risk. Checked against
+    the empirical 1-year proportion among the untreated of a draw without loss to follow-up (3 SE)."""
+    s = synthetic.generate("tha_prophylaxis", 60_000, 3, fault_rate=0.0,
+                           overrides={"loss_to_followup_per_year": 0})
+    e, p = s.episodes, s.truth["population"]
+    y = e["ho"].astype(bool) & ((e["ho_date"] - e["index_date"]).dt.days <= 365)
+    none = e["prophylaxis"] == "none"
+    for flag, key in ((True, "risk_prior_ho_among_untreated"), (False, "risk_no_prior_ho_among_untreated")):
+        sel = none & (e["prior_ho"] == flag)
+        obs, truth = y[sel].mean(), p[key]
+        assert abs(obs - truth) < 3 * np.sqrt(truth * (1 - truth) / sel.sum()), (key, obs, truth)
+    assert p["risk_no_prior_ho_among_untreated"] < p["risk_untreated_no_prior_ho"]
