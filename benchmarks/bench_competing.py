@@ -13,13 +13,12 @@ import argparse
 import shutil
 import subprocess
 import tempfile
-import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import best_time_and_peak
 
 from hostats.stats.competing import cumulative_incidence, fine_gray
 
@@ -36,19 +35,6 @@ def make(n: int, seed: int = 1, untied: bool = False) -> pd.DataFrame:
     out = pd.DataFrame({"time": t if untied else np.ceil(t), "status": status,
                         "group": np.where(g == 1, "b", "a")})
     return pd.concat([out, pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])], axis=1)
-
-
-def timed(func, repeat: int = 3) -> tuple[float, float]:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - t0)
-    tracemalloc.start()
-    func()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return best, peak / 2**20
 
 
 def r_time(df: pd.DataFrame, call: str, repeat: int = 3) -> float | None:
@@ -76,9 +62,9 @@ def main() -> None:
     args = ap.parse_args()
     for n in args.sizes:
         df = make(n, untied=args.untied)
-        sec, mb = timed(lambda df=df: cumulative_incidence(df, "time", "status", cause=1, group="group"))
+        _, sec, mb = best_time_and_peak(lambda df=df: cumulative_incidence(df, "time", "status", cause=1, group="group"), 3)
         print(f"n={n:>9,}  hostats AJ + Gray's test (2 groups): {sec:7.3f} s  peak {mb:7.1f} MiB")
-        sec, mb = timed(lambda df=df: cumulative_incidence(df, "time", "status", cause=1))
+        _, sec, mb = best_time_and_peak(lambda df=df: cumulative_incidence(df, "time", "status", cause=1), 3)
         print(f"n={n:>9,}  hostats AJ, one group:                {sec:7.3f} s  peak {mb:7.1f} MiB")
         if not args.no_lifelines and n <= 100_000:
             from lifelines import AalenJohansenFitter
@@ -87,7 +73,7 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     AalenJohansenFitter(seed=1).fit(df["time"], df["status"], event_of_interest=1)
-            sec, mb = timed(lif, repeat=1)
+            _, sec, mb = best_time_and_peak(lif)
             print(f"n={n:>9,}  lifelines AalenJohansenFitter (jitters ties): {sec:7.3f} s  peak {mb:7.1f} MiB")
         r = r_time(df, "cuminc(d$time, d$status, d$group)")
         if r is not None:
@@ -96,11 +82,11 @@ def main() -> None:
             print(f"n={n:>9,}  R cmprsk not available")
         if args.fine_gray:
             formula = "x0 + x1 + x2 + x3 + x4"
-            sec, mb = timed(lambda df=df, f=formula: fine_gray(df, f, "time", "status"), repeat=1)
+            _, sec, mb = best_time_and_peak(lambda df=df, f=formula: fine_gray(df, f, "time", "status"))
             print(f"n={n:>9,}  hostats fine_gray, 5 covariates: {sec:7.3f} s  peak {mb:7.1f} MiB")
     if args.fine_gray:
         small = make(5000, untied=args.untied)
-        sec, _ = timed(lambda: fine_gray(small, "x0 + x1 + x2 + x3 + x4", "time", "status"))
+        _, sec, _ = best_time_and_peak(lambda: fine_gray(small, "x0 + x1 + x2 + x3 + x4", "time", "status"), 3, memory=False)
         print(f"n=    5,000  hostats fine_gray, 5 covariates: {sec:7.3f} s")
         r = r_time(small, "crr(d$time, d$status, as.matrix(d[, paste0('x', 0:4)]))", repeat=1)
         if r is not None:

@@ -8,12 +8,11 @@ dichotomised to 0/1), true log-odds -1.5 + x'b.
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 import warnings
 
 import numpy as np
 import pandas as pd
+from _timing import best_time_and_peak
 
 
 def make_data(n: int, seed: int = 20261124) -> pd.DataFrame:
@@ -65,17 +64,9 @@ def main() -> None:
     results = {}
     for name, fit in METHODS.items():
         fit(df.head(2000))  # import and warm up outside the timing
-        times = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            res = fit(df)
-            times.append(time.perf_counter() - t0)
-        tracemalloc.start()
-        fit(df)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        res, best, peak = best_time_and_peak(lambda fit=fit: fit(df), repeat=args.repeat)
         results[name] = res
-        print(f"{name:30s} fit {min(times):6.2f} s (best of {args.repeat})   peak allocated {peak / 2**20:7.0f} MiB")
+        print(f"{name:30s} fit {best:6.2f} s (best of {args.repeat})   peak allocated {peak:7.0f} MiB")
     ours = results["hostats.logistic"].params.to_numpy()
     ref = np.asarray(results["statsmodels Logit (arrays)"].params)
     print(f"max |coef difference| hostats vs statsmodels: {np.max(np.abs(ours - ref)):.2e}")

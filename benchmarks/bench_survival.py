@@ -17,11 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import best_time_and_peak
 
 from hostats.stats.survival import cox, kaplan_meier
 
@@ -63,24 +63,6 @@ def simulate(n: int, p: int, seed: int = 20261124) -> pd.DataFrame:
     return df
 
 
-def timed(fn, memory: bool = True, repeat: int = 1):
-    """Best wall time of ``repeat`` runs (the machine may be shared) and the tracemalloc peak of a
-    separate run (tracing slows allocation, so it is not timed)."""
-    best = float("inf")
-    out = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    peak = 0
-    if memory:
-        tracemalloc.start()
-        fn()
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return out, best, peak / 2**20
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -101,27 +83,27 @@ def main() -> None:
 
     k = args.repeat
     cpu0 = time.process_time()
-    res, t_cox, m_cox = timed(lambda: cox(df, formula, "time", "event"), repeat=k)
+    res, t_cox, m_cox = best_time_and_peak(lambda: cox(df, formula, "time", "event"), repeat=k)
     cpu_cox = (time.process_time() - cpu0) / (k + 1)  # mean CPU per fit (all threads)
     print(f"hostats cox (Efron, model SE):  {t_cox:7.2f} s  peak {m_cox:7.0f} MiB  "
           f"iterations {res._fit.iterations}  (CPU {cpu_cox:.2f} s per fit)")
-    _, t_rob, m_rob = timed(lambda: cox(df, formula, "time", "event", robust=True), repeat=k)
+    _, t_rob, m_rob = best_time_and_peak(lambda: cox(df, formula, "time", "event", robust=True), repeat=k)
     print(f"hostats cox (robust SE):        {t_rob:7.2f} s  peak {m_rob:7.0f} MiB")
-    _, t_zph, _ = timed(lambda: res.check_ph(), memory=False)
+    _, t_zph, _ = best_time_and_peak(lambda: res.check_ph(), memory=False)
     print(f"hostats check_ph (km):          {t_zph:7.2f} s")
-    _, t_km, m_km = timed(lambda: kaplan_meier(df, "time", "event", group="arm"), repeat=k)
+    _, t_km, m_km = best_time_and_peak(lambda: kaplan_meier(df, "time", "event", group="arm"), repeat=k)
     print(f"hostats kaplan_meier (2 groups, log-rank): {t_km:5.2f} s  peak {m_km:7.0f} MiB")
 
     from lifelines import CoxPHFitter, KaplanMeierFitter
 
     ln = min(args.lifelines_n, n)
     sub = df.iloc[:ln][[f"x{i}" for i in range(p)] + ["time", "event"]]
-    cph, t_ll, _ = timed(lambda: CoxPHFitter().fit(sub, "time", "event"), memory=False)
+    cph, t_ll, _ = best_time_and_peak(lambda: CoxPHFitter().fit(sub, "time", "event"), memory=False)
     ours_sub = cox(sub, formula, "time", "event")
     diff = np.max(np.abs(ours_sub.coef.to_numpy() - cph.params_.to_numpy()))
     print(f"lifelines CoxPHFitter on {ln:,}: {t_ll:7.2f} s (scaled to n: {t_ll * n / ln:7.1f} s); "
           f"max |coef diff| vs hostats {diff:.1e}")
-    _, t_llkm, _ = timed(lambda: [KaplanMeierFitter().fit(g["time"], g["event"])
+    _, t_llkm, _ = best_time_and_peak(lambda: [KaplanMeierFitter().fit(g["time"], g["event"])
                                   for _, g in df.groupby("arm")], memory=False)
     print(f"lifelines KaplanMeierFitter (2 groups, no test): {t_llkm:5.2f} s")
 
@@ -149,7 +131,7 @@ def main() -> None:
     print(" ".join(lines["R_VERSION"]))
     print(f"R coxph:   {t_r:7.2f} s (CPU {cpu_r:.2f} s)   hostats/R = {t_cox / t_r:.2f} wall, "
           f"{cpu_cox / cpu_r:.2f} CPU (target <= 1.5)")
-    _, t_rob_sub, _ = timed(lambda: cox(df.iloc[:rn], formula, "time", "event", robust=True), memory=False)
+    _, t_rob_sub, _ = best_time_and_peak(lambda: cox(df.iloc[:rn], formula, "time", "event", robust=True), memory=False)
     print(f"robust SE on the first {rn:,} rows: R coxph {t_rrob:.2f} s, hostats {t_rob_sub:.2f} s")
     print(f"R survfit: {t_rkm:7.2f} s   hostats/R = {t_km / t_rkm:.2f} (hostats includes the log-rank test)")
     print(f"max |coef diff| hostats vs R: {np.max(np.abs(res.coef.to_numpy() - r_coef)):.1e}")
