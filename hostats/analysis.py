@@ -520,10 +520,6 @@ def _rows(ctx: Context, sec: dict, table: pd.DataFrame, *, measure: str | None =
 # sections: one function per estimator
 # ---------------------------------------------------------------------------------------------------
 
-def _groups_label(by: str | None) -> str:
-    return f" by {by}" if by else ""
-
-
 def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
     """Aalen-Johansen cumulative incidence of HO with death competing (or Kaplan-Meier 1 - S)."""
     import hostats
@@ -539,9 +535,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
         d = d.assign(**{by: d[by].astype(str)})
     competing = ctx.spec.outcome.get("competing", "death") == "death"
     if competing:
-        res = hostats.cumulative_incidence(d, "time_days", "status", cause=1, group=by, level=ctx.level) \
-            if _accepts(hostats.cumulative_incidence, "level") else \
-            hostats.cumulative_incidence(d, "time_days", "status", cause=1, group=by)
+        res = hostats.cumulative_incidence(d, "time_days", "status", cause=1, group=by, level=ctx.level)
         at = res.at(times)
     else:
         d = d.assign(_event=(d["status"] == 1).astype(int))
@@ -598,15 +592,6 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
                             "number at risk under the axis; curves end where fewer than "
                             f"{ctx.threshold} remain at risk." + (" Diamonds: true values." if tv else ""), fig))
     return out
-
-
-def _accepts(func, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _at_risk(res, times, by, competing) -> pd.DataFrame:
