@@ -50,6 +50,21 @@ def name_items(mask: np.ndarray, labels: Sequence | pd.Index, quote: bool = True
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
+def item_labels(k: int, given: Any, indexes: Sequence[pd.Index | None], default: list, name: str,
+                unit: str, skip_range_index: bool = False) -> list:
+    """Labels of ``k`` groups or studies: ``given`` (``k`` of them), else the first Series index in
+    ``indexes`` (a plain RangeIndex skipped when ``skip_range_index``), else ``default``."""
+    if given is not None:
+        out = list(np.atleast_1d(np.asarray(given, dtype=object)))
+        if len(out) != k:
+            raise ValueError(f"{name} has {len(out)} entries for {k} {unit}")
+        return out
+    for index in indexes:
+        if index is not None and not (skip_range_index and isinstance(index, pd.RangeIndex)):
+            return list(index)
+    return default
+
+
 def require_finite(values: np.ndarray, labels: Sequence, name: str, where: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from hostats.stats._result import Result, check_level
-from hostats.stats._validate import as_vector, check_binomial, check_counts, name_items
+from hostats.stats._validate import as_vector, check_binomial, check_counts, item_labels, name_items
 
 # user-facing name -> statsmodels.stats.proportion.proportion_confint method
 _PROPORTION_METHODS = {
@@ -44,15 +44,7 @@ _METHOD_NAMES = {
 
 
 def _labels(k: int, groups: Any, *indexes: pd.Index | None) -> list:
-    if groups is not None:
-        labels = list(np.atleast_1d(np.asarray(groups, dtype=object)))
-        if len(labels) != k:
-            raise ValueError(f"groups has {len(labels)} labels for {k} rows")
-        return labels
-    for index in indexes:
-        if index is not None:
-            return list(index)
-    return list(range(k)) if k > 1 else ["all"]
+    return item_labels(k, groups, indexes, list(range(k)) if k > 1 else ["all"], "groups", "rows")
 
 
 def binomial_ci(events: np.ndarray, n: np.ndarray, level: float,

@@ -24,7 +24,7 @@ from scipy import optimize, special, stats
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._result import Result, check_level
-from hostats.stats._validate import as_vector, check_binomial, name_items, require_finite
+from hostats.stats._validate import as_vector, check_binomial, item_labels, name_items, require_finite
 
 _METHODS = ("FE", "DL", "REML", "PM")
 _METHOD_NAMES = {
@@ -47,15 +47,8 @@ _METAFOR_REFERENCE = "Viechtbauer W. Conducting meta-analyses in R with the meta
 
 # --------------------------------------------------------------------------------------------- inputs
 def _labels(k: int, labels: Sequence | None, *indexes: pd.Index | None) -> list:
-    if labels is not None:
-        out = list(np.atleast_1d(np.asarray(labels, dtype=object)))
-        if len(out) != k:
-            raise ValueError(f"labels has {len(out)} entries for {k} studies")
-        return out
-    for index in indexes:
-        if index is not None and not isinstance(index, pd.RangeIndex):
-            return list(index)
-    return list(range(1, k + 1))
+    # a RangeIndex is no label: studies are then numbered from 1, as metafor does
+    return item_labels(k, labels, indexes, list(range(1, k + 1)), "labels", "studies", skip_range_index=True)
 
 
 def _method(method: str) -> str:
