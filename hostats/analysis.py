@@ -37,6 +37,7 @@ from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
     format_count,
+    format_counts,
     format_number,
     redact_text,
     suppress_estimates,
@@ -477,13 +478,20 @@ def _need_columns(ctx: Context, frame: pd.DataFrame, cols: Iterable[str | None],
 
 
 def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out: SectionOutput) -> pd.DataFrame:
-    """Complete cases for the columns a model uses; how many were left out goes in the diagnostics."""
+    """Complete cases for the columns a model uses; how many were left out goes in the warnings.
+
+    The estimators apply the same rule (``hostats.stats._validate.complete_cases``), but their warning
+    gives exact counts, which the report would show as they are; dropping here first, with the counts
+    formatted for disclosure ("<5"), leaves them nothing to drop. Sections also count n/events on the
+    returned frame.
+    """
     cols = [c for c in dict.fromkeys(cols) if c in frame.columns]
-    miss = frame[cols].isna().any(axis=1).to_numpy()
+    isna = frame[cols].isna()
+    miss = isna.any(axis=1).to_numpy()
     k = int(miss.sum())
     if k:
-        by_col = {c: int(frame[c].isna().sum()) for c in cols if frame[c].isna().any()}
-        detail = ", ".join(f"{c}: {format_count(v, ctx.threshold)}" for c, v in by_col.items())
+        per_col = isna.sum()
+        detail = ", ".join(f"{c}: {format_count(v, ctx.threshold)}" for c, v in per_col[per_col > 0].items())
         out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing values left out (complete-case "
                       f"analysis; missing by column: {detail}).")
     return frame.loc[~miss]
@@ -1267,7 +1275,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
         out.warn(sec, *[f"{group}: {w}" for w in getattr(res, "warnings", [])])
     out.tables.append(TableBlock(
         f"Episodes in the analysis: {sec.get('title', '')}",
-        pd.DataFrame({"step": [f[0] for f in flow], "episodes": [format_count(f[1], thr) for f in flow]}),
+        pd.DataFrame({"step": [f[0] for f in flow], "episodes": format_counts([f[1] for f in flow], thr)}),
         "The interval bounds bracket the day HO became visible on imaging (first positive imaging); "
         + ("the lag-corrected rows shift each bound back by the mean detection lag of its modality ("
            + ", ".join(f"{k} {float(v):g} days" for k, v in lags.items()) + ") to estimate biological onset."
@@ -1415,7 +1423,7 @@ def _fmt_frame(frame: pd.DataFrame, counts: Iterable[str] = (), threshold: int =
     f = frame.copy()
     for c in f.columns:
         if c in counts or c in ("n", "events", "n_treated", "n_control"):
-            f[c] = [format_count(v, threshold) for v in f[c]]
+            f[c] = format_counts(f[c], threshold)
         elif pd.api.types.is_float_dtype(f[c]):
             f[c] = [format_number(v) for v in f[c]]
         elif pd.api.types.is_bool_dtype(f[c]):

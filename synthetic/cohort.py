@@ -139,7 +139,7 @@ def _truth_block_unguarded(model: Scenario, P: dict, coefs: Coefficients, d: Dra
     out["cumulative_incidence"] = float(assigned.mean())
     true_ho = d.u_ho < d.p[np.arange(n), d.arm]
     on = d.tl.onset[true_ho]
-    out["onset"] = {"median_days": float(np.median(on)) if on.size else float("nan"),
+    out["onset"] = {"median_days": _median(on),
                     "share_14_to_84_days": float(np.mean((on >= 14) & (on <= 84))) if on.size else float("nan"),
                     "max_days": float(P["onset_max_days"]),
                     "distribution": "log-normal truncated at max_days",
@@ -195,7 +195,6 @@ def _extras(model: Scenario, P: dict, coefs: Coefficients, d: Draw, det: np.ndar
             "symptomatic_share_parameter": P["symptomatic_share"],
         }
     if model.name == "neurogenic":
-        n = d.u_ho.size
         ev = d.cov["event"]
         out: dict[str, Any] = {"risk_by_index_event": {e: float(det[ev == k, 0].mean())
                                                        for k, e in enumerate(model.EVENTS)}}
@@ -211,7 +210,6 @@ def _extras(model: Scenario, P: dict, coefs: Coefficients, d: Draw, det: np.ndar
                         "risk_exposed": float(r[0]), "risk_unexposed": float(r[1])}
         out["odds_ratios"] = ors
         out["joint_shares"] = dict(P["ho_site_shares"])
-        del n
         return out
     if model.name == "burn":
         hi = d.cov["stratum"] == 1
@@ -281,7 +279,7 @@ def _episodes(model: Scenario, P: dict, d: Draw, rng: np.random.Generator) -> tu
                             "index_date": _days_to_dates(start, index_day)}
     spec = model.columns(P, d.cov, d.trt)
     male = spec.pop("male")
-    cols.update({k: v for k, v in spec.items() if k not in ("male",)})
+    cols.update(spec)
     cols["sex"] = np.where(male, "male", "female").astype(object)
     cols["ho"] = ho
     cols["ho_date"] = _days_to_dates(start, np.where(ho, index_day + tl.detect_day, np.nan))

@@ -340,7 +340,6 @@ def plan_faults(ep: pd.DataFrame, P: dict, rng: np.random.Generator, fault_rate:
     table = pd.DataFrame({"site": np.asarray(P["sites"], dtype=object)[site_of], "site_index": site_of,
                           "episode": hit, "patient_id": ep["patient_id"].to_numpy()[hit], "kind": names,
                           "column": column, "detail": detail, "value": value, "inserted": dup})
-    rows = np.empty(hit.size, dtype=np.int64)
     ranks = np.empty(n, dtype=np.int64)  # position of each episode within its site
     order = np.argsort(site_codes, kind="stable")
     counts = np.bincount(site_codes, minlength=len(P["sites"]))
@@ -361,7 +360,7 @@ def plan_faults(ep: pd.DataFrame, P: dict, rng: np.random.Generator, fault_rate:
 
 
 # --- writing ------------------------------------------------------------------------------------------
-def _render_column(col: str, values: pd.Series, dia: Dialect, P: dict, token: np.ndarray) -> np.ndarray:
+def _render_column(col: str, values: pd.Series, dia: Dialect, token: np.ndarray) -> np.ndarray:
     v = values.to_numpy()
     if col in DATE_COLUMNS:
         return _date_matrix(v.astype("datetime64[ns]"), dia.date_format, token)
@@ -404,7 +403,7 @@ def _fault_cells(kind_rows: pd.DataFrame, col: str, dia: Dialect, ep: pd.DataFra
     raise ValueError(f"no fault text for {col!r}")  # pragma: no cover
 
 
-def _site_bytes(ep_site: pd.DataFrame, faults: pd.DataFrame, dia: Dialect, P: dict, ep: pd.DataFrame,
+def _site_bytes(ep_site: pd.DataFrame, faults: pd.DataFrame, dia: Dialect, ep: pd.DataFrame,
                 columns: list[str]) -> bytes:
     token = _token(dia.missing, dia.encoding)
     n = len(ep_site)
@@ -415,7 +414,7 @@ def _site_bytes(ep_site: pd.DataFrame, faults: pd.DataFrame, dia: Dialect, P: di
     src = np.concatenate([np.arange(n), ranks.loc[ins["episode"]].to_numpy()])[np.argsort(pos, kind="stable")]
     mats = {}
     for col in columns:
-        mats[col] = _render_column(col, ep_site[col], dia, P, token)[src]
+        mats[col] = _render_column(col, ep_site[col], dia, token)[src]
     for col in columns:  # value faults
         f = faults[(faults["column"] == col) & faults["kind"].isin(
             ["conflicting_duplicate", "age_out_of_range", "dose_wrong_unit", "impossible_date"])]
@@ -524,7 +523,7 @@ def write(cohort: SyntheticCohort, folder: Path, *, excel_site: str | None = Non
     for j, site in enumerate(P["sites"]):  # loop over sites
         dia = dialect_of(j)
         ep_site = ep[site_codes == j]
-        data = _site_bytes(ep_site, faults[faults["site_index"] == j], dia, P, ep, columns)
+        data = _site_bytes(ep_site, faults[faults["site_index"] == j], dia, ep, columns)
         stem = f"site_{site}"
         if site == excel_site:
             name = f"{stem}.xlsx"

@@ -314,7 +314,7 @@ class ResectionRecurrence(Scenario):
     def arms(self, P):
         return list(self.ARMS)
 
-    def covariates(self, P, rng, n, site_logit=None):
+    def covariates(self, P, rng, n):
         age = _clipped_normal(rng, n, P["age_mean_years"], P["age_sd_years"], P["age_min_years"],
                               P["age_max_years"])
         male = rng.random(n) < P["male_share"]
@@ -322,8 +322,6 @@ class ResectionRecurrence(Scenario):
         joint = np.asarray(joints, dtype=object)[_choice(rng, n, [P["resected_joint_shares"][j] for j in joints])]
         z = rng.standard_normal(n)  # population: every patient its own site (infinitely many sites)
         logit_risk = P["recurrence_logit_mean"] + np.sqrt(P["recurrence_tau2_logit"]) * z
-        if site_logit is not None:
-            logit_risk = site_logit
         return {"age_years": age, "male": male, "joint": joint, "site_logit": logit_risk,
                 "stratum": np.zeros(n, dtype=np.int64), "death_p": np.full(n, float(P["death_within_1y"]))}
 

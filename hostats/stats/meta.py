@@ -85,6 +85,12 @@ def _tau2_dl(yi: np.ndarray, vi: np.ndarray) -> float:
     return max(0.0, (q - (yi.size - 1)) / c)
 
 
+def _typical_variance(vi: np.ndarray) -> float:
+    """The "typical" within-study variance s2 of Higgins & Thompson (2002), behind metafor's I2 and H2."""
+    w = 1.0 / vi
+    return float((vi.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w)))
+
+
 def _q_gen(tau2: float, yi: np.ndarray, vi: np.ndarray) -> float:
     """Generalised Q statistic at tau2: sum (y - mu_tau2)^2 / (v + tau2), chi2 with k-1 df at the truth."""
     w = 1.0 / (vi + tau2)
@@ -197,7 +203,7 @@ def _fit(yi: np.ndarray, vi: np.ndarray, method: str, knapp_hartung: bool, level
         p = float(2.0 * stats.norm.sf(abs(mu / se)))
     # I2 and H2 as metafor: from tau2 and the "typical" within-study variance s2 (Higgins & Thompson
     # 2002); for the fixed-effect model from Q.
-    s2 = (k - 1) / (np.sum(w_fe) - np.sum(w_fe**2) / np.sum(w_fe))
+    s2 = _typical_variance(vi)
     if method == "FE":
         i2 = max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else 0.0
         h2 = q / (k - 1)
@@ -317,8 +323,7 @@ def _summary_table(r: MetaResult, extra: dict | None = None) -> pd.DataFrame:
 
 def _heterogeneity_cis(yi: np.ndarray, vi: np.ndarray, level: float) -> tuple[tuple, tuple, tuple]:
     lo, hi = _tau2_ci(yi, vi, level)
-    w = 1.0 / vi
-    s2 = (yi.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w))
+    s2 = _typical_variance(vi)
     i2 = (float(100.0 * lo / (lo + s2)), float(100.0 * hi / (hi + s2)))
     h2 = (float((lo + s2) / s2), float((hi + s2) / s2))
     return (lo, hi), i2, h2
@@ -748,8 +753,7 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
             warnings.append("GLMM: tau2 estimated at the boundary 0 (no detectable heterogeneity)")
     se = _glmm_se(mu_hat, tau_hat, x, n)
     tau2 = tau_hat**2
-    w = 1.0 / v
-    s2 = (x.size - 1) / (np.sum(w) - np.sum(w**2) / np.sum(w)) if x.size > 1 else float("nan")
+    s2 = _typical_variance(v)
     i2 = 100.0 * tau2 / (tau2 + s2) if not fixed else f_fe.i2
     h2 = (tau2 + s2) / s2 if not fixed else f_fe.h2
     p_value = float(2 * stats.norm.sf(abs(mu_hat / se)))
