@@ -263,3 +263,49 @@ def test_profile_likelihood_limits_against_r(rossi):
         cox(rossi, "fin", "week", "arrest", cluster="cl", ci="profile")
     with pytest.raises(ValueError, match="ci must be"):
         cox(rossi, "fin", "week", "arrest", ci="exact")
+
+
+# --- cox.zph with every transform, stored from R (tests/reference/cox_zph.R -> cox_zph.json) ---
+def _zph_reference() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "reference" / "cox_zph.json").read_text())
+
+
+def _zph_fits(rossi) -> dict:
+    from pathlib import Path
+
+    lung = pd.read_csv(Path(__file__).parent / "data" / "lung.csv")
+    lung = lung.assign(dead=(lung["status"] == 2).astype(int)).rename(columns={"ph.ecog": "ecog"})
+    with pytest.warns(UserWarning, match="1 of 228 rows dropped"):
+        lung_fit = cox(lung, "age + sex + ecog", "time", "dead")
+    return {"lung": lung_fit, "rossi": cox(rossi, FULL, "week", "arrest"),
+            "rossi_strata": cox(rossi, "fin + age + prio", "week", "arrest", strata="wexp")}
+
+
+@pytest.mark.parametrize("transform", ["km", "identity", "log", "rank"])
+def test_check_ph_every_transform_matches_r(rossi, transform):
+    ref = _zph_reference()
+    for name, fit in _zph_fits(rossi).items():
+        r = ref[name][transform]
+        np.testing.assert_allclose(fit.coef, ref[name]["coef"], rtol=1e-6)
+        got = fit.check_ph(transform)
+        assert list(got["term"].iloc[:-1]) == list(fit.coef.index) and got["term"].iloc[-1] == "GLOBAL"
+        np.testing.assert_allclose(got["chisq"], r["chisq"], rtol=1e-6, err_msg=f"{name} {transform}")
+        np.testing.assert_allclose(got["df"], r["df"])
+        np.testing.assert_allclose(got["p_value"], r["p"], rtol=1e-5, atol=1e-12)
+        res = fit.ph_residuals(transform)
+        np.testing.assert_allclose(res["g"].iloc[:5], r["x_head"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(res["g"].iloc[-5:], r["x_tail"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(res.iloc[:3, 2:], r["y_head"], rtol=1e-6, atol=1e-7)
+
+
+def test_rank_transform_ranks_all_follow_up_times(rossi):
+    """R ranks every subject's time, censored ones included (cox.zph: rank(times)); ranking only the
+    event times gave 0.364 for age on lung where R gives 0.117."""
+    fit = _zph_fits(rossi)["lung"]
+    age = fit.check_ph("rank").set_index("term").loc["age", "chisq"]
+    assert age == pytest.approx(0.117291506990152, rel=1e-6)
+    g = fit.ph_residuals("rank")["g"]
+    assert g.max() > fit.events  # ranks among all 227 rows, not among the 164 events

@@ -355,28 +355,37 @@ class CoxResult(Result):
             raise EstimationError("no comparable pairs for the concordance")
         return float(_concordance_ratio(correct, tied, pairs))
 
+    def _zph_time(self, transform: str) -> np.ndarray:
+        """The transformed time g(t) at each event (sorted as the events), as ``cox.zph(fit)$x``: the
+        transform is applied to every subject's follow-up time and then read at the events. This matters
+        for "rank": R ranks all follow-up times (censored ones too), ``rank(times)[event]``, not the ranks
+        among event times (earlier hostats ranked only the event times, so its rank-transform tests
+        differed from R's: 0.364 instead of 0.117 for age on survival::lung)."""
+        dat = self._dat
+        t_ev = dat.time[dat.ev]
+        if transform == "identity":
+            return t_ev.astype(float)
+        if transform == "log":
+            if np.any(t_ev <= 0):
+                raise EstimationError("transform='log' needs positive event times")
+            return np.log(t_ev)
+        if transform == "rank":
+            return sstats.rankdata(dat.time)[dat.ev]  # ties: average ranks, as R's rank()
+        if transform == "km":
+            return 1.0 - _left_km(dat.time, dat.event, t_ev)
+        raise ValueError(f"transform must be 'km', 'identity', 'rank' or 'log', got {transform!r}")
+
     def check_ph(self, transform: str = "km") -> pd.DataFrame:
         """Test of proportional hazards per term and GLOBAL, as R's ``cox.zph`` (survival >= 3.0): a
-        score test of adding x * g(t) for each term, g = the centred transform of event time
-        ("km": 1 - left-continuous Kaplan-Meier of all data; "identity"; "rank"; "log").
+        score test of adding x * g(t) for each term, g = the transform of time centred over the events
+        ("km": 1 - left-continuous Kaplan-Meier of all data; "identity"; "log"; "rank": the rank of each
+        event's time among all subjects' follow-up times, censored ones included, as R's cox.zph).
         Small p-values suggest the hazard ratio changes over follow-up. Uses the model-based
         information (as cox.zph does, also for robust fits)."""
         from hostats.stats import _efron
 
         dat, fit = self._dat, self._fit
-        t_ev = dat.time[dat.ev]
-        if transform == "identity":
-            g = t_ev.astype(float)
-        elif transform == "log":
-            if np.any(t_ev <= 0):
-                raise EstimationError("transform='log' needs positive event times")
-            g = np.log(t_ev)
-        elif transform == "rank":
-            g = sstats.rankdata(t_ev)
-        elif transform == "km":
-            g = 1.0 - _left_km(dat.time, dat.event, t_ev)
-        else:
-            raise ValueError(f"transform must be 'km', 'identity', 'rank' or 'log', got {transform!r}")
+        g = self._zph_time(transform)
         g = g - g.mean()
         gk = g[dat.evstart]  # g is constant within an event group (same time)
         pc = fit.pieces
@@ -401,20 +410,17 @@ class CoxResult(Result):
 
     def ph_residuals(self, transform: str = "km") -> pd.DataFrame:
         """Scaled Schoenfeld residuals (one row per event: ``time``, transformed time ``g``, and per
-        covariate beta + d V s, as R's ``cox.zph(fit)$y``) for plotting the hazard ratio over time."""
+        covariate beta + d V s, as R's ``cox.zph(fit)$y``) for plotting the hazard ratio over time.
+        ``g`` is ``cox.zph(fit, transform)$x`` (for "rank", ranks among all follow-up times, as check_ph)."""
         from hostats.stats import _efron
 
         dat, fit = self._dat, self._fit
         t_ev = dat.time[dat.ev]
-        g = {"identity": lambda: t_ev.astype(float), "log": lambda: np.log(t_ev),
-             "rank": lambda: sstats.rankdata(t_ev),
-             "km": lambda: 1.0 - _left_km(dat.time, dat.event, t_ev)}.get(transform)
-        if g is None:
-            raise ValueError(f"transform must be 'km', 'identity', 'rank' or 'log', got {transform!r}")
+        g = self._zph_time(transform)
         sres = _efron.schoenfeld(dat, fit.pieces)
         scaled = self.coef.to_numpy() + dat.ev.size * sres @ self.naive_vcov.to_numpy()
         out = pd.DataFrame(scaled, columns=list(self.coef.index))
-        out.insert(0, "g", g())
+        out.insert(0, "g", g)
         out.insert(0, "time", t_ev)
         return out
 
