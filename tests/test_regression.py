@@ -160,6 +160,49 @@ def test_cluster_robust_se_matches_vcovcl_hc1(admissions):
         logistic(d.assign(site=1), "admit ~ gre", cluster="site")
 
 
+def _cluster_reference(admissions):
+    """The data and values of tests/reference/logistic_cluster.R (R glm + sandwich::vcovCL, stored)."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "reference" / "logistic_cluster.json").read_text())
+    i = np.arange(len(admissions))
+    d = admissions.assign(w=0.5 + ((37 * i) % 11) / 4, fw=1 + i % 3, cl=i % 40)
+    return d, ref
+
+
+def test_probability_weights_and_clusters_no_specification_warning_and_r_vcovcl(admissions):
+    """statsmodels' 'cov_type not fully supported with var_weights' is harmless for probability weights
+    with clusters: silenced there, and the SEs are R's vcovCL(glm(weights = w), cluster = ~cl, "HC1")."""
+    d, ref = _cluster_reference(admissions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping logistic() fails the test
+        res = logistic(d, "admit ~ gre + gpa + C(rank)", weights="w", cluster="cl")
+    tab = res.table()
+    np.testing.assert_allclose(tab["log_odds"], ref["pw_coef"], rtol=1e-7)
+    np.testing.assert_allclose(tab["std_error"], ref["pw_cluster_hc1_se"], rtol=1e-5)
+    assert res.warnings == [] and "cluster-robust SE by cl" in res.method
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hc0 = logistic(d, "admit ~ gre + gpa + C(rank)", weights="w").table()
+        unweighted = logistic(d, "admit ~ gre + gpa + C(rank)", cluster="cl").table()
+    np.testing.assert_allclose(hc0["std_error"], ref["pw_hc0_se"], rtol=1e-5)
+    np.testing.assert_allclose(unweighted["std_error"], ref["unweighted_cluster_hc1_se"], rtol=1e-6)
+
+
+def test_frequency_weights_with_clusters_keep_the_statsmodels_warning(admissions):
+    """Not silenced where it is not harmless: with frequency weights statsmodels' small-sample factor
+    counts rows (400), not the replicated people (800) of R's vcovCL on the expanded rows."""
+    from statsmodels.tools.sm_exceptions import SpecificationWarning
+
+    d, ref = _cluster_reference(admissions)
+    with pytest.warns(SpecificationWarning, match="freq_weights"):
+        res = logistic(d, "admit ~ gre + gpa + C(rank)", weights="fw", weight_type="frequency", cluster="cl")
+    np.testing.assert_allclose(res.table()["log_odds"], ref["fw_coef"], rtol=1e-7)
+    ratio = res.table()["std_error"].to_numpy() / ref["fw_cluster_hc1_se"]
+    np.testing.assert_allclose(ratio, np.sqrt((399 / 394) / (799 / 794)), rtol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------------
 # Firth
 # --------------------------------------------------------------------------------------------------
