@@ -122,7 +122,7 @@ def _restricted_means(t: np.ndarray, code: np.ndarray, w: np.ndarray | None,
     width = np.diff(np.r_[u, tau])                   # each step holds from t_j to the next time (or tau)
     rest = tau - u
     area_s, area_1, area_2 = surv * width, f1 * width, f2 * width
-    est_s = u[0] + area_s.sum()                      # S = 1 on [0, t_1)
+    est_s = tau - np.sum((1.0 - surv) * width)       # S = 1 on [0, t_1); exactly tau without events
     est_1, est_2 = area_1.sum(), area_2.sum()
 
     inv_ymd = np.where(ymd > 0, 1.0 / np.where(ymd > 0, ymd, 1.0), 0.0)  # 0 where S drops to 0 (A = B = 0)
@@ -234,8 +234,6 @@ def rmst(data: pd.DataFrame, time: str, status: str, tau: float, *, cause: int |
     for k, label in enumerate(labels):
         p = parts[k]
         fit = _restricted_means(t[p], code[p], None if w is None else w[p], tau)
-        if cause is None:  # rmtl = tau - rmst exactly (the code-1 integral is the same up to rounding)
-            fit["rmtl"] = (tau - fit["rmst"][0], fit["rmst"][1])
         by_tau = t[p] <= tau
         counts = {"rmst": int(np.sum(by_tau & (code[p] > 0))), "rmtl": int(np.sum(by_tau & (code[p] == 1))),
                   "rmtl_competing": int(np.sum(by_tau & (code[p] == 2)))}
