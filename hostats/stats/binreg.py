@@ -195,11 +195,18 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
     if n_events == t.size:
         raise EstimationError("every analysed row has an event of the cause by the horizon: odds ratios "
                               "cannot be estimated")
+    for j, name in enumerate(names):  # a 0/1 term whose rows have no events: its log OR is -infinity
+        col = X[:, j]
+        if name != "Intercept" and np.all((col == 0) | (col == 1)) and not np.any(y[col == 1] > 0):
+            raise EstimationError(f"term {name!r}: no events of cause {cause} by the horizon {horizon:g} in its "
+                                  f"{int(np.sum(col == 1))} rows, so its odds ratio is 0 (not estimable); merge "
+                                  "sparse levels or drop the term")
     beta, iterations, converged = _solve(X, y)
+    big = names[int(np.argmax(np.abs(beta[1:]))) + 1] if len(names) > 1 else names[0]
     if not converged or not np.all(np.isfinite(beta)):
-        raise EstimationError(f"binreg: Newton-Raphson did not converge in {iterations} iterations; a "
-                              f"covariate level with no (or only) events of cause {cause} by the horizon? "
-                              "Merge sparse levels or drop the term")
+        raise EstimationError(f"binreg: Newton-Raphson did not converge in {iterations} iterations (largest "
+                              f"coefficient: {big!r}); a covariate level with no (or only) events of cause "
+                              f"{cause} by the horizon? Merge sparse levels or drop the term")
     huge = [names[j] for j in np.flatnonzero(np.abs(beta) > _DIVERGED) if names[j] != "Intercept"]
     if huge:
         raise EstimationError(f"binreg: coefficient(s) of {huge} diverge (|log OR| > {_DIVERGED:g}): "
@@ -213,9 +220,10 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
     except np.linalg.LinAlgError as exc:
         raise EstimationError("binreg: the information matrix is singular (collinear terms?)") from exc
     score = X * (y - p)[:, None]
-    # the outcome part of the score, X_i Y_i = X_i phi_i / G(T_i-), is the IPCW mean of the module _ipcw;
-    # its censoring term adds to each subject's score (mets' MGCiid)
-    corr = km.correction(X * y[:, None], np.minimum(t, horizon))
+    # the outcome part of the score, X_i Y_i = X_i phi_i / G(T_i-), is an IPCW mean (module _ipcw); its
+    # censoring term adds to each subject's score (mets' MGCiid). Y_i is non-zero only for events by the
+    # horizon, which use G at their own time: the default u of correction()
+    corr = km.correction(X * y[:, None])
     iid = (score + corr) @ inv_info
     naive = score @ inv_info
     cov = iid.T @ iid
