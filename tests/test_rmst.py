@@ -63,6 +63,9 @@ def test_matches_r_survival(name):
         assert got["estimate"] == pytest.approx(ref["estimate"], rel=1e-9, abs=1e-9), ref
         assert got["std_error"] == pytest.approx(ref["std_error"], rel=1e-9), ref
         assert got["tau"] == case["tau"]
+        if case["weights"] is None and "print_se" in ref:   # multi-state fits: the printed se(rmean) itself
+            assert got["std_error"] == pytest.approx(ref["print_se"], rel=1e-9)
+            assert got["estimate"] == pytest.approx(ref["print_rmean"], rel=1e-9)
 
 
 def test_weighted_se_is_survfits_robust_not_prints():
@@ -111,6 +114,7 @@ def test_table_contract():
     assert list(tab["measure"]) == ["rmst", "rmtl"] * 2 + ["rmst_difference", "rmst_ratio", "rmtl_difference",
                                                            "rmtl_ratio"]
     assert tab.loc[tab["contrast"].isna(), "p_value"].isna().all()
+    assert list(tab["group"].iloc[:4]) == [1, 1, 2, 2] and tab["group"].iloc[4] is None
     # events counted up to tau: deaths at or before day 365 in each sex
     lung = _lung()
     for sex in (1, 2):

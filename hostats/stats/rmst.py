@@ -5,8 +5,8 @@ Estimands (for a horizon tau): RMST = E[min(T, tau)] = int_0^tau S(s) ds, the ex
 within tau; RMTL = tau - RMST = int_0^tau (1 - S(s)) ds, the expected time lost before tau. With competing
 events the time lost splits by cause: RMTL_k = int_0^tau F_k(s) ds = E[(tau - min(T, tau)) 1(cause = k)],
 the expected time within tau spent after an event of cause k (Andersen PK. Decomposition of number of
-life years lost according to causes of death. Stat Med 2013;32:5278-5285; Andersen PK, Biometrical J
-2013;55:1). Both stay interpretable under censoring and competing death, unlike a hazard ratio.
+life years lost according to causes of death. Stat Med 2013;32:5278-5285). Both stay interpretable under
+censoring and competing death, and need no proportional hazards.
 
 Method: the step-function integrals of the Kaplan-Meier S and the Aalen-Johansen F_k, and standard errors
 from the infinitesimal jackknife (IJ): the exact derivative of the estimate with respect to each
@@ -279,6 +279,8 @@ def rmst(data: pd.DataFrame, time: str, status: str, tau: float, *, cause: int |
                                  f"{label if ea <= 0 else reference!r})")
 
     table = pd.DataFrame(rows)
+    # object dtype keeps numeric group labels as given (1, not 1.0) next to the contrasts' missing group
+    table["group"] = pd.Series([r["group"] for r in rows], dtype=object)
     table["ci_level"] = level
     table["tau"] = tau
     if cause is None:
