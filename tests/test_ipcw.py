@@ -134,3 +134,25 @@ def test_correction_default_u_and_vector():
     np.testing.assert_allclose(km.correction(v), km.correction(v[:, None])[:, 0], atol=1e-14)
     with pytest.raises(ValueError, match="rows"):
         km.correction(v[:10])
+
+
+def test_censoring_weights_match_r():
+    """G per subject against R (tests/reference/binreg.json): survfit's Kaplan-Meier of the censoring
+    times evaluated at min(T, t)- with stepfun (exact G(u-), tied data, overall and within 4 strata), and
+    mets::binreg's weights at the events by 24 months in bmtcrr (no censoring shares an event time there,
+    so mets' G(T) is G(T-))."""
+    import json
+
+    ref = json.loads((Path(__file__).parent / "reference" / "binreg.json").read_text())
+    bmt = pd.read_csv(DATA / "mets_bmt.csv")
+    t, s = bmt.time.to_numpy(float), bmt.cause.to_numpy()
+    for key, strata in (("mets_bmt_50_tminus", None),
+                        ("mets_bmt_50_strata_tminus", strata_codes(bmt, ["tcell", "platelet"])[0])):
+        g = censoring_km(t, s, strata).at(np.minimum(t, 50.0))
+        np.testing.assert_allclose(g, ref[key]["cens_weights"], rtol=1e-12)
+    d = pd.read_csv(DATA / "bmtcrr.csv")
+    t, s = d.ftime.to_numpy(float), d.Status.to_numpy()
+    event = (s == 1) & (t <= 24)
+    for key, strata in (("bmtcrr_24", None), ("bmtcrr_24_strataD", strata_codes(d, "D")[0])):
+        km = censoring_km(t, s, strata)
+        np.testing.assert_allclose(km.g_minus[event], np.asarray(ref[key]["cens_weights"])[event], rtol=1e-12)

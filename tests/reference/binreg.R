@@ -5,7 +5,7 @@
 # estimating equation with the censoring Kaplan-Meier (cens.model = ~1, or stratified:
 # ~strata(...)); robust SEs from the influence functions including the censoring term (se.coef), and
 # naive SEs treating the weights as known (naive.var). For each fit: coef, se, naive_se, the
-# censoring weights G used per subject and the influence functions (iid, n x p).
+# censoring weights G used per subject and (for three fits) the influence functions (iid, n x p).
 # Convention at tied times: mets 1.3.2 weights an event at T by G(T) (censorings at T counted first);
 # hostats by G(T-) (events first, as survfit/prodlim's reverse Kaplan-Meier evaluated at T-). The two
 # agree when no censoring shares an event's time (bmtcrr before the horizons used here). For the tied
@@ -14,11 +14,11 @@
 # hostats orders them; the data and both conventions then agree exactly).
 suppressMessages({library(mets); library(survival); library(jsonlite)})
 
-fit <- function(formula, data, time, cause, cens.model = ~1) {
+fit <- function(formula, data, time, cause, cens.model = ~1, iid = FALSE) {
   b <- binreg(formula, data, time = time, cause = cause, cens.model = cens.model)
   list(terms = names(b$coef), coef = unname(b$coef), se = unname(b$se.coef),
        naive_se = unname(sqrt(diag(b$naive.var))), n = b$n, nevent = b$nevent,
-       cens_weights = unname(b$cens.weights), iid = unname(b$iid))
+       cens_weights = unname(c(b$cens.weights)), iid = if (iid) unname(b$iid))
 }
 
 # G(u-) per subject from survfit's Kaplan-Meier of the censoring times, within strata
@@ -42,8 +42,8 @@ bmtcrr <- read.csv("tests/data/bmtcrr.csv")
 out <- list(
   versions = list(R = R.version.string, mets = as.character(packageVersion("mets")),
                   survival = as.character(packageVersion("survival"))),
-  bmtcrr_24 = fit(Event(ftime, Status) ~ Age + Sex + D + Phase, bmtcrr, 24, 1),
-  bmtcrr_24_strataD = fit(Event(ftime, Status) ~ Age + Sex + D + Phase, bmtcrr, 24, 1, ~strata(D)),
+  bmtcrr_24 = fit(Event(ftime, Status) ~ Age + Sex + D + Phase, bmtcrr, 24, 1, iid = TRUE),
+  bmtcrr_24_strataD = fit(Event(ftime, Status) ~ Age + Sex + D + Phase, bmtcrr, 24, 1, ~strata(D), iid = TRUE),
   bmtcrr_12_cause2 = fit(Event(ftime, Status) ~ Age + D, bmtcrr, 12, 2)
 )
 
@@ -61,7 +61,7 @@ shifted <- bmt
 shifted$time <- ifelse(shifted$cause == 0, shifted$time + 1e-6, shifted$time)
 out$mets_bmt_50_shifted <- fit(Event(time, cause) ~ tcell + platelet + age, shifted, 50, 1)
 out$mets_bmt_50_strata_shifted <- fit(Event(time, cause) ~ tcell + platelet + age, shifted, 50, 1,
-                                      ~strata(tcell, platelet))
+                                      ~strata(tcell, platelet), iid = TRUE)
 
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, matrix = "rowmajor"), "tests/reference/binreg.json")
 for (k in setdiff(names(out), "versions")) {
