@@ -11,7 +11,23 @@ and patsy), so the same formula string means the same columns everywhere:
   patsy and statsmodels name them). Another reference: ``C(x, Treatment('level'))`` (or
   ``C(x, contr.treatment('level'))``). Categories absent from the analysed rows are dropped; a factor
   with a single level left is an error naming it.
-* Interactions ``a:b`` and ``a*b``; transforms ``I(age / 10)``, ``np.log(x)``, ``center(x)``, ``scale(x)``.
+* Interactions ``a:b`` and ``a*b``; transforms ``I(age / 10)``, ``np.log(x)``.
+* Stateful transforms (formulaic's): ``center(x)``, ``scale(x)`` (standard deviation with n - 1, as R's
+  ``scale``), ``poly(x, degree)`` (orthonormal, R's ``poly``; ``raw=True`` for x, x^2, ...),
+  ``bs(x, df=4)`` (cubic B-spline without intercept column, R's ``splines::bs``: df - 3 interior knots at
+  quantiles of x, boundary knots at its range; ``knots=[...]``, ``degree=``), ``cr(x, df=4)`` (natural
+  cubic regression spline, mgcv's ``s(x, bs = "cr", k = df + 1)`` basis with its sum-to-zero constraint
+  absorbed: df + 1 knots evenly through the sorted unique values of x, as mgcv's ``place.knots``; it
+  spans the same curves as R's ``ns(x, knots = <those inner knots>)``). hostats' ``cr`` centres by
+  default (``constraints="center"``; formulaic's own default leaves the constant in the basis, which a
+  model with an intercept or a baseline hazard cannot estimate). Knots, bounds, polynomial coefficients,
+  means and standard deviations are computed on the analysed rows (after the complete-case step) and
+  stored in the fitted design, so ``.predict(new_data)`` uses the same basis. ``bs`` refuses new values
+  outside the fitted range (``extrapolation="clip"``/``"extend"`` to allow them); ``cr`` extends its
+  cubic pieces.
+* Column names that are not Python names, such as R's ``ph.ecog`` or ``wt.loss``, work as they are or
+  in backticks (``ph.ecog``, ```ph.ecog```, ``C(ph.ecog)``, ``bs(wt.loss, df=3)``); the model's column
+  names show them without backticks.
 * ``logistic`` and the propensity model of ``iptw`` keep the intercept; hazard models drop it (the
   baseline hazard absorbs it) and keep the same treatment-coded columns.
 
@@ -21,6 +37,7 @@ naming the formula and the wrong term or column, without formulaic's terminal co
 """
 from __future__ import annotations
 
+import builtins
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -67,14 +84,71 @@ def split_formula(formula: Any, outcome: bool) -> tuple[str | None, str]:
     return None, formula.split("~")[-1].strip()
 
 
-def formula_variables(rhs: str, formula: str) -> list[str]:
-    """The data columns a right-hand side uses, in the order they appear in it (parse errors named)."""
+def _hostats_cr(x, df=None, knots=None, lower_bound=None, upper_bound=None, constraints="center",
+                extrapolation="extend", _state={}):  # noqa: B006  (formulaic replaces _state)
+    """formulaic's natural cubic regression spline with hostats' default ``constraints="center"``."""
+    from formulaic.transforms.cubic_spline import cubic_spline
+
+    return cubic_spline(x, df=df, knots=knots, lower_bound=lower_bound, upper_bound=upper_bound,
+                        constraints=constraints, cyclic=False, extrapolation=extrapolation, _state=_state)
+
+
+def _context() -> dict[str, Any]:
+    """Names a formula may call besides formulaic's own (C, I, bs, poly, center, scale, ...)."""
+    from formulaic.utils.stateful_transforms import stateful_transform
+
+    return {"np": np, "cr": stateful_transform(_hostats_cr)}
+
+
+_ASIS = re.compile(r"`([^`]*)`")
+
+
+def _factor_variables(rhs: str, formula: str) -> list[str]:
+    """Every data name used by the factors of a right-hand side: a looked-up factor is a column name as
+    written (``ph.ecog``: formulaic's own required_variables reads it as ``ph``); in Python factors
+    (``bs(age, df=4)``, ``C(ph.ecog)``, ``np.log(`wt.loss`)``) the names used as values, not the
+    callables, the namespaces (np) or formulaic's transforms."""
     import formulaic
+    from formulaic.transforms import TRANSFORMS
+    from formulaic.utils.code import sanitize_variable_names
+    from formulaic.utils.variables import get_expression_variables
 
     try:
-        needed = formulaic.Formula(rhs).required_variables
+        parsed = formulaic.Formula(rhs)
     except Exception as exc:  # formulaic's parse errors carry terminal colour codes
         raise DataError(f"cannot parse the formula {formula!r}: {clean_message(exc)}") from exc
+    known = set(TRANSFORMS) | set(_context())
+    found: list[str] = []
+    for term in parsed:
+        for factor in term.factors:
+            method = getattr(factor.eval_method, "value", factor.eval_method)
+            expr = str(factor.expr)
+            if method == "literal":
+                continue
+            if method == "lookup":
+                names = [_ASIS.sub(r"\1", expr)]
+            else:
+                aliases: dict[str, str] = {}
+                try:
+                    code = sanitize_variable_names(expr, {}, aliases)
+                    used = get_expression_variables(code, {}, aliases)
+                except SyntaxError as exc:
+                    raise DataError(f"cannot parse the term {expr!r} of the formula {formula!r}: "
+                                    f"{exc.msg}") from exc
+                # values are columns; an unknown callable (foo(age)) is kept so that require_variables
+                # can name it as neither a column nor a known function
+                names = [str(v) for v in used
+                         if str(v).split(".")[0] not in known
+                         and ("value" in {getattr(r, "value", r) for r in v.roles}
+                              or str(v) not in vars(builtins))]
+            found += [n for n in names if n not in found]
+    return found
+
+
+def formula_variables(rhs: str, formula: str) -> list[str]:
+    """The data columns a right-hand side uses, in the order they appear in it (parse errors named).
+    Includes the arguments of transforms (``age`` of ``bs(age, df=4)``) and dotted names (``ph.ecog``)."""
+    needed = _factor_variables(rhs, formula)
     return sorted(needed, key=lambda v: (rhs.find(v) if v in rhs else len(rhs), v))
 
 
@@ -94,7 +168,7 @@ def require_variables(data: pd.DataFrame, variables: list[str], formula: str) ->
     calls = [v for v in absent if re.search(rf"(?<![\w.]){re.escape(v)}\s*\(", formula)]
     if calls:
         raise DataError(f"{calls[0]!r} in the formula {formula!r} is neither a column of the data nor a known "
-                        "function (C, I, np.log, np.exp, center, scale, poly, ...)", column=calls[0])
+                        "function (C, I, np.log, np.exp, center, scale, poly, bs, cr, ...)", column=calls[0])
     raise DataError(f"column {', '.join(map(repr, absent))} (in the formula {formula!r}) "
                     f"{'is' if len(absent) == 1 else 'are'} not in the data; columns are "
                     f"{list(data.columns)}", column=absent[0])
@@ -141,7 +215,7 @@ class Design:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # missing rows are set to NaN below; unseen levels checked above
             try:
-                mm = self.spec.get_model_matrix(frame, output="numpy", na_action="ignore")
+                mm = self.spec.get_model_matrix(frame, context=_context(), output="numpy", na_action="ignore")
             except Exception as exc:
                 raise DataError(f"cannot apply the formula {self.formula!r} to these data: "
                                 f"{clean_message(exc)}") from exc
@@ -174,6 +248,19 @@ class Design:
                                 f"fitted (levels {list(state['categories'])})", column=col)
 
 
+def _quote_names(rhs: str, variables: list[str]) -> str:
+    """The right-hand side with every column name that is not a Python name (R's ``ph.ecog``) put in
+    backticks where it is not already, so formulaic reads it as one column inside calls too."""
+    for v in sorted((v for v in variables if not v.isidentifier()), key=len, reverse=True):
+        rhs = re.sub(rf"(?<![\w.`]){re.escape(v)}(?![\w.`])", lambda _m, v=v: f"`{v}`", rhs)
+    return rhs
+
+
+def _unquote(name: str) -> str:
+    """A model column or term name without formulaic's backticks (``C(`ph.ecog`)[T.1]`` -> ``C(ph.ecog)[T.1]``)."""
+    return name.replace("`", "")
+
+
 def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) -> tuple[Design, np.ndarray]:
     """Model matrix of a right-hand side on complete data, treatment-coded as the module docstring says.
 
@@ -187,7 +274,8 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
     require_variables(data, variables, formula)
     frame = model_frame(data, variables, fitting=True)
     try:
-        mm = formulaic.model_matrix(rhs, frame, output="numpy", na_action="raise", context={"np": np})
+        mm = formulaic.model_matrix(_quote_names(rhs, variables), frame, output="numpy", na_action="raise",
+                                    context=_context())
     except Exception as exc:  # formulaic's errors carry colour codes and internal class names
         raise DataError(f"cannot build the model matrix for {formula!r}: {clean_message(exc)}") from exc
     spec = mm.model_spec
@@ -199,7 +287,7 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
     keep = [i for i, c in enumerate(names_all) if c != "Intercept" or intercept]
     terms: dict[str, list[int]] = {}
     for term, idx in spec.term_indices.items():
-        name = str(term)
+        name = _unquote(str(term))
         if name == "1":
             continue
         if not idx:
@@ -212,7 +300,7 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
     X = np.asarray(mm, dtype=float)
     if len(keep) < X.shape[1]:
         X = X[:, keep]
-    names = [names_all[i] for i in keep]
+    names = [_unquote(names_all[i]) for i in keep]
     bad = ~np.isfinite(X)
     if bad.any():
         j = int(np.flatnonzero(bad.any(axis=0))[0])
