@@ -6,8 +6,10 @@ API
 ``km = censoring_km(time, status, strata=None)``
     Kaplan-Meier estimate of the censoring distribution G(u) = P(C > u), optionally stratified (``strata``:
     integer codes per subject, e.g. from :func:`strata_codes`). ``status`` 0 is a censoring, any other
-    value an event; at tied times events come before censorings (an event at u is not censored at u), as
-    in R (``survfit(Surv(time, status == 0) ~ strata)``, ``mets::phreg``/``prodlim`` reverse KM).
+    value an event. The curve is R's ``survfit(Surv(time, status == 0) ~ strata)`` (risk set: T~ >= s);
+    evaluated at u- it puts events before censorings at tied times (an event at u is not censored at
+    u). mets 1.3.2's ``binreg`` evaluates G(T) instead; the two differ only where a censoring shares an
+    event's time.
 ``km.g_minus``
     G(T_i-) for every subject (left limit at its own observed time, in its own stratum): the IPCW weight
     of an observed event is ``1 / km.g_minus``.
@@ -37,9 +39,10 @@ theta~ the same mean with the true G. So subject i's influence function gains
         = I(i censored) A(T~_i) / Y(T~_i) - sum_{s <= T~_i} A(s) / Y(s) * dN_C(s) / Y(s),
 
 A(s) = sum_j v_j I(u_j > s), with every sum, Y, N_C and Lambda_C taken within i's stratum (the
-strata's Kaplan-Meier estimates are independent). The term is negatively correlated with v, so
-estimating G (even when it is known) lowers the variance of IPCW estimators of this type. This is the
-censoring term of Scheike, Zhang & Gerds (2008, Biometrika 95:205-220, the direct binomial
+strata's Kaplan-Meier estimates are independent). Asymptotically c_i is minus the projection of v_i on
+the censoring martingales, so estimating G (even when it is known) does not increase the variance of an
+IPCW mean (Tsiatis 2006, Semiparametric Theory and Missing Data, ch. 9); in finite samples the naive and
+corrected SEs of a regression may differ a little either way. This is the censoring term of Scheike, Zhang & Gerds (2008, Biometrika 95:205-220, the direct binomial
 regression; R ``mets::binreg``), of Gerds & Schumacher (2006, Biometrical J 48:1029-1040) for IPCW
 prediction-error estimates, and of Ozenne, Scheike, Staerk & Gerds (2020, Biometrical J 62:751-763) for
 the IPCW/AIPTW average treatment effect (R ``riskRegression::ate``). Without covariates,
