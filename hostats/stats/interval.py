@@ -47,31 +47,36 @@ DETECTION_LAG_REFERENCE = (
 )
 
 
-def _bounds(data: pd.DataFrame, lower: str, upper: str) -> tuple[np.ndarray, np.ndarray]:
+def _bounds(data: pd.DataFrame, lower: str, upper: str
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """(lower, upper, rows kept, counts) with R's ``Surv(lower, upper, type = "interval2")`` reading of
+    missing bounds: a missing upper bound (or inf) means no upper bound, right-censored at the lower one;
+    a missing lower bound means left-censored, onset in (0, upper]; a row with neither bound (or a
+    missing lower and an infinite upper) says nothing about onset and is the only truly missing row
+    (dropped, counted in ``counts["missing"]``, as R's na.action drops it)."""
     require_columns(data, [lower, upper])
-    out = []
-    for col in (lower, upper):
-        v = numeric_column(data, col, "interval bound", "days")
-        bad = np.isnan(v)
-        if bad.any():
-            raise DataError(f"interval bound column {col!r} has missing values in rows "
-                            f"{_rows(bad, data.index)}; rows without imaging cannot bound the onset: "
-                            "exclude them explicitly", column=col)
-        bad = v < 0
+    lo = numeric_column(data, lower, "interval bound", "days")
+    hi = numeric_column(data, upper, "interval bound", "days")
+    no_lo, no_hi = np.isnan(lo), np.isnan(hi) | (hi == np.inf)
+    keep = ~(no_lo & no_hi)
+    counts = {"missing": int((~keep).sum()), "left_censored": int((no_lo & keep).sum()),
+              "right_censored": int((no_hi & keep).sum())}
+    lo = np.where(no_lo, 0.0, lo)
+    hi = np.where(np.isnan(hi), np.inf, hi)
+    for col, v in ((lower, lo), (upper, hi)):
+        bad = keep & (v < 0)
         if bad.any():
             raise DataError(f"interval bound column {col!r} has negative values in rows "
                             f"{_rows(bad, data.index)}", column=col)
-        out.append(v)
-    lo, hi = out
-    bad = ~np.isfinite(lo)
+    bad = keep & ~np.isfinite(lo)
     if bad.any():
         raise DataError(f"lower bound column {lower!r} must be finite; rows {_rows(bad, data.index)} are not",
                         column=lower)
-    bad = hi < lo
+    bad = keep & (hi < lo)
     if bad.any():
         raise DataError(f"upper bound {upper!r} is below lower bound {lower!r} in rows "
                         f"{_rows(bad, data.index)}", column=upper)
-    return lo, hi
+    return lo, hi, keep, counts
 
 
 class _Turnbull:
@@ -322,7 +327,9 @@ class IntervalCensoredResult(CurveResult):
     the median from the NPMLE (first Turnbull interval where F reaches 0.5: its right end, with interval_lower; bootstrap
     limits). ``estimand``: "first positive imaging" (time to radiological visibility: the bounds as given)
     or "onset (detection-lag corrected)". ``lag_adjustments``: how many shifted bounds were floored or
-    inverted (see ``detection_lag_days``).
+    inverted (see ``detection_lag_days``). ``n_missing``: rows dropped with neither bound known;
+    ``censoring``: counts of ``missing``, ``left_censored`` (missing lower bound) and ``right_censored``
+    (missing or infinite upper bound) rows.
     """
 
     turnbull: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -330,6 +337,8 @@ class IntervalCensoredResult(CurveResult):
     n_boot: int = 0
     estimand: str = "first positive imaging"
     lag_adjustments: dict = field(default_factory=dict)
+    n_missing: int = 0
+    censoring: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:  # CurveResult's dataclass-generated repr would dump every field
         return Result.__repr__(self)
@@ -374,7 +383,14 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     pass everyone (upper = inf for those never positive) for the onset incidence in the whole cohort
     (deaths then count as censored, not competing).
 
-    Bounds: lower == upper is an exactly known time. An upper bound of 0 (a positive image on the index
+    Bounds: lower == upper is an exactly known time. Missing bounds follow R's
+    ``Surv(lower, upper, type = "interval2")``: a missing (NA) or infinite upper bound means no positive
+    image, right-censored at the lower bound (these rows are data, not missing values, and are never
+    dropped: dropping them biases the onset distribution early); a missing lower bound means
+    left-censored, onset in (0, upper] (noted in ``warnings``). Only a row with neither bound carries
+    no information: it is left out, counted in ``n_missing`` and in ``warnings`` (also a UserWarning),
+    as R's default na.action drops it. (Earlier hostats refused any missing bound and told the user to
+    drop those rows.) An upper bound of 0 (a positive image on the index
     day: interval (0, 0]) is an EstimationError naming the rows: HO visible at the index date was present
     before it (prevalent), so it has no onset after the index event, and the Weibull density is 0 there.
     Exclude such rows and report how many (the analysis section does).
@@ -398,7 +414,21 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     from threadpoolctl import threadpool_limits
 
     level = check_level(level)
-    lo, hi = _bounds(data, lower, upper)
+    lo, hi, keep, censored = _bounds(data, lower, upper)
+    warns: list[str] = []
+    if censored["missing"]:
+        if censored["missing"] == len(data):
+            raise DataError(f"interval_censored: no row has a lower or an upper bound in {lower!r}/{upper!r}",
+                            column=lower)
+        msg = (f"complete-case analysis: {censored['missing']} of {len(data)} rows dropped with neither bound "
+               f"known (missing {lower!r} and missing or infinite {upper!r}); a missing upper bound alone is "
+               "right-censoring and a missing lower bound alone left-censoring, kept as R's interval2 does")
+        warnings.warn(f"interval_censored: {msg}", UserWarning, stacklevel=2)
+        warns.append(msg)
+        data, lo, hi = data.loc[keep], lo[keep], hi[keep]
+    if censored["left_censored"]:
+        warns.append(f"{censored['left_censored']} row(s) with a missing lower bound {lower!r} taken as "
+                     "left-censored: onset in (0, upper], as R's Surv(type = 'interval2') reads NA")
     n = lo.size
     if not np.any(np.isfinite(hi)):
         raise EstimationError(f"no finite upper bound in {upper!r}: no onset was observed, so the onset "
@@ -410,7 +440,6 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
             f"{lower!r}/{upper!r}): HO visible at the index date was already present (prevalent), so it has "
             "no onset time after the index event and the Weibull model needs positive times; exclude these "
             "rows and report how many")
-    warns: list[str] = []
     adjust: dict[str, int] = {}
     if detection_lag_days is not None:
         lo, hi, adjust = _shift_by_lag(data, lo, hi, detection_lag_days, lower_modality, upper_modality,
@@ -529,7 +558,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
     return IntervalCensoredResult(
         _table=tidy(table), level=level, method=method, reference=reference, fitted=wf, warnings=warns,
         curve=curve, turnbull=turnbull, iterations=iters, n_boot=int(n_boot), estimand=estimand,
-        lag_adjustments=adjust)
+        lag_adjustments=adjust, n_missing=censored["missing"], censoring=censored)
 
 
 __all__ = ["interval_censored", "IntervalCensoredResult", "DETECTION_LAG_DAYS"]
