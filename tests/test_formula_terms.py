@@ -177,6 +177,8 @@ def test_dotted_names_inside_calls(lung):
     assert list(res.coef.index) == ["C(ph.ecog)[T.1.0]", "C(ph.ecog)[T.2.0]", "C(ph.ecog)[T.3.0]", "sex"]
     _check_glm(_quiet(logistic, lung, "dead ~ np.log(meal.cal) + wt.loss"), "glm_dotted_log")
     _check_glm(_quiet(logistic, lung, "dead ~ np.log(`meal.cal`) + `wt.loss`"), "glm_dotted_log")
+    q = _quiet(cox, lung, "Q('ph.ecog') + Q(\"ph.karno\") + pat.karno + meal.cal + wt.loss + sex", "time", "dead")
+    _check_cox(q, "cox_dotted")  # patsy's Q("name") reads the column too
 
 
 def test_missing_dotted_column_is_named_whole(lung):

@@ -101,6 +101,7 @@ def _context() -> dict[str, Any]:
 
 
 _ASIS = re.compile(r"`([^`]*)`")
+_QUOTED = re.compile(r"""(?<![\w.])Q\(\s*(['"])(.+?)\1\s*\)""")
 
 
 def _factor_variables(rhs: str, formula: str) -> list[str]:
@@ -141,6 +142,7 @@ def _factor_variables(rhs: str, formula: str) -> list[str]:
                          if str(v).split(".")[0] not in known
                          and ("value" in {getattr(r, "value", r) for r in v.roles}
                               or str(v) not in vars(builtins))]
+                names += [m.group(2) for m in _QUOTED.finditer(expr)]  # patsy's Q("ph.ecog")
             found += [n for n in names if n not in found]
     return found
 
@@ -250,9 +252,10 @@ class Design:
 
 def _quote_names(rhs: str, variables: list[str]) -> str:
     """The right-hand side with every column name that is not a Python name (R's ``ph.ecog``) put in
-    backticks where it is not already, so formulaic reads it as one column inside calls too."""
+    backticks where it is not already (nor in quotes: ``Q("ph.ecog")``), so formulaic reads it as one
+    column inside calls too."""
     for v in sorted((v for v in variables if not v.isidentifier()), key=len, reverse=True):
-        rhs = re.sub(rf"(?<![\w.`]){re.escape(v)}(?![\w.`])", lambda _m, v=v: f"`{v}`", rhs)
+        rhs = re.sub(rf"(?<![\w.`'\"]){re.escape(v)}(?![\w.`'\"])", lambda _m, v=v: f"`{v}`", rhs)
     return rhs
 
 
