@@ -2,7 +2,8 @@
 
 HO is seen on imaging, so its onset is only known to lie between the last negative and the first positive
 image: onset in (lower, upper] (``ho_interval_lo_days``, ``ho_interval_hi_days`` of a hostats cohort;
-upper = inf when no positive image, lower == upper for an exactly known onset). The NPMLE is Turnbull's
+upper = inf, or missing as in R's ``Surv(type = "interval2")``, when no positive image; lower == upper for
+an exactly known onset). The NPMLE is Turnbull's
 (1976) estimate over the innermost ("Turnbull") intervals, computed by Wang's (2007) constrained Newton
 method (non-negative least squares steps; SQUAREM-accelerated EM for very large problems, where each
 observation covers a contiguous run of intervals so one EM step is two cumulative sums and a sparse product). The Weibull and log-normal fits are lifelines'
