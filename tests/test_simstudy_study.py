@@ -12,11 +12,13 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import hostats
+import synthetic
 from hostats import simstudy as ss
 from hostats.analysis import discover, is_simulation_spec
 from hostats.cli import app
@@ -56,21 +58,107 @@ def test_prophylaxis_study_adjusts_for_confounding():
     truth = study.truth
     assert truth["log_rr_rt"] == pytest.approx(math.log(0.4453), abs=0.01)  # RATES.md R5 via the generator
     assert truth["log_rr_bis"] == 0 and truth["rd_bis"] == 0
+    assert truth["risk_bis"] == truth["risk_none"] and truth["rd_rt"] == pytest.approx(
+        truth["risk_rt"] - truth["risk_none"], abs=1e-12)
     res = ss.run_study(study, reps=24, seed=3, n_jobs=1)
     p = _perf(res)
-    for m in ("iptw", "regression"):
-        for e in ("log_rr_rt", "rd_rt"):
+    # no loss to follow-up: the complete cases are everyone, and the adjusted methods are unbiased
+    for m in ("cc_iptw", "cc_regression", "iptw_aj"):
+        for e in ("log_rr_rt", "rd_rt", "risk_none", "risk_rt"):
             b, mc = p.loc[(m, e, "bias"), ["value", "mcse"]]
             assert abs(b) < 3 * mc + 0.01, (m, e, b, mc)
             assert p.loc[(m, e, "coverage"), "value"] >= 0.8
-    b, mc = p.loc[("aipw", "rd_rt", "bias"), ["value", "mcse"]]
+    b, mc = p.loc[("cc_aipw", "rd_rt", "bias"), ["value", "mcse"]]
     assert abs(b) < 3 * mc + 0.005
     # the crude comparison is confounded by indication: radiotherapy looks less protective than it is
-    cb, cmc = p.loc[("crude", "log_rr_rt", "bias"), ["value", "mcse"]]
+    cb, cmc = p.loc[("cc_crude", "log_rr_rt", "bias"), ["value", "mcse"]]
     assert cb > 0.15 and cb > 4 * cmc
     # no method fails silently: every replicate is accounted for
     assert (res.replicates.groupby(["method", "estimand"]).size() == 24).all()
     assert p.xs("n_failed", level="measure")["value"].eq(0).all()
+
+
+PROPHYLAXIS_ESTIMANDS = {"risk_none", "risk_rt", "risk_bis", "rd_rt", "log_rr_rt", "rd_bis", "log_rr_bis"}
+
+
+def test_loss_to_followup_studies_share_estimands_truth_and_methods():
+    assert STUDY.LOSS_PER_YEAR == {"tha_prophylaxis": 0.0, "tha_prophylaxis_loss10": 0.1,
+                                   "tha_prophylaxis_loss30": 0.3}
+    studies = {name: STUDY.build(name, 600) for name in STUDY.LOSS_PER_YEAR}
+    assert set(studies) <= set(STUDY.names())
+    truth0 = studies["tha_prophylaxis"].truth
+    assert set(truth0) == PROPHYLAXIS_ESTIMANDS
+    pop = synthetic.generate("tha_prophylaxis", 10, 0, overrides={"loss_to_followup_per_year": 0.0},
+                             fault_rate=0.0).truth["population"]
+    assert truth0["risk_rt"] == pop["risk"]["radiotherapy"] and truth0["risk_none"] == pop["risk"]["none"]
+    for name, study in studies.items():
+        assert study.truth == truth0, name  # the same estimand at every loss level: risk with no loss
+        assert study.config["overrides"] == {"loss_to_followup_per_year": STUDY.LOSS_PER_YEAR[name]}
+        res = ss.run_study(study, reps=2, seed=11)
+        got = res.replicates.groupby("method")["estimand"].agg(set).to_dict()
+        assert got["cc_aipw"] == {"rd_rt", "rd_bis"}, name
+        for m in ("cc_crude", "cc_regression", "cc_iptw", "iptw_aj", *STUDY.ATE_METHODS):
+            assert got[m] == PROPHYLAXIS_ESTIMANDS, (name, m)
+        assert set(got) == set(study.methods)
+        assert res.failures.empty, res.failures
+        assert all(study.method_labels[m].startswith("complete case") for m in study.methods if m.startswith("cc_"))
+    # with loss the complete cases are fewer than the patients; without it they are everyone
+    d0 = studies["tha_prophylaxis"].generate(np.random.default_rng(1))
+    d30 = studies["tha_prophylaxis_loss30"].generate(np.random.default_rng(1))
+    assert d0.complete_case.shape[0] == 600
+    assert 0.6 * 600 < d30.complete_case.shape[0] < 0.9 * 600
+
+
+def test_complete_case_is_biased_at_30_percent_loss_and_iptw_aalen_johansen_is_not():
+    res = ss.run_study(STUDY.build("tha_prophylaxis_loss30", 2000), reps=24, seed=5)
+    p = _perf(res)
+    for e in ("risk_none", "risk_bis"):  # complete-case risk ~ 1.15 x the truth (patients lost HO-free dropped)
+        b, mc = p.loc[("cc_iptw", e, "bias"), ["value", "mcse"]]
+        assert b > 0.025 and b > 4 * mc, (e, b, mc)
+        b, mc = p.loc[("iptw_aj", e, "bias"), ["value", "mcse"]]
+        assert abs(b) < 3 * mc + 0.005, (e, b, mc)
+        assert p.loc[("iptw_aj", e, "coverage"), "value"] >= 0.85
+    assert p.loc[("cc_iptw", "risk_none", "coverage"), "value"] < 0.7
+    b, mc = p.loc[("iptw_aj", "rd_rt", "bias"), ["value", "mcse"]]
+    assert abs(b) < 3 * mc + 0.005
+
+
+def test_hostats_ate_methods_are_read_from_its_table(monkeypatch):
+    """The wiring of hostats.ate (method, contrast, measure rows) checked against a stand-in table built from
+    hostats.iptw's weighted Aalen-Johansen rows: each method reads its own rows, ratios on the log scale."""
+    calls = []
+
+    class FakeATE:
+        def __init__(self, table):
+            self._table = table
+
+        def table(self):
+            return self._table
+
+    def fake_ate(data, treatment, confounders, time, status, horizon, *, cause=1, reference=None,
+                 methods=("gformula", "iptw", "ipcw", "aipw"), censoring=None, level=0.95):
+        calls.append((treatment, tuple(confounders), time, status, horizon, cause, reference, tuple(methods)))
+        t = hostats.iptw(data, treatment, confounders, None, reference=reference, time=time, status=status,
+                         horizon=horizon).table()
+        t = t[t["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio"])]
+        return FakeATE(pd.concat([t.assign(method=m, estimate=t["estimate"] * (1 + 0.01 * i))
+                                  for i, m in enumerate(methods)], ignore_index=True))
+
+    monkeypatch.setattr(hostats, "ate", fake_ate, raising=False)
+    monkeypatch.setattr(STUDY, "ATE_METHODS", dict(STUDY.ATE_METHOD_KEYS))
+    study = STUDY.build("tha_prophylaxis_loss10", 600)
+    assert set(STUDY.ATE_METHOD_KEYS) <= set(study.methods)
+    d = study.generate(np.random.default_rng(2))
+    aj = study.methods["iptw_aj"](d)
+    keys = tuple(STUDY.ATE_METHOD_KEYS.values())
+    for i, key in enumerate(keys):
+        name = next(n for n, k in STUDY.ATE_METHOD_KEYS.items() if k == key)
+        got = study.methods[name](d)
+        assert set(got) == PROPHYLAXIS_ESTIMANDS
+        assert got["risk_rt"].estimate == pytest.approx(aj["risk_rt"].estimate * (1 + 0.01 * i))
+        assert got["rd_rt"].std_error == pytest.approx(aj["rd_rt"].std_error)
+        assert got["log_rr_rt"].ci_lower == pytest.approx(aj["log_rr_rt"].ci_lower)  # log of the ratio's limit
+    assert calls == [("prophylaxis", tuple(STUDY.CONFOUNDERS), "time_days", "status", 365, 1, "none", keys)]
 
 
 def test_reproduce_skips_the_simulation_folder(tmp_path):
@@ -123,3 +211,16 @@ def test_simulate_command_writes_report_and_resumes(tmp_path):
     assert r.exit_code == 1 and "different study" in r.output
     r = runner.invoke(app, ["simulate", "no_such_study", "--reps", "2", "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "unknown simulation study" in r.output
+
+
+@pytest.mark.parametrize("name", ["tha_prophylaxis_loss10", "tha_prophylaxis_loss30"])
+def test_simulate_command_runs_each_loss_level(tmp_path, name):
+    out = tmp_path / name
+    r = CliRunner().invoke(app, ["simulate", name, "--reps", "2", "--n", "600", "--seed", "3", "--out", str(out),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = pd.read_parquet(out / "results.parquet")
+    assert {"cc_iptw", "iptw_aj"} <= set(res["method"]) and set(res["estimand"]) == PROPHYLAXIS_ESTIMANDS
+    assert json.loads((out / "study.json").read_text())["config"]["overrides"] == {
+        "loss_to_followup_per_year": STUDY.LOSS_PER_YEAR[name]}
+    assert "complete case" in (out / "report.html").read_text()

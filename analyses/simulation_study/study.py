@@ -5,6 +5,10 @@ Each study below is a ``hostats.simstudy.Study``: a data-generating mechanism dr
 estimators compared, and the true estimands read from ``cohort.truth["population"]``. Run with
 ``hostats simulate NAME --reps R``; ``build(NAME, n)`` returns the Study.
 
+Loss to follow-up is a factor of the prophylaxis study, given as one Study per level (the engine runs one
+study at a time, each with its own output folder): ``tha_prophylaxis`` (no loss), ``tha_prophylaxis_loss10``
+and ``tha_prophylaxis_loss30`` (10% and 30% a year), with the same estimands, truth and methods.
+
 Aims, data-generating mechanisms, estimands and methods of each study are in its ``description``.
 All ratio estimands are on the log scale (bias, SE and coverage of log RR), so that the delta-method and
 sandwich SEs the methods report are compared on the scale they were derived on.
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +33,8 @@ from hostats.stats.interval import DETECTION_LAG_DAYS
 
 HORIZON = 365
 Z = float(stats.norm.ppf(0.975))
-DEFAULT_N = {"tha_prophylaxis": 2000, "neurogenic": 2000, "detection": 2000, "resection_recurrence": 150}
+DEFAULT_N = {"tha_prophylaxis": 2000, "tha_prophylaxis_loss10": 2000, "tha_prophylaxis_loss30": 2000,
+             "neurogenic": 2000, "detection": 2000, "resection_recurrence": 150}
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -35,20 +42,72 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**63 - 1))
 
 
-# --- 1. prophylaxis under confounding by indication ---------------------------------------------------
+# --- 1. prophylaxis under confounding by indication, with loss to follow-up as a factor ---------------
+#
+# One Study per level of loss to follow-up (the engine has no factors: a level is a study of its own, with
+# its own output folder and fingerprint). Every level has the same estimands and the same truth (risk of
+# HO detected within 365 days with death competing and no loss to follow-up) and the same methods, so the
+# three performance tables line up row by row.
 
-PROPHYLAXIS_OVERRIDES = {"loss_to_followup_per_year": 0.0}  # 1-year outcome fully observed
 CONFOUNDERS = ["age_years", "sex", "prior_ho"]
-CONTRASTS = {"rt": "radiotherapy", "bis": "bisphosphonate"}
+ARMS = {"none": "none", "rt": "radiotherapy", "bis": "bisphosphonate"}  # estimand key -> prophylaxis arm
+CONTRASTS = {"rt": "radiotherapy", "bis": "bisphosphonate"}  # each vs "none"
+LOSS_PER_YEAR = {"tha_prophylaxis": 0.0, "tha_prophylaxis_loss10": 0.10, "tha_prophylaxis_loss30": 0.30}
+# The bundled analyses call the 1-year status known when the follow-up reaches the horizon within this
+# many days (hostats.analysis.FOLLOWUP_TOLERANCE_DAYS: the last scheduled visit may fall just before it).
+FOLLOWUP_TOLERANCE_DAYS = 30
+# hostats.ate methods compared (study method name -> ``methods=`` key of hostats.ate); empty until
+# hostats.ate lands. Adding them is this one line: the reading of its table is below (ate_method).
+ATE_METHODS: dict[str, str] = {}
+ATE_METHOD_KEYS = {"gformula": "gformula", "ipcw": "ipcw", "aiptw": "aipw"}  # the wiring, ready to enable
+METHOD_LABELS = {
+    "cc_crude": "complete case: crude proportions",
+    "cc_regression": "complete case: outcome regression (g-formula of binary HO by 365 d)",
+    "cc_iptw": "complete case: IPTW (binary HO by 365 d)",
+    "cc_aipw": "complete case: AIPW (binary HO by 365 d)",
+    "iptw_aj": "IPTW Aalen-Johansen (censoring-aware)",
+    "gformula": "g-formula, hostats.ate (censoring-aware)",
+    "ipcw": "IPTW x IPCW, hostats.ate (censoring-aware)",
+    "aiptw": "AIPTW, hostats.ate (censoring-aware)",
+}
 
 
-def _prophylaxis_data(n: int) -> Callable:
-    def generate(rng: np.random.Generator) -> pd.DataFrame:
-        c = synthetic.generate("tha_prophylaxis", n, _seed(rng), overrides=PROPHYLAXIS_OVERRIDES, fault_rate=0.0)
-        e = c.episodes[["prophylaxis", *CONFOUNDERS, "ho", "ho_date", "index_date"]].copy()
+@dataclass
+class ProphylaxisReplicate:
+    """One replicate: every episode with hostats' own ``time_days``/``status``, the binary ``ho_1y`` (HO
+    detected within 365 days) and ``horizon_status_known``; ``fits`` keeps one fit per replicate that several
+    methods read (e.g. the complete-case iptw table serves cc_iptw, cc_regression and cc_aipw)."""
+
+    episodes: pd.DataFrame
+    fits: dict = field(default_factory=dict)
+
+    @property
+    def complete_case(self) -> pd.DataFrame:
+        """Episodes whose HO status at 365 days is known (the complete cases of the binary outcome)."""
+        return self.cached("complete_case", lambda: self.episodes[self.episodes["horizon_status_known"]])
+
+    def cached(self, key: str, fit: Callable[[], Any]) -> Any:
+        if key not in self.fits:
+            self.fits[key] = fit()
+        return self.fits[key]
+
+
+def _prophylaxis_data(n: int, loss: float) -> Callable:
+    overrides = {"loss_to_followup_per_year": loss}
+
+    def generate(rng: np.random.Generator) -> ProphylaxisReplicate:
+        c = synthetic.generate("tha_prophylaxis", n, _seed(rng), overrides=overrides, fault_rate=0.0)
+        e = derive_outcomes(c.episodes[["prophylaxis", *CONFOUNDERS, "index_date", "ho", "ho_date", "death_date",
+                                        "last_followup_date"]])
+        t = e["time_days"].to_numpy(float)
+        st = e["status"].to_numpy(dtype=np.int64)  # 0 censored, 1 HO, 2 death first (never missing here)
+        fu = e["followup_days"].to_numpy(float)
+        out = e[["prophylaxis", *CONFOUNDERS]].assign(time_days=t, status=st)
         # HO detected within 1 year (death competing: a patient who died first has no HO): the truth's outcome
-        e["ho_1y"] = (e["ho"] & ((e["ho_date"] - e["index_date"]).dt.days <= HORIZON)).astype(int)
-        return e
+        out["ho_1y"] = ((st == 1) & (t <= HORIZON)).astype(int)
+        # as the analyses derive it (hostats.analysis): event or death by the horizon, or follow-up reaching it
+        out["horizon_status_known"] = ((st > 0) & (t <= HORIZON)) | (fu >= HORIZON - FOLLOWUP_TOLERANCE_DAYS)
+        return ProphylaxisReplicate(out)
     return generate
 
 
@@ -61,11 +120,38 @@ def _rd(d: float, se: float) -> Estimate:
     return Estimate(d, se, d - Z * se, d + Z * se)
 
 
-def crude(e: pd.DataFrame) -> dict[str, Estimate]:
-    """Unadjusted risks per arm; Katz log-RR and Wald RD intervals (the confounded comparison)."""
-    g = e.groupby("prophylaxis", observed=True)["ho_1y"].agg(["sum", "count"])
-    x0, n0 = g.loc["none"]
+def _row(t: pd.DataFrame, contrast: str, measure: str, log: bool = False) -> Estimate:
+    """One row of a hostats effect table indexed by (contrast, measure); ``log``: a ratio, returned as log
+    ratio (its std_error is already on the log scale)."""
+    r = t.loc[(contrast, measure)]
+    f = math.log if log else float
+    return Estimate(f(r["estimate"]), float(r["std_error"]), f(r["ci_lower"]), f(r["ci_upper"]))
+
+
+def _effect_estimates(t: pd.DataFrame, suffix: str = "", risks: bool = True) -> dict[str, Estimate]:
+    """Per-arm risks, RD and log RR of each contrast from an iptw/ate table indexed by (contrast, measure),
+    reading rows ``risk_treated{suffix}``, ``risk_control{suffix}``, ``risk_difference{suffix}``, ``risk_ratio{suffix}``."""
     out = {}
+    for key, arm in CONTRASTS.items():
+        c = f"{arm} vs none"
+        if risks:
+            out[f"risk_{key}"] = _row(t, c, f"risk_treated{suffix}")
+            out.setdefault("risk_none", _row(t, c, f"risk_control{suffix}"))
+        out[f"rd_{key}"] = _row(t, c, f"risk_difference{suffix}")
+        out[f"log_rr_{key}"] = _row(t, c, f"risk_ratio{suffix}", log=True)
+    return out
+
+
+def cc_crude(d: ProphylaxisReplicate) -> dict[str, Estimate]:
+    """Complete case, unadjusted: arm proportions of HO by 365 among patients with known 1-year status
+    (Wald risks and RD, Katz log RR): confounded by indication, and biased by loss to follow-up."""
+    g = d.complete_case.groupby("prophylaxis", observed=True)["ho_1y"].agg(["sum", "count"])
+    out = {}
+    for key, arm in ARMS.items():
+        x, m = g.loc[arm]
+        r = x / m
+        out[f"risk_{key}"] = _rd(r, math.sqrt(r * (1 - r) / m))
+    x0, n0 = g.loc["none"]
     for key, arm in CONTRASTS.items():
         x1, n1 = g.loc[arm]
         r1, r0 = x1 / n1, x0 / n0
@@ -74,83 +160,120 @@ def crude(e: pd.DataFrame) -> dict[str, Estimate]:
     return out
 
 
-def _iptw_table(e: pd.DataFrame) -> pd.DataFrame:
-    """One IPTW fit per replicate, shared by the IPTW and AIPW methods (kept on the replicate's frame)."""
-    if "iptw_table" not in e.attrs:
-        res = hostats.iptw(e, "prophylaxis", CONFOUNDERS, "ho_1y", estimand="ATE", reference="none")
-        e.attrs["iptw_table"] = res.table().set_index(["contrast", "measure"])
-    return e.attrs["iptw_table"]
+def _cc_iptw_table(d: ProphylaxisReplicate) -> pd.DataFrame:
+    """hostats.iptw of the binary outcome on the complete cases: one fit shared by cc_iptw/regression/aipw."""
+    return d.cached("cc_iptw", lambda: hostats.iptw(d.complete_case, "prophylaxis", CONFOUNDERS, "ho_1y",
+                                                    estimand="ATE", reference="none"
+                                                    ).table().set_index(["contrast", "measure"]))
 
 
-def iptw(e: pd.DataFrame) -> dict[str, Estimate]:
-    """hostats.iptw: multinomial propensity over all five arms, stabilised ATE weights, sandwich SEs."""
-    return _contrast_estimates(e, "")
+def cc_iptw(d: ProphylaxisReplicate) -> dict[str, Estimate]:
+    """Complete case: hostats.iptw of HO by 365 (multinomial propensity over all five arms, stabilised ATE
+    weights, sandwich SEs) among patients with known 1-year status (what the bundled analyses did)."""
+    return _effect_estimates(_cc_iptw_table(d))
 
 
-def _contrast_estimates(e: pd.DataFrame, suffix: str) -> dict[str, Estimate]:
-    """log RR and RD per contrast from the iptw table rows ``risk_ratio{suffix}``/``risk_difference{suffix}``."""
-    t = _iptw_table(e)
-    out = {}
+def cc_regression(d: ProphylaxisReplicate) -> dict[str, Estimate]:
+    """Complete case: hostats.iptw's outcome-regression rows (a logistic model of HO by 365 on the
+    confounders in each arm, standardised to the complete cases; influence-function SEs)."""
+    return _effect_estimates(_cc_iptw_table(d), "_regression")
+
+
+def cc_aipw(d: ProphylaxisReplicate) -> dict[str, Estimate]:
+    """Complete case: hostats.iptw's doubly robust AIPW risk difference of HO by 365."""
+    t = _cc_iptw_table(d)
+    return {f"rd_{key}": _row(t, f"{arm} vs none", "risk_difference_aipw") for key, arm in CONTRASTS.items()}
+
+
+def iptw_aj(d: ProphylaxisReplicate) -> dict[str, Estimate]:
+    """hostats.iptw with outcome=None: weighted Aalen-Johansen cumulative incidence of HO at 365 days (death
+    competing, loss to follow-up censored) on every patient; SEs treat the weights as known."""
+    t = d.cached("iptw_aj", lambda: hostats.iptw(d.episodes, "prophylaxis", CONFOUNDERS, None, estimand="ATE",
+                                                 reference="none", time="time_days", status="status",
+                                                 horizon=HORIZON).table().set_index(["contrast", "measure"]))
+    return _effect_estimates(t)
+
+
+def _ate_table(d: ProphylaxisReplicate) -> pd.DataFrame:
+    """One hostats.ate fit per replicate with every method of ATE_METHODS (rows: method, contrast, measure)."""
+    def fit() -> pd.DataFrame:
+        keys = tuple(dict.fromkeys(ATE_METHODS.values()))
+        res = hostats.ate(d.episodes, "prophylaxis", CONFOUNDERS, "time_days", "status", HORIZON, cause=1,
+                          reference="none", methods=keys)
+        return res.table().set_index(["method", "contrast", "measure"])
+    return d.cached("ate", fit)
+
+
+def ate_method(d: ProphylaxisReplicate, method: str) -> dict[str, Estimate]:
+    """hostats.ate's ``method`` (g-formula, IPCW or AIPTW of the cumulative incidence at 365, death competing,
+    loss to follow-up censored): per-arm risks, RD and log RR."""
+    return _effect_estimates(_ate_table(d).xs(method, level="method"))
+
+
+def _prophylaxis_truth(loss: float) -> dict[str, float]:
+    pop = synthetic.generate("tha_prophylaxis", 10, 0, overrides={"loss_to_followup_per_year": loss},
+                             fault_rate=0.0).truth["population"]
+    est = {f"risk_{key}": float(pop["risk"][arm]) for key, arm in ARMS.items()}
     for key, arm in CONTRASTS.items():
-        rr = t.loc[(f"{arm} vs none", f"risk_ratio{suffix}")]
-        out[f"log_rr_{key}"] = Estimate(math.log(rr["estimate"]), rr["std_error"], math.log(rr["ci_lower"]),
-                                        math.log(rr["ci_upper"]))
-        rd = t.loc[(f"{arm} vs none", f"risk_difference{suffix}")]
-        out[f"rd_{key}"] = Estimate(rd["estimate"], rd["std_error"], rd["ci_lower"], rd["ci_upper"])
-    return out
-
-
-def regression(e: pd.DataFrame) -> dict[str, Estimate]:
-    """hostats.iptw's outcome-regression rows: a logistic outcome model per arm on the confounders,
-    standardised to the whole cohort (g-formula), influence-function SEs."""
-    return _contrast_estimates(e, "_regression")
-
-
-def aipw(e: pd.DataFrame) -> dict[str, Estimate]:
-    """hostats.iptw's doubly robust AIPW risk difference (outcome model per arm, influence-function SE)."""
-    t = _iptw_table(e)
-    out = {}
-    for key, arm in CONTRASTS.items():
-        rd = t.loc[(f"{arm} vs none", "risk_difference_aipw")]
-        out[f"rd_{key}"] = Estimate(rd["estimate"], rd["std_error"], rd["ci_lower"], rd["ci_upper"])
-    return out
-
-
-def prophylaxis_study(n: int) -> Study:
-    truth = synthetic.generate("tha_prophylaxis", 10, 0, overrides=PROPHYLAXIS_OVERRIDES, fault_rate=0.0
-                               ).truth["population"]["contrasts"]
-    est = {}
-    for key, arm in CONTRASTS.items():
-        c = truth[f"{arm}_vs_none"]
+        c = pop["contrasts"][f"{arm}_vs_none"]
+        est[f"rd_{key}"] = float(c["risk_difference"])
         est[f"log_rr_{key}"] = math.log(c["risk_ratio"])
-        est[f"rd_{key}"] = c["risk_difference"]
-    rr_targets = [k for k in est]
+    return est
+
+
+def _prophylaxis_methods() -> dict[str, Callable]:
+    return {"cc_crude": cc_crude, "cc_regression": cc_regression, "cc_iptw": cc_iptw, "cc_aipw": cc_aipw,
+            "iptw_aj": iptw_aj, **{name: partial(ate_method, method=key) for name, key in ATE_METHODS.items()}}
+
+
+def prophylaxis_study(n: int, name: str = "tha_prophylaxis") -> Study:
+    loss = LOSS_PER_YEAR[name]
+    truth = _prophylaxis_truth(loss)
+    methods = _prophylaxis_methods()
+    contrasts = [k for k in truth if not k.startswith("risk_")]
+    labels = {"risk_none": "risk of HO by 365 days, no prophylaxis",
+              "risk_rt": "risk of HO by 365 days, radiotherapy", "risk_bis": "risk of HO by 365 days, bisphosphonate",
+              "rd_rt": "risk difference, radiotherapy vs none", "log_rr_rt": "log risk ratio, radiotherapy vs none",
+              "rd_bis": "risk difference, bisphosphonate vs none (true null)",
+              "log_rr_bis": "log risk ratio, bisphosphonate vs none (true null)"}
+    lost = (f"loss to follow-up {loss:.0%} a year (exponential, independent of everything else: "
+            f"{loss:.0%} of the patients alive would be lost before day 365)" if loss else
+            "loss to follow-up switched off, so the 1-year outcome is observed for everyone and the complete-case "
+            "methods analyse the whole cohort")
     return Study(
-        name="tha_prophylaxis", generate=_prophylaxis_data(n),
-        methods={"crude": crude, "regression": regression, "iptw": iptw, "aipw": aipw},
-        truth=est, targets={"aipw": ["rd_rt", "rd_bis"], "crude": rr_targets,
-                            "regression": rr_targets, "iptw": rr_targets},
-        null=0.0, config={"scenario": "tha_prophylaxis", "n": n, "overrides": PROPHYLAXIS_OVERRIDES},
-        estimand_labels={"log_rr_rt": "log risk ratio, radiotherapy vs none",
-                         "rd_rt": "risk difference, radiotherapy vs none",
-                         "log_rr_bis": "log risk ratio, bisphosphonate vs none (true null)",
-                         "rd_bis": "risk difference, bisphosphonate vs none (true null)"},
+        name=name, generate=_prophylaxis_data(n, loss), methods=methods, truth=truth,
+        targets={"cc_aipw": ["rd_rt", "rd_bis"]},
+        null={e: (0.0 if e in contrasts else None) for e in truth},
+        config={"scenario": "tha_prophylaxis", "n": n, "overrides": {"loss_to_followup_per_year": loss},
+                "horizon_days": HORIZON, "followup_tolerance_days": FOLLOWUP_TOLERANCE_DAYS},
+        estimand_labels={k: labels[k] for k in truth}, method_labels={m: METHOD_LABELS[m] for m in methods},
         description=(
-            "Aim: does adjustment for confounding by indication recover the marginal effect of prophylaxis on "
-            "1-year HO after total hip arthroplasty, with valid 95% CIs, and does a true null keep its 5% "
-            "type-I error? "
+            "Aim: does adjustment for confounding by indication recover the marginal risk of HO within 365 days "
+            "under each prophylaxis and its effect, with valid 95% CIs, under loss to follow-up; is the "
+            "complete-case analysis of the binary 1-year outcome biased by loss to follow-up while the "
+            "censoring-aware methods are not; and does a true null keep its 5% type-I error? "
             f"Data: synthetic 'tha_prophylaxis' (n = {n} per replicate; prophylaxis chosen more often for prior "
-            "HO, male and older patients, who are at higher risk; loss to follow-up switched off so the 1-year "
-            "outcome is observed for everyone; death competing). "
-            "Estimands: the population marginal risk ratio (log scale) and risk difference of HO detected within "
-            "365 days, radiotherapy vs none and bisphosphonate vs none (true RR 1), from the generator's "
-            "potential outcomes (truth['population']['contrasts']). "
-            "Methods: crude comparison of arm proportions; outcome regression (a logistic model of HO on age, "
-            "sex and prior HO in each arm) standardised to the whole cohort (g-formula; a conditional odds "
-            "ratio would not be compared with the marginal truth: odds ratios are non-collapsible); "
-            "IPTW with a multinomial propensity model over all five arms (ATE, stabilised weights, sandwich SE); "
-            "AIPW risk difference. Performance: bias, empirical and model SE, coverage, power (radiotherapy) "
-            "and type-I error (bisphosphonate), with Monte-Carlo SEs."))
+            f"HO, male and older patients, who are at higher risk; death competing; {lost}). The study is one "
+            "level of a factor: tha_prophylaxis (no loss), tha_prophylaxis_loss10 (10% a year), "
+            "tha_prophylaxis_loss30 (30% a year), with the same estimands, truth and methods. "
+            "Estimands: the population risk of HO detected within 365 days (death competing, no loss to "
+            "follow-up) had everyone received no prophylaxis, radiotherapy or a bisphosphonate "
+            "(truth['population']['risk']), and the risk difference and risk ratio (log scale) of radiotherapy vs "
+            "none and bisphosphonate vs none (true RR 1), from the generator's potential outcomes "
+            "(truth['population']['contrasts']); the same truth for every loss level and method. "
+            "Methods, complete case (cc_: patients whose status at 365 days is known, i.e. HO or death by day "
+            f"365 or follow-up reaching day {HORIZON - FOLLOWUP_TOLERANCE_DAYS}, as the bundled analyses define "
+            "horizon_status_known; with loss to follow-up they drop patients lost event-free and are expected to "
+            "be biased upward): crude arm proportions; outcome regression (a logistic model of HO on age, sex and "
+            "prior HO in each arm standardised to the complete cases: g-formula; a conditional odds ratio would "
+            "not be compared with the marginal truth, odds ratios being non-collapsible); IPTW with a multinomial "
+            "propensity model over all five arms (ATE, stabilised weights, sandwich SE); AIPW risk difference. "
+            "Censoring-aware, on every patient: IPTW Aalen-Johansen (hostats.iptw with outcome=None: the same "
+            "weights, the weighted cumulative incidence at 365 days; SEs treat the weights as known)"
+            + ("; " + ", ".join(f"{m} ({ATE_METHODS[m]})" for m in ATE_METHODS) + " of hostats.ate"
+               if ATE_METHODS else "") +
+            ". Performance: bias, empirical and model SE, coverage, power (radiotherapy) and type-I error "
+            "(bisphosphonate), with Monte-Carlo SEs."))
 
 
 # --- 2. competing death: 1 - KM vs Aalen-Johansen ----------------------------------------------------
@@ -400,7 +523,8 @@ def resection_study(per_site: int) -> Study:
 
 
 STUDIES: dict[str, Callable[[int], Study]] = {
-    "tha_prophylaxis": prophylaxis_study, "neurogenic": neurogenic_study, "detection": detection_study,
+    **{name: partial(prophylaxis_study, name=name) for name in LOSS_PER_YEAR},
+    "neurogenic": neurogenic_study, "detection": detection_study,
     "resection_recurrence": resection_study,
 }
 
