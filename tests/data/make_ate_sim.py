@@ -39,7 +39,8 @@ def risk(age, male, arm, t=HORIZON):
     return l1 / (l1 + l2) * (1 - np.exp(-(l1 + l2) * t))
 
 
-def main(n: int = 3000, seed: int = 20261203) -> None:
+def simulate(n: int, seed: int) -> pd.DataFrame:
+    """One draw of the cohort (columns age, male, arm, time, status)."""
     rng = np.random.default_rng(seed)
     age = np.round(rng.normal(60, 10, n), 1)
     male = rng.binomial(1, 0.5, n)
@@ -56,8 +57,12 @@ def main(n: int = 3000, seed: int = 20261203) -> None:
     early = time[time < 730.0]  # the administrative censorings at day 730 tie, after the horizon
     if np.unique(early).size < early.size or time.min() <= 0:
         raise RuntimeError("tied or zero times: change the seed")
-    pd.DataFrame({"age": age, "male": male, "arm": [ARMS[k] for k in arm], "time": time,
-                  "status": status}).to_csv("tests/data/ate_sim.csv", index=False)
+    return pd.DataFrame({"age": age, "male": male, "arm": [ARMS[k] for k in arm], "time": time,
+                         "status": status})
+
+
+def main(n: int = 3000, seed: int = 20261203) -> None:
+    simulate(n, seed).to_csv("tests/data/ate_sim.csv", index=False)
     big = np.random.default_rng(seed + 1)
     age_b, male_b = big.normal(60, 10, 2_000_000), big.binomial(1, 0.5, 2_000_000)
     truth = {"horizon": HORIZON, "seed": seed, "n": n,
