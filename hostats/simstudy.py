@@ -552,8 +552,9 @@ def performance_display(study: Study, perf: pd.DataFrame) -> dict[str, pd.DataFr
         rows = []
         for r in g.itertuples(index=False):
             d = r._asdict()
+            n_ci = d.get("n_ci", d["n"])  # NaN when the method failed in every replicate (no measures)
             row = {"method": study.method_labels.get(r.method, r.method), "n": int(d["n"]),
-                   "failed": int(d["n_failed"]), "with CI": int(d.get("n_ci", d["n"]) or 0)}
+                   "failed": int(d["n_failed"]), "with CI": int(n_ci) if np.isfinite(n_ci) else 0}
             for key, label in _MEASURE_LABELS:
                 if key in d:
                     row[label] = _fmt(d[key], d.get(f"{key}_mcse"))

@@ -158,7 +158,7 @@ def test_resume_after_interruption(tmp_path):
                               {"mean": 2.0}), reps=20, seed=9, out=part)
 
 
-def test_failures_are_recorded_and_counted():
+def test_failures_are_recorded_and_counted(tmp_path):
     s = study({"t": t_interval, "fails": sometimes_fails,
                "nan": lambda x: (float("nan"), 1.0, 0.0, 1.0)})
     res = ss.run_study(s, reps=60, seed=2)
@@ -175,6 +175,11 @@ def test_failures_are_recorded_and_counted():
     assert len(res.failures) == expected + 60
     wide = ss.performance_wide(res.performance()).set_index("method")
     assert wide.loc["fails", "n_failed"] == expected
+    # a method that failed in every replicate is reported (no measures), not a crash of the report
+    shown = ss.performance_display(s, res.performance())["mean"].set_index("method")
+    assert shown.loc["nan", ["n", "failed", "with CI"]].tolist() == [0, 60, 0]
+    assert shown.loc["fails", ["n", "failed"]].tolist() == [60 - expected, expected]
+    assert ss.write_outputs(res, tmp_path).exists()
 
 
 def test_several_estimands_per_method_and_replicate_truth():
