@@ -282,3 +282,44 @@ def test_arm_with_no_patients_and_single_arm_are_errors():
     bad.loc[3, "status"] = 7.5
     with pytest.raises(DataError, match="status column 'status' has unknown codes"):
         ate(bad, "A", ["age"], "time", "status", 24.0)
+
+
+def _three_arms(n: int = 2000, seed: int = 3, strength: float = 0.5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    sex = rng.choice(["f", "m"], n)
+    lin = np.column_stack([np.zeros(n), strength * x, -0.5 + 0.3 * (sex == "m")])
+    p = np.exp(lin) / np.exp(lin).sum(axis=1, keepdims=True)
+    arm = np.array(["none", "a", "b"])[(rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)]
+    l1 = 0.003 * np.exp(0.4 * x)
+    t = rng.exponential(1 / (l1 + 0.001))
+    status = np.where(rng.random(n) < l1 / (l1 + 0.001), 1, 2)
+    return pd.DataFrame({"arm": arm, "x": x, "sex": sex, "time": t, "status": status,
+                         "y": (status == 1) & (t <= 300)})
+
+
+def test_iptw_without_censoring_is_the_m_estimation_of_causal_iptw():
+    """Without censoring the weighted Aalen-Johansen risk is the weighted proportion, and its influence
+    function (with the propensity model's term) gives causal.iptw's M-estimation SEs."""
+    from hostats.stats.causal import iptw
+
+    d = _three_arms()
+    ours = ate(d, "arm", ["x", "sex"], "time", "status", 300.0, methods=["iptw"]).table()
+    ref = iptw(d, "arm", ["x", "sex"], "y").table()
+    ref = ref[ref["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio"])]
+    assert list(ours["contrast"] + ours["measure"]) == list(ref["contrast"] + ref["measure"])
+    assert ours["estimate"].to_numpy() == pytest.approx(ref["estimate"].to_numpy(), rel=1e-8)
+    assert ours["std_error"].to_numpy() == pytest.approx(ref["std_error"].to_numpy(), rel=1e-6)
+
+
+def test_positivity_and_follow_up_warnings():
+    d = _three_arms(strength=4.0)
+    with pytest.warns(UserWarning) as caught:
+        res = ate(d, "arm", ["x", "sex"], "time", "status", 300.0, methods=["ipcw"])
+    assert any(str(w.message).startswith("positivity") for w in caught)
+    assert any(w.startswith("positivity") for w in res.warnings)
+    assert any(w.startswith("extreme weights in arm 'none'") for w in res.warnings)
+    short = _bmt()
+    short.loc[short["A"] == "AML", "time"] = np.minimum(short.loc[short["A"] == "AML", "time"], 20.0)
+    res = ate(short, "A", ["age"], "time", "status", 24.0, methods=["gformula"])
+    assert any("no patient of arm 'AML' is followed to the horizon 24" in w for w in res.warnings)

@@ -339,7 +339,11 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     if events.sum() == 0:
         raise EstimationError(f"no events of status {cause} in {status!r} by the horizon {horizon:g}: no risk "
                               "to estimate")
+    followed = np.bincount(a, weights=t >= horizon, minlength=K)
     for k in range(K):
+        if followed[k] == 0:
+            notes.append(f"no patient of arm {levels[k]!r} is followed to the horizon {horizon:g}: its risk rests on "
+                         "the models' extrapolation (iptw and ipcw stop at the last follow-up)")
         if events[k] == 0:
             notes.append(f"arm {levels[k]!r} has no events of status {cause} by the horizon {horizon:g}: its "
                          "risk is 0 with no Wald interval and its risk ratios cannot be estimated")
