@@ -187,51 +187,51 @@ def _weighted_aj(t: np.ndarray, s: np.ndarray, w: np.ndarray, cause: int,
     return float(Ftau), phi
 
 
-def _augmentation(models, k_cause, Xa, t, s, strata, km, tau) -> tuple[np.ndarray, np.ndarray]:
-    """For the rows of ``Xa`` (patients of one arm, covariates set to that arm): F(tau | x) and the
-    AIPCW term int_0^{min(T, tau)} (F(tau|x) - F(u|x)) / (S(u-|x) G(u-)) dM^C(u), in the patient's
-    censoring stratum (left limits of S and G at the censoring times, as riskRegression)."""
+def _augmentation(models: list[_csc.CauseModel], k_cause: int, Xa: np.ndarray, t: np.ndarray, s: np.ndarray,
+                  strata: np.ndarray, km, tau: float) -> np.ndarray:
+    """For the rows of ``Xa`` (patients of one arm, covariates set to that arm) the AIPCW term
+    int_0^{min(T, tau)} (F(tau|x) - F(u|x)) / (S(u-|x) G(u-)) dM^C(u) in the patient's censoring stratum,
+    with F(u) right-continuous and the left limits S(u-), G(u-) at the censoring times, as riskRegression's
+    ``ATE_TI`` evaluates them. Cost: rows x (censoring times up to tau), in chunks of rows."""
     grid = models[0].grid
-    m = Xa.shape[0]
-    aug = np.zeros(m)
-    Ftau = np.zeros(m)
-    # censoring hazard and G on each stratum's own censoring times up to tau
+    M = grid.size
+    aug = np.zeros(Xa.shape[0])
+    # per stratum: its censoring times u <= tau, dLambda_C(u), G(u-), and where u falls on the grid
     parts = {}
     for p in km._parts:
         sel = (p.dc > 0) & (p.times <= tau)
-        g_minus = np.r_[1.0, p.g[:-1]][sel]
-        parts[int(km.strata[p.rows[0]])] = (p.times[sel], p.dc[sel] / p.y[sel], g_minus)
+        if not sel.any():
+            continue
+        cu = p.times[sel]
+        right = np.searchsorted(grid, cu, side="right")      # F(u): grid times <= u
+        left = np.searchsorted(grid, cu, side="left")        # S(u-): grid times < u
+        parts[int(km.strata[p.rows[0]])] = (cu, p.dc[sel] / p.y[sel], np.r_[1.0, p.g[:-1]][sel], right, left)
     for pt in _csc.paths(models, k_cause, Xa):
-        rows = np.arange(m)[pt.rows]
-        if grid.size == 0:
-            break
+        rows = np.arange(Xa.shape[0])[pt.rows]
         ft = pt.F[-1]
-        Ftau[rows] = ft
+        S_end = pt.S_minus[-1] * np.clip(1.0 - pt.dL[-1], 0.0, None)   # S(t_M), after the last grid time
         for code in np.unique(strata[rows]):
-            if code not in parts or parts[code][0].size == 0:
+            if code not in parts:
                 continue
-            cu, dlc, gu = parts[code]
+            cu, dlc, g_minus, right, left = parts[code]
             sub = np.flatnonzero(strata[rows] == code)
-            # F(u) (right-continuous), S(u-) and G(u-), as riskRegression's ATE_TI evaluates them
-            kf = np.maximum(np.searchsorted(grid, cu, side="right") - 1, 0)      # last grid time <= u
-            Fu = pt.F[np.ix_(kf, sub)]
-            Fu[np.searchsorted(grid, cu, side="right") == 0] = 0.0
-            Su = pt.S_minus[np.ix_(np.minimum(np.searchsorted(grid, cu, side="left"), grid.size - 1), sub)]
-            Su[np.searchsorted(grid, cu, side="left") >= grid.size] = (
-                pt.S_minus[-1, sub] * np.clip(1.0 - pt.dL[-1, sub], 0.0, None))
+            Fu = np.where((right > 0)[:, None], pt.F[np.ix_(np.maximum(right - 1, 0), sub)], 0.0)
+            Su = np.where((left < M)[:, None], pt.S_minus[np.ix_(np.minimum(left, M - 1), sub)], S_end[None, sub])
             with np.errstate(divide="ignore", invalid="ignore"):
-                h = np.where(Su > 0, (ft[None, sub] - Fu) / (Su * gu[:, None]), 0.0)     # (Mc, rows)
+                h = np.where(Su > 0, (ft[None, sub] - Fu) / (Su * g_minus[:, None]), 0.0)   # (censoring times, rows)
             ti, si = t[rows[sub]], s[rows[sub]]
-            upto = np.searchsorted(cu, ti, side="right")             # censoring times <= T_i
+            # compensator: sum over censoring times u <= T_i of h(u) dLambda_C(u)
+            upto = np.searchsorted(cu, ti, side="right")
             comp = np.cumsum(h * dlc[:, None], axis=0)
             val = np.where(upto > 0, comp[np.maximum(upto - 1, 0), np.arange(sub.size)], 0.0)
-            jump_at = np.searchsorted(cu, ti)
-            jump = (si == 0) & (ti <= tau) & (jump_at < cu.size)
-            jump[jump] = cu[jump_at[jump]] == ti[jump]
+            # jump: the patient's own censoring time, if it is before tau
+            at = np.searchsorted(cu, ti)
+            jump = (si == 0) & (at < cu.size)
+            jump[jump] = cu[at[jump]] == ti[jump]
             jv = np.zeros(sub.size)
-            jv[jump] = h[jump_at[jump], np.flatnonzero(jump)]
+            jv[jump] = h[at[jump], np.flatnonzero(jump)]
             aug[rows[sub]] = jv - val
-    return Ftau, aug
+    return aug
 
 
 # --------------------------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
                     sel = a == k
                     Xa = X[sel].copy()
                     Xa[:, :K - 1] = np.eye(K)[k][1:]
-                    _, aug = _augmentation(fitted, 0, Xa, t[sel], s[sel], strata[sel], km, horizon)
+                    aug = _augmentation(fitted, 0, Xa, t[sel], s[sel], strata[sel], km, horizon)
                     zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - F_arm[sel, k] + aug)
                 mu = zeta.mean(axis=0)
                 mus["aipw"], influence["aipw"] = mu, (zeta - mu) / n
