@@ -173,13 +173,14 @@ def _uncensored(n: int = 1500, seed: int = 5) -> pd.DataFrame:
     return pd.DataFrame({"arm": arm, "x": x, "time": t, "status": status})
 
 
-def test_no_censoring_no_confounders_gives_empirical_risks():
+@pytest.mark.parametrize("cause", [1, 2])
+def test_no_censoring_no_confounders_gives_empirical_risks(cause):
     """Without censoring (G = 1) and without confounders (constant weights within an arm), iptw, ipcw and
     aipw are exactly the empirical proportions with the event by the horizon; the g-formula (a
     proportional-hazards model for the arm, correct here but not saturated) is within one SE."""
     d = _uncensored()
-    res = ate(d, "arm", [], "time", "status", 200.0)
-    emp = d.assign(y=(d["status"] == 1) & (d["time"] <= 200)).groupby("arm")["y"].mean()
+    res = ate(d, "arm", [], "time", "status", 200.0, cause=cause)
+    emp = d.assign(y=(d["status"] == cause) & (d["time"] <= 200)).groupby("arm")["y"].mean()
     risks = res.risks()
     for method in ("iptw", "ipcw", "aipw"):
         got = risks[risks["method"] == method].set_index("group")["estimate"]

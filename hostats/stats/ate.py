@@ -36,6 +36,10 @@ Standard errors are from influence functions (Var = sum_i phi_i^2):
   ``known.nuisance = TRUE``); for a doubly robust estimator with all models correct the nuisance terms
   vanish asymptotically (on the reference data riskRegression's default SEs are 0.5-1.1% larger).
 
+Computation: iptw and ipcw take one sort and cumulative sums (O(n log n)); gformula and aipw evaluate
+each patient's predicted curve on the grid of distinct event times up to the horizon, O(n x M) time for
+M grid times (M <= horizon for times in whole days), in chunks of rows so that memory stays O(n).
+
 Risk CIs are Wald intervals on the logit scale, risk-ratio CIs on the log scale (delta method), risk
 differences on the natural scale.
 
@@ -99,8 +103,9 @@ class ATEResult(Result):
     ``influence``: per method an n x arms DataFrame (index = the analysed rows) of influence-function
     values on the sum scale: risk_hat - risk ~ sum_i phi_i, so Var = (phi ** 2).sum() and the covariance
     of any two arms or methods is phi_1' phi_2 (to combine estimates, e.g. a contrast of two
-    methods). ``propensity`` (n x arms), ``weights`` (1 / e_A(X)), ``models`` (the cause-specific Cox
-    fits, the propensity model), ``n``, ``n_missing``, ``warnings``.
+    methods). ``propensity`` (n x arms), ``weights`` (1 / e_A(X)), ``models`` ("cause_specific_cox": per
+    status code a table of log hazard ratios; "propensity": the statsmodels fit; "propensity_terms"),
+    ``fitted`` (the propensity fit), ``n``, ``n_missing``, ``warnings``.
     """
 
     risks_frame: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -356,6 +361,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     keep = [j for j, nm in enumerate(design.names) if nm != "Intercept"]
     Z = Xd[:, keep]
     Xd, ps_names = _drop_collinear(Xd, design.names, notes)
+    models: dict[str, Any] = {"propensity_terms": ps_names}
     dummies = np.eye(K)[a][:, 1:]
     X, x_names = _drop_collinear(np.column_stack([dummies, Z]),
                                  [f"{treatment}[T.{v}]" for v in levels[1:]] + [design.names[j] for j in keep],
@@ -367,7 +373,6 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     index = data.index
     influence: dict[str, pd.DataFrame] = {}
     mus: dict[str, np.ndarray] = {}
-    models: dict[str, Any] = {}
     need_outcome = any(m in meths for m in ("gformula", "aipw"))
     need_ps = any(m in meths for m in ("iptw", "ipcw", "aipw"))
 
