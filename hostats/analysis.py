@@ -30,7 +30,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from hostats.errors import EstimationError, HostatsError, SpecError
+from hostats.errors import DataError, EstimationError, HostatsError, SpecError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
 from hostats.report.tables import (
@@ -44,6 +44,7 @@ from hostats.report.tables import (
     table_one,
     write_csv,
 )
+from hostats.stats._formula import formula_columns
 
 DAYS_PER_YEAR = 365.25
 OUTCOME_FLAG = "ho_within_horizon"  # derived: HO detected within the horizon (before death)
@@ -67,7 +68,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
     "rate": {"event", "by", "per", "time"},
     "logistic": {"formula", "firth", "cluster", "calibration", "truth", "forest", "e_values"},
     "iptw": {"treatment", "reference", "confounders", "outcome", "estimand", "truncate", "curves", "e_values",
-             "love_plot", "truth", "time", "status", "bootstrap", "crude", "methods"},
+             "love_plot", "truth", "time", "status", "bootstrap", "crude", "methods", "rmtl"},
     "cox": {"formula", "time", "event", "weights", "cluster", "strata", "truth"},
     "fine_gray": {"formula", "time", "status", "truth"},
     "meta_proportions": {"by", "event", "method", "transform", "truth", "min_size"},
@@ -348,6 +349,7 @@ class SectionOutput:
     sensitivity: list[TableBlock] = field(default_factory=list)
     methods: list[tuple[str, str]] = field(default_factory=list)  # (method, reference)
     balance: pd.DataFrame | None = None
+    subsections: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (title, note)
 
     def result_table(self, res: Any, measure: str | None = None) -> pd.DataFrame:
         """Cite the estimator (method, reference) and return its tidy table, ``measure`` filled in if absent."""
@@ -525,6 +527,65 @@ def _rows(ctx: Context, sec: dict, table: pd.DataFrame, *, measure: str | None =
 
 
 # ---------------------------------------------------------------------------------------------------
+# yes/no outcomes by the horizon: censoring-aware primary rows, complete case as a sensitivity analysis
+# ---------------------------------------------------------------------------------------------------
+
+def _horizon_outcome(d: pd.DataFrame, outcome: str | None) -> bool:
+    """True when ``outcome`` is HO by the horizon derived from follow-up (``ho_within_horizon``).
+
+    Such an outcome is unknown for patients lost before the horizon. Analysing only the episodes whose status
+    is known keeps the events of those lost later but drops the event-free patients lost early, so the
+    risk is biased upward (about +5% relative at 10% loss a year, +20% at 30%). Sections then estimate it
+    from the follow-up of everyone (time_days, status) with censoring-aware methods instead.
+    """
+    return outcome == OUTCOME_FLAG and {"time_days", "status"} <= set(d.columns)
+
+
+def _warn_known_subset(ctx: Context, sec: dict, out: SectionOutput) -> None:
+    if KNOWN_FLAG in str(sec.get("subset", "")):
+        out.warn(sec, f"the subset keeps only episodes whose status at {int(ctx.horizon)} days is known "
+                      f"({KNOWN_FLAG}); the censoring-aware estimates need everyone's follow-up, and this "
+                      "restriction biases them upward when patients are lost to follow-up. Drop it from the "
+                      "subset: the complete-case analysis is reported as a sensitivity analysis.")
+
+
+def _known_status(d: pd.DataFrame) -> pd.DataFrame:
+    """The complete cases of a horizon outcome: episodes whose HO status at the horizon is known."""
+    return d[d[KNOWN_FLAG].fillna(False).astype(bool)] if KNOWN_FLAG in d.columns else d
+
+
+def _as_sensitivity(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Label complete-case rows as a sensitivity analysis: their own estimate group in the report and in
+    estimates.csv (section ``<id>_complete_case``), with a note saying why they are not the answer."""
+    sid = f"{sec['id']}_complete_case"
+    out.subsections[sid] = (
+        f"Sensitivity analysis (complete case): {sec.get('title', sec['id'])}",
+        f"{what} among the episodes whose HO status at {int(ctx.horizon)} days is known (HO or death within "
+        f"it, or follow-up reaching to within {FOLLOWUP_TOLERANCE_DAYS} days of it). Patients lost to follow-up "
+        "before the horizon without HO are left out while those with HO before their loss are kept, so these "
+        "risks are biased upward unless nobody is lost; compare with the censoring-aware estimates above.")
+    rows = rows.copy()
+    rows["section"] = sid
+    rows["method"] = [f"complete case: {m}" if m else "complete case" for m in rows["method"]]
+    return rows
+
+
+def _risk_by_horizon(ctx: Context, d: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, Any]:
+    """Aalen-Johansen risk of HO by the horizon (death competing) per group of ``by``: the censoring-aware
+    counterpart of a proportion of ``ho_within_horizon``; rows group, estimate, CIs, std_error, n, events."""
+    import hostats
+
+    g = d[by].astype(str) if by else pd.Series("all", index=d.index)
+    frame = pd.DataFrame({"t": d["time_days"].astype(float), "s": d["status"].astype(int), "g": g})
+    res = hostats.cumulative_incidence(frame, "t", "s", cause=1, group="g", level=ctx.level)
+    at = res.at([ctx.horizon]).copy()
+    ev = (frame["s"] == 1) & (frame["t"] <= ctx.horizon)
+    at["n"] = at["group"].map(frame["g"].value_counts()).astype(int)
+    at["events"] = at["group"].map(ev.groupby(frame["g"]).sum()).astype(int)
+    return at.drop(columns=["time"]), res
+
+
+# ---------------------------------------------------------------------------------------------------
 # sections: one function per estimator
 # ---------------------------------------------------------------------------------------------------
 
@@ -686,23 +747,9 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
         measure = sec.get("measure", "share")
     else:
         event = sec.get("event", OUTCOME_FLAG)
-        e = _event_series(ctx, d, event, sec)
-        g = d[by].astype(object).where(d[by].notna(), None) if by else pd.Series("all", index=d.index)
-        ok = e.notna().to_numpy() & (g.notna().to_numpy() if by else True)
-        k = int((~ok).sum())
-        if k:
-            out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing "
-                          f"{event}{' or ' + by if by else ''} not counted.")
-        frame = pd.DataFrame({"g": g[ok].astype(str), "e": e[ok].astype(bool)})
-        if isinstance(d[by].dtype if by else None, pd.CategoricalDtype):
-            order = [str(c) for c in d[by].cat.categories if str(c) in set(frame["g"])]
-        else:
-            order = sorted(frame["g"].unique(), key=str)
-        agg = frame.groupby("g")["e"].agg(["sum", "size"]).reindex(order)
-        if agg.empty:
-            raise ctx.spec.error("no episodes to count", "section", "event", sec["_index"])
-        res = hostats.proportion(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method=method,
-                                 level=ctx.level, groups=order)
+        if _horizon_outcome(d, event):
+            return _horizon_proportion(ctx, sec, d, by, method, out)
+        res = _event_proportion(ctx, sec, d, event, by, method, out)
         measure = sec.get("measure", "proportion")
     t = out.result_table(res)
     t["measure"] = measure
@@ -723,6 +770,55 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
         fig = bar_plot(fig_rows, x="group", title=sec.get("title", ""), ylabel=measure, truth=tv)
         out.figures.append((sec["id"], sec.get("title", measure), f"{measure} with {res.method} CIs"
                             + ("; diamonds: true values" if tv is not None else "") + ".", fig))
+    return out
+
+
+def _event_proportion(ctx: Context, sec: dict, d: pd.DataFrame, event: str, by: str | None, method: str,
+                      out: SectionOutput) -> Any:
+    """Binomial proportion of a yes/no event per group of ``by`` (missing values counted and left out)."""
+    import hostats
+
+    e = _event_series(ctx, d, event, sec)
+    g = d[by].astype(object).where(d[by].notna(), None) if by else pd.Series("all", index=d.index)
+    ok = e.notna().to_numpy() & (g.notna().to_numpy() if by else True)
+    k = int((~ok).sum())
+    if k:
+        out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing "
+                      f"{event}{' or ' + by if by else ''} not counted.")
+    frame = pd.DataFrame({"g": g[ok].astype(str), "e": e[ok].astype(bool)})
+    if isinstance(d[by].dtype if by else None, pd.CategoricalDtype):
+        order = [str(c) for c in d[by].cat.categories if str(c) in set(frame["g"])]
+    else:
+        order = sorted(frame["g"].unique(), key=str)
+    agg = frame.groupby("g")["e"].agg(["sum", "size"]).reindex(order)
+    if agg.empty:
+        raise ctx.spec.error("no episodes to count", "section", "event", sec["_index"])
+    return hostats.proportion(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method=method,
+                              level=ctx.level, groups=order)
+
+
+def _horizon_proportion(ctx: Context, sec: dict, d: pd.DataFrame, by: str | None, method: str,
+                        out: SectionOutput) -> SectionOutput:
+    """Risk of HO by the horizon per group: Aalen-Johansen on everyone's follow-up (primary), and the
+    binomial proportion among episodes with known status as a labelled sensitivity analysis."""
+    _warn_known_subset(ctx, sec, out)
+    tpath = sec.get("truth")
+    measure = sec.get("measure", "risk")
+    dd = _complete(ctx, d, ["time_days", "status"] + ([by] if by else []), sec, out)
+    at, res = _risk_by_horizon(ctx, dd, by)
+    out.methods.append((res.method, res.reference))
+    at["measure"] = measure
+
+    def truth(r):
+        return _group_truth(ctx, tpath, str(r["group"]), single=len(at) == 1) if tpath else None
+
+    out.estimates.append(_rows(ctx, sec, at, unit="proportion", truth=truth, method=res.method))
+    cc = _event_proportion(ctx, sec, _known_status(dd), OUTCOME_FLAG, by, method, out)
+    ct = cc.table()
+    ct["measure"] = "proportion"
+    out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, unit="proportion", truth=truth,
+                                                              method=cc.method),
+                                         f"Proportion with HO by {int(ctx.horizon)} days ({cc.method} CIs)"))
     return out
 
 
@@ -764,14 +860,26 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     if not formula or "~" not in formula:
         raise ctx.spec.error("needs formula = \"outcome ~ term + term\"", "section", "formula", sec["_index"])
     lhs, rhs = formula.split("~", 1)
-    names = sorted((_names_in(lhs) | _names_in(rhs)) - {"C", "Treatment"})
+    try:  # the formula engine's own parse: transforms and splines (bs, poly, ...) are not columns
+        names = formula_columns(formula, outcome=True)
+    except DataError as exc:
+        raise ctx.spec.error(str(exc), "section", "formula", sec["_index"]) from None
     unknown = [n for n in names if n not in d.columns]
     if unknown:
         raise ctx.spec.error(f"unknown column(s) {unknown} in formula {formula!r}; the data have: "
                              f"{', '.join(sorted(d.columns))}", "section", "formula", sec["_index"])
     cluster = sec.get("cluster")
-    d = _complete(ctx, d, names + ([cluster] if cluster else []), sec, out)
     y = lhs.strip()
+    horizon = _horizon_outcome(d, y)
+    if horizon:
+        _warn_known_subset(ctx, sec, out)
+        for key in ("cluster", "firth"):
+            if sec.get(key):
+                raise ctx.spec.error(f"{key} is not available for HO by the horizon, which is modelled by the "
+                                     "censoring-aware binomial regression (IPCW); remove it", "section", key,
+                                     sec["_index"])
+        names = [n for n in names if n != y] + ["time_days", "status"]
+    d = _complete(ctx, d, names + ([cluster] if cluster else []), sec, out)
     if y in d.columns and d[y].astype(float).sum() == 0:
         raise ctx.spec.error(f"the outcome {y!r} has no events in these episodes", "section", "formula",
                              sec["_index"])
@@ -780,7 +888,13 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
         kwargs["cluster"] = cluster
     if sec.get("firth"):
         kwargs["firth"] = True
-    res = hostats.logistic(d, formula, **kwargs)
+    if horizon:
+        # odds ratios of the risk by the horizon from everyone's follow-up (Scheike, Zhang & Gerds 2008);
+        # logistic regression among the episodes with known status is the sensitivity analysis
+        res = hostats.binreg(d, rhs.strip(), "time_days", "status", ctx.horizon, cause=1, level=ctx.level)
+        cc = hostats.logistic(_known_status(d), formula, **kwargs)
+    else:
+        res = cc = hostats.logistic(d, formula, **kwargs)
     t = out.result_table(res, "odds_ratio")
     t = t[t["term"].astype(str) != "Intercept"] if "term" in t.columns else t
     tmap = sec.get("truth") or {}
@@ -798,9 +912,16 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     rows.loc[rows["measure"] != "odds_ratio", "unit"] = ""
     out.estimates.append(rows)
     out.warn(sec, *getattr(res, "warnings", []))
+    if cc is not res:
+        ct = cc.table()
+        ct = ct[ct["term"].astype(str) != "Intercept"].assign(measure="odds_ratio")
+        out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, unit="odds ratio", truth=truth,
+                                                                  method=cc.method), "Logistic regression"))
+        out.methods.append((cc.method, cc.reference))
     ev_terms = sec.get("e_values")
     if ev_terms:
-        risk = float(d[y].astype(float).mean()) if y in d.columns else 1.0
+        risk = (float(np.mean(res.predict(d))) if horizon else
+                float(d[y].astype(float).mean()) if y in d.columns else 1.0)
         ev_rows = []
         for _, r in rows[rows["measure"] == "odds_ratio"].iterrows():
             term = str(r["term"])
@@ -827,7 +948,7 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
         fig = forest_plot(f, label="label", null=1.0, xlabel="odds ratio (log scale)", title=sec.get("title", ""))
         out.figures.append((sec["id"] + "_forest", sec.get("title", "Odds ratios"),
                             f"Odds ratios with {int(ctx.level * 100)}% CIs ({res.method}).", fig))
-    if sec.get("calibration", True) and getattr(res, "fitted", None) is not None:
+    if sec.get("calibration", True) and not horizon and getattr(res, "fitted", None) is not None:
         from hostats.report.figures import calibration_plot, calibration_table
 
         try:
@@ -844,7 +965,7 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     return out
 
 
-ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw")
+ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw", "ipcw")
 
 
 def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) -> dict[str, str]:
@@ -870,7 +991,8 @@ def _check_methods(stub: Any, methods: Any, table: str, index: int | None) -> No
 
 def _adjustment_method(measure: str) -> str:
     """Which adjustment method an iptw-section row comes from (its measure's suffix)."""
-    return "aipw" if measure.endswith("_aipw") else "regression" if measure.endswith("_regression") else "iptw"
+    m = re.search(r"_(aipw|regression|ipcw)$", measure)
+    return m.group(1) if m else "iptw"
 
 
 def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) -> float | None:
@@ -880,7 +1002,7 @@ def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) 
     if spec_truth is None or ctx.truth is None or " vs " not in contrast:
         return None
     arm, ref = contrast.split(" vs ", 1)
-    measure = measure.removesuffix("_aipw").removesuffix("_regression")
+    measure = re.sub(r"_(aipw|regression|ipcw)$", "", measure)
     if isinstance(spec_truth, dict):
         if measure in ("risk_treated", "risk_control"):
             v = _truth_of(ctx, spec_truth.get("risk"))
@@ -894,8 +1016,84 @@ def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) 
     return _number(ctx.truth_value(spec_truth, "contrasts", f"{arm}_vs_{ref}", measure))
 
 
+_RISK_UNITS = {"risk_treated": "proportion", "risk_control": "proportion", "risk_difference": "difference",
+               "risk_ratio": "ratio", "odds_ratio": "ratio", "hazard_ratio": "ratio"}
+# [adjustment] methods -> hostats.ate's methods, and the suffix of their measures in estimates.csv
+_ATE_METHODS = {"iptw": ("iptw", ""), "regression": ("gformula", "_regression"), "aipw": ("aipw", "_aipw"),
+                "ipcw": ("ipcw", "_ipcw")}
+
+
+def _with_units(t: pd.DataFrame) -> pd.DataFrame:
+    base = t["measure"].astype(str).map(lambda m: re.sub(r"^crude_|_(regression|aipw|ipcw)$", "", m))
+    return t.assign(group=t["contrast"], unit=base.map(_RISK_UNITS).fillna(""))
+
+
+def _horizon_effects(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, reference: Any,
+                     confounders: list[str], methods: set[str], out: SectionOutput) -> pd.DataFrame:
+    """Adjusted risks of HO by the horizon per arm and their contrasts from everyone's follow-up: the
+    methods of hostats.ate (IPTW-weighted Aalen-Johansen; g-formula with cause-specific Cox models; IPTW with
+    IPCW; doubly robust AIPTW), suffixed as the binary-outcome rows were."""
+    import hostats
+
+    chosen = [m for m in _ATE_METHODS if m in methods]
+
+    def fit(names: list[str]) -> Any:
+        return hostats.ate(d, treatment, confounders, "time_days", "status", ctx.horizon, cause=1,
+                           reference=reference, methods=tuple(_ATE_METHODS[m][0] for m in names), level=ctx.level)
+
+    try:
+        fits = [fit(chosen)]
+    except EstimationError:
+        # one model failing (e.g. the Cox model of death with a site that has no deaths) costs only the
+        # methods that need it: fit each method on its own and say which could not be estimated
+        fits = []
+        for m in chosen:
+            try:
+                fits.append(fit([m]))
+            except EstimationError as exc:
+                out.warn(sec, f"{_ATE_METHODS[m][0]} risks not available: {exc}")
+        if not fits:
+            raise
+    for res in fits:
+        out.methods.append((res.method, res.reference))
+        out.warn(sec, *res.warnings)
+    t = pd.concat([r.table() for r in fits], ignore_index=True)
+    suffix = {_ATE_METHODS[m][0]: _ATE_METHODS[m][1] for m in chosen}
+    t = t.assign(measure=t["measure"].astype(str) + t["method"].map(suffix))
+    return _with_units(t)
+
+
+def _rmtl_rows(ctx: Context, sec: dict, res: Any, out: SectionOutput) -> None:
+    """IPTW-adjusted restricted mean time lost to HO by the horizon per arm and its differences (days)."""
+    try:
+        r = res.rmst(ctx.horizon, cause=1)
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"restricted mean time lost not available: {exc}")
+        return
+    out.methods.append((r.method, r.reference))
+    t = r.table()
+    t = t[t["measure"].isin(["rmtl", "rmtl_difference"])]
+    t = t.assign(group=t["group"].where(t["group"].notna(), t["contrast"]), unit="days")
+    rows = _rows(ctx, sec, t, method=r.method)
+    sid = f"{sec['id']}_rmtl"
+    rows["section"] = sid
+    out.subsections[sid] = (
+        f"Restricted mean time lost to HO by {int(ctx.horizon)} days (IPTW): {sec.get('title', sec['id'])}",
+        f"Days of the first {int(ctx.horizon)} lived with HO (the area under the weighted cumulative incidence "
+        "curve, death competing), per arm and as differences against the reference; standard errors treat "
+        "the weights as known (conservative for the ATE).")
+    out.estimates.append(rows)
+
+
 def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
-    """Propensity-score weighting: balance, marginal risks and contrasts, weighted Cox, curves, E-values."""
+    """Propensity-score weighting: balance, marginal risks and contrasts, weighted Cox, curves, E-values.
+
+    For HO by the horizon (``outcome = "ho_within_horizon"``) the risks come from everyone's follow-up with
+    loss to follow-up as censoring (:func:`_horizon_effects`; crude rows from the unweighted Aalen-Johansen
+    estimator) and the binary-outcome analysis of the episodes with known status is a labelled sensitivity
+    analysis. Other yes/no outcomes (known for everyone, e.g. a wound complication during the stay) are
+    weighted means.
+    """
     import hostats
 
     out = SectionOutput()
@@ -911,11 +1109,12 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     for key, cols in (("treatment", [treatment]), ("confounders", confounders), ("outcome", [outcome])):
         _need_columns(ctx, d, cols, sec, key)
     time, status = sec.get("time", "time_days"), sec.get("status", "status")
-    use_surv = bool(sec.get("curves", True)) and time in d.columns and status in d.columns
-    cols = [treatment, outcome, *confounders] + ([time, status] if use_surv else [])
+    horizon = _horizon_outcome(d, outcome) and (time, status) == ("time_days", "status")
+    use_surv = horizon or (bool(sec.get("curves", True)) and time in d.columns and status in d.columns)
+    cols = [treatment, *confounders] + ([] if horizon else [outcome]) + ([time, status] if use_surv else [])
     d = _complete(ctx, d, cols, sec, out)
     if isinstance(d[treatment].dtype, pd.CategoricalDtype):
-        d[treatment] = d[treatment].cat.remove_unused_categories()
+        d = d.assign(**{treatment: d[treatment].cat.remove_unused_categories()})
     if d[outcome].astype(float).sum() == 0:
         raise ctx.spec.error(f"the outcome {outcome!r} has no events in these episodes", "section", "outcome",
                              sec["_index"])
@@ -926,34 +1125,55 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
         kwargs["truncate"] = sec["truncate"]
     if sec.get("bootstrap"):
         kwargs.update(bootstrap=int(sec["bootstrap"]), seed=ctx.spec.seed or 0)
-    res = hostats.iptw(d, treatment, confounders, outcome, **kwargs)
-    t = out.result_table(res)
     prefix = sec.get("truth")
-    t["group"] = t["contrast"] if "contrast" in t.columns else ""
-    units = {"risk_treated": "proportion", "risk_control": "proportion", "risk_difference": "difference",
-             "risk_ratio": "ratio", "odds_ratio": "ratio", "hazard_ratio": "ratio"}
-    t = t[t["measure"].map(lambda m: _adjustment_method(str(m)) in methods)]
-    t["unit"] = t["measure"].map(lambda m: units.get(str(m).removesuffix("_aipw").removesuffix("_regression"), ""))
-    rows = _rows(ctx, sec, t, truth=lambda r: _truth_contrast(ctx, prefix, str(r.get("group", "")),
-                                                              str(r["measure"])), method=res.method)
-    out.estimates.append(rows)
+
+    def truth(r: pd.Series) -> float | None:
+        return _truth_contrast(ctx, prefix, str(r.get("group", "")), str(r["measure"]).removeprefix("crude_"))
+
+    # one weighting fit for balance, weights, curves and the weighted Cox model; with a horizon outcome
+    # its risks are the weighted Aalen-Johansen ones
+    res = hostats.iptw(d, treatment, confounders, None if horizon else outcome, **kwargs)
+    out.methods.append((res.method, res.reference))
     out.warn(sec, *res.warnings)
+    if horizon:
+        _warn_known_subset(ctx, sec, out)
+        if str(estimand).upper() == "ATE":
+            t = _horizon_effects(ctx, sec, d, treatment, reference, confounders, methods, out)
+            t = pd.concat([t, _with_units(res.table()).query("measure == 'hazard_ratio'")], ignore_index=True)
+        else:  # ATT / overlap: the weighted Aalen-Johansen risks of the iptw fit
+            t = _with_units(res.table())
+    else:
+        t = _with_units(res.table())
+        t = t[t["measure"].map(lambda m: _adjustment_method(str(m)) in methods)]
+    out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
     # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
     try:
         if not sec.get("crude", True) or "crude" not in methods:
             raise _Skip
-        crude = hostats.iptw(d, treatment, [], outcome, estimand="ATE", reference=reference, level=ctx.level)
+        crude = hostats.iptw(d, treatment, [], None if horizon else outcome, estimand="ATE", reference=reference,
+                             level=ctx.level, **({"time": time, "status": status, "horizon": ctx.horizon}
+                                                 if horizon else {}))
         ct = crude.table()
         ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
-        ct = ct.assign(group=ct["contrast"], measure="crude_" + ct["measure"].astype(str),
-                       unit=ct["measure"].map(units).fillna(""))
-        out.estimates.append(_rows(ctx, sec, ct, truth=lambda r: _truth_contrast(
-            ctx, prefix, str(r.get("group", "")), str(r["measure"]).removeprefix("crude_")),
-            method="crude (unweighted)"))
+        ct = _with_units(ct.assign(measure="crude_" + ct["measure"].astype(str)))
+        out.estimates.append(_rows(ctx, sec, ct, truth=truth, method=(
+            "crude (unweighted Aalen-Johansen)" if horizon else "crude (unweighted)")))
     except _Skip:
         pass
     except (HostatsError, ValueError) as exc:
         out.warn(sec, f"crude comparison not available: {exc}")
+    if horizon and sec.get("rmtl", True):
+        _rmtl_rows(ctx, sec, res, out)
+    if horizon:  # the binary-outcome IPTW among episodes with known status, as a sensitivity analysis
+        try:
+            cc = hostats.iptw(_known_status(d), treatment, confounders, outcome, estimand=estimand,
+                              reference=reference, level=ctx.level)
+            ct = _with_units(cc.table())
+            ct = ct[ct["measure"].isin(list(_RISK_UNITS))]
+            out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, truth=truth, method=cc.method),
+                                                 f"IPTW ({estimand}) risks of HO by {int(ctx.horizon)} days"))
+        except (HostatsError, ValueError) as exc:
+            out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
     # balance and weights
     bal = res.balance()
     out.balance = bal
@@ -1107,15 +1327,8 @@ def sec_fine_gray(ctx: Context, sec: dict) -> SectionOutput:
     return out
 
 
-def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
-    """Per-site proportions and their random-effects pooling with a prediction interval and forest plot."""
-    import hostats
-
-    out = SectionOutput()
-    d = _section_frame(ctx, sec)
-    by = sec.get("by", "site")
-    _need_columns(ctx, d, [by], sec, "by")
-    event = sec.get("event", OUTCOME_FLAG)
+def _site_counts(ctx: Context, sec: dict, d: pd.DataFrame, by: str, event: str, out: SectionOutput) -> pd.DataFrame:
+    """Events (``sum``) and episodes (``size``) per site, sites below ``min_size`` left out with a warning."""
     e = _event_series(ctx, d, event, sec)
     ok = e.notna().to_numpy() & d[by].notna().to_numpy()
     frame = pd.DataFrame({"g": d.loc[ok, by].astype(str), "e": e[ok].astype(bool)})
@@ -1131,34 +1344,91 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     if agg["sum"].sum() == 0:
         raise ctx.spec.error(f"the outcome {event!r} has no events in these episodes", "section", "event",
                              sec["_index"])
-    method = sec.get("method", "REML")
-    transform = sec.get("transform", "logit")
-    res = hostats.meta_proportions(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method=method,
-                                   transform=transform)
-    out.methods.append((res.method, res.reference))
-    per_site = hostats.proportion(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method="clopper-pearson",
-                                  level=ctx.level, groups=list(agg.index))
-    out.methods.append((per_site.method, per_site.reference))
-    tpath = sec.get("truth")
+    return agg
 
+
+@dataclass
+class _Pooled:
+    """A pooled proportion or risk on the proportion scale (back-transformed), whatever pooled it."""
+
+    estimate: float
+    ci_lower: float
+    ci_upper: float
+    pred_lower: float
+    pred_upper: float
+    tau2: float
+    i2: float
+    q: float
+    q_pvalue: float
+    method: str
+    reference: str
+    warnings: list[str]
+
+
+def _pool_site_risks(ctx: Context, sec: dict, d: pd.DataFrame, by: str, method: str,
+                     out: SectionOutput) -> tuple[pd.DataFrame, _Pooled]:
+    """Per-site Aalen-Johansen risks by the horizon pooled on the logit scale by inverse variance.
+
+    Each site's logit risk has the delta-method variance se^2 / (F (1 - F))^2 of its Aalen-Johansen SE, so
+    sites with more loss to follow-up weigh less. A site without events gets the usual 0.5 correction on its
+    episodes (logit (0.5 / (n + 0.5)), variance 1/0.5 + 1/(n + 0.5)), as a logit meta-analysis of counts does.
+    """
+    from scipy.special import expit
+
+    import hostats
+
+    at, res = _risk_by_horizon(ctx, d, by)
+    out.methods.append((res.method, res.reference))
+    min_size = int(sec.get("min_size", 1))
+    small = at["n"] < min_size
+    if small.any():
+        out.warn(sec, f"{int(small.sum())} site(s) with fewer than {min_size} episodes left out of the pooling.")
+        at = at[~small]
+    if len(at) < 2:
+        raise ctx.spec.error(f"pooling needs at least two values of {by!r}; found {len(at)}", "section", "by",
+                             sec["_index"])
+    if at["events"].sum() == 0:
+        raise ctx.spec.error("HO by the horizon has no events in these episodes", "section", "event", sec["_index"])
+    f = at["estimate"].to_numpy(float)
+    se = at["std_error"].to_numpy(float)
+    n = at["n"].to_numpy(float)
+    inner = (f > 0) & (f < 1) & (se > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        yi = np.where(inner, np.log(f / (1 - f)), np.log(0.5 / (n + 0.5)))
+        vi = np.where(inner, (se / (f * (1 - f))) ** 2, 1 / 0.5 + 1 / (n + 0.5))
+    corrected = [g for g, ok in zip(at["group"], inner, strict=True) if not ok]
+    m = hostats.meta_effects(yi, vi, method=method, level=ctx.level, labels=list(at["group"]))
+    out.methods.append((m.method, m.reference))
+    warns = list(m.warnings) + ([f"{len(corrected)} site(s) without events by the horizon: logit risk with a 0.5 "
+                                 "correction on the episodes"] if corrected else [])
+    pooled = _Pooled(float(expit(m.estimate)), float(expit(m.ci_lower)), float(expit(m.ci_upper)),
+                     float(expit(m.pred_lower)), float(expit(m.pred_upper)), m.tau2, m.i2, m.q, m.q_pvalue,
+                     m.method, m.reference, warns)
+    return at, pooled
+
+
+def _meta_rows(ctx: Context, sec: dict, st: pd.DataFrame, res: Any, transform: str, measure: str,
+               site_method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Estimate rows of a pooling: per site (``site_<measure>``) and pooled (``pooled_<measure>``, the
+    prediction interval for a new site, tau2, I2), each with its truth where the spec gives one."""
+    tpath = sec.get("truth")
     tsites = tpath.get("sites") if isinstance(tpath, dict) else None
     tpooled = tpath.get("pooled") if isinstance(tpath, dict) else None
 
     def site_truth(r):
         return _number(_truth_of(ctx, tsites, str(r["group"]))) if tsites else None
 
-    st = per_site.table()
-    st["measure"] = "site_proportion"
-    out.estimates.append(_rows(ctx, sec, st, unit="proportion", truth=site_truth, method=per_site.method))
+    st = st.assign(measure=f"site_{measure}")
+    site_rows = _rows(ctx, sec, st, unit="proportion", truth=site_truth, method=site_method)
     pooled = pd.DataFrame({
-        "measure": ["pooled_proportion", "prediction_interval", "tau2", "i2"],
+        "measure": [f"pooled_{measure}", "prediction_interval", "tau2", "i2"],
         "group": ["pooled", "new site", "between sites", "between sites"],
         "estimate": [res.estimate, res.estimate, res.tau2, res.i2],
         "ci_lower": [res.ci_lower, res.pred_lower, np.nan, np.nan],
         "ci_upper": [res.ci_upper, res.pred_upper, np.nan, np.nan],
         "p_value": [np.nan, np.nan, getattr(res, "q_pvalue", np.nan), np.nan],
-        "n": [int(agg["size"].sum())] * 2 + [np.nan, np.nan],
-        "events": [int(agg["sum"].sum())] * 2 + [np.nan, np.nan],
+        "n": [int(st["n"].sum())] * 2 + [np.nan, np.nan],
+        "events": [int(st["events"].sum())] * 2 + [np.nan, np.nan],
         "unit": ["proportion", "proportion", f"{transform} scale", "percent" if res.i2 > 1 else "fraction"],
     })
     pooled_truth = _truth_of(ctx, tpooled) if tpooled else None
@@ -1166,16 +1436,58 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     def ptruth(r):
         if not isinstance(pooled_truth, dict):
             return None
-        if r["measure"] in ("pooled_proportion", "prediction_interval"):
+        if r["measure"] in (f"pooled_{measure}", "prediction_interval"):
             return pooled_truth.get("risk_at_mean")
         if r["measure"] == "tau2" and transform == "logit":
             return pooled_truth.get("tau2_logit")
         return None
 
-    out.estimates.append(_rows(ctx, sec, pooled, truth=ptruth, method=res.method))
+    return site_rows, _rows(ctx, sec, pooled, truth=ptruth, method=res.method)
+
+
+def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
+    """Per-site proportions (or, for HO by the horizon, censoring-aware risks) and their random-effects
+    pooling with a prediction interval and forest plot."""
+    import hostats
+
+    out = SectionOutput()
+    d = _section_frame(ctx, sec)
+    by = sec.get("by", "site")
+    _need_columns(ctx, d, [by], sec, "by")
+    event = sec.get("event", OUTCOME_FLAG)
+    method = sec.get("method", "REML")
+    transform = sec.get("transform", "logit")
+
+    def counts_pooling(frame: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+        agg = _site_counts(ctx, sec, frame, by, event, out)
+        res = hostats.meta_proportions(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method=method,
+                                       transform=transform)
+        per_site = hostats.proportion(agg["sum"].to_numpy(int), agg["size"].to_numpy(int),
+                                      method="clopper-pearson", level=ctx.level, groups=list(agg.index))
+        out.methods += [(res.method, res.reference), (per_site.method, per_site.reference)]
+        return per_site.table(), res
+
+    if _horizon_outcome(d, event):
+        _warn_known_subset(ctx, sec, out)
+        if transform != "logit":
+            raise ctx.spec.error(f"risks by the horizon are pooled on the logit scale (got transform = "
+                                 f"{transform!r})", "section", "transform", sec["_index"])
+        d = _complete(ctx, d, ["time_days", "status", by], sec, out)
+        st, res = _pool_site_risks(ctx, sec, d, by, method, out)
+        measure, site_method, ci_label = "risk", "Aalen-Johansen", "Aalen-Johansen CIs"
+        cc_st, cc_res = counts_pooling(_known_status(d))
+        cc_rows = pd.concat(_meta_rows(ctx, sec, cc_st, cc_res, transform, "proportion", "Clopper-Pearson"),
+                            ignore_index=True)
+        out.estimates.append(_as_sensitivity(ctx, sec, out, cc_rows[cc_rows["measure"] != "i2"],
+                                             f"Per-site proportions and their {method} pooling ({transform})"))
+    else:
+        st, res = counts_pooling(d)
+        measure, site_method, ci_label = "proportion", "Clopper-Pearson", "Clopper-Pearson CIs"
+    site_rows, pooled_rows = _meta_rows(ctx, sec, st, res, transform, measure, site_method)
+    out.estimates[:0] = [site_rows, pooled_rows]
     from hostats.report.figures import forest_plot
 
-    sup = suppress_estimates(_rows(ctx, sec, st, unit="proportion", truth=site_truth), ctx.threshold)
+    sup = suppress_estimates(site_rows, ctx.threshold)
     drawn = sup[sup["estimate"].notna()].copy()
     for c in ("estimate", "ci_lower", "ci_upper"):
         drawn[c] = drawn[c].astype(float)
@@ -1183,12 +1495,12 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     n_hidden = len(sup) - len(drawn)
     summary = pd.DataFrame({"label": [f"pooled ({method}, {transform})"], "estimate": [res.estimate],
                             "ci_lower": [res.ci_lower], "ci_upper": [res.ci_upper]})
-    tv = pooled_truth.get("risk_at_mean") if isinstance(pooled_truth, dict) else None
-    fig = forest_plot(drawn, label="label", log=False, xlabel="proportion with the event",
-                      title=sec.get("title", ""), summary=summary, prediction=(res.pred_lower, res.pred_upper),
-                      truth=tv)
+    tv = pooled_rows["truth"].iloc[0] if pooled_rows["truth"].notna().iloc[0] else None
+    fig = forest_plot(drawn, label="label", log=False, xlabel=f"{measure} of HO" if measure == "risk" else
+                      "proportion with the event", title=sec.get("title", ""), summary=summary,
+                      prediction=(res.pred_lower, res.pred_upper), truth=tv)
     out.figures.append((sec["id"] + "_forest", sec.get("title", "Forest plot"),
-                        f"Per-site proportions (Clopper-Pearson CIs), the random-effects pooled proportion "
+                        f"Per-site {measure} ({ci_label}), the random-effects pooled {measure} "
                         f"(diamond) and the {int(ctx.level * 100)}% prediction interval for a new site (bar)."
                         + (f" {n_hidden} site(s) with fewer than {ctx.threshold} events or episodes are pooled "
                            "but not drawn." if n_hidden else ""), fig))
@@ -1220,13 +1532,19 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     d = _section_frame(ctx, sec)
     lo, hi = sec.get("lower", "ho_interval_lo_days"), sec.get("upper", "ho_interval_hi_days")
     _need_columns(ctx, d, [lo, hi], sec, "lower" if lo not in d.columns else "upper")
-    d = _complete(ctx, d, [lo, hi], sec, out)
+    # as R's interval2: a missing upper bound is right-censored and a missing lower bound left-censored
+    # (interval_censored reads both); only an episode without either bound is missing
+    neither = (d[lo].isna() & d[hi].isna()).to_numpy()
+    if neither.any():
+        out.warn(sec, f"{format_count(int(neither.sum()), ctx.threshold)} episode(s) without either interval "
+                      "bound left out.")
+        d = d.loc[~neither]
     hiv = d[hi].to_numpy(dtype=float)
     if not np.isfinite(hiv).any():
         raise ctx.spec.error("no episode has a positive imaging result (all upper bounds infinite)", "section",
                              "upper", sec["_index"])
     thr = ctx.threshold
-    flow = [("episodes with both interval bounds", len(d))]
+    flow = [("episodes with an interval bound", len(d))]
     prevalent = hiv == 0
     if prevalent.any():
         k = int(prevalent.sum())
@@ -1466,8 +1784,11 @@ def _derive(spec: Spec, episodes: pd.DataFrame, horizon: float) -> pd.DataFrame:
 
     ``ho_within_horizon``: HO detected within the horizon (status 1 and time <= horizon).
     ``horizon_status_known``: HO or death within the horizon, or follow-up reaching the horizon (within
-    30 days: the last scheduled visit may fall just before it); binary-outcome analyses restricted to it
-    are unbiased when loss to follow-up is independent of the outcome (stated in the methods).
+    30 days: the last scheduled visit may fall just before it). Restricting a yes/no analysis to it is NOT
+    unbiased under independent loss to follow-up: it keeps the patients lost after an event and drops those
+    lost event-free, inflating the risk. Sections therefore analyse ``ho_within_horizon`` from everyone's
+    follow-up with censoring-aware estimators and use this flag only for the complete-case sensitivity
+    analysis.
     A ``[[derive]]`` with ``bins`` cuts a numeric expression into labelled intervals (right-closed);
     with ``labels`` as a table it maps values (e.g. true/false) to labels. With ``where`` (a condition) and
     ``otherwise`` (a number) the column is ``expr`` where the condition holds and ``otherwise`` elsewhere, so
@@ -1680,11 +2001,19 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
                 parts.append(f"{method} {c}".strip())
         if parts:
             paras.append(f"{sec.get('title', sec['type'])}: " + "; ".join(dict.fromkeys(parts)) + ".")
-    if any(KNOWN_FLAG in str(s.get("subset", "")) for s in spec.sections):
-        paras.append(f"Yes/no outcomes at the horizon were analysed among episodes whose status at "
-                     f"{int(spec.horizon)} days was known (HO or death within it, or follow-up reaching to within "
-                     f"{FOLLOWUP_TOLERANCE_DAYS} days of it); this assumes that loss to follow-up is unrelated to "
-                     "the outcome. The cumulative incidence curves use all episodes, censored at last contact.")
+    if any(k.endswith("_complete_case") for o in outputs for k in o.subsections):
+        paras.append(f"Risks of HO by {int(spec.horizon)} days were estimated from the follow-up of every episode, "
+                     "with loss to follow-up as (independent) censoring and death before HO as a competing event: "
+                     "Aalen-Johansen estimates, adjusted risks by inverse probability of treatment weighting "
+                     "(weighted Aalen-Johansen), the g-formula (cause-specific Cox models), IPTW with inverse "
+                     "probability of censoring weights and the doubly robust AIPTW, and odds ratios of the risk by "
+                     "binomial regression with inverse probability of censoring weights. Analyses restricted to "
+                     f"episodes whose status at {int(spec.horizon)} days was known (HO or death within it, or "
+                     f"follow-up reaching to within {FOLLOWUP_TOLERANCE_DAYS} days of it) are reported as "
+                     "sensitivity analyses only: they are biased upward when patients are lost to follow-up.")
+    elif any(KNOWN_FLAG in str(s.get("subset", "")) for s in spec.sections):
+        paras.append(f"Some yes/no outcomes were analysed among episodes whose status at {int(spec.horizon)} days "
+                     "was known; this is biased when patients are lost to follow-up before the horizon.")
     paras.append(f"Disclosure control: counts from 1 to {ctx.threshold - 1} are shown as \"<{ctx.threshold}\", "
                  "with secondary suppression where a total would reveal them; estimates resting on fewer than "
                  f"{ctx.threshold} people or events are withheld. Computed with hostats; package versions are in "
@@ -1794,8 +2123,11 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
         synthetic=truth is not None, threshold=thr, flow=flow,
         criteria=[f"{c['name']}: {c.get('description') or c['keep']}" for c in spec.criteria],
         criteria_steps=[c["name"] for c in spec.criteria],
-        table1=t1, estimates=shown, section_titles={s["id"]: s.get("title", s["type"]) for s in spec.sections},
-        section_notes={s["id"]: s["description"] for s in spec.sections if s.get("description")},
+        table1=t1, estimates=shown,
+        section_titles={**{s["id"]: s.get("title", s["type"]) for s in spec.sections},
+                        **{k: v[0] for o in outputs for k, v in o.subsections.items()}},
+        section_notes={**{s["id"]: s["description"] for s in spec.sections if s.get("description")},
+                       **{k: v[1] for o in outputs for k, v in o.subsections.items()}},
         figures=figures, extra_tables=[t for o in outputs for t in o.tables],
         diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],
         sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,

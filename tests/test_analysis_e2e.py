@@ -33,17 +33,24 @@ EXPECTED = {
                       ("risk_factors", "odds_ratio", "C(sex)[T.male]", True)],
     "prophylaxis": [("effect", "risk_ratio", "radiotherapy vs none", True),
                     ("effect", "risk_difference", "nsaid vs none", True),
-                    ("effect", "odds_ratio", "bisphosphonate vs none", True),
+                    ("effect", "risk_control", "bisphosphonate vs none", True),
+                    ("effect", "risk_ratio_regression", "radiotherapy vs none", True),
+                    ("effect", "risk_difference_aipw", "nsaid vs none", True),
+                    ("effect", "risk_treated_ipcw", "radiotherapy vs none", True),
                     ("effect", "hazard_ratio", "radiotherapy vs none", False),
                     ("effect", "crude_risk_ratio", "radiotherapy vs none", True),
+                    ("effect_complete_case", "risk_ratio", "radiotherapy vs none", True),
+                    ("rt_dose_complete_case", "odds_ratio", "rt_dose_gy", False),
                     ("curves", "cumulative_incidence", "radiotherapy", False),
                     ("rt_timing", "cumulative_incidence", "within 48 h", False),
                     ("rt_dose", "odds_ratio", "rt_dose_gy", False),
                     ("safety", "risk_ratio", "radiotherapy vs none", True)],
-    "resection_recurrence": [("pooled", "pooled_proportion", "pooled", True),
+    "resection_recurrence": [("pooled", "pooled_risk", "pooled", True),
+                             ("pooled_complete_case", "pooled_proportion", "pooled", True),
                              ("pooled", "prediction_interval", "new site", True),
                              ("pooled", "tau2", "between sites", True),
-                             ("site_incidence", "proportion", None, True),
+                             ("site_incidence", "risk", None, True),
+                             ("site_incidence_complete_case", "proportion", None, True),
                              ("cumulative", "cumulative_incidence", "none", False),
                              ("adjuvant", "risk_ratio", "etidronate vs none", True)],
     "neurogenic": [("incidence", "cumulative_incidence", "sci", True),
@@ -51,6 +58,7 @@ EXPECTED = {
                    ("joints", "share", "hip", True),
                    ("risk_factors", "odds_ratio", "gram_negative_infection[T.True]", True),
                    ("risk_factors", "odds_ratio", "early_intensive_therapy[T.True]", True),
+                   ("risk_factors_complete_case", "odds_ratio", "gram_negative_infection[T.True]", True),
                    ("onset", "median_onset_weibull", None, False),
                    ("diagnosis", "days_first_positive_bone_scan_to_xray", "mean", False),
                    ("diagnosis", "alp_rise_at_detection", "mean", False)],
@@ -60,8 +68,11 @@ EXPECTED = {
 CLOSE = {
     "tha_incidence": [("incidence", "cumulative_incidence", "tha")],
     "prophylaxis": [("effect", "risk_ratio", "radiotherapy vs none"), ("effect", "risk_ratio", "nsaid vs none"),
+                    ("effect", "risk_control", "radiotherapy vs none"),
+                    ("effect", "risk_control_aipw", "radiotherapy vs none"),
+                    ("effect", "risk_treated_regression", "nsaid vs none"),
                     ("safety", "risk_ratio", "radiotherapy vs none")],
-    "resection_recurrence": [("pooled", "pooled_proportion", "pooled")],
+    "resection_recurrence": [("pooled", "pooled_risk", "pooled")],
     "neurogenic": [("incidence", "cumulative_incidence", "sci"),
                    ("risk_factors", "odds_ratio", "gram_negative_infection[T.True]")],
 }
@@ -108,6 +119,9 @@ def test_report_has_every_section_and_files(reproduced, name):
         assert f'<section id="{sid}">' in html, sid
     assert "patient_id" not in html.lower()
     assert "synthetic data" in html and "<script" not in html
+    # yes/no outcomes by the horizon: censoring-aware rows first, complete case only as a labelled sensitivity
+    assert "Sensitivity analysis (complete case): " in html
+    assert "biased upward" in html
     figs = sorted((folder / "figures").glob("*.png"))
     assert figs and all((f.with_suffix(".svg")).is_file() for f in figs)
     assert html.count("data:image/png;base64,") == len(figs)
