@@ -382,6 +382,11 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         causes = [cause] + sorted(int(c) for c in np.unique(s[s > 0]) if c != cause)
         fitted = [_csc.fit_cause(X, t, s, c, grid, f"{'cause of interest' if c == cause else 'competing'}")
                   for c in causes]
+        for c, m in zip(causes, fitted, strict=True):
+            for name in (nm for nm, inf in zip(x_names, m.fit.maybe_infinite, strict=True) if inf):
+                notes.append(f"cause-specific Cox model for status {c}: the coefficient of {name!r} is probably "
+                             "infinite (no events of that status in a group); the g-formula and aipw risks of "
+                             "that group rest on it")
         models["cause_specific_cox"] = {c: pd.DataFrame({"term": x_names, "log_hr": m.beta,
                                                          "std_error": np.sqrt(np.diag(m.vcov))})
                                         for c, m in zip(causes, fitted, strict=True)}
@@ -438,11 +443,11 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     for meth in [m for m in METHODS if m in meths]:
         mu, phi = mus[meth], influence[meth]
         V = phi.T @ phi
-        for r in _contrast_rows(mu, V, counts, events, pairs, levels, z):
-            if r["measure"] != "odds_ratio":
-                rows.append({**r, "method": meth})
-        for k in range(K):  # the arm's own row of a contrast (risk_treated): logit-scale CI
-            r = _contrast_rows(mu, V, counts, events, [(k, 0)], levels, z)[0]
+        with np.errstate(over="ignore"):  # a risk of ~1e-20 (an arm without events) has limits 0 and 1
+            contrast = _contrast_rows(mu, V, counts, events, pairs, levels, z)
+            own = [_contrast_rows(mu, V, counts, events, [(k, 0)], levels, z)[0] for k in range(K)]
+        rows += [{**r, "method": meth} for r in contrast if r["measure"] != "odds_ratio"]
+        for k, r in enumerate(own):  # the arm's own row of a contrast (risk_treated): logit-scale CI
             risk_rows.append({"method": meth, "group": levels[k],
                               **{c: r[c] for c in ("estimate", "ci_lower", "ci_upper", "std_error", "n",
                                                    "events")}})
