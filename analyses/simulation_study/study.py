@@ -27,6 +27,7 @@ from scipy import special, stats  # special.logit, not logit: a ufunc imported b
 
 import hostats
 import synthetic
+from hostats.analysis import FOLLOWUP_TOLERANCE_DAYS  # horizon_status_known as the analyses derive it
 from hostats.clean import derive_outcomes, interval_bounds
 from hostats.simstudy import Estimate, Replicate, Study
 from hostats.stats.interval import DETECTION_LAG_DAYS
@@ -53,9 +54,6 @@ CONFOUNDERS = ["age_years", "sex", "prior_ho"]
 ARMS = {"none": "none", "rt": "radiotherapy", "bis": "bisphosphonate"}  # estimand key -> prophylaxis arm
 CONTRASTS = {"rt": "radiotherapy", "bis": "bisphosphonate"}  # each vs "none"
 LOSS_PER_YEAR = {"tha_prophylaxis": 0.0, "tha_prophylaxis_loss10": 0.10, "tha_prophylaxis_loss30": 0.30}
-# The bundled analyses call the 1-year status known when the follow-up reaches the horizon within this
-# many days (hostats.analysis.FOLLOWUP_TOLERANCE_DAYS: the last scheduled visit may fall just before it).
-FOLLOWUP_TOLERANCE_DAYS = 30
 # hostats.ate methods compared (study method name -> ``methods=`` key of hostats.ate; its table is read by
 # ate_method). "ate_iptw" is hostats.ate's IPTW Aalen-Johansen, whose SE includes the propensity model's
 # estimation (iptw_aj's treats the weights as known).
