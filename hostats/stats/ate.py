@@ -76,6 +76,7 @@ from hostats.stats.causal import (
     _covariates,
     _drop_collinear,
     _fit_propensity,
+    _information,
     _list_formula,
     _treatment_levels,
 )
@@ -134,20 +135,6 @@ class ATEResult(Result):
 # --------------------------------------------------------------------------------------------------
 # estimators
 # --------------------------------------------------------------------------------------------------
-
-def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Fisher information of the multinomial logit (base arm 0): blocks X' diag(P_k (1{k=m} - P_m)) X,
-    one weighted cross-product per pair of arms (the same matrix as causal._information, which is slower
-    at n = 20,000 by two orders of magnitude)."""
-    K, p = P.shape[1], X.shape[1]
-    out = np.zeros(((K - 1) * p, (K - 1) * p))
-    for k in range(1, K):
-        for m in range(k, K):
-            block = (X * (P[:, k] * ((k == m) - P[:, m]))[:, None]).T @ X
-            out[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
-            out[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
-    return out
-
 
 def _ps_term(Xd: np.ndarray, P: np.ndarray, a: np.ndarray, R: np.ndarray, info: np.ndarray) -> np.ndarray:
     """Influence term (n x K) from estimating the multinomial-logit propensity model, for risks whose
@@ -445,7 +432,9 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         V = phi.T @ phi
         with np.errstate(over="ignore"):  # a risk of ~1e-20 (an arm without events) has limits 0 and 1
             contrast = _contrast_rows(mu, V, counts, events, pairs, levels, z)
-            own = [_contrast_rows(mu, V, counts, events, [(k, 0)], levels, z)[0] for k in range(K)]
+            # paired with another arm (a contrast with itself has variance 0 up to rounding: sqrt of < 0)
+            own = [_contrast_rows(mu, V, counts, events, [(k, 1 if k == 0 else 0)], levels, z)[0]
+                   for k in range(K)]
         rows += [{**r, "method": meth} for r in contrast if r["measure"] != "odds_ratio"]
         for k, r in enumerate(own):  # the arm's own row of a contrast (risk_treated): logit-scale CI
             risk_rows.append({"method": meth, "group": levels[k],

@@ -249,22 +249,15 @@ def _weights(P: np.ndarray, a: np.ndarray, estimand: str, target: int | None, st
 
 
 def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Fisher information of the multinomial logit: blocks X' diag(P_k (1{k=m} - P_m)) X (symmetric).
-
-    All blocks in one matrix product per chunk of rows: [w_km] (rows x pairs)' times the row-wise outer
-    products x x' (rows x p^2), so the data are read once and no n x p temporary is made per block."""
-    K, (n, p) = P.shape[1], X.shape
-    pairs = [(k, m) for k in range(1, K) for m in range(k, K)]
-    acc = np.zeros((len(pairs), p * p))
-    rows = max(1, (1 << 22) // (p * p + len(pairs)))  # ~32 MB of temporaries per chunk
-    for s in range(0, n, rows):
-        Xc, Pc = X[s:s + rows], P[s:s + rows]
-        Wc = np.column_stack([Pc[:, k] * ((k == m) - Pc[:, m]) for k, m in pairs])
-        acc += Wc.T @ (Xc[:, :, None] * Xc[:, None, :]).reshape(len(Xc), p * p)
+    """Fisher information of the multinomial logit (base arm 0): blocks X' diag(P_k (1{k=m} - P_m)) X
+    (symmetric), one weighted cross-product per pair of arms (BLAS; no n x p^2 temporary)."""
+    K, p = P.shape[1], X.shape[1]
     info = np.zeros(((K - 1) * p, (K - 1) * p))
-    for (k, m), block in zip(pairs, acc.reshape(len(pairs), p, p), strict=True):
-        info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
-        info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
+    for k in range(1, K):
+        for m in range(k, K):
+            block = (X * (P[:, k] * ((k == m) - P[:, m]))[:, None]).T @ X
+            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
+            info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
     return info
 
 
