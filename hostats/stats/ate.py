@@ -62,7 +62,7 @@ from scipy import linalg
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats import _csc
-from hostats.stats._formula import build_design, formula_variables, require_variables, split_formula
+from hostats.stats._formula import build_design
 from hostats.stats._ipcw import censoring_km, strata_codes
 from hostats.stats._result import Result, check_level, tidy, z_value
 from hostats.stats._survdata import status_array, time_array
@@ -79,6 +79,8 @@ from hostats.stats.causal import (
     _information,
     _list_formula,
     _treatment_levels,
+    confounder_columns,
+    treatment_arms,
 )
 
 METHODS = ("gformula", "iptw", "ipcw", "aipw")
@@ -285,13 +287,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
     cause = int(cause)
 
-    formula = confounders if isinstance(confounders, str) else None
-    if formula is not None:
-        _, rhs = split_formula(formula, outcome=False)
-        conf_cols = formula_variables(rhs or "1", formula)
-        require_variables(data, conf_cols, formula)
-    else:
-        conf_cols = [confounders] if isinstance(confounders, str) else list(confounders)
+    formula, rhs, conf_cols = confounder_columns(data, confounders)
     cens_cols = [] if censoring is None else ([censoring] if isinstance(censoring, str) else list(censoring))
     require_columns(data, [treatment, time, status, *conf_cols, *cens_cols])
     if treatment in conf_cols:
@@ -309,20 +305,8 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         if empty:
             raise DataError(f"treatment {treatment!r}: arm(s) {empty} have no patients (after removing rows "
                             "with missing values); drop the unused categories or the arm", column=treatment)
-    if len(levels) < 2:
-        raise EstimationError(f"treatment {treatment!r} has a single level ({levels}) in these data; "
-                              "nothing to compare")
-    if reference is None:
-        reference = "none" if "none" in levels else levels[0]
-    if reference not in levels:
-        raise ValueError(f"reference {reference!r} is not a level of {treatment!r} (levels: {levels})")
-    levels = [reference] + [v for v in levels if v != reference]
+    levels, reference, a, counts = treatment_arms(col, treatment, reference)
     K = len(levels)
-    a = col.map({v: i for i, v in enumerate(levels)}).to_numpy(int)
-    counts = np.bincount(a, minlength=K)
-    if counts.min() < 2:
-        small = [levels[k] for k in range(K) if counts[k] < 2]
-        raise EstimationError(f"treatment arm(s) {small} of {treatment!r} have fewer than 2 patients")
 
     t = time_array(data, time)
     s = status_array(data, status, cause)

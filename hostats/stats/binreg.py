@@ -24,6 +24,7 @@ from hostats.stats._ipcw import IPCW_REFERENCE, censoring_km, strata_codes
 from hostats.stats._result import Result, check_level, ratio_columns
 from hostats.stats._survdata import require_columns, status_array, time_array
 from hostats.stats._validate import complete_cases
+from hostats.stats.regression import check_terms
 
 BINREG_REFERENCE = (
     "Scheike TH, Zhang MJ, Gerds TA. Predicting cumulative incidence probability by direct binomial "
@@ -181,7 +182,7 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
 
     design, X = build_design(frame, rhs, formula, intercept=True)
     names = design.names
-    _check_terms(X, names)
+    check_terms(X, names)
     codes, labels = strata_codes(frame, cens_cols)
     km = censoring_km(t, s, codes)
     g = km.at(np.minimum(t, horizon))                       # G(min(T, horizon)-), in the own stratum
@@ -247,21 +248,6 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
         influence=pd.DataFrame(iid, index=frame.index, columns=names), n=int(t.size), events=n_events,
         competing_events=comp, n_missing=n_missing, horizon=horizon, cause=cause, censoring=cens_cols,
         iterations=iterations, _design=design)
-
-
-def _check_terms(X: np.ndarray, names: list[str]) -> None:
-    """A constant term (other than the intercept) or a term collinear with those before it is an error."""
-    for j, name in enumerate(names):
-        if name != "Intercept" and np.all(X[:, j] == X[0, j]):
-            raise EstimationError(f"term {name!r} is constant ({X[0, j]:g}) in the analysed rows: drop it "
-                                  "from the formula")
-    xtx = X.T @ X
-    scale = np.sqrt(np.diag(xtx))
-    corr = xtx / np.outer(scale, scale)
-    for k in range(2, len(names) + 1):
-        if np.linalg.matrix_rank(corr[:k, :k], tol=1e-10) < k:
-            raise EstimationError(f"term {names[k - 1]!r} is collinear with the terms before it "
-                                  f"({', '.join(names[:k - 1])}): drop or recode it")
 
 
 __all__ = ["binreg", "BinregResult"]

@@ -81,6 +81,41 @@ def _treatment_levels(s: pd.Series) -> list:
         return sorted(present, key=str)
 
 
+def confounder_columns(data: pd.DataFrame, confounders: Sequence[str] | str
+                       ) -> tuple[str | None, str | None, list[str]]:
+    """(formula, its right-hand side, columns) of a confounder list (formula None) or right-hand-side
+    formula ("age_years + C(sex)"); a formula's variables must be columns (parse errors and unknown names
+    are DataErrors naming them)."""
+    if isinstance(confounders, str):
+        _, rhs = split_formula(confounders, outcome=False)
+        cols = formula_variables(rhs or "1", confounders)
+        require_variables(data, cols, confounders)
+        return confounders, rhs, cols
+    return None, None, list(confounders)
+
+
+def treatment_arms(col: pd.Series, treatment: str, reference: Any) -> tuple[list, Any, np.ndarray, np.ndarray]:
+    """Arms of a treatment column: (levels with the reference first, the reference, each row's arm code,
+    patients per arm). The reference is the base category of the multinomial propensity model; default
+    "none" if present, else the first level. A single arm, an unknown reference or an arm with fewer than 2
+    patients is an error naming the treatment."""
+    levels = _treatment_levels(col)
+    if len(levels) < 2:
+        raise EstimationError(f"treatment {treatment!r} has a single level ({levels}) in these data; "
+                              "nothing to compare")
+    if reference is None:
+        reference = "none" if "none" in levels else levels[0]
+    if reference not in levels:
+        raise ValueError(f"reference {reference!r} is not a level of {treatment!r} (levels: {levels})")
+    levels = [reference] + [v for v in levels if v != reference]
+    a = col.map({v: i for i, v in enumerate(levels)}).to_numpy(int)
+    counts = np.bincount(a, minlength=len(levels))
+    if counts.min() < 2:
+        small = [levels[k] for k in range(len(levels)) if counts[k] < 2]
+        raise EstimationError(f"treatment level(s) {small} of {treatment!r} have fewer than 2 patients")
+    return levels, reference, a, counts
+
+
 def _is_binary_numeric(x: pd.Series) -> bool:
     vals = pd.unique(x.dropna())
     return len(vals) <= 2 and set(np.asarray(vals, dtype=float).tolist()) <= {0.0, 1.0}
@@ -651,13 +686,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     if bootstrap and seed is None:
         raise ValueError("bootstrap needs an explicit seed (seed=...) so that results are reproducible")
 
-    formula = confounders if isinstance(confounders, str) else None
-    if formula is not None:
-        _, rhs = split_formula(formula, outcome=False)
-        conf_cols = formula_variables(rhs or "1", formula)
-        require_variables(data, conf_cols, formula)
-    else:
-        conf_cols = list(confounders)
+    formula, rhs, conf_cols = confounder_columns(data, confounders)
     surv_cols = [c for c in (time, status) if c is not None]
     if (time is None) != (status is None):
         raise ValueError("give both time= and status= (or neither)")
@@ -671,23 +700,9 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     data, dropped, n_missing = complete_cases(data, [treatment, *out_cols, *conf_cols, *surv_cols], "iptw")
 
     notes: list[str] = list(dropped)
-    levels = _treatment_levels(data[treatment])
-    if len(levels) < 2:
-        raise EstimationError(f"treatment {treatment!r} has a single level ({levels}) in these data; "
-                              "nothing to compare")
-    if reference is None:
-        reference = "none" if "none" in levels else levels[0]
-    if reference not in levels:
-        raise ValueError(f"reference {reference!r} is not a level of {treatment!r} (levels: {levels})")
-    # reference first: it is the base category of the multinomial model
-    levels = [reference] + [v for v in levels if v != reference]
+    levels, reference, a, counts = treatment_arms(data[treatment], treatment, reference)
     K = len(levels)
     code = {v: i for i, v in enumerate(levels)}
-    a = data[treatment].map(code).to_numpy(int)
-    counts = np.bincount(a, minlength=K)
-    if counts.min() < 2:
-        small = [levels[k] for k in range(K) if counts[k] < 2]
-        raise EstimationError(f"treatment level(s) {small} of {treatment!r} have fewer than 2 patients")
     target = None
     if est_key == "ATT":
         if treated is None:

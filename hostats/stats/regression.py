@@ -111,7 +111,13 @@ def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray)
                               "(report the proportion with hostats.proportion instead)")
     if events == total:
         raise EstimationError("every analysed row is an event: odds ratios cannot be estimated")
-    unit = bool(np.all(w == 1))
+    check_terms(X, names, w)
+
+
+def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None) -> None:
+    """A constant term (other than the intercept), or a term collinear with those before it, among the rows
+    with positive weight, is an error naming the term."""
+    unit = w is None or bool(np.all(w == 1))
     Xu = X if unit else X[w > 0]
     constant = np.flatnonzero(Xu.max(axis=0) == Xu.min(axis=0))
     for j in constant:
