@@ -1058,6 +1058,10 @@ def _horizon_effects(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, r
         out.methods.append((res.method, res.reference))
         out.warn(sec, *res.warnings)
     t = pd.concat([r.table() for r in fits], ignore_index=True)
+    # per contrast, the primary (unsuffixed, IPTW) rows first, then the other methods in the spec's order
+    rank = {_ATE_METHODS[m][0]: i for i, m in enumerate(chosen)}
+    order = {c: i for i, c in enumerate(dict.fromkeys(t["contrast"]))}
+    t = t.iloc[np.lexsort((t["method"].map(rank).to_numpy(), t["contrast"].map(order).to_numpy()))]
     suffix = {_ATE_METHODS[m][0]: _ATE_METHODS[m][1] for m in chosen}
     t = t.assign(measure=t["measure"].astype(str) + t["method"].map(suffix))
     return _with_units(t)
