@@ -247,12 +247,18 @@ def newton(dat: EfronData, max_iter: int = 50, eps: float = 1e-12) -> Fit:
             halvings += 1
         flat = abs(new.loglik - cur.loglik) <= 1e-9 * abs(new.loglik)  # coxph's own criterion
         done = abs(new.loglik - cur.loglik) <= eps * abs(new.loglik) and np.max(np.abs(new_beta - beta)) < 1e-6
-        beta, cur = new_beta, new
         try:
-            chol = linalg.cho_factor(cur.info)
+            new_chol = linalg.cho_factor(new.info)
         except linalg.LinAlgError as exc:
+            # a coefficient running off to infinity (monotone likelihood: e.g. no events in one group)
+            # drives the information to singular. Like coxph, stop where the likelihood has levelled off,
+            # at the last point with an invertible information; the coefficient is flagged below.
+            if abs(new.loglik - cur.loglik) <= 1e-6 * abs(new.loglik) and iterations > 1:
+                flat = True
+                break
             raise EstimationError("the information matrix became singular during fitting: a "
                                   "coefficient is probably infinite (monotone likelihood)") from exc
+        beta, cur, chol = new_beta, new, new_chol
         if done:
             converged = True
             break
