@@ -372,7 +372,8 @@ def synth(
 # simulate (simulation study: hostats.simstudy + analyses/simulation_study/study.py)
 @app.command()
 def simulate(
-    scenario: str = typer.Argument(..., help="Study: tha_prophylaxis, neurogenic, detection, resection_recurrence."),
+    scenario: str = typer.Argument(..., help="Study: tha_prophylaxis (no loss to follow-up), tha_prophylaxis_loss10, "
+                                  "tha_prophylaxis_loss30, neurogenic, detection, resection_recurrence."),
     reps: int = typer.Option(..., "--reps", "-r", help="Number of replicates."),
     workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (joblib)."),
     dask: str = typer.Option(None, "--dask", help="dask.distributed scheduler address (e.g. tcp://host:8786)."),
