@@ -249,7 +249,12 @@ def test_adjustment_methods_choose_the_rows(tmp_path, export_csv):
     est = run_analysis(write_spec(tmp_path / "m", text), tmp_path / "out").estimates
     m = set(est.loc[est["section"] == "effect", "measure"])
     assert {"risk_ratio", "risk_ratio_regression", "risk_difference_regression"} <= m
-    assert not any(x.startswith("crude_") or x.endswith("_aipw") for x in m)
+    assert not any(x.startswith("crude_") or x.endswith(("_aipw", "_ipcw")) for x in m)
+    # HO by the horizon restricted to episodes with known status: the censoring-aware estimates are
+    # computed on that subset, which the report says biases them
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "this restriction biases them upward" in html
+    assert "effect_complete_case" in set(est["section"])
 
 
 def test_adjustment_methods_unknown_name_is_a_spec_error(tmp_path):
@@ -257,3 +262,56 @@ def test_adjustment_methods_unknown_name_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match="methods must be a list drawn from") as err:
         load_spec(write_spec(tmp_path / "m", text))
     assert "matching" in str(err.value) and f"line {line_of(text, 'methods =')}" in str(err.value)
+
+
+def test_site_risks_pooled_from_follow_up_agree_with_count_pooling_without_loss(tmp_path):
+    """With nobody lost before the horizon the Aalen-Johansen risk per site is the proportion, so the
+    logit pooling of the site risks (inverse-variance, REML) must reproduce hostats.meta_proportions on the
+    counts (matched to metafor), the 0.5-corrected site without events included; the only difference is
+    the Aalen-Johansen variance against the binomial one (about 0.3% here)."""
+    import hostats
+    import synthetic
+
+    c = synthetic.generate("resection_recurrence", 1500, 5, overrides={"loss_to_followup_per_year": 0.0},
+                           fault_rate=0.0)
+    ep = c.episodes.copy()
+    quiet = ep["site"] == sorted(ep["site"].unique())[1]
+    ep.loc[quiet, "ho"] = False  # a site without recurrences: the logit needs the 0.5 correction
+    for col in [k for k in ep.columns if k.startswith("ho_") or k in ("brooker_grade", "symptomatic",
+                                                                     "detection_modality")]:
+        ep[col] = ep[col].astype(object)
+        ep.loc[quiet, col] = None if col != "brooker_grade" else 0
+    for col in ep.columns:
+        if str(ep[col].dtype).startswith("datetime64"):
+            ep[col] = ep[col].dt.strftime("%Y-%m-%d")
+    path = tmp_path / "export.csv"
+    ep.to_csv(path, index=False)
+    text = GOOD.format(data=path).replace("keep = \"index_event == 'tha'\"", "keep = \"index_event == 'resection'\"")
+    text = text.replace('table1_by = "prophylaxis"', 'table1_by = "adjuvant"')
+    text = text.split("[[section]]")[0] + """
+[[section]]
+id = "pooled"
+type = "meta_proportions"
+title = "Recurrence by site"
+by = "site"
+event = "ho_within_horizon"
+"""
+    res = run_analysis(write_spec(tmp_path / "spec", text), tmp_path / "out")
+    est = res.estimates.set_index(["section", "measure"]).sort_index()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "site(s) without events by the horizon: logit risk with a 0.5 correction" in html
+    e = hostats.read_cohort(path).episodes
+    e = e[e["index_event"] == "resection"]
+    y = (e["status"] == 1) & (e["time_days"] <= 365)
+    agg = y.groupby(e["site"]).agg(["sum", "size"])
+    assert (agg["sum"] == 0).sum() >= 1
+    ref = hostats.meta_proportions(agg["sum"].to_numpy(int), agg["size"].to_numpy(int), method="REML",
+                                   transform="logit")
+    pooled = est.loc[("pooled", "pooled_risk")].iloc[0]
+    assert pooled["estimate"] == pytest.approx(ref.estimate, rel=2e-3)
+    assert pooled["ci_lower"] == pytest.approx(ref.ci_lower, rel=5e-3)
+    assert pooled["ci_upper"] == pytest.approx(ref.ci_upper, rel=5e-3)
+    assert est.loc[("pooled", "tau2"), "estimate"].iloc[0] == pytest.approx(ref.tau2, rel=1e-2)
+    cc = est.loc[("pooled_complete_case", "pooled_proportion")].iloc[0]
+    assert cc["estimate"] == pytest.approx(ref.estimate, rel=1e-9)  # nobody lost: complete case = everyone
+    assert len(est.loc[("pooled", "site_risk")]) == len(agg)  # every site, small ones suppressed
