@@ -57,14 +57,14 @@ def _fit(key):
 @pytest.mark.parametrize("key", sorted(CASES))
 def test_against_mets(key):
     res, ref = _fit(key), REF[key]
-    se = np.sqrt(np.diag(res.cov))
-    naive = np.sqrt(np.diag(res.naive_cov))
+    se = np.sqrt(np.diag(res.vcov))
+    naive = np.sqrt(np.diag(res.naive_vcov))
     # R names (Intercept), SexM, PhaseCR2 where hostats (as logistic) has Intercept, Sex[T.M], Phase[T.CR2]
     r_names = [n.replace("(Intercept)", "Intercept") for n in ref["terms"]]
-    ours = [n.replace("[T.", "").replace("]", "") for n in res.params.index]
+    ours = [n.replace("[T.", "").replace("]", "") for n in res.coef.index]
     assert ours == r_names
     exact = key in EXACT
-    np.testing.assert_allclose(res.params.to_numpy(), ref["coef"], atol=1e-8 if exact else 3e-3, rtol=0)
+    np.testing.assert_allclose(res.coef.to_numpy(), ref["coef"], atol=1e-8 if exact else 3e-3, rtol=0)
     np.testing.assert_allclose(naive, ref["naive_se"], rtol=1e-6 if exact else 2e-3)
     if "se" in ref:  # the cens.weights fits (G(T-) from survfit) have no robust SE in mets
         np.testing.assert_allclose(se, ref["se"], rtol=1e-5 if exact else 2e-3)
@@ -76,7 +76,7 @@ def test_influence_functions_match_mets():
     for key in ("bmtcrr_24", "bmtcrr_24_strataD", "mets_bmt_50_strata_shifted"):
         res = _fit(key)
         np.testing.assert_allclose(res.influence.to_numpy(), np.array(REF[key]["iid"]), atol=1e-8)
-        np.testing.assert_allclose(res.influence.to_numpy().T @ res.influence.to_numpy(), res.cov, atol=1e-14)
+        np.testing.assert_allclose(res.influence.to_numpy().T @ res.influence.to_numpy(), res.vcov, atol=1e-14)
 
 
 def test_table_matches_logistic_conventions():
@@ -85,14 +85,14 @@ def test_table_matches_logistic_conventions():
     lg = logistic(d, "relapse_24 ~ Age + Sex + D + Phase")
     tab, ltab = res.table(), lg.table()
     assert list(tab.columns) == list(ltab.columns)
-    assert list(tab.term) == list(ltab.term) == list(res.params.index)
+    assert list(tab.term) == list(ltab.term) == list(res.coef.index)
     assert res.n == 177 and res.events == 53 == int(d.relapse_24.sum()) and res.horizon == 24.0
     assert (tab.n == 177).all() and (tab.events == 53).all() and (tab.ci_level == 0.95).all()
-    se = np.sqrt(np.diag(res.cov))
-    np.testing.assert_allclose(tab.estimate, np.exp(res.params))
+    se = np.sqrt(np.diag(res.vcov))
+    np.testing.assert_allclose(tab.estimate, np.exp(res.coef))
     np.testing.assert_allclose(tab.std_error, se)
-    np.testing.assert_allclose(tab.ci_lower, np.exp(res.params - 1.959963984540054 * se))
-    assert res.influence.shape == (177, 7) and list(res.influence.columns) == list(res.params.index)
+    np.testing.assert_allclose(tab.ci_lower, np.exp(res.coef - 1.959963984540054 * se))
+    assert res.influence.shape == (177, 7) and list(res.influence.columns) == list(res.coef.index)
     # Phase relapse, the one clear effect in this cohort (mets: log OR 1.256, SE 0.459)
     row = tab.set_index("term").loc["Phase[T.Relapse]"]
     assert row.estimate == pytest.approx(np.exp(1.25612382), rel=1e-7) and row.p_value < 0.01
@@ -105,12 +105,12 @@ def test_predict_and_formula_forms():
     new = BMTCRR.head(6).copy()
     X = np.column_stack([np.ones(6), new.Age, new.Sex == "M", new.D == "AML", new.Phase == "CR2",
                          new.Phase == "CR3", new.Phase == "Relapse"]).astype(float)
-    np.testing.assert_allclose(res.predict(new), expit(X @ res.params.to_numpy()))
+    np.testing.assert_allclose(res.predict(new), expit(X @ res.coef.to_numpy()))
     new.loc[new.index[0], "Age"] = np.nan
     assert np.isnan(res.predict(new).iloc[0])
     tilde = binreg(BMTCRR, "~ Age + C(Sex) + D + Phase", "ftime", "Status", 24)
-    np.testing.assert_allclose(tilde.params.to_numpy(), res.params.to_numpy())
-    assert tilde.params.index[2] == "C(Sex)[T.M]"
+    np.testing.assert_allclose(tilde.coef.to_numpy(), res.coef.to_numpy())
+    assert tilde.coef.index[2] == "C(Sex)[T.M]"
 
 
 def test_intercept_only_is_aalen_johansen():
@@ -123,10 +123,10 @@ def test_intercept_only_is_aalen_johansen():
     res = binreg(d, "1", "t", "s", 8.0)
     aj = _aalen_johansen(d.t.to_numpy(), d.s.to_numpy(), None, 1)
     k = np.searchsorted(aj["time"], 8.0, side="right") - 1
-    assert expit(res.params["Intercept"]) == pytest.approx(aj["estimate"][k], rel=1e-10)
+    assert expit(res.coef["Intercept"]) == pytest.approx(aj["estimate"][k], rel=1e-10)
     # delta method: SE of the risk from the log-odds SE; close to cmprsk's Aalen-type SE
     f = aj["estimate"][k]
-    se_risk = f * (1 - f) * np.sqrt(res.cov[0, 0])
+    se_risk = f * (1 - f) * np.sqrt(res.vcov.iloc[0, 0])
     assert se_risk == pytest.approx(np.sqrt(aj["variance"][k]), rel=0.02)
 
 
@@ -138,7 +138,7 @@ def test_missing_values_complete_case():
         res = binreg(d, "Age + Sex + D + Phase", "ftime", "Status", 24)
     full = binreg(d.drop(index=[3, 10, 20]), "Age + Sex + D + Phase", "ftime", "Status", 24)
     assert res.n == 174 and res.n_missing == 3 and "3 of 177" in res.warnings[0]
-    np.testing.assert_allclose(res.params, full.params)
+    np.testing.assert_allclose(res.coef, full.coef)
     assert list(res.influence.index) == list(full.influence.index)
     d.loc[0, "D"] = None                                 # a missing censoring-stratum value is dropped too
     with pytest.warns(UserWarning, match="3 of 177"):            # rows 3, 10 (Age) and 0 (D); Sex unused
@@ -212,13 +212,13 @@ def test_simulation_binreg_unbiased_complete_case_biased():
     rng = np.random.default_rng(20261203)
     d = _simulate(15_000, rng)
     res = binreg(d, "x1 + x2", "time", "status", 1.0)
-    se = np.sqrt(np.diag(res.cov))
-    z = (res.params.to_numpy() - TRUE_BETA) / se
+    se = np.sqrt(np.diag(res.vcov))
+    z = (res.coef.to_numpy() - TRUE_BETA) / se
     assert np.all(np.abs(z) < 4), z
     known = (d.time > 1) | (d.status > 0)                # status at t = 1 known
     cc = d[known].assign(y=((d.status == 1) & (d.time <= 1)).astype(int))
     lg = logistic(cc, "y ~ x1 + x2")
-    z_cc = (lg.params.to_numpy() - TRUE_BETA) / np.sqrt(np.diag(lg.cov))
+    z_cc = (lg.coef.to_numpy() - TRUE_BETA) / np.sqrt(np.diag(lg.vcov))
     assert z_cc[0] > 6, z_cc                             # events are over-represented among the known (z = 12)
 
 
@@ -231,10 +231,10 @@ def test_simulation_standard_errors_and_coverage():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             r = binreg(_simulate(400, rng), "x1 + x2", "time", "status", 1.0)
-        b, s = r.params.to_numpy(), np.sqrt(np.diag(r.cov))
+        b, s = r.coef.to_numpy(), np.sqrt(np.diag(r.vcov))
         est.append(b)
         se.append(s)
-        naive.append(np.sqrt(np.diag(r.naive_cov)))
+        naive.append(np.sqrt(np.diag(r.naive_vcov)))
         cover.append(np.abs(b - TRUE_BETA) < 1.96 * s)
     sd = np.std(est, axis=0, ddof=1)
     np.testing.assert_allclose(np.mean(se, axis=0), sd, rtol=0.15)

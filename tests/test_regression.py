@@ -98,8 +98,8 @@ def test_ml_matches_r_glm_and_profile_confint(admissions):
 
 def test_text_column_coded_as_factor_of_the_numbers(admissions):
     d = admissions.assign(rank_cat=admissions["rank"].astype(str))
-    fast = logistic(d, "admit ~ gre + gpa + rank_cat").params
-    slow = logistic(d, "admit ~ gre + gpa + C(rank)").params
+    fast = logistic(d, "admit ~ gre + gpa + rank_cat").coef
+    slow = logistic(d, "admit ~ gre + gpa + C(rank)").coef
     assert fast["rank_cat[T.4]"] == pytest.approx(slow["C(rank)[T.4]"], rel=1e-10)
     assert fast["gpa"] == pytest.approx(slow["gpa"], rel=1e-10)
 
@@ -136,7 +136,7 @@ def test_probability_weights_give_hc0_sandwich(admissions):
     d = admissions.assign(w=rng.uniform(0.5, 4.0, len(admissions)))
     res = logistic(d, "admit ~ gre + gpa", weights="w")
     X = np.column_stack([np.ones(len(d)), d.gre, d.gpa])
-    p = expit(X @ res.params.to_numpy())
+    p = expit(X @ res.coef.to_numpy())
     score = X.T @ (d.w * (d.admit - p))
     assert np.abs(score).max() < 1e-6  # weighted score equations solved
     expected = np.sqrt(np.diag(_sandwich(X, d.admit.to_numpy(), d.w.to_numpy(), p)))
@@ -151,7 +151,7 @@ def test_cluster_robust_se_matches_vcovcl_hc1(admissions):
     d = admissions.assign(site=np.arange(len(admissions)) % 7)
     res = logistic(d, "admit ~ gre + gpa", cluster="site")
     X = np.column_stack([np.ones(len(d)), d.gre, d.gpa])
-    p = expit(X @ res.params.to_numpy())
+    p = expit(X @ res.coef.to_numpy())
     v = _sandwich(X, d.admit.to_numpy(), np.ones(len(d)), p, groups=d.site.to_numpy())
     g, n, k = 7, len(d), 3
     expected = np.sqrt(np.diag(v * g / (g - 1) * (n - 1) / (n - k)))
@@ -240,8 +240,8 @@ def test_firth_saturated_2x2_equals_adding_half_to_each_cell():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             res = logistic(data, "y ~ x", firth=True)
-        assert res.params["x"] == pytest.approx(np.log((a + .5) * (d + .5) / ((b + .5) * (c + .5))), abs=1e-8)
-        assert res.params["Intercept"] == pytest.approx(np.log((c + .5) / (d + .5)), abs=1e-8)
+        assert res.coef["x"] == pytest.approx(np.log((a + .5) * (d + .5) / ((b + .5) * (c + .5))), abs=1e-8)
+        assert res.coef["Intercept"] == pytest.approx(np.log((c + .5) / (d + .5)), abs=1e-8)
         assert np.isfinite(res.table().ci_upper).all()
     with pytest.raises(EstimationError, match="separation: x"):
         logistic(data, "y ~ x")
@@ -257,7 +257,7 @@ def test_multivariable_complete_separation_found_by_linear_program():
     with pytest.raises(EstimationError, match=r"^complete separation: a, b"):
         logistic(d, "y ~ a + b")
     res = logistic(d, "y ~ a + b", firth=True, ci="wald")
-    assert np.isfinite(res.params).all() and res.params["a"] > 0 and res.params["b"] > 0
+    assert np.isfinite(res.coef).all() and res.coef["a"] > 0 and res.coef["b"] > 0
     assert any(w.startswith("complete separation: a, b") for w in res.warnings)
     assert "Wald" in res.method
 
@@ -291,7 +291,7 @@ def test_missing_values_dropped_with_count_and_warning(admissions):
     assert res.n_missing == 3 and res.n == 397
     assert any("3 of 400" in w for w in res.warnings)
     full = logistic(d.dropna(), "admit ~ gre + gpa")
-    assert np.allclose(res.params, full.params)
+    assert np.allclose(res.coef, full.coef)
 
 
 def test_bad_inputs_give_clear_errors(admissions):
@@ -316,7 +316,7 @@ def test_bad_inputs_give_clear_errors(admissions):
 def test_bool_outcome_and_bool_covariate(admissions):
     d = admissions.assign(admit=admissions.admit.astype(bool), top=admissions["rank"] == 1)
     res = logistic(d, "admit ~ gpa + top")
-    assert "top[T.True]" in res.params.index
+    assert "top[T.True]" in res.coef.index
     # a single binary covariate with intercept reproduces the 2x2 odds ratio exactly
     res = logistic(d, "admit ~ top")
     tab = pd.crosstab(d.top, d.admit)
@@ -370,7 +370,7 @@ def test_model_c_statistic_and_performance_table(admissions):
     assert perf.loc["c_statistic", "estimate"] == pytest.approx(
         roc_auc_score(admissions.admit, res.predict(admissions)), rel=1e-12)
     assert perf.loc["c_statistic", "ci_method"] == "DeLong"
-    assert res.c_statistic["estimate"] == perf.loc["c_statistic", "estimate"]
+    assert res.concordance() == perf.loc["c_statistic", "estimate"]
     # on its own fitting data an ML fit is calibrated by construction: intercept 0, slope 1
     assert perf.loc["calibration_intercept", "estimate"] == pytest.approx(0, abs=1e-7)
     assert perf.loc["calibration_slope", "estimate"] == pytest.approx(1, abs=1e-7)
@@ -436,7 +436,7 @@ def test_firth_profile_falls_back_to_wald_with_a_named_warning():
     t = res.table().set_index("term")
     se = t.loc["a", "std_error"]
     if fell_back["a"]:
-        assert t.loc["a", "ci_lower"] == pytest.approx(np.exp(res.params["a"] - 1.959964 * se), rel=1e-5)
+        assert t.loc["a", "ci_lower"] == pytest.approx(np.exp(res.coef["a"] - 1.959964 * se), rel=1e-5)
     assert np.isfinite(t[["ci_lower", "ci_upper"]].to_numpy()).all()
 
 
@@ -457,4 +457,4 @@ def test_near_separation_warns_about_extreme_fitted_probabilities():
     y = np.r_[np.zeros(40), np.ones(40), [0, 1]]  # one overlap near 0 keeps the MLE finite
     with pytest.warns(UserWarning, match="fitted probabilities numerically 0 or 1"):
         res = logistic(pd.DataFrame({"x": x, "y": y}), "y ~ x")
-    assert np.isfinite(res.params["x"]) and any("firth=True" in w for w in res.warnings)
+    assert np.isfinite(res.coef["x"]) and any("firth=True" in w for w in res.warnings)

@@ -4,11 +4,21 @@
 ``measure`` otherwise), then ``estimate, ci_lower, ci_upper, p_value, std_error, n, events`` where they
 apply, and ``ci_level`` so the level travels with the numbers. Ratio measures (OR, HR, RR, SHR) are
 exponentiated in ``estimate`` with ``std_error`` on the log scale. Curves add ``.at(times)``.
+
+Every result also has ``summary()`` (a short text: method, n, events, missing, the table, warnings),
+``_repr_html_()`` (notebooks: the method line, the table and the warnings; never design matrices), a
+compact ``repr``, ``n`` and ``warnings``. Model results (logistic, cox, fine_gray, binreg) expose ``coef``
+(log-scale coefficients, a Series indexed by term), ``vcov`` (their covariance, a DataFrame) and ``loglik``
+as :class:`LogLik` ``(null, fitted)``. Names replaced by the contract keep working for one release with a
+``DeprecationWarning`` (:func:`deprecated_alias`).
 """
 from __future__ import annotations
 
+import html
+import warnings as _warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -57,6 +67,46 @@ def ratio_columns(beta: np.ndarray, se: np.ndarray, level: float, lower: np.ndar
                 "p_value": 2.0 * norm.sf(np.abs(beta / se)), "std_error": se}
 
 
+class LogLik(NamedTuple):
+    """Log-likelihood of the null model (no covariates; intercept only where the model has one) and of the
+    fitted model, in this order for every model result. NaN where the method has no likelihood."""
+
+    null: float
+    fitted: float
+
+
+class deprecated_alias:  # noqa: N801 (a descriptor, used like a decorator-made attribute)
+    """A read-only attribute kept for one release under its old name: warns (DeprecationWarning naming the
+    new name) and returns ``convert(getattr(obj, new))`` (``convert`` restores the old type if it differs)."""
+
+    def __init__(self, new: str, convert: Callable[[Any], Any] | None = None, hint: str = "") -> None:
+        self.new, self.convert, self.hint, self.old = new, convert, hint, ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        _warnings.warn(f"{type(obj).__name__}.{self.old} is deprecated and will be removed in the next release; "
+                       f"use .{self.new}{self.hint}", DeprecationWarning, stacklevel=2)
+        value = getattr(obj, self.new.removesuffix("()"))
+        if self.new.endswith("()"):
+            value = value()
+        return self.convert(value) if self.convert is not None else value
+
+
+_MAX_ROWS = 30  # rows shown by summary(), repr and _repr_html_ (the table itself is never cut)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return str(value)
+
+
 @dataclass(repr=False)
 class Result:
     """Base result: a tidy table plus the fitted object and what produced it.
@@ -82,8 +132,59 @@ class Result:
             out["ci_level"] = self.level
         return tidy(out)
 
-    def __repr__(self) -> str:  # a fitted result prints as its table, like lifelines' summaries
-        return f"{type(self).__name__}({self.method})\n{self.table().to_string(index=False)}"
+    # --- the display contract: summary(), _repr_html_(), repr ------------------------------------------
+    @property
+    def n(self) -> int | None:
+        """Rows (patients, episodes) analysed; None where the result has no such count. Subclasses with a
+        count store it as a field of the same name."""
+        return None
+
+    def _count_items(self) -> list[tuple[str, Any]]:
+        """(label, value) pairs for the summary line: n, events, missing where the result has them."""
+        out = [("n", self.n)]
+        events = getattr(self, "events", None)
+        if isinstance(events, int | float | np.integer | np.floating):
+            out.append(("events", events))
+        missing = getattr(self, "n_missing", None)
+        if missing is not None:
+            out.append(("missing", missing))
+        return [(k, v) for k, v in out if v is not None]
+
+    def _headline(self) -> str:
+        counts = ", ".join(f"{k} = {_fmt(v)}" for k, v in self._count_items())
+        return f"{type(self).__name__}: {self.method or 'result'}" + (f" ({counts})" if counts else "")
+
+    def summary(self) -> str:
+        """A short text: the method with n, events and missing rows, the table (at most 30 rows), the
+        confidence level and the warnings."""
+        tab = self.table()
+        lines = [self._headline()]
+        if tab.empty:
+            lines.append("(empty table)")
+        else:
+            lines.append(tab.to_string(index=False, max_rows=_MAX_ROWS, float_format=_fmt))
+        lines.append(f"confidence level: {self.level:g}")
+        if self.warnings:
+            lines.append("warnings:")
+            lines += [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the method line, the tidy table (at most 30 rows) and the warnings."""
+        tab = self.table()
+        parts = [f"<div class=\"hostats-result\"><p><strong>{html.escape(self._headline())}</strong></p>",
+                 tab.to_html(index=False, max_rows=_MAX_ROWS, float_format=_fmt, border=0)]
+        if self.warnings:
+            items = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+            parts.append(f"<p>Warnings:</p><ul>{items}</ul>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def __repr__(self) -> str:  # compact: the headline and the table, never the stored arrays
+        tab = self.table()
+        body = tab.to_string(index=False, max_rows=_MAX_ROWS) if not tab.empty else "(empty table)"
+        more = f"\n[{len(self.warnings)} warning(s): see .warnings]" if self.warnings else ""
+        return f"{self._headline()}\n{body}{more}"
 
 
 @dataclass(repr=False)
@@ -123,3 +224,14 @@ class CurveResult(Result):
     def _start_value(self) -> float:
         """Value before the first jump: 1 for survival, 0 for cumulative incidence."""
         return 0.0
+
+
+@dataclass(repr=False)
+class GroupTest(Result):
+    """A between-group test of curves (log-rank for Kaplan-Meier, Gray's test for cumulative incidence):
+    ``statistic`` (chi-square), ``df``, ``p_value``; ``table()`` one row: measure, estimate (the
+    statistic), p_value, df (and what the test adds, e.g. the groups)."""
+
+    statistic: float = float("nan")
+    df: int = 0
+    p_value: float = float("nan")

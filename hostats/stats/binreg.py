@@ -21,7 +21,7 @@ from scipy.special import expit
 from hostats.errors import DataError, EstimationError
 from hostats.stats._formula import Design, build_design, formula_columns, require_variables, split_formula
 from hostats.stats._ipcw import IPCW_REFERENCE, censoring_km, strata_codes
-from hostats.stats._result import Result, check_level, ratio_columns
+from hostats.stats._result import LogLik, Result, check_level, deprecated_alias, ratio_columns
 from hostats.stats._survdata import require_columns, status_array, time_array
 from hostats.stats._validate import complete_cases
 from hostats.stats.regression import check_terms
@@ -41,18 +41,20 @@ class BinregResult(Result):
 
     ``table()``: term, estimate (OR; the Intercept row is the baseline odds), ci_lower, ci_upper, p_value,
     std_error (of the log OR, robust), n, events, ci_level, log_odds: the columns of
-    :class:`~hostats.stats.regression.LogisticResult`. Attributes: ``params`` (log odds, a Series),
-    ``cov`` (robust covariance, ndarray, as ``LogisticResult.cov``), ``naive_cov`` (treating the
-    censoring weights as known), ``influence`` (n x p DataFrame indexed like the analysed rows:
-    beta-hat - beta ~ the column sums, so ``cov = influence.T @ influence``; mets' ``iid``), ``n``
+    :class:`~hostats.stats.regression.LogisticResult`. Attributes: ``coef`` (log odds, a Series indexed
+    by term), ``vcov`` (robust covariance, a DataFrame, as ``LogisticResult.vcov``), ``naive_vcov``
+    (treating the censoring weights as known), ``loglik`` (LogLik(null, fitted): NaN, an estimating
+    equation has no likelihood), ``influence`` (n x p DataFrame indexed like the analysed rows:
+    beta-hat - beta ~ the column sums, so ``vcov = influence.T @ influence``; mets' ``iid``), ``n``
     (analysed rows), ``events`` (events of ``cause`` observed by the horizon), ``competing_events``
     (other causes observed by the horizon), ``n_missing``, ``horizon``, ``cause``, ``censoring`` (the
-    censoring strata columns), ``iterations``; ``.predict(data)`` the risk at the horizon.
+    censoring strata columns), ``iterations``; ``.predict(data)`` the risk at the horizon. Deprecated:
+    ``params`` (use ``coef``), ``cov`` (``vcov``), ``naive_cov`` (``naive_vcov``), which return ndarrays.
     """
 
-    params: pd.Series = field(default_factory=pd.Series)
-    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    naive_cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    coef: pd.Series = field(default_factory=pd.Series)
+    vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    naive_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence: pd.DataFrame = field(default_factory=pd.DataFrame)
     n: int = 0
     events: int = 0
@@ -64,15 +66,24 @@ class BinregResult(Result):
     iterations: int = 0
     _design: Design | None = None
 
+    params = deprecated_alias("coef")
+    cov = deprecated_alias("vcov", convert=lambda v: v.to_numpy())
+    naive_cov = deprecated_alias("naive_vcov", convert=lambda v: v.to_numpy())
+
+    @property
+    def loglik(self) -> LogLik:
+        """LogLik(null, fitted), both NaN: the IPCW estimating equation has no likelihood."""
+        return LogLik(float("nan"), float("nan"))
+
     def predict(self, data: pd.DataFrame) -> pd.Series:
         """Risk of ``cause`` by the horizon, P(T <= horizon, cause | X), for the rows of ``data`` (NaN where
         a formula column is missing; an unseen factor level is a DataError)."""
         X = self._design.matrix(data)
-        return pd.Series(expit(X @ self.params.to_numpy()), index=data.index, name="risk")
+        return pd.Series(expit(X @ self.coef.to_numpy()), index=data.index, name="risk")
 
     def linear_predictor(self, data: pd.DataFrame) -> pd.Series:
         X = self._design.matrix(data)
-        return pd.Series(X @ self.params.to_numpy(), index=data.index, name="log_odds")
+        return pd.Series(X @ self.coef.to_numpy(), index=data.index, name="log_odds")
 
 
 def _solve(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> tuple[np.ndarray, int, bool]:
@@ -244,7 +255,8 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
               + "; robust SEs including the censoring-weight term; Wald CIs")
     return BinregResult(
         table, level=level, method=method, reference=f"{BINREG_REFERENCE}; {IPCW_REFERENCE}", fitted=None,
-        warnings=warns, params=pd.Series(beta, index=names), cov=cov, naive_cov=naive_cov,
+        warnings=warns, coef=pd.Series(beta, index=names), vcov=pd.DataFrame(cov, index=names, columns=names),
+        naive_vcov=pd.DataFrame(naive_cov, index=names, columns=names),
         influence=pd.DataFrame(iid, index=frame.index, columns=names), n=int(t.size), events=n_events,
         competing_events=comp, n_missing=n_missing, horizon=horizon, cause=cause, censoring=cens_cols,
         iterations=iterations, _design=design)

@@ -359,7 +359,7 @@ def _influence(y, a, w, g, X, P, mu, W, account_ps: bool) -> np.ndarray:
 # the result object
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(repr=False)
 class IPTWResult(Result):
     """Result of :func:`iptw`.
 

@@ -20,7 +20,17 @@ import pandas as pd
 
 from hostats.errors import EstimationError
 from hostats.stats._formula import formula_columns, require_variables
-from hostats.stats._result import CurveResult, Result, check_level, ratio_columns, tidy, z_value
+from hostats.stats._result import (
+    CurveResult,
+    GroupTest,
+    LogLik,
+    Result,
+    check_level,
+    deprecated_alias,
+    ratio_columns,
+    tidy,
+    z_value,
+)
 from hostats.stats._survdata import (
     covariate_matrix,
     group_codes,
@@ -38,6 +48,8 @@ AJ_REFERENCE = (
     "cmprsk 2.2-11); log-log confidence limits; Gray RJ. A class of K-sample tests for comparing the "
     "cumulative incidence of a competing risk. Ann Stat 1988;16:1141-1154"
 )
+GRAY_REFERENCE = ("Gray RJ. A class of K-sample tests for comparing the cumulative incidence of a competing "
+                  "risk. Ann Stat 1988;16:1141-1154 (as R cmprsk::cuminc)")
 FG_REFERENCE = (
     "Fine JP, Gray RJ. A proportional hazards model for the subdistribution of a competing risk. "
     "JASA 1999;94:496-509 (IPCW-weighted partial likelihood, sandwich variance with the censoring "
@@ -122,14 +134,13 @@ def _aalen_johansen(t: np.ndarray, s: np.ndarray, w: np.ndarray | None, cause: i
 # Gray's test
 # --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class GrayTest:
-    """Gray's K-sample test of equal cumulative incidence of ``cause`` across groups (rho = 0)."""
+@dataclass(repr=False, eq=False)
+class GrayTest(GroupTest):
+    """Gray's K-sample test of equal cumulative incidence of ``cause`` across groups (rho = 0): a
+    :class:`~hostats.stats._result.GroupTest` (``statistic``, ``df``, ``p_value``, ``table()``) like the
+    Kaplan-Meier ``logrank``, plus ``cause``, ``score`` and ``as_dict()``."""
 
-    statistic: float
-    df: int
-    p_value: float
-    cause: int
+    cause: int = 1
     score: tuple = ()
 
     def as_dict(self) -> dict[str, float]:
@@ -193,8 +204,10 @@ def _gray_test(t: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, cause
     var = (np.einsum("tik,tjk,tk->ij", u1, u1, t3_1) + np.einsum("tik,tjk,tk->ij", u2, u2, t3_2))
     stat, df, p_value = score_chisq(score, var, "Gray's test: the score variance is singular (a group without "
                                     "any events of the cause or without follow-up?)")
-    return GrayTest(statistic=stat, df=df, p_value=p_value, cause=int(cause),
-                    score=tuple(float(x) for x in score))
+    table = pd.DataFrame([{"measure": "gray_chisq", "estimate": float(stat), "p_value": float(p_value),
+                           "df": int(df), "cause": int(cause)}])
+    return GrayTest(_table=table, method="Gray's test", reference=GRAY_REFERENCE, statistic=float(stat),
+                    df=int(df), p_value=float(p_value), cause=int(cause), score=tuple(float(x) for x in score))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,22 +376,27 @@ class FineGrayResult(Result):
     """Fine-Gray subdistribution hazard ratios.
 
     ``table()``: term, estimate (SHR), ci_lower, ci_upper, p_value, std_error (log scale), n, events,
-    coef (log SHR). Attributes: ``coef`` and ``cov`` (sandwich covariance of the log SHRs, as crr's
-    ``var``), ``naive_cov`` (inverse information), ``loglik`` (log pseudo-likelihood at the estimate and at
-    zero), ``iterations``, ``n`` (analysed rows), ``events``, ``competing_events``, ``cause``, ``n_missing``
-    (rows left out for missing values).
+    coef (log SHR). Attributes: ``coef`` and ``vcov`` (sandwich covariance of the log SHRs, as crr's
+    ``var``), ``naive_vcov`` (inverse information), ``loglik`` (LogLik(null, fitted): the log
+    pseudo-likelihood at zero and at the estimate; note crr's ``$loglik`` is the fitted one alone),
+    ``iterations``, ``n`` (analysed rows), ``events``, ``competing_events``, ``cause``, ``n_missing``
+    (rows left out for missing values). Deprecated: ``cov`` (use ``vcov``), ``naive_cov``
+    (``naive_vcov``).
     """
 
     coef: pd.Series = field(default_factory=pd.Series)
-    cov: pd.DataFrame = field(default_factory=pd.DataFrame)
-    naive_cov: pd.DataFrame = field(default_factory=pd.DataFrame)
-    loglik: tuple = ()
+    vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    naive_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    loglik: LogLik = LogLik(float("nan"), float("nan"))
     iterations: int = 0
     n: int = 0
     events: int = 0
     competing_events: int = 0
     cause: int = 1
     n_missing: int = 0
+
+    cov = deprecated_alias("vcov")
+    naive_cov = deprecated_alias("naive_vcov")
 
 
 def _segment_sums(values: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
@@ -578,8 +596,9 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
     return FineGrayResult(
         _table=table, level=level, method="Fine-Gray subdistribution hazards regression",
         reference=FG_REFERENCE, fitted=None, warnings=warns,
-        coef=pd.Series(beta, index=terms), cov=pd.DataFrame(cov, index=terms, columns=terms),
-        naive_cov=pd.DataFrame(naive, index=terms, columns=terms), loglik=(ll, ll0), iterations=iters,
+        coef=pd.Series(beta, index=terms), vcov=pd.DataFrame(cov, index=terms, columns=terms),
+        naive_vcov=pd.DataFrame(naive, index=terms, columns=terms), loglik=LogLik(float(ll0), float(ll)),
+        iterations=iters,
         n=int(t.size), events=n_events, competing_events=int(np.sum((s > 0) & (s != cause))), cause=cause,
         n_missing=n_missing)
 

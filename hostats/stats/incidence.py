@@ -66,9 +66,18 @@ def binomial_ci(events: np.ndarray, n: np.ndarray, level: float,
     return lower, upper
 
 
-@dataclass
+@dataclass(repr=False)
 class ProportionResult(Result):
-    """Proportions with CIs; ``table()`` has group, estimate, ci_lower, ci_upper, std_error, n, events."""
+    """Proportions with CIs; ``table()`` has group, estimate, ci_lower, ci_upper, std_error, n, events.
+    ``n`` and ``events``: totals over the groups."""
+
+    @property
+    def n(self) -> int:
+        return int(self._table["n"].sum())
+
+    @property
+    def events(self) -> int:
+        return int(self._table["events"].sum())
 
 
 def proportion(events: Any, n: Any, method: str = "wilson", level: float = 0.95,
@@ -133,9 +142,15 @@ def poisson_exact_ci(events: np.ndarray, level: float) -> tuple[np.ndarray, np.n
     return lower, upper
 
 
-@dataclass
+@dataclass(repr=False)
 class RateResult(Result):
-    """Incidence rates (``measure == "rate"``) and rate ratios (``measure == "rate_ratio"``)."""
+    """Incidence rates (``measure == "rate"``) and rate ratios (``measure == "rate_ratio"``). ``n`` is None
+    (rates count person-time, not people); ``events``: the total over the groups."""
+
+    @property
+    def events(self) -> int:
+        rates = self._table[self._table["measure"] == "rate"]
+        return int(rates["events"].sum())
 
 
 def rate(events: Any, person_time: Any, per: float = 100, level: float = 0.95,

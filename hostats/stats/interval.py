@@ -344,6 +344,11 @@ class IntervalCensoredResult(CurveResult):
     def __repr__(self) -> str:  # CurveResult's dataclass-generated repr would dump every field
         return Result.__repr__(self)
 
+    @property
+    def n(self) -> int:
+        """Rows analysed (those with at least one bound known)."""
+        return int(self._table["n"].iloc[0]) if "n" in self._table.columns and len(self._table) else 0
+
     def weibull_cdf(self, times) -> pd.DataFrame:
         """Weibull P(onset <= t) with lifelines' pointwise limits at ``times``."""
         times = np.atleast_1d(np.asarray(times, dtype=float))

@@ -257,6 +257,11 @@ class MetaResult(Result):
     weights: np.ndarray = field(default_factory=lambda: np.empty(0))
     tau2_method: str = "REML"
 
+    @property
+    def n(self) -> int | None:
+        """None: pooled study estimates carry no patient count (``k`` is the number of studies)."""
+        return None
+
     def leave_one_out(self) -> pd.DataFrame:
         """Refit without each study in turn (same method and adjustment), as metafor's ``leave1out``.
 
@@ -423,6 +428,11 @@ class MetaProportionResult(MetaResult):
     corrected: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     continuity: float = 0.5
     loglik: float = float("nan")
+
+    @property
+    def n(self) -> int:
+        """Patients (episodes) over the pooled studies, the ``n`` of the table's pooled row."""
+        return int(np.sum(self.totals))
 
     def leave_one_out(self) -> pd.DataFrame:
         """Refit without each study in turn (same transform and method); proportions back-transformed.

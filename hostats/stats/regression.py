@@ -17,7 +17,7 @@ from scipy.special import expit
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats._formula import Design, build_design, formula_variables, require_variables, split_formula
-from hostats.stats._result import Result, check_level, ratio_columns, z_value
+from hostats.stats._result import LogLik, Result, check_level, deprecated_alias, ratio_columns, z_value
 from hostats.stats._validate import binary_array, complete_cases, require_columns
 
 _LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
@@ -232,19 +232,22 @@ def c_statistic(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = N
 # ----------------------------------------------------------------------------------------------------
 # the result
 # ----------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(repr=False)
 class LogisticResult(Result):
     """Odds ratios per term (``table()``: term, estimate = OR, ci_lower, ci_upper, p_value, std_error of
     the log OR, n, events), plus ``.profile_ci()``, ``.predict()``, ``.performance()``, ``.calibration()``.
 
-    Attributes: ``params`` (log odds, a Series), ``cov`` (their covariance as used for Wald CIs),
-    ``n``, ``events``, ``n_missing`` (rows dropped for missing values), ``c_statistic`` (dict),
-    ``firth``, ``weight_type``, ``cluster``; ``fitted`` is the statsmodels results object (None for Firth,
-    which is fitted here).
+    Attributes: ``coef`` (log odds, a Series indexed by term), ``vcov`` (their covariance as used for Wald
+    CIs, a DataFrame), ``loglik`` (:class:`~hostats.stats._result.LogLik` (null, fitted): the intercept-only
+    and the fitted model, both penalised for Firth, weighted with weights), ``n``, ``events``,
+    ``n_missing`` (rows dropped for missing values), ``concordance()`` (the c-statistic; with its DeLong
+    CI in ``performance()``), ``firth``, ``weight_type``, ``cluster``; ``fitted`` is the statsmodels
+    results object (None for Firth, which is fitted here). Deprecated: ``params`` (use ``coef``), ``cov``
+    (``vcov``), ``c_statistic`` (``concordance()`` / ``performance()``).
     """
 
-    params: pd.Series = field(default_factory=pd.Series)
-    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    coef: pd.Series = field(default_factory=pd.Series)
+    vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
     n: int = 0
     events: float = 0
     n_missing: int = 0
@@ -258,10 +261,33 @@ class LogisticResult(Result):
     _y: np.ndarray | None = None
     _w: np.ndarray | None = None
     _profile: pd.DataFrame | None = None
+    _loglik_pair: LogLik | None = None
+
+    params = deprecated_alias("coef")
+    cov = deprecated_alias("vcov", convert=lambda v: v.to_numpy())
+    c_statistic = deprecated_alias("c_stat", hint=" (or concordance() for the estimate, performance() for its CI)")
+
+    def concordance(self) -> float:
+        """The c-statistic (area under the ROC curve) of the fitted linear predictor on the fitting data
+        (weighted with weights); ``performance()`` gives it with its DeLong CI."""
+        return float(self.c_stat["estimate"])
 
     @property
-    def c_statistic(self) -> dict:
-        return self.c_stat
+    def loglik(self) -> LogLik:
+        """(null, fitted) log-likelihood: intercept-only model (all coefficients 0 without an intercept)
+        and the fitted model; Firth's penalised likelihood for Firth fits, weighted by the row weights."""
+        if self._loglik_pair is None:
+            beta = self.coef.to_numpy()
+            fitted = _loglik(self._X, self._y, self._w, beta, None, self.firth)[0]
+            names = list(self.coef.index)
+            if "Intercept" in names:
+                j = names.index("Intercept")
+                fit0 = _newton(self._X[:, [j]], self._y, self._w, firth=self.firth, maxiter=1000)
+                null = fit0.loglik
+            else:
+                null = _loglik(self._X, self._y, self._w, np.zeros_like(beta), None, self.firth)[0]
+            self._loglik_pair = LogLik(float(null), float(fitted))
+        return self._loglik_pair
 
     def profile_ci(self, level: float | None = None) -> pd.DataFrame:
         """Profile-likelihood CIs for the odds ratios (Venzon & Moolgavkar 1988; penalised for Firth, as
@@ -276,8 +302,8 @@ class LogisticResult(Result):
                              "rows; with probability weights or clusters use the robust Wald CI in table()")
         if self._profile is not None and level == self.level:
             return self._profile.copy()
-        out = _profile_table(self._X, self._y, self._w, self.params.to_numpy(), self.cov, self.firth,
-                             list(self.params.index), level)
+        out = _profile_table(self._X, self._y, self._w, self.coef.to_numpy(), self.vcov.to_numpy(), self.firth,
+                             list(self.coef.index), level)
         failed = out.loc[out.ci_method == "wald", "term"].tolist()
         if failed:
             msg = (f"profile likelihood could not be maximised for {', '.join(failed)} (a flat ridge, "
@@ -292,11 +318,11 @@ class LogisticResult(Result):
     def predict(self, data: pd.DataFrame) -> pd.Series:
         """Predicted probabilities for the rows of ``data`` (NaN where a model column is missing)."""
         X = self._design.matrix(data)
-        return pd.Series(expit(X @ self.params.to_numpy()), index=data.index, name="probability")
+        return pd.Series(expit(X @ self.coef.to_numpy()), index=data.index, name="probability")
 
     def linear_predictor(self, data: pd.DataFrame) -> pd.Series:
         X = self._design.matrix(data)
-        return pd.Series(X @ self.params.to_numpy(), index=data.index, name="log_odds")
+        return pd.Series(X @ self.coef.to_numpy(), index=data.index, name="log_odds")
 
     def calibration(self, data: pd.DataFrame | None = None) -> pd.DataFrame:
         """Calibration intercept (calibration-in-the-large: the intercept of ``logit P(y) = a + lp`` with the
@@ -336,7 +362,7 @@ class LogisticResult(Result):
 
     def _eval_data(self, data):
         if data is None:
-            return self._y, self._X @ self.params.to_numpy(), self._w
+            return self._y, self._X @ self.coef.to_numpy(), self._w
         if self.outcome not in data.columns:
             raise DataError(f"evaluation data lack the outcome column {self.outcome!r}", column=self.outcome)
         y = data[self.outcome].to_numpy(dtype=float, na_value=np.nan)
@@ -438,7 +464,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
       the profile does not converge (a flat ridge under separation) that term falls back to Wald, with
       a warning naming it and ``ci_method`` saying so in ``.profile_ci()``.
 
-    Also computed: the c-statistic with a DeLong CI (``.c_statistic``; ``.performance()``), and
+    Also computed: the c-statistic with a DeLong CI (``.concordance()``; with the CI ``.performance()``), and
     calibration intercept/slope (``.calibration(new_data)``).
 
     Degenerate data: no events, all events, a constant term, collinear terms -> ``EstimationError``
@@ -538,7 +564,8 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         "log_odds": beta,
     })
     res = LogisticResult(table, level=level, method=method, reference=reference, fitted=fitted,
-                         warnings=msgs, params=pd.Series(beta, index=names), cov=cov, n=n_rows,
+                         warnings=msgs, coef=pd.Series(beta, index=names),
+                         vcov=pd.DataFrame(cov, index=names, columns=names), n=n_rows,
                          events=events, n_missing=n_missing, firth=firth,
                          weight_type=None if weights is None else weight_type, cluster=cluster,
                          outcome=outcome, _design=design, _X=X, _y=y, _w=w)

@@ -20,6 +20,8 @@ from hostats.stats._formula import formula_columns, require_variables
 from hostats.stats._result import (
     CURVE_COLUMNS,
     CurveResult,
+    GroupTest,
+    LogLik,
     Result,
     check_level,
     ratio_columns,
@@ -81,7 +83,7 @@ class KaplanMeierResult(CurveResult):
     n: int = 0
     n_missing: int = 0
     _sorted_times: dict = field(default_factory=dict)
-    _logrank: Result | None = None
+    _logrank: GroupTest | None = None
     _logrank_problem: str = ""
 
     __repr__ = Result.__repr__  # print as the table (CurveResult's dataclass repr would dump everything)
@@ -119,8 +121,9 @@ class KaplanMeierResult(CurveResult):
         return _to_incidence(self.curve.copy())
 
     @property
-    def logrank(self) -> Result:
-        """Log-rank test of equal survival across groups (chi-square on groups - 1 df)."""
+    def logrank(self) -> GroupTest:
+        """Log-rank test of equal survival across groups (chi-square on groups - 1 df): ``statistic``,
+        ``df``, ``p_value`` and ``table()``, as ``CumulativeIncidenceResult.gray_test``."""
         if self._logrank is None:
             raise EstimationError(self._logrank_problem)
         return self._logrank
@@ -260,7 +263,7 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
                              _logrank=logrank, _logrank_problem=problem)
 
 
-def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float) -> Result:
+def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float) -> GroupTest:
     """K-group log-rank test (Mantel 1966; as R's survdiff with rho = 0): observed minus expected
     events per group, hypergeometric covariance summed over distinct event times, chi-square on K - 1
     df. Vectorised over times (a times x groups table)."""
@@ -286,8 +289,8 @@ def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, leve
                            "groups": ", ".join(str(v) for v in labels)}])
     detail = pd.DataFrame({"group": labels, "observed": (d.sum(axis=0)).astype(float),
                            "expected": (d.sum(axis=0) - o_minus_e)})
-    return Result(_table=tidy(table), level=level, method="log-rank test", reference=LOGRANK_REFERENCE,
-                  fitted=detail)
+    return GroupTest(_table=tidy(table), level=level, method="log-rank test", reference=LOGRANK_REFERENCE,
+                     fitted=detail, statistic=float(stat), df=int(df), p_value=float(p_value))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -309,7 +312,7 @@ class CoxResult(Result):
     ci_upper, p_value, std_error of the log hazard ratio, n, events, plus log_hr and z).
 
     Also: ``vcov`` (used covariance of the log hazard ratios), ``naive_vcov`` (inverse information),
-    ``loglik`` (null, fitted), ``n`` (rows analysed), ``n_missing`` (rows left out for missing values),
+    ``loglik`` (LogLik(null, fitted)), ``n`` (rows analysed), ``n_missing`` (rows left out for missing values),
     ``tests()`` (likelihood-ratio, Wald, score), ``concordance()``,
     ``check_ph()`` and ``to_lifelines()`` (the same model fitted by lifelines' CoxPHFitter).
     """
@@ -317,7 +320,7 @@ class CoxResult(Result):
     coef: pd.Series = field(default_factory=pd.Series)
     vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
     naive_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
-    loglik: tuple[float, float] = (float("nan"), float("nan"))
+    loglik: LogLik = LogLik(float("nan"), float("nan"))
     robust: bool = False
     n: int = 0
     events: int = 0
@@ -555,7 +558,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
                      warnings=warnings, coef=pd.Series(fit.beta, index=names),
                      vcov=pd.DataFrame(vcov, index=names, columns=names),
                      naive_vcov=pd.DataFrame(fit.vcov, index=names, columns=names),
-                     loglik=(fit.loglik0, fit.loglik), robust=bool(robust), n=len(t), events=int(e.sum()),
+                     loglik=LogLik(float(fit.loglik0), float(fit.loglik)), robust=bool(robust), n=len(t), events=int(e.sum()),
                      n_missing=n_missing, _score_test=fit.score_test, _fit=fit, _dat=dat, _terms=terms,
                      _spec=spec)
 
