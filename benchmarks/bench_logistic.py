@@ -67,11 +67,11 @@ def main() -> None:
         res, best, peak = best_time_and_peak(lambda fit=fit: fit(df), repeat=args.repeat)
         results[name] = res
         print(f"{name:30s} fit {best:6.2f} s (best of {args.repeat})   peak allocated {peak:7.0f} MiB")
-    ours = results["hostats.logistic"].params.to_numpy()
+    ours = results["hostats.logistic"].coef.to_numpy()
     ref = np.asarray(results["statsmodels Logit (arrays)"].params)
     print(f"max |coef difference| hostats vs statsmodels: {np.max(np.abs(ours - ref)):.2e}")
-    print(f"c-statistic {results['hostats.logistic'].c_statistic['estimate']:.4f} "
-          f"(DeLong SE {results['hostats.logistic'].c_statistic['std_error']:.5f})")
+    c = results["hostats.logistic"].performance().set_index("measure").loc["c_statistic"]
+    print(f"c-statistic {c['estimate']:.4f} (DeLong SE {c['std_error']:.5f})")
 
 
 if __name__ == "__main__":
