@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hostats.analysis import _locate, discover, load_spec, run_analysis
+from hostats.analysis import discover, load_spec, run_analysis
+from hostats.analysis.spec import _locate
 from hostats.cli import app
 from hostats.errors import SpecError
 
@@ -209,7 +210,7 @@ def test_derive_where_otherwise_keeps_other_episodes_in_the_model():
     a constant'; a missing value where the condition holds stays missing (and is then counted out)."""
     import pandas as pd
 
-    from hostats.analysis import _derive
+    from hostats.analysis.derive import _derive
 
     ep = pd.DataFrame({"index_event": ["tbi", "tbi", "sci", "stroke"],
                        "gcs_score": pd.array([5, pd.NA, pd.NA, 14], dtype="Int64")})

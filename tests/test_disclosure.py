@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hostats.analysis import _scan_outputs, run_analysis
+from hostats.analysis import run_analysis
+from hostats.analysis.writer import _scan_outputs
 from hostats.errors import HostatsError
 
 SPEC = """\

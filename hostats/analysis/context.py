@@ -1,0 +1,134 @@
+"""The run context a section sees (spec, analysed episodes, assessments, truth, threshold, level,
+horizon), what a section returns (:class:`SectionOutput`), and the lookup of synthetic truth values."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from hostats.analysis.spec import Spec
+from hostats.report.html import TableBlock
+
+
+@dataclass
+class SectionOutput:
+    estimates: list[pd.DataFrame] = field(default_factory=list)
+    figures: list[tuple[str, str, str, Any]] = field(default_factory=list)  # name, title, caption, Figure
+    tables: list[TableBlock] = field(default_factory=list)
+    diagnostics: list[TableBlock] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sensitivity: list[TableBlock] = field(default_factory=list)
+    methods: list[tuple[str, str]] = field(default_factory=list)  # (method, reference)
+    balance: pd.DataFrame | None = None
+    subsections: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (title, note)
+
+    def result_table(self, res: Any, measure: str | None = None) -> pd.DataFrame:
+        """Cite the estimator (method, reference) and return its tidy table, ``measure`` filled in if absent."""
+        self.methods.append((res.method, res.reference))
+        t = res.table()
+        if measure is not None and "measure" not in t.columns:
+            t["measure"] = measure
+        return t
+
+    def warn(self, sec: dict, *messages: str) -> None:
+        """Add warnings, each prefixed with the section's title (its id when untitled)."""
+        self.warnings += [f"{sec.get('title', sec['id'])}: {m}" for m in messages]
+
+
+@dataclass
+class Context:
+    spec: Spec
+    data: pd.DataFrame                 # analysed episodes (after criteria), with derived columns
+    assessments: pd.DataFrame | None
+    truth: dict[str, Any] | None
+    threshold: int
+    level: float
+    horizon: float
+
+    def truth_value(self, path: str | None, *keys: str) -> Any:
+        """Look up a dotted ``path`` (plus ``keys``) in the synthetic truth; None when absent.
+
+        The path is tried inside the chosen block (``[report] truth``: "population" or "sample") first and
+        then from the top of the truth dict (e.g. ``sites``). With several scenarios the path starts with
+        the scenario name.
+        """
+        if not self.truth or not path:
+            return None
+        node: Any = self.truth
+        if all(isinstance(v, dict) and "scenario" in v for v in self.truth.values()):
+            head, _, path = path.partition(".")
+            node = self.truth.get(head)
+        if not isinstance(node, dict):
+            return None
+        parts = [p for p in path.split(".") if p] + [str(k) for k in keys]
+        source = self.spec.report.get("truth", "population")
+        for start in ([node.get(source)] if parts and parts[0] not in ("population", "sample") else []) + [node]:
+            found = _walk(start, parts)
+            if found is not None:
+                return found
+        return None
+
+
+def _walk(node: Any, parts: list[str]) -> Any:
+    for p in parts:
+        if not isinstance(node, dict):
+            return None
+        if p in node:
+            node = node[p]
+            continue
+        lower = {str(k).lower(): k for k in node}
+        if p.lower() not in lower:
+            return None
+        node = node[lower[p.lower()]]
+    return node
+
+
+def _number(v: Any) -> float | None:
+    """A truth value as a number: dicts give their risk-like entry, a [low, high] range its midpoint."""
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, dict):
+        for k in ("recurrence_risk", "risk", "estimate", "value", "median_days", "conditional_odds_ratio"):
+            if k in v and isinstance(v[k], (int, float)):
+                return float(v[k])
+        return None
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return (float(v[0]) + float(v[1])) / 2.0  # the mean of a uniform range used to generate
+    return None
+
+
+def _truth_of(ctx: Context, spec_value: Any, *keys: str) -> Any:
+    """Resolve a spec's truth entry: a number (a constant from the generating model), a dotted path into
+    the truth (``"exp:"`` in front exponentiates a log-odds), or None."""
+    if spec_value is None or ctx.truth is None:
+        return None
+    if isinstance(spec_value, (int, float)) and not isinstance(spec_value, bool):
+        return float(spec_value)
+    if isinstance(spec_value, str):
+        exp = spec_value.startswith("exp:")
+        v = ctx.truth_value(spec_value.removeprefix("exp:"), *keys)
+        if exp:
+            n = _number(v)
+            return math.exp(n) if n is not None else None
+        return v
+    return None
+
+
+def _group_truth(ctx: Context, spec_value: Any, group: str, single: bool) -> float | None:
+    """Truth for one group: a table {group = path}, a path to a dict keyed by group, or (one group) a scalar."""
+    if spec_value is None or ctx.truth is None:
+        return None
+    if isinstance(spec_value, dict):
+        lower = {str(k).lower(): v for k, v in spec_value.items()}
+        return _number(_truth_of(ctx, lower.get(str(group).lower())))
+    v = _truth_of(ctx, spec_value)
+    if isinstance(v, dict):
+        lower = {str(k).lower(): x for k, x in v.items()}
+        if str(group).lower() in lower:
+            return _number(lower[str(group).lower()])
+        return _number(v) if single else None
+    return _number(v) if single else None

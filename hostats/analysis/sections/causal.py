@@ -1,0 +1,349 @@
+"""The ``iptw`` section: propensity-score weighting, the adjusted risks of ``hostats.ate`` for HO by the
+horizon, crude and complete-case rows, balance, curves, E-values."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hostats.analysis.context import Context, SectionOutput, _number, _truth_of
+from hostats.analysis.derive import OUTCOME_FLAG
+from hostats.analysis.sections import register
+from hostats.analysis.sections._common import (
+    _complete,
+    _default_risk_times,
+    _fmt_frame,
+    _need_columns,
+    _ph_table,
+    _rows,
+    _section_frame,
+)
+from hostats.analysis.sections.incidence import (
+    _as_sensitivity,
+    _horizon_outcome,
+    _known_status,
+    _warn_known_subset,
+)
+from hostats.analysis.spec import ADJUSTMENT_METHODS
+from hostats.errors import EstimationError, HostatsError
+from hostats.report.html import TableBlock
+from hostats.report.tables import format_number
+
+
+def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) -> dict[str, str]:
+    """E-value of one estimate row as report cells (estimate, CI, E-values); cites the method once."""
+    from hostats.stats.causal import e_value
+
+    ev = e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), measure, **kw)
+    et = ev.table().set_index("measure")["estimate"]
+    if not any(x[0] == ev.method for x in out.methods):
+        out.methods.append((ev.method, ev.reference))
+    return {"estimate": format_number(r["estimate"]),
+            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
+            "E-value (estimate)": format_number(et.get("e_value_point")),
+            "E-value (CI limit)": format_number(et.get("e_value_ci"))}
+
+
+def _adjustment_method(measure: str) -> str:
+    """Which adjustment method an iptw-section row comes from (its measure's suffix)."""
+    m = re.search(r"_(aipw|regression|ipcw)$", measure)
+    return m.group(1) if m else "iptw"
+
+
+def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) -> float | None:
+    """Truth for an iptw row. ``spec_truth`` is a path to a block with ``risk{arm}`` and
+    ``contrasts{"<arm>_vs_<ref>": {...}}`` (the synthetic truth's layout), or a table with a ``risk`` path
+    and constants or paths per contrast measure (e.g. risk_ratio = 1.0 for a null effect)."""
+    if spec_truth is None or ctx.truth is None or " vs " not in contrast:
+        return None
+    arm, ref = contrast.split(" vs ", 1)
+    measure = re.sub(r"_(aipw|regression|ipcw)$", "", measure)
+    if isinstance(spec_truth, dict):
+        if measure in ("risk_treated", "risk_control"):
+            v = _truth_of(ctx, spec_truth.get("risk"))
+            v = v.get(arm if measure == "risk_treated" else ref) if isinstance(v, dict) else v
+            return _number(v)
+        return _number(_truth_of(ctx, spec_truth.get(measure)))
+    if measure == "risk_treated":
+        return _number(ctx.truth_value(spec_truth, "risk", arm))
+    if measure == "risk_control":
+        return _number(ctx.truth_value(spec_truth, "risk", ref))
+    return _number(ctx.truth_value(spec_truth, "contrasts", f"{arm}_vs_{ref}", measure))
+
+
+_RISK_UNITS = {"risk_treated": "proportion", "risk_control": "proportion", "risk_difference": "difference",
+               "risk_ratio": "ratio", "odds_ratio": "ratio", "hazard_ratio": "ratio"}
+
+
+# [adjustment] methods -> hostats.ate's methods, and the suffix of their measures in estimates.csv
+_ATE_METHODS = {"iptw": ("iptw", ""), "regression": ("gformula", "_regression"), "aipw": ("aipw", "_aipw"),
+                "ipcw": ("ipcw", "_ipcw")}
+
+
+def _with_units(t: pd.DataFrame) -> pd.DataFrame:
+    base = t["measure"].astype(str).map(lambda m: re.sub(r"^crude_|_(regression|aipw|ipcw)$", "", m))
+    return t.assign(group=t["contrast"], unit=base.map(_RISK_UNITS).fillna(""))
+
+
+def _horizon_effects(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, reference: Any,
+                     confounders: list[str], methods: set[str], out: SectionOutput) -> pd.DataFrame:
+    """Adjusted risks of HO by the horizon per arm and their contrasts from everyone's follow-up: the
+    methods of hostats.ate (IPTW-weighted Aalen-Johansen; g-formula with cause-specific Cox models; IPTW with
+    IPCW; doubly robust AIPTW), suffixed as the binary-outcome rows were."""
+    from hostats.stats.ate import ate
+
+    chosen = [m for m in _ATE_METHODS if m in methods]
+
+    def fit(names: list[str]) -> Any:
+        return ate(d, treatment, confounders, "time_days", "status", ctx.horizon, cause=1,
+                   reference=reference, methods=tuple(_ATE_METHODS[m][0] for m in names), level=ctx.level)
+
+    try:
+        fits = [fit(chosen)]
+    except EstimationError:
+        # one model failing (e.g. the Cox model of death with a site that has no deaths) costs only the
+        # methods that need it: fit each method on its own and say which could not be estimated
+        fits = []
+        for m in chosen:
+            try:
+                fits.append(fit([m]))
+            except EstimationError as exc:
+                out.warn(sec, f"{_ATE_METHODS[m][0]} risks not available: {exc}")
+        if not fits:
+            raise
+    for res in fits:
+        out.methods.append((res.method, res.reference))
+        out.warn(sec, *res.warnings)
+    t = pd.concat([r.table() for r in fits], ignore_index=True)
+    # per contrast, the primary (unsuffixed, IPTW) rows first, then the other methods in the spec's order
+    rank = {_ATE_METHODS[m][0]: i for i, m in enumerate(chosen)}
+    order = {c: i for i, c in enumerate(dict.fromkeys(t["contrast"]))}
+    t = t.iloc[np.lexsort((t["method"].map(rank).to_numpy(), t["contrast"].map(order).to_numpy()))]
+    suffix = {_ATE_METHODS[m][0]: _ATE_METHODS[m][1] for m in chosen}
+    t = t.assign(measure=t["measure"].astype(str) + t["method"].map(suffix))
+    return _with_units(t)
+
+
+def _rmtl_rows(ctx: Context, sec: dict, res: Any, out: SectionOutput) -> None:
+    """IPTW-adjusted restricted mean time lost to HO by the horizon per arm and its differences (days)."""
+    try:
+        r = res.rmst(ctx.horizon, cause=1)
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"restricted mean time lost not available: {exc}")
+        return
+    out.methods.append((r.method, r.reference))
+    t = r.table()
+    t = t[t["measure"].isin(["rmtl", "rmtl_difference"])]
+    t = t.assign(group=t["group"].where(t["group"].notna(), t["contrast"]), unit="days")
+    rows = _rows(ctx, sec, t, method=r.method)
+    sid = f"{sec['id']}_rmtl"
+    rows["section"] = sid
+    out.subsections[sid] = (
+        f"Restricted mean time lost to HO by {int(ctx.horizon)} days (IPTW): {sec.get('title', sec['id'])}",
+        f"Days of the first {int(ctx.horizon)} lived with HO (the area under the weighted cumulative incidence "
+        "curve, death competing), per arm and as differences against the reference; standard errors treat "
+        "the weights as known (conservative for the ATE).")
+    out.estimates.append(rows)
+
+
+@register("iptw")
+def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
+    """Propensity-score weighting: balance, marginal risks and contrasts, weighted Cox, curves, E-values.
+
+    For HO by the horizon (``outcome = "ho_within_horizon"``) the risks come from everyone's follow-up with
+    loss to follow-up as censoring (:func:`_horizon_effects`; crude rows from the unweighted Aalen-Johansen
+    estimator) and the binary-outcome analysis of the episodes with known status is a labelled sensitivity
+    analysis. Other yes/no outcomes (known for everyone, e.g. a wound complication during the stay) are
+    weighted means.
+    """
+    from hostats.stats.causal import iptw
+
+    out = SectionOutput()
+    d = _section_frame(ctx, sec)
+    treatment = sec.get("treatment", ctx.spec.exposure.get("column"))
+    reference = sec.get("reference", ctx.spec.exposure.get("reference"))
+    confounders = list(sec.get("confounders", ctx.spec.adjustment.get("confounders", [])))
+    outcome = sec.get("outcome", OUTCOME_FLAG)
+    estimand = sec.get("estimand", ctx.spec.adjustment.get("estimand", "ATE"))
+    methods = set(sec.get("methods", ctx.spec.adjustment.get("methods", ADJUSTMENT_METHODS)))
+    if not treatment:
+        raise ctx.spec.error("needs a treatment (or [exposure] column)", "section", "treatment", sec["_index"])
+    for key, cols in (("treatment", [treatment]), ("confounders", confounders), ("outcome", [outcome])):
+        _need_columns(ctx, d, cols, sec, key)
+    time, status = sec.get("time", "time_days"), sec.get("status", "status")
+    horizon = _horizon_outcome(d, outcome) and (time, status) == ("time_days", "status")
+    use_surv = horizon or (bool(sec.get("curves", True)) and time in d.columns and status in d.columns)
+    cols = [treatment, *confounders] + ([] if horizon else [outcome]) + ([time, status] if use_surv else [])
+    d = _complete(ctx, d, cols, sec, out)
+    if isinstance(d[treatment].dtype, pd.CategoricalDtype):
+        d = d.assign(**{treatment: d[treatment].cat.remove_unused_categories()})
+    if d[outcome].astype(float).sum() == 0:
+        raise ctx.spec.error(f"the outcome {outcome!r} has no events in these episodes", "section", "outcome",
+                             sec["_index"])
+    kwargs: dict[str, Any] = {"estimand": estimand, "reference": reference, "level": ctx.level}
+    if use_surv:
+        kwargs.update(time=time, status=status, horizon=ctx.horizon)
+    if sec.get("truncate") is not None:
+        kwargs["truncate"] = sec["truncate"]
+    if sec.get("bootstrap"):
+        kwargs.update(bootstrap=int(sec["bootstrap"]), seed=ctx.spec.seed or 0)
+    prefix = sec.get("truth")
+
+    def truth(r: pd.Series) -> float | None:
+        return _truth_contrast(ctx, prefix, str(r.get("group", "")), str(r["measure"]).removeprefix("crude_"))
+
+    # one weighting fit for balance, weights, curves and the weighted Cox model; with a horizon outcome
+    # its risks are the weighted Aalen-Johansen ones
+    res = iptw(d, treatment, confounders, None if horizon else outcome, **kwargs)
+    out.methods.append((res.method, res.reference))
+    out.warn(sec, *res.warnings)
+    if horizon:
+        _warn_known_subset(ctx, sec, out)
+        if str(estimand).upper() == "ATE":
+            t = _horizon_effects(ctx, sec, d, treatment, reference, confounders, methods, out)
+            t = pd.concat([t, _with_units(res.table()).query("measure == 'hazard_ratio'")], ignore_index=True)
+        else:  # ATT / overlap: the weighted Aalen-Johansen risks of the iptw fit
+            t = _with_units(res.table())
+    else:
+        t = _with_units(res.table())
+        t = t[t["measure"].map(lambda m: _adjustment_method(str(m)) in methods)]
+    out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
+    # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
+    try:
+        if not sec.get("crude", True) or "crude" not in methods:
+            raise _Skip
+        crude = iptw(d, treatment, [], None if horizon else outcome, estimand="ATE", reference=reference,
+                     level=ctx.level, **({"time": time, "status": status, "horizon": ctx.horizon}
+                                         if horizon else {}))
+        ct = crude.table()
+        ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
+        ct = _with_units(ct.assign(measure="crude_" + ct["measure"].astype(str)))
+        out.estimates.append(_rows(ctx, sec, ct, truth=truth, method=(
+            "crude (unweighted Aalen-Johansen)" if horizon else "crude (unweighted)")))
+    except _Skip:
+        pass
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"crude comparison not available: {exc}")
+    if horizon and sec.get("rmtl", True):
+        _rmtl_rows(ctx, sec, res, out)
+    if horizon:  # the binary-outcome IPTW among episodes with known status, as a sensitivity analysis
+        try:
+            cc = iptw(_known_status(d), treatment, confounders, outcome, estimand=estimand,
+                      reference=reference, level=ctx.level)
+            ct = _with_units(cc.table())
+            ct = ct[ct["measure"].isin(list(_RISK_UNITS))]
+            out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, truth=truth, method=cc.method),
+                                                 f"IPTW ({estimand}) risks of HO by {int(ctx.horizon)} days"))
+        except (HostatsError, ValueError) as exc:
+            out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
+    _iptw_diagnostics(ctx, sec, res, out, estimand)
+    if use_surv and sec.get("curves", True):
+        _iptw_curves(ctx, sec, res, out, prefix, reference)
+    if getattr(res, "cox_result", None) is not None:
+        _iptw_weighted_cox(sec, res.cox_result, out)
+    if sec.get("e_values", True):
+        _iptw_e_values(sec, t, out)
+    return out
+
+
+def _iptw_diagnostics(ctx: Context, sec: dict, res: Any, out: SectionOutput, estimand: str) -> None:
+    """Balance (SMDs), effective sample sizes, the weights and the Love plot."""
+    bal = res.balance()
+    out.balance = bal
+    out.diagnostics.append(TableBlock(f"Balance: {sec.get('title', '')}", _fmt_frame(bal),
+                                      "Standardised mean differences (SMD) before and after weighting; "
+                                      "|SMD| > 0.1 is flagged."))
+    ess = getattr(res, "ess", None)
+    if isinstance(ess, pd.DataFrame) and not ess.empty:
+        out.diagnostics.append(TableBlock(f"Effective sample size by arm: {sec.get('title', '')}",
+                                          _fmt_frame(ess, counts=("n",), threshold=ctx.threshold)))
+    w = np.asarray(res.weights, dtype=float)
+    out.diagnostics.append(TableBlock(
+        f"Weights: {sec.get('title', '')}",
+        pd.DataFrame({"min": [f"{w.min():.3f}"], "median": [f"{np.median(w):.3f}"],
+                      "max": [f"{w.max():.3f}"], "99th percentile": [f"{np.percentile(w, 99):.3f}"]}),
+        f"{estimand} weights (stabilised). Propensity scores near 0 or 1 signal positivity problems."))
+    if sec.get("love_plot", True):
+        from hostats.report.figures import love_plot
+
+        lp = res.love_plot_data()
+        wide = _love_wide(lp)
+        if not wide.empty:
+            fig = love_plot(wide, title=f"Covariate balance: {sec.get('title', '')}")
+            out.figures.append((sec["id"] + "_love", f"Love plot: {sec.get('title', '')}",
+                                "Largest absolute SMD over the contrasts, before and after weighting; "
+                                "dashed line at 0.1.", fig))
+
+
+def _iptw_curves(ctx: Context, sec: dict, res: Any, out: SectionOutput, prefix: Any, reference: Any) -> None:
+    """Weighted Aalen-Johansen curves by arm, with the true risks where the spec gives them."""
+    from hostats.report.figures import curve_plot
+
+    try:
+        cr = res.curves("cumulative_incidence")
+        risk_times = ctx.spec.report.get("risk_times") or _default_risk_times(ctx.horizon)
+        at = cr.at(risk_times)
+        tv = ({arm: _truth_contrast(ctx, prefix, f"{arm} vs {reference}", "risk_treated")
+               for arm in cr.curve["group"].unique()} if prefix and ctx.truth else None)
+        if tv and res.reference_level is not None:
+            tv[str(res.reference_level)] = _truth_contrast(ctx, prefix, f"x vs {res.reference_level}",
+                                                           "risk_control")
+        fig = curve_plot(cr.curve, risk_times=risk_times, at_risk=at, threshold=ctx.threshold,
+                         title=f"IPTW-adjusted cumulative incidence: {sec.get('title', '')}",
+                         ylabel="Cumulative incidence of HO", horizon=ctx.horizon, truth=tv)
+        out.figures.append((sec["id"] + "_curves", f"Adjusted cumulative incidence: {sec.get('title', '')}",
+                            "Weighted Aalen-Johansen curves by arm (death competing); numbers at risk "
+                            "unweighted." + (" Diamonds: true risks under each arm." if tv else ""), fig))
+        out.methods.append((cr.method, cr.reference))
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"adjusted curves not available: {exc}")
+
+
+def _iptw_weighted_cox(sec: dict, cox: Any, out: SectionOutput) -> None:
+    """Cite the weighted Cox model and add its proportional-hazards test to the diagnostics."""
+    out.methods.append((getattr(cox, "method", ""), getattr(cox, "reference", "")))
+    ph = _ph_table(cox)
+    if ph is not None:
+        out.diagnostics.append(TableBlock(f"Proportional hazards (weighted Cox): {sec.get('title', '')}", ph,
+                                          "Scaled Schoenfeld residual test; small p suggests non-proportional "
+                                          "hazards."))
+
+
+def _iptw_e_values(sec: dict, t: pd.DataFrame, out: SectionOutput) -> None:
+    """E-values of the ratio rows (risk, odds, hazard ratios) as a sensitivity table."""
+    ev_rows = []
+    for _, r in t.iterrows():
+        m = str(r["measure"])
+        if m not in ("risk_ratio", "odds_ratio", "hazard_ratio") or not np.isfinite(r["estimate"]):
+            continue
+        risk = t.loc[(t["group"] == r["group"]) & (t["measure"] == "risk_control"), "estimate"]
+        rare = bool(len(risk) and float(risk.iloc[0]) < 0.15)
+        kw = {} if m == "risk_ratio" else {"outcome_rare": rare}
+        meas = {"risk_ratio": "RR", "odds_ratio": "OR", "hazard_ratio": "HR"}[m]
+        ev_rows.append({"contrast": r["group"], "measure": m, **_e_value_cells(out, r, meas, **kw)})
+    if ev_rows:
+        out.sensitivity.append(TableBlock(f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
+                                          "Minimum strength of association (risk-ratio scale) an unmeasured "
+                                          "confounder would need with both treatment and outcome to explain "
+                                          "the estimate away (VanderWeele & Ding 2017)."))
+
+
+class _Skip(Exception):
+    """Internal: a step the spec switched off."""
+
+
+def _love_wide(lp: pd.DataFrame) -> pd.DataFrame:
+    """Love-plot data (term, contrast, sample, abs_smd) -> one row per term: max |SMD| before and after."""
+    if lp is None or lp.empty:
+        return pd.DataFrame()
+    term = "term" if "term" in lp.columns else lp.columns[0]
+    val = "abs_smd" if "abs_smd" in lp.columns else "smd"
+    s = lp.assign(_v=lp[val].abs()).pivot_table(index=term, columns="sample", values="_v", aggfunc="max")
+    cols = {c: ("smd_before" if str(c).lower().startswith(("un", "before", "crude")) else "smd_after")
+            for c in s.columns}
+    s = s.rename(columns=cols).reset_index().rename(columns={term: "variable"})
+    if "smd_before" not in s.columns:
+        return pd.DataFrame()
+    return s

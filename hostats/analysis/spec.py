@@ -1,0 +1,561 @@
+"""The analysis spec (``analysis.toml``): its keys, declared once, the parser that checks a spec against
+them (:func:`load_spec`), and the spec reference generated from the declaration
+(``docs/spec-reference.md``, written by ``python -m hostats.analysis``).
+
+Every mistake in a spec is a ``SpecError`` naming the spec file, the line and the key. Column names are
+checked later against the data, since only the data know their columns.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from hostats.analysis.derive import KNOWN_FLAG
+from hostats.analysis.derive import OUTCOME_FLAG as FLAG
+from hostats.errors import SpecError
+
+# ---------------------------------------------------------------------------------------------------
+# the keys of a spec, declared once: the parser's allowed keys and the generated reference come from here
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a spec table: its TOML type, its default (as the reference shows it) and what it does."""
+
+    name: str
+    type: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the spec (or a section type), how it is written, what it is for, and its keys."""
+
+    header: str
+    description: str
+    keys: tuple[Key, ...]
+
+
+REQUIRED = "required"
+NONE = "-"
+
+ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw", "ipcw")
+
+TRUTH_KEY = "string or table"
+
+# top-level tables, in the order a spec is checked
+TABLES: dict[str, Table] = {
+    "analysis": Table("[analysis]", "What the analysis is.", (
+        Key("name", "string", "the folder's name", "Short name: the report folder and the `analysis` column "
+            "of estimates.csv."),
+        Key("title", "string", REQUIRED, "Title of the report."),
+        Key("question", "string", '""', "The question the analysis answers, shown under the title."),
+        Key("seed", "integer", "the first synthetic seed", "Seed of the run's own randomness (bootstrap)."),
+    )),
+    "data": Table("[data]", "Where the data come from: a synthetic scenario or a file with its mapping "
+                  "(`hostats run --data` overrides it).", (
+        Key("synthetic", "inline table or list of them", NONE, "Synthetic cohort(s) to generate; keys below "
+            "(`[data] synthetic`). Either this or `path` is required."),
+        Key("path", "string", NONE, "Data file, study folder or SQL URL, relative to the spec's folder."),
+        Key("mapping", "string", NONE, "Mapping TOML of the file (relative to the spec's folder)."),
+        Key("assessments", "string", NONE, "Assessments table (imaging, ALP) of the file."),
+        Key("sheet", "string or integer", NONE, "Sheet of an xlsx file."),
+        Key("table", "string", NONE, "Table of a SQL database."),
+        Key("query", "string", NONE, "SQL query instead of a table."),
+        Key("description", "string", NONE, "Free text about the data."),
+    )),
+    "synthetic": Table("[data] synthetic = {...}", "One synthetic cohort (an inline table in `[data]`).", (
+        Key("scenario", "string", REQUIRED, "A scenario of the synthetic package (`synthetic.scenarios()`)."),
+        Key("n", "integer", REQUIRED, "Number of patients (positive)."),
+        Key("seed", "integer", REQUIRED, "Seed of the generator."),
+        Key("fault_rate", "float", "0.03", "Share of export rows given a fault for the cleaning to find."),
+        Key("overrides", "table", NONE, "Scenario parameters to override, e.g. "
+            "`{ loss_to_followup_per_year = 0.3 }`."),
+    )),
+    "criteria": Table("[[criteria]]", "Which episodes are analysed: each criterion a named step of the ledger "
+                      "and a box of the flow diagram, applied in order.", (
+        Key("name", "string", REQUIRED, "Name of the step in the flow diagram."),
+        Key("keep", "string", REQUIRED, "Condition (pandas expression) of the episodes kept, e.g. "
+            "`index_event == 'tha'`."),
+        Key("description", "string", "the `keep` expression", "How the criterion reads in the report."),
+    )),
+    "derive": Table("[[derive]]", "Derived columns (pandas eval expressions), after the standard ones "
+                    f"(`{FLAG}`, `{KNOWN_FLAG}`).", (
+        Key("name", "string", REQUIRED, "Name of the new column."),
+        Key("expr", "string", REQUIRED, "Expression over the episodes' columns."),
+        Key("bins", "list of numbers", NONE, "Cut the (numeric) expression into right-closed intervals."),
+        Key("labels", "list or table", NONE, "With `bins`, one label per interval; alone, a table mapping "
+            "values (e.g. true/false) to labels."),
+        Key("where", "string", NONE, "Condition: `expr` where it holds, `otherwise` elsewhere (goes with "
+            "`otherwise`)."),
+        Key("otherwise", "number", NONE, "The value where `where` does not hold."),
+        Key("description", "string", NONE, "Free text about the column."),
+    )),
+    "outcome": Table("[outcome]", "The outcome and its horizon.", (
+        Key("event", "string", '"ho"', "Yes/no column of the outcome (must have events)."),
+        Key("horizon_days", "number", "365", f"Horizon in days from the index event (positive): `{FLAG}` and "
+            "the risks by the horizon."),
+        Key("competing", "string", '"death"', '"death" (death before HO competes) or "none" (deaths '
+            'censored).'),
+        Key("label", "string", NONE, "How the outcome reads in the methods text."),
+    )),
+    "exposure": Table("[exposure]", "The exposure (treatment) compared, the default of `iptw` sections.", (
+        Key("column", "string", NONE, "Exposure column."),
+        Key("reference", "string", NONE, "Reference level of the exposure."),
+        Key("label", "string", NONE, "How the exposure reads in the report."),
+    )),
+    "adjustment": Table("[adjustment]", "Confounding adjustment, the default of `iptw` sections.", (
+        Key("confounders", "list of strings", "[]", "Confounder columns."),
+        Key("methods", "list of strings", str(list(ADJUSTMENT_METHODS)).replace("'", '"'), "Which rows: "
+            "drawn from " + ", ".join(f'"{m}"' for m in ADJUSTMENT_METHODS) + "."),
+        Key("estimand", "string", '"ATE"', '"ATE", "ATT" or "ATO" (overlap weights).'),
+    )),
+    "report": Table("[report]", "How the report is made.", (
+        Key("small_cell_threshold", "integer", "5", "Counts from 1 to threshold - 1 are shown as "
+            "\"<threshold\" (positive)."),
+        Key("ci_level", "float", "0.95", "Level of the confidence intervals (0.5 to < 1)."),
+        Key("truth", "string", '"population"', 'Which synthetic truth the estimates are compared with: '
+            '"population" or "sample".'),
+        Key("table1", "list of strings", NONE, "Variables of Table 1 (no Table 1 without it)."),
+        Key("table1_by", "string", "the `[exposure]` column", "Column Table 1 is split by."),
+        Key("risk_times", "list of numbers", "the horizon in quarters", "Times of the numbers at risk under "
+            "the curves."),
+        Key("headline", "list of strings", "the first 3 rows", 'Rows of the index page: "section" or '
+            '"section/measure".'),
+        Key("labels", "table", NONE, "Display labels of Table 1 variables."),
+    )),
+}
+
+# keys every [[section]] accepts
+COMMON_SECTION_KEYS: tuple[Key, ...] = (
+    Key("type", "string", REQUIRED, "The estimator: one of the section types below."),
+    Key("id", "string", '"<number>_<type>"', "Identifier: the `section` column of estimates.csv (unique)."),
+    Key("title", "string", "the id", "Heading of the section in the report."),
+    Key("subset", "string", NONE, "Condition (pandas expression) restricting the section's episodes."),
+    Key("description", "string", NONE, "Note shown under the section's heading."),
+)
+
+_UNUSED_TRUTH = Key("truth", TRUTH_KEY, NONE, "Accepted, but this section's rows carry no truth yet.")
+_TRUTH = Key("truth", TRUTH_KEY, NONE, "Where the synthetic truth of the estimates is (a dotted path into "
+             "the truth, or a table of them).")
+
+# section types: [[section]] type = "..." and the keys each accepts besides the common ones
+SECTION_TYPES: dict[str, Table] = {
+    "cumulative_incidence": Table('type = "cumulative_incidence"', "Aalen-Johansen cumulative incidence of HO "
+                                  "with death competing (Kaplan-Meier 1 - S when `competing = \"none\"`), Gray's "
+                                  "test between groups.", (
+        Key("by", "string", NONE, "Group column."),
+        Key("times", "list of numbers", "[horizon]", "Times (days) the curves are read at."),
+        _TRUTH,
+        Key("figure", "boolean", "true", "Draw the curves."),
+    )),
+    "proportion": Table('type = "proportion"', "Proportions with binomial CIs of a yes/no event by group, or the "
+                        f"distribution of a category; `{FLAG}` gives Aalen-Johansen risks (complete case as a "
+                        "sensitivity analysis).", (
+        Key("event", "string", f'"{FLAG}"', "Yes/no column or condition."),
+        Key("column", "string", NONE, "Category column whose distribution is shown (instead of `event`/`by`)."),
+        Key("by", "string", NONE, "Group column."),
+        Key("method", "string", '"wilson"', "CI method of `hostats.proportion`."),
+        _TRUTH,
+        Key("figure", "boolean", "false", "Draw a bar chart."),
+        Key("measure", "string", '"proportion" ("share" with column, "risk" by the horizon)', "The `measure` "
+            "column of the rows."),
+    )),
+    "rate": Table('type = "rate"', "Incidence rates with exact Poisson CIs and rate ratios between groups.", (
+        Key("event", "string", '"ho"', "Yes/no column or condition."),
+        Key("by", "string", NONE, "Group column."),
+        Key("per", "number", "100", "Rates per this many person-years."),
+        Key("time", "string", '"time_days"', "Person-time column in days."),
+    )),
+    "logistic": Table('type = "logistic"', f"Logistic regression (odds ratios); for `{FLAG}` binomial "
+                      "regression with censoring weights (complete case as a sensitivity analysis).", (
+        Key("formula", "string", REQUIRED, '"outcome ~ term + term" (formulaic syntax).'),
+        Key("firth", "boolean", "false", "Firth's penalised likelihood."),
+        Key("cluster", "string", NONE, "Column of clusters for robust SEs."),
+        Key("calibration", "boolean", "true", "Calibration table and plot."),
+        Key("truth", "table", NONE, "Term = path of its true odds ratio (`exp:` before a log-odds path)."),
+        Key("forest", "boolean", "true", "Draw a forest plot."),
+        Key("e_values", "boolean or list of strings", "false", "E-values of all (true) or the listed terms."),
+    )),
+    "iptw": Table('type = "iptw"', "Propensity-score weighting: balance, risks and contrasts per arm, weighted "
+                  f"Cox, curves, E-values; for `{FLAG}` the adjusted risks of `hostats.ate`.", (
+        Key("treatment", "string", "`[exposure] column`", "Treatment column."),
+        Key("reference", "string", "`[exposure] reference`", "Reference arm."),
+        Key("confounders", "list of strings", "`[adjustment] confounders`", "Confounder columns."),
+        Key("outcome", "string", f'"{FLAG}"', "Yes/no outcome column."),
+        Key("estimand", "string", "`[adjustment] estimand`", '"ATE", "ATT" or "ATO" (overlap weights).'),
+        Key("truncate", "number or list", NONE, "Truncation of the weights (`hostats.iptw`)."),
+        Key("curves", "boolean", "true", "Weighted cumulative incidence curves (and weighted Cox)."),
+        Key("e_values", "boolean", "true", "E-values of the ratios."),
+        Key("love_plot", "boolean", "true", "Draw a Love plot of the balance."),
+        _TRUTH,
+        Key("time", "string", '"time_days"', "Time column of the curves."),
+        Key("status", "string", '"status"', "Status column of the curves (0 censored, 1 HO, 2 death)."),
+        Key("bootstrap", "integer", "0", "Bootstrap replicates of the CIs (0: sandwich)."),
+        Key("crude", "boolean", "true", "Crude (unweighted) rows as well."),
+        Key("methods", "list of strings", "`[adjustment] methods`", "Which rows: drawn from "
+            + ", ".join(f'"{m}"' for m in ADJUSTMENT_METHODS) + "."),
+        Key("rmtl", "boolean", "true", "IPTW restricted mean time lost by the horizon (`<id>_rmtl`)."),
+    )),
+    "cox": Table('type = "cox"', "Cox proportional-hazards model of HO: hazard ratios and the PH check.", (
+        Key("formula", "string", REQUIRED, '"term + term" (right-hand side).'),
+        Key("time", "string", '"time_days"', "Time column."),
+        Key("event", "string", '"ho_event"', "Event column (`ho_event`: status 1)."),
+        Key("weights", "string", NONE, "Weight column."),
+        Key("cluster", "string", NONE, "Column of clusters for robust SEs."),
+        Key("strata", "string or list", NONE, "Stratification column(s)."),
+        _UNUSED_TRUTH,
+    )),
+    "fine_gray": Table('type = "fine_gray"', "Fine-Gray subdistribution hazard ratios of HO with death "
+                       "competing.", (
+        Key("formula", "string", REQUIRED, '"term + term" (right-hand side).'),
+        Key("time", "string", '"time_days"', "Time column."),
+        Key("status", "string", '"status"', "Status column (0 censored, 1 HO, 2 death)."),
+        _UNUSED_TRUTH,
+    )),
+    "meta_proportions": Table('type = "meta_proportions"', "Per-site proportions (for `ho_within_horizon`, "
+                              "Aalen-Johansen risks) pooled by random effects, with a prediction interval.", (
+        Key("by", "string", '"site"', "Site column."),
+        Key("event", "string", f'"{FLAG}"', "Yes/no column or condition."),
+        Key("method", "string", '"REML"', "Between-site variance estimator."),
+        Key("transform", "string", '"logit"', "Scale of the pooling (logit only for risks by the horizon)."),
+        Key("truth", "table", NONE, "`sites` and `pooled` paths into the truth."),
+        Key("min_size", "integer", "1", "Sites with fewer episodes are left out of the pooling."),
+    )),
+    "interval_censored": Table('type = "interval_censored"', "Timing of HO from the imaging schedule: Turnbull "
+                               "NPMLE, Weibull and log-normal fits, optionally corrected for the detection lag.", (
+        Key("lower", "string", '"ho_interval_lo_days"', "Column of the last negative imaging day."),
+        Key("upper", "string", '"ho_interval_hi_days"', "Column of the first positive imaging day."),
+        Key("truth", "table", NONE, "Measure = path of its true value."),
+        Key("figure", "boolean", "true", "Draw the cumulative distribution."),
+        Key("n_boot", "integer", "0", "Bootstrap replicates of the NPMLE limits."),
+        Key("detection_lag_days", "table", NONE, "Modality = mean lag in days (>= 0), e.g. "
+            "`{ xray = 24.5, bone_scan = 16 }`: also estimate biological onset."),
+        Key("lower_modality", "string", '"ho_interval_lo_test"', "Column of the lower bound's modality."),
+        Key("upper_modality", "string", '"ho_interval_hi_test"', "Column of the upper bound's modality."),
+        Key("min_onset_days", "number", NONE, "Earliest onset day a lag-corrected bound may take."),
+    )),
+    "diagnosis_timing": Table('type = "diagnosis_timing"', "Days from the first positive bone scan to the first "
+                              "positive x-ray, and alkaline phosphatase at and before detection (needs the "
+                              "assessments table).", (
+        Key("truth", "table", NONE, "Measure = path of its true value."),
+    )),
+}
+
+# allowed keys per table: a typo in a spec is an error, not a silently ignored setting
+_KEYS: dict[str, set[str]] = {name: {k.name for k in t.keys} for name, t in TABLES.items()}
+_SECTION_KEYS: dict[str, set[str]] = {name: {k.name for k in t.keys} for name, t in SECTION_TYPES.items()}
+_COMMON_SECTION_KEYS = {k.name for k in COMMON_SECTION_KEYS}
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _key_table(keys: tuple[Key, ...]) -> list[str]:
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{k.name}` | {_md(k.type)} | {_md(k.default)} | {_md(k.description)} |" for k in keys]
+    return rows
+
+
+def spec_reference() -> str:
+    """The spec reference (Markdown), generated from the declaration above: ``docs/spec-reference.md``."""
+    out = ["# Analysis spec reference", "",
+           "<!-- Generated from hostats/analysis/spec.py by `python -m hostats.analysis`; do not edit. -->",
+           "", "An analysis is a folder under `analyses/` with an `analysis.toml`. Every table and key is "
+           "listed here; any other is an error naming the spec's line. Column names are checked against the "
+           "data when the analysis runs.", ""]
+    for t in TABLES.values():
+        out += [f"## `{t.header}`", "", t.description, "", *_key_table(t.keys), ""]
+    out += ["## `[[section]]`", "", "Each section runs one estimator on the analysed episodes and is a part of "
+            "the report and a group of rows of estimates.csv. Keys every section accepts:", "",
+            *_key_table(COMMON_SECTION_KEYS), ""]
+    for t in SECTION_TYPES.values():
+        out += [f"### `{t.header}`", "", t.description, "", *_key_table(t.keys), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_spec_reference(path: Path | str = "docs/spec-reference.md") -> Path:
+    """Write :func:`spec_reference` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(spec_reference(), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# locating keys in the spec text (tomllib gives values, not line numbers)
+# ---------------------------------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+
+
+_KEYLINE = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
+
+
+def _locate(text: str, table: str | None, key: str | None = None, index: int | None = None) -> int | None:
+    """1-based line of ``key`` in ``[table]`` (the ``index``-th ``[[table]]``), or of the header itself."""
+    current, count, header_line = None, {}, None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(line)
+        if m:
+            current = m.group(2)
+            count[current] = count.get(current, -1) + 1
+            if current == table and (index is None or count[current] == index):
+                header_line = lineno
+                if key is None:
+                    return lineno
+            continue
+        if key is None or current != table or (index is not None and count.get(current) != index):
+            continue
+        k = _KEYLINE.match(line)
+        if k and k.group(1).strip('"') == key:
+            return lineno
+    if table is None and key is not None:  # top-level key
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if _HEADER.match(line):
+                break
+            k = _KEYLINE.match(line)
+            if k and k.group(1).strip('"') == key:
+                return lineno
+    return header_line
+
+
+@dataclass
+class Spec:
+    """A parsed, structurally validated ``analysis.toml``."""
+
+    path: Path
+    text: str
+    raw: dict[str, Any]
+    name: str
+    title: str
+    question: str
+    data: dict[str, Any]
+    synthetic: list[dict[str, Any]]
+    criteria: list[dict[str, Any]]
+    derive: list[dict[str, Any]]
+    outcome: dict[str, Any]
+    exposure: dict[str, Any]
+    adjustment: dict[str, Any]
+    report: dict[str, Any]
+    sections: list[dict[str, Any]]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def horizon(self) -> float:
+        return float(self.outcome.get("horizon_days", 365))
+
+    @property
+    def threshold(self) -> int:
+        return int(self.report.get("small_cell_threshold", 5))
+
+    @property
+    def level(self) -> float:
+        return float(self.report.get("ci_level", 0.95))
+
+    @property
+    def seed(self) -> int | None:
+        if "seed" in self.raw.get("analysis", {}):
+            return int(self.raw["analysis"]["seed"])
+        return int(self.synthetic[0]["seed"]) if self.synthetic else None
+
+    def error(self, message: str, table: str | None = None, key: str | None = None,
+              index: int | None = None) -> SpecError:
+        """A SpecError naming this spec file, the line and the key."""
+        line = _locate(self.text, table, key, index)
+        where = f"{self.path}" + (f", line {line}" if line else "")
+        what = ""
+        if table:
+            what = f"[[{table}]] #{index + 1}" if index is not None else f"[{table}]"
+            if key:
+                what += f" {key}"
+        elif key:
+            what = key
+        return SpecError(f"{where}: {what}: {message}" if what else f"{where}: {message}")
+
+
+def _as_list(v) -> list:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def load_spec(path: Path | str) -> Spec:
+    """Read and structurally validate an analysis spec. ``path`` is the TOML file or its folder.
+
+    Checks every table and key against the known ones (typos are errors), types and ranges of the
+    settings, and that each section has a known ``type``. Column names are checked later against the
+    data (``validate_columns``), since only the data know their columns.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "analysis.toml"
+    if not path.is_file():
+        raise SpecError(f"{path}: analysis spec not found (expected analyses/NAME/analysis.toml)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    stub = Spec(path, text, raw, "", "", "", {}, [], [], [], {}, {}, {}, {}, [])
+    _check_tables(stub, raw)
+    analysis = raw.get("analysis", {})
+    if not analysis.get("title"):
+        raise stub.error("every analysis needs a title", "analysis", "title")
+    data = dict(raw.get("data", {}))
+    synthetic = _check_synthetic(stub, data)
+    criteria = _check_criteria(stub, raw)
+    derive = _check_derive(stub, raw)
+    outcome = _check_outcome(stub, raw)
+    report = _check_report(stub, raw)
+    sections = _check_sections(stub, raw)
+    if "methods" in raw.get("adjustment", {}):
+        _check_methods(stub, raw["adjustment"]["methods"], "adjustment", None)
+    ids = {s["id"] for s in sections}
+    for h in _as_list(report.get("headline")):
+        if str(h).partition("/")[0] not in ids:
+            raise stub.error(f"{h!r} names no section (section ids: {sorted(ids)})", "report", "headline")
+    return Spec(path=path, text=text, raw=raw, name=analysis.get("name", path.parent.name),
+                title=analysis["title"], question=analysis.get("question", ""), data=data, synthetic=synthetic,
+                criteria=criteria, derive=derive, outcome=outcome, exposure=dict(raw.get("exposure", {})),
+                adjustment=dict(raw.get("adjustment", {})), report=report, sections=sections)
+
+
+def _check_tables(stub: Spec, raw: dict) -> None:
+    """Only known tables, and in the single tables ([name]) only declared keys."""
+    known_tables = set(_KEYS) - {"synthetic"} | {"section"}
+    for table in raw:
+        if table not in known_tables:
+            raise stub.error(f"unknown table; known tables are {sorted(known_tables)}", table)
+    for table, keys in _KEYS.items():
+        if table in ("synthetic", "criteria", "derive"):
+            continue
+        block = raw.get(table, {})
+        if not isinstance(block, dict):
+            raise stub.error("must be a table ([name]), not a list", table)
+        for k in block:
+            if k not in keys:
+                raise stub.error(f"unknown key; allowed: {sorted(keys)}", table, k)
+
+
+def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
+    """``[data] synthetic``: each an inline table with scenario, n and seed; the data are somewhere."""
+    synthetic = _as_list(data.get("synthetic"))
+    for i, s in enumerate(synthetic):
+        if not isinstance(s, dict):
+            raise stub.error("must be an inline table {scenario=..., n=..., seed=...}", "data", "synthetic")
+        unknown = set(s) - _KEYS["synthetic"]
+        if unknown:
+            raise stub.error(f"unknown key(s) {sorted(unknown)} in synthetic #{i + 1}", "data", "synthetic")
+        for k in ("scenario", "n", "seed"):
+            if k not in s:
+                raise stub.error(f"synthetic #{i + 1} needs {k!r}", "data", "synthetic")
+        if not isinstance(s["n"], int) or s["n"] < 1:
+            raise stub.error(f"n must be a positive integer, got {s['n']!r}", "data", "synthetic")
+        if not isinstance(s["seed"], int):
+            raise stub.error(f"seed must be an integer, got {s['seed']!r}", "data", "synthetic")
+    if not synthetic and "path" not in data:
+        raise stub.error("say where the data are: path = \"...\" (with mapping) or synthetic = {...}", "data")
+    return synthetic
+
+
+def _check_criteria(stub: Spec, raw: dict) -> list[dict[str, Any]]:
+    criteria = _as_list(raw.get("criteria"))
+    for i, c in enumerate(criteria):
+        _check_keys(stub, "criteria", i, c, _KEYS["criteria"])
+        if not c.get("name") or not c.get("keep"):
+            raise stub.error("each criterion needs a name and a keep expression", "criteria", None, i)
+    return criteria
+
+
+def _check_derive(stub: Spec, raw: dict) -> list[dict[str, Any]]:
+    derive = _as_list(raw.get("derive"))
+    for i, d in enumerate(derive):
+        _check_keys(stub, "derive", i, d, _KEYS["derive"])
+        if not d.get("name") or not d.get("expr"):
+            raise stub.error("each derived column needs a name and an expr", "derive", None, i)
+        if ("otherwise" in d) != ("where" in d):
+            raise stub.error("'where' and 'otherwise' go together: expr where the condition holds, otherwise the "
+                             "constant", "derive", "otherwise" if "otherwise" in d else "where", i)
+        if "otherwise" in d and (isinstance(d["otherwise"], bool) or not isinstance(d["otherwise"], (int, float))):
+            raise stub.error("must be a number", "derive", "otherwise", i)
+    return derive
+
+
+def _check_outcome(stub: Spec, raw: dict) -> dict[str, Any]:
+    """``[outcome]`` with its defaults filled in."""
+    outcome = dict(raw.get("outcome", {}))
+    outcome.setdefault("event", "ho")
+    outcome.setdefault("horizon_days", 365)
+    outcome.setdefault("competing", "death")
+    if not isinstance(outcome["horizon_days"], (int, float)) or outcome["horizon_days"] <= 0:
+        raise stub.error("must be a positive number of days", "outcome", "horizon_days")
+    if outcome["competing"] not in ("death", "none"):
+        raise stub.error("must be \"death\" or \"none\"", "outcome", "competing")
+    return outcome
+
+
+def _check_report(stub: Spec, raw: dict) -> dict[str, Any]:
+    report = dict(raw.get("report", {}))
+    thr = report.get("small_cell_threshold", 5)
+    if not isinstance(thr, int) or thr < 1:
+        raise stub.error("must be a positive integer (counts below it are shown as <threshold)", "report",
+                         "small_cell_threshold")
+    lvl = report.get("ci_level", 0.95)
+    if not isinstance(lvl, float) or not 0.5 <= lvl < 1:
+        raise stub.error("must be a fraction such as 0.95", "report", "ci_level")
+    if report.get("truth", "population") not in ("population", "sample"):
+        raise stub.error("must be \"population\" or \"sample\"", "report", "truth")
+    return report
+
+
+def _check_sections(stub: Spec, raw: dict) -> list[dict[str, Any]]:
+    """The ``[[section]]`` entries: a known type, its declared keys, unique ids (``id`` and ``_index``
+    filled in)."""
+    sections = _as_list(raw.get("section"))
+    if not sections:
+        raise stub.error("an analysis needs at least one [[section]] with an estimator", "section")
+    ids = set()
+    for i, s in enumerate(sections):
+        t = s.get("type")
+        if t not in _SECTION_KEYS:
+            raise stub.error(f"unknown section type {t!r}; known: {sorted(_SECTION_KEYS)}", "section", "type", i)
+        _check_keys(stub, "section", i, s, _SECTION_KEYS[t] | _COMMON_SECTION_KEYS)
+        if "methods" in s:
+            _check_methods(stub, s["methods"], "section", i)
+        sid = s.get("id") or f"{i + 1}_{t}"
+        if sid in ids:
+            raise stub.error(f"duplicate section id {sid!r}", "section", "id", i)
+        ids.add(sid)
+        s["id"] = sid
+        s["_index"] = i
+    return sections
+
+
+def _check_keys(spec: Spec, table: str, index: int, block: dict, allowed: set[str]) -> None:
+    if not isinstance(block, dict):
+        raise spec.error("must be a table", table, None, index)
+    for k in block:
+        if k not in allowed:
+            raise spec.error(f"unknown key; allowed: {sorted(allowed)}", table, k, index)
+
+
+
+def _check_methods(stub: Any, methods: Any, table: str, index: int | None) -> None:
+    bad = [m for m in _as_list(methods) if m not in ADJUSTMENT_METHODS] if isinstance(methods, list) else [methods]
+    if bad or not methods:
+        raise stub.error(f"methods must be a list drawn from {list(ADJUSTMENT_METHODS)}; not {bad or methods!r}",
+                         table, "methods", index)

@@ -1,0 +1,280 @@
+"""Writing a run's outputs: estimates.csv/json, figures, report.html (with the methods paragraphs), the
+manifest (with the headline rows of the index page), and the disclosure scan of everything written."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hostats.analysis.context import Context, SectionOutput
+from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG
+from hostats.analysis.spec import Spec
+from hostats.errors import HostatsError
+from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
+from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
+from hostats.report.tables import (
+    ESTIMATE_COLUMNS,
+    check_no_identifiers,
+    format_count,
+    format_number,
+    redact_text,
+    suppress_estimates,
+    table_one,
+    write_csv,
+)
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _scan_outputs(folder: Path, ids: set[str], dates: set[str]) -> None:
+    """Refuse to publish when an identifier or an exact record date of the input appears in an output.
+
+    Defence in depth behind the report layer's rules: every text output is tokenised and checked against
+    the input's patient IDs and its record dates (ISO form).
+    """
+    if not ids and not dates:
+        return
+    token = re.compile(r"[A-Za-z0-9_\-]+")
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt"):
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if p.name == "manifest.json":  # the run's own timestamp is not a record date
+            text = re.sub(r'"created_utc": "[^"]*"', "", text)
+        found = (set(token.findall(text)) & ids) if ids else set()
+        found |= set(_ISO_DATE.findall(text)) & dates
+        if found:
+            raise HostatsError(f"disclosure check failed: {p.relative_to(folder)} would contain "
+                               f"{len(found)} patient identifier(s) or exact date(s) of the input; nothing was "
+                               "published")
+
+
+def _identifiers(episodes: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """Patient IDs (those long enough to be recognisable) and record dates (ISO) of the input."""
+    from hostats.schema import IDENTIFYING
+
+    ids: set[str] = set()
+    if "patient_id" in episodes.columns:
+        # purely numeric IDs are checked only when long (a short one is indistinguishable from a count)
+        ids = {v for v in pd.unique(episodes["patient_id"].dropna().astype(str))
+               if len(v) >= (6 if v.isdigit() else 4)}
+    dates: set[str] = set()
+    for c in IDENTIFYING:
+        if c in episodes.columns and pd.api.types.is_datetime64_any_dtype(episodes[c]):
+            dates |= set(pd.unique(episodes[c].dropna().dt.strftime("%Y-%m-%d")))
+    return ids, dates
+
+
+def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], n: int,
+                        source_desc: str) -> tuple[list[str], list[str]]:
+    refs: list[str] = []
+
+    def cite(ref: str) -> str:
+        if not ref:
+            return ""
+        if ref not in refs:
+            refs.append(ref)
+        return f"[{refs.index(ref) + 1}]"
+
+    crit = "; ".join(f"{c['name']} ({c['keep']})" for c in spec.criteria) or "all episodes"
+    o = spec.outcome
+    comp = ("death before HO was treated as a competing event" if o.get("competing") == "death"
+            else "deaths were censored")
+    paras = [f"Data: {source_desc}. Episodes were selected by the criteria {crit}, each a recorded step of the "
+             f"flow diagram; {format_count(n, ctx.threshold)} episodes were analysed. The outcome was "
+             f"{o.get('label', 'heterotopic ossification (HO) detected in follow-up')}, with a horizon of "
+             f"{int(spec.horizon)} days from the index event; {comp}. "
+             + (f"The exposure was {spec.exposure.get('column')} (reference: {spec.exposure.get('reference')}); "
+                f"confounders: {', '.join(spec.adjustment.get('confounders', []))}. "
+                if spec.exposure.get("column") else "")
+             + f"Confidence intervals are {int(ctx.level * 100)}%."]
+    for sec, out in zip(spec.sections, outputs, strict=True):
+        parts = []
+        for method, ref in out.methods:
+            if method:
+                c = cite(ref)
+                parts.append(f"{method} {c}".strip())
+        if parts:
+            paras.append(f"{sec.get('title', sec['type'])}: " + "; ".join(dict.fromkeys(parts)) + ".")
+    if any(k.endswith("_complete_case") for o in outputs for k in o.subsections):
+        paras.append(f"Risks of HO by {int(spec.horizon)} days were estimated from the follow-up of every episode, "
+                     "with loss to follow-up as (independent) censoring and death before HO as a competing event: "
+                     "Aalen-Johansen estimates, adjusted risks by inverse probability of treatment weighting "
+                     "(weighted Aalen-Johansen), the g-formula (cause-specific Cox models), IPTW with inverse "
+                     "probability of censoring weights and the doubly robust AIPTW, and odds ratios of the risk by "
+                     "binomial regression with inverse probability of censoring weights. Analyses restricted to "
+                     f"episodes whose status at {int(spec.horizon)} days was known (HO or death within it, or "
+                     f"follow-up reaching to within {FOLLOWUP_TOLERANCE_DAYS} days of it) are reported as "
+                     "sensitivity analyses only: they are biased upward when patients are lost to follow-up.")
+    elif any(KNOWN_FLAG in str(s.get("subset", "")) for s in spec.sections):
+        paras.append(f"Some yes/no outcomes were analysed among episodes whose status at {int(spec.horizon)} days "
+                     "was known; this is biased when patients are lost to follow-up before the horizon.")
+    paras.append(f"Disclosure control: counts from 1 to {ctx.threshold - 1} are shown as \"<{ctx.threshold}\", "
+                 "with secondary suppression where a total would reveal them; estimates resting on fewer than "
+                 f"{ctx.threshold} people or events are withheld. Computed with hostats; package versions are in "
+                 "manifest.json.")
+    return paras, refs
+
+
+def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
+    """A few rows for the index page: ``[report] headline`` entries "section" or "section/measure" (curve
+    values at the horizon only), else the first rows."""
+    if "time_days" in est.columns:
+        est = est[est["time_days"].isna() | np.isclose(est["time_days"].astype(float), spec.horizon)]
+    picks = []
+    for h in spec.report.get("headline") or []:
+        sec, _, measure = str(h).partition("/")
+        rows = est[est["section"] == sec]
+        picks.append(rows[rows["measure"] == measure] if measure else rows)
+    rows = pd.concat(picks) if picks else est.head(3)
+    out = []
+    for _, r in rows.head(8).iterrows():
+        est_v = r["estimate"]
+        if est_v is None or (isinstance(est_v, float) and math.isnan(est_v)):
+            value = "withheld (small numbers)"
+        elif r["ci_lower"] is None or pd.isna(r["ci_lower"]):
+            value = format_number(est_v)
+        else:
+            value = f"{format_number(est_v)} ({format_number(r['ci_lower'])} to {format_number(r['ci_upper'])})"
+        label = " ".join(str(x) for x in (r["measure"].replace("_", " "), r["group"] or r["term"]) if x)
+        tv = r.get("truth")
+        out.append({"label": label, "value": value,
+                    "truth": format_number(tv) if tv is not None and not pd.isna(tv) else ""})
+    return out
+
+
+def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput], folder: Path,
+                  truth: dict | None, info: dict, timer: Timer, source: Any) -> pd.DataFrame:
+    from hostats.report.figures import save_figure
+    from hostats.schema import IDENTIFYING
+
+    thr = ctx.threshold
+    frames = [f for o in outputs for f in o.estimates]
+    est = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ESTIMATE_COLUMNS))
+    extra = [c for c in est.columns if c not in ESTIMATE_COLUMNS]
+    est = est[[c for c in ESTIMATE_COLUMNS if c in est.columns] + extra]
+    if truth is None:
+        est = est.drop(columns=["truth"])
+    shown = suppress_estimates(est, thr)
+    check_no_identifiers([shown], IDENTIFYING)
+    write_csv(shown, folder / "estimates.csv")
+    records = json.loads(shown.to_json(orient="records", double_precision=10))
+    (folder / "estimates.json").write_text(json.dumps({"analysis": spec.name, "ci_level": ctx.level,
+                                                       "small_cell_threshold": thr, "estimates": records},
+                                                      indent=1) + "\n", encoding="utf-8")
+    figdir = folder / "figures"
+    figures = []
+    for o in outputs:
+        for name, title, caption, fig in o.figures:
+            saved = save_figure(fig, figdir, name)
+            figures.append(FigureBlock(name=name, title=title, caption=caption, **saved))
+    # Table 1, with SMDs from the first weighting section when there is one
+    t1 = None
+    t1_vars = spec.report.get("table1")
+    if t1_vars:
+        by = spec.report.get("table1_by", spec.exposure.get("column"))
+        for v in list(t1_vars) + ([by] if by else []):
+            if v not in ctx.data.columns:
+                raise spec.error(f"unknown column {v!r}; the data have: {', '.join(sorted(ctx.data.columns))}",
+                                 "report", "table1" if v in t1_vars else "table1_by")
+        smd = _smd_map(next((o.balance for o in outputs if o.balance is not None), None))
+        t1 = TableBlock(f"by {by}" if by else "", table_one(ctx.data, list(t1_vars), by=by, threshold=thr,
+                                                            smd=smd, labels=spec.report.get("labels")),
+                        "n (%) of non-missing values, mean (SD), median [IQR]; 'missing' rows give n (%) of all "
+                        "episodes." + (" SMD: largest unweighted standardised mean difference against the "
+                                       "reference arm." if smd else ""))
+    flow = cohort.flow()
+    n = len(ctx.data)
+    if truth is not None:
+        scen = ", ".join(f"{s['scenario']} (n = {s['n']}, seed {s['seed']})" for s in spec.synthetic)
+        source_desc = (f"synthetic cohort(s) {scen} generated by hostats' synthetic package and written as "
+                       "site exports with injected faults, then read and cleaned like real data")
+    else:
+        source_desc = f"{Path(str(source)).name if isinstance(source, (str, Path)) else 'a data frame'}"
+    methods, refs = _methods_paragraphs(spec, ctx, outputs, n, source_desc)
+    data_lines = [source_desc]
+    if truth is not None and isinstance(info, dict) and info.get("faults"):
+        faults = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info["faults"].items())
+        data_lines.append(redact_text(f"Faults injected by the generator (to be found by the cleaning; exact "
+                                      f"counts in manifest.json): {faults}.", thr))
+    if truth is not None and isinstance(info, dict) and info.get("regenerate"):
+        data_lines.append("The generated exports are not kept beside the report (they hold row-level data); "
+                          "regenerate them byte for byte (SHA-256 in manifest.json) with: "
+                          + "; ".join(info["regenerate"]))
+    files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + \
+        [f"figures/{f.png}" for f in figures] + [f"figures/{f.svg}" for f in figures]
+    src_paths = [p for p in ([source] if not isinstance(source, list) else source)
+                 if isinstance(p, (str, Path)) and Path(p).exists()]
+    # a generated study folder lives outside the report: name its files relative to it, not to a temp path
+    generated = truth is not None and bool(src_paths) and all(Path(q).is_dir() for q in src_paths)
+    root = Path(os.path.commonpath([str(q) for q in src_paths])) if generated else folder
+    inputs = hash_inputs(src_paths, root=root)
+    prov = {"analysis": spec.name, "spec": str(spec.path.name), "seed": spec.seed, "hostats": _version(),
+            "input files": f"{len(inputs)} (SHA-256 in manifest.json)",
+            "episodes analysed": format_count(n, thr), "run time": f"{timer.total:.1f} s"}
+    content = ReportContent(
+        name=spec.name, title=spec.title, question=spec.question, data_source=data_lines,
+        synthetic=truth is not None, threshold=thr, flow=flow,
+        criteria=[f"{c['name']}: {c.get('description') or c['keep']}" for c in spec.criteria],
+        criteria_steps=[c["name"] for c in spec.criteria],
+        table1=t1, estimates=shown,
+        section_titles={**{s["id"]: s.get("title", s["type"]) for s in spec.sections},
+                        **{k: v[0] for o in outputs for k, v in o.subsections.items()}},
+        section_notes={**{s["id"]: s["description"] for s in spec.sections if s.get("description")},
+                       **{k: v[1] for o in outputs for k, v in o.subsections.items()}},
+        figures=figures, extra_tables=[t for o in outputs for t in o.tables],
+        diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],
+        sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,
+        provenance=prov, files=files)
+    render_report(content, folder / "report.html")
+    manifest = build_manifest(
+        analysis=spec.name, spec=spec.raw, spec_path=spec.path, inputs=inputs, seed=spec.seed,
+        timings=timer.timings, outputs=files,
+        extra={"synthetic": info if truth is not None else None, "episodes_analysed": n,
+               "cohort_provenance": _safe_provenance(getattr(cohort, "provenance", {})),
+               "headline": _headline(spec, shown)})
+    manifest["timings_seconds"]["total"] = timer.total
+    write_manifest(manifest, folder / "manifest.json")
+    return shown
+
+
+def _safe_provenance(p: Any) -> Any:
+    """The cohort's provenance without the mapping (which names source columns, e.g. the ID column)."""
+    if not isinstance(p, dict):
+        return None
+    return {k: v for k, v in p.items() if k not in ("mapping", "mappings")}
+
+
+def _smd_map(balance: pd.DataFrame | None) -> dict | None:
+    """Balance table -> {variable or (variable, level): largest |unweighted SMD| over contrasts}."""
+    if balance is None or balance.empty:
+        return None
+    cols = balance.columns
+    smd_col = next((c for c in ("smd_unweighted", "smd_before", "smd_crude", "smd") if c in cols), None)
+    term_col = next((c for c in ("term", "variable", "covariate") if c in cols), None)
+    if smd_col is None or term_col is None:
+        return None
+    out: dict = {}
+    for term, v in balance.groupby(term_col)[smd_col].apply(lambda s: s.abs().max()).items():
+        t = str(term)
+        m = re.match(r"^(\w+)\[(?:T\.)?(.+)\]$", t) or re.match(r"^(\w+)[=:](.+)$", t)
+        if m:
+            var, lvl = m.group(1), m.group(2)
+            out[(var, lvl)] = v
+            if lvl in ("True", "true", "1"):
+                out[(var, True)] = v
+        else:
+            out[t] = v
+    return out
+
+
+def _version() -> str:
+    from hostats import __version__
+
+    return __version__

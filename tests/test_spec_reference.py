@@ -1,0 +1,46 @@
+"""The spec reference (docs/spec-reference.md) is generated from the one declaration of the spec's keys in
+hostats/analysis/spec.py, and that declaration matches the section registry: neither can drift."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hostats.analysis import SECTIONS
+from hostats.analysis.spec import (
+    _COMMON_SECTION_KEYS,
+    _KEYS,
+    _SECTION_KEYS,
+    COMMON_SECTION_KEYS,
+    SECTION_TYPES,
+    TABLES,
+    spec_reference,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_reference_is_what_the_declaration_generates():
+    committed = (ROOT / "docs" / "spec-reference.md").read_text(encoding="utf-8")
+    assert committed == spec_reference(), "regenerate it: python -m hostats.analysis"
+
+
+def test_every_declared_section_type_is_registered_and_back():
+    assert set(SECTION_TYPES) == set(SECTIONS)
+
+
+def test_every_key_is_declared_once_with_a_description():
+    for table in [*TABLES.values(), *SECTION_TYPES.values()]:
+        names = [k.name for k in table.keys]
+        assert len(names) == len(set(names)), table.header
+        assert all(k.type and k.default and k.description for k in table.keys), table.header
+    for table in SECTION_TYPES.values():  # the common keys are declared once, for every section
+        assert not {k.name for k in table.keys} & _COMMON_SECTION_KEYS, table.header
+    assert {k.name for k in COMMON_SECTION_KEYS} == _COMMON_SECTION_KEYS
+
+
+def test_reference_lists_every_allowed_key():
+    text = spec_reference()
+    for allowed in [*_KEYS.values(), *_SECTION_KEYS.values(), _COMMON_SECTION_KEYS]:
+        for key in allowed:
+            assert f"| `{key}` |" in text, key
+    for t in SECTION_TYPES:
+        assert f'type = "{t}"' in text
