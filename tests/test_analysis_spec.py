@@ -316,3 +316,21 @@ event = "ho_within_horizon"
     cc = est.loc[("pooled_complete_case", "pooled_proportion")].iloc[0]
     assert cc["estimate"] == pytest.approx(ref.estimate, rel=1e-9)  # nobody lost: complete case = everyone
     assert len(est.loc[("pooled", "site_risk")]) == len(agg)  # every site, small ones suppressed
+
+
+def test_logrank_statistic_is_reported(tmp_path, export_csv):
+    """With deaths censored (competing = "none") a curve section compares groups by the log-rank test; its
+    chi-square was read from a table column the test never had and was reported as missing. Reference:
+    lifelines' logrank_test on the same times and events."""
+    from lifelines.statistics import multivariate_logrank_test
+
+    import hostats
+
+    text = GOOD.format(data=export_csv).replace('horizon_days = 365', 'horizon_days = 365\ncompeting = "none"')
+    est = run_analysis(write_spec(tmp_path / "lr", text), tmp_path / "out").estimates
+    row = est[(est["section"] == "ci") & (est["measure"] == "logrank_test")].iloc[0]
+    e = hostats.read_cohort(export_csv).episodes
+    e = e[e["index_event"] == "tha"].dropna(subset=["time_days", "status", "prophylaxis"])
+    ref = multivariate_logrank_test(e["time_days"], e["prophylaxis"].astype(str), e["status"] == 1)
+    assert float(row["estimate"]) == pytest.approx(ref.test_statistic, rel=1e-6)
+    assert float(row["p_value"]) == pytest.approx(ref.p_value, rel=1e-4)

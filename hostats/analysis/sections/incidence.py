@@ -181,16 +181,15 @@ def _group_test(res) -> pd.DataFrame | None:
             return None
         if r is None:
             continue
-        if hasattr(r, "as_dict"):
-            d = r.as_dict()
-            stat, p, method, ref = d["statistic"], d["p_value"], "Gray's test", GRAY_REFERENCE
+        # both are GroupTest results (statistic, df, p_value); the log-rank statistic was read from a
+        # table column it never had, so reports showed it as missing
+        if attr == "gray_test":
+            method, ref = "Gray's test", GRAY_REFERENCE
         else:
-            t = r.table()
-            p = t["p_value"].iloc[0] if "p_value" in t.columns else np.nan
-            stat = t["statistic"].iloc[0] if "statistic" in t.columns else np.nan
-            method, ref = getattr(r, "method", "log-rank test"), getattr(r, "reference", "")
+            method, ref = getattr(r, "method", "") or "log-rank test", getattr(r, "reference", "")
         row = pd.DataFrame({"measure": ["gray_test" if attr == "gray_test" else "logrank_test"],
-                            "group": ["between groups"], "estimate": [stat], "p_value": [p], "unit": ["chi2"]})
+                            "group": ["between groups"], "estimate": [float(r.statistic)],
+                            "p_value": [float(r.p_value)], "unit": ["chi2"]})
         row.attrs["method"], row.attrs["reference"] = method, ref
         return row
     return None
