@@ -5,6 +5,7 @@ traceback. ``cli.py`` is, with ``analyses/``, the only place that may import bot
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -21,9 +22,18 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: object) -> str:
+    """Text for the terminal: control characters (ESC sequences, BEL, CR, bidi overrides, ...) written as
+    visible escapes (``\\x1b``), so a data cell cannot move the cursor, retitle the window or hide text."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print an error for a person (no traceback) and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -57,6 +67,8 @@ def validate(
     query: str = typer.Option(None, "--query", help="SQL query (with a database URL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     show: int = typer.Option(20, "--show", help="How many problems and exclusions to list."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
+                                             "folder's export.toml that leave the folder (refused by default)."),
 ) -> None:
     """Read and clean an export; print the ledger, the first problems and column completeness.
 
@@ -73,13 +85,14 @@ def validate(
         fail(msg)
 
     try:
-        cohort = read_cohort(file, mapping, assessments, sheet=sheet, table=table, query=query)
+        cohort = read_cohort(file, mapping, assessments, sheet=sheet, table=table, query=query,
+                             allow_outside=allow_outside_paths)
     except HostatsError as exc:
         _error(str(exc))
     except OSError as exc:
         _error(f"{exc.strerror or exc}: {exc.filename}")
     except Exception as exc:  # a bug, not bad data: still no traceback for the user
-        _error(f"unexpected {type(exc).__name__} while reading {file}: {exc} (please report this)")
+        _error(f"unexpected {type(exc).__name__} while reading {file} (please report this)")
     usable = cohort.usable
     flow, problems, excluded = cohort.flow(), cohort.problems, cohort.excluded
     complete = cohort.completeness()
@@ -94,13 +107,13 @@ def validate(
     from rich.table import Table
 
     problems = problems.sort_values(["source_file", "source_row"], kind="stable")
-    t = Table(title=f"Ledger: {escape(file)}", title_justify="left")
+    t = Table(title=f"Ledger: {escape(safe(file))}", title_justify="left")
     for c in ("step", "in", "excluded", "out", "changed", "reason"):
         t.add_column(c, justify="right" if c in ("in", "excluded", "out", "changed") else "left",
                      overflow="fold")
     for r in flow.itertuples(index=False):
-        t.add_row(escape(r.step), str(r.rows_in), str(r.rows_excluded), str(r.rows_out), str(r.rows_changed),
-                  escape(r.reason))
+        t.add_row(escape(safe(r.step)), str(r.rows_in), str(r.rows_excluded), str(r.rows_out),
+                  str(r.rows_changed), escape(safe(r.reason)))
     console.print(t)
     for title, frame, cols in (
             (f"Problems (first {min(show, len(problems))} of {len(problems)}; row 1 = header)", problems,
@@ -114,7 +127,7 @@ def validate(
             for c in cols:
                 t.add_column(c.replace("source_", ""), overflow="fold")
             for r in frame.head(show)[cols].itertuples(index=False):
-                t.add_row(*(escape(str(v)) for v in r))
+                t.add_row(*(escape(safe(v)) for v in r))
             console.print(t)
     t = Table(title="Column completeness (kept rows)", title_justify="left")
     for c in ("column", "present", "%"):
@@ -124,13 +137,13 @@ def validate(
     console.print(t)
     absent = complete.loc[~complete["in_source"], "column"].tolist()
     if absent:
-        console.print(f"Optional columns not in the export: {', '.join(absent)}", highlight=False)
+        console.print(f"Optional columns not in the export: {safe(', '.join(absent))}", highlight=False, markup=False)
     if cohort.assessments is not None and cohort.assessment_ledger is not None:
         al = cohort.assessment_ledger
         console.print(f"assessments: {len(cohort.assessments)} of {al.rows_read} row(s) kept, "
                       f"{al.rows_excluded} excluded, {len(al.problems)} cell problem(s)", highlight=False)
     for n in cohort.ledger.notes:
-        console.print(f"note: {n}", highlight=False, soft_wrap=True, markup=False)
+        console.print(f"note: {safe(n)}", highlight=False, soft_wrap=True, markup=False)
     rows_read = cohort.ledger.rows_read
     if not usable:
         fail(f"no usable rows left: all {rows_read} row(s) were excluded (see the tables above)")
@@ -230,6 +243,8 @@ def run(
     assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table for --data."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: reports/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
+                                             "folder's export.toml that leave the folder (refused by default)."),
 ) -> None:
     """Run one analysis to a report folder: report.html, estimates.csv/json, figures/, manifest.json."""
     from hostats.analysis import is_simulation_spec, load_spec
@@ -247,11 +262,14 @@ def run(
             raise FileNotFoundError(2, "data file not found", data)
         target = out or Path("reports") / spec.name
         progress = _progress(quiet)
-        if progress is not None:
-            with progress:
-                result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments)
-        else:
-            result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments)
+        from hostats.cohort import allow_outside_paths as outside
+
+        with outside(allow_outside_paths):
+            if progress is not None:
+                with progress:
+                    result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments)
+            else:
+                result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments)
         if not quiet:
             console.print(f"[green]report:[/] {result.report}  ({len(result.estimates)} estimates, "
                           f"{result.seconds:.1f} s)")

@@ -7,6 +7,8 @@ time-to-event columns. ``Cohort.filter`` applies an analysis criterion as a furt
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from hostats import clean
 from hostats.errors import DataError
 from hostats.ingest import (
     Mapping,
+    describe_columns,
     is_database_url,
     load_mapping,
     map_columns,
@@ -122,7 +125,22 @@ class Cohort:
                 "notes": list(self.ledger.notes)}
 
 
-def _expand(source: Source, mapping: Any) -> tuple[list[tuple[Any, Mapping, str | None]], Any]:
+_ALLOW_OUTSIDE: ContextVar[bool] = ContextVar("hostats_allow_outside_paths", default=False)
+
+
+@contextmanager
+def allow_outside_paths(allow: bool = True):
+    """Within this block, ``read_cohort`` calls that do not say ``allow_outside=`` follow study-folder paths
+    that leave the folder (the command line's ``--allow-outside-paths`` for ``hostats run``)."""
+    token = _ALLOW_OUTSIDE.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_OUTSIDE.reset(token)
+
+
+def _expand(source: Source, mapping: Any, allow_outside: bool = False
+            ) -> tuple[list[tuple[Any, Mapping, str | None]], Any]:
     """(source, mapping, site) triples and the study folder's assessments (if any)."""
     if isinstance(source, (list, tuple)):
         if not source:
@@ -136,12 +154,12 @@ def _expand(source: Source, mapping: Any) -> tuple[list[tuple[Any, Mapping, str 
             maps = [load_mapping(mapping)] * len(source)
         out, assess = [], None
         for s, m in zip(source, maps, strict=True):
-            items, a = _expand(s, m)
+            items, a = _expand(s, m, allow_outside)
             out += items
             assess = assess or a
         return out, assess
     if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir():
-        folder = read_export_toml(Path(source))
+        folder = read_export_toml(Path(source), allow_outside=allow_outside)
         items = [(e["path"], load_mapping(e.get("mapping")) if e.get("mapping") else load_mapping(mapping),
                   e.get("site")) for e in folder.episodes]
         return items, folder.assessments
@@ -150,7 +168,7 @@ def _expand(source: Source, mapping: Any) -> tuple[list[tuple[Any, Mapping, str 
 
 def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *, sheet: str | int | None = None,
                 table: str | None = None, query: str | None = None,
-                today: str | pd.Timestamp | None = None) -> Cohort:
+                today: str | pd.Timestamp | None = None, allow_outside: bool | None = None) -> Cohort:
     """Read, map and clean a cohort export into a :class:`Cohort`.
 
     ``source``: a file path (csv/tsv/txt, xlsx/xls, parquet, dta, sas7bdat, xpt, sav), a SQLAlchemy URL
@@ -158,13 +176,18 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     these (multi-site; ``mapping`` is then a list of the same length, or one for all). ``mapping``: a TOML
     path, a dict of the same shape, or None (canonical names and common synonyms only). ``assessments``:
     the long-format imaging/ALP table (path or DataFrame) used for the HO interval bounds. ``today``: the
-    date after which dates count as in the future (default: the day of reading).
+    date after which dates count as in the future (default: the day of reading). ``allow_outside``: follow
+    paths in a study folder's ``export.toml`` that leave the folder (``..``, absolute paths, symlinks);
+    refused by default (default: False, or True inside :func:`allow_outside_paths`). A SQL ``query`` must
+    be a single SELECT; database connections are read-only.
 
     Raises :class:`hostats.errors.DataError` when a source cannot be read, lacks a required column or has
     no data rows; problems in rows and cells go to the ledger instead.
     """
     today_ts = pd.Timestamp(today).normalize() if today is not None else pd.Timestamp.today().normalize()
-    items, folder_assess = _expand(source, mapping)
+    if allow_outside is None:
+        allow_outside = _ALLOW_OUTSIDE.get()
+    items, folder_assess = _expand(source, mapping, allow_outside)
     ledger = Ledger()
     parts, prov_sources = [], []
     for src, m, site in items:
@@ -228,7 +251,8 @@ def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Time
                    if src in frame.columns})
     missing = [c for c in ASSESSMENT_REQUIRED if c not in rename.values()]
     if missing:
-        raise DataError(f"assessments: required column(s) {missing} missing; columns found: {list(frame.columns)}",
+        raise DataError(f"assessments: required column(s) {missing} missing; "
+                        f"{describe_columns([str(c) for c in frame.columns])}",
                         file=raw.name, column=missing[0])
     frame = frame[list(rename)].rename(columns=rename)
     rows = raw.rows if raw.rows is not None else np.arange(2, len(frame) + 2, dtype=np.int64)
@@ -255,5 +279,5 @@ def validate_schema(episodes: pd.DataFrame) -> None:
     episode_schema().validate(episodes, lazy=True)
 
 
-__all__ = ["Cohort", "read_cohort", "read_assessments", "validate_schema"]
+__all__ = ["Cohort", "read_cohort", "read_assessments", "validate_schema", "allow_outside_paths"]
 

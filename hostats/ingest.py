@@ -81,6 +81,23 @@ SYNONYMS: dict[str, str] = {s: canon for canon, names in _SYNONYM_LISTS.items() 
 CANONICAL_INPUT = tuple(c.name for c in EPISODE_COLUMNS) + AUX_COLUMNS
 
 
+def describe_columns(found: list[str]) -> str:
+    """The columns found, for an error message, without quoting a file's content: a header read as one
+    column (a key file, a password line, a text that is not a table) is described, not shown."""
+    if len(found) < 2:
+        text = found[0] if found else ""
+        for d in ",;\t|":
+            parts = [normalise_name(x) for x in text.split(d)]
+            if len(parts) > 1 and sum(x in CANONICAL_INPUT or x in SYNONYMS for x in parts) * 2 >= len(parts):
+                return (f"the header was read as a single column {text[:200]!r}: the delimiter looks wrong "
+                        f"(it seems to be {d!r}; set [source] delimiter in the mapping)")
+        return (f"the header was read as a single column ({len(text)} characters, not shown): this does not "
+                "look like a table of column names, or the delimiter is wrong ([source] delimiter)")
+    shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:100]]
+    more = f" and {len(found) - 100} more" if len(found) > 100 else ""
+    return f"columns found: {shown}{more}"
+
+
 def normalise_name(name: Any) -> str:
     """Lower case, non-alphanumerics to single underscores (``"Patient ID"`` -> ``"patient_id"``)."""
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
@@ -416,6 +433,53 @@ def is_database_url(source: Any) -> bool:
     return isinstance(source, str) and re.match(r"^[a-z][a-z0-9+]*://", source, re.I) is not None
 
 
+_SQL_WRITES = re.compile(r"\b(insert|update|delete|upsert|merge|drop|create|alter|truncate|attach|detach|"
+                        r"pragma|vacuum|reindex|analyze|grant|revoke|copy|call|exec|execute|do|set|begin|commit|"
+                        r"rollback|savepoint|release|lock|load_extension|into)\b", re.I)
+
+
+def check_select(query: str) -> str:
+    """The query if it is one read-only statement (SELECT, or WITH ... SELECT), else a DataError.
+
+    Comments, string literals and quoted identifiers are set aside first; then there must be no ``;``
+    between statements and no keyword that writes, attaches, copies or changes settings (``INTO`` too:
+    ``SELECT ... INTO`` creates a table). The connection is read-only as well: this check only makes the
+    refusal clear."""
+    if not isinstance(query, str) or not query.strip():
+        raise DataError("the SQL query is empty")
+    bare = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.S)
+    bare = re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]", " ? ", bare)
+    if re.search(r"/\*|--|'|\"", bare):
+        raise DataError("the SQL query has an unterminated string or comment")
+    body = bare.strip().rstrip(";").strip()
+    if ";" in body:
+        raise DataError("the SQL query holds more than one statement; give a single SELECT")
+    if not re.match(r"(?is)^\(*\s*(select|with)\b", body):
+        first = (body.split() or ["?"])[0][:20]
+        raise DataError(f"only a SELECT query (or WITH ... SELECT) is allowed, not {first.upper()!r}: hostats "
+                        "reads a database, it never changes one")
+    bad = _SQL_WRITES.search(body)
+    if bad:
+        raise DataError(f"the SQL query uses {bad.group(1).upper()!r}: only a plain SELECT is allowed (hostats "
+                        "reads a database, it never changes one)")
+    return query
+
+
+def _read_only_url(parsed):
+    """SQLite: open the file read-only (``mode=ro`` URI), so nothing can write to it or create it."""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return parsed
+    db = str(parsed.database)
+    if db.startswith("file:"):
+        base, _, q = db.partition("?")
+        params = [x for x in q.split("&") if x and not x.startswith("mode=")]
+        return parsed.set(database=base + "?" + "&".join(params + ["mode=ro"]),
+                          query=dict(parsed.query, uri="true"))
+    from urllib.parse import quote
+
+    return parsed.set(database=f"file:{quote(str(Path(db).resolve()))}?mode=ro", query=dict(parsed.query, uri="true"))
+
+
 def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
@@ -439,10 +503,19 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:") and \
             not str(parsed.database).startswith("file:") and not Path(parsed.database).exists():
         raise DataError(f"cannot connect to {safe}: the database file does not exist")
+    if query is not None:
+        check_select(query)
     engine = None
     try:
-        engine = create_engine(parsed)
+        engine = create_engine(_read_only_url(parsed))
         with engine.connect() as con:
+            if backend == "sqlite":
+                con.exec_driver_sql("PRAGMA query_only = ON")
+            elif backend in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
+                try:
+                    con.exec_driver_sql("SET TRANSACTION READ ONLY")
+                except SQLAlchemyError:  # not every server takes it; the statement check still holds
+                    con.rollback()
             if table is not None:
                 tables = inspect(con).get_table_names()
                 if table not in tables:
@@ -450,6 +523,7 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
                 frame = pd.read_sql_table(table, con)
             else:
                 frame = pd.read_sql_query(text(query), con)
+            con.rollback()  # never commit anything
     except DataError:
         raise
     except (ModuleNotFoundError, NoSuchModuleError) as exc:
@@ -538,7 +612,7 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
         loose = [c for c in found if c.strip().casefold() == src.strip().casefold()]
         if len(loose) != 1:
             raise DataError(f"the mapping names source column {src!r} for {canon!r}, but the file has no such "
-                            f"column; columns found: {found}", file=raw.name, column=src)
+                            f"column; {describe_columns(found)}", file=raw.name, column=src)
         rename[loose[0]] = canon
     claimed = set(rename.values())
     candidates: dict[str, list[str]] = {}
@@ -568,11 +642,8 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
                      "they are canonical)")
     missing = [c for c in REQUIRED if c not in rename.values()]
     if missing:
-        hint = ""
-        if len(found) == 1 and any(d in found[0] for d in ",;\t|"):
-            hint = " The header was read as a single column: the delimiter looks wrong ([source] delimiter)."
-        raise DataError(f"required column(s) {missing} missing; columns found: {found}. Name them in the "
-                        f"mapping file ([columns]).{hint}", file=raw.name, column=missing[0])
+        raise DataError(f"required column(s) {missing} missing; {describe_columns(found)}. Name them in the "
+                        "mapping file ([columns]).", file=raw.name, column=missing[0])
     out = frame.copy(deep=False)  # deleting columns of a shallow copy avoids copying a large export
     for col in [c for c in out.columns if c not in rename]:
         del out[col]
@@ -601,8 +672,26 @@ class StudyFolder:
     path: Path
 
 
-def read_export_toml(folder: Path) -> StudyFolder:
-    """Parse ``folder/export.toml`` ([[episodes]] path/mapping/site, [assessments] path/mapping)."""
+def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside: bool) -> Path:
+    """``folder / value``, refused when it leaves the study folder (``..``, an absolute path, a symlink
+    pointing elsewhere) unless ``allow_outside``. The file is never opened here."""
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{spec_path}: {key} must be a file name (text), not {value!r}")
+    path = folder / value
+    if not allow_outside:
+        root = folder.resolve()
+        target = path.resolve()  # follows symlinks
+        if target != root and root not in target.parents:
+            raise SpecError(f"{spec_path}: {key} = {value!r} leaves the study folder {folder}; files of a "
+                            "study must lie inside its folder (pass allow_outside=True to read_cohort, or "
+                            "--allow-outside-paths on the command line, if this is intended)")
+    return path
+
+
+def read_export_toml(folder: Path, *, allow_outside: bool = False) -> StudyFolder:
+    """Parse ``folder/export.toml`` ([[episodes]] path/mapping/site, [assessments] path/mapping).
+
+    Every path must stay inside ``folder`` (after resolving ``..`` and symlinks) unless ``allow_outside``."""
     spec_path = folder / "export.toml"
     if not spec_path.exists():
         raise DataError("a folder source must hold export.toml (see README: study folders)", file=str(folder))
@@ -610,23 +699,38 @@ def read_export_toml(folder: Path) -> StudyFolder:
         spec = tomllib.loads(spec_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{spec_path}: not valid TOML: {exc}") from None
+    unknown = set(spec) - {"episodes", "assessments"}
+    if unknown:
+        raise SpecError(f"{spec_path}: unknown table(s) {sorted(unknown)}; expected [[episodes]] and [assessments]")
     episodes = spec.get("episodes")
     if isinstance(episodes, dict):
         episodes = [episodes]
-    if not episodes or not all(isinstance(e, dict) and "path" in e for e in episodes):
+    if not episodes or not isinstance(episodes, list) or not all(isinstance(e, dict) and "path" in e
+                                                                 for e in episodes):
         raise SpecError(f"{spec_path}: needs at least one [[episodes]] table with a path")
     resolved = []
-    for e in episodes:
+    for i, e in enumerate(episodes, 1):
+        where = f"[[episodes]] {i}"
+        bad = set(e) - {"path", "mapping", "site"}
+        if bad:
+            raise SpecError(f"{spec_path}: {where}: unknown key(s) {sorted(bad)}; allowed: mapping, path, site")
         item = dict(e)
-        item["path"] = folder / e["path"]
-        if e.get("mapping"):
-            item["mapping"] = folder / e["mapping"]
+        item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside)
+        if e.get("mapping") is not None:
+            item["mapping"] = _confined(folder, e["mapping"], f"{where} mapping", spec_path, allow_outside)
+        if e.get("site") is not None and not isinstance(e["site"], (str, int)):
+            raise SpecError(f"{spec_path}: {where} site must be text, not {e['site']!r}")
         resolved.append(item)
     assess = spec.get("assessments")
     if assess is not None:
         if not isinstance(assess, dict) or "path" not in assess:
             raise SpecError(f"{spec_path}: [assessments] needs a path")
-        assess = dict(assess, path=folder / assess["path"])
-        if assess.get("mapping"):
-            assess["mapping"] = folder / assess["mapping"]
+        bad = set(assess) - {"path", "mapping"}
+        if bad:
+            raise SpecError(f"{spec_path}: [assessments]: unknown key(s) {sorted(bad)}; allowed: mapping, path")
+        assess = dict(assess, path=_confined(folder, assess["path"], "[assessments] path", spec_path,
+                                             allow_outside))
+        if assess.get("mapping") is not None:
+            assess["mapping"] = _confined(folder, assess["mapping"], "[assessments] mapping", spec_path,
+                                          allow_outside)
     return StudyFolder(resolved, assess, folder)
