@@ -71,6 +71,10 @@ CODE_SYNONYMS: dict[str, dict[str, str]] = {
     "result": {"pos": "positive", "neg": "negative", "+": "positive"},
 }
 
+# the plausible range of a dose converted from another unit, per value (Gy): below it, the value was not in
+# that unit (a site that typed Gy into a cGy column gives 8 -> 0.08 Gy)
+PLAUSIBLE_CONVERTED: dict[str, tuple[float, float]] = {"rt_dose_gy": (1.0, 30.0)}
+
 EXCEL_ORIGIN = pd.Timestamp("1899-12-30")
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
 MAX_SERIAL = (pd.Timestamp("2262-04-10") - EXCEL_ORIGIN).days  # datetime64[ns] ends in 2262
@@ -370,9 +374,25 @@ def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         unit = ctx.mapping.units.get(c.name)
         if unit and unit.casefold() != "gy":
             from hostats.ingest import UNITS
-            num = num * UNITS[c.name][unit.casefold()]
+            factor = UNITS[c.name][unit.casefold()]
+            raw_num = num
+            num = num * factor
             changed |= num.notna().to_numpy()
             reasons.append(f"{c.name} converted from {unit} to Gy")
+            # per value: a converted dose too small to be a dose (one site typed 8 Gy in a cGy column)
+            low, high = PLAUSIBLE_CONVERTED.get(c.name, (None, None))
+            if low is not None:
+                tiny = (num > 0) & (num < low)
+                if tiny.any():
+                    as_gy = tiny & (raw_num >= low) & (raw_num <= high)
+                    why = pd.Series(f"implausible for the unit {unit}: below {low:g} Gy after conversion",
+                                    index=num.index, dtype=object)
+                    why[as_gy] = why[as_gy] + " (plausible as Gy: typed in Gy?)"
+                    bad_cells += ctx.ledger.problems_from_mask(out, tiny.to_numpy(), c.name, raw_num,
+                                                               why.where(tiny), "set missing")
+                    num = num.where(~tiny)
+                    reasons.append(f"{int(tiny.sum())} {c.name} value(s) implausible for the unit {unit} set "
+                                   "missing")
         out[c.name] = num.round().astype("Int64") if c.kind == "int" else num
     if bad_cells:
         reasons.insert(0, f"{bad_cells} value(s) that are not numbers set missing")

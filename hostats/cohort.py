@@ -207,7 +207,8 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
         ctx = clean.Context(ledger, m, today_ts)
         parts.append(clean.clean_cells(frame, ctx))
         prov_sources.append({"name": mapped.name, "sha256": mapped.sha256, "rows_read": mapped.rows_read,
-                             "mapping": m.path, "site": site, "unrecognised_columns": mapped.unrecognised})
+                             "mapping": m.path, "site": site, "unrecognised_columns": mapped.unrecognised,
+                             **({"encoding": mapped.encoding} if mapped.encoding else {})})
     episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     episodes["source_file"] = episodes["source_file"].astype("category")
     row_ctx = clean.Context(ledger, Mapping(), today_ts)

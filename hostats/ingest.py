@@ -216,6 +216,8 @@ class RawSource:
     sha256: str | None
     first_row: int = 2      # source row number of the first data row
     rows: np.ndarray | None = None  # explicit source row numbers (a cohort read back), else consecutive
+    notes: list[str] = field(default_factory=list)  # what reading noticed (encoding, formulas, ...)
+    encoding: str | None = None     # the text encoding used (text files)
 
 
 def _sha256_file(path: Path) -> str:
@@ -235,20 +237,63 @@ def _sha256_frame(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _decode_head(path: Path, encoding: str | None) -> tuple[str, str]:
-    """The first 64 KiB as text and the encoding to read the file with (utf-8, utf-8-sig or latin-1)."""
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _decode_head(path: Path, encoding: str | None) -> tuple[str, str | None]:
+    """The first 64 KiB as text (for sniffing) and the encoding: the mapping's, a BOM's (UTF-8, UTF-16,
+    UTF-32), "utf-8" when the head is UTF-8, else None (decided on the whole file, :func:`_decode_bytes`)."""
     with path.open("rb") as fh:
         head = fh.read(1 << 16)
     if encoding:
         return head.decode(encoding, errors="replace"), encoding
-    if head.startswith(b"\xef\xbb\xbf"):
-        return head[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return head.decode(name, errors="replace").lstrip("\ufeff"), name
     try:
         return head.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # a multi-byte character cut by the 64 KiB window
             return head[: exc.start].decode("utf-8"), "utf-8"
-        return head.decode("latin-1"), "latin-1"
+        return head.decode("cp1252", errors="replace"), None
+
+
+def _decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
+    """Text of a file that is not valid UTF-8 as a whole: (text, encoding, notes).
+
+    A file with valid multi-byte UTF-8 lines is UTF-8: its few other lines (typed in by another program)
+    are decoded as cp1252 (Latin-1 for the five bytes cp1252 leaves undefined) and named by row number.
+    Otherwise the file is cp1252 if it decodes as such (Windows exports: en dash, curly quotes), else
+    Latin-1. What was chosen is always said."""
+    lines = data.splitlines(keepends=True)
+    bad, utf8_evidence = [], False
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            text = line.decode("utf-8")
+            utf8_evidence = utf8_evidence or not line.isascii()
+        except UnicodeDecodeError:
+            bad.append(i)
+            try:
+                text = line.decode("cp1252")
+            except UnicodeDecodeError:
+                text = line.decode("latin-1")
+        out.append(text)
+    if utf8_evidence:
+        rows = [i + 1 for i in bad]
+        shown = ", ".join(map(str, rows[:20])) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
+        return "".join(out), "utf-8", [
+            f"the file is UTF-8 but {len(rows)} line(s) are not (row(s) {shown}); those lines were decoded as "
+            "Windows-1252: check their text, or fix the encoding at the source"]
+    try:
+        return data.decode("cp1252"), "cp1252", [
+            "the file is not UTF-8; it was decoded as Windows-1252 (cp1252). If text looks wrong, set "
+            "[source] encoding in the mapping"]
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1", [
+            "the file is not UTF-8 or Windows-1252; it was decoded as Latin-1. If text looks wrong, set "
+            "[source] encoding in the mapping"]
 
 
 def sniff_delimiter(text: str) -> str:
@@ -264,16 +309,19 @@ def sniff_delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
-def _read_csv_strict(path: Path, encoding: str, kwargs: dict) -> pd.DataFrame:
-    """pd.read_csv, but a line with more fields than the header is an error naming the line (pandas
-    would silently drop the extra fields)."""
+def _read_csv_strict(path: Path, encoding: str, kwargs: dict, text: str | None = None) -> pd.DataFrame:
+    """pd.read_csv (of ``text`` when given, else of the file), but a line with more fields than the header
+    is an error naming the line (pandas would silently drop the extra fields)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
+            if text is not None:
+                return pd.read_csv(io.StringIO(text, newline=""), **kwargs)
             return pd.read_csv(path, encoding=encoding, **kwargs)
         except pd.errors.ParserWarning:
             pass
-    with path.open(encoding=encoding, newline="") as fh:  # error path only: find the line
+    with (io.StringIO(text, newline="") if text is not None
+          else path.open(encoding=encoding, newline="")) as fh:  # error path only: find the line
         reader = csv.reader(fh, delimiter=kwargs["sep"])
         width = len(next(reader))
         for fields in reader:
@@ -334,19 +382,26 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
     # then works on the distinct values); missing-value tokens are handled by the cleaning, not pandas
     kwargs = dict(sep=delimiter, dtype="category", keep_default_na=False, na_filter=False, header=0,
                   skip_blank_lines=False, index_col=False)
-    frame = None
+    frame, text, notes = None, None, []
     if encoding in ("utf-8", "utf-8-sig") and len(header) >= 2 and len(delimiter) == 1:
         frame = _read_csv_arrow(path, delimiter, len(header))
     try:
+        if frame is None and encoding in ("utf-16", "utf-32"):
+            text = path.read_bytes().decode(encoding, errors="strict").lstrip("\ufeff")
+        elif frame is None and encoding is None:
+            text, encoding, notes = _decode_bytes(path.read_bytes())
         try:
             if frame is None:
-                frame = _read_csv_strict(path, encoding, kwargs)
+                frame = _read_csv_strict(path, encoding, kwargs, text)
         except UnicodeDecodeError:
             if mapping.encoding:
                 raise DataError(f"the file is not encoded as {mapping.encoding} (set [source] encoding "
-                                "in the mapping)", file=str(path)) from None
-            encoding = "latin-1"  # Latin-1 decodes any byte: the usual alternative to UTF-8 in exports
-            frame = _read_csv_strict(path, encoding, kwargs)
+                                "in the mapping)", file=str(path), row=_line_of(path, mapping.encoding)) from None
+            text, encoding, notes = _decode_bytes(path.read_bytes())
+            frame = _read_csv_strict(path, encoding, kwargs, text)
+    except UnicodeDecodeError as exc:  # a BOM that lies
+        raise DataError(f"the file starts with a {encoding} byte-order mark but is not {encoding} text "
+                        f"({exc.reason}); set [source] encoding in the mapping", file=str(path)) from None
     except pd.errors.ParserError as exc:
         msg = str(exc).replace("Error tokenizing data. C error: ", "")
         line = re.search(r"line (\d+)", msg)
@@ -360,7 +415,20 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
     else:
         frame.columns = [str(c).strip() for c in frame.columns]
     # every record counts as a row read (a blank line too: it is excluded later as an empty row)
-    return RawSource(frame, str(path), _sha256_file(path))
+    return RawSource(frame, str(path), _sha256_file(path), notes=notes, encoding=encoding)
+
+
+def _line_of(path: Path, encoding: str) -> int | None:
+    """The first line (row number) that does not decode as ``encoding`` (error path only)."""
+    try:
+        for i, line in enumerate(path.read_bytes().splitlines(), 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                return i
+    except (OSError, LookupError):
+        pass
+    return None
 
 
 def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
@@ -384,7 +452,61 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
     header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]
     frame = raw.iloc[1:].reset_index(drop=True)
     frame.columns = header
-    return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path))
+    notes = _uncalculated_formulas(path, sheet, raw, header)
+    return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path), notes=notes)
+
+
+def _has_formulas(path: Path) -> bool:
+    """Whether any worksheet of an .xlsx/.xlsm holds a formula (``<f>`` element); streamed, cheap."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                    continue
+                with z.open(name) as fh:
+                    tail = b""
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        chunk = tail + block
+                        if b"<f>" in chunk or b"<f " in chunk or b":f>" in chunk or b":f " in chunk:
+                            return True
+                        tail = chunk[-8:]
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False
+    return False
+
+
+def _uncalculated_formulas(path: Path, sheet: str, raw: pd.DataFrame, header: list[str]) -> list[str]:
+    """Notes for formula cells saved without a calculated value (a workbook written by a script and never
+    opened in Excel): they are read as empty, so say where. Only .xlsx/.xlsm with formulas are re-read."""
+    if path.suffix.lower() not in {".xlsx", ".xlsm"} or not _has_formulas(path):
+        return []
+    try:
+        import openpyxl
+
+        book = openpyxl.load_workbook(path, read_only=True, data_only=False)
+        try:
+            ws = book[sheet]
+            hits: dict[str, list[int]] = {}
+            for r, row in enumerate(ws.iter_rows(values_only=True)):
+                for c, v in enumerate(row):
+                    if isinstance(v, str) and v.startswith("=") and r < len(raw) and c < raw.shape[1]:
+                        cached = raw.iat[r, c]
+                        if cached is None or (isinstance(cached, float) and np.isnan(cached)) or cached == "":
+                            col = header[c] if r > 0 else f"header cell {c + 1}"
+                            hits.setdefault(col, []).append(r + 1)
+        finally:
+            book.close()
+    except Exception:  # noqa: BLE001 - the note is extra; the sheet itself was read
+        return []
+    notes = []
+    for col, rows in hits.items():
+        shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        notes.append(f"sheet {sheet!r}, column {col!r}: {len(rows)} formula cell(s) have no calculated value "
+                     f"(row(s) {shown}) and are read as empty; open and save the workbook in Excel or "
+                     "LibreOffice to calculate them")
+    return notes
 
 
 def _read_stat(path: Path) -> pd.DataFrame:
@@ -574,6 +696,7 @@ class Mapped:
     mapping: Mapping
     unrecognised: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    encoding: str | None = None
 
 
 def _dedupe_columns(frame: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
@@ -590,7 +713,7 @@ def _dedupe_columns(frame: pd.DataFrame, name: str, notes: list[str]) -> pd.Data
         norm = normalise_name(dup)
         used = norm in CANONICAL_INPUT or norm in SYNONYMS
         if not same and used:
-            raise DataError(f"column {dup!r} appears {len(pos)} times (positions {list(pos + 1)}) with "
+            raise DataError(f"column {dup!r} appears {len(pos)} times (positions {[int(p) + 1 for p in pos]}) with "
                             "different values; rename or remove the copies", file=name, column=str(dup))
         keep[pos[1:]] = False
         notes.append(f"column {dup!r} appears {len(pos)} times; "
@@ -601,7 +724,7 @@ def _dedupe_columns(frame: pd.DataFrame, name: str, notes: list[str]) -> pd.Data
 def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
     """Rename source columns to canonical names ([columns], then canonical names, then synonyms),
     add ``source_file``/``source_row``, and report columns that were not recognised."""
-    notes: list[str] = []
+    notes: list[str] = list(raw.notes)
     frame = _dedupe_columns(raw.frame, raw.name, notes)
     found = [str(c) for c in frame.columns]
     rename: dict[str, str] = {}
@@ -629,7 +752,18 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
             continue
         if canon not in claimed:
             candidates.setdefault(canon, []).append(col)
+        else:
+            notes.append(f"column {col!r} also looks like {canon!r} but is not used: the mapping names "
+                         f"{next(k for k, v in rename.items() if v == canon)!r} for it")
     for canon, cols in candidates.items():
+        seen: dict[str, str] = {}
+        for col in cols:  # 'Sex' and ' sex ': the same name typed twice, not two spellings to choose from
+            key = col.strip().casefold()
+            if key in seen:
+                raise DataError(f"columns {seen[key]!r} and {col!r} differ only in case or spaces and both "
+                                f"would be {canon!r}: rename or remove one, or say which one in the mapping "
+                                f"([columns] {canon} = \"...\")", file=raw.name, column=col)
+            seen[key] = col
         if len(cols) > 1:
             exact = [c for c in cols if c == canon]
             if len(exact) != 1:
@@ -658,7 +792,7 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
         out.insert(0, "source_file", pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), [files]))
     else:
         out.insert(0, "source_file", pd.Categorical(files))
-    return Mapped(out, raw.name, raw.sha256, len(out), mapping, unrecognised, notes)
+    return Mapped(out, raw.name, raw.sha256, len(out), mapping, unrecognised, notes, raw.encoding)
 
 
 # --- study folders -------------------------------------------------------------------------------------

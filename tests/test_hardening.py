@@ -162,3 +162,97 @@ def test_validate_never_prints_raw_escape_sequences(tmp_path):
     assert "\\x1b]0;pwned" in out  # shown, escaped
     code, out = cli("validate", p, "--json")
     assert "\x1b" not in out
+
+
+# --- 2. silent corruption or loss ---------------------------------------------------------------------
+
+HEAD = "patient_id,index_event,index_date,site\n"
+
+
+def test_utf8_file_with_one_latin1_line_stays_utf8(tmp_path):
+    data = (HEAD + "P1,tha,2021-01-01,Zürich\nP2,tha,2021-01-02,Genève\n").encode() + \
+        "P3,tha,2021-01-03,Zürich\n".encode("latin-1")
+    p = write(tmp_path / "x.csv", data)
+    c = hostats.read_cohort(p, today=TODAY)
+    assert c.episodes["site"].tolist() == ["Zürich", "Genève", "Zürich"]  # not 'ZÃ¼rich'
+    assert c.provenance["sources"][0]["encoding"] == "utf-8"
+    assert any("1 line(s) are not" in n and "row(s) 4" in n for n in c.ledger.notes)
+    assert p.read_bytes() == data  # the input is never modified
+
+
+@pytest.mark.parametrize("encoding,site,chosen", [
+    ("utf-16", "Zürich", "utf-16"), ("utf-16-be", "Zürich", "utf-16"), ("utf-8-sig", "Zürich", "utf-8-sig"),
+    ("cp1252", "Zürich – Nord", "cp1252"), ("utf-8", "Zürich", "utf-8")])
+def test_encodings_detected_and_recorded(tmp_path, encoding, site, chosen):
+    text = HEAD + f"P1,tha,2021-01-01,{site}\n"
+    data = ("\ufeff" + text).encode(encoding) if encoding == "utf-16-be" else text.encode(encoding)
+    c = hostats.read_cohort(write(tmp_path / "x.csv", data), today=TODAY)
+    assert c.episodes["site"].tolist() == [site]
+    assert c.provenance["sources"][0]["encoding"] == chosen
+    if chosen == "cp1252":
+        assert any("Windows-1252" in n for n in c.ledger.notes)
+
+
+def test_latin1_only_when_cp1252_cannot_decode(tmp_path):
+    c = hostats.read_cohort(write(tmp_path / "x.csv", (HEAD + "P1,tha,2021-01-01,A\x81B\n").encode("latin-1")),
+                            today=TODAY)
+    assert c.provenance["sources"][0]["encoding"] == "latin-1"
+    assert any("Latin-1" in n for n in c.ledger.notes)
+
+
+def test_utf16_is_text_not_binary(tmp_path):
+    code, out = cli("validate", write(tmp_path / "x.csv", (HEAD + "P1,tha,2021-01-01,Z\n").encode("utf-16")))
+    assert code == 0 and "is binary" not in out and "usable" in out
+
+
+def test_declared_encoding_that_does_not_fit_names_the_row(tmp_path):
+    p = write(tmp_path / "x.csv", (HEAD + "P1,tha,2021-01-01,A\nP2,tha,2021-01-01,Zürich\n").encode("latin-1"))
+    with pytest.raises(DataError, match=r"not encoded as utf-8.*row 3"):
+        hostats.read_cohort(p, {"source": {"encoding": "utf-8"}}, today=TODAY)
+
+
+@pytest.mark.parametrize("names", [("Sex", "sex"), ("sex", " sex "), ("AGE", "age")])
+def test_columns_differing_only_in_case_or_space_are_an_error(tmp_path, names):
+    a, b = names
+    p = write(tmp_path / "x.csv", f"patient_id,index_event,index_date,{a},{b}\nP1,tha,2021-01-01,1,2\n")
+    with pytest.raises(DataError, match="differ only in case or spaces|appears 2 times .positions .4, 5.") as e:
+        hostats.read_cohort(p, today=TODAY)
+    assert repr(a.strip()) in str(e.value) and repr(b.strip()) in str(e.value)
+
+
+def test_a_column_the_mapping_passes_over_is_noted(tmp_path):
+    p = write(tmp_path / "x.csv", "patient_id,index_event,index_date,Sex,gender\nP1,tha,2021-01-01,male,f\n")
+    c = hostats.read_cohort(p, {"columns": {"sex": "Sex"}}, today=TODAY)
+    assert any("'gender' also looks like 'sex'" in n for n in c.ledger.notes)
+
+
+def test_gy_typed_into_a_cgy_column_is_a_problem(tmp_path):
+    p = write(tmp_path / "x.csv", "patient_id,index_event,index_date,prophylaxis,rt_dose_gy\n"
+              "P1,tha,2021-01-01,radiotherapy,700\nP2,tha,2021-01-01,radiotherapy,8\n"
+              "P3,tha,2021-01-01,radiotherapy,0.5\nP4,tha,2021-01-01,none,0\n")
+    c = hostats.read_cohort(p, {"units": {"rt_dose_gy": "cGy"}}, today=TODAY)
+    dose = c.episodes.set_index("patient_id")["rt_dose_gy"]
+    assert dose["P1"] == 7.0 and pd.isna(dose["P2"]) and pd.isna(dose["P3"]) and dose["P4"] == 0
+    prob = c.problems[c.problems["problem"].str.contains("unit")].set_index("source_row")
+    assert sorted(prob.index) == [3, 4]
+    assert "implausible for the unit cGy" in prob.loc[3, "problem"] and "typed in Gy" in prob.loc[3, "problem"]
+    assert "typed in Gy" not in prob.loc[4, "problem"]
+
+
+def test_xlsx_formulas_without_cached_values_are_noted(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Cohort"
+    ws.append(["patient_id", "index_event", "index_date", "age_years"])
+    ws.append(["P1", "tha", "2021-01-01", "=30+31"])
+    ws.append(["P2", "tha", "2021-01-02", 40])
+    ws.append(["P3", "tha", "2021-01-03", "=A1"])
+    p = tmp_path / "x.xlsx"
+    wb.save(p)
+    c = hostats.read_cohort(p, today=TODAY)
+    assert c.episodes["age_years"].isna().sum() == 2
+    note = next(n for n in c.ledger.notes if "formula" in n)
+    assert "sheet 'Cohort'" in note and "'age_years'" in note and "2 formula cell(s)" in note and "2, 4" in note
+    code, out = cli("validate", p)
+    assert code == 0 and "formula cell(s)" in out
