@@ -241,6 +241,9 @@ def run(
                              "study folder (export.toml) or a database URL."),
     mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file (TOML) for --data."),
     assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table for --data."),
+    sheet: str = typer.Option(None, "--sheet", help="Excel sheet name (with --data)."),
+    table: str = typer.Option(None, "--table", help="Database table (with a database URL as --data)."),
+    query: str = typer.Option(None, "--query", help="SQL SELECT query (with a database URL as --data)."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: reports/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
@@ -260,6 +263,15 @@ def run(
         spec = load_spec(analysis)
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)
+        given = {k: v for k, v in (("sheet", sheet), ("table", table), ("query", query)) if v is not None}
+        if given and data is None:
+            fail(f"--{'/--'.join(given)} need(s) --data (a file or a database URL)")
+        if table is not None and query is not None:
+            fail("give one of --table or --query, not both")
+        if given:  # the runner reads these from [data]: the command line's take precedence
+            for k in ("sheet", "table", "query"):
+                spec.data.pop(k, None)
+            spec.data.update(given)
         target = out or Path("reports") / spec.name
         progress = _progress(quiet)
         from hostats.cohort import allow_outside_paths as outside

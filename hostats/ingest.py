@@ -526,6 +526,25 @@ def _read_stat(path: Path) -> pd.DataFrame:
     raise DataError("reading SPSS .sav files needs pyreadstat: pip install 'hostats[spss]'", file=str(path))
 
 
+def _read_dta(path: Path) -> pd.DataFrame:
+    """Stata .dta: pandas' reader, else pyreadstat's (it reads variants pandas refuses, e.g. the format 110
+    files that R's foreign::write.dta writes). An error names both readers' complaints."""
+    try:
+        return pd.read_stata(path, convert_categoricals=True)
+    except Exception as first:  # noqa: BLE001 - each reader raises its own kinds
+        try:
+            import pyreadstat
+        except ImportError:
+            raise DataError(f"cannot read the .dta file: {type(first).__name__}: {first}; pyreadstat "
+                            "(pip install 'hostats[sas]') reads more Stata variants", file=str(path)) from None
+        try:
+            frame, _meta = pyreadstat.read_dta(str(path), apply_value_formats=True)
+        except Exception as second:  # noqa: BLE001
+            raise DataError(f"cannot read the .dta file: pandas: {type(first).__name__}: {first}; pyreadstat: "
+                            f"{type(second).__name__}: {second}", file=str(path)) from None
+        return frame
+
+
 def _read_file(path: Path, mapping: Mapping, sheet: str | int | None) -> RawSource:
     suffix = path.suffix.lower()
     if not path.exists():
@@ -538,7 +557,7 @@ def _read_file(path: Path, mapping: Mapping, sheet: str | int | None) -> RawSour
         if suffix in {".parquet", ".pq"}:
             frame = pd.read_parquet(path)
         elif suffix == ".dta":
-            frame = pd.read_stata(path, convert_categoricals=True)
+            frame = _read_dta(path)
         elif suffix in {".sas7bdat", ".xpt", ".sav", ".zsav"}:
             frame = _read_stat(path)
         else:

@@ -256,3 +256,89 @@ def test_xlsx_formulas_without_cached_values_are_noted(tmp_path):
     assert "sheet 'Cohort'" in note and "'age_years'" in note and "2 formula cell(s)" in note and "2, 4" in note
     code, out = cli("validate", p)
     assert code == 0 and "formula cell(s)" in out
+
+
+# --- 3. refused valid input ---------------------------------------------------------------------------
+
+def test_dta_that_pandas_refuses_is_read_by_pyreadstat(tmp_path, monkeypatch):
+    """R's foreign::write.dta writes format 110, which pandas refuses; pyreadstat reads it. The fallback
+    is exercised with a .dta that pandas is made to refuse as it does a format-110 file."""
+    pyreadstat = pytest.importorskip("pyreadstat")
+    df = pd.DataFrame({"patient_id": ["P1", "P2"], "index_event": ["tha", "tha"],
+                       "index_date": ["2021-03-04", "2021-05-06"], "sex": [1.0, 2.0]})
+    p = tmp_path / "r.dta"
+    pyreadstat.write_dta(df, str(p), variable_value_labels={"sex": {1.0: "male", 2.0: "female"}})
+
+    def refuse(*a, **k):
+        raise ValueError("Version of given Stata file is 110. pandas supports importing versions ...")
+
+    monkeypatch.setattr(pd, "read_stata", refuse)
+    c = hostats.read_cohort(p, today=TODAY)
+    assert c.episodes["sex"].tolist() == ["male", "female"]
+
+
+def test_dta_that_neither_reader_takes_names_both(tmp_path):
+    pytest.importorskip("pyreadstat")
+    p = write(tmp_path / "x.dta", b"\x6e\x02\x01\x00garbage" * 10)
+    with pytest.raises(DataError, match="pandas: .*pyreadstat: ") as e:
+        hostats.read_cohort(p, today=TODAY)
+    assert "x.dta" in str(e.value)
+
+
+RUN_SPEC = """\
+[analysis]
+title = "SQL run"
+question = "Does run read a database?"
+
+[data]
+path = "unused.csv"
+
+[outcome]
+event = "ho"
+horizon_days = 365
+
+[report]
+small_cell_threshold = 5
+table1 = ["age_years", "sex"]
+
+[[section]]
+id = "ci"
+type = "cumulative_incidence"
+title = "Cumulative incidence"
+times = [182, 365]
+"""
+
+
+@pytest.fixture(scope="module")
+def cohort_db(tmp_path_factory) -> Path:
+    import synthetic
+
+    c = synthetic.generate("tha_prophylaxis", 300, 5, fault_rate=0.0)
+    ep = c.episodes.copy()
+    for col in ep.columns:
+        if str(ep[col].dtype).startswith("datetime64"):
+            ep[col] = ep[col].dt.strftime("%Y-%m-%d")
+    path = tmp_path_factory.mktemp("db") / "cohort.db"
+    con = sqlite3.connect(path)
+    ep.to_sql("episodes", con, index=False)
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("how", [("--table", "episodes"), ("--query", "SELECT * FROM episodes")])
+def test_run_reads_a_database_with_table_or_query(tmp_path, cohort_db, how):
+    folder = write(tmp_path / "a" / "analysis.toml", RUN_SPEC).parent
+    before = cohort_db.read_bytes()
+    code, out = cli("run", folder, "--data", f"sqlite:///{cohort_db}", *how, "--out", tmp_path / "out", "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "out" / "report.html").exists()
+    assert cohort_db.read_bytes() == before
+
+
+def test_run_refuses_a_writing_query_and_table_without_data(tmp_path, cohort_db):
+    folder = write(tmp_path / "a" / "analysis.toml", RUN_SPEC).parent
+    code, out = cli("run", folder, "--data", f"sqlite:///{cohort_db}", "--query", "DROP TABLE episodes",
+                    "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and "only a SELECT" in out
+    code, out = cli("run", folder, "--table", "episodes", "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and "need(s) --data" in out
