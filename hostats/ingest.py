@@ -138,6 +138,86 @@ def _check_date_format(fmt: Any, where: str) -> str:
 
 ASSESSMENT_INPUT = ("patient_id", "date", "test", "result", "value")
 
+# the mapping file's shape, checked in one place: section -> allowed keys (None: any key) and value kind
+_MAPPING_SHAPE: dict[str, tuple[set[str] | None, str]] = {
+    "source": ({"delimiter", "encoding", "sheet", "missing"}, "mixed"),
+    "columns": (None, "name"),
+    "values": (None, "table of values"),
+    "dates": ({"format", "columns"}, "mixed"),
+    "units": (None, "text"),
+    "booleans": ({"true", "false"}, "list of text"),
+}
+
+
+def _kind(v: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def _check_mapping_types(raw: dict, where: str) -> None:
+    """Every section, key and value of a mapping has the type and an allowed value, or a SpecError naming
+    the file, the section and the key (never a traceback further down)."""
+    import codecs
+
+    unknown = set(raw) - set(_MAPPING_SHAPE)
+    if unknown:
+        raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(_MAPPING_SHAPE)}")
+    for section, (keys, kind) in _MAPPING_SHAPE.items():
+        body = raw.get(section)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise SpecError(f"{where}: [{section}] must be a table (key = value lines), not {_kind(body)} "
+                            f"({body!r:.40})")
+        if keys is not None and set(body) - keys:
+            raise SpecError(f"{where}: [{section}] unknown key(s) {sorted(set(body) - keys)}; allowed: "
+                            f"{sorted(keys)}")
+        for k, v in body.items():
+            key = f"[{section}] {k}"
+            if kind == "text" and not isinstance(v, str):
+                raise SpecError(f"{where}: {key} must be text, not {_kind(v)} ({v!r:.40})")
+            if kind == "name" and (isinstance(v, bool) or not isinstance(v, (str, int))):
+                raise SpecError(f"{where}: {key} must be a source column name (text), not {_kind(v)} ({v!r:.40})")
+            if kind == "table of values":
+                if not isinstance(v, dict):
+                    raise SpecError(f"{where}: [{section}.{k}] must be a table (source value = code), not "
+                                    f"{_kind(v)} ({v!r:.40})")
+                for vk, vv in v.items():
+                    if k in CODE_LISTS and not isinstance(vv, str):
+                        raise SpecError(f"{where}: [{section}.{k}] {vk} must be text (a code, or \"\" for "
+                                        f"missing), not {_kind(vv)} ({vv!r:.40})")
+                    if not isinstance(vv, (str, bool, int, float)):
+                        raise SpecError(f"{where}: [{section}.{k}] {vk} must be a value, not {_kind(vv)}")
+            if kind == "list of text":
+                items = v if isinstance(v, list) else [v]
+                if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
+                    raise SpecError(f"{where}: {key} must be a list of text, not {v!r:.60}")
+    src = raw.get("source", {})
+    if "delimiter" in src:
+        d = src["delimiter"]
+        if not isinstance(d, str) or len(d) != 1 or d in "\"\r\n":
+            raise SpecError(f"{where}: [source] delimiter must be one character such as \",\", \";\", \"|\" "
+                            f"or \"\\t\" (tab), not {d!r:.40}")
+    if "encoding" in src:
+        e = src["encoding"]
+        try:
+            if not isinstance(e, str):
+                raise LookupError
+            codecs.lookup(e)
+        except LookupError:
+            raise SpecError(f"{where}: [source] encoding {e!r:.40} is not a known encoding; e.g. \"utf-8\", "
+                            "\"cp1252\", \"latin-1\", \"utf-16\"") from None
+    if "sheet" in src and (isinstance(src["sheet"], bool) or not isinstance(src["sheet"], (str, int))):
+        raise SpecError(f"{where}: [source] sheet must be a sheet name (text) or number, not {src['sheet']!r:.40}")
+    if "missing" in src:
+        m = src["missing"]
+        items = m if isinstance(m, list) else [m]
+        if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
+            raise SpecError(f"{where}: [source] missing must be a list of text, not {m!r:.60}")
+    dates = raw.get("dates", {})
+    if "columns" in dates and not isinstance(dates["columns"], dict):
+        raise SpecError(f"{where}: [dates.columns] must be a table (column = format), not {_kind(dates['columns'])}")
+
 
 def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bool = False) -> Mapping:
     """Parse a mapping: a TOML path, an already-parsed dict, a Mapping, or None (no mapping).
@@ -160,10 +240,7 @@ def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bo
         raw = mapping
     else:
         raise SpecError(f"mapping must be a TOML path, a dict or None, not {type(mapping).__name__}")
-    known = {"source", "columns", "values", "dates", "units", "booleans"}
-    unknown = set(raw) - known
-    if unknown:
-        raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(known)}")
+    _check_mapping_types(raw, where)
     src = raw.get("source", {})
     cols = {str(k): str(v) for k, v in raw.get("columns", {}).items()}
     allowed = ASSESSMENT_INPUT if assessments else CANONICAL_INPUT
@@ -176,7 +253,7 @@ def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bo
         raise SpecError(f"{where}: [columns] maps source column(s) {twice} to more than one canonical column")
     values = {}
     for col, table in raw.get("values", {}).items():
-        if (col not in COLUMNS and col not in ASSESSMENT_INPUT) or not isinstance(table, dict):
+        if col not in COLUMNS and col not in ASSESSMENT_INPUT:
             raise SpecError(f"{where}: [values.{col}] must be a table for a canonical column")
         codes = CODE_LISTS.get(col) if not assessments else None
         wrong = {k: v for k, v in table.items() if codes is not None and v != "" and v not in codes}
@@ -188,14 +265,14 @@ def load_mapping(mapping: Mapping | dict | str | Path | None, *, assessments: bo
     date_format = _check_date_format(dates.get("format", "auto"), f"{where} [dates] format")
     date_columns = {c: _check_date_format(f, f"{where} [dates.columns] {c}")
                     for c, f in dates.get("columns", {}).items()}
-    units = {c: str(u) for c, u in raw.get("units", {}).items()}
+    units = dict(raw.get("units", {}))
     for c, u in units.items():
         if c not in UNITS or u.casefold() not in UNITS[c]:
             allowed = {k: sorted(v) for k, v in UNITS.items()}
             raise SpecError(f"{where}: [units] {c} = {u!r} is not supported; supported: {allowed}")
-    booleans = raw.get("booleans", {})
+    booleans = {k: (v if isinstance(v, list) else [v]) for k, v in raw.get("booleans", {}).items()}
     missing = src.get("missing", [])
-    if isinstance(missing, str):
+    if isinstance(missing, (str, int, float)):
         missing = [missing]
     return Mapping(columns=cols, values=values, date_format=date_format, date_columns=date_columns,
                    units=units, true_tokens=tuple(str(t) for t in booleans.get("true", [])),
@@ -446,7 +523,12 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
             sheet = names[sheet]
         elif sheet not in names:
             raise DataError(f"sheet {sheet!r} does not exist; sheets: {names}", file=str(path))
-        raw = book.parse(sheet, header=None, dtype=object, keep_default_na=False, na_values=[])
+        try:
+            raw = book.parse(sheet, header=None, dtype=object, keep_default_na=False, na_values=[])
+        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt worksheet: many kinds
+            raise DataError(f"cannot read sheet {sheet!r}: the worksheet is damaged or truncated "
+                            f"({type(exc).__name__}: {str(exc)[:200]}); save the workbook again from Excel",
+                            file=str(path)) from None
     if raw.empty:
         raise DataError(f"sheet {sheet!r} is empty", file=str(path))
     header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]

@@ -342,3 +342,83 @@ def test_run_refuses_a_writing_query_and_table_without_data(tmp_path, cohort_db)
     assert code == 1 and "only a SELECT" in out
     code, out = cli("run", folder, "--table", "episodes", "--out", tmp_path / "out", "--quiet")
     assert code == 1 and "need(s) --data" in out
+
+
+# --- 4. tracebacks -> clear errors naming the file and key ---------------------------------------------
+
+def test_truncated_worksheet_is_a_clear_error(tmp_path):
+    import zipfile
+
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["patient_id", "index_event", "index_date"])
+    for i in range(200):
+        ws.append([f"P{i}", "tha", "2021-01-01"])
+    good = tmp_path / "good.xlsx"
+    wb.save(good)
+    bad = tmp_path / "bad.xlsx"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data = data[: len(data) // 2]
+            zout.writestr(item, data)
+    with pytest.raises(DataError, match="cannot read sheet 'Sheet'.*damaged or truncated") as e:
+        hostats.read_cohort(bad, today=TODAY)
+    assert "bad.xlsx" in str(e.value)
+    code, out = cli("validate", bad)
+    assert code == 1 and "damaged or truncated" in out
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[[episodes]]\npath = 5\n', r"\[\[episodes\]\] 1 path must be a file name"),
+    ('[[episodes]]\npath = "a.csv"\nmapping = ["m.toml"]\n', r"\[\[episodes\]\] 1 mapping must be a file name"),
+    ('[[episodes]]\npath = "a.csv"\npaht = "b.csv"\n', r"unknown key\(s\) \['paht'\]"),
+    ('episodes = "a.csv"\n', r"needs at least one \[\[episodes\]\]"),
+    ('[[episodes]]\npath = "a.csv"\n[assessments]\npath = 3\n', r"\[assessments\] path must be a file name"),
+    ('[[episodes]]\npath = "a.csv"\n[extra]\n', r"unknown table"),
+])
+def test_export_toml_types_are_checked(tmp_path, text, message):
+    folder = tmp_path / "study"
+    write(folder / "export.toml", text)
+    write(folder / "a.csv", CSV)
+    with pytest.raises(SpecError, match=message) as e:
+        hostats.read_cohort(folder, today=TODAY)
+    assert "export.toml" in str(e.value)
+    code, out = cli("validate", folder)
+    assert code == 1 and "export.toml" in out
+
+
+@pytest.mark.parametrize("text,message", [
+    ('columns = "patient_id"\n', r"\[columns\] must be a table"),
+    ('[source]\nencoding = "utf-99"\n', r"\[source\] encoding 'utf-99' is not a known encoding"),
+    ('[source]\nencoding = 8\n', r"\[source\] encoding 8 is not a known encoding"),
+    ('[source]\ndelimiter = ";;"\n', r"\[source\] delimiter must be one character"),
+    ('[source]\ndelimiter = 5\n', r"\[source\] delimiter must be one character.*not 5"),
+    ('[source]\nsheet = true\n', r"\[source\] sheet must be"),
+    ('[source]\nmissing = [[1]]\n', r"\[source\] missing must be a list of text"),
+    ('[source]\ndelimitr = ","\n', r"\[source\] unknown key"),
+    ('[columns]\nsex = ["a"]\n', r"\[columns\] sex must be a source column name"),
+    ('[values]\nsex = "male"\n', r"\[values.sex\] must be a table"),
+    ('[values.sex]\nM = 1\n', r"\[values.sex\] M must be text"),
+    ('[units]\nrt_dose_gy = 100\n', r"\[units\] rt_dose_gy must be text"),
+    ('[dates]\ncolumns = "iso"\n', r"\[dates.columns\] must be a table"),
+    ('[dates]\nformat = 5\n', r"\[dates\] format"),
+    ('[booleans]\ntrue = [{a = 1}]\n', r"\[booleans\] true must be a list of text"),
+    ('source = 1\n', r"\[source\] must be a table"),
+])
+def test_mapping_types_are_checked(tmp_path, text, message):
+    m = write(tmp_path / "m.toml", text)
+    p = write(tmp_path / "a.csv", CSV)
+    with pytest.raises(SpecError, match=message) as e:
+        hostats.read_cohort(p, m, today=TODAY)
+    assert "m.toml" in str(e.value)
+    code, out = cli("validate", p, "--mapping", m)
+    assert code == 1 and "m.toml" in out and "unexpected" not in out
+
+
+def test_single_boolean_token_is_one_token(tmp_path):
+    p = write(tmp_path / "a.csv", "patient_id,index_event,index_date,prior_ho\nP1,tha,2021-01-01,jawohl\n")
+    c = hostats.read_cohort(p, {"booleans": {"true": "jawohl"}}, today=TODAY)
+    assert c.episodes["prior_ho"].tolist() == [True]
