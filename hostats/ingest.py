@@ -879,10 +879,9 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
     if missing:
         raise DataError(f"required column(s) {missing} missing; {describe_columns(found)}. Name them in the "
                         "mapping file ([columns]).", file=raw.name, column=missing[0])
-    out = frame.copy(deep=False)  # deleting columns of a shallow copy avoids copying a large export
-    for col in [c for c in out.columns if c not in rename]:
-        del out[col]
-    out.columns = [rename[c] for c in out.columns]
+    # the kept columns in one step, without copying their data (deleting the others one at a time took
+    # time quadratic in the number of columns: minutes for a 5,000-column export)
+    out = pd.DataFrame({rename[c]: frame[c] for c in frame.columns if c in rename}, index=frame.index, copy=False)
     out.insert(0, "source_row", raw.rows if raw.rows is not None
                else np.arange(raw.first_row, raw.first_row + len(out), dtype=np.int64))
     if "source_file" in frame.columns and raw.name == "<DataFrame>":
