@@ -734,9 +734,10 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
         with engine.connect() as con:
             if backend == "sqlite":
                 con.exec_driver_sql("PRAGMA query_only = ON")
-            elif backend in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
-                try:
-                    con.exec_driver_sql("SET TRANSACTION READ ONLY")
+            elif backend in ("postgresql", "mysql", "mariadb", "oracle"):
+                try:  # the first statement of the transaction (MySQL: for the session's transactions)
+                    con.exec_driver_sql("SET SESSION TRANSACTION READ ONLY" if backend in ("mysql", "mariadb")
+                                        else "SET TRANSACTION READ ONLY")
                 except SQLAlchemyError:  # not every server takes it; the statement check still holds
                     con.rollback()
             if table is not None:
