@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from hostats.stats.causal import iptw
+from hostats.stats.causal.weighting import iptw
 
 LEVELS = ["none", "radiotherapy", "nsaid", "bisphosphonate", "radiotherapy_nsaid"]
 

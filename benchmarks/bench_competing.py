@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from _timing import best_time_and_peak
 
-from hostats.stats.competing import cumulative_incidence, fine_gray
+from hostats.stats.competing.cif_fine_gray import cumulative_incidence, fine_gray
 
 
 def make(n: int, seed: int = 1, untied: bool = False) -> pd.DataFrame:

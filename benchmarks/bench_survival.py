@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from _timing import best_time_and_peak
 
-from hostats.stats.survival import cox, kaplan_meier
+from hostats.stats.survival.km_cox import cox, kaplan_meier
 
 R_SCRIPT = r"""
 suppressMessages(library(survival))

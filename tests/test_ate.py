@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.ate import _weighted_aj, ate
+from hostats.stats.causal.absolute_risk import _weighted_aj, ate
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "ate.json").read_text())
@@ -307,7 +307,7 @@ def _three_arms(n: int = 2000, seed: int = 3, strength: float = 0.5) -> pd.DataF
 def test_iptw_without_censoring_is_the_m_estimation_of_causal_iptw():
     """Without censoring the weighted Aalen-Johansen risk is the weighted proportion, and its influence
     function (with the propensity model's term) gives causal.iptw's M-estimation SEs."""
-    from hostats.stats.causal import iptw
+    from hostats.stats.causal.weighting import iptw
 
     d = _three_arms()
     ours = ate(d, "arm", ["x", "sex"], "time", "status", 300.0, methods=["iptw"]).table()

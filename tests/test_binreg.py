@@ -22,9 +22,9 @@ import pytest
 from scipy.special import expit
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.binreg import binreg
-from hostats.stats.competing import _aalen_johansen
-from hostats.stats.regression import logistic
+from hostats.stats.competing.cif_fine_gray import _aalen_johansen
+from hostats.stats.regression.binomial import binreg
+from hostats.stats.regression.logit import logistic
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "binreg.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import norm
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.causal import iptw
+from hostats.stats.causal.weighting import iptw
 
 NODES, QW = np.polynomial.hermite_e.hermegauss(60)
 QW = QW / QW.sum()          # E[f(X1)] for X1 ~ N(0, 1)
@@ -530,7 +530,7 @@ def test_arm_without_events_is_documented_not_silent():
 def test_bootstrap_newton_refit_matches_statsmodels():
     # bootstrap replicates refit the multinomial propensity by a hand-vectorised Newton-Raphson for speed;
     # it must land on statsmodels' MNLogit optimum
-    from hostats.stats.causal import _fit_logistic, _newton_mnlogit
+    from hostats.stats.causal.weighting import _fit_logistic, _newton_mnlogit
 
     rng = np.random.default_rng(9)
     n = 3000

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hostats.stats import causal
+from hostats.stats.causal import weighting as causal
 
 
 def _data(n=4000, seed=11):

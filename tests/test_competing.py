@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.competing import cumulative_incidence
+from hostats.stats.competing.cif_fine_gray import cumulative_incidence
 
 
 @pytest.fixture(scope="module")

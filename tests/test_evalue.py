@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hostats.stats.causal import e_value
+from hostats.stats.causal.sensitivity import e_value
 
 
 def ev(*args, **kwargs):

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.competing import fine_gray
+from hostats.stats.competing.cif_fine_gray import fine_gray
 
 
 @pytest.fixture(scope="module")

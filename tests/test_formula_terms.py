@@ -1,4 +1,4 @@
-"""Formula terms of the one formula engine (hostats.stats._formula) against R.
+"""Formula terms of the one formula engine (hostats.stats.core.formula) against R.
 
 Reference values: tests/reference/formula_terms.R (R 4.2.2, survival 3.5-3, splines, mgcv 1.8-41,
 cmprsk) -> formula_terms.json, on survival's lung data (tests/data/lung.csv, R's dotted column names and
@@ -23,11 +23,11 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError
-from hostats.stats._formula import build_design, formula_columns, formula_variables
-from hostats.stats.causal import iptw
-from hostats.stats.competing import fine_gray
-from hostats.stats.regression import logistic
-from hostats.stats.survival import cox
+from hostats.stats.causal.weighting import iptw
+from hostats.stats.competing.cif_fine_gray import fine_gray
+from hostats.stats.core.formula import build_design, formula_columns, formula_variables
+from hostats.stats.regression.logit import logistic
+from hostats.stats.survival.km_cox import cox
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "formula_terms.json").read_text())

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.interval import interval_censored
+from hostats.stats.survival.interval_censoring import interval_censored
 
 R_DIABETES = {  # time: 1 - S(time) from R survival 3.5.3
     2.0: 0.001826120976, 5.0: 0.016089734947, 9.0: 0.094047436674, 12.0: 0.216617137488,
@@ -142,7 +142,7 @@ def test_degenerate_inputs():
 
 def test_accelerated_em_agrees_with_constrained_newton():
     # the EM path (used for very large problems) and the constrained Newton path reach the same NPMLE
-    from hostats.stats.interval import _Turnbull
+    from hostats.stats.survival.interval_censoring import _Turnbull
 
     rng = np.random.default_rng(8)
     onset = 40 * rng.weibull(1.3, 600)

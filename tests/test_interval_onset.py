@@ -15,7 +15,12 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.interval import DETECTION_LAG_DAYS, _shift_by_lag, _Turnbull, interval_censored
+from hostats.stats.survival.interval_censoring import (
+    DETECTION_LAG_DAYS,
+    _shift_by_lag,
+    _Turnbull,
+    interval_censored,
+)
 
 
 @pytest.fixture(scope="module")

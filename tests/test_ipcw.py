@@ -1,4 +1,4 @@
-"""The IPCW core (hostats.stats._ipcw): the censoring Kaplan-Meier and the influence-function term from
+"""The IPCW core (hostats.stats.core.censoring_weights): the censoring Kaplan-Meier and the influence-function term from
 estimating it.
 
 Checks: G(u-) by hand on tied data; the IPCW mean of Delta I(T <= t, cause 1) / G(T-) is the
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError
-from hostats.stats._ipcw import censoring_km, strata_codes
-from hostats.stats.competing import _aalen_johansen
+from hostats.stats.competing.cif_fine_gray import _aalen_johansen
+from hostats.stats.core.censoring_weights import censoring_km, strata_codes
 
 DATA = Path(__file__).parent / "data"
 

@@ -69,6 +69,59 @@ def test_layers_import_only_downwards(layer, forbidden):
     assert _violations(files, forbidden) == []
 
 
+# hostats/stats/ by family around one shared core (issue 14): core imports no family; a family imports
+# core and only the families it needs (causal: curves and hazards of survival, cause-specific models and
+# curves of competing; meta: binomial CIs of incidence). The old flat modules are thin re-exports.
+STATS = ROOT / "hostats" / "stats"
+FAMILIES = {"incidence": set(), "regression": set(), "survival": set(), "competing": set(),
+            "causal": {"survival", "competing"}, "meta": {"incidence"}}
+OLD_PATHS = {"interval": "survival.interval_censoring", "rmst": "survival.restricted_mean",
+             "ate": "causal.absolute_risk", "binreg": "regression.binomial", "balance": "causal.balance"}
+
+
+def _stats_parts(f: Path) -> set[str]:
+    """The parts of hostats.stats (core, a family, an old path) that file ``f`` imports."""
+    return {i.split(".")[2] for i in imports_of(f) if _within(i, "hostats.stats") and i.count(".") >= 2}
+
+
+def test_stats_is_core_families_and_old_paths_only():
+    found = {p.stem if p.is_file() else p.name for p in STATS.iterdir()
+             if p.name != "__pycache__" and p.name != "__init__.py"}
+    assert found == {"core", *FAMILIES, *OLD_PATHS}
+
+
+def test_stats_core_imports_no_family():
+    files = _files("hostats/stats/core")
+    assert files and all(_stats_parts(f) <= {"core"} for f in files), \
+        {str(f.relative_to(ROOT)): _stats_parts(f) for f in files if _stats_parts(f) - {"core"}}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_stats_family_imports_core_and_only_the_families_it_needs(family):
+    path = STATS / family
+    files = _files(str(path.relative_to(ROOT))) if path.is_dir() else [path.with_suffix(".py")]
+    allowed = {"core", family} | FAMILIES[family]
+    assert files and {str(f.relative_to(ROOT)): _stats_parts(f) - allowed for f in files
+                      if _stats_parts(f) - allowed} == {}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_stats_family_exports_resolve(family):
+    import importlib
+    mod = importlib.import_module(f"hostats.stats.{family}")
+    names = getattr(mod, "__all__", [n for n in vars(mod) if not n.startswith("_")])
+    assert names and all(getattr(mod, n) is not None for n in names)
+
+
+@pytest.mark.parametrize("old, new", sorted(OLD_PATHS.items()))
+def test_old_stats_paths_re_export_the_new_location(old, new):
+    import importlib
+    old_mod = importlib.import_module(f"hostats.stats.{old}")
+    new_mod = importlib.import_module(f"hostats.stats.{new}")
+    assert _stats_parts(STATS / f"{old}.py") == {new.split(".")[0]}
+    assert old_mod.__all__ and all(getattr(old_mod, n) is getattr(new_mod, n) for n in old_mod.__all__)
+
+
 def test_synthetic_never_imports_hostats():
     assert _violations(_files("synthetic"), ("hostats",)) == []
 

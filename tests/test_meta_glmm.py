@@ -20,7 +20,7 @@ import pytest
 from scipy import integrate, optimize, special, stats
 
 from hostats.errors import EstimationError
-from hostats.stats.meta import _glmm_loglik, _glmm_modes, meta_proportions
+from hostats.stats.meta.proportions import _glmm_loglik, _glmm_modes, meta_proportions
 
 # the reproducer of the bug report: 104/154 (and the 0/149, 0/126 studies) lie far from the pooled logit
 REPRO_X = np.array([0, 0, 21, 7, 10, 104, 13, 12, 6, 13, 19, 14, 13, 10, 6, 9, 10, 6, 13, 5, 28, 2, 32, 11, 51,

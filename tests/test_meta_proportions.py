@@ -16,7 +16,8 @@ import pytest
 from scipy import optimize, special, stats
 
 from hostats.errors import EstimationError
-from hostats.stats.meta import _ft, _glmm_loglik, ft_back, meta_effects, meta_proportions
+from hostats.stats.meta import meta_effects
+from hostats.stats.meta.proportions import _ft, _glmm_loglik, ft_back, meta_proportions
 
 MILLER_X, MILLER_N = np.array([3, 6, 10, 1]), np.array([11, 17, 21, 6])
 EDGE_X, EDGE_N = np.array([0, 4, 9, 16, 20]), np.array([10, 10, 15, 20, 20])

@@ -1,4 +1,4 @@
-"""Tests for hostats.stats.regression.logistic against R glm/confint, R logistf, closed forms and simulation."""
+"""Tests for hostats.stats.regression.logit.logistic against R glm/confint, R logistf, closed forms and simulation."""
 from __future__ import annotations
 
 import warnings
@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit, logit
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.regression import c_statistic, logistic
+from hostats.stats.regression.logit import c_statistic, logistic
 
 # logistf's sex2 data (Heinze & Schemper 2002; R package logistf, `data(sex2)`: 239 women, 130 cases of
 # urinary tract infection) as counts of identical rows: case, age, oc, vic, vicl, vis, dia, count.
@@ -442,7 +442,7 @@ def test_firth_profile_falls_back_to_wald_with_a_named_warning():
 
 def test_separation_missed_before_fitting_is_caught_after(monkeypatch):
     # On large data the linear program is skipped; the ML iterations then diverge and say so.
-    import hostats.stats.regression as reg
+    import hostats.stats.regression.logit as reg
 
     monkeypatch.setattr(reg, "_LP_MAX_CELLS", 0)
     rng = np.random.default_rng(3)

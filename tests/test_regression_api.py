@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats import _efron
-from hostats.stats._formula import clean_message
-from hostats.stats.causal import iptw
-from hostats.stats.competing import cumulative_incidence, fine_gray
-from hostats.stats.regression import logistic
-from hostats.stats.survival import cox, kaplan_meier
+from hostats.stats.causal.weighting import iptw
+from hostats.stats.competing.cif_fine_gray import cumulative_incidence, fine_gray
+from hostats.stats.core import cox_efron as _efron
+from hostats.stats.core.formula import clean_message
+from hostats.stats.regression.logit import logistic
+from hostats.stats.survival.km_cox import cox, kaplan_meier
 
 RHS = "age + C(site, Treatment('b')) + sex + flag + age:flag"
 COLUMNS = ["age", "C(site, Treatment('b'))[T.a]", "C(site, Treatment('b'))[T.c]", "sex[T.m]", "flag[T.True]",

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import hostats
-from hostats.stats._result import (
+from hostats.stats.core.results import (
     CURVE_COLUMNS,
     LABEL_COLUMNS,
     VALUE_COLUMNS,

@@ -23,8 +23,8 @@ from scipy.stats import norm
 
 import hostats
 from hostats.errors import DataError, EstimationError
-from hostats.stats.causal import iptw
-from hostats.stats.rmst import RMSTResult, rmst
+from hostats.stats.causal.weighting import iptw
+from hostats.stats.survival.restricted_mean import RMSTResult, rmst
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "rmst.json").read_text())

@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.survival import cox
+from hostats.stats.survival.km_cox import cox
 
 ROSSI_TERMS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 FULL = " + ".join(ROSSI_TERMS)

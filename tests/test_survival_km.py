@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats.survival import kaplan_meier
+from hostats.stats.survival.km_cox import kaplan_meier
 
 AML = pd.DataFrame({
     "time": [9, 13, 13, 18, 23, 28, 31, 34, 45, 48, 161, 5, 5, 8, 8, 12, 16, 23, 27, 30, 33, 43, 45],

@@ -30,7 +30,7 @@ import synthetic
 from hostats.analysis import FOLLOWUP_TOLERANCE_DAYS  # horizon_status_known as the analyses derive it
 from hostats.clean import derive_outcomes, interval_bounds
 from hostats.simstudy import Estimate, Replicate, Study
-from hostats.stats.interval import DETECTION_LAG_DAYS
+from hostats.stats.survival.interval_censoring import DETECTION_LAG_DAYS
 
 HORIZON = 365
 Z = float(stats.norm.ppf(0.975))

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hostats.stats._result import Result, check_level
-from hostats.stats._validate import as_vector, check_binomial, check_counts, item_labels, name_items
+from hostats.stats.core.results import Result, check_level
+from hostats.stats.core.validate import as_vector, check_binomial, check_counts, item_labels, name_items
 
 # user-facing name -> statsmodels.stats.proportion.proportion_confint method
 _PROPORTION_METHODS = {

@@ -40,7 +40,7 @@ def _need_columns(ctx: Context, frame: pd.DataFrame, cols: Iterable[str | None],
 def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out: SectionOutput) -> pd.DataFrame:
     """Complete cases for the columns a model uses; how many were left out goes in the warnings.
 
-    The estimators apply the same rule (``hostats.stats._validate.complete_cases``), but their warning
+    The estimators apply the same rule (``hostats.stats.core.validate.complete_cases``), but their warning
     gives exact counts, which the report would show as they are; dropping here first, with the counts
     formatted for disclosure ("<5"), leaves them nothing to drop. Sections also count n/events on the
     returned frame.

@@ -34,7 +34,7 @@ from hostats.report.tables import format_number
 
 def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) -> dict[str, str]:
     """E-value of one estimate row as report cells (estimate, CI, E-values); cites the method once."""
-    from hostats.stats.causal import e_value
+    from hostats.stats.causal.sensitivity import e_value
 
     ev = e_value(float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"]), measure, **kw)
     et = ev.table().set_index("measure")["estimate"]
@@ -92,7 +92,7 @@ def _horizon_effects(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, r
     """Adjusted risks of HO by the horizon per arm and their contrasts from everyone's follow-up: the
     methods of hostats.ate (IPTW-weighted Aalen-Johansen; g-formula with cause-specific Cox models; IPTW with
     IPCW; doubly robust AIPTW), suffixed as the binary-outcome rows were."""
-    from hostats.stats.ate import ate
+    from hostats.stats.causal.absolute_risk import ate
 
     chosen = [m for m in _ATE_METHODS if m in methods]
 
@@ -158,7 +158,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     analysis. Other yes/no outcomes (known for everyone, e.g. a wound complication during the stay) are
     weighted means.
     """
-    from hostats.stats.causal import iptw
+    from hostats.stats.causal.weighting import iptw
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)

@@ -71,7 +71,7 @@ def _as_sensitivity(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFr
 def _risk_by_horizon(ctx: Context, d: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, Any]:
     """Aalen-Johansen risk of HO by the horizon (death competing) per group of ``by``: the censoring-aware
     counterpart of a proportion of ``ho_within_horizon``; rows group, estimate, CIs, std_error, n, events."""
-    from hostats.stats.competing import cumulative_incidence
+    from hostats.stats.competing.cif_fine_gray import cumulative_incidence
 
     g = d[by].astype(str) if by else pd.Series("all", index=d.index)
     frame = pd.DataFrame({"t": d["time_days"].astype(float), "s": d["status"].astype(int), "g": g})
@@ -86,8 +86,8 @@ def _risk_by_horizon(ctx: Context, d: pd.DataFrame, by: str | None) -> tuple[pd.
 @register("cumulative_incidence")
 def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
     """Aalen-Johansen cumulative incidence of HO with death competing (or Kaplan-Meier 1 - S)."""
-    from hostats.stats.competing import cumulative_incidence
-    from hostats.stats.survival import kaplan_meier
+    from hostats.stats.competing.cif_fine_gray import cumulative_incidence
+    from hostats.stats.survival.km_cox import kaplan_meier
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)

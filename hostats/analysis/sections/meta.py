@@ -74,7 +74,7 @@ def _pool_site_risks(ctx: Context, sec: dict, d: pd.DataFrame, by: str, method: 
     """
     from scipy.special import expit
 
-    from hostats.stats.meta import meta_effects
+    from hostats.stats.meta.effects import meta_effects
 
     at, res = _risk_by_horizon(ctx, d, by)
     out.methods.append((res.method, res.reference))
@@ -149,7 +149,7 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     """Per-site proportions (or, for HO by the horizon, censoring-aware risks) and their random-effects
     pooling with a prediction interval and forest plot."""
     from hostats.stats.incidence import proportion
-    from hostats.stats.meta import meta_proportions
+    from hostats.stats.meta.proportions import meta_proportions
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)

@@ -21,14 +21,14 @@ from hostats.analysis.sections.incidence import (
 from hostats.errors import DataError
 from hostats.report.html import TableBlock
 from hostats.report.tables import suppress_estimates
-from hostats.stats._formula import formula_columns
+from hostats.stats.core.formula import formula_columns
 
 
 @register("logistic")
 def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     """Logistic regression: adjusted odds ratios, c-statistic, calibration; separation is reported."""
-    from hostats.stats.binreg import binreg
-    from hostats.stats.regression import logistic
+    from hostats.stats.regression.binomial import binreg
+    from hostats.stats.regression.logit import logistic
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)
@@ -167,7 +167,7 @@ def _hazard_formula(ctx: Context, d: pd.DataFrame, sec: dict) -> tuple[str, list
 @register("cox")
 def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
     """Cox proportional-hazards model: hazard ratios with the PH check in the diagnostics."""
-    from hostats.stats.survival import cox
+    from hostats.stats.survival.km_cox import cox
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)
@@ -189,7 +189,7 @@ def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
 @register("fine_gray")
 def sec_fine_gray(ctx: Context, sec: dict) -> SectionOutput:
     """Fine-Gray subdistribution hazard ratios for HO with death competing."""
-    from hostats.stats.competing import fine_gray
+    from hostats.stats.competing.cif_fine_gray import fine_gray
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)

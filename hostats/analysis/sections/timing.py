@@ -30,7 +30,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
     the lag is given, else to the visibility rows. Episodes whose first positive image is on day 0 (HO
     already visible at the index date: prevalent, no onset after it) are excluded and counted.
     """
-    from hostats.stats.interval import interval_censored
+    from hostats.stats.survival.interval_censoring import interval_censored
 
     out = SectionOutput()
     d = _section_frame(ctx, sec)

@@ -3,9 +3,9 @@ shared by ``kaplan_meier``, ``cox``, ``cumulative_incidence``, ``fine_gray`` and
 
 Every problem is a :class:`hostats.errors.DataError` naming the column and the offending rows (index
 labels of the DataFrame), so no NaN travels into an estimate. The estimators drop rows with missing values
-beforehand, counted, by the one complete-case rule (:func:`hostats.stats._validate.complete_cases`);
-these checks then catch what is present but invalid. ``require_columns`` and ``_rows`` live in
-``_validate`` and are re-exported here.
+beforehand, counted, by the one complete-case rule (:func:`hostats.stats.core.validate.complete_cases`);
+these checks then catch what is present but invalid (``require_columns`` and ``row_labels``: in
+:mod:`hostats.stats.core.validate`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._formula import build_design, split_formula
-from hostats.stats._validate import binary_array, require_columns
-from hostats.stats._validate import row_labels as _rows
+from hostats.stats.core.formula import build_design, split_formula
+from hostats.stats.core.validate import binary_array
+from hostats.stats.core.validate import row_labels as _rows
 
-__all__ = ["require_columns", "numeric_column", "time_array", "event_array", "status_array", "weight_array",
-           "label_array", "group_codes", "covariate_matrix", "score_chisq", "_rows"]
+__all__ = ["numeric_column", "time_array", "event_array", "status_array", "weight_array",
+           "label_array", "group_codes", "covariate_matrix", "score_chisq"]
 
 
 def numeric_column(data: pd.DataFrame, column: str, role: str, unit: str | None = None) -> np.ndarray:
@@ -122,7 +122,7 @@ def covariate_matrix(data: pd.DataFrame, formula: str, measure: str,
                      alternative: str) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
     """Covariate matrix of a hazard model from a right-hand-side formula ("age + C(site)").
 
-    Built by the shared formula engine (:mod:`hostats.stats._formula`: the same columns as ``logistic``
+    Built by the shared formula engine (:mod:`hostats.stats.core.formula`: the same columns as ``logistic``
     without the intercept, which the baseline hazard absorbs) on complete rows. Returns the matrix, its
     column names and the columns of each formula term. A constant covariate is an EstimationError (its
     ``measure``, e.g. "hazard ratio", is not estimable); ``alternative`` names the estimator to use

@@ -1,7 +1,7 @@
 """Cause-specific Cox models for absolute-risk prediction, with the influence functions of the
-standardised risk (the g-formula of :func:`hostats.stats.ate.ate`).
+standardised risk (the g-formula of :func:`hostats.stats.causal.absolute_risk.ate`).
 
-One Cox model per cause j (Efron ties, fitted by :mod:`hostats.stats._efron`, as ``survival::coxph`` and
+One Cox model per cause j (Efron ties, fitted by :mod:`hostats.stats.core.cox_efron`, as ``survival::coxph`` and
 riskRegression's ``CSC``), baseline cumulative hazards Lambda_0j as ``survival::basehaz`` (Efron form at
 tied times, as riskRegression's ``predictCox``), and the absolute risk of cause 1 by tau for covariates x
 by the product limit (riskRegression's default for CSC in ``ate``):
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hostats.errors import EstimationError
-from hostats.stats import _efron
+from hostats.stats.core import cox_efron as _efron
 
 # rows per chunk x grid points: small enough that the (grid x rows) temporaries of a chunk stay in the
 # CPU cache (two to three times faster than large chunks), large enough that Python overhead is small

@@ -4,7 +4,7 @@
 Greenwood variance and log-log ("exponential Greenwood") confidence limits, as R's
 ``survfit(conf.type="log-log")``; with ``weights`` it is the weighted (IPTW-adjusted) product-limit estimator
 with the variance of Xie & Liu (2005). ``cox`` fits the Cox model by its Efron partial likelihood with a
-vectorised Newton-Raphson (``hostats.stats._efron``), reporting what R's ``coxph`` reports.
+vectorised Newton-Raphson (``hostats.stats.core.cox_efron``), reporting what R's ``coxph`` reports.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pandas as pd
 from scipy import stats as sstats
 
 from hostats.errors import EstimationError
-from hostats.stats._formula import formula_columns, require_variables
-from hostats.stats._result import (
+from hostats.stats.core.formula import formula_columns, require_variables
+from hostats.stats.core.results import (
     CURVE_COLUMNS,
     CurveResult,
     GroupTest,
@@ -28,17 +28,16 @@ from hostats.stats._result import (
     tidy,
     z_value,
 )
-from hostats.stats._survdata import (
+from hostats.stats.core.survival_data import (
     covariate_matrix,
     event_array,
     group_codes,
     label_array,
-    require_columns,
     score_chisq,
     time_array,
     weight_array,
 )
-from hostats.stats._validate import complete_cases
+from hostats.stats.core.validate import complete_cases, require_columns
 
 KM_REFERENCE = (
     "Kaplan EL, Meier P. Nonparametric estimation from incomplete observations. JASA 1958;53:457-481; "
@@ -154,7 +153,7 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     Log-rank test between groups (unweighted data only): ``.logrank``.
     When S reaches 0 the limits are reported as 0 (log-log limits are undefined there).
     Rows with a missing time, event, group or weight are left out (complete-case analysis, counted in
-    ``warnings`` and ``n_missing``; see :mod:`hostats.stats._validate`); negative times are an error.
+    ``warnings`` and ``n_missing``; see :mod:`hostats.stats.core.validate`); negative times are an error.
     """
     level = check_level(level)
     cols = [time, event] + [c for c in (group, weights) if c is not None]
@@ -385,7 +384,7 @@ class CoxResult(Result):
         event's time among all subjects' follow-up times, censored ones included, as R's cox.zph).
         Small p-values suggest the hazard ratio changes over follow-up. Uses the model-based
         information (as cox.zph does, also for robust fits)."""
-        from hostats.stats import _efron
+        from hostats.stats.core import cox_efron as _efron
 
         dat, fit = self._dat, self._fit
         g = self._zph_time(transform)
@@ -415,7 +414,7 @@ class CoxResult(Result):
         """Scaled Schoenfeld residuals (one row per event: ``time``, transformed time ``g``, and per
         covariate beta + d V s, as R's ``cox.zph(fit)$y``) for plotting the hazard ratio over time.
         ``g`` is ``cox.zph(fit, transform)$x`` (for "rank", ranks among all follow-up times, as check_ph)."""
-        from hostats.stats import _efron
+        from hostats.stats.core import cox_efron as _efron
 
         dat, fit = self._dat, self._fit
         t_ev = dat.time[dat.ev]
@@ -435,7 +434,7 @@ class CoxResult(Result):
         s = self._spec
         data: pd.DataFrame = s["data"]
         cols = [s["time"], s["event"]] + [c for c in (s["weights"], s["cluster"]) if c] + list(s["strata"])
-        from hostats.stats import _efron
+        from hostats.stats.core import cox_efron as _efron
 
         frame = pd.DataFrame(_efron.unsorted_design(self._dat), columns=list(self.coef.index),
                              index=data.index)
@@ -473,7 +472,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     Estimand: the hazard ratio per unit of each covariate (per level versus the reference for
     ``C(factor)`` terms), assumed constant over follow-up (check with ``.check_ph()``).
     Method: maximum of the Efron partial likelihood by Newton-Raphson with step halving
-    (``hostats.stats._efron``; same estimates as R's ``coxph(ties="efron")``). ``strata``: separate
+    (``hostats.stats.core.cox_efron``; same estimates as R's ``coxph(ties="efron")``). ``strata``: separate
     baseline hazards (risk sets within strata). ``weights``: case weights as in coxph (mean weight of
     tied events). Standard errors: inverse information, or the Lin-Wei robust sandwich from the
     Efron score residuals (summed within ``cluster`` when given). ``robust=None`` means robust when a
@@ -483,11 +482,11 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
     a series of constrained fits: meant for cohorts, not for millions of rows).
 
     ``formula``: right-hand side such as ``"age_years + C(prophylaxis)"`` (a leading ``"~"`` is
-    allowed), the syntax and coding of every hostats model (:mod:`hostats.stats._formula`: the columns of
+    allowed), the syntax and coding of every hostats model (:mod:`hostats.stats.core.formula`: the columns of
     ``logistic`` without the intercept). Missing values: complete-case analysis on the time, event,
     formula, weights, cluster and strata columns, counted in ``warnings`` and ``n_missing``.
     """
-    from hostats.stats import _efron
+    from hostats.stats.core import cox_efron as _efron
 
     level = check_level(level)
     if ci not in ("wald", "profile"):

@@ -32,7 +32,7 @@ and patsy), so the same formula string means the same columns everywhere:
   baseline hazard absorbs it) and keep the same treatment-coded columns.
 
 Missing values are handled before the matrix is built, by complete-case analysis on the model's columns
-(:func:`hostats.stats._validate.complete_cases`). Formula errors are :class:`hostats.errors.DataError`
+(:func:`hostats.stats.core.validate.complete_cases`). Formula errors are :class:`hostats.errors.DataError`
 naming the formula and the wrong term or column, without formulaic's terminal colour codes.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._validate import row_labels
+from hostats.stats.core.validate import row_labels
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MARK = re.compile(r"⧛(.*?)⧚", re.S)

@@ -16,9 +16,15 @@ from scipy import optimize, stats
 from scipy.special import expit
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats._formula import Design, build_design, formula_variables, require_variables, split_formula
-from hostats.stats._result import LogLik, Result, check_level, deprecated_alias, ratio_columns, z_value
-from hostats.stats._validate import binary_array, complete_cases, require_columns
+from hostats.stats.core.formula import (
+    Design,
+    build_design,
+    formula_variables,
+    require_variables,
+    split_formula,
+)
+from hostats.stats.core.results import LogLik, Result, check_level, deprecated_alias, ratio_columns, z_value
+from hostats.stats.core.validate import binary_array, complete_cases, require_columns
 
 _LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
 _MAX_STEP = 5.0  # largest Newton step per coefficient (as logistf's maxstep)
@@ -238,7 +244,7 @@ class LogisticResult(Result):
     the log OR, n, events), plus ``.profile_ci()``, ``.predict()``, ``.performance()``, ``.calibration()``.
 
     Attributes: ``coef`` (log odds, a Series indexed by term), ``vcov`` (their covariance as used for Wald
-    CIs, a DataFrame), ``loglik`` (:class:`~hostats.stats._result.LogLik` (null, fitted): the intercept-only
+    CIs, a DataFrame), ``loglik`` (:class:`~hostats.stats.core.results.LogLik` (null, fitted): the intercept-only
     and the fitted model, both penalised for Firth, weighted with weights), ``n``, ``events``,
     ``n_missing`` (rows dropped for missing values), ``concordance()`` (the c-statistic; with its DeLong
     CI in ``performance()``), ``firth``, ``weight_type``, ``cluster``; ``fitted`` is the statsmodels
@@ -443,7 +449,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
 
     Estimand: conditional odds ratios ``exp(beta)`` of ``logit P(outcome = 1) = x'beta`` (the Intercept row
     is the baseline odds). ``formula`` is ``"outcome ~ a + b + C(c)"``, the syntax and coding of every
-    hostats model (:mod:`hostats.stats._formula`: text, Categorical and boolean columns get treatment
+    hostats model (:mod:`hostats.stats.core.formula`: text, Categorical and boolean columns get treatment
     dummies ``col[T.level]`` with the first level as reference; ``C(x, Treatment('level'))`` sets
     another; interactions ``a:b``, ``a*b``; ``I(age / 10)``). The outcome column must be 0/1 or boolean.
 

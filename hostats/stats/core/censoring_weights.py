@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hostats.stats._survdata import label_array
+from hostats.stats.core.survival_data import label_array
 
 IPCW_REFERENCE = (
     "Scheike TH, Zhang MJ, Gerds TA. Predicting cumulative incidence probability by direct binomial "

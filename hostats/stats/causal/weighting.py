@@ -1,4 +1,4 @@
-"""Propensity-score weighting (IPTW) for binary and multi-level treatments, and E-values.
+"""Propensity-score weighting (IPTW) for binary and multi-level treatments.
 
 ``iptw`` estimates marginal (population-averaged) risks of a binary outcome under each treatment level and
 their contrasts against a reference level, by inverse probability of treatment weighting:
@@ -29,8 +29,7 @@ their contrasts against a reference level, by inverse probability of treatment w
 * With ``time``/``status``: weighted Cox hazard ratio with robust SE (treats the weights as known:
   conservative for the ATE; Austin PC. Stat Med 2016;35:5642-5655) and IPTW-adjusted curves.
 
-``e_value`` computes E-values (VanderWeele TJ, Ding P. Sensitivity analysis in observational research:
-introducing the E-value. Ann Intern Med 2017;167:268-274), as R's EValue package does.
+E-values (``e_value``) live in :mod:`hostats.stats.causal.sensitivity`.
 """
 from __future__ import annotations
 
@@ -44,11 +43,11 @@ import pandas as pd
 from scipy.stats import norm
 
 from hostats.errors import DataError, EstimationError
-from hostats.stats import balance as _bal
-from hostats.stats._formula import build_design, formula_variables, require_variables, split_formula
-from hostats.stats._result import CurveResult, Result, check_level, tidy, z_value
-from hostats.stats._survdata import status_array, time_array
-from hostats.stats._validate import binary_array, complete_cases, require_columns
+from hostats.stats.causal import balance as _bal
+from hostats.stats.core.formula import build_design, formula_variables, require_variables, split_formula
+from hostats.stats.core.results import CurveResult, Result, check_level, tidy, z_value
+from hostats.stats.core.survival_data import status_array, time_array
+from hostats.stats.core.validate import binary_array, complete_cases, require_columns
 
 # Diagnostics thresholds (flags, not rules: a report shows them next to the estimates).
 POSITIVITY_BOUND = 0.01      # propensities below this (for an arm that matters) ...
@@ -420,12 +419,12 @@ class IPTWResult(Result):
             raise ValueError("curves need time= and status= in iptw(...)")
         frame = self._surv.assign(_w=self.weights.to_numpy(float))
         if kind == "km":
-            from hostats.stats.survival import kaplan_meier
+            from hostats.stats.survival.km_cox import kaplan_meier
 
             frame = frame.assign(_event=(frame["_status"] == 1).astype(int))
             return kaplan_meier(frame, "_time", "_event", group="_arm", weights="_w", level=self.level)
         if kind == "cumulative_incidence":
-            from hostats.stats.competing import cumulative_incidence
+            from hostats.stats.competing.cif_fine_gray import cumulative_incidence
 
             return cumulative_incidence(frame, "_time", "_status", cause=1, group="_arm", weights="_w",
                                         level=self.level)
@@ -433,7 +432,7 @@ class IPTWResult(Result):
 
     def rmst(self, tau: float, cause: int | None = 1) -> Result:
         """IPTW-adjusted restricted mean survival time and time lost up to ``tau`` by arm, with contrasts
-        against the reference arm (:func:`hostats.stats.rmst.rmst` on the weighted data; needs
+        against the reference arm (:func:`hostats.stats.survival.restricted_mean.rmst` on the weighted data; needs
         ``time``/``status``).
 
         ``cause=1`` (default): Aalen-Johansen, death competing: "rmst" is the HO- and death-free restricted
@@ -445,7 +444,7 @@ class IPTWResult(Result):
         """
         if self._surv is None:
             raise ValueError("rmst needs time= and status= in iptw(...)")
-        from hostats.stats.rmst import rmst
+        from hostats.stats.survival.restricted_mean import rmst
 
         frame = self._surv.assign(_w=self.weights.to_numpy(float))
         status = "_status"
@@ -521,7 +520,7 @@ def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes, st
 
 def _cif_risks(surv: tuple, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Aalen-Johansen risk of cause 1 by the horizon in each arm, and its SE (weights as known)."""
-    from hostats.stats.competing import cumulative_incidence
+    from hostats.stats.competing.cif_fine_gray import cumulative_incidence
 
     t, st, horizon = surv
     frame = pd.DataFrame({"t": t, "s": st, "g": a, "w": w})
@@ -647,7 +646,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     treatment : treatment column (bool, 0/1, or categorical such as ``prophylaxis``).
     confounders : list of columns, or a right-hand-side formula ("age_years + C(sex) + age_years:sex"),
         coded for the propensity model as every hostats model codes a formula
-        (:mod:`hostats.stats._formula`; a list ``["a", "b"]`` is the formula ``"a + b"``).
+        (:mod:`hostats.stats.core.formula`; a list ``["a", "b"]`` is the formula ``"a + b"``).
     outcome : binary outcome column (bool or 0/1), known for everyone analysed (e.g. HO within a fixed
         horizon with complete follow-up). ``None``: the risk of status 1 by ``horizon`` is read from the weighted
         Aalen-Johansen cumulative incidence (``time``/``status``/``horizon`` required), which handles
@@ -877,9 +876,9 @@ def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, targ
 def _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes):
     """Weighted Cox model of the cause-1 (HO) hazard on treatment dummies, robust SE."""
     try:
-        from hostats.stats.survival import cox
+        from hostats.stats.survival.km_cox import cox
     except ImportError:
-        notes.append("hazard ratio omitted: hostats.stats.survival.cox is not available")
+        notes.append("hazard ratio omitted: hostats.stats.survival.km_cox.cox is not available")
         return [], None
     frame = surv.copy()
     frame["_event"] = (frame["_status"] == 1).astype(int)
@@ -903,86 +902,3 @@ def _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes):
                      "p_value": r.get("p_value", np.nan), "std_error": r["std_error"],
                      "n": int(counts[t] + counts[c]), "events": events})
     return rows, res
-
-
-# --------------------------------------------------------------------------------------------------
-# E-values
-# --------------------------------------------------------------------------------------------------
-
-EVALUE_REFERENCE = ("VanderWeele TJ, Ding P. Sensitivity analysis in observational research: introducing the "
-                    "E-value. Ann Intern Med 2017;167:268-274")
-
-
-def _threshold(rr: float) -> float:
-    """E-value of a risk ratio >= 1 (VanderWeele & Ding 2017, eq. 1): RR + sqrt(RR (RR - 1))."""
-    return float(rr + np.sqrt(rr * (rr - 1.0)))
-
-
-def _to_rr(x: float | None, measure: str, rare: bool | None, sd: float | None) -> float | None:
-    if x is None:
-        return None
-    if measure == "RR" or (measure in ("OR", "HR") and rare):
-        return x
-    if measure == "OR":
-        return float(np.sqrt(x))
-    if measure == "HR":
-        return float((1 - 0.5 ** np.sqrt(x)) / (1 - 0.5 ** np.sqrt(1 / x)))
-    return float(np.exp(0.91 * x / sd))  # MD: standardised difference d = x / sd, RR ~ exp(0.91 d)
-
-
-def e_value(estimate: float, lower: float | None = None, upper: float | None = None, measure: str = "RR",
-            outcome_rare: bool | None = None, sd: float | None = None, true: float | None = None) -> Result:
-    """E-value for an observed association and for the confidence limit closest to the null.
-
-    The E-value is the minimum strength of association, on the risk-ratio scale, that an unmeasured
-    confounder would need with both treatment and outcome (conditional on the measured covariates) to
-    explain away the estimate (VanderWeele & Ding 2017, Ann Intern Med 167:268-274; as R's EValue package).
-
-    measure : "RR"; "OR" and "HR" (``outcome_rare`` required: if False, OR -> sqrt(OR), and
-        HR -> (1 - 0.5^sqrt(HR)) / (1 - 0.5^sqrt(1/HR)) as in the paper's Table 2); "MD" a mean difference
-        with ``sd`` the outcome SD (pass sd=1 for an already standardised difference d):
-        RR ~ exp(0.91 d). Protective estimates (RR < 1) are inverted. The CI E-value uses the limit
-        closest to the null and is 1 when the interval includes the null.
-    true : the value to shift the estimate to (default: the null, 1 for ratios and 0 for MD).
-
-    Returns a Result whose table has rows ``e_value_point`` and ``e_value_ci`` (the latter only when a
-    limit is given), with the estimate on the risk-ratio scale in ``rr`` and the limit used in ``limit``.
-    """
-    m = str(measure).upper()
-    if m not in {"RR", "OR", "HR", "MD"}:
-        raise ValueError(f"measure must be 'RR', 'OR', 'HR' or 'MD', got {measure!r}")
-    if m in {"OR", "HR"} and outcome_rare is None:
-        raise ValueError(f"for measure={m!r} say whether the outcome is rare (outcome_rare=True if under 15% "
-                         "at the end of follow-up): the conversion to a risk ratio depends on it")
-    if m == "MD":
-        if sd is None or not sd > 0:
-            raise ValueError("measure='MD' needs sd= (the outcome standard deviation; 1 if already standardised)")
-    vals = [v for v in (estimate, lower, upper) if v is not None]
-    if any(not np.isfinite(v) for v in vals):
-        raise ValueError("estimate and limits must be finite numbers")
-    if m != "MD" and any(v <= 0 for v in vals):
-        raise ValueError(f"a {m} must be positive; got {vals}")
-    if lower is not None and upper is not None and lower > upper:
-        lower, upper = upper, lower
-    if (lower is not None and estimate < lower) or (upper is not None and estimate > upper):
-        raise ValueError("the point estimate should be inside the confidence interval")
-    null = 0.0 if m == "MD" else 1.0
-    true = null if true is None else float(true)
-    rr = _to_rr(estimate, m, outcome_rare, sd)
-    rr_true = _to_rr(true, m, outcome_rare, sd)
-
-    def ev(x: float) -> float:
-        return _threshold(max(x / rr_true, rr_true / x))
-
-    rows = [{"measure": "e_value_point", "estimate": ev(rr), "rr": rr, "limit": np.nan}]
-    limit = lower if rr >= rr_true else upper
-    if limit is not None:
-        rr_lim = _to_rr(limit, m, outcome_rare, sd)
-        crosses = rr_lim <= rr_true if rr >= rr_true else rr_lim >= rr_true
-        rows.append({"measure": "e_value_ci", "estimate": 1.0 if crosses else ev(rr_lim), "rr": rr_lim,
-                     "limit": limit})
-    elif lower is not None or upper is not None:
-        pass  # only the limit away from the null was given: no CI E-value (as in R's EValue)
-    note = {"RR": "risk ratio", "OR": "odds ratio", "HR": "hazard ratio", "MD": "standardised mean difference"}[m]
-    conv = "" if m == "RR" or (m in ("OR", "HR") and outcome_rare) else " (converted to the risk-ratio scale)"
-    return Result(_table=pd.DataFrame(rows), method=f"E-value for a {note}{conv}", reference=EVALUE_REFERENCE)

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import EstimationError
-from hostats.stats._formula import formula_columns, require_variables
-from hostats.stats._result import (
+from hostats.stats.core.formula import formula_columns, require_variables
+from hostats.stats.core.results import (
     CurveResult,
     GroupTest,
     LogLik,
@@ -31,16 +31,15 @@ from hostats.stats._result import (
     tidy,
     z_value,
 )
-from hostats.stats._survdata import (
+from hostats.stats.core.survival_data import (
     covariate_matrix,
     group_codes,
-    require_columns,
     score_chisq,
     status_array,
     time_array,
     weight_array,
 )
-from hostats.stats._validate import complete_cases
+from hostats.stats.core.validate import complete_cases, require_columns
 
 AJ_REFERENCE = (
     "Aalen OO, Johansen S. An empirical transition matrix for non-homogeneous Markov chains based on "
@@ -137,7 +136,7 @@ def _aalen_johansen(t: np.ndarray, s: np.ndarray, w: np.ndarray | None, cause: i
 @dataclass(repr=False, eq=False)
 class GrayTest(GroupTest):
     """Gray's K-sample test of equal cumulative incidence of ``cause`` across groups (rho = 0): a
-    :class:`~hostats.stats._result.GroupTest` (``statistic``, ``df``, ``p_value``, ``table()``) like the
+    :class:`~hostats.stats.core.results.GroupTest` (``statistic``, ``df``, ``p_value``, ``table()``) like the
     Kaplan-Meier ``logrank``, plus ``cause``, ``score`` and ``as_dict()``."""
 
     cause: int = 1
@@ -298,7 +297,7 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
 
     Status: 0 censored, 1..k causes; negative or non-integer codes and negative times raise a DataError
     naming the rows. Rows with a missing time, status, group or weight are left out (complete-case
-    analysis, counted in ``warnings`` and ``n_missing``; see :mod:`hostats.stats._validate`). No events
+    analysis, counted in ``warnings`` and ``n_missing``; see :mod:`hostats.stats.core.validate`). No events
     of ``cause`` raises an EstimationError.
     """
     level = check_level(level)
@@ -558,7 +557,7 @@ def fine_gray(data: pd.DataFrame, formula: str, time: str, status: str, cause: i
     tied event times; standard errors from the sandwich of Fine & Gray (1999) including the term for
     the estimated censoring distribution, as R ``cmprsk::crr`` reports them. Wald CIs and p-values.
     ``formula``: right-hand side (``"age + sex + C(phase)"`` or ``"~ ..."``), the syntax and coding of
-    every hostats model (:mod:`hostats.stats._formula`: treatment contrasts, first level the reference,
+    every hostats model (:mod:`hostats.stats.core.formula`: treatment contrasts, first level the reference,
     the same columns as ``logistic`` and ``cox``). Missing values: complete-case analysis on the time,
     status and formula columns, counted in ``warnings`` and ``n_missing``.
     Reference: Fine JP, Gray RJ. JASA 1999;94:496-509.
