@@ -148,5 +148,5 @@ def is_simulation_spec(path: Path | str) -> bool:
     try:
         with open(path, "rb") as fh:
             return "simulation" in tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False  # load_spec reports the problem with its line

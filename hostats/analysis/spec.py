@@ -7,6 +7,7 @@ checked later against the data, since only the data know their columns.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,21 @@ NONE = "-"
 ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw", "ipcw")
 
 TRUTH_KEY = "string or table"
+
+# largest synthetic cohort a spec (or ``hostats synth``) may ask for: ten times the 1,000,000-patient draw of
+# the population truth, and about the most a workstation's memory holds (``n = 10**12`` would need ~7 TiB
+# for its first array alone); synthetic.cohort.MAX_N is the same bound (synthetic does not import hostats)
+MAX_SYNTHETIC_N = 50_000_000
+
+
+def _is_int(v: Any) -> bool:
+    """A TOML integer (``true``/``false`` are booleans, not integers)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """A finite TOML integer or float (not a boolean, not inf or nan)."""
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 # top-level tables, in the order a spec is checked
 TABLES: dict[str, Table] = {
@@ -405,7 +421,13 @@ def load_spec(path: Path | str) -> Spec:
         path = path / "analysis.toml"
     if not path.is_file():
         raise SpecError(f"{path}: analysis spec not found (expected analyses/NAME/analysis.toml)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{path}, line {line}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                        "TOML files are UTF-8: save the spec as UTF-8 in your editor (e.g. 'Save with "
+                        "encoding' > UTF-8)") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -415,6 +437,8 @@ def load_spec(path: Path | str) -> Spec:
     analysis = raw.get("analysis", {})
     if not analysis.get("title"):
         raise stub.error("every analysis needs a title", "analysis", "title")
+    if "seed" in analysis and not _is_int(analysis["seed"]):
+        raise stub.error(f"must be an integer, got {analysis['seed']!r}", "analysis", "seed")
     data = dict(raw.get("data", {}))
     synthetic = _check_synthetic(stub, data)
     criteria = _check_criteria(stub, raw)
@@ -463,9 +487,12 @@ def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
         for k in ("scenario", "n", "seed"):
             if k not in s:
                 raise stub.error(f"synthetic #{i + 1} needs {k!r}", "data", "synthetic")
-        if not isinstance(s["n"], int) or s["n"] < 1:
+        if not _is_int(s["n"]) or s["n"] < 1:
             raise stub.error(f"n must be a positive integer, got {s['n']!r}", "data", "synthetic")
-        if not isinstance(s["seed"], int):
+        if s["n"] > MAX_SYNTHETIC_N:
+            raise stub.error(f"n = {s['n']} is more than the at most {MAX_SYNTHETIC_N:,} patients a synthetic "
+                             "cohort may have (beyond it the draw runs out of memory)", "data", "synthetic")
+        if not _is_int(s["seed"]):
             raise stub.error(f"seed must be an integer, got {s['seed']!r}", "data", "synthetic")
     if not synthetic and "path" not in data:
         raise stub.error("say where the data are: path = \"...\" (with mapping) or synthetic = {...}", "data")
@@ -490,8 +517,8 @@ def _check_derive(stub: Spec, raw: dict) -> list[dict[str, Any]]:
         if ("otherwise" in d) != ("where" in d):
             raise stub.error("'where' and 'otherwise' go together: expr where the condition holds, otherwise the "
                              "constant", "derive", "otherwise" if "otherwise" in d else "where", i)
-        if "otherwise" in d and (isinstance(d["otherwise"], bool) or not isinstance(d["otherwise"], (int, float))):
-            raise stub.error("must be a number", "derive", "otherwise", i)
+        if "otherwise" in d and not _is_number(d["otherwise"]):
+            raise stub.error("must be a finite number", "derive", "otherwise", i)
     return derive
 
 
@@ -501,8 +528,9 @@ def _check_outcome(stub: Spec, raw: dict) -> dict[str, Any]:
     outcome.setdefault("event", "ho")
     outcome.setdefault("horizon_days", 365)
     outcome.setdefault("competing", "death")
-    if not isinstance(outcome["horizon_days"], (int, float)) or outcome["horizon_days"] <= 0:
-        raise stub.error("must be a positive number of days", "outcome", "horizon_days")
+    if not _is_number(outcome["horizon_days"]) or outcome["horizon_days"] <= 0:
+        raise stub.error(f"must be a finite positive number of days, got {outcome['horizon_days']!r}", "outcome",
+                         "horizon_days")
     if outcome["competing"] not in ("death", "none"):
         raise stub.error("must be \"death\" or \"none\"", "outcome", "competing")
     return outcome
@@ -511,7 +539,7 @@ def _check_outcome(stub: Spec, raw: dict) -> dict[str, Any]:
 def _check_report(stub: Spec, raw: dict) -> dict[str, Any]:
     report = dict(raw.get("report", {}))
     thr = report.get("small_cell_threshold", 5)
-    if not isinstance(thr, int) or thr < 1:
+    if not _is_int(thr) or thr < 1:
         raise stub.error("must be a positive integer (counts below it are shown as <threshold)", "report",
                          "small_cell_threshold")
     lvl = report.get("ci_level", 0.95)

@@ -1,0 +1,107 @@
+"""Issue 12, spec and report hardening: spec values with their declared types and ranges (booleans are not
+integers, horizons finite, synthetic n bounded), a spec that is not UTF-8, ``hostats synth`` with an absurd
+n, and figures that draw data text literally (a site named ``Site $\\evil$`` is not TeX)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hostats.analysis import load_spec
+from hostats.analysis.spec import MAX_SYNTHETIC_N
+from hostats.cli import app
+from hostats.errors import SpecError
+
+EVIL = "Site $\\evil$"
+
+SPEC = """\
+[analysis]
+title = "Hardening"
+
+[data]
+{data}
+
+[outcome]
+horizon_days = {horizon}
+
+[[section]]
+type = "cumulative_incidence"
+by = "site"
+"""
+
+
+def write(folder: Path, text: str, encoding: str = "utf-8") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "analysis.toml").write_bytes(text.encode(encoding))
+    return folder / "analysis.toml"
+
+
+def spec_text(data: str = 'synthetic = { scenario = "tha_prophylaxis", n = 100, seed = 1 }',
+              horizon: str = "365") -> str:
+    return SPEC.format(data=data, horizon=horizon)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith(needle))
+
+
+# --- 1. spec values -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", ["true", "false"])
+def test_boolean_n_is_not_an_integer(tmp_path, n):
+    text = spec_text(f'synthetic = {{ scenario = "tha_prophylaxis", n = {n}, seed = 1 }}')
+    with pytest.raises(SpecError, match=rf"analysis.toml, line {line_of(text, 'synthetic')}: \[data\] synthetic: "
+                       r"n must be a positive integer, got (True|False)"):
+        load_spec(write(tmp_path, text))
+
+
+def test_boolean_seed_and_threshold_are_not_integers(tmp_path):
+    text = spec_text('synthetic = { scenario = "tha_prophylaxis", n = 10, seed = true }')
+    with pytest.raises(SpecError, match="seed must be an integer"):
+        load_spec(write(tmp_path / "a", text))
+    text = spec_text() + "\n[report]\nsmall_cell_threshold = true\n"
+    with pytest.raises(SpecError, match=r"\[report\] small_cell_threshold: must be a positive integer"):
+        load_spec(write(tmp_path / "b", text))
+    text = spec_text().replace('title = "Hardening"', 'title = "Hardening"\nseed = false')
+    with pytest.raises(SpecError, match=r"\[analysis\] seed: must be an integer"):
+        load_spec(write(tmp_path / "c", text))
+
+
+@pytest.mark.parametrize("n", ["1_000_000_000_000", "100_000_000_000_000_000_000_000_000_000",
+                               str(MAX_SYNTHETIC_N + 1)])
+def test_absurd_synthetic_n_is_a_clear_error(tmp_path, n):
+    text = spec_text(f'synthetic = {{ scenario = "tha_prophylaxis", n = {n}, seed = 1 }}')
+    with pytest.raises(SpecError, match=rf"line {line_of(text, 'synthetic')}: \[data\] synthetic: n = \d+ is more "
+                       r"than the at most 50,000,000 patients .*runs out of memory"):
+        load_spec(write(tmp_path, text))
+
+
+def test_largest_synthetic_n_is_accepted(tmp_path):
+    text = spec_text(f'synthetic = {{ scenario = "tha_prophylaxis", n = {MAX_SYNTHETIC_N}, seed = 1 }}')
+    assert load_spec(write(tmp_path, text)).synthetic[0]["n"] == MAX_SYNTHETIC_N
+
+
+@pytest.mark.parametrize("horizon", ["inf", "+inf", "-inf", "nan", "0", "-3", "true", '"365"'])
+def test_horizon_must_be_finite_positive(tmp_path, horizon):
+    text = spec_text(horizon=horizon)
+    with pytest.raises(SpecError, match=rf"analysis.toml, line {line_of(text, 'horizon_days')}: \[outcome\] "
+                       r"horizon_days: must be a finite positive number of days"):
+        load_spec(write(tmp_path, text))
+
+
+def test_derive_otherwise_must_be_finite(tmp_path):
+    text = spec_text() + '\n[[derive]]\nname = "x"\nexpr = "age_years"\nwhere = "age_years > 1"\notherwise = nan\n'
+    with pytest.raises(SpecError, match=r"\[\[derive\]\] #1 otherwise: must be a finite number"):
+        load_spec(write(tmp_path, text))
+
+
+def test_latin1_spec_is_a_clear_error(tmp_path):
+    text = spec_text().replace('title = "Hardening"', 'title = "Hardening"\nquestion = "Zürich?"')
+    path = write(tmp_path, text, encoding="latin-1")
+    with pytest.raises(SpecError, match=rf"analysis.toml, line {line_of(text, 'question')}: not UTF-8 .*save the "
+                       "spec as UTF-8"):
+        load_spec(path)
+    result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1 and "not UTF-8" in result.output and "Traceback" not in result.output
