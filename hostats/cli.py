@@ -387,9 +387,13 @@ def synth(
 ) -> None:
     """Draw a synthetic HO cohort and write per-site exports, mappings, export.toml and truth.json."""
     import synthetic
+    from hostats.analysis.spec import MAX_SYNTHETIC_N
 
     if scenario not in synthetic.scenarios():
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(synthetic.scenarios())}")
+    if not 1 <= n <= MAX_SYNTHETIC_N:
+        fail(f"-n {n}: the number of episodes must be from 1 to {MAX_SYNTHETIC_N:,} (beyond it the draw runs "
+             "out of memory)")
     try:
         cohort = synthetic.generate(scenario, n=n, seed=seed, fault_rate=fault_rate)
         folder = cohort.write(out, excel_site=excel_site)

@@ -378,6 +378,11 @@ class SyntheticCohort:
         return f"SyntheticCohort({self.scenario!r}, n={self.n}, seed={self.seed}, faults={len(self.faults)})"
 
 
+# the largest n: ten times the population truth's 1,000,000-patient draw and about what a workstation's memory
+# holds (n = 10**12 would need ~7 TiB); hostats.analysis.spec.MAX_SYNTHETIC_N is the same bound
+MAX_N = 50_000_000
+
+
 def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_rate: float = 0.03) -> SyntheticCohort:
     """Draw ``n`` episodes of scenario ``name`` with ``seed`` (numpy Generator; same seed, same bytes).
 
@@ -397,8 +402,11 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     number given for a table, e.g. ``death_within_1y`` in neurogenic, sets every entry). ``fault_rate`` is
     the share of export rows given a fault (0 turns faults off); faults never touch ``episodes``.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n > MAX_N:
+        raise ValueError(f"n = {n} is more than the at most {MAX_N:,} episodes a synthetic cohort may have "
+                         "(beyond it the draw runs out of memory)")
     if not 0 <= fault_rate < 1:
         raise ValueError(f"fault_rate must lie in [0, 1), got {fault_rate!r}")
     P = params.resolve(name, overrides)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import synthetic
 from hostats.analysis import load_spec
 from hostats.analysis.spec import MAX_SYNTHETIC_N
 from hostats.cli import app
@@ -105,3 +106,27 @@ def test_latin1_spec_is_a_clear_error(tmp_path):
         load_spec(path)
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 1 and "not UTF-8" in result.output and "Traceback" not in result.output
+
+
+# --- 3. synth and synthetic.generate with an absurd n ---------------------------------------------------
+
+
+@pytest.mark.parametrize("n", ["1000000000000", "0", str(MAX_SYNTHETIC_N + 1)])
+def test_synth_absurd_n_is_a_clear_error(tmp_path, n):
+    result = CliRunner().invoke(app, ["synth", "tha_prophylaxis", "-n", n, "--seed", "1",
+                                      "--out", str(tmp_path / "study")])
+    assert result.exit_code == 1, result.output
+    assert "50,000,000" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("n", [10**12, 10**29, True])
+def test_generate_refuses_absurd_n(n):
+    with pytest.raises(ValueError, match="n "):
+        synthetic.generate("tha_prophylaxis", n, 1)
+
+
+def test_synthetic_bound_is_the_spec_bound():
+    from synthetic.cohort import MAX_N
+
+    assert MAX_N == MAX_SYNTHETIC_N
