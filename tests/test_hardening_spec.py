@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import synthetic
-from hostats.analysis import load_spec
+from hostats.analysis import load_spec, run_analysis
 from hostats.analysis.spec import MAX_SYNTHETIC_N
 from hostats.cli import app
 from hostats.errors import SpecError
@@ -130,3 +132,48 @@ def test_synthetic_bound_is_the_spec_bound():
     from synthetic.cohort import MAX_N
 
     assert MAX_N == MAX_SYNTHETIC_N
+
+
+# --- 4. figures draw data text literally ------------------------------------------------------------------
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(plt.Text)]
+
+
+def test_figures_draw_dollar_signs_literally(tmp_path):
+    from hostats.report.figures import bar_plot, curve_plot, forest_plot, love_plot, save_figure
+
+    curve = pd.DataFrame({"group": [EVIL] * 3 + ["B"] * 3, "time": [10.0, 50, 100] * 2,
+                          "estimate": [0.1, 0.2, 0.3, 0.05, 0.1, 0.15], "ci_lower": [0.0] * 6,
+                          "ci_upper": [0.5] * 6, "n_at_risk": [50, 40, 30] * 2})
+    frame = pd.DataFrame({"label": [EVIL, "B"], "estimate": [0.2, 0.3], "ci_lower": [0.1, 0.2],
+                          "ci_upper": [0.3, 0.4]})
+    figs = {
+        "curve": curve_plot(curve, risk_times=[0, 50, 100], title=EVIL, ylabel=EVIL),
+        "forest": forest_plot(frame, log=False, title=EVIL, xlabel=EVIL),
+        "love": love_plot(pd.DataFrame({"variable": [EVIL], "smd_before": [0.3], "smd_after": [0.05]}), title=EVIL),
+        "bar": bar_plot(pd.DataFrame({"group": [EVIL, "B"], "estimate": [0.2, 0.3]}), x="group", title=EVIL),
+    }
+    for name, fig in figs.items():
+        assert EVIL in _texts(fig), name
+        out = save_figure(fig, tmp_path, name)  # matplotlib would raise ParseFatalException on \evil as TeX
+        assert EVIL in (tmp_path / out["svg"]).read_text(encoding="utf-8"), name
+
+
+def test_report_section_with_a_dollar_site(tmp_path):
+    c = synthetic.generate("tha_prophylaxis", 400, 11, fault_rate=0.0)
+    ep = c.episodes.copy()
+    ep["site"] = ep["site"].replace({"A": EVIL})
+    for col in ep.columns:
+        if str(ep[col].dtype).startswith("datetime64"):
+            ep[col] = ep[col].dt.strftime("%Y-%m-%d")
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    ep.to_csv(folder / "export.csv", index=False)
+    text = spec_text('path = "export.csv"') + '\n[[section]]\ntype = "meta_proportions"\nby = "site"\n'
+    result = run_analysis(write(folder, text), tmp_path / "out")
+    html = result.report.read_text(encoding="utf-8")
+    assert "cannot be estimated" not in html
+    svgs = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out" / "figures").glob("*.svg"))
+    assert "Site $\\evil$" in svgs or "Site $\\\\evil$" in svgs

@@ -26,7 +26,9 @@ import seaborn as sns  # noqa: E402
 from hostats.report.tables import render_cell, secondary_suppression  # noqa: E402
 
 PALETTE = "colorblind"
-_RC = {"svg.hashsalt": "hostats", "svg.fonttype": "none", "figure.dpi": 100}  # SVG text stays text
+# SVG text stays text; text.parse_math off: every text drawn (labels, tick labels, legends, titles, from data
+# such as a site named "Site $\evil$") is literal, never read as mathtext (TeX), which a '$' would break
+_RC = {"svg.hashsalt": "hostats", "svg.fonttype": "none", "figure.dpi": 100, "text.parse_math": False}
 
 
 def _style() -> None:
@@ -315,7 +317,8 @@ def save_figure(fig: plt.Figure, directory: Path | str, name: str) -> dict[str, 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with plt.rc_context(_RC):  # text made while drawing (tick labels) is literal too
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     png = buf.getvalue()
     (directory / f"{name}.png").write_bytes(png)
     with plt.rc_context(_RC):
