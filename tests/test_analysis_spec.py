@@ -47,6 +47,17 @@ times = [182, 365]
 """
 
 
+@pytest.fixture(autouse=True)
+def _data_outside_the_spec_folder():
+    """These specs point at exports in a separate temporary folder (absolute paths), which the runner
+    refuses by default (issue 12: data stay in the spec's folder); tests/test_hardening_spec.py tests that
+    refusal, here it is allowed as a user would with --allow-outside-paths."""
+    from hostats.cohort import allow_outside_paths
+
+    with allow_outside_paths():
+        yield
+
+
 @pytest.fixture(scope="module")
 def export_csv(tmp_path_factory) -> Path:
     """A small, clean export with canonical column names (a synthetic draw without faults)."""
@@ -162,12 +173,12 @@ def test_cli_bad_spec_exit_1_no_traceback_keeps_previous_report(tmp_path, export
     good = write_spec(tmp_path / "a", GOOD.format(data=export_csv))
     out = tmp_path / "reports" / "a"
     runner = CliRunner()
-    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet"])
+    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet", "--allow-outside-paths"])
     assert r.exit_code == 0, r.output
     before = (out / "report.html").read_bytes()
     write_spec(good, GOOD.format(data=export_csv).replace("keep = \"index_event == 'tha'\"",
                                                           "keep = \"index_event == 'burn'\""))
-    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet"])
+    r = runner.invoke(app, ["run", str(good), "--out", str(out), "--quiet", "--allow-outside-paths"])
     assert r.exit_code == 1
     assert "Traceback" not in r.output and "excludes every episode" in r.output
     assert "line 10" in r.output

@@ -82,14 +82,14 @@ def small_cells(tmp_path_factory):
     ep["age_years"] = ep["age_years"].clip(lower=17.0)
     min_age = 18
     folder = tmp_path_factory.mktemp("small")
-    data = folder / "export.csv"
+    spec_dir = folder / "spec"
+    spec_dir.mkdir()
+    data = spec_dir / "export.csv"  # the data of an analysis lie in its folder (issue 12)
     out = ep.copy()
     for col in out.columns:
         if str(out[col].dtype).startswith("datetime64"):
             out[col] = out[col].dt.strftime("%Y-%m-%d")
     out.to_csv(data, index=False)
-    spec_dir = folder / "spec"
-    spec_dir.mkdir()
     (spec_dir / "analysis.toml").write_text(SPEC.format(data=data, min_age=min_age))
     report = folder / "report"
     run_analysis(spec_dir, report)

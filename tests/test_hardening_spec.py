@@ -177,3 +177,38 @@ def test_report_section_with_a_dollar_site(tmp_path):
     assert "cannot be estimated" not in html
     svgs = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out" / "figures").glob("*.svg"))
     assert "Site $\\evil$" in svgs or "Site $\\\\evil$" in svgs
+
+
+# --- 2. [data] paths of a spec stay inside the spec's folder unless allowed ---------------------------------
+
+
+@pytest.mark.parametrize("key", ["path", "mapping", "assessments"])
+def test_spec_data_paths_leaving_the_folder_are_refused(tmp_path, key):
+    (tmp_path / "secret.csv").write_text("token\nhunter2\n")
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "export.csv").write_text("patient_id\n1\n")
+    data = {"path": '"export.csv"', key: '"../secret.csv"'}
+    text = spec_text("\n".join(f"{k} = {v}" for k, v in data.items()))
+    with pytest.raises(SpecError, match=rf"line {line_of(text, key + ' =')}: \[data\] {key}: '../secret.csv' leaves "
+                       r"the spec's folder .*--allow-outside-paths"):
+        run_analysis(write(folder, text), tmp_path / "out")
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1 and "leaves the spec's folder" in result.output
+    assert "hunter2" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_spec_data_path_outside_with_the_option(tmp_path):
+    c = synthetic.generate("tha_prophylaxis", 300, 11, fault_rate=0.0)
+    ep = c.episodes.copy()
+    for col in ep.columns:
+        if str(ep[col].dtype).startswith("datetime64"):
+            ep[col] = ep[col].dt.strftime("%Y-%m-%d")
+    ep.to_csv(tmp_path / "export.csv", index=False)
+    spec = write(tmp_path / "spec", spec_text(f'path = "{tmp_path / "export.csv"}"'))
+    with pytest.raises(SpecError, match="leaves the spec's folder"):
+        run_analysis(spec, tmp_path / "out")
+    assert run_analysis(spec, tmp_path / "out", allow_outside=True).report.is_file()
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "out2"), "--quiet",
+                                      "--allow-outside-paths"])
+    assert result.exit_code == 0, result.output

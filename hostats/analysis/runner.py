@@ -37,12 +37,20 @@ class RunResult:
     synthetic: bool
 
 
-def _resolve(spec: Spec, value: str | None, key: str) -> Path | None:
+def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = False) -> Path | None:
+    """``[data] key`` relative to the spec's folder, refused when it leaves the folder (``..``, an absolute
+    path, a symlink pointing elsewhere) unless ``allow_outside`` (as ``read_cohort`` does for export.toml)."""
     if not value:
         return None
     p = Path(value)
     if not p.is_absolute():
         p = (spec.folder / p)
+    if not allow_outside and "://" not in str(value):
+        root, target = spec.folder.resolve(), p.resolve()
+        if target != root and root not in target.parents:
+            raise spec.error(f"{value!r} leaves the spec's folder {spec.folder}; the data of an analysis must lie "
+                             "inside its folder (pass allow_outside=True to run_analysis, or "
+                             "--allow-outside-paths to hostats run, if this is intended)", "data", key)
     if not p.exists():
         raise spec.error(f"file not found: {p}", "data", key)
     return p
@@ -51,15 +59,20 @@ def _resolve(spec: Spec, value: str | None, key: str) -> Path | None:
 def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = None, mapping: Any = None,
                  assessments: Any = None,
                  prepare: Callable[[Path], tuple[Any, dict | None, dict]] | None = None,
-                 progress: Any = None) -> RunResult:
+                 progress: Any = None, allow_outside: bool | None = None) -> RunResult:
     """Run one analysis spec to a report folder ``out_dir`` (replaced only when the run succeeds).
 
     data/mapping/assessments: override the spec's ``[data]`` (e.g. ``hostats run ... --data FILE``).
     prepare: called with the staging folder before reading; returns ``(source, truth, info)`` -- the
         command line uses it to write a synthetic study folder (outside the report) and pass the truth in.
     progress: an object with ``advance(description)`` (the CLI's rich progress bar) or None.
+    allow_outside: follow ``[data]`` paths (and export.toml paths) that leave the spec's (study) folder;
+        refused by default (default: False, or True inside :func:`hostats.cohort.allow_outside_paths`).
     """
-    from hostats.cohort import read_cohort
+    from hostats.cohort import _ALLOW_OUTSIDE, read_cohort
+
+    if allow_outside is None:
+        allow_outside = _ALLOW_OUTSIDE.get()
 
     timer = Timer()
     if not isinstance(spec, Spec):
@@ -79,15 +92,16 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
                 source, truth, info = prepare(staging)
             step("synthetic data written")
         if source is None:
-            source = _resolve(spec, spec.data.get("path"), "path")
-            mapping = mapping if mapping is not None else _resolve(spec, spec.data.get("mapping"), "mapping")
+            source = _resolve(spec, spec.data.get("path"), "path", allow_outside)
+            mapping = (mapping if mapping is not None
+                       else _resolve(spec, spec.data.get("mapping"), "mapping", allow_outside))
             assessments = (assessments if assessments is not None
-                           else _resolve(spec, spec.data.get("assessments"), "assessments"))
+                           else _resolve(spec, spec.data.get("assessments"), "assessments", allow_outside))
         elif isinstance(source, (str, Path)) and not Path(source).exists() and "://" not in str(source):
             raise HostatsError(f"data file not found: {source}")
         with timer.step("read and clean"):
             kw = {k: spec.data[k] for k in ("sheet", "table", "query") if k in spec.data}
-            cohort = read_cohort(source, mapping, assessments, **kw)
+            cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, **kw)
         step("data read and cleaned")
         episodes = cohort.episodes
         with timer.step("criteria"):
