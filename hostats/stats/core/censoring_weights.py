@@ -68,7 +68,8 @@ IPCW_REFERENCE = (
 )
 
 
-def strata_codes(data: pd.DataFrame, columns: str | Sequence[str] | None) -> tuple[np.ndarray, list]:
+def strata_codes(data: pd.DataFrame, columns: str | Sequence[str] | None,
+                 role: str = "censoring stratum") -> tuple[np.ndarray, list]:
     """Integer codes 0..k-1 of the combined levels of ``columns`` (one stratum when None or empty) and the
     labels (tuples of the columns' values; the value itself for one column). Missing values are a
     DataError naming the column."""
@@ -78,7 +79,7 @@ def strata_codes(data: pd.DataFrame, columns: str | Sequence[str] | None) -> tup
     if not cols:
         return np.zeros(len(data), dtype=np.int64), ["all"]
     for c in cols:
-        label_array(data, c, "censoring stratum")
+        label_array(data, c, role)
     if len(cols) == 1:
         codes, labels = pd.factorize(data[cols[0]], sort=True)
         return codes.astype(np.int64), list(labels)

@@ -24,14 +24,13 @@ from hostats.stats.core.formula import Design, build_design, formula_columns, re
 from hostats.stats.core.results import LogLik, Result, check_level, deprecated_alias, ratio_columns
 from hostats.stats.core.survival_data import status_array, time_array
 from hostats.stats.core.validate import complete_cases, require_columns
-from hostats.stats.regression.logit import check_terms
+from hostats.stats.regression.logit import _newton, check_terms
 
 BINREG_REFERENCE = (
     "Scheike TH, Zhang MJ, Gerds TA. Predicting cumulative incidence probability by direct binomial "
     "regression. Biometrika 2008;95:205-220 (IPCW estimating equation and robust SEs with the censoring "
     "term, as R mets::binreg)"
 )
-_MAX_STEP = 5.0   # largest Newton step per coefficient
 _DIVERGED = 15.0  # |log OR| beyond which the solution is running off to infinity (no events in a level)
 
 
@@ -84,42 +83,6 @@ class BinregResult(Result):
     def linear_predictor(self, data: pd.DataFrame) -> pd.Series:
         X = self._design.matrix(data)
         return pd.Series(X @ self.coef.to_numpy(), index=data.index, name="log_odds")
-
-
-def _solve(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> tuple[np.ndarray, int, bool]:
-    """Newton-Raphson for sum_i X_i (y_i - expit(X_i beta)) = 0: the score of the concave objective
-    sum_i [y_i eta_i - log(1 + exp(eta_i))] (y may exceed 1), with capped, halved steps."""
-    n, p = X.shape
-    beta = np.zeros(p)
-    ybar = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    if np.allclose(X[:, 0], 1.0):
-        beta[0] = np.log(ybar / (1 - ybar))     # start at the intercept-only solution
-
-    def objective(b):
-        eta = X @ b
-        return float(np.sum(y * eta - np.logaddexp(0.0, eta))), eta
-
-    obj, eta = objective(beta)
-    for it in range(1, max_iter + 1):
-        pr = expit(eta)
-        score = X.T @ (y - pr)
-        info = X.T @ (X * (pr * (1.0 - pr))[:, None])
-        try:
-            step = np.linalg.solve(info, score)
-        except np.linalg.LinAlgError:
-            return beta, it, False
-        big = float(np.max(np.abs(step)))
-        if big > _MAX_STEP:
-            step *= _MAX_STEP / big
-        for _ in range(30):
-            new_obj, new_eta = objective(beta + step)
-            if new_obj >= obj - 1e-12 * max(1.0, abs(obj)):
-                break
-            step /= 2.0
-        beta, obj, eta = beta + step, new_obj, new_eta
-        if float(np.max(np.abs(step))) < tol:
-            return beta, it, True
-    return beta, max_iter, False
 
 
 def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: float, *, cause: int = 1,
@@ -213,7 +176,14 @@ def binreg(data: pd.DataFrame, formula: str, time: str, status: str, horizon: fl
             raise EstimationError(f"term {name!r}: no events of cause {cause} by the horizon {horizon:g} in its "
                                   f"{int(np.sum(col == 1))} rows, so its odds ratio is 0 (not estimable); merge "
                                   "sparse levels or drop the term")
-    beta, iterations, converged = _solve(X, y)
+    # the IPCW equation is the logistic score with a non-binary outcome y: logistic's Newton solves it
+    # (same concave objective sum y eta - log(1 + e^eta), capped and halved steps), from the intercept-only fit
+    start = np.zeros(X.shape[1])
+    if np.allclose(X[:, 0], 1.0):
+        ybar = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        start[0] = np.log(ybar / (1 - ybar))
+    fit = _newton(X, y, np.ones_like(y), beta0=start, tol=1e-10)
+    beta, iterations, converged = fit.beta, fit.iterations, fit.converged
     big = names[int(np.argmax(np.abs(beta[1:]))) + 1] if len(names) > 1 else names[0]
     if not converged or not np.all(np.isfinite(beta)):
         raise EstimationError(f"binreg: Newton-Raphson did not converge in {iterations} iterations (largest "

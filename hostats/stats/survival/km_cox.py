@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from hostats.errors import EstimationError
+from hostats.stats.core.censoring_weights import strata_codes
 from hostats.stats.core.formula import formula_columns, require_variables
 from hostats.stats.core.results import (
     CURVE_COLUMNS,
@@ -456,14 +457,6 @@ def _left_km(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.r_[1.0, surv][idx]
 
 
-def _strata_codes(data: pd.DataFrame, strata: list[str]) -> np.ndarray | None:
-    if not strata:
-        return None
-    for col in strata:
-        label_array(data, col, "strata")
-    return data.groupby(strata, sort=True, observed=True).ngroup().to_numpy(np.int64)
-
-
 def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | None = None,
         cluster: str | None = None, strata: str | list[str] | None = None, level: float = 0.95,
         robust: bool | None = None, ci: str = "wald") -> CoxResult:
@@ -507,7 +500,7 @@ def cox(data: pd.DataFrame, formula: str, time: str, event: str, weights: str | 
         raise EstimationError("no events: a Cox model needs at least one event")
     if e.sum() < X.shape[1]:
         raise EstimationError(f"only {int(e.sum())} events for {X.shape[1]} coefficients")
-    sc = _strata_codes(data, strata_cols)
+    sc = strata_codes(data, strata_cols, "strata")[0] if strata_cols else None
     wts = np.ones_like(t) if w is None else w
     dat = _efron.prepare(X, t, e, wts, sc)
     del X  # prepare keeps a sorted, centred copy
