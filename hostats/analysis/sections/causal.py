@@ -46,9 +46,13 @@ def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) ->
             "E-value (CI limit)": format_number(et.get("e_value_ci"))}
 
 
+# the suffix of an iptw-section measure names its adjustment method (no suffix: IPTW)
+_METHOD_SUFFIX = re.compile(r"_(aipw|regression|ipcw)$")
+
+
 def _adjustment_method(measure: str) -> str:
     """Which adjustment method an iptw-section row comes from (its measure's suffix)."""
-    m = re.search(r"_(aipw|regression|ipcw)$", measure)
+    m = _METHOD_SUFFIX.search(measure)
     return m.group(1) if m else "iptw"
 
 
@@ -59,7 +63,7 @@ def _truth_contrast(ctx: Context, spec_truth: Any, contrast: str, measure: str) 
     if spec_truth is None or ctx.truth is None or " vs " not in contrast:
         return None
     arm, ref = contrast.split(" vs ", 1)
-    measure = re.sub(r"_(aipw|regression|ipcw)$", "", measure)
+    measure = _METHOD_SUFFIX.sub("", measure)
     if isinstance(spec_truth, dict):
         if measure in ("risk_treated", "risk_control"):
             v = _truth_of(ctx, spec_truth.get("risk"))
@@ -83,7 +87,7 @@ _ATE_METHODS = {"iptw": ("iptw", ""), "regression": ("gformula", "_regression"),
 
 
 def _with_units(t: pd.DataFrame) -> pd.DataFrame:
-    base = t["measure"].astype(str).map(lambda m: re.sub(r"^crude_|_(regression|aipw|ipcw)$", "", m))
+    base = t["measure"].astype(str).str.removeprefix("crude_").str.replace(_METHOD_SUFFIX, "", regex=True)
     return t.assign(group=t["contrast"], unit=base.map(_RISK_UNITS).fillna(""))
 
 
