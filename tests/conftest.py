@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+from tests.paths import DATA
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +21,8 @@ import synthetic
 from hostats import simstudy as ss
 from hostats.analysis import discover, is_simulation_spec
 from hostats.cli import app
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 STUDY = ss.load_module(ROOT / "analyses" / "simulation_study" / "study.py")
 
 

@@ -47,7 +47,7 @@ regression; R ``mets::binreg``), of Gerds & Schumacher (2006, Biometrical J 48:1
 prediction-error estimates, and of Ozenne, Scheike, Staerk & Gerds (2020, Biometrical J 62:751-763) for
 the IPCW/AIPTW average treatment effect (R ``riskRegression::ate``). Without covariates,
 (1/n) sum_j Delta_j I(T_j <= t, cause) / G-hat(T_j-) is the Aalen-Johansen estimate at t and
-v_i - theta + c_i its influence function (checked in tests/test_ipcw.py).
+v_i - theta + c_i its influence function (checked in tests/stats/core/test_ipcw.py).
 
 Computation: one sort per stratum, distinct times, cumulative sums; O(n log n) time and O(n p) memory.
 """

@@ -43,7 +43,7 @@ def site_summary(data: pd.DataFrame, site: str, outcome: str, exposure: str | No
 
     Pool the rows with ``meta_proportions(s.events, s.n, labels=s.site)`` or
     ``meta_effects(s.log_or, s.var_log_or, labels=s.site)``: the answer is the one the same functions give
-    when fed the quantities computed from the sites' individual rows (tests/test_meta_sites.py).
+    when fed the quantities computed from the sites' individual rows (tests/stats/meta/test_meta_sites.py).
 
     The counts are exact because pooling needs them; suppress small cells (1-4) before publishing the table
     itself. No identifier or date leaves the site.

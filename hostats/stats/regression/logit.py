@@ -626,7 +626,7 @@ def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
                     # covariance with var_weights. Harmless here: the binomial scale is fixed at 1, so its
                     # score_obs is w_i x_i (y_i - p_i) and its Hessian the weighted information, and the
                     # cluster sandwich is the pseudo-likelihood one with the G/(G-1) (N-1)/(N-K) factor
-                    # over rows (R sandwich::vcovCL type HC1 to 1e-6 in tests/test_regression.py).
+                    # over rows (R sandwich::vcovCL type HC1 to 1e-6 in tests/stats/regression/test_regression.py).
                     # Only that message, only here: with freq_weights the same warning is real (its N
                     # counts rows, not replicated people) and still reaches the user.
                     warnings.filterwarnings("ignore", message="cov_type not fully supported with var_weights",

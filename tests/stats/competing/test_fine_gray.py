@@ -15,19 +15,18 @@ References
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.competing.cif_fine_gray import fine_gray
+from tests.paths import DATA
 
 
 @pytest.fixture(scope="module")
 def bmt() -> pd.DataFrame:
-    return pd.read_csv(Path(__file__).parent / "data" / "bmtcrr.csv")
+    return pd.read_csv(DATA / "bmtcrr.csv")
 
 
 def test_integer_coded_model_matches_published_crr(bmt):

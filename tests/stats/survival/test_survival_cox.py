@@ -31,6 +31,7 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.survival.km_cox import cox
+from tests.paths import DATA, REFERENCE
 
 ROSSI_TERMS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 FULL = " + ".join(ROSSI_TERMS)
@@ -268,15 +269,13 @@ def test_profile_likelihood_limits_against_r(rossi):
 # --- cox.zph with every transform, stored from R (tests/reference/cox_zph.R -> cox_zph.json) ---
 def _zph_reference() -> dict:
     import json
-    from pathlib import Path
 
-    return json.loads((Path(__file__).parent / "reference" / "cox_zph.json").read_text())
+    return json.loads((REFERENCE / "cox_zph.json").read_text())
 
 
 def _zph_fits(rossi) -> dict:
-    from pathlib import Path
 
-    lung = pd.read_csv(Path(__file__).parent / "data" / "lung.csv")
+    lung = pd.read_csv(DATA / "lung.csv")
     lung = lung.assign(dead=(lung["status"] == 2).astype(int)).rename(columns={"ph.ecog": "ecog"})
     with pytest.warns(UserWarning, match="1 of 228 rows dropped"):
         lung_fit = cox(lung, "age + sex + ecog", "time", "dead")

@@ -8,8 +8,6 @@ functions subject by subject, stratified and with a matrix v.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +15,7 @@ import pytest
 from hostats.errors import DataError
 from hostats.stats.competing.cif_fine_gray import _aalen_johansen
 from hostats.stats.core.censoring_weights import censoring_km, strata_codes
-
-DATA = Path(__file__).parent / "data"
+from tests.paths import DATA, REFERENCE
 
 
 def _ipcw_cif(t, s, h, strata=None):
@@ -143,7 +140,7 @@ def test_censoring_weights_match_r():
     so mets' G(T) is G(T-))."""
     import json
 
-    ref = json.loads((Path(__file__).parent / "reference" / "binreg.json").read_text())
+    ref = json.loads((REFERENCE / "binreg.json").read_text())
     bmt = pd.read_csv(DATA / "mets_bmt.csv")
     t, s = bmt.time.to_numpy(float), bmt.cause.to_numpy()
     for key, strata in (("mets_bmt_50_tminus", None),

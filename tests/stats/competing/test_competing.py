@@ -13,19 +13,18 @@ References
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.competing.cif_fine_gray import cumulative_incidence
+from tests.paths import DATA
 
 
 @pytest.fixture(scope="module")
 def bmt() -> pd.DataFrame:
-    return pd.read_csv(Path(__file__).parent / "data" / "bmtcrr.csv")
+    return pd.read_csv(DATA / "bmtcrr.csv")
 
 
 # cmprsk cuminc(ftime, Status, D): timepoints at 20, 40, 60 months

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,9 @@ from hostats.errors import DataError, EstimationError
 from hostats.stats.competing.cif_fine_gray import _aalen_johansen
 from hostats.stats.regression.binomial import binreg
 from hostats.stats.regression.logit import logistic
+from tests.paths import TESTS
 
-HERE = Path(__file__).parent
+HERE = TESTS
 REF = json.loads((HERE / "reference" / "binreg.json").read_text())
 BMTCRR = pd.read_csv(HERE / "data" / "bmtcrr.csv")
 METS_BMT = pd.read_csv(HERE / "data" / "mets_bmt.csv")

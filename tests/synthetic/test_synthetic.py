@@ -13,8 +13,8 @@ import tomllib
 
 import synthetic
 from synthetic import export
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ["burn", "fracture", "neurogenic", "resection_recurrence", "tha_prophylaxis"]
 
 

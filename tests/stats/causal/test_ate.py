@@ -18,7 +18,6 @@ its known.nuisance = TRUE, which we match to 0.1%; the default's SEs are up to 1
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +25,9 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.causal.absolute_risk import _weighted_aj, ate
+from tests.paths import TESTS
 
-HERE = Path(__file__).parent
+HERE = TESTS
 REF = json.loads((HERE / "reference" / "ate.json").read_text())
 TRUTH = json.loads((HERE / "data" / "ate_sim_truth.json").read_text())
 R_NAME = {"gformula": "GFORMULA", "ipcw": "IPTW", "aipw": "AIPTW"}

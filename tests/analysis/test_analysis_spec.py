@@ -13,8 +13,8 @@ from hostats.analysis import discover, load_spec, run_analysis
 from hostats.analysis.spec import _locate
 from hostats.cli import app
 from hostats.errors import SpecError
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ANALYSES = ROOT / "analyses"
 
 GOOD = """\

@@ -23,6 +23,7 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.survival.interval_censoring import interval_censored
+from tests.paths import TESTS
 
 R_DIABETES = {  # time: 1 - S(time) from R survival 3.5.3
     2.0: 0.001826120976, 5.0: 0.016089734947, 9.0: 0.094047436674, 12.0: 0.216617137488,
@@ -162,9 +163,8 @@ def test_accelerated_em_agrees_with_constrained_newton():
 # --- missing bounds as R's interval2 reads them (tests/reference/interval_na.R) -------------------------
 def _bcdeter():
     import json
-    from pathlib import Path
 
-    here = Path(__file__).parent
+    here = TESTS
     ref = json.loads((here / "reference" / "interval_na.json").read_text())
     return pd.read_csv(here / "data" / "bcdeter.csv"), ref
 

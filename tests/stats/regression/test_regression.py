@@ -10,6 +10,7 @@ from scipy.special import expit, logit
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.regression.logit import c_statistic, logistic
+from tests.paths import DATA, REFERENCE
 
 # logistf's sex2 data (Heinze & Schemper 2002; R package logistf, `data(sex2)`: 239 women, 130 cases of
 # urinary tract infection) as counts of identical rows: case, age, oc, vic, vicl, vis, dia, count.
@@ -59,9 +60,8 @@ def admissions(data_dir_module) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def data_dir_module():
-    from pathlib import Path
 
-    return Path(__file__).parent / "data"
+    return DATA
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,9 +163,8 @@ def test_cluster_robust_se_matches_vcovcl_hc1(admissions):
 def _cluster_reference(admissions):
     """The data and values of tests/reference/logistic_cluster.R (R glm + sandwich::vcovCL, stored)."""
     import json
-    from pathlib import Path
 
-    ref = json.loads((Path(__file__).parent / "reference" / "logistic_cluster.json").read_text())
+    ref = json.loads((REFERENCE / "logistic_cluster.json").read_text())
     i = np.arange(len(admissions))
     d = admissions.assign(w=0.5 + ((37 * i) % 11) / 4, fw=1 + i % 3, cl=i % 40)
     return d, ref

@@ -18,16 +18,15 @@ References (each number below is copied from the cited file; metafor's own toler
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from hostats.errors import EstimationError
 from hostats.stats.meta import meta_effects
+from tests.paths import DATA
 
-DATA = Path(__file__).parent / "data" / "dat_bcg.csv"
+DATA = DATA / "dat_bcg.csv"
 
 
 @pytest.fixture(scope="module")

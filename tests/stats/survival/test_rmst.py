@@ -14,7 +14,6 @@ What is matched (the R script says how each figure was made):
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,9 @@ import hostats
 from hostats.errors import DataError, EstimationError
 from hostats.stats.causal.weighting import iptw
 from hostats.stats.survival.restricted_mean import RMSTResult, rmst
+from tests.paths import TESTS
 
-HERE = Path(__file__).parent
+HERE = TESTS
 REF = json.loads((HERE / "reference" / "rmst.json").read_text())
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from hostats.analysis import load_spec
 from hostats.cli import app
 from hostats.report.html import SECTION_IDS
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("tha_incidence", "prophylaxis", "resection_recurrence", "neurogenic")
 SMALL_N = {"tha_incidence": 1200, "prophylaxis": 2000, "resection_recurrence": 2000, "neurogenic": 2000}
 

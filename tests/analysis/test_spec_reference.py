@@ -2,8 +2,6 @@
 hostats/analysis/spec.py, and that declaration matches the section registry: neither can drift."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from hostats.analysis import SECTIONS
 from hostats.analysis.spec import (
     _COMMON_SECTION_KEYS,
@@ -14,8 +12,7 @@ from hostats.analysis.spec import (
     TABLES,
     spec_reference,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def test_committed_reference_is_what_the_declaration_generates():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,8 +26,8 @@ from hostats.stats.core.results import (
     LogLik,
     Result,
 )
+from tests.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 LEVEL = 0.90  # not the default, so a level that is dropped on the way shows
 
 

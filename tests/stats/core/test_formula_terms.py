@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,8 +27,9 @@ from hostats.stats.competing.cif_fine_gray import fine_gray
 from hostats.stats.core.formula import build_design, formula_columns, formula_variables
 from hostats.stats.regression.logit import logistic
 from hostats.stats.survival.km_cox import cox
+from tests.paths import TESTS
 
-HERE = Path(__file__).parent
+HERE = TESTS
 REF = json.loads((HERE / "reference" / "formula_terms.json").read_text())
 DOTTED = ["ph.ecog", "ph.karno", "pat.karno", "meal.cal", "wt.loss"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hostats.cli import app
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 Z = 1.959964
 
 
