@@ -340,9 +340,33 @@ def coerce_booleans(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     return out
 
 
-def _to_number(u: pd.Series) -> pd.Series:
+_GROUPED = r"[+-]?\d{1,3}(?:,\d{3})+"  # "1,000" / "12,500": a thousands separator, or a decimal comma?
+AMBIGUOUS_COMMA = ("ambiguous number: the comma may be a decimal comma or a thousands separator; write it "
+                   "without the separator (1000) or with a decimal point")
+
+
+def _comma_role(u: pd.Series) -> str | None:
+    """How a column uses commas inside numbers, judged on the whole column: 'decimal' when some value can
+    only be a decimal comma ("61,5"), 'thousands' when the column also writes decimal points ("1,250.5",
+    "7.5"), None when every comma value is ambiguous ("1,000") or there are none."""
     t = _text(u)
-    t = t.where(~t.str.fullmatch(r"[+-]?\d+,\d+"), t.str.replace(",", ".", regex=False))  # decimal comma
+    comma = t.str.fullmatch(r"[+-]?\d*,\d+").fillna(False).astype(bool)
+    if (comma & ~t.str.fullmatch(_GROUPED).fillna(False).astype(bool)).any():
+        return "decimal"
+    if t.str.contains(".", regex=False).fillna(False).to_numpy().any():
+        return "thousands"
+    return None
+
+
+def _to_number(u: pd.Series, comma: str | None = "decimal") -> pd.Series:
+    t = _text(u)
+    if comma == "thousands":
+        t = t.where(~t.str.fullmatch(_GROUPED + r"(?:\.\d+)?"), t.str.replace(",", "", regex=False))
+    else:
+        decimal = t.str.fullmatch(r"[+-]?\d*,\d+")
+        if comma is None:
+            decimal &= ~t.str.fullmatch(_GROUPED)  # left unparsed: reported as ambiguous
+        t = t.where(~decimal, t.str.replace(",", ".", regex=False))
     return pd.to_numeric(t, errors="coerce").astype("float64")
 
 
@@ -360,10 +384,14 @@ def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
             num = s.astype("float64")
         else:
-            num = _by_unique(s, _to_number).astype("float64")
+            comma = _comma_role(pd.Series(s.dropna().unique()))
+            num = _by_unique(s, lambda u, comma=comma: _to_number(u, comma)).astype("float64")
             bad = (num.isna() & s.notna()).to_numpy()
-            bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, s, "not a number",
-                                                       "set missing")
+            why: str | pd.Series = "not a number"
+            if comma is None and bad.any():
+                grouped = _text(s).str.fullmatch(_GROUPED).fillna(False)
+                why = pd.Series(np.where(grouped, AMBIGUOUS_COMMA, "not a number"), index=s.index, dtype=object)
+            bad_cells += ctx.ledger.problems_from_mask(out, bad, c.name, s, why, "set missing")
             changed |= bad
         if c.kind == "int":
             frac = (num.notna() & (num != np.round(num))).to_numpy()

@@ -23,6 +23,7 @@ import io
 import re
 import sys
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -512,11 +513,15 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
     try:
         book = pd.ExcelFile(path)
     except Exception as exc:  # openpyxl/xlrd raise many kinds for a broken or mislabelled file
-        raise DataError(f"cannot open as an Excel workbook: {exc}", file=str(path)) from None
+        raise DataError(_not_a_workbook(path, exc), file=str(path)) from None
+    notes = []
     with book:
         names = book.sheet_names
         if sheet is None:
             sheet = names[0]
+            if len(names) > 1:  # say which one was read: a wrong first sheet would be read silently
+                notes.append(f"the workbook has {len(names)} sheets {names}; read the first, {sheet!r} "
+                             "(choose another with --sheet or [source] sheet in the mapping)")
         elif isinstance(sheet, int):
             if not 0 <= sheet < len(names):
                 raise DataError(f"sheet number {sheet} does not exist; sheets: {names}", file=str(path))
@@ -534,8 +539,26 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
     header = [str(h).strip() if pd.notna(h) else f"unnamed_{i + 1}" for i, h in enumerate(raw.iloc[0])]
     frame = raw.iloc[1:].reset_index(drop=True)
     frame.columns = header
-    notes = _uncalculated_formulas(path, sheet, raw, header)
+    notes += _uncalculated_formulas(path, sheet, raw, header)
     return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path), notes=notes)
+
+
+def _not_a_workbook(path: Path, exc: Exception) -> str:
+    """Why an .xlsx/.xls cannot be opened, in the user's terms rather than the reader library's."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                if "xl/workbook.xml" not in z.namelist():
+                    return ("the file is a zip archive but not an Excel workbook (no xl/workbook.xml inside); "
+                            "give it its real extension")
+        except zipfile.BadZipFile:
+            return "the workbook is damaged or truncated (not a complete zip archive); save it again from Excel"
+    elif b"\x00" not in head and not head.startswith(b"\xd0\xcf\x11\xe0"):
+        return ("the file is text, not an Excel workbook: is it a CSV saved under an Excel name? Give it its "
+                "real extension (.csv)")
+    return f"cannot open as an Excel workbook: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _has_formulas(path: Path) -> bool:
