@@ -101,6 +101,12 @@ def validate(
                "problems": problems.head(show).to_dict(orient="records"), "problems_total": len(problems),
                "excluded": excluded.head(show).to_dict(orient="records"), "excluded_total": len(excluded),
                "completeness": complete.to_dict(orient="records")}
+        if cohort.assessment_ledger is not None:
+            al = cohort.assessment_ledger
+            out["assessments"] = {"rows_read": al.rows_read, "rows_kept": len(cohort.assessments),
+                                  "rows_excluded": al.rows_excluded,
+                                  "problems": al.problems.head(show).to_dict(orient="records"),
+                                  "problems_total": len(al.problems), "notes": list(al.notes)}
         print(json.dumps(out, indent=2, default=str))
         raise typer.Exit(0 if usable else 1)
     from rich.markup import escape
@@ -142,6 +148,8 @@ def validate(
         al = cohort.assessment_ledger
         console.print(f"assessments: {len(cohort.assessments)} of {al.rows_read} row(s) kept, "
                       f"{al.rows_excluded} excluded, {len(al.problems)} cell problem(s)", highlight=False)
+        for n in al.notes:
+            console.print(f"note (assessments): {safe(n)}", highlight=False, soft_wrap=True, markup=False)
     for n in cohort.ledger.notes:
         console.print(f"note: {safe(n)}", highlight=False, soft_wrap=True, markup=False)
     rows_read = cohort.ledger.rows_read
@@ -172,6 +180,11 @@ def _synthetic_prepare(spec):
     import tempfile
 
     import synthetic
+
+    for s in spec.synthetic:  # before any computation: a typo here would otherwise surface deep in the run
+        if s["scenario"] not in synthetic.scenarios():
+            raise spec.error(f"unknown scenario {s['scenario']!r}; choose one of {', '.join(synthetic.scenarios())}",
+                             "data", "synthetic")
 
     def prepare(staging: Path):
         prepare.workdir = Path(tempfile.mkdtemp(prefix=f"hostats-{spec.name}-data-"))

@@ -228,6 +228,10 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     episodes = clean.interval_bounds(clean.derive_outcomes(episodes), assess_df)
     if assess_df is not None:  # the join above used the ids' integer codes; canonical dtype from here on
         assess_df["patient_id"] = clean.as_string(assess_df["patient_id"])
+        orphan = ~assess_df["patient_id"].isin(episodes["patient_id"])
+        if orphan.any():  # kept (they are data), but they inform no episode: say so rather than drop them
+            assess_ledger.note(f"{int(orphan.sum())} assessment row(s) belong to no kept episode (patient_id not "
+                               f"among the episodes, or its episodes excluded); they inform no HO interval")
     provenance = {"sources": prov_sources, "today": str(today_ts.date()),
                   "mappings": [m.to_dict() for _, m, _ in items]}
     cohort = Cohort(episodes, assess_df, ledger, provenance, assess_ledger)
