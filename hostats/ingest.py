@@ -543,6 +543,20 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
     return RawSource(frame, f"{path}[{sheet}]", _sha256_file(path), notes=notes)
 
 
+def _looks_like_text(path: Path) -> bool:
+    """Whether a file that should be binary (a workbook, a Stata/SPSS/parquet file) is plain text instead."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the end of the block is still text
+        if exc.start < len(head) - 3:
+            return False
+    return True
+
+
 def _not_a_workbook(path: Path, exc: Exception) -> str:
     """Why an .xlsx/.xls cannot be opened, in the user's terms rather than the reader library's."""
     with open(path, "rb") as f:
@@ -555,7 +569,7 @@ def _not_a_workbook(path: Path, exc: Exception) -> str:
                             "give it its real extension")
         except zipfile.BadZipFile:
             return "the workbook is damaged or truncated (not a complete zip archive); save it again from Excel"
-    elif b"\x00" not in head and not head.startswith(b"\xd0\xcf\x11\xe0"):
+    elif _looks_like_text(path):
         return ("the file is text, not an Excel workbook: is it a CSV saved under an Excel name? Give it its "
                 "real extension (.csv)")
     return f"cannot open as an Excel workbook: {type(exc).__name__}: {str(exc)[:200]}"
@@ -658,6 +672,9 @@ def _read_file(path: Path, mapping: Mapping, sheet: str | int | None) -> RawSour
         return _read_text(path, mapping)
     if suffix in EXCEL_SUFFIXES:
         return _read_excel(path, sheet if sheet is not None else mapping.sheet)
+    if suffix in {".parquet", ".pq", ".dta", ".sas7bdat", ".sav", ".zsav"} and _looks_like_text(path):
+        raise DataError(f"the file is text, not a {suffix} file: is it a CSV saved under another name? Give it "
+                        "its real extension (.csv)", file=str(path))
     try:
         if suffix in {".parquet", ".pq"}:
             frame = pd.read_parquet(path)
