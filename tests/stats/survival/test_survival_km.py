@@ -1,12 +1,15 @@
 """Kaplan-Meier against R's survival package and lifelines.
 
 Reference: the ``aml`` data (acute myelogenous leukaemia, maintenance chemotherapy; Miller RG, Survival
-Analysis, Wiley 1981; shipped as ``survival::aml``). R values from R 4.2.2, survival 3.5-3:
+Analysis, Wiley 1981; shipped as ``survival::aml``). R values (R 4.2.2, survival 3.5-3) are in
+tests/reference/km.json, written by tests/reference/km.R:
 ``survfit(Surv(time, status) ~ x, data = aml, conf.type = "log-log")`` whose printed medians are
 31 (13, NA) for Maintained and 23 (5, 33) for Nonmaintained, and ``survdiff(Surv(time, status) ~ x,
-data = aml)``: Chisq = 3.39638869898 on 1 df, p = 0.06533932204.
+data = aml)``: Chisq = 3.396 on 1 df, p = 0.0653.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,9 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.survival.km_cox import kaplan_meier
+from tests.paths import REFERENCE
+
+R = json.loads((REFERENCE / "km.json").read_text())
 
 AML = pd.DataFrame({
     "time": [9, 13, 13, 18, 23, 28, 31, 34, 45, 48, 161, 5, 5, 8, 8, 12, 16, 23, 27, 30, 33, 43, 45],
@@ -21,24 +27,8 @@ AML = pd.DataFrame({
     "x": ["Maintained"] * 11 + ["Nonmaintained"] * 12,
 })
 
-# summary(survfit(...)): time, n.risk, surv, lower, upper (log-log), R survival 3.5-3
-R_AML = pd.DataFrame([
-    ("Maintained", 9, 11, 0.90909090909, 0.508080205770, 0.9866738227),
-    ("Maintained", 13, 10, 0.81818181818, 0.447428614682, 0.9511622286),
-    ("Maintained", 18, 8, 0.71590909091, 0.350190385908, 0.8990239742),
-    ("Maintained", 23, 7, 0.61363636364, 0.265752040001, 0.8352992433),
-    ("Maintained", 31, 5, 0.49090909091, 0.167330909777, 0.7533997904),
-    ("Maintained", 34, 4, 0.36818181818, 0.092829574937, 0.6570408324),
-    ("Maintained", 48, 2, 0.18409090909, 0.011738480123, 0.5250148427),
-    ("Nonmaintained", 5, 12, 0.83333333333, 0.481714942195, 0.9555093657),
-    ("Nonmaintained", 8, 10, 0.66666666667, 0.337018932541, 0.8597117991),
-    ("Nonmaintained", 12, 8, 0.58333333333, 0.270138924085, 0.8009401923),
-    ("Nonmaintained", 23, 6, 0.48611111111, 0.191876619619, 0.7296715698),
-    ("Nonmaintained", 27, 5, 0.38888888889, 0.126272012195, 0.6498174083),
-    ("Nonmaintained", 30, 4, 0.29166666667, 0.072401608908, 0.5608860527),
-    ("Nonmaintained", 33, 3, 0.19444444444, 0.031198642931, 0.4614294762),
-    ("Nonmaintained", 43, 2, 0.09722222222, 0.005746305696, 0.3489038611),
-], columns=["group", "time", "n_at_risk", "estimate", "ci_lower", "ci_upper"])
+# summary(survfit(...)): time, n.risk, surv, lower, upper (log-log), R survival 3.5-3 (km.json)
+R_AML = pd.DataFrame(R["aml"]["curve"])[["group", "time", "n_at_risk", "estimate", "ci_lower", "ci_upper"]]
 
 
 def test_aml_curve_matches_r_survfit_loglog():
@@ -61,8 +51,8 @@ def test_aml_medians_and_logrank_match_r():
     assert tuple(tab.loc["Nonmaintained", ["estimate", "ci_lower", "ci_upper"]]) == (23, 5, 33)
     assert tuple(tab["n"]) == (11, 12) and tuple(tab["events"]) == (7, 11)
     lr = res.logrank.table().iloc[0]
-    assert lr["estimate"] == pytest.approx(3.39638869898, rel=1e-9)
-    assert lr["p_value"] == pytest.approx(0.06533932204, rel=1e-8)
+    assert lr["estimate"] == pytest.approx(R["aml"]["logrank"]["chisq"], rel=1e-9)
+    assert lr["p_value"] == pytest.approx(R["aml"]["logrank"]["p_value"], rel=1e-8)
     assert lr["df"] == 1
 
 
@@ -71,11 +61,12 @@ def test_at_times_number_at_risk_and_cumulative_incidence():
     at = res.at([10, 20, 30]).set_index(["group", "time"])
     # summary(fit, times = c(10, 20, 30)) in R: n.risk 10, 7, 5 and 8, 6, 4
     assert list(at["n_at_risk"]) == [10, 7, 5, 8, 6, 4]
-    assert at.loc[("Maintained", 20.0), "estimate"] == pytest.approx(0.71590909091)
+    r_at = pd.DataFrame(R["aml"]["at_10_20_30"]).set_index(["group", "time"]).loc[("Maintained", 20)]
+    assert at.loc[("Maintained", 20.0), "estimate"] == pytest.approx(r_at["estimate"])
     ci = res.at([20], kind="cumulative_incidence").set_index("group")
-    assert ci.loc["Maintained", "estimate"] == pytest.approx(1 - 0.71590909091)
-    assert ci.loc["Maintained", "ci_lower"] == pytest.approx(1 - 0.8990239742)
-    assert ci.loc["Maintained", "ci_upper"] == pytest.approx(1 - 0.350190385908)
+    assert ci.loc["Maintained", "estimate"] == pytest.approx(1 - r_at["estimate"])
+    assert ci.loc["Maintained", "ci_lower"] == pytest.approx(1 - r_at["ci_upper"])
+    assert ci.loc["Maintained", "ci_upper"] == pytest.approx(1 - r_at["ci_lower"])
     before = res.at([0, 4.9]).set_index("group")
     assert (before["estimate"] == 1).all()
     with pytest.raises(ValueError, match="kind"):
@@ -105,12 +96,9 @@ def test_matches_lifelines_with_many_ties():
 
 def test_weighted_point_estimate_matches_r_and_equal_weights_give_greenwood():
     # R: survfit(Surv(time, status) ~ x, data = aml, weights = w); w from set.seed(1);
-    # round(runif(23, 0.5, 3), 3)
-    w = [1.164, 1.430, 1.932, 2.771, 1.004, 2.746, 2.862, 2.152, 2.073, 0.654, 1.015, 0.941, 2.218,
-         1.460, 2.425, 1.744, 2.294, 2.980, 1.450, 2.444, 2.837, 1.030, 2.129]
-    r_surv = [0.9412210271, 0.8690097460, 0.7113854738, 0.6542744059, 0.4404172394, 0.2796133882,
-              0.1700464883, 0.8681112224, 0.7059118236, 0.6330995324, 0.4865077215, 0.4151794913,
-              0.2949545296, 0.1553971580, 0.1047295186, 0.0]
+    # round(runif(23, 0.5, 3), 3); the curve at the event times (km.json)
+    w = R["aml_weighted"]["weights"]
+    r_surv = R["aml_weighted"]["estimate"]
     df = AML.assign(w=w)
     res = kaplan_meier(df, "time", "status", group="x", weights="w")
     got = res.curve[res.curve["time"] > 0]
@@ -171,21 +159,20 @@ def test_degenerate_inputs():
 
 
 def test_four_group_logrank_and_medians_on_bmtcrr(data_dir):
-    """bmtcrr (tests/data/README.md; Scrucca et al. 2007). R 4.2.2, survival 3.5-3:
-    survdiff(Surv(ftime, Status == 1) ~ Phase): Chisq = 25.9805812631 on 3 df, expected
-    18.08518651417, 17.35764829268, 3.76863572467, 16.78852946848;
+    """bmtcrr (tests/data/README.md; Scrucca et al. 2007). R 4.2.2, survival 3.5-3 (km.json):
+    survdiff(Surv(ftime, Status == 1) ~ Phase): Chisq = 25.98 on 3 df, and its expected counts;
     survfit(Surv(ftime, Status > 0) ~ Phase, conf.type = "log-log") medians (LCL, UCL):
     CR1 8.63 (6.00, NA), CR2 9.50 (7.00, 28.53), CR3 5.75 (2.83, NA), Relapse 3.93 (3.03, 6.07)."""
+    r = R["bmtcrr"]
     d = pd.read_csv(data_dir / "bmtcrr.csv")
     d["relapse"] = (d["Status"] == 1).astype(int)
     d["any"] = (d["Status"] > 0).astype(int)
     lr = kaplan_meier(d, "ftime", "relapse", group="Phase").logrank
     row = lr.table().iloc[0]
-    assert row["estimate"] == pytest.approx(25.9805812631, rel=1e-9) and row["df"] == 3
-    np.testing.assert_allclose(lr.fitted["expected"],
-                               [18.08518651417, 17.35764829268, 3.76863572467, 16.78852946848], rtol=1e-10)
+    assert row["estimate"] == pytest.approx(r["logrank_chisq"], rel=1e-9) and row["df"] == r["logrank_df"]
+    np.testing.assert_allclose(lr.fitted["expected"], r["logrank_expected"], rtol=1e-10)
     tab = kaplan_meier(d, "ftime", "any", group="Phase").table()
-    np.testing.assert_allclose(tab["estimate"], [8.63, 9.50, 5.75, 3.93], atol=0.005)
-    np.testing.assert_allclose(tab["ci_lower"], [6.00, 7.00, 2.83, 3.03], atol=0.005)
-    np.testing.assert_allclose(tab["ci_upper"], [np.nan, 28.53, np.nan, 6.07], atol=0.005)
-    assert list(tab["events"]) == [27, 30, 8, 66]
+    np.testing.assert_allclose(tab["estimate"], r["median"], atol=0.005)
+    np.testing.assert_allclose(tab["ci_lower"], r["median_ci_lower"], atol=0.005)
+    np.testing.assert_allclose(tab["ci_upper"], np.array(r["median_ci_upper"], dtype=float), atol=0.005)
+    assert list(tab["events"]) == r["events"]
