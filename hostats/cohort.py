@@ -28,6 +28,7 @@ from hostats.ingest import (
     read_source,
 )
 from hostats.ledger import Ledger
+from hostats.sources import is_source_object, open_source
 
 Source = Any  # path, URL, DataFrame, folder, or a list of these
 
@@ -158,17 +159,29 @@ def _expand(source: Source, mapping: Any, allow_outside: bool = False
             out += items
             assess = assess or a
         return out, assess
-    if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir():
+    if is_source_object(source):  # REDCap export, OMOP CDM (hostats.sources)
+        return [(source, source.mapping, source.site)], source.assessments
+    if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir() \
+            and (Path(source) / "export.toml").exists():
         folder = read_export_toml(Path(source), allow_outside=allow_outside)
-        items = [(e["path"], load_mapping(e.get("mapping")) if e.get("mapping") else load_mapping(mapping),
-                  e.get("site")) for e in folder.episodes]
-        return items, folder.assessments
+        items, assess = [], folder.assessments
+        for e in folder.episodes:
+            if e.get("kind") or e.get("dictionary"):
+                src = open_source(e["path"], kind=e.get("kind"), dictionary=e.get("dictionary"),
+                                  mapping=e.get("mapping"), site=e.get("site"))
+                items.append((src, src.mapping, src.site))
+                assess = assess or src.assessments
+            else:
+                items.append((e["path"], load_mapping(e.get("mapping")) if e.get("mapping")
+                              else load_mapping(mapping), e.get("site")))
+        return items, assess
     return [(source, load_mapping(mapping), None)], None
 
 
 def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *, sheet: str | int | None = None,
                 table: str | None = None, query: str | None = None,
-                today: str | pd.Timestamp | None = None, allow_outside: bool | None = None) -> Cohort:
+                today: str | pd.Timestamp | None = None, allow_outside: bool | None = None,
+                kind: str | None = None, dictionary: Any = None) -> Cohort:
     """Read, map and clean a cohort export into a :class:`Cohort`.
 
     ``source``: a file path (csv/tsv/txt, xlsx/xls, parquet, dta, sas7bdat, xpt, sav), a SQLAlchemy URL
@@ -179,7 +192,9 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     date after which dates count as in the future (default: the day of reading). ``allow_outside``: follow
     paths in a study folder's ``export.toml`` that leave the folder (``..``, absolute paths, symlinks);
     refused by default (default: False, or True inside :func:`allow_outside_paths`). A SQL ``query`` must
-    be a single SELECT; database connections are read-only.
+    be a single SELECT; database connections are read-only. ``kind="redcap"`` with ``dictionary=`` (the data
+    dictionary; ``kind`` may then be left out) reads a REDCap export, ``kind="omop"`` builds the cohort from an
+    OMOP CDM (see :mod:`hostats.sources`; a source object from there can also be passed as ``source``).
 
     Raises :class:`hostats.errors.DataError` when a source cannot be read, lacks a required column or has
     no data rows; problems in rows and cells go to the ledger instead.
@@ -187,6 +202,8 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     today_ts = pd.Timestamp(today).normalize() if today is not None else pd.Timestamp.today().normalize()
     if allow_outside is None:
         allow_outside = _ALLOW_OUTSIDE.get()
+    if kind is not None or dictionary is not None:
+        source, mapping = open_source(source, kind=kind, dictionary=dictionary, mapping=mapping), None
     items, folder_assess = _expand(source, mapping, allow_outside)
     ledger = Ledger()
     parts, prov_sources = [], []

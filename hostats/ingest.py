@@ -808,6 +808,8 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
 def read_source(source: Any, mapping: Mapping, *, sheet: str | int | None = None, table: str | None = None,
                 query: str | None = None, name: str | None = None) -> RawSource:
     """Read one source (path, SQLAlchemy URL or DataFrame) as it is, without any mapping."""
+    if callable(getattr(source, "read_raw", None)):  # a structured source (hostats.sources: REDCap, OMOP)
+        return source.read_raw()
     if isinstance(source, pd.DataFrame):
         frame = source.copy()  # never mutate the caller's frame
         frame.columns = [str(c) for c in frame.columns]
@@ -986,11 +988,16 @@ def read_export_toml(folder: Path, *, allow_outside: bool = False) -> StudyFolde
     resolved = []
     for i, e in enumerate(episodes, 1):
         where = f"[[episodes]] {i}"
-        bad = set(e) - {"path", "mapping", "site"}
+        bad = set(e) - {"path", "mapping", "site", "kind", "dictionary"}
         if bad:
-            raise SpecError(f"{spec_path}: {where}: unknown key(s) {sorted(bad)}; allowed: mapping, path, site")
+            raise SpecError(f"{spec_path}: {where}: unknown key(s) {sorted(bad)}; allowed: dictionary, kind, "
+                            "mapping, path, site")
         item = dict(e)
         item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside)
+        if e.get("dictionary") is not None:  # a REDCap export's data dictionary (hostats.sources.redcap)
+            item["dictionary"] = _confined(folder, e["dictionary"], f"{where} dictionary", spec_path, allow_outside)
+        if e.get("kind") is not None and e["kind"] not in ("redcap", "omop"):
+            raise SpecError(f"{spec_path}: {where} kind must be \"redcap\" or \"omop\", not {e['kind']!r}")
         if e.get("mapping") is not None:
             item["mapping"] = _confined(folder, e["mapping"], f"{where} mapping", spec_path, allow_outside)
         if e.get("site") is not None and not isinstance(e["site"], (str, int)):

@@ -1,0 +1,60 @@
+"""Structured sources that are more than one table: a REDCap project export and an OMOP CDM database.
+
+Each is read into the same shape as any other export, so the cleaning, the ledger and the estimators are
+the ones every cohort goes through:
+
+* :class:`hostats.sources.redcap.RedcapExport`: a REDCap CSV export with its data dictionary. Choice codes
+  are translated through the dictionary, checkbox fields become one category, event rows of a record
+  become one episode, and the rows of the repeating imaging instrument become the assessments table.
+* :class:`hostats.sources.omop.OmopCdm`: an OMOP CDM (DuckDB file, folder of CSV/parquet tables, or a
+  PostgreSQL URL). One SQL file builds the HO cohort from the concept sets in ``concept_sets.toml``;
+  every query runs read-only.
+
+``read_cohort(path, dictionary=...)`` or ``read_cohort(source, kind="omop")`` open them; a source object can
+also be passed to ``read_cohort`` as it is. The protocol ``read_cohort`` relies on: ``read_raw()`` returns a
+:class:`hostats.ingest.RawSource`, ``mapping`` the :class:`hostats.ingest.Mapping` to clean it with,
+``site`` a site name or None, and ``assessments`` another such source (or None).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hostats.errors import SpecError
+
+KINDS = ("redcap", "omop")
+
+
+def open_source(source: Any, *, kind: str | None = None, dictionary: Any = None, mapping: Any = None,
+                site: str | None = None) -> Any:
+    """A source object for ``read_cohort``: ``kind="redcap"`` (implied by ``dictionary=``) or ``"omop"``.
+
+    ``source``: the REDCap CSV export, or the OMOP CDM (a ``.duckdb`` file, a ``duckdb:///`` or
+    ``postgresql://`` URL, or a folder of CDM tables as CSV/parquet). ``mapping``: for REDCap, the mapping
+    file (TOML, with an optional ``[redcap]`` section); for OMOP, not used (the concept sets decide).
+    """
+    if kind is None:
+        kind = "redcap" if dictionary is not None else None
+    if kind not in KINDS:
+        raise SpecError(f"source kind {kind!r} is not one of {list(KINDS)}")
+    if kind == "redcap":
+        if dictionary is None:
+            raise SpecError(f"a REDCap export needs its data dictionary (dictionary=...): {source}")
+        from hostats.sources.redcap import RedcapExport
+
+        return RedcapExport(source, dictionary, mapping, site=site)
+    if dictionary is not None:
+        raise SpecError("dictionary= is for REDCap exports, not for an OMOP CDM")
+    if mapping is not None:
+        raise SpecError("an OMOP CDM is read through its concept sets; a mapping file does not apply")
+    from hostats.sources.omop import OmopCdm
+
+    return OmopCdm(str(source) if isinstance(source, Path) else source, site=site)
+
+
+def is_source_object(source: Any) -> bool:
+    """Whether ``source`` follows the protocol above (a REDCap export, an OMOP CDM)."""
+    return callable(getattr(source, "read_raw", None)) and hasattr(source, "mapping")
+
+
+__all__ = ["open_source", "is_source_object", "KINDS"]
