@@ -69,6 +69,10 @@ def validate(
     show: int = typer.Option(20, "--show", help="How many problems and exclusions to list."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
                                              "folder's export.toml that leave the folder (refused by default)."),
+    dictionary: str = typer.Option(None, "--dictionary", help="REDCap data dictionary (CSV): FILE is then a "
+                                   "REDCap export."),
+    kind: str = typer.Option(None, "--kind", help="Source kind: redcap (with --dictionary) or omop (FILE is an "
+                             "OMOP CDM: a .duckdb file, a folder of CDM tables or a postgresql:// URL)."),
 ) -> None:
     """Read and clean an export; print the ledger, the first problems and column completeness.
 
@@ -86,7 +90,7 @@ def validate(
 
     try:
         cohort = read_cohort(file, mapping, assessments, sheet=sheet, table=table, query=query,
-                             allow_outside=allow_outside_paths)
+                             allow_outside=allow_outside_paths, kind=kind, dictionary=dictionary)
     except HostatsError as exc:
         _error(str(exc))
     except OSError as exc:

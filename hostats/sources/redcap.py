@@ -411,8 +411,11 @@ class RedcapExport:
                 if self._checkbox_owner(col) is None:
                     out[col] = frame[col]
                 continue
-            table = self._user_values.get(canon_of.get(col, col))
-            out[col] = self._map_choices(frame[col], f, _translator(f, table, "", ""), notes, rows)
+            canon = canon_of.get(col, col)
+            trans = _translator(f, self._user_values.get(canon), "", "")
+            if canon in COLUMNS and COLUMNS[canon].kind in ("int", "float", "bool") and canon not in self._user_values:
+                trans = {c: c for c in f.choices}  # a number or yes/no column keeps the codes (Brooker 0-4)
+            out[col] = self._map_choices(frame[col], f, trans, notes, rows)
         for f in self.fields.values():  # checkboxes: one column each, plus the single boxes
             if f.type != "checkbox":
                 continue
@@ -475,8 +478,16 @@ class RedcapExport:
                    and not c.endswith("_timestamp")]
         if unknown:
             notes.append(f"columns not in the data dictionary {self.dictionary_path.name}: {unknown[:20]}")
+        mapped = set(self.mapping.columns.values())
+        repeating_forms = set(frame["redcap_repeat_instrument"].dropna()) if "redcap_repeat_instrument" in frame \
+            else set()
         frame = frame.drop(columns=[c for c in frame.columns if c.endswith("_complete") or c.endswith("_timestamp")
-                                    or c in ("redcap_survey_identifier",)])
+                                    or c in ("redcap_survey_identifier",)
+                                    # the fields of repeating instruments other than the assessments'
+                                    or (c in self.fields and self.fields[c].form in repeating_forms
+                                        and c not in mapped and c != record_id
+                                        and (self._assess_spec is None or self.fields[c].form
+                                             != self._assess_spec.instrument))])
         n_all = len(frame)
         instr = frame["redcap_repeat_instrument"] if "redcap_repeat_instrument" in frame else \
             pd.Series(None, index=frame.index, dtype=object)
@@ -515,7 +526,9 @@ class RedcapExport:
         self.accounting.update(episode_rows=n_event_rows, episodes=len(ep))
         if "site" in self.mapping.columns and self.mapping.columns["site"] not in ep.columns:
             self.mapping.columns.pop("site")
-        ep = ep.drop(columns=[c for c in ("redcap_event_name", "redcap_arm") if c in ep])
+        ep = ep.drop(columns=[c for c in ("redcap_event_name", "redcap_arm") if c in ep]
+                     # single boxes are read as their field's one column unless mapped themselves
+                     + [c for c in ep.columns if self._checkbox_owner(c) is not None and c not in mapped])
         parts = [f"REDCap export of {n_all} row(s)"]
         if n_event_rows != len(ep):
             parts.append(f"{n_event_rows} event row(s) of {len(ep)} record(s) combined into {len(ep)} episode "
@@ -545,8 +558,11 @@ class RedcapExport:
         data.insert(0, "_group", group)
         g = data.groupby("_group", sort=True)
         combined = g.last()
+        boxes = [c for c in data.columns if self._checkbox_owner(c) is not None]
+        if boxes:  # a box ticked in any event is ticked (other events export it as 0)
+            combined[boxes] = g[boxes].max()
         distinct = g.nunique(dropna=True)
-        differ = [c for c in distinct.columns if (distinct[c] > 1).any()]
+        differ = [c for c in distinct.columns if (distinct[c] > 1).any() and c not in boxes]
         if differ:
             notes.append("field(s) filled with different values in several events of a record; the last event's "
                          "value is used: " + ", ".join(f"{c} ({int((distinct[c] > 1).sum())} record(s))"
