@@ -9,7 +9,8 @@ on 7 df.
 
 Full-precision references (agreement to 1e-6: coxph stops at a relative log-likelihood change of 1e-9):
 R 4.2.2, survival 3.5-3 on the same data (lifelines.datasets.load_rossi,
-written to CSV with the columns ``w`` and ``cl`` built as in ``_rossi()`` below), script:
+written to CSV with the columns ``w`` and ``cl`` built as in ``_rossi()`` below), stored in
+tests/reference/cox.json by tests/reference/cox.R, in short:
 
     r  <- read.csv("rossi.csv")
     f0 <- coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = r)
@@ -25,6 +26,8 @@ written to CSV with the columns ``w`` and ``cl`` built as in ``_rossi()`` below)
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +36,7 @@ from hostats.errors import DataError, EstimationError
 from hostats.stats.survival.km_cox import cox
 from tests.paths import DATA, REFERENCE
 
+R = json.loads((REFERENCE / "cox.json").read_text())
 ROSSI_TERMS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 FULL = " + ".join(ROSSI_TERMS)
 
@@ -72,31 +76,27 @@ def test_rossi_matches_published_fox_weisberg(rossi_fit):
 
 
 def test_rossi_full_precision_against_r(rossi_fit):
-    r_coef = [-0.3794221664859, -0.0574377426841, 0.3138997878425, -0.1497956976665, -0.4337038779373,
-              -0.0848710825004, 0.0914970809853]
-    r_se = [0.1913794807135, 0.0219994706007, 0.3079927765574, 0.2122242962486, 0.3818680576688,
-            0.1957566719066, 0.0286485499600]
+    r_coef = R["full"]["coef"]
+    r_se = R["full"]["std_error"]
     np.testing.assert_allclose(rossi_fit.coef, r_coef, rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(rossi_fit.vcov)), r_se, rtol=1e-6)
-    np.testing.assert_allclose(rossi_fit.loglik, (-675.380632347, -658.747659446), rtol=1e-11)
+    np.testing.assert_allclose(rossi_fit.loglik, R["full"]["loglik"], rtol=1e-11)
     tests = rossi_fit.tests().set_index("measure")["estimate"]
-    assert tests["score"] == pytest.approx(33.5286888997, rel=1e-9)
-    assert tests["wald"] == pytest.approx(32.1126106806, rel=1e-6)
+    assert tests["score"] == pytest.approx(R["full"]["score"], rel=1e-9)
+    assert tests["wald"] == pytest.approx(R["full"]["wald"], rel=1e-6)
     # concordance: (27242 + 49 / 2) / (27242 + 15291 + 49) = 0.6403292471
-    assert rossi_fit.concordance() == pytest.approx(0.640329247100, rel=1e-10)
+    assert rossi_fit.concordance() == pytest.approx(R["full"]["concordance"], rel=1e-10)
     assert not rossi_fit.robust and rossi_fit.warnings == []
 
 
 def test_check_ph_matches_r_cox_zph(rossi_fit):
     km = rossi_fit.check_ph().set_index("term")
-    r_km = [0.0624297513581, 5.9739816534184, 2.0682653874805, 4.2245956334216, 1.0110215644358,
-            0.0183832991690, 0.5205842503030, 17.6944152544550]
+    r_km = R["full"]["zph_km"]["chisq"]
     np.testing.assert_allclose(km["chisq"], r_km, rtol=1e-7)
     assert km.loc["GLOBAL", "df"] == 7
-    assert km.loc["GLOBAL", "p_value"] == pytest.approx(0.0134275067857, rel=1e-6)
+    assert km.loc["GLOBAL", "p_value"] == pytest.approx(R["full"]["zph_km"]["p"][-1], rel=1e-6)
     ident = rossi_fit.check_ph("identity")
-    r_id = [0.0089505587513, 6.6159437892942, 2.1444262567845, 3.8767551246737, 1.0313483187116,
-            0.0281765987231, 0.4247983963029, 18.1826870391293]
+    r_id = R["full"]["zph_identity"]["chisq"]
     np.testing.assert_allclose(ident["chisq"], r_id, rtol=1e-7)
     with pytest.raises(ValueError, match="transform"):
         rossi_fit.check_ph("sqrt")
@@ -106,56 +106,42 @@ def test_scaled_schoenfeld_residuals_match_r(rossi_fit):
     # head(cox.zph(f0)$y, 3) and head(cox.zph(f0)$x, 3)
     ph = rossi_fit.ph_residuals()
     assert len(ph) == 114
-    np.testing.assert_allclose(ph["g"].iloc[:3], [0.0, 0.002314814815, 0.004629629630], atol=1e-12)
-    np.testing.assert_allclose(ph.loc[0, ROSSI_TERMS],
-                               [-2.109101718, -0.1345515883, 1.3663292520, -2.494301424, 0.09556836305,
-                                -3.211543511, -0.4223430812802], rtol=1e-6)
-    np.testing.assert_allclose(ph.loc[1, ["fin", "age", "prio"]],
-                               [-2.557631139, 1.0751070332, 0.0001638047231], rtol=1e-5)
+    np.testing.assert_allclose(ph["g"].iloc[:3], R["full"]["zph_x_head"], atol=1e-12)
+    np.testing.assert_allclose(ph.loc[0, ROSSI_TERMS], R["full"]["zph_y_row1"], rtol=1e-6)
+    np.testing.assert_allclose(ph.loc[1, ["fin", "age", "prio"]], R["full"]["zph_y_row2_fin_age_prio"],
+                               rtol=1e-5)
 
 
 def test_robust_cluster_strata_weights_against_r(rossi):
     robust = cox(rossi, FULL, "week", "arrest", robust=True)
-    np.testing.assert_allclose(robust.table()["std_error"],
-                               [0.1955417789820, 0.0253361462640, 0.2923285553468, 0.2180603152837,
-                                0.3802444657500, 0.1992008295988, 0.0289745946316], rtol=1e-6)
+    np.testing.assert_allclose(robust.table()["std_error"], R["full"]["robust_std_error"], rtol=1e-6)
     f2 = cox(rossi, "fin + age + prio", "week", "arrest", cluster="cl")
     assert f2.robust
-    np.testing.assert_allclose(f2.coef, [-0.3469544624420, -0.0671053293401, 0.0968931991448], rtol=1e-6)
-    np.testing.assert_allclose(f2.table()["std_error"], [0.2140541114606, 0.0230393420555, 0.0257740012941],
-                               rtol=1e-6)
+    np.testing.assert_allclose(f2.coef, R["cluster"]["coef"], rtol=1e-6)
+    np.testing.assert_allclose(f2.table()["std_error"], R["cluster"]["std_error"], rtol=1e-6)
     f3 = cox(rossi, "fin + age + prio", "week", "arrest", strata="wexp")
-    np.testing.assert_allclose(f3.coef, [-0.3508034440823, -0.0600149996103, 0.0878762105309], rtol=1e-6)
-    np.testing.assert_allclose(f3.table()["std_error"], [0.1902621800092, 0.0220117880357, 0.0283170348381],
-                               rtol=1e-6)
-    np.testing.assert_allclose(f3.loglik, (-592.773120256, -582.473259917), rtol=1e-11)
-    np.testing.assert_allclose(f3.check_ph()["chisq"],
-                               [0.0556688161032, 11.4289325593164, 0.0569918698544, 11.4470770115432],
-                               rtol=1e-7)
+    np.testing.assert_allclose(f3.coef, R["strata"]["coef"], rtol=1e-6)
+    np.testing.assert_allclose(f3.table()["std_error"], R["strata"]["std_error"], rtol=1e-6)
+    np.testing.assert_allclose(f3.loglik, R["strata"]["loglik"], rtol=1e-11)
+    np.testing.assert_allclose(f3.check_ph()["chisq"], R["strata"]["zph_km"]["chisq"], rtol=1e-7)
     f4 = cox(rossi, "fin + age + prio", "week", "arrest", weights="w")
     assert f4.robust  # non-integer weights: robust by default, as coxph
-    np.testing.assert_allclose(f4.coef, [-0.3523730185037, -0.0708905687737, 0.0562869592736], rtol=1e-6)
-    np.testing.assert_allclose(np.sqrt(np.diag(f4.naive_vcov)),
-                               [0.1465370865291, 0.0160542431917, 0.0226663950190], rtol=1e-6)
-    np.testing.assert_allclose(f4.table()["std_error"], [0.2078120054091, 0.0259442200871, 0.0322413419594],
-                               rtol=1e-6)
-    np.testing.assert_allclose(f4.loglik, (-1229.5830348, -1210.6363243), rtol=1e-10)
-    np.testing.assert_allclose(f4.check_ph()["chisq"],
-                               [0.147830764263, 9.971962727273, 0.600677893313, 11.250717471693], rtol=1e-6)
+    np.testing.assert_allclose(f4.coef, R["weights"]["coef"], rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.diag(f4.naive_vcov)), R["weights"]["naive_std_error"], rtol=1e-6)
+    np.testing.assert_allclose(f4.table()["std_error"], R["weights"]["std_error"], rtol=1e-6)
+    np.testing.assert_allclose(f4.loglik, R["weights"]["loglik"], rtol=1e-10)
+    np.testing.assert_allclose(f4.check_ph()["chisq"], R["weights"]["zph_km"]["chisq"], rtol=1e-6)
     f5 = cox(rossi, "fin + age + prio", "week", "arrest", weights="w", cluster="cl", strata="wexp")
-    np.testing.assert_allclose(f5.coef, [-0.3591543244917, -0.0635989143208, 0.0470887698121], rtol=1e-6)
-    np.testing.assert_allclose(f5.table()["std_error"], [0.2109422417885, 0.0272207095859, 0.0314043706889],
-                               rtol=1e-6)
+    np.testing.assert_allclose(f5.coef, R["weights_cluster_strata"]["coef"], rtol=1e-6)
+    np.testing.assert_allclose(f5.table()["std_error"], R["weights_cluster_strata"]["std_error"], rtol=1e-6)
 
 
 def test_factor_term_check_ph_against_r(rossi):
     f6 = cox(rossi.assign(c3=rossi["cl"] % 3), "fin + age + prio + C(c3)", "week", "arrest")
-    np.testing.assert_allclose(f6.coef, [-0.3456181696183, -0.0673502873173, 0.0966994893362,
-                                         0.0713996479414, 0.0714037708817], rtol=1e-6)
+    np.testing.assert_allclose(f6.coef, R["factor"]["coef"], rtol=1e-6)
     zph = f6.check_ph()
-    assert list(zph["df"]) == [1, 1, 1, 2, 5]
-    np.testing.assert_allclose(zph["chisq"], [0.0650686430446, 6.3414933488125, 0.5020248776118,
-                                              0.2841620024369, 7.4556095764037], rtol=1e-6)
+    assert list(zph["df"]) == R["factor"]["zph_km"]["df"]
+    np.testing.assert_allclose(zph["chisq"], R["factor"]["zph_km"]["chisq"], rtol=1e-6)
 
 
 def _simulate(seed: int, n: int, ties: bool) -> pd.DataFrame:
@@ -249,16 +235,16 @@ def test_degenerate_inputs(rossi):
 def test_profile_likelihood_limits_against_r(rossi):
     """R 4.2.2 / survival 3.5-3: the profile log-likelihood of fin (prio) from
     coxph(Surv(week, arrest) ~ age + prio + offset(v * fin)), and the limits where it falls by
-    qchisq(0.95, 1) / 2 below the maximum, found with uniroot(tol = 1e-12)."""
+    qchisq(0.95, 1) / 2 below the maximum, found with uniroot(tol = 1e-12) (cox.json)."""
     res = cox(rossi, "fin + age + prio", "week", "arrest", ci="profile")
     tab = res.table().set_index("term")
     np.testing.assert_allclose(np.log(tab.loc["fin", ["ci_lower", "ci_upper"]].to_numpy(float)),
-                               [-0.7245602824792, 0.0233380994748], rtol=1e-6)
+                               R["profile"]["fin"], rtol=1e-6)
     np.testing.assert_allclose(np.log(tab.loc["prio", ["ci_lower", "ci_upper"]].to_numpy(float)),
-                               [0.040884115047, 0.147986659455], rtol=1e-6)
+                               R["profile"]["prio"], rtol=1e-6)
     one = cox(rossi, "fin", "week", "arrest", ci="profile").table()
     np.testing.assert_allclose(np.log(one[["ci_lower", "ci_upper"]].to_numpy(float))[0],
-                               [-0.745647798175119, 0.000210791521044], rtol=1e-5)
+                               R["profile"]["fin_alone"], rtol=1e-5)
     assert "profile" in res.method
     with pytest.raises(ValueError, match="model-based"):
         cox(rossi, "fin", "week", "arrest", cluster="cl", ci="profile")
@@ -305,6 +291,7 @@ def test_rank_transform_ranks_all_follow_up_times(rossi):
     event times gave 0.364 for age on lung where R gives 0.117."""
     fit = _zph_fits(rossi)["lung"]
     age = fit.check_ph("rank").set_index("term").loc["age", "chisq"]
-    assert age == pytest.approx(0.117291506990152, rel=1e-6)
+    ref = _zph_reference()["lung"]["rank"]
+    assert age == pytest.approx(ref["chisq"][ref["term"].index("age")], rel=1e-6)
     g = fit.ph_residuals("rank")["g"]
     assert g.max() > fit.events  # ranks among all 227 rows, not among the 164 events
