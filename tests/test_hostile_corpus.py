@@ -1,0 +1,80 @@
+"""Issue 12: the hostile-input corpus (tests/hostile/corpus, 140+ cases), replayed through the command line.
+
+Each case is what a user might bring (a broken CSV, a mislabelled workbook, a spec with a wrong key, a SQL
+query that writes); tests/hostile/cases.toml says what each must give: a clear error naming the file, a
+ledger entry, or a clean read. Whatever the case, nothing raises a traceback, the input files are left
+byte for byte as they were, every row read is kept or excluded, and no raw terminal escape is printed.
+"""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.hostile.replay import CASES, CORPUS, replay
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXPECTED = tomllib.loads(CASES.read_text(encoding="utf-8"))
+
+
+def test_every_stored_case_has_an_expectation_and_the_corpus_is_large():
+    stored = {p.name for p in CORPUS.iterdir() if p.is_dir()}
+    assert stored == set(EXPECTED), f"cases without expectation: {stored - set(EXPECTED)}; " \
+                                    f"expectations without case: {set(EXPECTED) - stored}"
+    assert len(stored) >= 100
+
+
+def _has(rows: list[dict], *, column: str | None = None, row: int, says: str, key: str) -> bool:
+    return any(r.get("source_row") == row and (column is None or r.get("column") == column) and says in str(r[key])
+               for r in rows)
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_case(case, tmp_path):
+    want = EXPECTED[case]
+    before = {p.name: p.read_bytes() for p in (CORPUS / case).iterdir()}
+    got = replay(case, tmp_path, want.get("query"))
+
+    assert "Traceback" not in got.output, got.output
+    assert got.exception is None or isinstance(got.exception, SystemExit), repr(got.exception)
+    assert "\x1b" not in got.output, "raw terminal escape printed"
+    after = {p.name: p.read_bytes() for p in (tmp_path / case).iterdir() if p.name in before}
+    assert after == before, "an input file was modified"
+
+    summary = got.summary or {}
+    if "rows_read" in summary:
+        assert summary["rows_read"] == summary["rows_kept"] + summary["rows_excluded"]
+    if "rows" in want:
+        assert [summary["rows_read"], summary["rows_kept"]] == want["rows"]
+
+    if want["expect"] == "error":
+        assert got.code == 1, got.output
+        message = summary.get("error", got.output) if summary else got.output
+        message = " ".join(message.split())  # a long message is wrapped on the console
+        message = message.replace(f"{tmp_path / case}/", "").replace(str(tmp_path / case), "")
+        for text in want["says"]:
+            assert " ".join(text.split()) in message, message
+        if "error" in summary or not summary:  # the message names a file of the case (not a SELECT refusal)
+            if not case.startswith("sql_"):
+                names = [want["names"]] if "names" in want else list(before)
+                assert any(name in message for name in names), message
+        return
+
+    assert got.code == 0 and summary.get("usable") is True, got.output
+    problems, excluded, notes = summary["problems"], summary["excluded"], summary["notes"]
+    if want["expect"] == "ok":
+        assert not problems and not excluded and not notes, (problems, excluded, notes)
+    if "problem" in want:
+        assert _has(problems, key="problem", **want["problem"]), problems
+    if "excluded" in want:
+        assert _has(excluded, key="reason", **want["excluded"]), excluded
+    if "note" in want:
+        assert any(want["note"] in n for n in notes), notes
+    if "assessment_problem" in want:
+        assert _has(summary["assessments"]["problems"], key="problem", **want["assessment_problem"])
+    if "assessment_note" in want:
+        assert any(want["assessment_note"] in n for n in summary["assessments"]["notes"])
