@@ -59,7 +59,7 @@ import pandas as pd
 
 from hostats.errors import DataError, SpecError
 from hostats.ingest import Mapping, RawSource, load_mapping, read_source
-from hostats.schema import ASSESSMENT_CODE_LISTS, CODE_LISTS, COLUMNS
+from hostats.schema import ASSESSMENT_CODE_LISTS, COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -422,7 +422,7 @@ class RedcapExport:
             boxes = {code: f.checkbox_column(code) for code in f.choices if f.checkbox_column(code) in frame}
             if not boxes:
                 continue
-            for code, col in boxes.items():
+            for col in boxes.values():
                 s = frame[col].fillna("").astype(str).str.strip().str.casefold()
                 bad = ~s.isin(CHECKED | UNCHECKED)
                 if bad.any():
