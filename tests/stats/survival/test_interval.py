@@ -4,7 +4,7 @@ References
 ----------
 - NPMLE: R survival 3.5.3 ``survfit(Surv(left, right, type = "interval2") ~ 1)`` (Turnbull/EM) on the
   interval-censored diabetes data shipped with lifelines (``lifelines.datasets.load_diabetes``, 731 rows),
-  run for this test with R 4.2.2; values of 1 - surv below.
+  run for this test with R 4.2.2; values of 1 - surv in tests/reference/interval.json (interval.R).
 - Closed form: with exact and right-censored observations only, the NPMLE is the Kaplan-Meier estimate
   (Turnbull 1976, J R Stat Soc B 38:290); lifelines KaplanMeierFitter as the oracle.
 - Weibull: simulation with known scale and shape, imaging every 14 days.
@@ -13,9 +13,11 @@ References
   survreg on the breast cosmesis data (KMsurv::bcdeter, tests/data/bcdeter.csv, 37 of 95 upper bounds NA).
 - Parametric fits: R survival 3.5.3 ``survreg(Surv(left, right, type = "interval2") ~ 1, dist = d)`` on
   the same diabetes data (left = 0 coded NA, i.e. left-censored: the same likelihood), R 4.2.2, for
-  d = "lognormal" and "weibull" (intercept, scale, SE of the intercept, AIC) below.
+  d = "lognormal" and "weibull" (intercept, scale, SE of the intercept, AIC), also in interval.json.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -23,13 +25,11 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.survival.interval_censoring import interval_censored
-from tests.paths import TESTS
+from tests.paths import REFERENCE, TESTS
 
-R_DIABETES = {  # time: 1 - S(time) from R survival 3.5.3
-    2.0: 0.001826120976, 5.0: 0.016089734947, 9.0: 0.094047436674, 12.0: 0.216617137488,
-    15.0: 0.457554241821, 16.0: 0.520959043692, 20.0: 0.777743163623, 25.0: 0.910725569641,
-    30.0: 0.968018501597, 34.0: 0.989011136324, 40.0: 0.997262070165, 44.0: 1.0,
-}
+R = json.loads((REFERENCE / "interval.json").read_text())
+
+R_DIABETES = dict(zip(map(float, R["npmle"]["time"]), R["npmle"]["cdf"]))  # time: 1 - S(time), R survival
 
 
 def test_npmle_matches_r_survival_on_diabetes():
@@ -70,9 +70,9 @@ def test_hand_example_and_turnbull_intervals():
     assert any(w.startswith("log-normal fit: lifelines reports") for w in res.warnings)
 
 
-R_SURVREG = {  # dist: (intercept, scale, se(intercept), AIC) from R survival 3.5.3
-    "lognormal": (2.7527213048, 0.3874746707, 0.0149469169, 4064.23054983),
-    "weibull": (2.9368592334, 0.3541709519, 0.0142831604, 4061.13222147),
+R_SURVREG = {  # dist: (intercept, scale, se(intercept), AIC) from R survival (interval.json)
+    dist: tuple(R["survreg"][dist][k] for k in ("intercept", "scale", "se_intercept", "aic"))
+    for dist in ("lognormal", "weibull")
 }
 
 
