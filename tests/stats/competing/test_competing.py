@@ -8,10 +8,13 @@ References
 - ``cuminc(ftime, Status, D)`` output as published with that analysis and reproduced in the R teaching
   material of ayueme/R_medical_stat (chapter "Fine-Gray"): Tests ``1 2.8623325 0.09067592 1`` and
   ``2 0.4481279 0.50322531 1``; ``$est`` at 20/40/60 months (7 digits). Re-run here with R 4.2.2 and
-  cmprsk 2.2-11 (Debian r-cran-cmprsk), which also printed the ``$var`` values used below
-  (``timepoints(cuminc(...), c(20, 40, 60))``).
+  cmprsk 2.2-11 (Debian r-cran-cmprsk), which also printed the ``$var`` values
+  (``timepoints(cuminc(...), c(20, 40, 60))``): the full-precision R values used below are in
+  tests/reference/competing.json, written by tests/reference/competing.R.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -19,7 +22,9 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.competing.cif_fine_gray import cumulative_incidence
-from tests.paths import DATA
+from tests.paths import DATA, REFERENCE
+
+R = json.loads((REFERENCE / "competing.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +32,18 @@ def bmt() -> pd.DataFrame:
     return pd.read_csv(DATA / "bmtcrr.csv")
 
 
+def _timepoints(key: str, what: str) -> dict:
+    """{(group, cause): values at the reference times} of one cuminc run in competing.json."""
+    return {(c["group"], c["cause"]): c[what] for c in R[key]["curves"]}
+
+
+def _gray(key: str, cause: int) -> dict:
+    return next(g for g in R[key]["gray"] if g["cause"] == cause)
+
+
 # cmprsk cuminc(ftime, Status, D): timepoints at 20, 40, 60 months
-EST = {  # (group, cause): estimates
-    ("ALL", 1): [0.3713851, 0.3875571, 0.3875571],
-    ("AML", 1): [0.2414530, 0.2663827, 0.2810390],
-    ("ALL", 2): [0.3698630, 0.3860350, 0.3860350],
-    ("AML", 2): [0.4439103, 0.4551473, 0.4551473],
-}
-VAR = {
-    ("ALL", 1): [0.003307032, 0.003405375, 0.003405375],
-    ("AML", 1): [0.001801156, 0.001995487, 0.002130835],
-    ("ALL", 2): [0.003268852, 0.003373130, 0.003373130],
-    ("AML", 2): [0.002430406, 0.002460425, 0.002460425],
-}
+EST = _timepoints("cuminc_bmtcrr_D", "est")  # (group, cause): estimates
+VAR = _timepoints("cuminc_bmtcrr_D", "var")
 
 
 def assert_timepoints(res, times, cause, est, var, est_tol: dict, var_tol: dict) -> None:
@@ -59,12 +63,12 @@ def test_estimates_and_variances_match_cmprsk(bmt, cause):
 
 # Gray's test: (group, cause, df, statistic, p-value, tolerances). Two groups (D): the published cuminc
 # Tests above. Four groups (Phase): R 4.2.2, cmprsk 2.2-11, cuminc(d$ftime, d$Status, d$Phase)$Tests
-# (run for this test): 1 14.358549714 0.002455587688 3 ;  2 0.589438926 0.898845776733 3
+# (run for this test): 1 14.3585 on 3 df; 2 0.5894 on 3 df. Full precision from competing.json.
 @pytest.mark.parametrize("group, cause, df, statistic, p_value, stat_tol, p_tol", [
-    ("D", 1, 1, 2.8623325, 0.09067592, 5e-8, 5e-9),
-    ("D", 2, 1, 0.4481279, 0.50322531, 5e-8, 5e-9),
-    ("Phase", 1, 3, 14.358549714, 0.002455587688, 1e-8, 1e-11),
-    ("Phase", 2, 3, 0.589438926, 0.898845776733, 1e-8, 1e-11),
+    (grp, cause, g["df"], g["statistic"], g["p_value"], tol, p_tol)
+    for grp, cause, tol, p_tol in (("D", 1, 5e-8, 5e-9), ("D", 2, 5e-8, 5e-9),
+                                   ("Phase", 1, 1e-8, 1e-11), ("Phase", 2, 1e-8, 1e-11))
+    for g in [_gray(f"cuminc_bmtcrr_{grp}", cause)]
 ])
 def test_gray_test_matches_cmprsk(bmt, group, cause, df, statistic, p_value, stat_tol, p_tol):
     g = cumulative_incidence(bmt, "ftime", "Status", cause=cause, group=group).gray_test
@@ -83,7 +87,7 @@ def test_table_counts(bmt):
     assert list(tab.columns[:2]) == ["group", "measure"]
     # estimate at the last follow-up time equals the plateau of the curve
     all_last = tab.loc[tab["group"] == "ALL", "estimate"].item()
-    assert all_last == pytest.approx(0.3875571, abs=5e-8)
+    assert all_last == pytest.approx(EST[("ALL", 1)][-1], abs=5e-8)
 
 
 def test_hand_computed_ties():
@@ -198,16 +202,10 @@ def tied_data() -> pd.DataFrame:
 
 
 def test_heavy_ties_match_cmprsk():
-    # R 4.2.2, cmprsk 2.2-11 on tied_data(): cuminc(d$t, d$s, d$g); timepoints(f, c(3, 7, 12))
-    est = {("a", 1): [0.0358024691358, 0.160332796565, 0.397236919459],
-           ("b", 1): [0.0862219887955, 0.186459845395, 0.364467771256],
-           ("a", 2): [0.1049382716049, 0.185882984434, 0.367934463104],
-           ("b", 2): [0.0515931372549, 0.151830993855, 0.360571173970]}
-    var = {("a", 1): [0.001283340954123, 0.00572905007027, 0.01506408606082],
-           ("b", 1): [0.001386358561786, 0.00293397227820, 0.00622219681271],
-           ("a", 2): [0.003417788751715, 0.00597977446305, 0.01400888897690],
-           ("b", 2): [0.000857829183933, 0.00252833684940, 0.00641645746599]}
-    tests = {1: (0.00916039605107, 0.923750931910), 2: (0.00351985719617, 0.952690553441)}
+    # R 4.2.2, cmprsk 2.2-11 on tied_data(): cuminc(d$t, d$s, d$g); timepoints(f, c(3, 7, 12)) (competing.json)
+    est = _timepoints("cuminc_tied", "est")
+    var = _timepoints("cuminc_tied", "var")
+    tests = {c: (_gray("cuminc_tied", c)["statistic"], _gray("cuminc_tied", c)["p_value"]) for c in (1, 2)}
     d = tied_data()
     for cause in (1, 2):
         res = cumulative_incidence(d, "t", "s", cause=cause, group="g")
@@ -222,4 +220,4 @@ def test_cohort_dtypes_nullable_status_and_categorical_group(bmt):
                     D=pd.Categorical(bmt["D"], categories=["ALL", "AML", "CML"]))
     res = cumulative_incidence(df, "ftime", "Status", cause=1, group="D")
     assert set(res.curve["group"]) == {"ALL", "AML"}
-    assert res.gray_test.statistic == pytest.approx(2.8623325, abs=5e-8)
+    assert res.gray_test.statistic == pytest.approx(_gray("cuminc_bmtcrr_D", 1)["statistic"], abs=5e-8)

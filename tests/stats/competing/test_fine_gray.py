@@ -11,9 +11,12 @@ References
 - Full precision, and the factor-coded model of Scrucca et al. 2010
   (``model.matrix(~ Age + Sex + D + Phase + Source)[, -1]``), re-run for this test with R 4.2.2 and
   cmprsk 2.2-11 (Debian r-cran-cmprsk): coefficients, ``sqrt(diag(m$var))`` and the pseudo
-  log-likelihood -266.5244 (LR test 24.37 on 7 df) below.
+  log-likelihood -266.5244 (LR test 24.37 on 7 df), stored in tests/reference/competing.json by
+  tests/reference/competing.R.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,9 @@ import pytest
 
 from hostats.errors import DataError, EstimationError
 from hostats.stats.competing.cif_fine_gray import fine_gray
-from tests.paths import DATA
+from tests.paths import DATA, REFERENCE
+
+R = json.loads((REFERENCE / "competing.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +45,9 @@ def test_integer_coded_model_matches_published_crr(bmt):
     for term, coef in published_coef.items():
         assert tab.loc[term, "coef"] == pytest.approx(coef, abs=5e-5)
         assert tab.loc[term, "std_error"] == pytest.approx(published_se[term], abs=5e-5)
-    # cmprsk 2.2-11 full precision (re-run)
-    r_coef = [0.04939847079, -0.48598092025, 0.41443411290, -0.01735874098, 0.95258428137]
-    r_se = [0.28672353823, 0.30398843184, 0.11941884053, 0.01184759047, 0.54690895624]
+    # cmprsk 2.2-11 full precision (re-run, competing.json)
+    r_coef = R["crr_bmtcrr_integer"]["coef"]
+    r_se = R["crr_bmtcrr_integer"]["std_error"]
     np.testing.assert_allclose(tab["coef"], r_coef, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(tab["std_error"], r_se, rtol=1e-6)
     # published 95% limits of exp(coef) for Phase: 1.198 to 1.91; p = 0.00052
@@ -59,19 +64,18 @@ def test_factor_model_matches_crr(bmt):
     tab = res.table()
     assert list(tab["term"]) == ["Age", "Sex[T.M]", "D[T.AML]", "Phase[T.CR2]", "Phase[T.CR3]",
                                  "Phase[T.Relapse]", "Source[T.PB]"]
-    r_coef = [-0.01846643786, 0.03524636100, -0.47233425190, 0.08180285055, 0.37035327462,
-              1.10175805019, 0.92114508274]
-    r_se = [0.01188050634, 0.28997745262, 0.30537522786, 0.45526470009, 0.64049502058,
-            0.37641428530, 0.55301760754]
+    r = R["crr_bmtcrr_factor"]
+    r_coef, r_se = r["coef"], r["std_error"]
     np.testing.assert_allclose(tab["coef"], r_coef, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(tab["std_error"], r_se, rtol=1e-6)
     np.testing.assert_allclose(tab["estimate"], np.exp(r_coef), rtol=1e-6)
     # crr summary: PhaseRelapse 2.5% 1.4390736, 97.5% 6.293495
     rel = tab.set_index("term").loc["Phase[T.Relapse]"]
-    assert rel["ci_lower"] == pytest.approx(1.4390736, rel=1e-6)
-    assert rel["ci_upper"] == pytest.approx(6.293495, rel=1e-6)
-    assert res.loglik.fitted == pytest.approx(-266.5244, abs=5e-5)
-    assert 2 * (res.loglik.fitted - res.loglik.null) == pytest.approx(24.37, abs=5e-3)
+    k = r["term"].index("PhaseRelapse")
+    assert rel["ci_lower"] == pytest.approx(r["ci_lower"][k], rel=1e-6)
+    assert rel["ci_upper"] == pytest.approx(r["ci_upper"][k], rel=1e-6)
+    assert res.loglik.fitted == pytest.approx(r["loglik"], abs=5e-5)
+    assert 2 * (res.loglik.fitted - res.loglik.null) == pytest.approx(2 * (r["loglik"] - r["loglik_null"]), abs=5e-3)
     assert (tab["n"] == 177).all() and (tab["events"] == 56).all()
     assert res.competing_events == 75
 
@@ -149,11 +153,10 @@ def test_degenerate_inputs(bmt):
 
 
 def test_heavy_ties_match_crr():
-    # 90 rows, 13 distinct times, built by arithmetic (no RNG). R 4.2.2, cmprsk 2.2-11:
-    # crr(d$t, d$s, as.matrix(d[, c("x1", "x2")])) -> coef -0.1160757559029, -0.0520835993423;
-    # sqrt(diag(var)) 0.517631953122, 0.376172442785
+    # 90 rows, 13 distinct times, built by arithmetic (no RNG). R 4.2.2, cmprsk 2.2-11 (competing.json):
+    # crr(d$t, d$s, as.matrix(d[, c("x1", "x2")])) -> coef and sqrt(diag(var))
     i = np.arange(90)
     d = pd.DataFrame({"t": (i * 7 % 13) + 1, "s": (i * 5 % 7) % 3, "x1": (i * 5 % 11) / 10, "x2": i % 2})
     tab = fine_gray(d, "x1 + x2", "t", "s").table()
-    np.testing.assert_allclose(tab["coef"], [-0.1160757559029, -0.0520835993423], rtol=1e-7)
-    np.testing.assert_allclose(tab["std_error"], [0.517631953122, 0.376172442785], rtol=1e-7)
+    np.testing.assert_allclose(tab["coef"], R["crr_tied"]["coef"], rtol=1e-7)
+    np.testing.assert_allclose(tab["std_error"], R["crr_tied"]["std_error"], rtol=1e-7)
