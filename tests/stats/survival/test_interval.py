@@ -29,7 +29,7 @@ from tests.paths import REFERENCE, TESTS
 
 R = json.loads((REFERENCE / "interval.json").read_text())
 
-R_DIABETES = dict(zip(map(float, R["npmle"]["time"]), R["npmle"]["cdf"]))  # time: 1 - S(time), R survival
+R_DIABETES = dict(zip(map(float, R["npmle"]["time"]), R["npmle"]["cdf"], strict=True))  # time: 1 - S(time)
 
 
 def test_npmle_matches_r_survival_on_diabetes():
