@@ -82,6 +82,9 @@ CASES = {
 NOT_RESULTS = {
     "read_cohort": "returns a Cohort",
     "site_summary": "returns the plain DataFrame of counts a site shares for pooling (no estimates)",
+    "table1": "returns a PublicationTable (a manuscript table, hostats.report.publication)",
+    "model_table": "returns a PublicationTable made from results",
+    "save_tables": "writes PublicationTables to a file",
 }
 MODELS = ("logistic", "cox", "fine_gray", "binreg")
 CURVES = ("kaplan_meier", "cumulative_incidence", "interval_censored")
