@@ -5,9 +5,13 @@ traceback. ``cli.py`` is, with ``analyses/``, the only place that may import bot
 """
 from __future__ import annotations
 
+import difflib
+import json
 import re
 import shutil
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -17,6 +21,7 @@ from rich.markup import escape  # messages name spec tables like [report]: not m
 from hostats.errors import HostatsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command
                   help="Retrospective cohort statistics for heterotopic ossification.")
 console = Console()
 err_console = Console(stderr=True)
@@ -49,9 +54,37 @@ def run_guarded(func, *args, **kwargs):
         fail("interrupted", 130)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from hostats import __version__
+
+        console.print(f"hostats {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """hostats: from a raw HO cohort export to reproducible estimates and reports."""
+
+
+@contextmanager
+def one_line_warnings():
+    """Show each Python warning raised inside the block once, as one line ``warning: message`` (no file,
+    line number or source line); warnings the default filters hide stay hidden."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            err_console.print(f"[yellow]warning:[/] {escape(safe(text))}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 # --- commands: each owned by the part of the library it fronts -------------------------------------
@@ -166,11 +199,26 @@ def validate(
 
 # run, reproduce (reports & analyses: hostats.analysis, hostats.report)
 def _analyses_root() -> Path:
-    """``./analyses`` when run from a checkout, else the one beside the installed package."""
-    here = Path("analyses")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parent.parent / "analyses"
+    """The analyses that come with hostats (the checkout's ``analyses/`` or the copy inside the wheel)."""
+    from hostats.analysis.bundled import bundled_analyses
+
+    return bundled_analyses()
+
+
+def _spec_path(analysis: Path) -> Path:
+    """``analysis`` as given when it exists, else the bundled analysis of that name (``hostats run
+    prophylaxis`` works anywhere); an unknown name is an error listing the bundled ones."""
+    if analysis.exists():
+        return analysis
+    from hostats.analysis.bundled import bundled_names, find_analysis
+
+    found = find_analysis(str(analysis))
+    if found is not None:
+        return found
+    names = bundled_names()
+    hint = difflib.get_close_matches(str(analysis), names, n=1)
+    fail(f"{analysis}: no such analysis folder or spec" + (f"; did you mean {hint[0]!r}?" if hint else "")
+         + f" (the bundled analyses: {', '.join(names)})")
 
 
 def _synthetic_prepare(spec):
@@ -241,8 +289,9 @@ def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=
                              status="starting") if progress is not None else None
     prepare = _synthetic_prepare(spec) if data is None and spec.synthetic else None
     try:
-        result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
-                              progress=_Steps(progress, task))
+        with one_line_warnings():
+            result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
+                                  progress=_Steps(progress, task))
     finally:
         if getattr(prepare, "workdir", None) is not None:
             shutil.rmtree(prepare.workdir, ignore_errors=True)
@@ -253,7 +302,9 @@ def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=
 
 @app.command()
 def run(
-    analysis: Path = typer.Argument(..., help="Analysis folder (analyses/NAME) or its analysis.toml."),
+    analysis: Path = typer.Argument(..., help="Analysis folder, its analysis.toml, or the name of an analysis "
+                                    "that comes with hostats (tha_incidence, prophylaxis, neurogenic, "
+                                    "resection_recurrence)."),
     data: str = typer.Option(None, "--data", "-d", help="Data to analyse instead of the spec's [data]: a file, a "
                              "study folder (export.toml) or a database URL."),
     mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file (TOML) for --data."),
@@ -270,14 +321,15 @@ def run(
     from hostats.analysis import is_simulation_spec, load_spec
 
     def go():
-        toml = analysis / "analysis.toml" if analysis.is_dir() else analysis
+        path = _spec_path(analysis)
+        toml = path / "analysis.toml" if path.is_dir() else path
         if toml.is_file() and is_simulation_spec(toml):
             from hostats import simstudy
 
             names = simstudy.load_module(toml.parent / "study.py").names()
             fail(f"{toml} is a simulation study, not an analysis: run it with `hostats simulate SCENARIO "
                  f"--reps R` (SCENARIO: {', '.join(names)})")
-        spec = load_spec(analysis)
+        spec = load_spec(path)
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)
         given = {k: v for k, v in (("sheet", sheet), ("table", table), ("query", query)) if v is not None}
@@ -309,11 +361,13 @@ def run(
 @app.command()
 def reproduce(
     out: Path = typer.Option(Path("reports"), "--out", "-o", help="Folder for the reports and index.html."),
-    analyses: Path = typer.Option(None, "--analyses", help="Folder holding the analyses (default: ./analyses)."),
+    analyses: Path = typer.Option(None, "--analyses", help="Folder holding the analyses (default: the analyses "
+                                  "that come with hostats)."),
     only: list[str] = typer.Option(None, "--only", help="Run only these analyses (by name; repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Run every analyses/*/analysis.toml on fresh synthetic data (fixed seeds) and write an index page.
+    """Run every analysis that comes with hostats (or under --analyses) on fresh synthetic data (fixed seeds)
+    and write an index page.
 
     Exit status 1 when any analysis failed (the index page says which and why).
     """
@@ -329,6 +383,12 @@ def reproduce(
         specs = discover(root)
         if not specs:
             fail(f"no analyses found: {root}/*/analysis.toml")
+        names = [p.parent.name for p in specs]
+        unknown = [o for o in (only or []) if o not in names]
+        if unknown:
+            hints = [f"{o!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(o, names, n=1))
+                     else repr(o) for o in unknown]
+            fail(f"--only {', '.join(hints)}: no such analysis; the analyses in {root} are {', '.join(names)}")
         out.mkdir(parents=True, exist_ok=True)
         entries, failed, t0 = [], 0, time.perf_counter()
         progress = _progress(quiet)
@@ -392,6 +452,73 @@ def reproduce(
     run_guarded(go)
 
 
+_TABLE_HEADER = re.compile(r"^\s*\[")
+
+
+def _point_spec_at(text: str, data: dict[str, str]) -> str:
+    """The spec text with its ``[data]`` table replaced by ``data`` (keys in order), comments elsewhere kept."""
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^\s*\[data\]\s*(#.*)?$", ln)), None)
+    body = ["[data]"] + [f"{k} = {json.dumps(v)}" for k, v in data.items()] + [""]
+    if start is None:
+        return text.rstrip("\n") + "\n\n" + "\n".join(body)
+    end = next((i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines))
+    while end > start + 1 and lines[end - 1].lstrip().startswith("#"):  # comments of the next table stay
+        end -= 1
+    return "\n".join(lines[:start] + body + lines[end:]).rstrip("\n") + "\n"
+
+
+@app.command()
+def init(
+    folder: Path = typer.Argument(..., help="New analysis folder to create."),
+    source: str = typer.Option(..., "--from", help="Bundled analysis to start from (tha_incidence, prophylaxis, "
+                               "neurogenic, resection_recurrence) or a path to an analysis.toml."),
+    data: str = typer.Option(None, "--data", "-d", help="Export to analyse (a file or a study folder, copied "
+                             "into FOLDER; a database URL is kept as it is)."),
+    mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file of --data (copied into FOLDER)."),
+    assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table of --data (copied)."),
+) -> None:
+    """Start an analysis of your own export: copy a spec into FOLDER/analysis.toml and point its [data] at
+    the export (copied into FOLDER, where a spec's data must lie). Then edit the spec and `hostats run FOLDER`."""
+    def go():
+        from hostats.analysis import load_spec
+
+        src = _spec_path(Path(source))
+        src = src / "analysis.toml" if src.is_dir() else src
+        load_spec(src)  # a broken source spec is an error now, not after the copy
+        if (folder / "analysis.toml").exists():
+            fail(f"{folder / 'analysis.toml'} exists already; choose a new folder")
+        if (mapping or assessments) and not data:
+            fail("--mapping/--assessments need --data")
+        copies = {}
+        for key, value in (("path", data), ("mapping", mapping), ("assessments", assessments)):
+            if value is None:
+                continue
+            if "://" in value and key == "path":
+                copies[key] = (value, None)
+                continue
+            p = Path(value)
+            if not p.exists():
+                raise FileNotFoundError(2, f"--{'data' if key == 'path' else key} not found", value)
+            copies[key] = (p.name, p)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, p in copies.values():
+            if p is not None and p.is_dir():
+                shutil.copytree(p, folder / name)
+            elif p is not None:
+                shutil.copy2(p, folder / name)
+        text = src.read_text(encoding="utf-8")
+        if copies:
+            text = _point_spec_at(text, {k: v[0] for k, v in copies.items()})
+        (folder / "analysis.toml").write_text(text, encoding="utf-8")
+        load_spec(folder)  # what we wrote reads back
+        console.print(f"wrote {folder / 'analysis.toml'} (from {src})" + (
+            f" with its data in {folder}" if copies else "; set its [data] path and mapping") +
+            f". Edit it, then: hostats run {folder}", highlight=False, markup=False, soft_wrap=True)
+
+    run_guarded(go)
+
+
 # synth (synthetic engineer: package synthetic/)
 @app.command()
 def synth(
@@ -443,7 +570,7 @@ def simulate(
         fail("give --workers or --dask, not both")
 
     def go():
-        path = _analyses_root() / "simulation_study" / "study.py"
+        path = _analyses_root() / "simulation_study" / "study.py"  # shipped in the wheel too
         module = simstudy.load_module(path)
         try:
             study = module.build(scenario, n)

@@ -1,0 +1,78 @@
+"""The command line's manners: --version, -h on every command, bundled analyses found by name and shipped in
+the wheel, --only with an unknown name an error, warnings one line each."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+import hostats
+from hostats.analysis.bundled import bundled_analyses, bundled_names, find_analysis
+from hostats.cli import app, one_line_warnings
+from tests.paths import ROOT
+
+runner = CliRunner()
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0
+    assert r.output.strip() == f"hostats {hostats.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["reproduce"], ["validate"], ["synth"], ["simulate"], ["init"]])
+def test_short_help_everywhere(command):
+    r = runner.invoke(app, [*command, "-h"])
+    assert r.exit_code == 0, r.output
+    assert "Usage:" in r.output
+
+
+def test_bundled_analyses_are_the_checkouts_in_a_checkout():
+    assert bundled_analyses() == ROOT / "analyses"
+    assert set(bundled_names()) == {"tha_incidence", "prophylaxis", "neurogenic", "resection_recurrence"}
+    assert find_analysis("prophylaxis") == ROOT / "analyses" / "prophylaxis" / "analysis.toml"
+    for bad in ("../analyses/prophylaxis", "", "..", "nope"):
+        assert find_analysis(bad) is None
+
+
+def test_reproduce_only_unknown_is_an_error_naming_the_analyses(tmp_path):
+    r = runner.invoke(app, ["reproduce", "--only", "prophylaxsis", "--out", str(tmp_path / "rep"), "-q"])
+    assert r.exit_code == 1
+    assert "did you mean 'prophylaxis'" in r.output
+    for name in ("tha_incidence", "prophylaxis", "neurogenic", "resection_recurrence"):
+        assert name in r.output
+    assert not (tmp_path / "rep").exists()  # nothing ran
+
+
+def test_run_unknown_name_suggests(tmp_path):
+    r = runner.invoke(app, ["run", "tha_incidense", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1
+    assert "did you mean 'tha_incidence'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_warnings_one_line_each(capsys):
+    with one_line_warnings():
+        for _ in range(3):
+            warnings.warn("positivity: 4 patient(s) have a propensity\n   below 0.01", UserWarning, stacklevel=1)
+        warnings.warn("a second one", RuntimeWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == ["warning: positivity: 4 patient(s) have a propensity below 0.01", "warning: a second one"]
+    assert "test_cli.py" not in err  # no file name, line number or source line
+
+
+def test_wheel_build_ships_the_analyses(tmp_path):
+    """setup.py's build step copies every analyses/*/analysis.toml (and study.py) into the package."""
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    shipped = tmp_path / "hostats" / "bundled_analyses"
+    for spec in (ROOT / "analyses").glob("*/analysis.toml"):
+        copy = shipped / spec.parent.name / "analysis.toml"
+        assert copy.read_bytes() == spec.read_bytes()
+    assert (shipped / "simulation_study" / "study.py").is_file()
+    assert find_analysis("prophylaxis", shipped) == shipped / "prophylaxis" / "analysis.toml"
