@@ -77,39 +77,48 @@ def _loglog_ci(f: np.ndarray, var: np.ndarray, z: float) -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------------------------------
 
 def _aalen_johansen(t: np.ndarray, s: np.ndarray, w: np.ndarray | None, cause: int) -> dict[str, np.ndarray]:
-    """Exact AJ estimate for one group at every distinct time, with the cmprsk::cuminc variance.
-
-    Counts per distinct time by bincount; S(t-) by a cumulative product; F by a cumulative sum. The
-    variance is Gray's Aalen-type (delta-method) estimator as coded in cmprsk's ``cinc`` (with its
-    correction for tied events); with weights, squared weights replace the counts (weights treated as
-    known) and there is no tie correction.
-    """
+    """Exact AJ estimate for one group at every distinct time, with the cmprsk::cuminc variance: counts per
+    distinct time by bincount, then :func:`_aalen_johansen_counts`. With weights, squared weights replace
+    the counts in the variance (weights treated as known) and there is no tie correction."""
     u, inv = np.unique(t, return_inverse=True)
     m = u.size
     one = np.ones_like(t) if w is None else w
     is1 = s == cause
     isother = (s > 0) & ~is1
     n_t = np.bincount(inv, minlength=m).astype(float)
-    y_count = n_t[::-1].cumsum()[::-1]                          # unweighted number at risk
     nw = np.bincount(inv, weights=one, minlength=m)
-    y = nw[::-1].cumsum()[::-1]                                 # (weighted) number at risk
     d1 = np.bincount(inv, weights=one * is1, minlength=m)
     d2 = np.bincount(inv, weights=one * isother, minlength=m)
+    v_d = None
+    if w is not None:
+        v_d = (np.bincount(inv, weights=w * w * is1, minlength=m),
+               np.bincount(inv, weights=w * w * isother, minlength=m))
+    return _aalen_johansen_counts(u, n_t, nw, d1, d2, v_d)
+
+
+def _aalen_johansen_counts(u: np.ndarray, n_t: np.ndarray, nw: np.ndarray, d1: np.ndarray, d2: np.ndarray,
+                           v_d: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """AJ estimate and variance from counts at the distinct times ``u`` (ascending) of one group: ``n_t``
+    rows ending at each time, ``nw`` their (weighted) number, ``d1``/``d2`` (weighted) events of the cause
+    and of competing causes; ``v_d`` the squared-weight event sums (weighted data) or None (counts: the
+    cmprsk tie correction). S(t-) by a cumulative product; F by a cumulative sum. The variance is Gray's
+    Aalen-type (delta-method) estimator as coded in cmprsk's ``cinc``."""
+    m = u.size
+    y_count = n_t[::-1].cumsum()[::-1]                          # unweighted number at risk
+    y = nw[::-1].cumsum()[::-1]                                 # (weighted) number at risk
     d = d1 + d2
     surv = np.cumprod(1.0 - d / y)                              # all-cause KM S(t)
     surv_m = np.r_[1.0, surv[:-1]]                              # S(t-)
     f = np.cumsum(surv_m * d1 / y)
 
-    if w is None:
-        c1 = np.bincount(inv, weights=is1.astype(float), minlength=m)
-        c2 = np.bincount(inv, weights=isother.astype(float), minlength=m)
+    if v_d is None:
+        c1, c2 = d1, d2
         with np.errstate(divide="ignore", invalid="ignore"):
             t5_1 = np.where(c1 > 1, 1.0 - (c1 - 1.0) / (y - 1.0), 1.0)
             t5_2 = np.where(c2 > 1, 1.0 - (c2 - 1.0) / (y - 1.0), 1.0)
         v_d1, v_d2 = t5_1 * d1, t5_2 * d2
     else:
-        v_d1 = np.bincount(inv, weights=w * w * is1, minlength=m)
-        v_d2 = np.bincount(inv, weights=w * w * isother, minlength=m)
+        v_d1, v_d2 = v_d
     pos = surv > 0
     inv_s = np.where(pos, 1.0 / np.where(pos, surv, 1.0), 0.0)
     base = surv_m * surv_m / (y * y)
@@ -160,6 +169,13 @@ def _gray_test(t: np.ndarray, s: np.ndarray, g: np.ndarray, n_groups: int, cause
     cnt = np.bincount(cell, minlength=m * ng).reshape(m, ng).astype(float)
     d1 = np.bincount(cell, weights=(s == cause).astype(float), minlength=m * ng).reshape(m, ng)
     d2 = np.bincount(cell, weights=((s > 0) & (s != cause)).astype(float), minlength=m * ng).reshape(m, ng)
+    return _gray_test_counts(cnt, d1, d2, cause)
+
+
+def _gray_test_counts(cnt: np.ndarray, d1: np.ndarray, d2: np.ndarray, cause: int) -> GrayTest:
+    """Gray's test from (distinct times x groups) tables: ``cnt`` rows ending at each time, ``d1`` events
+    of the cause, ``d2`` competing events (times ascending); see :func:`_gray_test`."""
+    m, ng = cnt.shape
     y = cnt[::-1].cumsum(axis=0)[::-1]
     at = y > 0
     ysafe = np.where(at, y, 1.0)
