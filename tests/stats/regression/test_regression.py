@@ -1,6 +1,7 @@
 """Tests for hostats.stats.regression.logit.logistic against R glm/confint, R logistf, closed forms and simulation."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -26,10 +27,13 @@ SEX2_COUNTS = [
     (0, 0, 0, 1, 1, 0, 0, 8), (0, 0, 0, 1, 0, 1, 0, 1), (0, 0, 0, 1, 0, 0, 0, 2), (0, 0, 0, 0, 0, 1, 0, 1),
 ]
 SEX2_FORMULA = "case ~ age + oc + vic + vicl + vis + dia"
+R = json.loads((REFERENCE / "regression.json").read_text())  # tests/reference/regression.R
 
 # R logistf, example in the logistf documentation (reproduced in the logistfPrint help page of R package
 # "biostatUtil"): logistf(case ~ age + oc + vic + vicl + vis + dia, data = sex2, alpha = 0.1):
 # coef, profile penalised-likelihood 90% CI, penalised likelihood-ratio chi-square and p-value.
+# Kept as published: logistf is not packaged for Debian, so tests/reference cannot re-run it (brglm2's
+# Firth estimate in regression.json agrees with these coefficients to 1e-6 but has no profile limits).
 LOGISTF_SEX2 = {
     "Intercept": (0.12025405, -0.6673577, 0.9177303, 0.06286298, 8.020268e-01),
     "age": (-1.10598131, -1.8277045, -0.4328451, 7.50773092, 6.143472e-03),
@@ -41,8 +45,9 @@ LOGISTF_SEX2 = {
 }
 # Standard errors sqrt(diag((X'WX)^-1)) at the Firth estimate, as printed by logistf (versions < 1.24) and
 # by the Python package firthlogist (README, sex2 example). Newer logistf prints different SEs.
-FIRTH_SEX2_SE = {"Intercept": 0.485542, "age": 0.42366, "oc": 0.443793, "vic": 0.548416, "vicl": 0.543082,
-                 "vis": 0.417368, "dia": 1.67501}
+# Full precision from R brglm2 (type = "AS_mean"), regression.json.
+FIRTH_SEX2_SE = dict(zip(["Intercept", "age", "oc", "vic", "vicl", "vis", "dia"], R["sex2_firth"]["std_error"],
+                         strict=True))
 
 
 def sex2(expanded: bool = True) -> pd.DataFrame:
@@ -70,18 +75,16 @@ def data_dir_module():
 def test_ml_matches_r_glm_and_profile_confint(admissions):
     """UCLA IDRE "Logit regression | R data analysis examples" (tests/data/ucla_admissions.csv):
     glm(admit ~ gre + gpa + rank, family = binomial) with rank a factor; coefficients and SEs from
-    summary(), residual deviance 458.52, and profile CIs from confint() (MASS profiling)."""
+    summary(), residual deviance 458.52, and profile CIs from confint() (MASS profiling), re-run in
+    tests/reference/regression.R (regression.json)."""
+    g = R["ucla_glm"]
+    terms = ["Intercept", "gre", "gpa", "C(rank)[T.2]", "C(rank)[T.3]", "C(rank)[T.4]"]  # R's order
     r_glm = {  # term: (coef, se, profile 2.5%, profile 97.5%)
-        "Intercept": (-3.989979, 1.139951, -6.2716202334, -1.792547080),
-        "gre": (0.002264, 0.001094, 0.0001375921, 0.004435874),
-        "gpa": (0.804038, 0.331819, 0.1602959439, 1.464142727),
-        "C(rank)[T.2]": (-0.675443, 0.316490, -1.3008888002, -0.056745722),
-        "C(rank)[T.3]": (-1.340204, 0.345306, -2.0276713127, -0.670372346),
-        "C(rank)[T.4]": (-1.551464, 0.417832, -2.4000265384, -0.753542605),
+        t: v for t, *v in zip(terms, g["coef"], g["std_error"], g["profile_lower"], g["profile_upper"], strict=True)
     }
     res = logistic(admissions, "admit ~ gre + gpa + C(rank)")
     t = res.table().set_index("term")
-    assert res.fitted.llf * -2 == pytest.approx(458.52, abs=5e-3)
+    assert res.fitted.llf * -2 == pytest.approx(g["deviance"], abs=5e-3)
     prof = res.profile_ci().set_index("term")
     for term, (coef, se, lo, hi) in r_glm.items():
         assert np.log(t.loc[term, "estimate"]) == pytest.approx(coef, abs=5e-6)
