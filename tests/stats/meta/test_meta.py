@@ -3,7 +3,8 @@
 Data: the 13 BCG vaccine trials (Colditz et al. 1994), R metafor's ``dat.bcg`` (tests/data/dat_bcg.csv, see
 tests/data/README.md), log risk ratios as metafor's ``escalc(measure="RR", ...)``.
 
-References (each number below is copied from the cited file; metafor's own tolerances are ~1e-4):
+References (the numbers are re-computed with metafor in tests/reference/meta.R -> meta.json, and agree with
+the cited files to the tolerances of the tests; metafor's own tolerances are ~1e-4):
 - [metan] metafor tests/testthat/test_misc_metan_vs_rma.uni_with_dat.bcg.r (metafor results checked against
   Stata's metan): FE and DL estimates, CIs, z, Q, tau2, I2.
 - [confint] metafor tests/testthat/test_misc_confint.r: Q-profile CI of tau2, I2 and H2 for the DL model.
@@ -18,15 +19,19 @@ References (each number below is copied from the cited file; metafor's own toler
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from hostats.errors import EstimationError
 from hostats.stats.meta import meta_effects
-from tests.paths import DATA
+from tests.paths import DATA, REFERENCE
 
 DATA = DATA / "dat_bcg.csv"
+R = json.loads((REFERENCE / "meta.json").read_text())
+BCG, KACKER = R["bcg"], R["kacker"]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +47,14 @@ def test_fixed_effect_matches_metafor_and_stata(bcg):
     yi, vi, _ = bcg
     r = meta_effects(yi, vi, method="FE")
     # [metan]
-    assert r.estimate == pytest.approx(-0.4303, abs=5e-5)
-    assert r.ci_lower == pytest.approx(-0.5097, abs=5e-5)
-    assert r.ci_upper == pytest.approx(-0.3509, abs=5e-5)
-    assert r.estimate / r.std_error == pytest.approx(-10.6247, abs=5e-4)
-    assert r.q == pytest.approx(152.2330, abs=5e-4)
-    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx([0.6503, 0.6007, 0.7040], abs=5e-5)
+    ref = BCG["fe"]
+    assert r.estimate == pytest.approx(ref["estimate"], abs=5e-5)
+    assert r.ci_lower == pytest.approx(ref["ci_lower"], abs=5e-5)
+    assert r.ci_upper == pytest.approx(ref["ci_upper"], abs=5e-5)
+    assert r.estimate / r.std_error == pytest.approx(ref["z"], abs=5e-4)
+    assert r.q == pytest.approx(ref["q"], abs=5e-4)
+    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx(
+        np.exp([ref["estimate"], ref["ci_lower"], ref["ci_upper"]]), abs=5e-5)
     assert r.tau2 == 0.0
     # FE prediction interval is the CI (tau2 = 0)
     assert (r.pred_lower, r.pred_upper) == pytest.approx((r.ci_lower, r.ci_upper))
@@ -57,13 +64,15 @@ def test_dersimonian_laird_matches_metafor_and_stata(bcg):
     yi, vi, _ = bcg
     r = meta_effects(yi, vi, method="DL")
     # [metan]
-    assert r.estimate == pytest.approx(-0.7141, abs=5e-5)
-    assert r.ci_lower == pytest.approx(-1.0644, abs=5e-5)
-    assert r.ci_upper == pytest.approx(-0.3638, abs=5e-5)
-    assert r.estimate / r.std_error == pytest.approx(-3.9952, abs=5e-4)
-    assert r.tau2 == pytest.approx(0.3088, abs=5e-5)
-    assert r.i2 == pytest.approx(92.1173, abs=5e-4)
-    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx([0.4896, 0.3449, 0.6950], abs=5e-5)
+    ref = BCG["dl"]
+    assert r.estimate == pytest.approx(ref["estimate"], abs=5e-5)
+    assert r.ci_lower == pytest.approx(ref["ci_lower"], abs=5e-5)
+    assert r.ci_upper == pytest.approx(ref["ci_upper"], abs=5e-5)
+    assert r.estimate / r.std_error == pytest.approx(ref["z"], abs=5e-4)
+    assert r.tau2 == pytest.approx(ref["tau2"], abs=5e-5)
+    assert r.i2 == pytest.approx(ref["i2"], abs=5e-4)
+    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx(
+        np.exp([ref["estimate"], ref["ci_lower"], ref["ci_upper"]]), abs=5e-5)
 
 
 def test_q_profile_intervals_match_metafor_confint(bcg):
@@ -71,10 +80,11 @@ def test_q_profile_intervals_match_metafor_confint(bcg):
     r = meta_effects(yi, vi, method="DL")
     # [confint]: tau2 (0.3088, 0.1197, 1.1115), I2 (92.1173, 81.9177, 97.6781), H2 (12.6861, 5.5303, 43.0680).
     # metafor finds the bounds with uniroot(tol ~1.2e-4), so its I2/H2 bounds are good to ~1e-3 only.
-    assert r.tau2_ci == pytest.approx((0.1197, 1.1115), abs=5e-5)
-    assert r.i2_ci == pytest.approx((81.9177, 97.6781), abs=5e-3)
-    assert r.h2_ci == pytest.approx((5.5303, 43.0680), abs=2e-3)
-    assert r.h2 == pytest.approx(12.6861, abs=5e-4)
+    ci = BCG["dl_confint"]  # (estimate, lower, upper)
+    assert r.tau2_ci == pytest.approx(tuple(ci["tau2"][1:]), abs=5e-5)
+    assert r.i2_ci == pytest.approx(tuple(ci["i2"][1:]), abs=5e-3)
+    assert r.h2_ci == pytest.approx(tuple(ci["h2"][1:]), abs=2e-3)
+    assert r.h2 == pytest.approx(ci["h2"][0], abs=5e-4)
     # the Q-profile CI does not depend on the tau2 estimator
     assert meta_effects(yi, vi, method="REML").tau2_ci == pytest.approx(r.tau2_ci)
 
@@ -82,10 +92,11 @@ def test_q_profile_intervals_match_metafor_confint(bcg):
 def test_reml_matches_metafor(bcg):
     yi, vi, _ = bcg
     r = meta_effects(yi, vi)  # REML is the default, as in metafor
-    assert r.estimate == pytest.approx(-0.7145, abs=5e-5)      # [issue 5]
-    assert r.std_error == pytest.approx(0.1798, abs=5e-5)      # [issue 5]
-    assert r.tau2 == pytest.approx(0.313243325980895, abs=1e-7)  # [influence]
-    assert r.q == pytest.approx(152.233008082373, rel=1e-9)   # [influence]
+    ref = BCG["reml"]
+    assert r.estimate == pytest.approx(ref["estimate"], abs=5e-5)      # [issue 5]
+    assert r.std_error == pytest.approx(ref["std_error"], abs=5e-5)    # [issue 5]
+    assert r.tau2 == pytest.approx(ref["tau2"], abs=1e-7)  # [influence]
+    assert r.q == pytest.approx(ref["q"], rel=1e-9)   # [influence]
     assert r.q_pvalue < 1e-20
     assert r.k == 13
 
@@ -93,15 +104,16 @@ def test_reml_matches_metafor(bcg):
 def test_reml_knapp_hartung_matches_metafor(bcg):
     yi, vi, _ = bcg
     r = meta_effects(yi, vi, method="REML", knapp_hartung=True)
-    assert (r.ci_lower, r.ci_upper) == pytest.approx((-1.1084, -0.3206), abs=5e-5)  # [issue 5]
-    assert r.estimate == pytest.approx(-0.7145, abs=5e-5)
+    ref = BCG["reml_knha"]
+    assert (r.ci_lower, r.ci_upper) == pytest.approx((ref["ci_lower"], ref["ci_upper"]), abs=5e-5)  # [issue 5]
+    assert r.estimate == pytest.approx(ref["estimate"], abs=5e-5)
     assert "Knapp-Hartung" in r.method
 
 
 def test_paule_mandel_matches_iterated_dl_of_metafor(bcg):
     yi, vi, _ = bcg
     r = meta_effects(yi, vi, method="PM")
-    assert r.tau2 == pytest.approx(0.3181, abs=5e-5)  # [rma_uni]
+    assert r.tau2 == pytest.approx(BCG["pm"]["tau2"], abs=5e-5)  # [rma_uni]; metafor method="PM"
     # defining property: the generalised Q statistic equals k - 1 at the PM estimate
     w = 1 / (vi + r.tau2)
     assert np.sum(w * (yi - r.estimate) ** 2) == pytest.approx(12.0, abs=1e-8)
@@ -113,13 +125,10 @@ def test_leave_one_out_matches_metafor_leave1out(bcg):
     assert len(loo) == 13
     first = loo.iloc[0]
     # [influence]: leave1out(rma(yi, vi, data=dat))[1]
-    expected = {"estimate": -0.707083788031436, "std_error": 0.189961024702717,
-                "ci_lower": -1.07940055491509, "ci_upper": -0.334767021147788, "p_value": 0.000197449759023198,
-                "q": 151.582572747109, "tau2": 0.336156745300306, "i2": 93.2259349111223,
-                "h2": 14.762184698253}
+    expected = {k: v for k, v in BCG["reml_leave1out_first"].items() if k != "q_pvalue"}
     for key, value in expected.items():
         assert first[key] == pytest.approx(value, rel=2e-6), key
-    assert first["q_pvalue"] == pytest.approx(7.0778599767807e-27, rel=1e-5)
+    assert first["q_pvalue"] == pytest.approx(BCG["reml_leave1out_first"]["q_pvalue"], rel=1e-5)
 
 
 def test_forest_data_weights_and_pooled_row(bcg):
@@ -129,7 +138,7 @@ def test_forest_data_weights_and_pooled_row(bcg):
     studies = fd[fd.row_type == "study"]
     assert list(studies.label) == list(labels)
     assert studies.weight_percent.sum() == pytest.approx(100.0)
-    assert studies.weight_percent.iloc[0] == pytest.approx(5.05948307931551, rel=1e-6)  # [influence]
+    assert studies.weight_percent.iloc[0] == pytest.approx(BCG["reml_weight_percent_first"], rel=1e-6)  # [influence]
     assert studies.ci_lower.iloc[0] == pytest.approx(yi.iloc[0] - 1.959964 * np.sqrt(vi.iloc[0]), abs=1e-6)
     pooled = fd[fd.row_type == "pooled"].iloc[0]
     assert pooled.estimate == r.estimate
@@ -142,8 +151,9 @@ def test_prediction_interval_formula(bcg):
     0.3132), i.e. exp: 0.15 to 1.55."""
     yi, vi, _ = bcg
     r = meta_effects(yi, vi)
-    half = 1.959964 * np.sqrt(0.1798**2 + 0.3132)
-    assert (r.pred_lower, r.pred_upper) == pytest.approx((-0.7145 - half, -0.7145 + half), abs=2e-4)
+    mu, se, tau2 = (BCG["reml"][k] for k in ("estimate", "std_error", "tau2"))
+    half = 1.959964 * np.sqrt(se**2 + tau2)
+    assert (r.pred_lower, r.pred_upper) == pytest.approx((mu - half, mu + half), abs=2e-4)
     assert np.exp([r.pred_lower, r.pred_upper]) == pytest.approx([0.15, 1.55], abs=5e-3)
     kh = meta_effects(yi, vi, knapp_hartung=True)
     t12 = 2.178813  # qt(0.975, 12)
@@ -151,34 +161,34 @@ def test_prediction_interval_formula(bcg):
 
 
 def test_kacker_example_paule_mandel_and_dl_knapp_hartung_full_precision():
-    y = np.array([61.0, 61.4, 62.21, 62.3, 62.34, 62.6, 62.7, 62.84, 65.9])
-    v = np.array([0.2025, 1.2100, 0.0900, 0.2025, 0.3844, 0.5625, 0.0676, 0.0225, 1.8225])
-    pm = meta_effects(y, v, method="PM")  # [statsmodels] exk1_metafor
-    assert pm.tau2 == pytest.approx(0.705395309224248, rel=1e-8)
-    assert pm.estimate == pytest.approx(62.4076199113286, rel=1e-10)
-    assert pm.std_error == pytest.approx(0.338030602684471, rel=1e-8)
-    assert (pm.ci_lower, pm.ci_upper) == pytest.approx((61.7450921043947, 63.0701477182625), rel=1e-9)
-    assert pm.q == pytest.approx(24.801897741835, rel=1e-9)
-    assert pm.q_pvalue == pytest.approx(0.00167935146372742, rel=1e-8)
-    assert pm.i2 == pytest.approx(83.7218626490482, rel=1e-8)
-    assert pm.h2 == pytest.approx(6.14320900751909, rel=1e-8)
+    y = np.array(KACKER["y"])
+    v = np.array(KACKER["v"])
+    pm, ref = meta_effects(y, v, method="PM"), KACKER["pm"]  # [statsmodels] exk1_metafor
+    assert pm.tau2 == pytest.approx(ref["tau2"], rel=1e-8)
+    assert pm.estimate == pytest.approx(ref["estimate"], rel=1e-10)
+    assert pm.std_error == pytest.approx(ref["std_error"], rel=1e-8)
+    assert (pm.ci_lower, pm.ci_upper) == pytest.approx((ref["ci_lower"], ref["ci_upper"]), rel=1e-9)
+    assert pm.q == pytest.approx(ref["q"], rel=1e-9)
+    assert pm.q_pvalue == pytest.approx(ref["q_pvalue"], rel=1e-8)
+    assert pm.i2 == pytest.approx(ref["i2"], rel=1e-8)
+    assert pm.h2 == pytest.approx(ref["h2"], rel=1e-8)
 
-    dl = meta_effects(y, v, method="DL")  # exk1_dl
-    assert dl.tau2 == pytest.approx(0.288049246973751, rel=1e-10)
-    assert dl.estimate == pytest.approx(62.3901386044504, rel=1e-12)
-    assert dl.std_error == pytest.approx(0.245749668040304, rel=1e-10)
-    assert dl.i2 == pytest.approx(67.744403741711, rel=1e-10)
-    assert dl.h2 == pytest.approx(3.10023721772938, rel=1e-10)
+    dl, ref = meta_effects(y, v, method="DL"), KACKER["dl"]  # exk1_dl
+    assert dl.tau2 == pytest.approx(ref["tau2"], rel=1e-10)
+    assert dl.estimate == pytest.approx(ref["estimate"], rel=1e-12)
+    assert dl.std_error == pytest.approx(ref["std_error"], rel=1e-10)
+    assert dl.i2 == pytest.approx(ref["i2"], rel=1e-10)
+    assert dl.h2 == pytest.approx(ref["h2"], rel=1e-10)
 
-    kh = meta_effects(y, v, method="DL", knapp_hartung=True)  # exk1_dl_hksj
-    assert kh.std_error == pytest.approx(0.29477605699879, rel=1e-10)
-    assert (kh.ci_lower, kh.ci_upper) == pytest.approx((61.710383798052, 63.0698934108488), rel=1e-12)
-    assert kh.p_value == pytest.approx(2.77938607433693e-16, rel=1e-6)
+    kh, ref = meta_effects(y, v, method="DL", knapp_hartung=True), KACKER["dl_knha"]  # exk1_dl_hksj
+    assert kh.std_error == pytest.approx(ref["std_error"], rel=1e-10)
+    assert (kh.ci_lower, kh.ci_upper) == pytest.approx((ref["ci_lower"], ref["ci_upper"]), rel=1e-12)
+    assert kh.p_value == pytest.approx(ref["p_value"], rel=1e-6)
 
-    fe = meta_effects(y, v, method="FE")  # exk1_fe
-    assert fe.estimate == pytest.approx(62.5833970939982, rel=1e-12)
-    assert fe.std_error == pytest.approx(0.107845705498231, rel=1e-10)
-    assert fe.i2 == pytest.approx(67.744403741711, rel=1e-10)
+    fe, ref = meta_effects(y, v, method="FE"), KACKER["fe"]  # exk1_fe
+    assert fe.estimate == pytest.approx(ref["estimate"], rel=1e-12)
+    assert fe.std_error == pytest.approx(ref["std_error"], rel=1e-10)
+    assert fe.i2 == pytest.approx(ref["i2"], rel=1e-10)
 
 
 def test_homogeneous_studies_give_tau2_zero_and_fe_answer():
