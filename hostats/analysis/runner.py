@@ -24,6 +24,7 @@ from hostats.analysis.expressions import _mask
 from hostats.analysis.sections import SECTIONS
 from hostats.analysis.spec import Spec, load_spec
 from hostats.analysis.writer import _identifiers, _scan_outputs, _write_report
+from hostats.report.disclosure import DisclosurePolicy, use_policy
 
 
 @dataclass
@@ -126,16 +127,17 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         ctx = Context(spec=spec, data=ep, assessments=cohort.assessments, truth=truth, threshold=spec.threshold,
                       level=spec.level, horizon=spec.horizon)
         outputs: list[SectionOutput] = []
-        for sec in spec.sections:
-            with timer.step(f"section {sec['id']}"):
-                try:
-                    outputs.append(SECTIONS[sec["type"]](ctx, sec))
-                except SpecError:
-                    raise
-                except (EstimationError, ValueError) as exc:
-                    raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these data: {exc}",
-                                     "section", "type", sec["_index"]) from None
-            step(f"section {sec.get('title', sec['id'])}")
+        with use_policy(DisclosurePolicy.from_report(spec.report)):  # counts in the sections' figures, tables
+            for sec in spec.sections:
+                with timer.step(f"section {sec['id']}"):
+                    try:
+                        outputs.append(SECTIONS[sec["type"]](ctx, sec))
+                    except SpecError:
+                        raise
+                    except (EstimationError, ValueError) as exc:
+                        raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these data: {exc}",
+                                         "section", "type", sec["_index"]) from None
+                step(f"section {sec.get('title', sec['id'])}")
         with timer.step("report"):
             result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source)
         step("report written")

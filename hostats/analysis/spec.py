@@ -148,6 +148,10 @@ TABLES: dict[str, Table] = {
         Key("headline", "list of strings", "the first 3 rows", 'Rows of the index page: "section" or '
             '"section/measure".'),
         Key("labels", "table", NONE, "Display labels of Table 1 variables."),
+        Key("rounding", "integer or string", "5", "Counts of people and events are rounded to the nearest "
+            "multiple of this (as OpenSAFELY does; percentages from the rounded counts), \"midpoint6\" for "
+            "midpoint-6 rounding (1-6 shows 3, 7-12 shows 9), or 0 for exact counts (a table holding a small "
+            "count is then rounded to the threshold, and a further cell withheld where needed)."),
     )),
 }
 
@@ -564,6 +568,12 @@ def _check_sections(stub: Spec, raw: dict) -> list[dict[str, Any]]:
         _check_keys(stub, "section", i, s, _SECTION_KEYS[t] | _COMMON_SECTION_KEYS)
         if "methods" in s:
             _check_methods(stub, s["methods"], "section", i)
+    rounding = report.get("rounding", 5)
+    if not ((_is_int(rounding) and rounding >= 0) or rounding == "midpoint6"):
+        raise stub.error(f"must be 0 (exact counts), a base of 2 or more, or \"midpoint6\"; got {rounding!r}",
+                         "report", "rounding")
+    if _is_int(rounding) and rounding == 1:
+        report["rounding"] = 0  # rounding to the nearest 1 is exact counts
         sid = s.get("id") or f"{i + 1}_{t}"
         if sid in ids:
             raise stub.error(f"duplicate section id {sid!r}", "section", "id", i)

@@ -17,6 +17,7 @@ from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG
 from hostats.analysis.spec import Spec
 from hostats.errors import HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
+from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
@@ -115,10 +116,8 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
     elif any(KNOWN_FLAG in str(s.get("subset", "")) for s in spec.sections):
         paras.append(f"Some yes/no outcomes were analysed among episodes whose status at {int(spec.horizon)} days "
                      "was known; this is biased when patients are lost to follow-up before the horizon.")
-    paras.append(f"Disclosure control: counts from 1 to {ctx.threshold - 1} are shown as \"<{ctx.threshold}\", "
-                 "with secondary suppression where a total would reveal them; estimates resting on fewer than "
-                 f"{ctx.threshold} people or events are withheld. Computed with hostats; package versions are in "
-                 "manifest.json.")
+    paras.append(DisclosurePolicy.from_report(spec.report).describe()
+                 + " Computed with hostats; package versions are in manifest.json.")
     return paras, refs
 
 
@@ -151,6 +150,16 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
 
 def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput], folder: Path,
                   truth: dict | None, info: dict, timer: Timer, source: Any) -> pd.DataFrame:
+    """Write every output of a run under the spec's disclosure policy (``[report] small_cell_threshold``,
+    ``rounding``): the same count is published the same way in the HTML, the CSV/JSON and the figures."""
+    policy = DisclosurePolicy.from_report(spec.report)
+    with use_policy(policy):
+        return _write_outputs(spec, ctx, cohort, outputs, folder, truth, info, timer, source, policy)
+
+
+def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput], folder: Path,
+                   truth: dict | None, info: dict, timer: Timer, source: Any,
+                   policy: DisclosurePolicy) -> pd.DataFrame:
     from hostats.report.figures import save_figure
     from hostats.schema import IDENTIFYING
 
@@ -161,12 +170,13 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
     est = est[[c for c in ESTIMATE_COLUMNS if c in est.columns] + extra]
     if truth is None:
         est = est.drop(columns=["truth"])
-    shown = suppress_estimates(est, thr)
+    shown = suppress_estimates(est, thr, policy)
     check_no_identifiers([shown], IDENTIFYING)
     write_csv(shown, folder / "estimates.csv")
     records = json.loads(shown.to_json(orient="records", double_precision=10))
     (folder / "estimates.json").write_text(json.dumps({"analysis": spec.name, "ci_level": ctx.level,
-                                                       "small_cell_threshold": thr, "estimates": records},
+                                                       "small_cell_threshold": thr,
+                                                       "rounding": policy.rounding, "estimates": records},
                                                       indent=1) + "\n", encoding="utf-8")
     figdir = folder / "figures"
     figures = []
@@ -185,10 +195,13 @@ def _write_report(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput]
                                  "report", "table1" if v in t1_vars else "table1_by")
         smd = _smd_map(next((o.balance for o in outputs if o.balance is not None), None))
         t1 = TableBlock(f"by {by}" if by else "", table_one(ctx.data, list(t1_vars), by=by, threshold=thr,
-                                                            smd=smd, labels=spec.report.get("labels")),
+                                                            smd=smd, labels=spec.report.get("labels"),
+                                                            policy=policy),
                         "n (%) of non-missing values, mean (SD), median [IQR]; 'missing' rows give n (%) of all "
-                        "episodes." + (" SMD: largest unweighted standardised mean difference against the "
-                                       "reference arm." if smd else ""))
+                        "episodes." + (f" Counts rounded to the nearest {policy.base}; percentages from the "
+                                       "rounded counts." if policy.base > 1 else "")
+                        + (" SMD: largest unweighted standardised mean difference against the reference arm."
+                           if smd else ""))
     flow = cohort.flow()
     n = len(ctx.data)
     if truth is not None:

@@ -3,9 +3,11 @@ table under the axis, forest plots, love plots and calibration plots.
 
 Every function takes tidy DataFrames (the ``curve``/``.at()`` frames and ``.table()`` of the estimators)
 and returns a matplotlib ``Figure``; ``save_figure`` writes PNG and SVG and returns the PNG as base64 for
-embedding in the self-contained HTML report. Disclosure control: numbers at risk from 1 to threshold-1
-print as "<5", and curves are drawn only while at least ``threshold`` people remain at risk (the tail of
-a curve over fewer people would show individual events).
+embedding in the self-contained HTML report. Disclosure control (the report's policy,
+:mod:`hostats.report.disclosure`): numbers at risk are rounded and those from 1 to threshold-1 print as
+"<5"; a curve is drawn only from the time its group has ``threshold`` events (before, its steps would show
+a count of events that the estimates withhold) and only while at least ``threshold`` people remain at risk
+(the tail of a curve over fewer people would show individual events).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from hostats.report.tables import render_cell, secondary_suppression  # noqa: E402
+from hostats.report.disclosure import SHOWN, policy_for, suppress_table  # noqa: E402
 
 PALETTE = "colorblind"
 # SVG text stays text; text.parse_math off: every text drawn (labels, tick labels, legends, titles, from data
@@ -44,7 +46,8 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
 
     ``curve``: group, time, estimate, ci_lower, ci_upper, n_at_risk (every jump; ``CurveResult.curve``).
     ``at_risk``: group, time, n_at_risk at ``risk_times`` (``CurveResult.at(risk_times)``); when absent it
-    is computed from ``curve``. Each group's curve stops where fewer than ``threshold`` remain at risk.
+    is computed from ``curve``. Each group's curve starts where it has ``threshold`` events (when ``curve``
+    has ``n_events``) and stops where fewer than ``threshold`` remain at risk.
     ``truth``: a true value at ``horizon`` (one number, or one per group) drawn as a marker.
     """
     _style()
@@ -66,9 +69,21 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         # keep the curve up to the last time with enough people at risk
         last = np.flatnonzero(enough)
         g = g.iloc[: last[-1] + 1] if len(last) else g.iloc[:0]
+        start = float(_start(g))
+        t0, band0 = 0.0, None
+        if "n_events" in g.columns:  # and from the time the group has threshold events
+            first = np.flatnonzero(np.cumsum(g["n_events"].fillna(0).to_numpy(float)) >= threshold)
+            if len(first) and first[0] > 0:
+                row = g.iloc[first[0]]
+                t0, start = float(row["time"]), float(row["estimate"])
+                if {"ci_lower", "ci_upper"} <= set(g.columns):
+                    band0 = (float(row["ci_lower"]), float(row["ci_upper"]))
+                g = g.iloc[first[0] + 1:]
+            elif not len(first):
+                t0, start, g = xmax, start, g.iloc[:0]
         g = _thin(g, xmax)
-        t = np.concatenate([[0.0], g["time"].to_numpy(float)])
-        y = np.concatenate([[float(_start(g))], g["estimate"].to_numpy(float)])
+        t = np.concatenate([[t0], g["time"].to_numpy(float)])
+        y = np.concatenate([[start], g["estimate"].to_numpy(float)])
         end = min(xmax, float(t[-1]) if len(g) else 0.0)
         if at_risk is not None:  # flat after the last jump while enough people are still followed
             a = at_risk[(at_risk["group"] == grp) & (at_risk["n_at_risk"] >= threshold)]
@@ -79,8 +94,9 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         label = str(grp) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"
         ax.step(t_end, y_end, where="post", color=colour, lw=1.8, label=label)
         if ci and {"ci_lower", "ci_upper"} <= set(g.columns) and len(g):
-            lo = np.concatenate([[y[0]], g["ci_lower"].to_numpy(float)])
-            hi = np.concatenate([[y[0]], g["ci_upper"].to_numpy(float)])
+            lo0, hi0 = band0 if band0 is not None else (y[0], y[0])
+            lo = np.concatenate([[lo0], g["ci_lower"].to_numpy(float)])
+            hi = np.concatenate([[hi0], g["ci_upper"].to_numpy(float)])
             ax.fill_between(t_end, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
                             color=colour, alpha=0.15, lw=0)
         if truth is not None and horizon is not None:
@@ -119,14 +135,21 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         for k, t in enumerate(risk_times):
             row = a[np.isclose(a["time"].to_numpy(float), float(t))]
             counts[i, k] = row["n_at_risk"].iloc[0] if len(row) else np.nan
-    # at time 0 the groups add up to the number analysed (shown elsewhere): protect a small group
-    states = np.zeros(counts.shape, dtype=int)
+    # at time 0 the groups add up to the number analysed (shown elsewhere): protect a small group the way
+    # the estimates do (exact counts: the same group withheld; rounded counts: a check that nothing is pinned)
+    policy = policy_for(threshold)
+    states = np.full(counts.shape, SHOWN, dtype=int)
+    small = policy.is_small(counts) & policy.shows_small()
+    states[small] = 1
     if len(groups) > 1 and len(risk_times) and float(risk_times[0]) == 0 and np.isfinite(counts[:, 0]).all():
-        states[:, 0] = secondary_suppression(counts[:, :1].T, threshold)[0, :-1]
+        if policy.base == 1:
+            states[:, 0] = suppress_table(counts[:, :1].T, threshold)[0, :-1]
+        else:
+            states[:, 0] = policy.protect_table(counts[:, :1].T, col_totals_shown=False)[0][0, :-1]
     for i in range(len(groups)):
         for k, t in enumerate(risk_times):
-            tab.text(float(t), i, render_cell(counts[i, k], states[i, k], threshold), ha="center", va="center",
-                     fontsize=8)
+            text = "" if not np.isfinite(counts[i, k]) else policy.render(counts[i, k], states[i, k])
+            tab.text(float(t), i, text, ha="center", va="center", fontsize=8)
     return fig
 
 

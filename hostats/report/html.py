@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 
+from hostats.report.disclosure import policy_for
 from hostats.report.tables import (
-    SECONDARY,
     SECONDARY_NOTE,
     estimates_display,
     format_count,
-    is_small,
     redact_text,
 )
 
@@ -97,12 +95,12 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] |
     """The flow diagram as boxes, with disclosure control along the chain of exclusions.
 
     ``flow`` is ``Cohort.flow()``: step, rows_in, rows_excluded, rows_out, rows_changed, reason (first row
-    = rows read). Exclusions of 1..threshold-1 rows show as "<5". Because rows_in - excluded = rows_out,
-    when any exclusion is suppressed the intermediate "remaining" counts are not shown and, if only one
-    exclusion is suppressed, the next smallest one is suppressed too (shown "s"), so that the difference
-    between rows read and rows analysed never reveals a small count. Steps named in ``always`` (the
-    analysis criteria) get a box even when they exclude nothing; other steps only when they excluded or
-    changed rows.
+    = rows read). Counts follow the report's disclosure policy (rounded; 1..threshold-1 rows as "<5");
+    because rows_in - excluded = rows_out, where the chain would still reveal a small exclusion the
+    intermediate "remaining" counts are not shown and then the next smallest exclusion or the rows read
+    are withheld ("s"): :meth:`hostats.report.disclosure.DisclosurePolicy.protect_flow`. Steps named in
+    ``always`` (the analysis criteria) get a box even when they exclude nothing; other steps only when they
+    excluded or changed rows.
     """
     f = flow.reset_index(drop=True).copy()
     if f.empty:
@@ -110,27 +108,19 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] |
     if "reason" in f.columns:
         f["reason"] = f["reason"].fillna("").astype(str).map(lambda t: redact_text(_short_paths(t), threshold))
     exc = pd.to_numeric(f.get("rows_excluded", 0), errors="coerce").fillna(0).to_numpy(float)
-    exc[0] = 0.0  # the first row is the read step
-    small = is_small(exc, threshold)
-    secondary = np.zeros(len(f), dtype=bool)
-    if small.sum() == 1:
-        cand = np.flatnonzero((exc > 0) & ~small)
-        if len(cand):
-            secondary[cand[np.argmin(exc[cand])]] = True
-    hide_remaining = bool(small.any())
+    policy = policy_for(threshold)
     rows_read = f["rows_out"].iloc[0] if "rows_out" in f.columns else f["rows_in"].iloc[0]
-    read_small = 1 <= float(rows_read) < threshold
-    boxes = [{"kind": "main", "label": "Rows read", "count": format_count(rows_read, threshold),
+    counts = policy.protect_flow(rows_read, exc)
+    exc[0] = 0.0  # the first row is the read step
+    boxes = [{"kind": "main", "label": "Rows read", "count": counts["read"],
               "reason": str(f["reason"].iloc[0]) if "reason" in f.columns and pd.notna(f["reason"].iloc[0]) else ""}]
-    if small.sum() == 1 and not secondary.any() and not read_small:
-        boxes[0]["count"] = SECONDARY  # only one exclusion at all: hide rows read instead
     last = len(f) - 1
     for i in range(1, len(f)):
         r = f.iloc[i]
         changed = float(r.get("rows_changed", 0) or 0)
         shown = exc[i] > 0 or str(r["step"]) in set(always)
         if shown or i == last or changed > 0:
-            count = SECONDARY if secondary[i] else format_count(exc[i], threshold)
+            count = counts["excluded"][i]
             if shown:
                 boxes.append({"kind": "side", "label": str(r["step"]), "count": count,
                               "reason": str(r.get("reason", "") or "")})
@@ -138,11 +128,9 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] |
                 boxes.append({"kind": "note", "label": str(r["step"]),
                               "count": format_count(changed, threshold),
                               "reason": "values corrected (rows kept): " + str(r.get("reason", "") or "")})
-            if exc[i] > 0 and i != last and not hide_remaining:
-                boxes.append({"kind": "main", "label": "Remaining", "count": format_count(r["rows_out"], threshold),
-                              "reason": ""})
-    boxes.append({"kind": "main final", "label": "Analysed", "count": format_count(f["rows_out"].iloc[-1], threshold),
-                  "reason": ""})
+            if exc[i] > 0 and i != last and counts["remaining"] is not None:
+                boxes.append({"kind": "main", "label": "Remaining", "count": counts["remaining"][i], "reason": ""})
+    boxes.append({"kind": "main final", "label": "Analysed", "count": counts["analysed"], "reason": ""})
     return boxes
 
 

@@ -1,12 +1,10 @@
-"""Report tables: small-cell suppression (primary and secondary), Table 1 with missingness, estimate
-tables, and CSV exports safe against formula injection.
+"""Report tables: Table 1 with missingness, estimate tables, and CSV exports safe against formula injection.
 
-Disclosure rules (DESIGN.md, "Rules of the house"): a count from 1 to ``threshold - 1`` is never shown; it
-is printed as ``"<5"`` (for the default threshold 5). Where a shown total would let a reader recover a
-suppressed cell by subtraction, a second cell of the same row or column is suppressed as well
-("secondary suppression", shown as ``"s"``). The method is the usual cell-suppression heuristic of
-statistical agencies: repeat until no line (row or column with its total) has exactly one unknown
-sensitive entry; see Hundepool et al., *Statistical Disclosure Control*, Wiley 2012, ch. 4.
+Disclosure control follows the one policy of :mod:`hostats.report.disclosure` (``[report]
+small_cell_threshold`` and ``rounding``): counts of people and events are rounded (default: to the nearest
+5) and counts from 1 to ``threshold - 1`` are shown as ``"<5"``; where a total would still reveal such a
+count, a second cell is withheld ("s"). ``secondary_suppression`` is the classic cell suppression of an
+exact table (Hundepool et al., *Statistical Disclosure Control*, Wiley 2012, ch. 4).
 """
 from __future__ import annotations
 
@@ -16,8 +14,16 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-PRIMARY = "<{t}"
-SECONDARY = "s"
+from hostats.report.disclosure import (
+    PRIMARY_TEXT,
+    SECONDARY_TEXT,
+    DisclosurePolicy,
+    policy_for,
+    suppress_table,
+)
+
+PRIMARY = PRIMARY_TEXT
+SECONDARY = SECONDARY_TEXT
 SECONDARY_NOTE = ("s: not shown because, with the totals, it would reveal a count below the small-cell "
                   "threshold elsewhere in the same row or column")
 
@@ -29,19 +35,13 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def is_small(values, threshold: int = 5) -> np.ndarray:
     """True where a count lies in 1..threshold-1 (zero is not disclosive; missing is not small)."""
-    v = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(float)
-    with np.errstate(invalid="ignore"):
-        return (v >= 1) & (v < threshold)
+    return DisclosurePolicy(threshold).is_small(values)
 
 
 def format_count(value, threshold: int = 5) -> str:
-    """A count as text: ``"<5"`` when it is small, ``""`` when missing, else the integer."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)) or pd.isna(value):
-        return ""
-    v = float(value)
-    if 1 <= v < threshold:
-        return PRIMARY.format(t=threshold)
-    return f"{int(round(v)):d}"
+    """A count as published: ``"<5"`` when it is small, ``""`` when missing, else the integer rounded as the
+    report's policy says (see :func:`hostats.report.disclosure.use_policy`)."""
+    return policy_for(threshold).format_count(value)
 
 
 def format_counts(values, threshold: int = 5) -> list[str]:
@@ -50,112 +50,15 @@ def format_counts(values, threshold: int = 5) -> list[str]:
 
 def secondary_suppression(counts: np.ndarray, threshold: int = 5, *, hidden: np.ndarray | None = None,
                           row_totals_shown: bool = True, col_totals_shown: bool = True) -> np.ndarray:
-    """Which cells of a count table must not be shown, margins included.
+    """Which cells of an exact count table must not be shown, margins included (classic cell suppression).
 
-    ``counts`` is an r x c table of non-negative counts; the function appends row totals, column totals
-    and the grand total (as a reader would see them) and returns an ``(r+1) x (c+1)`` integer array:
-    0 shown, 1 primary (a count in 1..threshold-1, shown as "<5"), 2 secondary (shown as "s"), 3 hidden
-    (never displayed, e.g. the "no" level of a yes/no variable, or a total the table does not show).
-
-    A line (a row or a column with its total) whose entries are all known except one reveals that one by
-    subtraction. When that one is sensitive, the smallest other shown cell of the line is suppressed too;
-    when it is merely hidden, it becomes known (derivable) and may in turn reveal others. Repeats until no
-    line reveals a sensitive cell. Hidden cells holding a small count are sensitive as well. A final exact
-    check (linear algebra over all line equations together) adds suppressions until no sensitive cell
-    can be recovered by any combination of rows and columns.
+    ``counts`` is an r x c table of non-negative counts; returns an ``(r+1) x (c+1)`` integer array (row
+    totals last column, column totals last row): 0 shown, 1 primary (a count in 1..threshold-1, shown as
+    "<5"), 2 secondary (shown as "s"), 3 hidden. See :func:`hostats.report.disclosure.suppress_table`;
+    reports use :meth:`DisclosurePolicy.protect_table`, which rounds before it hides.
     """
-    m = np.asarray(counts, dtype=float)
-    if m.ndim != 2:
-        raise ValueError("counts must be a two-dimensional table")
-    if np.any(m < 0) or np.any(~np.isfinite(m)):
-        raise ValueError("counts must be finite and non-negative")
-    r, c = m.shape
-    ext = np.zeros((r + 1, c + 1))
-    ext[:r, :c] = m
-    ext[:r, c] = m.sum(axis=1)
-    ext[r, :c] = m.sum(axis=0)
-    ext[r, c] = m.sum()
-    state = np.zeros(ext.shape, dtype=int)
-    hid = np.zeros(ext.shape, dtype=bool)
-    if hidden is not None:
-        hid[:r, :c] = np.asarray(hidden, dtype=bool)
-    if not row_totals_shown:
-        hid[:, c] = True
-    if not col_totals_shown:
-        hid[r, :] = True
-    sensitive = (ext >= 1) & (ext < threshold)
-    state[sensitive] = 1
-    state[hid & ~sensitive] = 3
-    # "unknown" to a reader: suppressed or hidden and not yet derivable
-    unknown = state > 0
-    lines = [("row", i) for i in range(r + 1)] + [("col", j) for j in range(c + 1)]
-    changed = True
-    while changed:
-        changed = False
-        for kind, k in lines:  # a loop over the lines of a small table, not over patients
-            idx = [(k, j) for j in range(c + 1)] if kind == "row" else [(i, k) for i in range(r + 1)]
-            unk = [p for p in idx if unknown[p]]
-            if len(unk) != 1:
-                continue
-            p = unk[0]
-            if state[p] == 3 and not sensitive[p]:
-                unknown[p] = False  # derivable, and harmless to know
-                changed = True
-                continue
-            # protect p: suppress the smallest shown cell of the line (prefer inner cells, then non-zero)
-            cands = [q for q in idx if not unknown[q] and state[q] == 0]
-            if not cands:
-                continue
-            total_pos = idx[-1]
-            cands.sort(key=lambda q: (q == total_pos, ext[q] == 0, ext[q]))
-            q = cands[0]
-            state[q] = 2
-            unknown[q] = True
-            changed = True
-    # The line rule misses disclosures that need several lines at once (e.g. two column totals whose sum
-    # a shown row total gives). Exact check: a cell is recoverable iff its unit vector lies in the row
-    # space of the line equations restricted to the unknown cells; suppress more until none is.
-    while True:
-        det = [p for p in _recoverable(state > 0) if sensitive[p]]
-        if not det:
-            return state
-        i, j = det[0]
-        line = [(i, k) for k in range(c + 1)] + [(k, j) for k in range(r + 1)]
-        pool = [q for q in line if state[q] == 0] or [tuple(q) for q in np.argwhere(state == 0)]
-        if not pool:
-            return state
-        pool.sort(key=lambda q: (q[0] == r or q[1] == c, ext[q] == 0, ext[q]))
-        state[pool[0]] = 2
-
-
-def _recoverable(unknown: np.ndarray) -> list[tuple[int, int]]:
-    """Unknown cells of an (r+1) x (c+1) table with margins that the line equations determine."""
-    cells = [tuple(p) for p in np.argwhere(unknown)]
-    if not cells:
-        return []
-    pos = {p: k for k, p in enumerate(cells)}
-    rows_, cols_ = unknown.shape
-    eqs = []
-    for i in range(rows_):      # sum of the inner entries of row i minus its total = 0
-        v = np.zeros(len(cells))
-        for j in range(cols_):
-            if (i, j) in pos:
-                v[pos[(i, j)]] = -1.0 if j == cols_ - 1 else 1.0
-        eqs.append(v)
-    for j in range(cols_):
-        v = np.zeros(len(cells))
-        for i in range(rows_):
-            if (i, j) in pos:
-                v[pos[(i, j)]] = -1.0 if i == rows_ - 1 else 1.0
-        eqs.append(v)
-    a = np.array(eqs)
-    # null space of a: x_k is determined iff every null-space vector has a zero k-th component
-    _, sv, vt = np.linalg.svd(a)
-    rank = int(np.sum(sv > 1e-9 * max(1.0, sv.max() if sv.size else 1.0)))
-    null = vt[rank:]
-    if null.shape[0] == 0:
-        return cells
-    return [p for p in cells if np.all(np.abs(null[:, pos[p]]) < 1e-9)]
+    return suppress_table(counts, threshold, hidden=hidden, row_totals_shown=row_totals_shown,
+                          col_totals_shown=col_totals_shown)
 
 
 def render_cell(value, state: int, threshold: int = 5, fmt=None) -> str:
@@ -173,45 +76,48 @@ def render_cell(value, state: int, threshold: int = 5, fmt=None) -> str:
 # Table 1
 # --------------------------------------------------------------------------------------------------
 
-def _pct(num: float, den: float) -> str:
-    return f"{100.0 * num / den:.1f}%" if den > 0 else ""
-
-
-def _block_cells(counts: np.ndarray, hidden: np.ndarray, threshold: int, grouped: bool,
+def _block_cells(counts: np.ndarray, hidden: np.ndarray, policy: DisclosurePolicy, grouped: bool,
                  denominators: np.ndarray) -> list[list[str]]:
-    """Suppress a (levels x groups) count block and render each row as "n (%)" cells incl. Overall.
+    """Protect a (levels x groups) count block and render each row as "n (%)" cells incl. Overall.
 
-    ``denominators``: the percentage base, per displayed column (1-D) or per row and column (2-D).
+    ``denominators``: the percentage base, per displayed column (1-D) or per row and column (2-D); the
+    percentage is computed from the published (rounded) count and denominator.
     """
-    state = secondary_suppression(counts, threshold, hidden=hidden, row_totals_shown=grouped)
+    state, base = policy.protect_table(counts, hidden, row_totals_shown=grouped, exact_col_totals=True)
     ext = np.column_stack([counts, counts.sum(axis=1)])
     if not grouped:  # the single column is the Overall column
-        ext, state = ext[:, :1], state[:-1, :1]
+        ext, state, base = ext[:, :1], state[:-1, :1], base[:-1, :1]
     else:
-        state = state[:-1, :]
+        state, base = state[:-1, :], base[:-1, :]
     out = []
     den = np.broadcast_to(np.asarray(denominators, dtype=float), ext.shape)
     for i in range(ext.shape[0]):
-        out.append([f"{int(v)} ({_pct(v, d)})" if st == 0 else render_cell(v, st, threshold)
-                    for v, st, d in zip(ext[i], state[i], den[i], strict=True)])
+        out.append([f"{policy.format_count(v, b)} ({policy.percent(v, d, b, b)})" if st == 0
+                    else policy.render(v, st, b)
+                    for v, st, b, d in zip(ext[i], state[i], base[i], den[i], strict=True)])
     return out
 
 
 def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, *,
               threshold: int = 5, smd: pd.Series | dict | None = None,
-              labels: dict[str, str] | None = None) -> pd.DataFrame:
+              labels: dict[str, str] | None = None, policy: DisclosurePolicy | None = None) -> pd.DataFrame:
     """Table 1: baseline characteristics by group with missingness, small cells suppressed.
 
     Categorical and yes/no variables are shown as n (%) of the non-missing values in each column
     (yes/no variables as their "yes" row only); numeric variables as mean (SD) and median [IQR]. Every
-    variable has a "missing" row with n (%). Counts in 1..threshold-1 are shown as "<5" (without a
-    percentage); secondary suppression ("s") protects them against subtraction from the column n and
-    the "Overall" column. Numeric summaries of fewer than ``threshold`` values are not shown ("—").
+    variable has a "missing" row with n (%). Counts follow ``policy`` (default: the report's, else
+    rounding to 5 with ``threshold``): rounded counts, percentages from rounded counts, counts in
+    1..threshold-1 as "<5" (without a percentage), and a further cell withheld ("s") only where the column
+    n and the "Overall" column would still reveal a small count. With exact counts (``rounding = 0``) a
+    block holding a small count is rounded to the threshold instead of having large cells hidden.
+    Numeric summaries of fewer than ``threshold`` values are not shown ("—").
 
     Returns a DataFrame of strings: ``variable, level``, one column per group (header ``"<group> (n=..)"``),
     ``Overall (n=..)``, and ``SMD`` when ``smd`` (a mapping variable or (variable, level) -> standardised
     mean difference, e.g. from ``hostats.iptw``'s balance) is given.
     """
+    policy = policy_for(threshold, policy)
+    threshold = policy.threshold
     missing_cols = [v for v in variables if v not in data.columns]
     if missing_cols:
         raise ValueError(f"Table 1: column(s) not in the data: {', '.join(missing_cols)}")
@@ -232,12 +138,14 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
     col_masks = masks if grouped else [np.ones(len(data), dtype=bool)]
     n_cols = np.array([m.sum() for m in col_masks] + ([sum(m.sum() for m in masks)] if grouped else []),
                       dtype=float)
-    if grouped:  # the group sizes add up to the Overall n: protect a small group against subtraction
-        head_state = secondary_suppression(n_cols[None, :-1], threshold, col_totals_shown=False)[0]
+    if grouped:  # the group sizes add up to the Overall n (the number analysed, shown elsewhere as well)
+        st, bs = policy.protect_table(n_cols[None, :-1], col_totals_shown=False, exact_row_totals=True)
+        head_state, head_base = st[0], bs[0]
     else:
-        head_state = np.array([1 if 1 <= n_cols[0] < threshold else 0])
-    headers = [f"{nm} (n={render_cell(n, st, threshold)})"
-               for nm, n, st in zip(names + ["Overall"], n_cols, head_state, strict=True)]
+        head_state = np.array([1 if policy.shows_small() and 1 <= n_cols[0] < threshold else 0])
+        head_base = np.array([policy.base])
+    headers = [f"{nm} (n={policy.render(n, st, b)})"
+               for nm, n, st, b in zip(names + ["Overall"], n_cols, head_state, head_base, strict=True)]
     with_smd = smd is not None
     smd_map = dict(smd) if smd is not None else {}
     rows: list[list[str]] = []
@@ -269,7 +177,7 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
             nonmiss = np.append(counts[:-1].sum(axis=0), counts[:-1].sum()) if grouped else counts[:-1].sum(axis=0)
             # levels as % of the non-missing values; the missing row as % of all rows in the column
             den = np.vstack([np.tile(nonmiss, (len(levels), 1)), n_cols[None, :]])
-            cells = _block_cells(counts, hidden, threshold, grouped, den)
+            cells = _block_cells(counts, hidden, policy, grouped, den)
             for i, lv in enumerate(levels):
                 if lv in display:
                     rows.append([label, "yes" if is_bool else str(lv)] + cells[i]
@@ -292,7 +200,7 @@ def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = Non
             rows.append([label, "median [IQR]"] + med_cells + ([""] if with_smd else []))
             counts = np.array([counts_of(miss), counts_of(~miss)])
             hidden = np.array([[False] * counts.shape[1], [True] * counts.shape[1]])
-            cells = _block_cells(counts, hidden, threshold, grouped, n_cols)
+            cells = _block_cells(counts, hidden, policy, grouped, n_cols)
             rows.append([label, "missing"] + cells[0] + ([""] if with_smd else []))
         else:
             raise ValueError(f"Table 1: column {var!r} has type {s.dtype} which Table 1 cannot summarise")
@@ -322,51 +230,16 @@ ESTIMATE_COLUMNS = ("analysis", "section", "measure", "group", "term", "estimate
                     "ci_level", "p_value", "n", "events", "unit", "truth", "method")
 
 
-def suppress_estimates(frame: pd.DataFrame, threshold: int = 5) -> pd.DataFrame:
+def suppress_estimates(frame: pd.DataFrame, threshold: int = 5, policy: DisclosurePolicy | None = None
+                       ) -> pd.DataFrame:
     """Apply disclosure control to a tidy estimates frame (for every export: HTML, CSV, JSON).
 
-    Counts (``n``, ``events``) in 1..threshold-1 become the string ``"<5"``; the estimate and its CI on
-    such a row are withheld too (a proportion with its n reveals the count), with the reason in
-    ``note``. Returns a copy; numeric columns of unaffected rows keep their values.
+    Counts (``n``, ``events``) take their published form (rounded, ``"<5"``, or ``"s"`` where a sum of
+    groups -- a contrast row, a pooled row, the section's total -- would reveal a small count); the
+    estimate and CI of a row resting on a small count are withheld too, with the reason in ``note``. See
+    :meth:`hostats.report.disclosure.DisclosurePolicy.protect_estimates`. Returns a copy.
     """
-    out = frame.copy()
-    if out.empty:
-        return out
-    small = np.zeros(len(out), dtype=bool)
-    for col in ("n", "events"):
-        if col in out.columns:
-            small |= is_small(out[col], threshold)
-    for col in ("n", "events"):
-        if col in out.columns:
-            flag = is_small(out[col], threshold)
-            out[col] = out[col].astype(object)
-            out.loc[flag, col] = PRIMARY.format(t=threshold)
-    # groups of one section (at one time) add up to that section's total, which other parts of the report
-    # show: when one group's n is small, the smallest other n of the block is withheld too ("s")
-    if "n" in out.columns and "group" in out.columns:
-        keys = [c for c in ("section", "measure", "time_days") if c in out.columns]
-        nums = pd.to_numeric(frame["n"], errors="coerce")
-        for _, idx in out.groupby(keys, dropna=False, sort=False).groups.items() if keys else []:
-            block = nums.loc[idx]
-            if len(block) < 2 or out.loc[idx, "group"].nunique() < len(block):
-                continue
-            flag = is_small(block, threshold)
-            if flag.sum() == 1:
-                others = block[~flag & (block >= threshold)]
-                if len(others):
-                    out.loc[others.idxmin(), "n"] = SECONDARY
-    if small.any():
-        for col in ("estimate", "ci_lower", "ci_upper", "p_value"):
-            if col in out.columns:
-                out[col] = out[col].astype(object)
-                out.loc[small, col] = None
-        note = f"withheld: based on fewer than {threshold} people or events"
-        if "note" in out.columns:
-            out["note"] = out["note"].astype(object)
-            out.loc[small, "note"] = note
-        else:
-            out["note"] = np.where(small, note, "")
-    return out
+    return policy_for(threshold, policy).protect_estimates(frame)
 
 
 def format_number(x, digits: int = 3) -> str:
@@ -393,9 +266,10 @@ def format_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool = False) -> pd.DataFrame:
+def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool = False,
+                      policy: DisclosurePolicy | None = None) -> pd.DataFrame:
     """A suppressed estimates frame formatted for reading: estimate (CI), p, n, events, truth."""
-    f = suppress_estimates(frame, threshold) if "note" not in frame.columns else frame
+    f = suppress_estimates(frame, threshold, policy) if "note" not in frame.columns else frame
     lab = (f.get("group", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)
            .where(lambda s: s != "", f.get("term", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)))
     est = [format_number(e) for e in f["estimate"]]

@@ -162,7 +162,13 @@ def cohort_frame():
         "age_years": age, "sex": pd.Categorical(sex, categories=["female", "male"]), "prior_ho": prior})
 
 
+def _r5(x: float) -> int:
+    """Nearest multiple of 5 (halves up), written out independently of the policy."""
+    return int(np.floor(x / 5 + 0.5) * 5)
+
+
 def test_table_one_values_and_missingness(cohort_frame):
+    # default policy: counts rounded to 5, percentages from the rounded counts, "<5" for 1-4
     t = table_one(cohort_frame, ["age_years", "sex", "prior_ho"], by="prophylaxis")
     assert list(t.columns[:2]) == ["variable", "level"]
     assert t.columns[2] == "none (n=250)" and t.columns[-1] == "Overall (n=400)"
@@ -173,16 +179,47 @@ def test_table_one_values_and_missingness(cohort_frame):
     x = none.age_years.dropna()
     assert row["none (n=250)"] == f"{x.mean():.1f} ({x.std(ddof=1):.1f})"
     miss = t[(t.variable == "age_years") & (t.level == "missing")].iloc[0]
-    assert miss["Overall (n=400)"] == f"12 ({100 * 12 / 400:.1f}%)"
+    assert miss["Overall (n=400)"] == f"10 ({100 * 10 / 400:.1f}%)"  # 12 rounded to 10
     female = t[(t.variable == "sex") & (t.level == "female")].iloc[0]
-    k = int((none.sex == "female").sum())
-    assert female["none (n=250)"] == f"{k} ({100 * k / none.sex.notna().sum():.1f}%)"
-    # the 3-person arm: header and every count suppressed; its numeric summaries withheld
+    k, den = int((none.sex == "female").sum()), int(none.sex.notna().sum())
+    assert female["none (n=250)"] == f"{_r5(k)} ({100 * _r5(k) / _r5(den):.1f}%)"
+    # the 3-person arm: header and every count protected; its numeric summaries withheld
     bis = [c for c in t.columns if c.startswith("bisphosphonate")][0]
     assert bis == "bisphosphonate (n=<5)"
-    # 3 = 400 - 250 - 147 would follow from the other headers: the smallest other group is hidden too
-    assert "radiotherapy (n=s)" in t.columns and t.columns[2] == "none (n=250)"
+    # 147 is shown rounded (145): 400 - 250 - 145 = 5 does not give the 3 away, so nothing is hidden
+    assert "radiotherapy (n=145)" in t.columns
     assert set(t[bis]) <= {"<5", "s", "—", "0 (0.0%)", ""}
+    assert "s" not in set(t.to_numpy().ravel())
+
+
+def test_table_one_exact_counts_without_small_cells():
+    from hostats.report.disclosure import DisclosurePolicy
+
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"arm": rng.choice(["a", "b"], 300), "sex": rng.choice(["female", "male"], 300)})
+    d.loc[:9, "sex"] = None
+    t = table_one(d, ["sex"], by="arm", policy=DisclosurePolicy(5, rounding=0))
+    na = int((d.arm == "a").sum())
+    a = d[d.arm == "a"]
+    k = int((a.sex == "female").sum())
+    assert t.columns[2] == f"a (n={na})"
+    f = t[t.level == "female"].iloc[0]
+    assert f[f"a (n={na})"] == f"{k} ({100 * k / a.sex.notna().sum():.1f}%)"
+
+
+def test_table_one_small_missing_does_not_hide_large_cells():
+    """Issue 13: 1-4 patients per arm with a missing sex hid hundreds of patients ("s")."""
+    from hostats.report.disclosure import DisclosurePolicy
+
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"arm": np.repeat(["a", "b", "c"], [400, 300, 200]),
+                      "sex": rng.choice(["female", "male"], 900).astype(object)})
+    d.loc[[0, 1, 450, 800, 801, 802], "sex"] = None   # 2, 1 and 3 missing per arm
+    for policy in (DisclosurePolicy(5), DisclosurePolicy(5, rounding=0)):
+        t = table_one(d, ["sex"], by="arm", policy=policy)
+        cells = t.iloc[:, 2:].to_numpy().ravel().tolist()
+        assert "s" not in cells, (policy, t)
+        assert cells.count("<5") == 3 and all(c.endswith("%)") for c in t[t.level != "missing"].iloc[:, 2:].values.ravel())
 
 
 def test_table_one_shows_no_count_between_1_and_4(cohort_frame):
@@ -263,17 +300,28 @@ def test_flow_without_small_counts_shows_every_count():
     assert _numbers(boxes) == ["1000", "20", "980", "30", "950"]
 
 
+def test_flow_rounded_counts_protect_a_small_exclusion_without_hiding():
+    counts = _numbers(flow_boxes(_flow([3, 31, 12]), 5))
+    assert counts == ["1000", "<5", "995", "30", "965", "10", "955"]
+
+
 def test_flow_single_small_exclusion_cannot_be_recovered():
-    boxes = flow_boxes(_flow([3, 30, 12]), 5)
-    counts = _numbers(boxes)
+    from hostats.report.disclosure import DisclosurePolicy, use_policy
+
+    with use_policy(DisclosurePolicy(5, rounding=0)):  # exact counts: the classic suppression
+        counts = _numbers(flow_boxes(_flow([3, 30, 12]), 5))
     assert "3" not in counts and "<5" in counts and "s" in counts  # 12 (smallest other) suppressed too
     assert counts[0] == "1000" and counts[-1] == "955"
     assert "997" not in counts and "967" not in counts  # the remaining counts would reveal it
 
 
 def test_flow_only_exclusion_small_hides_rows_read():
-    counts = _numbers(flow_boxes(_flow([2]), 5))
-    assert counts == ["s", "<5", "998"]
+    from hostats.report.disclosure import DisclosurePolicy, use_policy
+
+    with use_policy(DisclosurePolicy(5, rounding=0)):
+        assert _numbers(flow_boxes(_flow([2]), 5)) == ["s", "<5", "998"]
+    # rounded: 1000 - 998 = 2 is only known to lie between -4 and 4: nothing withheld
+    assert _numbers(flow_boxes(_flow([2]), 5)) == ["1000", "<5", "1000"]
 
 
 # ---------------------------------------------------------------------------------------------------
