@@ -802,8 +802,8 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
             raise DataError(f"model_table: {name or 'the result'} ({type(res).__name__}) has no model terms; "
                             "model tables are for logistic, binreg, cox, fine_gray, iptw and ate results")
     labels = dict(labels or {})
-    abbrev = {_MEASURES.get(type(r).__name__, ("Estimate", "estimate")) for _, r in named}
-    short, long_ = sorted(abbrev)[0] if len(abbrev) == 1 else ("Estimate", "estimate")
+    measure = {name: _MEASURES.get(type(r).__name__, ("Estimate", "estimate")) for name, r in named}
+    kinds_shown = list(dict.fromkeys(measure.values()))
     rows, notes = _model_rows(named, data, labels, level_labels, levels, intercept)
     frames = {}
     for name, res in named:
@@ -813,7 +813,7 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
     ci = "/".join(f"{100 * x:g}%" for x in levels_ci) or "95%"
     columns: list[tuple[str, str]] = [("", "Characteristic")]
     for name, _ in named:
-        columns.append((name, f"{short} ({ci} CI)"))
+        columns.append((name, f"{measure[name][0]} ({ci} CI)"))
         if p_values:
             columns.append((name, "p"))
     cells, indent, values = [], [], []
@@ -842,7 +842,8 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
         values.append(vrow)
     if len(named) == 1:
         columns = [("", h) for _, h in columns]
-    footnotes = [f"{short}, {long_}; CI, confidence interval."]
+    footnotes = ["; ".join(f"{a}, {b}" for a, b in kinds_shown if a != "Estimate") + ("; " if any(
+        a != "Estimate" for a, _ in kinds_shown) else "") + "CI, confidence interval."]
     for name, res in named:
         counts = [f"{_count_text(res.n, threshold)} analysed"] if getattr(res, "n", None) is not None else []
         events = getattr(res, "events", None)
@@ -855,6 +856,7 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
         footnotes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events.")
     footnotes += notes
     if title is None:
+        long_ = kinds_shown[0][1] if len(kinds_shown) == 1 else "model estimate"
         title = f"{long_[0].upper() + long_[1:]}s"
     return PublicationTable(title=title, cells=cells, columns=columns, indent=indent, footnotes=footnotes,
                             values=pd.DataFrame(values, columns=["estimate", "ci_lower", "ci_upper", "p_value"]))
@@ -920,7 +922,7 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
     horizon = tab["horizon"].dropna().iloc[0] if "horizon" in tab.columns and tab["horizon"].notna().any() else None
     notes = ["Risks and risk differences in %; CI, confidence interval."]
     what = f"{res.method}" + (f"; estimand {estimand}" if estimand else "")
-    if horizon is not None:
+    if horizon is not None and f"{float(horizon):g}" not in what:
         what += f"; risk of the outcome by day {float(horizon):g}"
     notes.append(what + f"; {_count_text(res.n, threshold)} patients analysed.")
     if withheld:

@@ -205,6 +205,14 @@ def test_cox_and_fine_gray_tables():
     assert _numbers(ct.cells[2][1]) == pytest.approx([t.estimate, t.ci_lower, t.ci_upper], abs=0.005)
 
 
+def test_models_of_different_measures_keep_their_own_headers(cohort, fit):
+    cox = hostats.cox(cohort.assign(event=cohort["status"] == 1), "age_years + C(sex)", "time_days", "event")
+    tab = model_table({"Logistic": fit, "Cox": cox}, cohort)
+    assert tab.columns[1] == ("Logistic", "OR (95% CI)") and tab.columns[3] == ("Cox", "HR (95% CI)")
+    assert tab.footnotes[0] == "OR, odds ratio; HR, hazard ratio; CI, confidence interval."
+    assert tab.title == "Model estimates"
+
+
 def test_estimates_on_few_events_are_withheld(cohort):
     small = cohort.head(60).assign(rare=[True, False, True] + [False] * 57)
     fit = hostats.logistic(small, "rare ~ age_years")
