@@ -1,6 +1,7 @@
 """Binomial-normal GLMM of meta_proportions(transform="glmm") against independent references.
 
-References (all produced outside hostats; R is not needed at test time):
+References (all produced outside hostats; R is not needed at test time: the R values are stored in
+tests/reference/meta_proportions.json by tests/reference/meta_proportions.R):
 - [glmer] R 4.2.2, lme4 1.1.31:
   ``glmer(cbind(x, n - x) ~ 1 + (1 | study), family = binomial, nAGQ = 25,
   control = glmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5)))``;
@@ -15,12 +16,17 @@ References (all produced outside hostats; R is not needed at test time):
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special, stats
 
 from hostats.errors import EstimationError
 from hostats.stats.meta.proportions import _glmm_loglik, _glmm_modes, meta_proportions
+from tests.paths import REFERENCE
+
+R = json.loads((REFERENCE / "meta_proportions.json").read_text())
 
 # the reproducer of the bug report: 104/154 (and the 0/149, 0/126 studies) lie far from the pooled logit
 REPRO_X = np.array([0, 0, 21, 7, 10, 104, 13, 12, 6, 13, 19, 14, 13, 10, 6, 9, 10, 6, 13, 5, 28, 2, 32, 11, 51,
@@ -33,9 +39,9 @@ HOMOG_X, HOMOG_N = np.array([10, 11, 9, 10, 12, 10]), np.full(6, 100)
 
 # data, then [glmer] mu, se, tau2 and the [integrate] log-likelihood at those estimates
 R_REFERENCE = {
-    "reproducer": (REPRO_X, REPRO_N, -2.60902553, 0.21248449, 1.18851975, -111.77660881),
-    "zero_events": (ZEROS_X, ZEROS_N, -3.07435765, 0.72901260, 1.65293217, -13.12890736),
-    "zero_and_all_events": (EDGE_X, EDGE_N, 0.45299201, 1.38356804, 8.23045323, -13.13950317),
+    name: (x, n, *(R["glmer"][name][k] for k in ("mu", "std_error", "tau2", "loglik_integrate")))
+    for name, x, n in (("reproducer", REPRO_X, REPRO_N), ("zero_events", ZEROS_X, ZEROS_N),
+                       ("zero_and_all_events", EDGE_X, EDGE_N))
 }
 
 
@@ -78,15 +84,16 @@ def test_glmm_reproducer_is_no_longer_stuck_at_the_wrong_optimum():
     x, n = REPRO_X.astype(float), REPRO_N.astype(float)
     wrong = _quad_loglik(-1.8840506, np.sqrt(2.1234802), x, n)
     assert g.loglik > wrong + 5.0
-    assert g.ci_lower < special.expit(-2.60902553) < g.ci_upper
+    assert g.ci_lower < special.expit(R["glmer"]["reproducer"]["mu"]) < g.ci_upper
 
 
 def test_glmm_homogeneous_studies_hit_the_boundary_tau2_zero():
     g = meta_proportions(HOMOG_X, HOMOG_N, transform="glmm")
     assert g.tau2 == 0.0                                                 # [glmer] singular fit, tau2 = 0
-    assert g.estimate_transformed == pytest.approx(-2.16072418, abs=1e-8)  # [glmer]
-    assert g.std_error == pytest.approx(0.13411848, rel=1e-7)           # [glmer]
-    assert g.loglik == pytest.approx(-12.51433161, abs=1e-8)            # [metafor] logLik
+    ref = R["glmer"]["homogeneous"]
+    assert g.estimate_transformed == pytest.approx(ref["mu"], abs=1e-8)  # [glmer]
+    assert g.std_error == pytest.approx(ref["std_error"], rel=1e-7)     # [glmer]
+    assert g.loglik == pytest.approx(R["rma_glmm_homogeneous"]["loglik"], abs=1e-8)  # [metafor] logLik
     assert any("boundary" in w for w in g.warnings)
     # tau2 = 0 is a maximum: the score in tau2 at 0 is negative and every small tau lowers the likelihood
     for tau in (1e-3, 0.05, 0.2):

@@ -4,12 +4,15 @@ References:
 - [miller] metafor tests/testthat/test_analysis_example_miller1978.r (Miller JJ. The inverse of the
   Freeman-Tukey double arcsine transformation. Am Stat 1978;32:138): the PFT values of page 138, the
   equal-effects estimate back-transformed with the harmonic mean of n (transf.ipft.hm) = 0.3595, and for a
-  second data set with 0 and n events 0.6886 (0.5734, 0.7943); transf.ipft recovers x/n exactly.
+  second data set with 0 and n events 0.6886 (0.5734, 0.7943); transf.ipft recovers x/n exactly. Re-computed
+  with metafor in tests/reference/meta_proportions.R (meta_proportions.json).
 - The GLMM has no published fit whose data we could copy, so it is checked three independent ways: its
   marginal likelihood against brute-force integration on a dense grid, its maximum against a Nelder-Mead
   maximisation of that brute-force likelihood, and recovery of known parameters in a simulation.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +21,9 @@ from scipy import optimize, special, stats
 from hostats.errors import EstimationError
 from hostats.stats.meta import meta_effects
 from hostats.stats.meta.proportions import _ft, _glmm_loglik, ft_back, meta_proportions
+from tests.paths import REFERENCE
+
+FT = json.loads((REFERENCE / "meta_proportions.json").read_text())["freeman_tukey"]
 
 MILLER_X, MILLER_N = np.array([3, 6, 10, 1]), np.array([11, 17, 21, 6])
 EDGE_X, EDGE_N = np.array([0, 4, 9, 16, 20]), np.array([10, 10, 15, 20, 20])
@@ -25,15 +31,15 @@ EDGE_X, EDGE_N = np.array([0, 4, 9, 16, 20]), np.array([10, 10, 15, 20, 20])
 
 def test_freeman_tukey_values_match_miller_page_138():
     yi = _ft(MILLER_X.astype(float), MILLER_N.astype(float))
-    assert yi * 2 == pytest.approx([1.1391, 1.2888, 1.5253, 0.9515], abs=5e-5)   # [miller]
-    assert 4 / (4 * MILLER_N + 2) == pytest.approx([0.0870, 0.0571, 0.0465, 0.1538], abs=5e-5)
+    assert yi * 2 == pytest.approx(FT["miller_yi_times2"], abs=5e-5)   # [miller]
+    assert 4 / (4 * MILLER_N + 2) == pytest.approx(FT["miller_vi_times4"], abs=5e-5)
 
 
 def test_freeman_tukey_pooled_with_harmonic_mean_back_transform_matches_metafor():
     r = meta_proportions(MILLER_X, MILLER_N, method="FE", transform="ft")
-    assert r.estimate == pytest.approx(0.3595, abs=5e-5)  # [miller] weighted EE model
+    assert r.estimate == pytest.approx(FT["miller_ee_estimate"], abs=5e-5)  # [miller] weighted EE model
     r = meta_proportions(EDGE_X, EDGE_N, method="EE", transform="ft")
-    assert (r.estimate, r.ci_lower, r.ci_upper) == pytest.approx((0.6886, 0.5734, 0.7943), abs=5e-5)
+    assert (r.estimate, r.ci_lower, r.ci_upper) == pytest.approx(tuple(FT["edge_ee"].values()), abs=5e-5)
     assert r.warnings == [] or not any("continuity" in w for w in r.warnings)  # FT needs no correction
 
 
