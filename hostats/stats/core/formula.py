@@ -211,6 +211,14 @@ class Design:
         """The same coding applied to ``data`` (e.g. for prediction): NaN rows where a formula column is
         missing; a factor level not seen when fitting is a DataError naming the column."""
         require_variables(data, self.variables, self.formula)
+        if self.spec is None:  # the direct numeric path: plain numeric columns as they are
+            for v in self.variables:
+                if not _plain_numeric(data[v]):
+                    raise DataError(f"column {v!r} was numeric when the model was fitted and is "
+                                    f"{data[v].dtype} here", column=v)
+            X = _numeric_matrix(data, self.variables, self.intercept)
+            X[np.isnan(X).any(axis=1)] = np.nan  # as the formula path: the whole row missing
+            return X
         frame = model_frame(data, self.variables, fitting=False)
         missing = frame.isna().any(axis=1).to_numpy()
         self._check_levels(frame)
@@ -230,11 +238,15 @@ class Design:
 
     @property
     def _keep(self) -> list[int]:
+        if self.spec is None:
+            return list(range(len(self.names)))
         return [i for i, c in enumerate(self.spec.column_names) if c != "Intercept"]
 
     def _check_levels(self, frame: pd.DataFrame) -> None:
         """Unseen levels of plain factors (``x``, ``C(x)``, ``C(x, ...)``) named by column; formulaic's
         own check covers transformed factors."""
+        if self.spec is None:
+            return
         for factor, (kind, state) in self.spec.encoder_state.items():
             if getattr(kind, "value", kind) != "categorical" or "categories" not in state:
                 continue
@@ -264,15 +276,71 @@ def _unquote(name: str) -> str:
     return name.replace("`", "")
 
 
+_PLAIN_TERM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _plain_numeric(s: pd.Series) -> bool:
+    """A numpy integer or float column (not boolean, not a pandas extension type): formulaic would use it
+    as it is."""
+    return isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf"
+
+
+def _plain_terms(rhs: str) -> list[str] | None:
+    """The column names of a right-hand side that is only ``a + b + c`` (distinct Python names), else None."""
+    import keyword
+
+    terms = [t.strip() for t in rhs.split("+")]
+    if not terms or any(not _PLAIN_TERM.fullmatch(t) or keyword.iskeyword(t) for t in terms):
+        return None
+    if "Intercept" in terms or len(set(terms)) != len(terms):
+        return None
+    return terms
+
+
+def _numeric_matrix(data: pd.DataFrame, columns: list[str], intercept: bool) -> np.ndarray:
+    """Columns as a C-ordered float matrix (NaN for missing), with a leading column of ones if ``intercept``."""
+    values = data[columns].to_numpy(dtype=float)
+    if not intercept:
+        return np.ascontiguousarray(values)
+    X = np.empty((len(data), len(columns) + 1))
+    X[:, 0] = 1.0
+    X[:, 1:] = values
+    return X
+
+
+def _direct_design(data: pd.DataFrame, rhs: str, formula: str,
+                   intercept: bool) -> tuple[Design, np.ndarray] | None:
+    """The direct numeric path: when every term is a plain numeric column (``age + dose + bmi``), the model
+    matrix is those columns as they are, which is what formulaic builds, without its parsing and
+    materialising machinery (a fifth of a Cox fit on a million rows). None when the formula needs more."""
+    cols = _plain_terms(rhs)
+    if cols is None or any(c not in data.columns or not _plain_numeric(data[c]) for c in cols):
+        return None
+    if len(set(data.columns)) != len(data.columns):
+        return None  # duplicated column names: let the formula engine report them
+    X = _numeric_matrix(data, cols, intercept)
+    k = int(intercept)
+    names = (["Intercept"] if intercept else []) + cols
+    return Design(formula=formula, rhs=rhs, variables=cols, names=names,
+                  terms={c: [j + k] for j, c in enumerate(cols)}, intercept=intercept, spec=None), X
+
+
 def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) -> tuple[Design, np.ndarray]:
     """Model matrix of a right-hand side on complete data, treatment-coded as the module docstring says.
 
     ``intercept=False`` drops the intercept column but keeps the full-rank coding (hazard models). A
     factor with a single level in these rows is an EstimationError naming the term; a value that is not
-    finite after a transformation (``np.log(0)``) a DataError naming the term and the rows.
+    finite after a transformation (``np.log(0)``) a DataError naming the term and the rows. A right-hand
+    side of plain numeric columns only (``a + b``) takes a direct path (the columns as they are, the same
+    matrix and names as formulaic gives; ``Design.spec`` is then None).
     """
     import formulaic
 
+    direct = _direct_design(data, rhs, formula, intercept)
+    if direct is not None:
+        design, X = direct
+        _check_finite(X, design.names, formula, data.index)
+        return design, X
     variables = formula_variables(rhs, formula)
     require_variables(data, variables, formula)
     frame = model_frame(data, variables, fitting=True)
@@ -304,10 +372,17 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
     if len(keep) < X.shape[1]:
         X = X[:, keep]
     names = [_unquote(names_all[i]) for i in keep]
-    bad = ~np.isfinite(X)
-    if bad.any():
-        j = int(np.flatnonzero(bad.any(axis=0))[0])
-        raise DataError(f"term {names[j]!r} of the formula {formula!r} is not finite in rows "
-                        f"{row_labels(bad[:, j], data.index)} (a transformation of an out-of-range value?)")
+    _check_finite(X, names, formula, data.index)
     return Design(formula=formula, rhs=rhs, variables=variables, names=names, terms=terms,
                   intercept=intercept, spec=spec), X
+
+
+def _check_finite(X: np.ndarray, names: list[str], formula: str, index: pd.Index) -> None:
+    """A value that is not finite is a DataError naming the term and the rows (a finite column sum means
+    every value is finite: one pass, no n x p temporary)."""
+    sums = X.sum(axis=0)
+    for j in np.flatnonzero(~np.isfinite(sums)):
+        name, col = names[j], X[:, j]
+        if not np.isfinite(col).all():
+            raise DataError(f"term {name!r} of the formula {formula!r} is not finite in rows "
+                            f"{row_labels(~np.isfinite(col), index)} (a transformation of an out-of-range value?)")
