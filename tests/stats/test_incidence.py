@@ -1,12 +1,15 @@
 """Tests for hostats.stats.incidence against published tables and closed forms."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from hostats.stats.incidence import proportion, rate
+from tests.paths import REFERENCE
 
 # Newcombe RG. Two-sided confidence intervals for the single proportion: comparison of seven methods.
 # Stat Med 1998;17:857-872, Table II (methods 1 = simple asymptotic/Wald, 3 = Wilson score,
@@ -126,14 +129,15 @@ def test_rate_scaling_and_unit_columns():
 def test_rate_ratio_matches_r_poisson_test():
     # R documentation example, ?poisson.test (breast cancer rates, Rothman & Greenland 1998):
     # poisson.test(c(11, 6+8+7), c(800, 1083+1050+878)) -> rate ratio 1.971488,
-    # 95% CI 0.8584264 4.2772659, p-value 0.07967.
+    # 95% CI 0.8584264 4.2772659, p-value 0.07967 (full precision: tests/reference/incidence.R).
+    ref = json.loads((REFERENCE / "incidence.json").read_text())["poisson_test"]
     t = rate([11, 21], [800, 3011], groups=["exposed", "unexposed"], reference="unexposed").table()
     rr = t[t.measure == "rate_ratio"].iloc[0]
     assert rr.group == "exposed" and rr.reference == "unexposed"
-    assert rr.estimate == pytest.approx(1.971488, abs=1e-6)
-    assert rr.ci_lower == pytest.approx(0.8584264, abs=1e-6)
-    assert rr.ci_upper == pytest.approx(4.2772659, abs=1e-6)
-    assert rr.p_value == pytest.approx(0.07967, abs=5e-6)
+    assert rr.estimate == pytest.approx(ref["estimate"], abs=1e-6)
+    assert rr.ci_lower == pytest.approx(ref["ci_lower"], abs=1e-6)
+    assert rr.ci_upper == pytest.approx(ref["ci_upper"], abs=1e-6)
+    assert rr.p_value == pytest.approx(ref["p_value"], abs=5e-6)
     assert rr.std_error == pytest.approx(np.sqrt(1 / 11 + 1 / 21))
 
 

@@ -26,7 +26,7 @@ from hostats.stats.core.results import (
     LogLik,
     Result,
 )
-from tests.paths import DATA
+from tests.paths import DATA, REFERENCE
 
 LEVEL = 0.90  # not the default, so a level that is dropped on the way shows
 
@@ -163,11 +163,16 @@ def test_ratios_exponentiated_with_log_scale_se(name):
 
 
 def test_one_ratio_by_hand():
-    """Cox on survival::lung: HR of age and its log-scale SE from R's coxph (age + sex, Efron)."""
+    """Cox on survival::lung: HR of age and its log-scale SE from R's coxph (age + sex, Efron), stored in
+    tests/reference/incidence.json by tests/reference/incidence.R."""
+    import json
+
+    ref = json.loads((REFERENCE / "incidence.json").read_text())["lung_cox_age_sex"]
+    b, se = ref["coef"][ref["term"].index("age")], ref["std_error"][ref["term"].index("age")]
     row = result("cox").table().set_index("term").loc["age"]
-    assert row["estimate"] == pytest.approx(np.exp(0.017045), rel=1e-4)
-    assert row["std_error"] == pytest.approx(0.009223, rel=1e-3)
-    assert row["ci_lower"] == pytest.approx(np.exp(0.017045 - 1.644854 * 0.009223), rel=1e-4)
+    assert row["estimate"] == pytest.approx(np.exp(b), rel=1e-4)
+    assert row["std_error"] == pytest.approx(se, rel=1e-3)
+    assert row["ci_lower"] == pytest.approx(np.exp(b - 1.644854 * se), rel=1e-4)
 
 
 @pytest.mark.parametrize("name", CURVES)
