@@ -543,6 +543,14 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
         raise DataError(f"table1: column(s) not in the data: {', '.join(map(repr, missing))}")
     if iptw is not None and by is None:
         raise DataError("table1: with iptw=, give by= (the treatment column the weights are for)")
+    if not list(variables):
+        raise DataError("table1: no variables given")
+    from hostats.schema import IDENTIFYING
+
+    identifying = [v for v in list(variables) + ([by] if by else []) if v in IDENTIFYING]
+    if identifying:
+        raise DataError(f"table1: {', '.join(map(repr, identifying))} identif{'ies' if len(identifying) == 1 else 'y'} "
+                        "patients or holds exact dates, which a table must never show")
     labels = dict(labels or {})
     raw = _protected_table_one(data, variables, by, threshold)
     value_cols = list(raw.columns[2:])
@@ -584,12 +592,26 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
 
     cells: list[list[str]] = []
     indent: list[int] = []
+    smd_withheld = False
     for var in variables:
         block = raw[raw["variable"] == var]
         label = labels.get(var, default_label(var))
         is_bool = pd.api.types.is_bool_dtype(data[var].dtype) or str(data[var].dtype) == "boolean"
         cells.append([label] + [""] * (len(columns) - 1))
         indent.append(0)
+        # an SMD (and a weighted SMD, whose yardstick is the unweighted proportions) is computed from the
+        # shown percentages or means and SDs, unless one of them is not shown: then it could give back a
+        # count that is not shown, and is withheld for the whole variable
+        smd_shown = all(str(r[c]) != DASH if str(r["level"]) in ("mean (SD)", "median [IQR]")
+                        else _is_shown_count(str(r[c]))
+                        for _, r in block.iterrows() if str(r["level"]) != "missing" for c in value_cols)
+        smd_withheld = smd_withheld or not smd_shown
+
+        def smd_text(table: dict, key: tuple | None, shown: bool = smd_shown) -> str:
+            if not key:
+                return ""
+            return _fmt_smd(table.get(key)) if shown else DASH
+
         for _, r in block.iterrows():
             lvl = str(r["level"])
             vals = [str(r[c]) for c in value_cols]
@@ -605,7 +627,7 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
                 key = (var, None) if is_bool else (var, lvl)
             row = [text] + vals
             if with_smd:
-                row.append(_fmt_smd(unw_smd.get(key)) if key else "")
+                row.append(smd_text(unw_smd, key))
             if weighted:
                 for k, grp in enumerate(groups):
                     w = wt_key.get((var, key[1], str(grp))) if key else None
@@ -616,7 +638,7 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
                     else:
                         row.append(f"{w.value:.1f}%" if _is_shown_count(vals[k]) else DASH)
                 if with_smd:
-                    row.append(_fmt_smd(wtd_smd.get(key)) if key else "")
+                    row.append(smd_text(wtd_smd, key))
             cells.append(row)
             indent.append(1)
     notes = ["Counts are n (%), % of the non-missing values; numbers mean (SD) and median [IQR]."]
@@ -625,7 +647,9 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
                      "s: not shown, it would reveal a small count with the totals.")
     if with_smd:
         notes.append("SMD: absolute standardised mean difference"
-                     + (" (the largest of each group against the first)" if len(groups) > 2 else "") + ".")
+                     + (" (the largest of each group against the first)" if len(groups) > 2 else "") + "."
+                     + (f" {DASH}: withheld, with the shown cells it would reveal a count not shown."
+                        if smd_withheld else ""))
     if weighted:
         notes.append(f"IPTW-weighted columns: weighted % or mean (SD) of the {_count_text(iptw.n, threshold)} "
                      f"patients analysed with inverse probability of treatment weights ({iptw.estimand}); "

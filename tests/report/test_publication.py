@@ -347,6 +347,10 @@ def test_weighted_values_are_withheld_with_their_small_count():
     assert heads[2].startswith("b (n=") and heads[6] == "b"
     assert z[2] == "<5" and z[6] == "—"          # arm b: 3 patients at site z
     assert z[1] == "0 (0.0%)" and z[5] == "0.0%"
+    # the SMDs of site, with the shown percentages, would give the 3 back: withheld for every level
+    assert heads[4] == heads[7] == "SMD"
+    assert all(r[4] == r[7] == "—" for r in tab.cells if r[0] in ("x", "y", "z"))
+    assert any("withheld, with the shown cells" in n for n in tab.footnotes)
 
 
 def test_contrast_table_of_iptw(cohort):
@@ -384,6 +388,10 @@ def test_save_tables_writes_every_table(cohort, fit, tmp_path):
 def test_bad_input_is_a_clear_error(cohort):
     with pytest.raises(DataError, match="not in the data"):
         table1(cohort, ["age_years", "bmi"], by="treated")
+    with pytest.raises(DataError, match="must never show"):
+        table1(cohort.assign(patient_id=[f"P{i}" for i in range(len(cohort))]), ["patient_id"], by="treated")
+    with pytest.raises(DataError, match="no variables"):
+        table1(cohort, [], by="treated")
     with pytest.raises(DataError, match="not a hostats result"):
         model_table("ho ~ age")
     with pytest.raises(DataError, match="no model terms"):
