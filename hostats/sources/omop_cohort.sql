@@ -37,36 +37,36 @@ concept_set AS (         -- ... with all their descendants
     JOIN ${cdm}concept_ancestor ca ON ca.ancestor_concept_id = m.concept_id
 ),
 condition_events AS (    -- matched on the standard concept or on the source concept
-    SELECT co.person_id, cs.set_name, co.condition_start_date AS event_date, co.condition_occurrence_id AS event_id
+    SELECT co.person_id, cs.set_name, CAST(co.condition_start_date AS DATE) AS event_date, co.condition_occurrence_id AS event_id
     FROM ${cdm}condition_occurrence co JOIN concept_set cs ON cs.concept_id = co.condition_concept_id
     UNION
-    SELECT co.person_id, cs.set_name, co.condition_start_date, co.condition_occurrence_id
+    SELECT co.person_id, cs.set_name, CAST(co.condition_start_date AS DATE), co.condition_occurrence_id
     FROM ${cdm}condition_occurrence co JOIN concept_set cs ON cs.concept_id = co.condition_source_concept_id
 ),
 procedure_events AS (
-    SELECT po.person_id, cs.set_name, po.procedure_date AS event_date, po.procedure_occurrence_id AS event_id
+    SELECT po.person_id, cs.set_name, CAST(po.procedure_date AS DATE) AS event_date, po.procedure_occurrence_id AS event_id
     FROM ${cdm}procedure_occurrence po JOIN concept_set cs ON cs.concept_id = po.procedure_concept_id
     UNION
-    SELECT po.person_id, cs.set_name, po.procedure_date, po.procedure_occurrence_id
+    SELECT po.person_id, cs.set_name, CAST(po.procedure_date AS DATE), po.procedure_occurrence_id
     FROM ${cdm}procedure_occurrence po JOIN concept_set cs ON cs.concept_id = po.procedure_source_concept_id
 ),
 drug_events AS (
-    SELECT de.person_id, cs.set_name, de.drug_exposure_start_date AS event_date, de.drug_exposure_id AS event_id
+    SELECT de.person_id, cs.set_name, CAST(de.drug_exposure_start_date AS DATE) AS event_date, de.drug_exposure_id AS event_id
     FROM ${cdm}drug_exposure de JOIN concept_set cs ON cs.concept_id = de.drug_concept_id
     UNION
-    SELECT de.person_id, cs.set_name, de.drug_exposure_start_date, de.drug_exposure_id
+    SELECT de.person_id, cs.set_name, CAST(de.drug_exposure_start_date AS DATE), de.drug_exposure_id
     FROM ${cdm}drug_exposure de JOIN concept_set cs ON cs.concept_id = de.drug_source_concept_id
 ),
 index_events AS (        -- candidate index events inside an observation period
-    SELECT e.person_id, e.set_name, e.event_date, p.priority, op.observation_period_end_date AS period_end
+    SELECT e.person_id, e.set_name, e.event_date, p.priority, CAST(op.observation_period_end_date AS DATE) AS period_end
     FROM (SELECT person_id, set_name, event_date FROM condition_events
           UNION ALL
           SELECT person_id, set_name, event_date FROM procedure_events) e
     JOIN index_priority p ON p.set_name = e.set_name
     JOIN ${cdm}observation_period op
       ON op.person_id = e.person_id
-     AND e.event_date >= op.observation_period_start_date
-     AND e.event_date <= op.observation_period_end_date
+     AND e.event_date >= CAST(op.observation_period_start_date AS DATE)
+     AND e.event_date <= CAST(op.observation_period_end_date AS DATE)
 ),
 episodes AS (            -- the first per person
     SELECT person_id, set_name AS index_event, event_date AS index_date, period_end AS last_followup_date
@@ -110,13 +110,14 @@ exposure AS (
     GROUP BY ep.person_id
 ),
 deaths AS (
-    SELECT person_id, MIN(death_date) AS death_date FROM ${cdm}death GROUP BY person_id
+    SELECT person_id, MIN(CAST(death_date AS DATE)) AS death_date FROM ${cdm}death GROUP BY person_id
 )
 SELECT CAST(ep.person_id AS VARCHAR(40)) AS patient_id,
        ep.index_event,
        ep.index_date,
-       CAST(ep.index_date - MAKE_DATE(p.year_of_birth, COALESCE(p.month_of_birth, 7),
-                                      COALESCE(p.day_of_birth, 1)) AS DOUBLE PRECISION) / 365.25 AS age_years,
+       CAST(ep.index_date - MAKE_DATE(CAST(p.year_of_birth AS INTEGER), CAST(COALESCE(p.month_of_birth, 7) AS INTEGER),
+                                      CAST(COALESCE(p.day_of_birth, 1) AS INTEGER)) AS DOUBLE PRECISION) / 365.25
+           AS age_years,
        CASE p.gender_concept_id WHEN 8507 THEN 'male' WHEN 8532 THEN 'female' END AS sex,
        COALESCE(h.prior_ho, 0) AS prior_ho,
        CASE WHEN x.radiotherapy = 1 AND x.nsaid = 1 THEN 'radiotherapy_nsaid'
@@ -141,11 +142,11 @@ ORDER BY ep.person_id
 
 -- @query assessments
 , alp AS (
-    SELECT m.person_id, m.measurement_id, m.measurement_date, m.value_as_number
+    SELECT m.person_id, m.measurement_id, CAST(m.measurement_date AS DATE) AS measurement_date, m.value_as_number
     FROM ${cdm}measurement m JOIN concept_set cs ON cs.concept_id = m.measurement_concept_id
     WHERE cs.set_name = 'alp'
     UNION
-    SELECT m.person_id, m.measurement_id, m.measurement_date, m.value_as_number
+    SELECT m.person_id, m.measurement_id, CAST(m.measurement_date AS DATE), m.value_as_number
     FROM ${cdm}measurement m JOIN concept_set cs ON cs.concept_id = m.measurement_source_concept_id
     WHERE cs.set_name = 'alp'
 )
