@@ -88,6 +88,8 @@ _LEVEL_LABELS = {"radiotherapy_nsaid": "radiotherapy + NSAID", "long_bone_fractu
 def default_label(name: str) -> str:
     """A readable label made from a column name: ``age_years`` -> "Age (years)", ``rt_dose_gy`` -> "RT dose
     (Gy)", ``prior_ho`` -> "Prior HO", ``tbsa_burned_percent`` -> "TBSA burned (%)"."""
+    if not re.fullmatch(r"[\w.]+", str(name)):   # a transformed term (bs(x, df=4)[1]): as it is
+        return str(name)
     words = [w for w in str(name).replace(".", "_").split("_") if w]
     if not words:
         return str(name)
@@ -404,7 +406,7 @@ def _three_line_borders(table: Any, n_head: int) -> None:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "<": r"\textless{}", ">": r"\textgreater{}", "∞": r"$\infty$", "≥": r"$\geq$",
-                  "≤": r"$\leq$", "—": "---", "–": "--", "|": r"\textbar{}"}
+                  "≤": r"$\leq$", "×": r"$\times$", "—": "---", "–": "--", "|": r"\textbar{}"}
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
 
 
@@ -702,8 +704,8 @@ def _parse_term(term: str, labels: Mapping[str, str]) -> _Term:
         text = " × ".join((p.label or labels.get(p.variable, default_label(p.variable)))
                           + (f": {_level_text(p.level)}" if p.level is not None else "") for p in parts)
         return _Term(term, None, None, text)
-    m = re.fullmatch(r"(?P<fac>.+?)\[T\.(?P<level>.*)\]", term, re.S)
-    if m:
+    m = re.fullmatch(r"(?P<fac>.+?)\[(?P<t>T\.)?(?P<level>.*)\]", term, re.S)
+    if m and (m.group("t") or re.fullmatch(r"[\w.]+|C\(.*\)", m.group("fac").strip(), re.S)):
         fac, level = m.group("fac").strip(), m.group("level")
         ref = None
         if fac.startswith("C(") and fac.endswith(")"):
@@ -729,7 +731,13 @@ def _level_order(variable: str, data: pd.DataFrame | None, levels: Mapping[str, 
         s = data[variable]
         if pd.api.types.is_bool_dtype(s.dtype) or str(s.dtype) == "boolean":
             return ["False", "True"]
-        return [str(x) for x in _complete_levels(s)]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            return [str(x) for x in _complete_levels(s)]
+        present = s.dropna().unique().tolist()
+        try:   # the formula engine sorts levels by value (2 before 10), not as text
+            return [str(x) for x in sorted(present)]
+        except TypeError:
+            return [str(x) for x in sorted(present, key=str)]
     from hostats.schema import CODE_LISTS
 
     return list(CODE_LISTS.get(variable, ()))

@@ -102,6 +102,19 @@ def test_model_terms_are_read_as_variable_and_level(term, variable, level, refer
 def test_scaled_and_interaction_terms_get_readable_labels():
     assert _parse_term("I(age_years / 10)", {}).label == "Age (years), per 10"
     assert _parse_term("C(sex)[T.male]:age_years", {"sex": "Sex"}).label == "Sex: male × Age (years)"
+    assert _parse_term("C(grade)[10]:age_years", {}).label == "Grade: 10 × Age (years)"   # full-rank coding
+    assert _parse_term("bs(age_years, df=4)[1]", {}).variable == "bs(age_years, df=4)[1]"
+    assert default_label("bs(age_years, df=4)[1]") == "bs(age_years, df=4)[1]"
+
+
+def test_numeric_levels_in_numeric_order():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"grade": rng.choice([1, 2, 10], 300), "y": rng.random(300) < 0.4})
+    fit = hostats.logistic(df, "y ~ C(grade)")
+    tab = model_table(fit, df)
+    assert [r[0] for r in tab.cells] == ["Grade", "1 (ref.)", "2", "10"]
+    t = fit.table().set_index("term").loc["C(grade)[T.10]"]
+    assert _numbers(tab.cells[3][1])[0] == pytest.approx(t.estimate, abs=0.005)
 
 
 # --------------------------------------------------------------------------------------------------
