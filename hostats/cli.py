@@ -208,7 +208,7 @@ def _analyses_root() -> Path:
 def _spec_path(analysis: Path) -> Path:
     """``analysis`` as given when it exists, else the bundled analysis of that name (``hostats run
     prophylaxis`` works anywhere); an unknown name is an error listing the bundled ones."""
-    if analysis.exists():
+    if analysis.exists() or len(analysis.parts) != 1:  # a path: load_spec names what is missing
         return analysis
     from hostats.analysis.bundled import bundled_names, find_analysis
 

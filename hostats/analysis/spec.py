@@ -7,6 +7,7 @@ checked later against the data, since only the data know their columns.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ def _is_number(v: Any) -> bool:
     """A finite TOML integer or float (not a boolean, not inf or nan)."""
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
+def did_you_mean(word: str, choices: Any) -> str:
+    """``"; did you mean 'horizon_days'?"`` when a choice is close to ``word`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 # top-level tables, in the order a spec is checked
 TABLES: dict[str, Table] = {
     "analysis": Table("[analysis]", "What the analysis is.", (
@@ -115,6 +122,9 @@ TABLES: dict[str, Table] = {
             "`otherwise`)."),
         Key("otherwise", "number", NONE, "The value where `where` does not hold."),
         Key("description", "string", NONE, "Free text about the column."),
+        Key("optional", "boolean", "false", "When the data lack a column the expression needs (an optional "
+            "column of the schema the export does not have), leave the derived column out instead of failing; "
+            "sections using it must be optional too."),
     )),
     "outcome": Table("[outcome]", "The outcome and its horizon.", (
         Key("event", "string", '"ho"', "Yes/no column of the outcome (must have events)."),
@@ -138,6 +148,10 @@ TABLES: dict[str, Table] = {
     "report": Table("[report]", "How the report is made.", (
         Key("small_cell_threshold", "integer", "5", "Counts from 1 to threshold - 1 are shown as "
             "\"<threshold\" (positive)."),
+        Key("rounding", "integer or string", "5", "Counts of people and events are rounded to the nearest "
+            "multiple of this (as OpenSAFELY does; percentages from the rounded counts), \"midpoint6\" for "
+            "midpoint-6 rounding (1-6 shows 3, 7-12 shows 9), or 0 for exact counts (a table holding a small "
+            "count is then rounded to the threshold, and a further cell withheld where needed)."),
         Key("ci_level", "float", "0.95", "Level of the confidence intervals (0.5 to < 1)."),
         Key("truth", "string", '"population"', 'Which synthetic truth the estimates are compared with: '
             '"population" or "sample".'),
@@ -148,10 +162,6 @@ TABLES: dict[str, Table] = {
         Key("headline", "list of strings", "the first 3 rows", 'Rows of the index page: "section" or '
             '"section/measure".'),
         Key("labels", "table", NONE, "Display labels of Table 1 variables."),
-        Key("rounding", "integer or string", "5", "Counts of people and events are rounded to the nearest "
-            "multiple of this (as OpenSAFELY does; percentages from the rounded counts), \"midpoint6\" for "
-            "midpoint-6 rounding (1-6 shows 3, 7-12 shows 9), or 0 for exact counts (a table holding a small "
-            "count is then rounded to the threshold, and a further cell withheld where needed)."),
     )),
 }
 
@@ -162,6 +172,9 @@ COMMON_SECTION_KEYS: tuple[Key, ...] = (
     Key("title", "string", "the id", "Heading of the section in the report."),
     Key("subset", "string", NONE, "Condition (pandas expression) restricting the section's episodes."),
     Key("description", "string", NONE, "Note shown under the section's heading."),
+    Key("optional", "boolean", "false", "When the data lack a column the section needs (an optional column of "
+        "the schema that the export does not have) or the section cannot be estimated on these data, the "
+        "report says so in its place instead of the run failing."),
 )
 
 _UNUSED_TRUTH = Key("truth", TRUTH_KEY, NONE, "Accepted, but this section's rows carry no truth yet.")
@@ -324,8 +337,13 @@ _KEYLINE = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
 
 def _locate(text: str, table: str | None, key: str | None = None, index: int | None = None) -> int | None:
     """1-based line of ``key`` in ``[table]`` (the ``index``-th ``[[table]]``), or of the header itself."""
-    current, count, header_line = None, {}, None
+    current, count, header_line, in_string = None, {}, None, False
     for lineno, line in enumerate(text.splitlines(), start=1):
+        quotes = line.count('"""') + line.count("'''")
+        if in_string:  # inside a multi-line string: its lines are text, not keys or headers
+            in_string = quotes % 2 == 0
+            continue
+        in_string = quotes % 2 == 1
         m = _HEADER.match(line)
         if m:
             current = m.group(2)
@@ -455,7 +473,13 @@ def load_spec(path: Path | str) -> Spec:
     ids = {s["id"] for s in sections}
     for h in _as_list(report.get("headline")):
         if str(h).partition("/")[0] not in ids:
-            raise stub.error(f"{h!r} names no section (section ids: {sorted(ids)})", "report", "headline")
+            raise stub.error(f"{h!r} names no section{did_you_mean(str(h).partition('/')[0], ids)} (section "
+                             f"ids: {sorted(ids)})", "report", "headline")
+    for table, blocks in (("derive", derive), ("section", sections)):
+        for i, block in enumerate(blocks):
+            if "optional" in block and not isinstance(block["optional"], bool):
+                raise stub.error("must be true or false", table, "optional", i)
+    _check_columns(stub, raw, derive, sections)
     return Spec(path=path, text=text, raw=raw, name=analysis.get("name", path.parent.name),
                 title=analysis["title"], question=analysis.get("question", ""), data=data, synthetic=synthetic,
                 criteria=criteria, derive=derive, outcome=outcome, exposure=dict(raw.get("exposure", {})),
@@ -467,7 +491,8 @@ def _check_tables(stub: Spec, raw: dict) -> None:
     known_tables = set(_KEYS) - {"synthetic"} | {"section"}
     for table in raw:
         if table not in known_tables:
-            raise stub.error(f"unknown table; known tables are {sorted(known_tables)}", table)
+            raise stub.error(f"unknown table{did_you_mean(table, known_tables)} (known tables are "
+                             f"{sorted(known_tables)})", table)
     for table, keys in _KEYS.items():
         if table in ("synthetic", "criteria", "derive"):
             continue
@@ -476,7 +501,7 @@ def _check_tables(stub: Spec, raw: dict) -> None:
             raise stub.error("must be a table ([name]), not a list", table)
         for k in block:
             if k not in keys:
-                raise stub.error(f"unknown key; allowed: {sorted(keys)}", table, k)
+                raise stub.error(f"unknown key{did_you_mean(k, keys)} (allowed: {sorted(keys)})", table, k)
 
 
 def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
@@ -487,7 +512,9 @@ def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
             raise stub.error("must be an inline table {scenario=..., n=..., seed=...}", "data", "synthetic")
         unknown = set(s) - _KEYS["synthetic"]
         if unknown:
-            raise stub.error(f"unknown key(s) {sorted(unknown)} in synthetic #{i + 1}", "data", "synthetic")
+            first = sorted(unknown)[0]
+            raise stub.error(f"unknown key(s) {sorted(unknown)} in synthetic #{i + 1}"
+                             f"{did_you_mean(first, _KEYS['synthetic'])}", "data", "synthetic")
         for k in ("scenario", "n", "seed"):
             if k not in s:
                 raise stub.error(f"synthetic #{i + 1} needs {k!r}", "data", "synthetic")
@@ -546,6 +573,12 @@ def _check_report(stub: Spec, raw: dict) -> dict[str, Any]:
     if not _is_int(thr) or thr < 1:
         raise stub.error("must be a positive integer (counts below it are shown as <threshold)", "report",
                          "small_cell_threshold")
+    rounding = report.get("rounding", 5)
+    if not ((_is_int(rounding) and rounding >= 0) or rounding == "midpoint6"):
+        raise stub.error(f"must be 0 (exact counts), a base of 2 or more, or \"midpoint6\"; got {rounding!r}",
+                         "report", "rounding")
+    if _is_int(rounding) and rounding == 1:
+        report["rounding"] = 0  # rounding to the nearest 1 is exact counts
     lvl = report.get("ci_level", 0.95)
     if not isinstance(lvl, float) or not 0.5 <= lvl < 1:
         raise stub.error("must be a fraction such as 0.95", "report", "ci_level")
@@ -564,16 +597,11 @@ def _check_sections(stub: Spec, raw: dict) -> list[dict[str, Any]]:
     for i, s in enumerate(sections):
         t = s.get("type")
         if t not in _SECTION_KEYS:
-            raise stub.error(f"unknown section type {t!r}; known: {sorted(_SECTION_KEYS)}", "section", "type", i)
+            raise stub.error(f"unknown section type {t!r}{did_you_mean(t, _SECTION_KEYS)} (known: "
+                             f"{sorted(_SECTION_KEYS)})", "section", "type", i)
         _check_keys(stub, "section", i, s, _SECTION_KEYS[t] | _COMMON_SECTION_KEYS)
         if "methods" in s:
             _check_methods(stub, s["methods"], "section", i)
-    rounding = report.get("rounding", 5)
-    if not ((_is_int(rounding) and rounding >= 0) or rounding == "midpoint6"):
-        raise stub.error(f"must be 0 (exact counts), a base of 2 or more, or \"midpoint6\"; got {rounding!r}",
-                         "report", "rounding")
-    if _is_int(rounding) and rounding == 1:
-        report["rounding"] = 0  # rounding to the nearest 1 is exact counts
         sid = s.get("id") or f"{i + 1}_{t}"
         if sid in ids:
             raise stub.error(f"duplicate section id {sid!r}", "section", "id", i)
@@ -588,7 +616,7 @@ def _check_keys(spec: Spec, table: str, index: int, block: dict, allowed: set[st
         raise spec.error("must be a table", table, None, index)
     for k in block:
         if k not in allowed:
-            raise spec.error(f"unknown key; allowed: {sorted(allowed)}", table, k, index)
+            raise spec.error(f"unknown key{did_you_mean(k, allowed)} (allowed: {sorted(allowed)})", table, k, index)
 
 
 
@@ -597,3 +625,120 @@ def _check_methods(stub: Any, methods: Any, table: str, index: int | None) -> No
     if bad or not methods:
         raise stub.error(f"methods must be a list drawn from {list(ADJUSTMENT_METHODS)}; not {bad or methods!r}",
                          table, "methods", index)
+
+
+# ---------------------------------------------------------------------------------------------------
+# column names, checked before any computation: a column a spec may name is a column of the schema
+# (hostats/schema.py: the episodes, and the cleaning's derived columns), a standard derived flag, or a
+# [[derive]] name. Whether the export has an optional schema column is known only once it is read.
+# ---------------------------------------------------------------------------------------------------
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# columns a section makes itself (cox: ho_event = status 1)
+_SECTION_MADE = {"ho_event"}
+# per section type: the keys naming a column, with their defaults ("event"-like keys may hold a condition)
+_COLUMN_KEYS: dict[str, dict[str, str | None]] = {
+    "cumulative_incidence": {"by": None},
+    "proportion": {"event": FLAG, "column": None, "by": None},
+    "rate": {"event": "ho", "by": None, "time": "time_days"},
+    "logistic": {"cluster": None},
+    "iptw": {"treatment": None, "outcome": FLAG, "time": "time_days", "status": "status"},
+    "cox": {"time": "time_days", "event": "ho_event", "weights": None, "cluster": None},
+    "fine_gray": {"time": "time_days", "status": "status"},
+    "meta_proportions": {"by": "site", "event": FLAG},
+    "interval_censored": {"lower": "ho_interval_lo_days", "upper": "ho_interval_hi_days",
+                          "lower_modality": "ho_interval_lo_test", "upper_modality": "ho_interval_hi_test"},
+    "diagnosis_timing": {},
+}
+_CONDITION_KEYS = {"event", "outcome"}
+
+
+def schema_columns() -> set[str]:
+    """Every column the analysed episodes can have: the schema's, the cleaning's derived ones, the source
+    reference, and the analysis' standard flags."""
+    from hostats.schema import DERIVED_COLUMNS, EPISODE_COLUMNS
+
+    return ({getattr(c, "name", c) for c in EPISODE_COLUMNS} | {getattr(c, "name", c) for c in DERIVED_COLUMNS}
+            | {"source_file", "source_row", FLAG, KNOWN_FLAG})
+
+
+def _expr_names(expr: str) -> list[str]:
+    """Column names in a condition or derive expression: identifiers that are not keywords, string
+    contents, function or method calls, attributes, or keyword arguments."""
+    stripped = re.sub(r"'[^']*'|\"[^\"]*\"", "''", str(expr))
+    names = []
+    for m in re.finditer(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)(?![\w])", stripped):
+        rest = stripped[m.end():].lstrip()
+        if rest.startswith("(") or (rest.startswith("=") and not rest.startswith("==")):
+            continue
+        names.append(m.group(1))
+    skip = {"and", "or", "not", "in", "is", "True", "False", "None", "true", "false", "nan", "inf", "np", "pd"}
+    return [n for n in dict.fromkeys(names) if n not in skip]
+
+
+def section_columns(sec: dict[str, Any], spec_like: Any = None) -> list[tuple[str, str]]:
+    """(column, key) pairs a ``[[section]]`` names, defaults from ``[exposure]``/``[adjustment]`` included
+    (pass the Spec, or the raw spec dict); used before any computation and, by the runner, to tell which
+    columns of the schema a section needs that the data lack."""
+    from hostats.stats.core.formula import formula_columns
+
+    raw = getattr(spec_like, "raw", spec_like) or {}
+    out: list[tuple[str, str]] = [(n, "subset") for n in _expr_names(sec["subset"])] if sec.get("subset") else []
+    t = sec.get("type")
+    for key, default in _COLUMN_KEYS.get(t, {}).items():
+        v = sec.get(key, default)
+        if key == "treatment" and v is None:
+            v = raw.get("exposure", {}).get("column")
+        if not isinstance(v, str) or not v:
+            continue
+        if key in _CONDITION_KEYS and not _IDENT.match(v):
+            out += [(n, key) for n in _expr_names(v)]
+        else:
+            out.append((v, key))
+    for v in _as_list(sec.get("strata")):
+        if isinstance(v, str):
+            out.append((v, "strata"))
+    if t == "iptw":
+        conf = sec.get("confounders", raw.get("adjustment", {}).get("confounders", []))
+        out += [(c, "confounders") for c in _as_list(conf) if isinstance(c, str)]
+    if t in ("logistic", "cox", "fine_gray") and isinstance(sec.get("formula"), str) and sec["formula"].strip():
+        try:
+            names = formula_columns(sec["formula"], outcome=(t == "logistic"))
+        except Exception:  # a formula the engine cannot parse: the section reports it with its own message
+            names = []
+        out += [(n, "formula") for n in names]
+    return out
+
+
+def _check_columns(stub: Spec, raw: dict, derive: list[dict], sections: list[dict]) -> None:
+    """Every column a spec names exists in the schema or is derived: a typo is a SpecError at its line,
+    with a suggestion, before any data are generated or read."""
+    known = schema_columns() | {d["name"] for d in derive}
+
+    def check(name: Any, table: str, key: str, index: int | None = None, extra: set[str] = frozenset()) -> None:
+        if isinstance(name, str) and name not in known and name not in extra:
+            hint = did_you_mean(name, known | extra)
+            raise stub.error(f"unknown column {name!r}{hint}" + ("" if hint else
+                             f" (columns: those of hostats/schema.py, the [[derive]] names and {FLAG}, "
+                             f"{KNOWN_FLAG}: {', '.join(sorted(known))})"), table, key, index)
+
+    for i, c in enumerate(raw.get("criteria", []) if isinstance(raw.get("criteria"), list) else []):
+        for n in _expr_names(c.get("keep", "")):
+            check(n, "criteria", "keep", i)
+    for i, d in enumerate(derive):
+        for key in ("expr", "where"):
+            for n in _expr_names(d.get(key, "")) if isinstance(d.get(key), str) else []:
+                check(n, "derive", key, i)
+    ev = raw.get("outcome", {}).get("event")
+    if isinstance(ev, str):
+        check(ev, "outcome", "event")
+    check(raw.get("exposure", {}).get("column"), "exposure", "column")
+    for c in _as_list(raw.get("adjustment", {}).get("confounders")):
+        check(c, "adjustment", "confounders")
+    rep = raw.get("report", {})
+    for v in _as_list(rep.get("table1")):
+        check(v, "report", "table1")
+    check(rep.get("table1_by"), "report", "table1_by")
+    for sec in sections:
+        for name, key in section_columns(sec, raw):
+            check(name, "section", key, sec["_index"], extra=_SECTION_MADE)

@@ -142,17 +142,36 @@ def test_invalid_toml_names_file(tmp_path):
 
 
 @pytest.mark.parametrize("case, edit, needle, message", [
-    ("unknown column in criterion", lambda t: t.replace("keep = \"index_event == 'tha'\"",
-                                                        "keep = \"index_evnt == 'tha'\""),
-     "keep =", r"unknown column\(s\) \['index_evnt'\]"),
+    ("criterion", lambda t: t.replace("keep = \"index_event == 'tha'\"", "keep = \"index_evnt == 'tha'\""),
+     "keep =", "unknown column 'index_evnt'; did you mean 'index_event'?"),
+    ("section", lambda t: t.replace('\nby = "prophylaxis"', '\nby = "prophylaxes"'),
+     'by = "prophylaxes"', "unknown column 'prophylaxes'; did you mean 'prophylaxis'?"),
+    ("table1_by", lambda t: t.replace('table1_by = "prophylaxis"', 'table1_by = "prophylaxsis"'),
+     'table1_by = "prophylaxsis"', "unknown column 'prophylaxsis'; did you mean 'prophylaxis'?"),
+    ("formula", lambda t: t + '\n[[section]]\ntype = "logistic"\nformula = "ho ~ age_yeras + C(sex)"\n',
+     'formula = "ho ~ age_yeras', "unknown column 'age_yeras'; did you mean 'age_years'?"),
+    ("key", lambda t: t.replace("horizon_days = 365", "horizon_day = 365"),
+     "horizon_day =", "unknown key; did you mean 'horizon_days'?"),
+])
+def test_spec_errors_before_any_computation_with_suggestions(tmp_path, export_csv, case, edit, needle, message):
+    """Names the spec gets wrong are found when it is read (before any data are generated or read), at
+    their line, with the closest name."""
+    text = edit(GOOD.format(data=export_csv))
+    folder = write_spec(tmp_path / "bad", text)
+    with pytest.raises(SpecError) as err:
+        load_spec(folder)
+    msg = str(err.value)
+    assert f"analysis.toml, line {line_of(text, needle)}" in msg, msg
+    assert message in msg, msg
+
+
+@pytest.mark.parametrize("case, edit, needle, message", [
     ("criterion excludes everyone", lambda t: t.replace("keep = \"index_event == 'tha'\"",
                                                         "keep = \"index_event == 'burn'\""),
      "keep =", "excludes every episode"),
     ("outcome without events", lambda t: t.replace('event = "ho"', 'event = "symptomatic"').replace(
         "keep = \"index_event == 'tha'\"", "keep = \"symptomatic != True\""),
      'event = "symptomatic"', "has no events"),
-    ("unknown column in section", lambda t: t.replace('by = "prophylaxis"', 'by = "prophylaxes"'),
-     'by = "prophylaxes"', r"unknown column\(s\) \['prophylaxes'\]"),
     ("missing data file", lambda t: re.sub(r'path = ".*"', 'path = "no/such/file.csv"', t),
      'path = "no/such', "file not found"),
 ])
