@@ -930,6 +930,10 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
         indent.append(0)
         values.append({})
         block = prot[tab["contrast"].astype(str) == contrast]
+        # a withheld risk would come back from the other arm's risk and the difference or ratio: then the
+        # contrast's differences and ratios are withheld too (every method: they estimate the same thing)
+        risks = block[block["_measure"].isin(["risk_treated", "risk_control"])]
+        risk_withheld = bool(risks["estimate"].isna().any())
         for key, text, scale, dig in _MEASURE_ROWS:
             part = block[block["_measure"] == key]
             if part.empty:
@@ -941,7 +945,8 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
                     row.append("")
                     continue
                 r = hit.iloc[0]
-                if r["estimate"] is None or pd.isna(r["estimate"]):
+                if r["estimate"] is None or pd.isna(r["estimate"]) or (risk_withheld and not key.startswith("risk_t")
+                                                                       and not key.startswith("risk_c")):
                     withheld = True
                     row.append(DASH)
                     continue
@@ -958,6 +963,7 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
         what += f"; risk of the outcome by day {float(horizon):g}"
     notes.append(what + f"; {_count_text(res.n, threshold)} patients analysed.")
     if withheld:
-        notes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events.")
+        notes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events, or revealing "
+                     "such a risk with the risk of the other arm.")
     return PublicationTable(title=title or "Risks and effects of the treatment", cells=cells, columns=columns,
                             indent=indent, footnotes=notes)

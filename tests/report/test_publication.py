@@ -379,6 +379,24 @@ def test_contrast_table_of_iptw(cohort):
     assert _numbers(cell) == pytest.approx([100 * rd.estimate, 100 * rd.ci_lower, 100 * rd.ci_upper], abs=0.05)
 
 
+def test_a_contrast_is_withheld_with_a_small_arm_risk():
+    rng = np.random.default_rng(11)
+    arm = np.array(["a"] * 200 + ["b"] * 30)
+    y = np.zeros(230, dtype=bool)
+    y[rng.choice(200, 60, replace=False)] = True
+    y[[200, 201]] = True                                   # 2 events in arm b
+    df = pd.DataFrame({"arm": arm, "age": rng.normal(60, 8, 230), "y": y})
+    res = hostats.iptw(df, treatment="arm", confounders=["age"], outcome="y", reference="a")
+    tab = model_table(res)
+    rows = {r[0]: r[1:] for r in tab.cells}
+    assert rows["Risk, b (%)"][0] == "—"
+    assert rows["Risk, a (%)"][0] != "—"                  # the other arm's risk alone reveals nothing
+    # with the arm a risk, a difference or ratio would give the withheld risk back
+    for measure in ("Risk difference (percentage points)", "Risk ratio", "Odds ratio"):
+        assert set(rows[measure]) <= {"—", ""}, measure
+    assert any("withheld" in n for n in tab.footnotes)
+
+
 # --------------------------------------------------------------------------------------------------
 # several tables in one file; bad input
 # --------------------------------------------------------------------------------------------------
