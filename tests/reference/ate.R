@@ -1,4 +1,4 @@
-# Reference values for hostats.ate (tests/test_ate.py). Run from the repository root:
+# Reference values for hostats.ate (tests/stats/causal/test_ate.py). Run from the repository root:
 #   Rscript tests/reference/ate.R      (R 4.2, riskRegression 2022.11.28, survival 3.5-3)
 # writes tests/reference/ate.json. Estimators: riskRegression::ate "GFORMULA" (cause-specific Cox,
 # CSC), "IPTW,IPCW" and "AIPTW,AIPCW" (censoring: Kaplan-Meier stratified by treatment,

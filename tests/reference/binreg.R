@@ -1,4 +1,4 @@
-# Reference values for hostats.binreg (tests/test_binreg.py). Run from the repository root:
+# Reference values for hostats.binreg (tests/stats/regression/test_binreg.py). Run from the repository root:
 #   Rscript tests/reference/binreg.R      (R 4.2, mets 1.3.2, survival 3.5-3)
 # writes tests/reference/binreg.json and (once) tests/data/mets_bmt.csv. mets::binreg is the direct
 # binomial regression of Scheike, Zhang & Gerds (2008): logit P(T <= time, cause | X) = X'beta, IPCW

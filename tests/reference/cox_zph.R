@@ -1,4 +1,4 @@
-# Reference values for CoxResult.check_ph / ph_residuals (tests/test_survival_cox.py):
+# Reference values for CoxResult.check_ph / ph_residuals (tests/stats/survival/test_survival_cox.py):
 # R's survival::cox.zph (survival >= 3.0) with every transform, on survival::lung and on the Rossi
 # recidivism data (lifelines.datasets.load_rossi, written to rossi.csv unchanged).
 # Run from the repository root:  Rscript tests/reference/cox_zph.R /path/to/rossi.csv

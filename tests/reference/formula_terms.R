@@ -1,4 +1,4 @@
-# Reference values for the formula terms of hostats.stats._formula (tests/test_formula_terms.py):
+# Reference values for the formula terms of hostats.stats._formula (tests/stats/core/test_formula_terms.py):
 # spline, polynomial and scaling terms and R's dotted column names, on survival::lung
 # (tests/data/lung.csv, written by write.csv(survival::lung, na = "")), and bmtcrr for crr.
 # Run from the repository root: Rscript tests/reference/formula_terms.R

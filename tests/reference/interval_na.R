@@ -1,5 +1,5 @@
 # Reference values for interval_censored with R's interval2 conventions for missing bounds
-# (tests/test_interval.py): NA upper bound = right-censored, NA lower bound = left-censored.
+# (tests/stats/survival/test_interval.py): NA upper bound = right-censored, NA lower bound = left-censored.
 # Data: breast cosmesis deterioration (KMsurv::bcdeter, Klein & Moeschberger 2003, section 1.18; from
 # Finkelstein 1986), written to tests/data/bcdeter.csv by this script (upper NA for the 37 women whose
 # deterioration was not seen by their last visit; lower 0 for deterioration at the first visit).

@@ -1,4 +1,4 @@
-# Reference values for logistic() with weights and clusters (tests/test_regression.py):
+# Reference values for logistic() with weights and clusters (tests/stats/regression/test_regression.py):
 # R glm(binomial) on the UCLA admissions data (tests/data/ucla_admissions.csv) with sandwich's
 # vcovCL (cluster-robust, type HC1: G/(G-1) (N-1)/(N-K)) and sandwich (HC0).
 # Deterministic weights and clusters, rebuilt identically in the test (i = 0, ..., 399 the row number):

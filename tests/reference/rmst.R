@@ -1,4 +1,4 @@
-# Reference values for hostats.rmst (tests/test_rmst.py): restricted mean survival time (RMST) and
+# Reference values for hostats.rmst (tests/stats/survival/test_rmst.py): restricted mean survival time (RMST) and
 # restricted mean time lost (RMTL) with standard errors from R's survival package.
 # Run from the repository root:  Rscript tests/reference/rmst.R   (writes tests/reference/rmst.json)
 # Made with R 4.2 and survival 3.5-3 (Debian r-cran-survival); jsonlite for the output.
