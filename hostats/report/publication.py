@@ -194,8 +194,12 @@ class PublicationTable:
 
     # ----- HTML and LaTeX (pandas Styler) ------------------------------------------------------------
     def _styler(self, frame: pd.DataFrame) -> Any:
+        import hashlib
+
         st = frame.style.hide(axis="index")
-        st.set_uuid("hostats-publication")
+        # ids stable for the same table and different between tables of one page (no random uuid)
+        digest = hashlib.sha1(repr((self.title, self.columns, self.cells)).encode("utf-8")).hexdigest()[:10]
+        st.set_uuid(f"hostats-{digest}")
         return st
 
     def _frame(self, cells: list[list[str]], headers: list[tuple[str, str]]) -> pd.DataFrame:

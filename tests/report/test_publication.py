@@ -266,6 +266,9 @@ def test_html_reads_back_to_the_same_cells(cohort, fit, tmp_path):
     assert [str(x) for x in back.iloc[:, 0]] == [r[0] for r in tab.cells]
     assert [str(x) for x in back.iloc[:, 1]] == [r[1] for r in tab.cells]
     assert text == tab.to_html()   # deterministic (no random ids)
+    other = model_table(fit, cohort, title="Another").to_html()
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    assert ids and not ids & set(re.findall(r'id="([^"]+)"', other))   # two tables on one page
 
 
 # --------------------------------------------------------------------------------------------------
