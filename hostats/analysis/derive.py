@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hostats.analysis.expressions import _check_expr_columns
+from hostats.analysis.expressions import _check_expr_columns, _names_in
 
 if TYPE_CHECKING:
     from hostats.analysis.spec import Spec
@@ -42,6 +42,8 @@ def _derive(spec: Spec, episodes: pd.DataFrame, horizon: float) -> pd.DataFrame:
         known = ((st > 0) & (t <= horizon)) | (fu >= horizon - FOLLOWUP_TOLERANCE_DAYS)
         e[KNOWN_FLAG] = known.where(ok).astype("boolean")
     for i, d in enumerate(spec.derive):
+        if d.get("optional") and any(n not in e.columns for n in _names_in(f"{d['expr']} {d.get('where', '')}")):
+            continue  # optional: the export lacks a column it needs (sections using it say so)
         _check_expr_columns(spec, d["expr"], e.columns, "derive", "expr", i)
         try:
             v = e.eval(d["expr"], engine="python")

@@ -19,10 +19,10 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from hostats.analysis.context import Context, SectionOutput
-from hostats.analysis.derive import OUTCOME_FLAG, _derive
+from hostats.analysis.derive import KNOWN_FLAG, OUTCOME_FLAG, _derive
 from hostats.analysis.expressions import _mask
 from hostats.analysis.sections import SECTIONS
-from hostats.analysis.spec import Spec, load_spec
+from hostats.analysis.spec import Spec, _expr_names, load_spec, schema_columns, section_columns
 from hostats.analysis.writer import _identifiers, _scan_outputs, _write_report
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 
@@ -105,6 +105,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
             cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, **kw)
         step("data read and cleaned")
         episodes = cohort.episodes
+        _check_data_columns(spec, episodes)
         with timer.step("criteria"):
             _derive(spec, episodes, spec.horizon)
             for i, c in enumerate(spec.criteria):
@@ -130,13 +131,25 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         with use_policy(DisclosurePolicy.from_report(spec.report)):  # counts in the sections' figures, tables
             for sec in spec.sections:
                 with timer.step(f"section {sec['id']}"):
+                    lacking = _lacking(sec, spec, ep)
                     try:
+                        if lacking:
+                            raise SpecError(f"the data have no column {lacking[0][0]!r}")
                         outputs.append(SECTIONS[sec["type"]](ctx, sec))
-                    except SpecError:
-                        raise
-                    except (EstimationError, ValueError) as exc:
-                        raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these data: {exc}",
-                                         "section", "type", sec["_index"]) from None
+                    except (SpecError, EstimationError, ValueError) as exc:
+                        if sec.get("optional"):
+                            outputs.append(_not_run(sec, lacking, exc))
+                        elif lacking:
+                            name, key = lacking[0]
+                            raise spec.error(_lacking_message(spec, name) + "; map it in the export's mapping, "
+                                             "or set optional = true in this section to report it as not run",
+                                             "section", key, sec["_index"]) from None
+                        elif isinstance(exc, SpecError):
+                            raise
+                        else:
+                            raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these "
+                                             f"data: {exc} (optional = true reports such a section as not "
+                                             "estimable instead)", "section", "type", sec["_index"]) from None
                 step(f"section {sec.get('title', sec['id'])}")
         with timer.step("report"):
             result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source)
@@ -151,6 +164,53 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         raise
     return RunResult(name=spec.name, out_dir=out_dir, report=out_dir / "report.html", estimates=result,
                      seconds=timer.total, n_analysed=len(ep), synthetic=truth is not None)
+
+
+def _lacking(sec: dict, spec: Spec, data: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, key) pairs the section names that the analysed episodes do not have (an optional column of
+    the schema the export lacks, or a derived column left out because of one)."""
+    return [(n, k) for n, k in section_columns(sec, spec) if n not in data.columns and n != "ho_event"]
+
+
+def _lacking_message(spec: Spec, name: str) -> str:
+    derived = next((d for d in spec.derive if d["name"] == name), None)
+    if derived is not None:
+        return (f"the data have no column {name!r}: it is derived from {derived['expr']!r}, which needs a column "
+                "this export does not have")
+    return f"the data have no column {name!r} (an optional column of the schema that this export does not have)"
+
+
+def _not_run(sec: dict, lacking: list[tuple[str, str]], exc: Exception) -> SectionOutput:
+    """What the report shows for an optional section that could not run on these data."""
+    why = (f"the data have no column {lacking[0][0]!r}" if lacking
+           else f"cannot be estimated on these data: {exc}")
+    out = SectionOutput()
+    out.warn(sec, f"not run ({why}); the section is optional in the spec.")
+    return out
+
+
+def _check_data_columns(spec: Spec, episodes: pd.DataFrame) -> None:
+    """Before any computation: the columns the spec needs outside its optional parts are in the data
+    (a schema column the export does not map is named with the line that needs it)."""
+    have = set(episodes.columns) | {d["name"] for d in spec.derive} | {OUTCOME_FLAG, KNOWN_FLAG}
+    absent = schema_columns() - set(episodes.columns)
+    need = [(spec.outcome.get("event"), "outcome", "event", None),
+            (spec.exposure.get("column"), "exposure", "column", None)]
+    need += [(c, "adjustment", "confounders", None) for c in spec.adjustment.get("confounders", [])]
+    need += [(v, "report", "table1", None) for v in spec.report.get("table1") or []]
+    need += [(spec.report.get("table1_by"), "report", "table1_by", None)]
+    for i, d in enumerate(spec.derive):
+        if not d.get("optional"):
+            need += [(n, "derive", "expr", i) for n in _expr_names(d["expr"])]
+    for sec in spec.sections:
+        if not sec.get("optional"):
+            need += [(n, "section", k, sec["_index"]) for n, k in section_columns(sec, spec)]
+    for name, table, key, index in need:
+        if isinstance(name, str) and name not in have and name in absent:
+            raise spec.error(f"the data have no column {name!r} (an optional column of the schema that this "
+                             "export does not have): map it in the export's mapping" +
+                             (", or set optional = true here" if table in ("derive", "section") else ""),
+                             table, key, index)
 
 
 def discover(root: Path | str = "analyses") -> list[Path]:
