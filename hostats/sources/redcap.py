@@ -178,6 +178,14 @@ def read_dictionary(path: str | Path) -> dict[str, Field]:
     return fields
 
 
+def _stripped(s: pd.Series) -> pd.Series:
+    """A column as stripped text (object), blank cells missing; worked out once per distinct value."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    text = pd.Index(uniques).astype(str).str.strip().to_numpy(dtype=object)
+    text = np.append(np.where(text == "", None, text), None)  # position -1: missing
+    return pd.Series(text[codes], index=s.index, dtype=object, name=s.name)
+
+
 def _key(text: Any) -> str:
     return str(text).strip().casefold()
 
@@ -429,16 +437,19 @@ class RedcapExport:
                     notes.append(f"checkbox column {col!r}: value(s) {sorted(set(frame[col][bad]))[:5]} in row(s) "
                                  f"{rows[bad.to_numpy()][:10].tolist()} are neither checked (1) nor unchecked (0)")
                 out[col] = s.map(lambda v: "1" if v in CHECKED else ("0" if v in UNCHECKED else None))
-            checked = pd.DataFrame({code: out[col].eq("1") for code, col in boxes.items()})
-            combo = checked.apply(lambda r: "+".join(c for c in r.index if r[c]), axis=1) if len(checked) else \
-                pd.Series([], dtype=object)
-            combo = combo.where(combo != "", None)
+            # the ticked boxes of a row as a bit mask; the combinations are spelt out once per distinct mask
+            codes = list(boxes)
+            mask = np.zeros(len(frame), dtype=np.int64)
+            for k, col in enumerate(boxes.values()):
+                mask |= out[col].eq("1").to_numpy(dtype=bool).astype(np.int64) << k
+            spelt = {m: "+".join(c for k, c in enumerate(codes) if m >> k & 1) or None for m in np.unique(mask)}
+            combo = pd.Series(pd.Series(mask).map(spelt).to_numpy(dtype=object), index=frame.index, dtype=object)
             table = self._user_values.get(canon_of.get(f.name, f.name))
             trans = _translator(f, table, "", "")
             labels = {code: lab for code, lab in f.choices.items()}
 
             def name_of(c: Any, trans=trans, labels=labels) -> Any:
-                if c is None:
+                if c is None or (isinstance(c, float) and np.isnan(c)):
                     return None
                 if c in trans:
                     return trans[c]
@@ -462,8 +473,7 @@ class RedcapExport:
     def _read(self) -> None:
         raw = read_source(self.export, Mapping())
         name = raw.name
-        frame = raw.frame.astype(object)
-        frame = frame.where(frame.notna() & (frame.astype(str).apply(lambda c: c.str.strip()) != ""), None)
+        frame = pd.DataFrame({c: _stripped(raw.frame[c]) for c in raw.frame.columns}, index=raw.frame.index)
         rows = raw.rows if raw.rows is not None else np.arange(raw.first_row, raw.first_row + len(frame),
                                                                  dtype=np.int64)
         notes = list(raw.notes)
@@ -560,7 +570,8 @@ class RedcapExport:
         combined = g.last()
         boxes = [c for c in data.columns if self._checkbox_owner(c) is not None]
         if boxes:  # a box ticked in any event is ticked (other events export it as 0)
-            combined[boxes] = g[boxes].max()
+            ticked = pd.DataFrame({c: pd.to_numeric(data[c]) for c in boxes}).groupby(group, sort=True).max()
+            combined[boxes] = ticked.apply(lambda c: c.map({1.0: "1", 0.0: "0"})).to_numpy(dtype=object)
         distinct = g.nunique(dropna=True)
         differ = [c for c in distinct.columns if (distinct[c] > 1).any() and c not in boxes]
         if differ:

@@ -257,3 +257,43 @@ def test_validate_command():
     assert out["rows_read"] == 3 and out["rows_excluded"] == 0 and out["assessments"]["rows_read"] == 3
     res = CliRunner().invoke(app, ["validate", str(MIN_EXPORT), "--dictionary", str(MIN_EXPORT)])
     assert res.exit_code == 1 and "not a REDCap data dictionary" in res.output and "Traceback" not in res.output
+
+
+def test_api_metadata_headers_read_the_same(tmp_path):
+    """The API's metadata export names the dictionary's columns field_name, form_name, field_type, ..."""
+    api = {"Variable / Field Name": "field_name", "Form Name": "form_name", "Field Type": "field_type",
+           "Field Label": "field_label", "Choices, Calculations, OR Slider Labels": "select_choices_or_calculations",
+           "Text Validation Type OR Show Slider Number": "text_validation_type_or_show_slider_number"}
+    d = pd.read_csv(DICTIONARY, dtype=str, keep_default_na=False).rename(columns=api)
+    p = tmp_path / "metadata.csv"
+    d.to_csv(p, index=False)
+    assert read_dictionary(p) == {k: v for k, v in read_dictionary(DICTIONARY).items()}
+    a = hostats.read_cohort(EXPORT, MAPPING, dictionary=p)
+    b = hostats.read_cohort(EXPORT, MAPPING, dictionary=DICTIONARY)
+    pd.testing.assert_frame_equal(a.episodes.drop(columns="source_file"), b.episodes.drop(columns="source_file"))
+
+
+def test_repeating_event_as_assessments_and_two_arms(tmp_path):
+    """Imaging as a repeating event (instrument column empty, instance set) and a record in two arms."""
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "record_id,redcap_event_name,redcap_repeat_instrument,redcap_repeat_instance,index_type,surg_date,sex,"
+        "last_fu,img_date,img_type,img_result\n"
+        "1,surgery_arm_1,,,1,2023-03-01,2,2024-03-05,,,\n"
+        "1,imaging_arm_1,,1,,,,,2023-06-01,1,0\n"
+        "1,imaging_arm_1,,2,,,,,2023-12-01,1,1\n"
+        "1,surgery_arm_2,,,2,2024-05-01,2,2024-09-30,,,\n"
+        "2,surgery_arm_1,,,1,2023-04-11,1,2024-04-20,,,\n"
+        "2,imaging_arm_1,,1,,,,,2023-10-15,3,0\n", encoding="utf-8")
+    text = MIN_MAP.read_text(encoding="utf-8").replace('instrument = "imaging"', 'event = "imaging_arm_1"')
+    m = tmp_path / "m.toml"
+    m.write_text(text, encoding="utf-8")
+    c = hostats.read_cohort(export, m, dictionary=MIN_DICT)
+    assert c.ledger.rows_read == 3 and len(c.excluded) == 0      # record 1 in arm 1 and arm 2, record 2
+    assert sorted(c.assessments["source_row"]) == [3, 4, 7]
+    ep = c.episodes.sort_values("source_row")
+    assert ep["source_row"].tolist() == [2, 5, 6]
+    assert ep["index_event"].astype(str).tolist() == ["tha", "long_bone_fracture", "tha"]
+    with pytest.raises(SpecError, match="event = 'imaging_arm_9' does not occur"):
+        m.write_text(text.replace("imaging_arm_1", "imaging_arm_9"), encoding="utf-8")
+        hostats.read_cohort(export, m, dictionary=MIN_DICT)
