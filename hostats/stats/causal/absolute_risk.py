@@ -79,6 +79,7 @@ from hostats.stats.causal.weighting import (
 from hostats.stats.competing import cause_specific as _csc
 from hostats.stats.core.censoring_weights import censoring_km, strata_codes
 from hostats.stats.core.formula import build_design
+from hostats.stats.core.product_limit import product_limit
 from hostats.stats.core.results import Result, check_level, tidy, z_value
 from hostats.stats.core.survival_data import status_array, time_array
 from hostats.stats.core.validate import complete_cases, require_columns
@@ -162,17 +163,13 @@ def _weighted_aj(t: np.ndarray, s: np.ndarray, w: np.ndarray, cause: int,
     """Weighted Aalen-Johansen risk of ``cause`` by ``tau`` in one arm and its influence function (sum
     scale, weights as given): phi_i = w_i sum_{u <= tau} [S(u-) dM1_i(u) - (F(tau) - F(u)) S(u-)/S(u)
     dM_i(u)] / Y_w(u), with M1 the cause's and M the all-cause counting-process martingale."""
-    u, pos = np.unique(t, return_inverse=True)
-    Yw = np.cumsum(np.bincount(pos, weights=w, minlength=u.size)[::-1])[::-1]
-    d1 = np.bincount(pos, weights=w * (s == cause), minlength=u.size)
-    dall = np.bincount(pos, weights=w * (s > 0), minlength=u.size)
-    inside = u <= tau
-    dl1 = np.where(inside, d1 / Yw, 0.0)
-    dl = np.where(inside, dall / Yw, 0.0)
-    surv = np.cumprod(1.0 - dl)
-    s_minus = np.r_[1.0, surv[:-1]]
-    F = np.cumsum(s_minus * dl1)
-    Ftau = F[-1]
+    pl = product_limit(t, s, w, causes=(cause,), tau=tau)
+    pos, Yw, inside = pl.index, pl.at_risk, pl.inside
+    dl1 = np.where(inside, pl.events[0] / Yw, 0.0)
+    dl = np.where(inside, pl.events_all / Yw, 0.0)
+    surv, s_minus = pl.survival, pl.survival_minus
+    Ftau = pl.incidence[0, -1]
+    F = pl.incidence[0]
     alpha = np.where(inside, s_minus / Yw, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         beta = np.where(inside & (surv > 0), (Ftau - F) * s_minus / (surv * Yw), 0.0)

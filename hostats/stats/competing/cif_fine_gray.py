@@ -20,6 +20,7 @@ import pandas as pd
 
 from hostats.errors import EstimationError
 from hostats.stats.core.formula import formula_columns, require_variables
+from hostats.stats.core.product_limit import product_limit_counts
 from hostats.stats.core.results import (
     CurveResult,
     GroupTest,
@@ -101,15 +102,14 @@ def _aalen_johansen_counts(u: np.ndarray, n_t: np.ndarray, nw: np.ndarray, d1: n
     """AJ estimate and variance from counts at the distinct times ``u`` (ascending) of one group: ``n_t``
     rows ending at each time, ``nw`` their (weighted) number, ``d1``/``d2`` (weighted) events of the cause
     and of competing causes; ``v_d`` the squared-weight event sums (weighted data) or None (counts: the
-    cmprsk tie correction). S(t-) by a cumulative product; F by a cumulative sum. The variance is Gray's
+    cmprsk tie correction). S(t-) and F by the shared product-limit kernel
+    (:func:`hostats.stats.core.product_limit.product_limit_counts`). The variance is Gray's
     Aalen-type (delta-method) estimator as coded in cmprsk's ``cinc``."""
     m = u.size
     y_count = n_t[::-1].cumsum()[::-1]                          # unweighted number at risk
     y = nw[::-1].cumsum()[::-1]                                 # (weighted) number at risk
-    d = d1 + d2
-    surv = np.cumprod(1.0 - d / y)                              # all-cause KM S(t)
-    surv_m = np.r_[1.0, surv[:-1]]                              # S(t-)
-    f = np.cumsum(surv_m * d1 / y)
+    surv, surv_m, f = product_limit_counts(y, d1, d2)          # all-cause KM S(t), S(t-), F(t)
+    f = f[0]
 
     if v_d is None:
         c1, c2 = d1, d2

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from hostats.errors import EstimationError
+from hostats.stats.core.product_limit import product_limit
 from hostats.stats.core.results import Result, check_level, tidy, z_value
 from hostats.stats.core.survival_data import group_codes, status_array, time_array, weight_array
 from hostats.stats.core.validate import binary_array, complete_cases
@@ -101,24 +102,16 @@ def _restricted_means(t: np.ndarray, code: np.ndarray, w: np.ndarray | None,
     cumulative sum of compensators up to min(T_i, tau).
     """
     one = np.ones_like(t) if w is None else w
-    u, inv = np.unique(t, return_inverse=True)
-    m = u.size
-    y_all = _revcumsum(np.bincount(inv, weights=one, minlength=m))
-    d1 = np.bincount(inv, weights=one * (code == 1), minlength=m)
-    d2 = np.bincount(inv, weights=one * (code == 2), minlength=m)
-    # Y - d from the rows still at risk after t_j plus those censored at t_j: exactly 0 when the risk set
-    # is exhausted (y_all - d would leave rounding noise with weights)
-    y_minus_d = np.r_[y_all[1:], 0.0] + np.bincount(inv, weights=one * (code == 0), minlength=m)
-    J = int(np.searchsorted(u, tau, side="right"))   # distinct times <= tau
+    pl = product_limit(t, code, w, causes=(1, 2), tau=tau)
+    inv = pl.index
+    J = int(pl.inside.sum())                         # distinct times <= tau
     if J == 0:  # tau before the first follow-up time: nobody has had an event by tau
         return {"rmst": (tau, 0.0), "rmtl": (0.0, 0.0), "rmtl_competing": (0.0, 0.0)}
-    u, y, d1, d2, ymd = u[:J], y_all[:J], d1[:J], d2[:J], y_minus_d[:J]
+    u, y, d1, d2, ymd = pl.time[:J], pl.at_risk[:J], pl.events[0, :J], pl.events[1, :J], pl.survivors[:J]
     lam1, lam2 = d1 / y, d2 / y
     lam = lam1 + lam2
-    surv = np.cumprod(ymd / y)                       # 1 - lam, exact when everyone left has the event
-    surv_m = np.r_[1.0, surv[:-1]]
-    f1 = np.cumsum(surv_m * lam1)
-    f2 = np.cumsum(surv_m * lam2)
+    surv, surv_m = pl.survival[:J], pl.survival_minus[:J]   # product of (Y - d) / Y: exact when all left fail
+    f1, f2 = pl.incidence[0, :J], pl.incidence[1, :J]
     width = np.diff(np.r_[u, tau])                   # each step holds from t_j to the next time (or tau)
     rest = tau - u
     area_s, area_1, area_2 = surv * width, f1 * width, f2 * width
