@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "meta_effects": "hostats.stats.meta.effects",
     "meta_proportions": "hostats.stats.meta.proportions",
     "site_summary": "hostats.stats.meta.sites",
+    "summarise": "hostats.scale",
     "table1": "hostats.report.publication",
     "model_table": "hostats.report.publication",
     "save_tables": "hostats.report.publication",
