@@ -48,6 +48,7 @@ REDCap "Data Dictionary" and "Data Export" help pages).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -539,7 +540,8 @@ class RedcapExport:
         ep = ep.drop(columns=[c for c in ("redcap_event_name", "redcap_arm") if c in ep]
                      # single boxes are read as their field's one column unless mapped themselves
                      + [c for c in ep.columns if self._checkbox_owner(c) is not None and c not in mapped])
-        parts = [f"REDCap export of {n_all} row(s)"]
+        parts = [f"REDCap export of {n_all} row(s) (data dictionary {self.dictionary_path}, sha256 "
+                 f"{hashlib.sha256(self.dictionary_path.read_bytes()).hexdigest()[:16]})"]
         if n_event_rows != len(ep):
             parts.append(f"{n_event_rows} event row(s) of {len(ep)} record(s) combined into {len(ep)} episode "
                          "row(s) (one per record and arm)")

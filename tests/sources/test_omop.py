@@ -261,3 +261,12 @@ def test_generator_is_seeded():
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
     assert not np.array_equal(synthetic_omop.generate(n=50, seed=8).tables["person"]["year_of_birth"],
                               a.tables["person"]["year_of_birth"])
+
+
+def test_postgres_password_never_shown():
+    pytest.importorskip("psycopg")
+    src = OmopCdm("postgresql://reader:s3cret-pw@127.0.0.1:1/cdm")  # nothing listens on port 1
+    assert "s3cret-pw" not in src.name and "reader:***@" in src.name
+    with pytest.raises(DataError) as err:
+        src.results()
+    assert "s3cret-pw" not in str(err.value) and "cannot read the OMOP CDM" in str(err.value)
