@@ -11,6 +11,12 @@ event group = tie group with d_k > 0 events; for the l-th (l = 0..d_k-1) Efron t
 den = S0_k - (l/d_k) E0_k, mean m = (S1_k - (l/d_k) E1_k) / den, where S are risk-set sums and E sums
 over the d_k events, and the term carries the mean event weight wbar_k (as R's coxph).
 
+Tie sums per distinct time: with a = l/d_k, m_l = ((1 - a) S1_k + a R1_k) / den_l with R1 = S1 - E1, so
+every sum over the terms of a group that the fit needs (score, information, residuals) is S1_k and R1_k
+times scalar sums such as sum_l (1 - a)/den_l, and the p-vectors are formed once per event time, not once
+per event (whole-day times: thousands of times for hundreds of thousands of events). Both coefficients
+are non-negative and each part is bounded by the covariate range, so no cancellation is introduced.
+
 References: Efron B. The efficiency of Cox's likelihood function for censored data. JASA 1977;72:557-565.
 Therneau TM, Grambsch PM. Modeling Survival Data: Extending the Cox Model. Springer 2000 (score
 residuals, robust variance, section 7.2; the proportional-hazards score test of cox.zph, section 6.2).
@@ -24,6 +30,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from hostats.errors import EstimationError
+from hostats.stats.core.threads import single_blas_thread
 
 
 def _segments(seg: np.ndarray) -> np.ndarray:
@@ -83,6 +90,7 @@ class EfronData:
     tev: np.ndarray         # event terms in groups with d > 1 (only they need the Efron correction)
     tstart: np.ndarray      # starts of those groups within tev
     tidx: np.ndarray        # (len(tev),) index of each such term's group among the tied groups
+    tk: np.ndarray          # (Kt,) event-group index of each tied group
 
 
 def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
@@ -133,7 +141,7 @@ def prepare(X: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray,
                      wx_events=wx_events, cuts=cuts, cutseg=None if rseg is None else rseg[cuts],
                      rows=np.arange(n), indptr=np.r_[cuts, n],
                      egblock=None if np.array_equal(egblock, np.arange(cuts.size)) else egblock,
-                     tev=tev, tstart=np.flatnonzero(tnew), tidx=np.cumsum(tnew) - 1)
+                     tev=tev, tstart=np.flatnonzero(tnew), tidx=np.cumsum(tnew) - 1, tk=tk[tnew])
 
 
 @dataclass
@@ -145,11 +153,15 @@ class Pieces:
     info: np.ndarray
     expeta: np.ndarray      # (n,) exp(eta - shift), unweighted
     r: np.ndarray           # (n,) w * expeta
-    m: np.ndarray           # (D,) x p Efron means per event term
     h: np.ndarray           # (D,) hazard increment per event term (on the shifted scale)
+    den: np.ndarray         # (D,) Efron denominator per event term
+    S1: np.ndarray          # (K, p) risk-set sum of r x at each event group
+    R1: np.ndarray          # (Kt, p) S1 - E1 (E1: sum of r x over the group's events), tied groups only
 
 
+@single_blas_thread()
 def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces:
+    """Log partial likelihood, score and (with ``need_info``) information at ``beta`` (one BLAS thread)."""
     X = dat.X
     eta = X @ beta
     shift = eta.max()
@@ -164,20 +176,40 @@ def evaluate(dat: EfronData, beta: np.ndarray, need_info: bool = True) -> Pieces
     k, a = dat.kev, dat.a
     E0 = np.add.reduceat(r[dat.ev], dat.evstart)
     den = S0[k] - a * E0[k]
-    m = S1 if dat.d.size == k.size else S1[k]  # untied: one term per group, no copy
-    if dat.tev.size:
+    if dat.tev.size:  # sum of r x over the events of each tied group: one sparse product, no copy of X
         rows = dat.ev[dat.tev]
-        E1 = np.add.reduceat(X[rows] * r[rows][:, None], dat.tstart, axis=0)
-        m[dat.tev] -= a[dat.tev, None] * E1[dat.tidx]
-    m /= den[:, None]
+        tied = sparse.csr_matrix((r[rows], rows, np.r_[dat.tstart, rows.size]), shape=(dat.tk.size, r.size))
+        R1 = S1[dat.tk] - tied @ X
+    else:
+        R1 = np.zeros((0, X.shape[1]))
     wb = dat.wbar[k]
     h = wb / den
     loglik = float(dat.wx_events @ beta - wb @ (np.log(den) + shift))
-    score = dat.wx_events - wb @ m
-    info = np.empty((0, 0))
+    pc = Pieces(loglik=loglik, score=np.empty(0), info=np.empty((0, 0)), expeta=expeta, r=r, h=h, den=den,
+                S1=S1, R1=R1)
+    pc.score = dat.wx_events - group_moment(dat, pc, wb).sum(axis=0)
     if need_info:
-        info = information(dat, r, m, h, np.ones(dat.d.size))
-    return Pieces(loglik=loglik, score=score, info=info, expeta=expeta, r=r, m=m, h=h)
+        pc.info = information(dat, pc, np.ones(dat.d.size))
+    return pc
+
+
+def group_moment(dat: EfronData, pc: Pieces, c: np.ndarray) -> np.ndarray:
+    """(K, p) per event group: sum over its Efron terms of c_l m_l, for per-term weights ``c`` (D,)."""
+    u = c / pc.den
+    out = pc.S1 * np.add.reduceat(u * (1.0 - dat.a), dat.evstart)[:, None]
+    if dat.tev.size:
+        v = np.add.reduceat((u * dat.a)[dat.tev], dat.tstart)
+        out[dat.tk] += pc.R1 * v[:, None]
+    return out
+
+
+def term_means(dat: EfronData, pc: Pieces) -> np.ndarray:
+    """(D, p) the Efron mean m_l of every event term (formed on demand: the fit never needs it)."""
+    m = pc.S1[dat.kev] * ((1.0 - dat.a) / pc.den)[:, None]
+    if dat.tev.size:
+        t = dat.tev
+        m[t] += pc.R1[dat.tidx] * (dat.a[t] / pc.den[t])[:, None]
+    return m
 
 
 def _weighted_cross(X: np.ndarray, q: np.ndarray, chunk: int = 32768) -> np.ndarray:
@@ -185,26 +217,40 @@ def _weighted_cross(X: np.ndarray, q: np.ndarray, chunk: int = 32768) -> np.ndar
     n, p = X.shape
     acc = np.zeros((p, p))
     buf = np.empty((min(chunk, n), p))
-    for start in range(0, n, chunk):
-        xc = X[start:start + chunk]
-        b = buf[:xc.shape[0]]
-        np.multiply(xc, q[start:start + chunk, None], out=b)
-        acc += b.T @ xc
+    with single_blas_thread():  # thin products: a second BLAS thread only contends (8 x slower when busy)
+        for start in range(0, n, chunk):
+            xc = X[start:start + chunk]
+            b = buf[:xc.shape[0]]
+            np.multiply(xc, q[start:start + chunk, None], out=b)
+            acc += b.T @ xc
     return acc
 
 
-def information(dat: EfronData, r: np.ndarray, m: np.ndarray, h: np.ndarray, f: np.ndarray) -> np.ndarray:
+def information(dat: EfronData, pc: Pieces, f: np.ndarray) -> np.ndarray:
     """sum_k f_k V_k, V_k the Efron information of event group k (f = 1: the observed information;
-    f = g(t_k) or g(t_k)^2: the blocks for covariates multiplied by g(t), as in ``cox.zph``)."""
-    k = dat.kev
+    f = g(t_k) or g(t_k)^2: the blocks for covariates multiplied by g(t), as in ``cox.zph``).
+
+    V_k = sum_l wbar_k (S2_k - a_l E2_k) / den_l - m_l m_l'; the first part is one weighted cross-product of
+    X, the second sum_l m_l m_l' = S1 S1' sum (1-a)^2/den^2 + (S1 R1' + R1 S1') sum a(1-a)/den^2
+    + R1 R1' sum a^2/den^2 per group (the per-distinct-time tie sums)."""
+    k, a, h, r = dat.kev, dat.a, pc.h, pc.r
     Hk = np.add.reduceat(h, dat.evstart) * f
-    Ak = np.add.reduceat(dat.a * h, dat.evstart) * f
+    Ak = np.add.reduceat(a * h, dat.evstart) * f
     Hg = np.zeros(dat.G)
     Hg[dat.eg] = Hk
     q = r * _cumsum(Hg, dat.gseg)[dat.gid]
     q[dat.ev] -= r[dat.ev] * Ak[k]
     cross = _weighted_cross(dat.X, q)
-    mm = (m * (dat.wbar[k] * f[k])[:, None]).T @ m
+    hd = h / pc.den * f[k]  # wbar f / den^2 per term
+    S1, R1 = pc.S1, pc.R1
+    mm = (S1 * np.add.reduceat(hd * (1.0 - a) ** 2, dat.evstart)[:, None]).T @ S1
+    if dat.tev.size:
+        t = dat.tev
+        b = np.add.reduceat((hd * a * (1.0 - a))[t], dat.tstart)
+        c = np.add.reduceat((hd * a * a)[t], dat.tstart)
+        S1t = S1[dat.tk]
+        sr = (S1t * b[:, None]).T @ R1
+        mm += sr + sr.T + (R1 * c[:, None]).T @ R1
     return cross - mm
 
 
@@ -284,12 +330,12 @@ def _group_sums(dat: EfronData, v: np.ndarray) -> np.ndarray:
 
 def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
     """Per-row score residuals (sorted order, unweighted), Efron form of R's residuals.coxph."""
-    k, a, h, m = dat.kev, dat.a, pc.h, pc.m
+    k, a, h = dat.kev, dat.a, pc.h
     Hk = _group_sums(dat, h)
     Ak = _group_sums(dat, a * h)
-    HMk = _group_sums(dat, h[:, None] * m)
-    AMk = _group_sums(dat, (a * h)[:, None] * m)
-    mbar = _group_sums(dat, m) / dat.d[:, None]
+    HMk = group_moment(dat, pc, h)
+    AMk = group_moment(dat, pc, a * h)
+    mbar = group_moment(dat, pc, np.ones(h.size)) / dat.d[:, None]
     # cumulate over event groups (within strata) and give each row the sum up to its own time
     seg = None if dat.gseg is None else dat.gseg[dat.eg]
     last = np.searchsorted(dat.eg, dat.gid, side="right") - 1  # last event group at or before the row
@@ -297,7 +343,7 @@ def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
         first_row_seg = dat.rseg
         last = np.where((last >= 0) & (seg[np.maximum(last, 0)] == first_row_seg), last, -1)
     Hc = np.r_[0.0, _cumsum(Hk, seg)]
-    HMc = np.vstack([np.zeros((1, m.shape[1])), _cumsum(HMk, seg)])
+    HMc = np.vstack([np.zeros((1, HMk.shape[1])), _cumsum(HMk, seg)])
     C = Hc[last + 1]
     HM = HMc[last + 1]
     ex = pc.expeta
@@ -313,7 +359,7 @@ def score_residuals(dat: EfronData, pc: Pieces) -> np.ndarray:
 
 def schoenfeld(dat: EfronData, pc: Pieces) -> np.ndarray:
     """Schoenfeld residuals x_i - mean over the Efron terms, one row per event (sorted order)."""
-    mbar = _group_sums(dat, pc.m) / dat.d[:, None]
+    mbar = group_moment(dat, pc, np.ones(dat.a.size)) / dat.d[:, None]
     return dat.X[dat.ev] - mbar[dat.kev]
 
 

@@ -395,8 +395,8 @@ class CoxResult(Result):
         sres = _efron.schoenfeld(dat, pc) * dat.w[dat.ev][:, None]
         u = np.r_[pc.score, g @ sres]
         i_bb = pc.info
-        i_bg = _efron.information(dat, pc.r, pc.m, pc.h, gk)
-        i_gg = _efron.information(dat, pc.r, pc.m, pc.h, gk * gk)
+        i_bg = _efron.information(dat, pc, gk)
+        i_gg = _efron.information(dat, pc, gk * gk)
         imat = np.block([[i_bb, i_bg], [i_bg.T, i_gg]])
         p = len(self.coef)
         rows = []
