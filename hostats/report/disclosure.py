@@ -261,15 +261,18 @@ class DisclosurePolicy:
         for c in cols:
             small |= self.is_small(nums[c])
         states = {c: np.where(self.is_small(nums[c]) & self.shows_small(), PRIMARY, SHOWN) for c in cols}
+        bases = {c: np.full(len(out), self.base, dtype=int) for c in cols}
         if "group" in out.columns and "section" in out.columns:
             for c in cols:
-                self._secondary_estimates(out, nums[c], states[c], c, nums.get("n"))
+                self._secondary_estimates(out, nums[c], states[c], bases[c], c, nums.get("n"))
         for c in cols:
             raw = frame[c].to_numpy(dtype=object)
             vals = [(r if isinstance(r, str) and r else None) if not np.isfinite(v)  # already published text
-                    else (self.render(v, st) if st != SHOWN else self.count_value(v))
-                    for r, v, st in zip(raw, nums[c], states[c], strict=True)]
+                    else (self.render(v, st) if st != SHOWN else self.count_value(v, None if self.midpoint else b))
+                    for r, v, st, b in zip(raw, nums[c], states[c], bases[c], strict=True)]
             out[c] = pd.Series(vals, index=out.index, dtype=object)
+        if {"n", "events", "estimate"} <= set(out.columns):
+            self._proportions_from_published(frame, out, nums["n"], nums["events"], small, bases)
         withheld = small.copy()
         if "events" in states and "group" in out.columns:
             # an arm's risk with its n gives its events back; a contrast's estimate does not
@@ -291,15 +294,20 @@ class DisclosurePolicy:
                 out["note"] = np.where(withheld, note, "")
         return out
 
-    def _secondary_estimates(self, out: pd.DataFrame, values: np.ndarray, state: np.ndarray, col: str,
-                             n_values: np.ndarray | None) -> None:
-        """Secondary protection of one count column of the estimates, section by section (and time)."""
+    def _secondary_estimates(self, out: pd.DataFrame, values: np.ndarray, state: np.ndarray, base: np.ndarray,
+                             col: str, n_values: np.ndarray | None) -> None:
+        """Secondary protection of one count column of the estimates, section by section (and time).
+
+        With exact counts the other counts of a block holding a small one are rounded to the threshold
+        (``base``); then, while an exact check finds a small count determined, a complementary cell is
+        withheld (``state`` SECONDARY): the one that frees it, preferring contrasts, then small arms.
+        """
         keys = [k for k in ("section", "time_days") if k in out.columns]
         groups = out["group"].astype(object).where(out["group"].notna(), "").astype(str).to_numpy()
         measures = out["measure"].astype(str).to_numpy() if "measure" in out.columns else np.array([""] * len(out))
         for _, idx in out.groupby(keys, dropna=False, sort=False).indices.items():
             idx = np.asarray(idx)
-            if not (state[idx] == PRIMARY).any() and not (self.midpoint and self.is_small(values[idx]).any()):
+            if not self.is_small(values[idx]).any():
                 continue
             block = _Block.build(idx, groups, measures, values, n_values if col == "events" else None)
             if block is None:
@@ -308,21 +316,80 @@ class DisclosurePolicy:
             for k, rows in enumerate(block.rows):
                 if (state[rows] == PRIMARY).any():
                     cell_state[k] = PRIMARY
-            sensitive = self.is_small(block.values)
-            while True:
-                lo, hi = self._bounds(block.values, cell_state, np.full(len(block.values), self.base))
-                lo[block.known_total], hi[block.known_total] = block.total_bounds(self)
-                pins = pinned(block.equations, lo, hi, np.flatnonzero(sensitive))
-                if not pins:
+            cell_base = np.full(len(block.cells), self.base)
+            if self.base == 1:
+                cell_base[:] = self.local_base
+                base[idx] = self.local_base
+            found = self._block_pins(block, cell_state, cell_base)
+            while found:
+                cands = block.candidates(found[0], cell_state)
+                if not cands:
                     break
-                cand = block.complement(pins[0], cell_state)
-                if cand is None:
-                    break
-                cell_state[cand] = SECONDARY
+                for q in cands:  # the first complement that frees the pinned count, else the first
+                    trial = cell_state.copy()
+                    trial[q] = SECONDARY
+                    if found[0] not in self._block_pins(block, trial, cell_base):
+                        break
+                else:
+                    q = cands[0]
+                cell_state[q] = SECONDARY
+                found = self._block_pins(block, cell_state, cell_base)
             for k, rows in enumerate(block.rows):
                 if cell_state[k] == SECONDARY:
                     state[rows] = SECONDARY
 
+    def _proportions_from_published(self, frame: pd.DataFrame, out: pd.DataFrame, n: np.ndarray, events: np.ndarray,
+                                    small: np.ndarray, bases: dict[str, np.ndarray]) -> None:
+        """A plain proportion (estimate = events / n) next to a small count: its estimate and Wilson CI are
+        recomputed from the published (rounded) counts, since with its n it would give its events back,
+        and they the small count by subtraction (OpenSAFELY: percentages from rounded counts)."""
+        from hostats.stats.incidence import binomial_ci
+
+        keys = [k for k in ("section", "time_days") if k in frame.columns]
+        if not keys or not small.any():
+            return
+        near = pd.Series(small, index=frame.index).groupby([frame[k] for k in keys], dropna=False,
+                                                           sort=False).transform("any").to_numpy(bool)
+        est = pd.to_numeric(frame["estimate"], errors="coerce").to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            plain = np.isfinite(est) & (n > 0) & (np.abs(est - events / n) < 1e-9)
+        rows = np.flatnonzero(near & plain & ~small)
+        if not len(rows):
+            return
+        mid = self.midpoint
+        pub_n = np.array([self.round(v, None if mid else b) for v, b in zip(n[rows], bases["n"][rows], strict=True)],
+                         dtype=float)
+        pub_e = np.array([self.round(v, None if mid else b)
+                          for v, b in zip(events[rows], bases["events"][rows], strict=True)], dtype=float)
+        pub_e = np.minimum(pub_e, pub_n)
+        level = (pd.to_numeric(frame["ci_level"], errors="coerce").fillna(0.95).to_numpy(float)[rows]
+                 if "ci_level" in frame.columns else np.full(len(rows), 0.95))
+        ok = pub_n > 0
+        for col in ("estimate", "ci_lower", "ci_upper"):
+            if col in out.columns:
+                out[col] = out[col].astype(object)
+        for j, r in enumerate(rows):
+            lab = out.index[r]
+            if not ok[j]:
+                continue
+            lo, hi = binomial_ci(np.array([pub_e[j]]), np.array([pub_n[j]]), float(level[j]))
+            out.at[lab, "estimate"] = pub_e[j] / pub_n[j]
+            if "ci_lower" in out.columns:
+                out.at[lab, "ci_lower"], out.at[lab, "ci_upper"] = float(lo[0]), float(hi[0])
+        note = "estimate and Wilson CI from the published (rounded) counts: with its n it would reveal a small count"
+        if "note" not in out.columns:
+            out["note"] = ""
+        out["note"] = out["note"].astype(object)
+        out.loc[out.index[rows[ok]], "note"] = note
+
+    def _block_pins(self, block: _Block, cell_state: np.ndarray, cell_base: np.ndarray) -> list[int]:
+        """Small cells of a block that the published cells and the block's sums determine."""
+        lo, hi = self._bounds(block.values, cell_state, cell_base)
+        t = block.known_total
+        if not block.total_published:  # known from elsewhere (the worst case): as it would be published there
+            lo[t], hi[t] = (self.interval(self.round(block.total_value)) if self.base > 1
+                            else (block.total_value, block.total_value))
+        return pinned(block.equations, lo, hi, np.flatnonzero(self.is_small(block.values)))
 
     # ----------------------------------------------------------------------------------------------
     # the flow diagram
@@ -453,23 +520,17 @@ class _Block:
                    np.array([vals[k] for k in order], dtype=float), np.array(eqs) if eqs else np.zeros((0, len(order))),
                    pos[("total",)], vals[("total",)], published)
 
-    def total_bounds(self, policy: DisclosurePolicy) -> tuple[float, float]:
-        """What a reader knows of the section's total: published (rounded), or assumed known from elsewhere
-        (another section over the same episodes, the flow diagram): the worst case."""
-        return policy.interval(policy.round(self.total_value)) if policy.base > 1 else (self.total_value,
-                                                                                         self.total_value)
-
-    def complement(self, target: int, cell_state: np.ndarray) -> int | None:
-        """The cell to withhold next: a contrast holding the target first, else the smallest shown arm."""
+    def candidates(self, target: int, cell_state: np.ndarray) -> list[int]:
+        """Cells that may be withheld next, in order: contrasts holding the target, arms from the smallest,
+        then the rest (a published total last)."""
         t = self.cells[target]
-        shown = [k for k in range(len(self.cells)) if cell_state[k] == SHOWN and k != self.known_total]
+        shown = [k for k in range(len(self.cells)) if cell_state[k] == SHOWN
+                 and (k != self.known_total or self.total_published)]
         contrasts = [k for k in shown if self.cells[k][0] == "contrast" and t[0] == "arm" and t[1] in self.cells[k][1:]]
-        if contrasts:
-            return contrasts[0]
-        arms = [k for k in shown if self.cells[k][0] == "arm"]
-        if arms:
-            return min(arms, key=lambda k: (self.values[k] == 0, self.values[k]))
-        return shown[0] if shown else None
+        arms = sorted((k for k in shown if self.cells[k][0] == "arm"), key=lambda k: (self.values[k] == 0, self.values[k]))
+        rest = [k for k in shown if k not in contrasts and k not in arms and k != self.known_total]
+        total = [k for k in shown if k == self.known_total]
+        return contrasts + arms + rest + total
 
 
 # --------------------------------------------------------------------------------------------------

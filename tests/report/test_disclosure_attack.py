@@ -1,0 +1,529 @@
+"""An attack on the published outputs of a report: can a reader pin down a count shown as "<5"?
+
+The attacker is written from the outside, without the report layer's suppression code: it reads what a
+reader gets (Table 1 and the flow diagram from report.html, estimates.csv, the numbers at risk drawn in
+the figures' SVG, the publication rule from estimates.json) and writes down every relation a reader knows
+to hold between the published counts:
+
+- Table 1: per column, the levels (with the hidden "no" of a yes/no variable) and the missing row add up
+  to the column's n; per row, the groups add up to the Overall column; the group sizes to the Overall n.
+- Flow diagram: rows read minus each exclusion gives the next "remaining" box and, at the end, the number
+  analysed, which is Table 1's Overall n.
+- Estimates: a contrast row "A vs B" counts the people (events) of both arms; the rows of sites add up to
+  the pooled row; the shares of a category's distribution add up to their n; a group's events do not
+  decrease with time; a section's groups are no more than the episodes analysed; and a plain proportion
+  (share, proportion) with its n gives its events (events = estimate x n).
+- Figures: the number at risk at time 0 of a cumulative-incidence figure is its group's n; later numbers
+  at risk are no more.
+
+A shown count means the set of integers consistent with it under the published rule (rounded to the
+nearest ``base``: within half a base, and at least the threshold unless 0; exact counts: itself; in a
+table holding a "<5" under exact counts, a multiple of the threshold may be rounded). Each "<5" is then
+minimised and maximised by an integer program over all relations together (scipy's HiGHS); the count is
+recoverable when both ends meet. The test runs the attack on the bundled analyses at a small n (where
+small cells occur), under the default rounding and with exact counts, and on targeted synthetic cases.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import warnings
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from tests.paths import ROOT
+
+BIG = 10**7
+PROPORTION_MEASURES = ("share", "proportion", "site_proportion")
+
+
+# ---------------------------------------------------------------------------------------------------
+# what a reader knows
+# ---------------------------------------------------------------------------------------------------
+class Reader:
+    """Published counts as integer unknowns with bounds, and the linear relations between them."""
+
+    def __init__(self, threshold: int, rounding, local_rounding: bool = True) -> None:
+        """``local_rounding``: with exact counts, a table holding a "<5" may have rounded its other counts
+        (hostats' published rule); False for a publication known to show exact counts."""
+        self.t = int(threshold)
+        self.local_rounding = local_rounding
+        self.midpoint = rounding == "midpoint6"
+        self.base = 6 if self.midpoint else (int(rounding) if int(rounding or 0) >= 2 else 1)
+        self.lo: dict = {}
+        self.hi: dict = {}
+        self.eqs: list[dict] = []    # sum coef * var == 0
+        self.les: list[dict] = []    # sum coef * var <= 0 (floats allowed)
+        self.targets: dict = {}      # var -> where it was shown as "<t"
+
+    def var(self, name) -> object:
+        self.lo.setdefault(name, 0)
+        self.hi.setdefault(name, BIG)
+        return name
+
+    def _bound(self, name, lo: float, hi: float) -> None:
+        self.var(name)
+        self.lo[name] = max(self.lo[name], lo)
+        self.hi[name] = min(self.hi[name], hi)
+
+    def see(self, name, text, where: str = "", maybe_rounded_to: int = 1) -> object:
+        """Record a published count text for ``name`` (the same quantity may be shown in several places)."""
+        self.var(name)
+        text = str(text).strip() if text is not None else ""
+        if isinstance(text, str) and text.endswith(".0") and text[:-2].isdigit():
+            text = text[:-2]
+        if text in ("", "s", "—", "nan", "None"):
+            return name
+        if text == f"<{self.t}":
+            self._bound(name, 1, self.t - 1)
+            self.targets[name] = where or str(name)
+            return name
+        v = int(text)
+        if v == 0:
+            self._bound(name, 0, 0)
+        elif self.midpoint:
+            self._bound(name, v - 2, v + 3)
+        else:
+            b = self.base if self.base > 1 else (maybe_rounded_to if self.local_rounding and v % maybe_rounded_to == 0
+                                                 else 1)
+            lo, hi = v - b // 2, v + (b - 1) // 2
+            self._bound(name, max(lo, self.t if self.base > 1 or b > 1 else lo), hi)
+        return name
+
+    def equal(self, total, parts) -> None:
+        """``total`` is the sum of ``parts``."""
+        eq = {total: -1.0}
+        for p in parts:
+            eq[p] = eq.get(p, 0.0) + 1.0
+        self.eqs.append(eq)
+
+    def at_most(self, small, large, factor: float = 1.0) -> None:
+        """``small <= factor * large``."""
+        self.les.append({small: 1.0, large: -factor} if small != large else {small: 1.0 - factor})
+
+    def recovered(self) -> dict:
+        """Counts shown as "<t" that the relations pin down to one value: {where: value}."""
+        names = list(self.lo)
+        pos = {n: i for i, n in enumerate(names)}
+        cons = []
+        for rows, lo, hi in ((self.eqs, 0.0, 0.0), (self.les, -np.inf, 0.0)):
+            if rows:
+                a = np.zeros((len(rows), len(names)))
+                for k, row in enumerate(rows):
+                    for n, c in row.items():
+                        a[k, pos[n]] += c
+                cons.append(LinearConstraint(a, lo, hi))
+        bounds = Bounds(np.array([self.lo[n] for n in names], float), np.array([self.hi[n] for n in names], float))
+        out = {}
+        for name, where in self.targets.items():
+            ends = []
+            for sign in (1.0, -1.0):
+                c = np.zeros(len(names))
+                c[pos[name]] = sign
+                res = milp(c, constraints=cons, integrality=np.ones(len(names)), bounds=bounds)
+                assert res.status == 0, f"the published numbers contradict the attacker's relations at {where}"
+                ends.append(round(res.x[pos[name]]))
+            if ends[0] == ends[1]:
+                out[where] = ends[0]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading the outputs
+# ---------------------------------------------------------------------------------------------------
+def _cells(fragment: str, tag: str) -> list[str]:
+    return [unescape(re.sub(r"<.*?>", "", c)).strip() for c in re.findall(rf"<{tag}.*?>(.*?)</{tag}>", fragment, re.S)]
+
+
+def html_table1(html: str) -> tuple[list[str], list[list[str]]] | None:
+    if 'id="table1"' not in html:
+        return None
+    part = html[html.index('id="table1"'):]
+    m = re.search(r"<table.*?</table>", part, re.S)
+    if m is None:
+        return None
+    rows = re.findall(r"<tr.*?>(.*?)</tr>", m.group(0), re.S)
+    return _cells(rows[0], "th"), [_cells(r, "td") for r in rows[1:] if _cells(r, "td")]
+
+
+def read_table1(reader: Reader, header: list[str], rows: list[list[str]]) -> object | None:
+    """Table 1 relations; returns the variable of the Overall n."""
+    cols = [i for i, h in enumerate(header) if "(n=" in h]
+    if not cols:
+        return None
+    n_text = {i: re.search(r"\(n=([^)]*)\)", header[i]).group(1) for i in cols}
+    has_small = lambda texts: any(t.startswith("<") for t in texts)  # noqa: E731
+    local = max(reader.t, 2) if reader.base == 1 else 1
+    head_local = local if has_small(n_text.values()) else 1
+    n_var = {i: reader.see(("t1n", i), n_text[i], f"Table 1 header {header[i]}", head_local) for i in cols}
+    overall = cols[-1]
+    groups = cols[:-1]
+    if groups:
+        reader.equal(n_var[overall], [n_var[i] for i in groups])
+    by_var: dict[str, list[list[str]]] = {}
+    for r in rows:
+        by_var.setdefault(r[0], []).append(r)
+    for var, block in by_var.items():
+        levels = [r for r in block if r[1] not in ("mean (SD)", "median [IQR]", "missing")]
+        if not levels and not any(r[1] == "mean (SD)" for r in block):
+            continue
+        texts = [r[i].split(" (")[0] for r in block for i in cols if r[1] not in ("mean (SD)", "median [IQR]")]
+        rnd = local if has_small(texts) else 1
+        cell = {}
+        for r in block:
+            if r[1] in ("mean (SD)", "median [IQR]"):
+                continue
+            for i in cols:
+                cell[(r[1], i)] = reader.see(("t1", var, r[1], i), r[i].split(" (")[0],
+                                             f"Table 1 {var}={r[1]} in {header[i]}", rnd)
+        numeric = any(r[1] == "mean (SD)" for r in block)
+        yes_no = [r[1] for r in levels] == ["yes"]
+        names = [r[1] for r in block if r[1] not in ("mean (SD)", "median [IQR]")]
+        if numeric or yes_no:   # the values present (numeric) or the "no" level are not shown
+            names.append("__hidden__")
+            for i in cols:
+                cell[("__hidden__", i)] = reader.var(("t1", var, "__hidden__", i))
+        for i in cols:
+            reader.equal(n_var[i], [cell[(lv, i)] for lv in names])
+        if groups:
+            for lv in names:
+                reader.equal(cell[(lv, overall)], [cell[(lv, i)] for i in groups])
+    return n_var[overall]
+
+
+def read_flow(reader: Reader, html: str, analysed_var) -> None:
+    boxes = re.findall(r'<div class="box ([^"]*)">(.*?)<span class="count">(.*?)</span>', html, re.S)
+    current: dict = {}
+    for k, (kind, label, count) in enumerate(boxes):
+        label, count = unescape(re.sub(r"<.*?>", "", label)).strip(), unescape(count).strip()
+        name = ("flow", k)
+        if kind == "main" and label == "Rows read":
+            current = {reader.see(name, count, "flow: rows read"): 1.0}
+        elif kind == "side":
+            e = reader.see(name, count, f"flow: excluded by {label}")
+            current[e] = current.get(e, 0.0) - 1.0
+        elif kind.startswith("main"):
+            v = analysed_var if "final" in kind and analysed_var is not None else name
+            v = reader.see(v, count, f"flow: {label}")
+            eq = {v: -1.0}
+            for x, c in current.items():
+                eq[x] = eq.get(x, 0.0) + c
+            reader.eqs.append(eq)
+            current = {v: 1.0}
+
+
+def _key(group: str, measure: str) -> tuple:
+    if " vs " in group:
+        a, b = (s.strip() for s in group.split(" vs ", 1))
+        if "treated" in measure:
+            return ("arm", a)
+        if "control" in measure:
+            return ("arm", b)
+        return ("contrast", a, b)
+    if group.lower() in ("pooled", "new site"):
+        return ("total",)
+    return ("arm", group)
+
+
+def read_estimates(reader: Reader, est: pd.DataFrame, analysed_var=None, sections: dict | None = None) -> None:
+    est = est.copy()
+    for c in ("group", "measure", "section"):
+        est[c] = est[c].fillna("").astype(str) if c in est.columns else ""
+    if "time_days" not in est.columns:
+        est["time_days"] = ""
+    est["time_days"] = est["time_days"].fillna("").astype(str)
+    small = f"<{reader.t}"
+    for (sec, time), rows in est.groupby(["section", "time_days"], sort=False):
+        if rows["group"].eq("").all():
+            continue  # model terms: one n for the model
+        # exact counts: in a block holding a "<5", the other counts may be rounded (the published rule)
+        local = {c: max(reader.t, 2) if reader.base == 1 and rows[c].astype(str).eq(small).any() else 1
+                 for c in ("n", "events")}
+        # a group shown with different counts under different measures (a mean and a median of different
+        # subsets) is not one quantity: such rows stand for themselves
+        texts: dict = {}
+        for _, r in rows.iterrows():
+            texts.setdefault(_key(r["group"], r["measure"]), set()).add((str(r.get("n")), str(r.get("events"))))
+        keys = {}
+        for _, r in rows.iterrows():
+            k = _key(r["group"], r["measure"])
+            if len(texts[k]) > 1:
+                k = ("row", r["group"], r["measure"])
+            keys[k] = r
+            n = reader.see(("n", sec, k), r.get("n"), f"{sec} {r['group']} n", local["n"])
+            e = reader.see(("events", sec, time, k), r.get("events"), f"{sec} {r['group']} events at {time}",
+                           local["events"])
+            est_v = pd.to_numeric(pd.Series([r.get("estimate")]), errors="coerce").iloc[0]
+            from_published = "published (rounded) counts" in str(r.get("note", ""))
+            if r["measure"] in PROPORTION_MEASURES and np.isfinite(est_v) and not from_published:
+                reader.at_most(e, n, est_v + 1e-9)      # events = estimate x n
+                reader.les.append({e: -1.0, n: est_v - 1e-9})
+        arms = [k for k in keys if k[0] == "arm"]
+        for tag in (("n", sec), ("events", sec, time)):
+            for k in keys:
+                if k[0] == "contrast" and ("arm", k[1]) in keys and ("arm", k[2]) in keys:
+                    reader.equal((*tag, k), [(*tag, ("arm", k[1])), (*tag, ("arm", k[2]))])
+            if ("total",) in keys and arms:
+                reader.equal((*tag, ("total",)), [(*tag, a) for a in arms])
+        measures = set(rows["measure"])
+        ns = set(rows["n"].astype(str))
+        if measures == {"share"} and len(ns) == 1:  # a distribution: the categories add up to its n
+            reader.equal(("n", sec, arms[0]), [("events", sec, time, a) for a in arms])
+        for a in arms:
+            reader.at_most(("events", sec, time, a), ("n", sec, a))
+            if analysed_var is not None:
+                reader.at_most(("n", sec, a), analysed_var)
+    # events of a group do not decrease with time
+    timed = est[est["time_days"] != ""]
+    for (sec, group, measure), rows in timed.groupby(["section", "group", "measure"], sort=False):
+        times = sorted(rows["time_days"].unique(), key=float)
+        k = _key(group, measure)
+        if not all(("events", sec, t, k) in reader.lo for t in times):
+            continue
+        for t1, t2 in zip(times, times[1:], strict=False):
+            reader.at_most(("events", sec, t1, k), ("events", sec, t2, k))
+
+
+def read_at_risk(reader: Reader, svg: str, section: str) -> None:
+    placed = [(float(x), float(y), unescape(t).strip())
+              for x, y, t in re.findall(r'<text[^>]*\bx="([-\d.]+)"[^>]*\by="([-\d.]+)"[^>]*>([^<]*)</text>', svg)]
+    title = [y for x, y, t in placed if t == "Number at risk"]
+    if not title:
+        return
+    ty = title[0]
+    below = [(x, y, t) for x, y, t in placed if y > ty]
+    labels = [(y, t) for x, y, t in below if not re.fullmatch(r"<?\d+|s|", t)]
+    ticks = {round(x, 1): t for x, y, t in placed if y < ty and re.fullmatch(r"\d+", t) and y > ty - 40}
+    for x, y, t in below:
+        if not re.fullmatch(r"<?\d+|s", t) or not labels:
+            continue
+        group = min(labels, key=lambda lab: abs(lab[0] - y))[1]
+        time = ticks.get(round(x, 1))
+        if time is None:
+            continue
+        name = ("n", section, ("arm", group)) if float(time) == 0 else ("at_risk", section, group, time)
+        reader.see(name, t, f"{section} at risk {group} day {time}")
+        if float(time) != 0:
+            reader.at_most(name, ("n", section, ("arm", group)))
+
+
+def attack_report(folder: Path) -> dict:
+    """Every "<5" of a report folder that the published numbers pin down: {where: value}."""
+    rule = json.loads((folder / "estimates.json").read_text())
+    reader = Reader(rule["small_cell_threshold"], rule.get("rounding", 0))
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    t1 = html_table1(html)
+    analysed = read_table1(reader, *t1) if t1 else None
+    read_flow(reader, html, analysed)
+    est = pd.read_csv(folder / "estimates.csv", dtype=str)
+    read_estimates(reader, est, analysed)
+    spec = json.loads((folder / "manifest.json").read_text())["spec"]
+    for sec in spec.get("section", []):
+        svg = folder / "figures" / f"{sec.get('id')}.svg"
+        if sec.get("type") == "cumulative_incidence" and svg.exists():
+            read_at_risk(reader, svg.read_text(encoding="utf-8"), sec["id"])
+    assert reader.targets, "the report shows small counts for the attack to aim at"
+    return reader.recovered()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the bundled analyses at a small n
+# ---------------------------------------------------------------------------------------------------
+SMALL_N = {"tha_incidence": 400, "neurogenic": 400, "resection_recurrence": 400, "prophylaxis": 800}
+
+
+def _run_small(name: str, n: int, folder: Path, rounding=None) -> Path:
+    from hostats.analysis import load_spec, run_analysis
+    from hostats.cli import _synthetic_prepare
+
+    spec_dir = folder / "specs" / name
+    spec_dir.mkdir(parents=True)
+    text = (ROOT / "analyses" / name / "analysis.toml").read_text(encoding="utf-8")
+    text = re.sub(r"\bn = \d+", f"n = {n}", text)
+    if rounding is not None:
+        text = re.sub(r"(?m)^small_cell_threshold = \d+$", lambda m: f"{m.group(0)}\nrounding = {rounding}", text)
+        assert f"rounding = {rounding}" in text
+    (spec_dir / "analysis.toml").write_text(text, encoding="utf-8")
+    spec = load_spec(spec_dir)
+    prepare = _synthetic_prepare(spec)
+    out = folder / name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # estimator warnings (positivity, ...) are not the point here
+            run_analysis(spec, out, prepare=prepare)
+    finally:
+        if getattr(prepare, "workdir", None) is not None:
+            shutil.rmtree(prepare.workdir, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_reports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attack")
+    return {name: _run_small(name, n, folder) for name, n in SMALL_N.items()}
+
+
+@pytest.mark.parametrize("name", list(SMALL_N))
+def test_no_small_count_recoverable_in_bundled_reports(small_reports, name):
+    assert attack_report(small_reports[name]) == {}
+
+
+@pytest.mark.parametrize("name", ["tha_incidence", "neurogenic"])
+def test_no_small_count_recoverable_with_exact_counts(tmp_path, name):
+    out = _run_small(name, SMALL_N[name], tmp_path, rounding=0)
+    assert json.loads((out / "estimates.json").read_text())["rounding"] == 0
+    assert attack_report(out) == {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# targeted cases: the attack finds what a naive publication leaks, and nothing in the policy's output
+# ---------------------------------------------------------------------------------------------------
+def _effect_rows() -> pd.DataFrame:
+    """An IPTW section: arm 'bis' has 2 events, 'none' 5; the contrast rows count both (7)."""
+    rows = []
+    for arm, (n_t, ev_t) in {"bis": (40, 2), "rt": (120, 30)}.items():
+        g = f"{arm} vs none"
+        rows += [{"section": "effect", "measure": "risk_treated", "group": g, "n": n_t, "events": ev_t},
+                 {"section": "effect", "measure": "risk_control", "group": g, "n": 200, "events": 5},
+                 {"section": "effect", "measure": "risk_difference", "group": g, "n": n_t + 200, "events": ev_t + 5},
+                 {"section": "effect", "measure": "risk_ratio", "group": g, "n": n_t + 200, "events": ev_t + 5}]
+    f = pd.DataFrame(rows)
+    f["estimate"] = 0.1
+    f["time_days"] = np.nan
+    return f
+
+
+def _naive(frame: pd.DataFrame, t: int = 5) -> pd.DataFrame:
+    """Only the small counts replaced by "<5" (the publication of issue 13)."""
+    out = frame.copy()
+    for c in ("n", "events"):
+        out[c] = [f"<{t}" if 1 <= v < t else str(v) for v in frame[c]]
+    return out
+
+
+def _attack_estimates(frame: pd.DataFrame, rounding, local_rounding: bool = True) -> dict:
+    reader = Reader(5, rounding, local_rounding)
+    read_estimates(reader, frame.astype({c: str for c in ("n", "events")}))
+    return reader.recovered()
+
+
+def test_contrast_rows_reveal_a_withheld_event_count_unless_protected():
+    from hostats.report.disclosure import DisclosurePolicy
+
+    frame = _effect_rows()
+    assert set(_attack_estimates(_naive(frame), 0, False).values()) == {2}   # 7 - 5 = 2: the attack has teeth
+    for rounding in (5, 0):
+        shown = DisclosurePolicy(5, rounding).protect_estimates(frame)
+        assert _attack_estimates(shown, rounding) == {}, shown
+    exact = DisclosurePolicy(5, 0).protect_estimates(frame)
+    # exact counts: the other event counts of the section are rounded (7 shows as 5), nothing is hidden
+    assert exact.loc[exact["measure"] == "risk_difference", "events"].tolist() == [5, 35]
+    assert "s" not in exact["events"].tolist() and exact["estimate"].notna().sum() == 7
+
+
+def test_shares_of_a_distribution_protected():
+    from hostats.report.disclosure import DisclosurePolicy
+
+    ev = {"hip": 31, "elbow": 7, "knee": 8, "shoulder": 2, "jaw": 0}
+    frame = pd.DataFrame({"section": "joints", "measure": "share", "group": list(ev), "n": 48,
+                          "events": list(ev.values()), "time_days": np.nan})
+    frame["estimate"] = frame["events"] / 48
+    assert set(_attack_estimates(_naive(frame).assign(estimate=lambda d: d["estimate"].where(
+        d["events"] != "<5")), 0, False).values()) == {2}   # 48 - 31 - 7 - 8 - 0
+    for rounding in (5, 0):
+        shown = DisclosurePolicy(5, rounding).protect_estimates(frame)
+        assert _attack_estimates(shown, rounding) == {}, shown
+
+
+def test_sites_and_pooled_row_protected():
+    from hostats.report.disclosure import DisclosurePolicy
+
+    ev = [14, 1, 1, 11, 0, 12]
+    frame = pd.DataFrame({"section": "pooled", "measure": "site_risk", "group": [f"S{i}" for i in range(6)],
+                          "n": [60, 40, 30, 38, 28, 50], "events": ev, "time_days": np.nan, "estimate": 0.1})
+    frame = pd.concat([frame, pd.DataFrame([{"section": "pooled", "measure": "pooled_risk", "group": "pooled",
+                                             "n": 246, "events": sum(ev), "time_days": np.nan, "estimate": 0.1}])])
+    assert set(_attack_estimates(_naive(frame), 0, False).values()) == {1}   # two "<5" adding up to 2
+    for rounding in (5, 0):
+        assert _attack_estimates(DisclosurePolicy(5, rounding).protect_estimates(frame), rounding) == {}
+
+
+def _table1_attack(t: pd.DataFrame, rounding, local_rounding: bool = True) -> dict:
+    reader = Reader(5, rounding, local_rounding)
+    read_table1(reader, list(t.columns), t.astype(str).to_numpy().tolist())
+    return reader.recovered()
+
+
+def test_table1_small_missing_protected_without_hiding_large_cells():
+    from hostats.report.disclosure import DisclosurePolicy
+    from hostats.report.tables import table_one
+
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"arm": np.repeat(["a", "b", "c"], [403, 298, 201]),
+                      "sex": rng.choice(["female", "male"], 902).astype(object),
+                      "prior_ho": pd.array(rng.random(902) < 0.1, dtype="boolean")})
+    d.loc[[0, 1, 450, 800, 801, 802], "sex"] = None
+    d.loc[[5, 6, 7], "prior_ho"] = pd.NA
+    naive = table_one(d, ["sex"], by="arm", policy=DisclosurePolicy(5, 0))
+    for policy in (DisclosurePolicy(5), DisclosurePolicy(5, 0)):
+        t = table_one(d, ["sex", "prior_ho"], by="arm", policy=policy)
+        assert _table1_attack(t, policy.rounding) == {}, t
+        assert "s" not in t.to_numpy().ravel().tolist()
+    # the attack has teeth: exact counts with only the small cells replaced leak every missing count
+    exact = naive.copy()
+    for col in exact.columns[2:]:
+        grp = col.split(" (n=")[0]
+        sub = d if grp == "Overall" else d[d["arm"] == grp]
+        for i, lv in enumerate(exact["level"]):
+            k = int(sub["sex"].isna().sum()) if lv == "missing" else int((sub["sex"] == lv).sum())
+            exact.iloc[i, exact.columns.get_loc(col)] = "<5" if 1 <= k < 5 else str(k)
+        exact = exact.rename(columns={col: f"{grp} (n={len(sub)})"})
+    assert sorted(_table1_attack(exact, 0, False).values()) == [1, 2, 3]
+
+
+def test_flow_chain_protected():
+    from hostats.report.disclosure import DisclosurePolicy, use_policy
+    from hostats.report.html import flow_boxes
+
+    flow = pd.DataFrame({"step": ["read", "a", "b", "c"], "rows_in": [1000, 1000, 997, 967],
+                         "rows_excluded": [0, 3, 30, 12], "rows_out": [1000, 997, 967, 955],
+                         "rows_changed": 0, "reason": ""})
+    for rounding in (5, 0):
+        with use_policy(DisclosurePolicy(5, rounding)):
+            boxes = flow_boxes(flow, 5)
+        html = "".join(f'<div class="box {b["kind"]}">{b["label"]}<span class="count">{b["count"]}</span></div>'
+                       for b in boxes)
+        reader = Reader(5, rounding)
+        read_flow(reader, html, None)
+        assert reader.targets and reader.recovered() == {}, boxes
+    naive = ('<div class="box main">Rows read<span class="count">1000</span></div>'
+             '<div class="box side">a<span class="count">&lt;5</span></div>'
+             '<div class="box main final">Analysed<span class="count">997</span></div>')
+    reader = Reader(5, 0)
+    read_flow(reader, naive, None)
+    assert list(reader.recovered().values()) == [3]
+
+
+def test_curves_show_no_small_event_count():
+    """The steps of a curve count its events: a group's curve is drawn from its threshold-th event."""
+    from hostats.report.figures import curve_plot
+
+    t = np.arange(1, 21, dtype=float) * 15
+    ev = np.ones(20)
+    curve = pd.DataFrame({"group": "a", "time": t, "estimate": np.cumsum(ev) / 100, "ci_lower": np.cumsum(ev) / 120,
+                          "ci_upper": np.cumsum(ev) / 80, "n_at_risk": 100 - np.arange(20), "n_events": ev})
+    few = pd.DataFrame({"group": "b", "time": [30.0, 60.0, 90.0], "estimate": [0.01, 0.02, 0.03],
+                        "ci_lower": 0.0, "ci_upper": 0.1, "n_at_risk": [90.0, 89.0, 88.0], "n_events": 1.0})
+    fig = curve_plot(pd.concat([curve, few]), risk_times=[0, 100, 200, 300], threshold=5)
+    drawn = {ln.get_label(): (np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float))
+             for ln in fig.axes[0].lines}
+    x, y = drawn["a"]
+    assert x.min() == 75.0 and y.min() == pytest.approx(0.05)   # starts at the 5th event (day 75)
+    xb, yb = drawn["b"]
+    assert len(np.unique(yb)) <= 1 and not ((yb > 0) & (xb < 300)).any()   # 3 events: never drawn
