@@ -83,8 +83,10 @@ class KaplanMeierResult(CurveResult):
     n: int = 0
     n_missing: int = 0
     _sorted_times: dict = field(default_factory=dict)
+    _ends: dict = field(default_factory=dict)  # group -> (distinct times ascending, people ending there)
     _logrank: GroupTest | None = None
     _logrank_problem: str = ""
+    _logrank_args: tuple | None = None  # the inputs of the log-rank test, computed on first access
 
     __repr__ = Result.__repr__  # print as the table (CurveResult's dataclass repr would dump everything)
 
@@ -107,8 +109,13 @@ class KaplanMeierResult(CurveResult):
             part = pd.DataFrame({"group": group, "time": times})
             for col in ("estimate", "ci_lower", "ci_upper"):
                 part[col] = g[col].to_numpy(float)[idx]
-            sorted_t = self._sorted_times[group]
-            part["n_at_risk"] = sorted_t.size - np.searchsorted(sorted_t, times, side="left")
+            if group in self._ends:  # people with T >= time from the counts per distinct time
+                ut, c = self._ends[group]
+                after = np.r_[np.cumsum(c[::-1])[::-1], 0]
+                part["n_at_risk"] = after[np.searchsorted(ut, times, side="left")].astype(np.int64)
+            else:
+                sorted_t = self._sorted_times[group]
+                part["n_at_risk"] = sorted_t.size - np.searchsorted(sorted_t, times, side="left")
             parts.append(part)
         out = pd.concat(parts, ignore_index=True)[list(CURVE_COLUMNS)]
         if kind == "cumulative_incidence":
@@ -124,6 +131,9 @@ class KaplanMeierResult(CurveResult):
     def logrank(self) -> GroupTest:
         """Log-rank test of equal survival across groups (chi-square on groups - 1 df): ``statistic``,
         ``df``, ``p_value`` and ``table()``, as ``CumulativeIncidenceResult.gray_test``."""
+        if self._logrank is None and self._logrank_args is not None:
+            self._logrank = _logrank(*self._logrank_args)  # on first access: curves alone pay nothing for it
+            self._logrank_args = None
         if self._logrank is None:
             raise EstimationError(self._logrank_problem)
         return self._logrank
@@ -151,7 +161,7 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     equal; the same formula as R's adjustedCurves ``surv_iptw_km``, Denz et al. Stat Med 2023). It
     treats the weights as known (ignoring estimation of the propensity score), which Xie & Liu's
     critics note tends to overstate the variance slightly.
-    Log-rank test between groups (unweighted data only): ``.logrank``.
+    Log-rank test between groups (unweighted data only): ``.logrank`` (computed when first asked for).
     When S reaches 0 the limits are reported as 0 (log-log limits are undefined there).
     Rows with a missing time, event, group or weight are left out (complete-case analysis, counted in
     ``warnings`` and ``n_missing``; see :mod:`hostats.stats.core.validate`); negative times are an error.
@@ -163,23 +173,27 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     e = event_array(data, event)
     w = weight_array(data, weights)
     codes, labels = group_codes(data, group)
-    wts = np.ones_like(t) if w is None else w
+    k = len(labels)
 
-    order = np.lexsort((t, codes))
-    gs, ts, es, ws = codes[order], t[order], e[order], wts[order]
-    n = ts.size
-    new = np.r_[True, (gs[1:] != gs[:-1]) | (ts[1:] != ts[:-1])]
-    starts = np.flatnonzero(new)
-    ug, ut = gs[starts], ts[starts]
-    d_count = np.add.reduceat(es.astype(np.int64), starts)
-    c_count = np.diff(np.r_[starts, n])
-    d_w = np.add.reduceat(ws * es, starts)
-    c_w = np.add.reduceat(ws, starts)
-    c_w2 = np.add.reduceat(ws * ws, starts)
+    # counts per (group, time) cell: whole-day times index a grid directly (no sort), then one bincount
+    # per quantity over the cells present, in (group, time) order
+    tcode, ut = _distinct_times(t)
+    cells, cell_idx = _cells(codes * ut.size + tcode, k * ut.size, t.size)
 
-    # groups are contiguous in the sorted arrays: segment sums by slicing (a loop over groups only)
-    seg = np.flatnonzero(np.r_[True, ug[1:] != ug[:-1]])
-    bounds = list(zip(seg, np.r_[seg[1:], ug.size], strict=True))
+    def per_cell(weights_: np.ndarray | None) -> np.ndarray:
+        return np.bincount(cell_idx, weights=weights_, minlength=cells.size)
+
+    c_count = per_cell(None).astype(np.int64)
+    d_count = per_cell(e.astype(float)).astype(np.int64)
+    if w is None:
+        c_w, d_w, c_w2 = c_count.astype(float), d_count.astype(float), None
+    else:
+        c_w, d_w, c_w2 = per_cell(w), per_cell(w * e), per_cell(w * w)
+    ug, ut_cell = cells // ut.size, ut[cells % ut.size]
+
+    # groups are contiguous among the cells: segment sums by slicing (a loop over groups only)
+    seg = np.searchsorted(ug, np.arange(k + 1))
+    bounds = [(lo, hi) for lo, hi in zip(seg[:-1], seg[1:], strict=True)]
 
     def by_group(fn, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x, dtype=float)
@@ -191,12 +205,11 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
         return by_group(lambda v: np.cumsum(v[::-1])[::-1], x)
 
     n_risk = at_risk(c_count).astype(np.int64)
-    n_w = at_risk(c_w)
-    n_w2 = at_risk(c_w2)
-    eff = n_w * n_w / n_w2  # effective risk-set size; equals n_risk without weights
-    frac = np.where(n_w > 0, d_w / n_w, 0.0)
-    surv = by_group(np.cumprod, 1.0 - frac)
+    n_w = n_risk.astype(float) if w is None else at_risk(c_w)
+    eff = n_w if w is None else n_w * n_w / at_risk(c_w2)  # effective risk-set size (n_risk unweighted)
     with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(n_w > 0, d_w / n_w, 0.0)
+        surv = by_group(np.cumprod, 1.0 - frac)
         term = np.where(d_w > 0, d_w / (eff * (n_w - d_w)), 0.0)
     var_log = by_group(np.cumsum, term)
     z = z_value(level)
@@ -209,43 +222,50 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     at_zero = surv <= 0.0
     lower[at_zero], upper[at_zero] = 0.0, 0.0
 
-    jumps = d_count > 0
-    curve = pd.DataFrame({"g": ug[jumps], "time": ut[jumps], "estimate": surv[jumps],
-                          "ci_lower": lower[jumps], "ci_upper": upper[jumps],
-                          "n_at_risk": n_risk[jumps], "n_events": d_count[jumps]})
+    # the curve: a row at time 0 (unless the group jumps there) and one per event time, in group order
+    jumps = np.flatnonzero(d_count > 0)
+    jg, jt = ug[jumps], ut_cell[jumps]
+    group_n = np.bincount(ug, weights=c_count, minlength=k).astype(np.int64)
+    group_events = np.bincount(ug, weights=d_count, minlength=k).astype(np.int64)
+    first_jump = np.searchsorted(jg, np.arange(k))
+    zero_jump = np.zeros(k, dtype=bool)
+    if jg.size:
+        j = np.minimum(first_jump, jg.size - 1)
+        zero_jump = (first_jump < jg.size) & (jg[j] == np.arange(k)) & (jt[j] == 0.0)
+    start = np.flatnonzero(~zero_jump)
+    at = first_jump[start]
+    cols_ = {"g": np.insert(jg, at, start), "time": np.insert(jt, at, 0.0),
+             "estimate": np.insert(surv[jumps], at, 1.0), "ci_lower": np.insert(lower[jumps], at, 1.0),
+             "ci_upper": np.insert(upper[jumps], at, 1.0),
+             "n_at_risk": np.insert(n_risk[jumps], at, group_n[start]),
+             "n_events": np.insert(d_count[jumps], at, 0)}
     if w is not None:
-        curve["n_at_risk_weighted"] = n_w[jumps]
-    group_start = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
-    group_n = np.diff(np.r_[group_start, n])
-    first = pd.DataFrame({"g": gs[group_start], "time": 0.0, "estimate": 1.0, "ci_lower": 1.0,
-                          "ci_upper": 1.0, "n_at_risk": group_n, "n_events": 0})
-    if w is not None:
-        first["n_at_risk_weighted"] = np.add.reduceat(ws, group_start)
-    has_zero_jump = set(curve.loc[curve["time"] == 0.0, "g"])
-    first = first[~first["g"].isin(has_zero_jump)]
-    curve = pd.concat([first, curve], ignore_index=True).sort_values(["g", "time"], kind="stable")
-    curve.insert(0, "group", pd.Categorical.from_codes(curve.pop("g").to_numpy(), categories=labels)
-                 if group is not None else "all")
-    curve = curve.reset_index(drop=True)
+        cols_["n_at_risk_weighted"] = np.insert(n_w[jumps], at, np.bincount(codes, weights=w, minlength=k)[start])
+    g_codes = cols_.pop("g")
+    curve = pd.DataFrame(cols_)
+    curve.insert(0, "group", pd.Categorical.from_codes(g_codes, categories=labels) if group is not None else "all")
 
-    rows, sorted_times = [], {}
+    rows, ends = [], {}
+    cseg = np.searchsorted(g_codes, np.arange(k + 1))
+    tt_all, s_all = curve["time"].to_numpy(), curve["estimate"].to_numpy()
+    lo_all, hi_all = curve["ci_lower"].to_numpy(), curve["ci_upper"].to_numpy()
     for code, label in enumerate(labels):
-        lo_hi = np.flatnonzero(gs == code)
-        sorted_times[label] = ts[lo_hi]
-        g = curve[curve["group"] == label]
-        tt, s = g["time"].to_numpy(), g["estimate"].to_numpy()
+        lo, hi = bounds[code]
+        ends[label] = (ut_cell[lo:hi], c_count[lo:hi])
+        sl = slice(cseg[code], cseg[code + 1])
+        tt, s = tt_all[sl], s_all[sl]
         pos = s > 0  # limits are undefined where S = 0 (R gives NA there)
         median = _quantile_time(tt, s, 0.5)
         rows.append({"group": label, "measure": "median_survival", "estimate": median,
-                     "ci_lower": _quantile_time(tt[pos], g["ci_lower"].to_numpy()[pos], 0.5),
-                     "ci_upper": _quantile_time(tt[pos], g["ci_upper"].to_numpy()[pos], 0.5),
-                     "n": int(lo_hi.size), "events": int(es[lo_hi].sum()),
+                     "ci_lower": _quantile_time(tt[pos], lo_all[sl][pos], 0.5),
+                     "ci_upper": _quantile_time(tt[pos], hi_all[sl][pos], 0.5),
+                     "n": int(group_n[code]), "events": int(group_events[code]),
                      "median_reached": bool(np.isfinite(median))})
     table = pd.DataFrame(rows)
 
     if not e.any():
         warnings.append("no events: every survival curve stays at 1 and no median is reached")
-    logrank, problem = None, ""
+    logrank_args, problem = None, ""
     if group is None or len(labels) < 2:
         problem = ("the log-rank test needs a group column with at least two groups"
                    + ("" if group is None else f"; {group!r} has only {labels}"))
@@ -255,23 +275,59 @@ def kaplan_meier(data: pd.DataFrame, time: str, event: str, group: str | None = 
     elif not e.any():
         problem = "the log-rank test needs at least one event"
     else:
-        logrank = _logrank(t, e, codes, labels, level)
+        tables = None
+        if ut.size * k <= 4 * t.size + 100_000:  # the (time x group) tables from the cells, not the rows
+            tables = np.zeros((2, ut.size, k))
+            tables[0, cells % ut.size, ug] = c_count
+            tables[1, cells % ut.size, ug] = d_count
+        logrank_args = (t, e, codes, labels, level, (tcode, ut), tables)
     return KaplanMeierResult(_table=table, level=level, method="Kaplan-Meier (log-log CI)"
                              + (", IPTW-weighted" if w is not None else ""),
                              reference=KM_REFERENCE, fitted=None, warnings=warnings, curve=curve,
-                             n=int(t.size), n_missing=n_missing, _sorted_times=sorted_times,
-                             _logrank=logrank, _logrank_problem=problem)
+                             n=int(t.size), n_missing=n_missing, _ends=ends,
+                             _logrank_args=logrank_args, _logrank_problem=problem)
 
 
-def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float) -> GroupTest:
+def _distinct_times(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each row's time on a grid of times, the grid ascending): every row's time is
+    ``grid[code]``, and the grid holds every distinct time (and possibly times no row has, which every
+    count then skips). Whole-number times (days) within a range not much wider than the data use the
+    range itself as the grid: no sort and no hashing, O(n). Otherwise the distinct times (np.unique)."""
+    if t.size:
+        lo, hi = float(t.min()), float(t.max())
+        if hi - lo <= 4 * t.size + 100_000 and np.array_equal(t, np.floor(t)):
+            return (t - lo).astype(np.int64), lo + np.arange(int(hi - lo) + 1, dtype=float)
+    uniques, codes = np.unique(t, return_inverse=True)
+    return codes.ravel().astype(np.int64, copy=False), uniques
+
+
+def _cells(cell: np.ndarray, size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the present cell ids ascending, each row's index among them). A bincount over all ``size`` cells
+    when that is not much more than the rows (no sort); otherwise np.unique."""
+    if size <= 4 * n + 100_000:
+        present = np.flatnonzero(np.bincount(cell, minlength=size))
+        index = np.full(size, -1, dtype=np.int64)
+        index[present] = np.arange(present.size)
+        return present, index[cell]
+    present, inverse = np.unique(cell, return_inverse=True)
+    return present, inverse.ravel()
+
+
+def _logrank(t: np.ndarray, e: np.ndarray, codes: np.ndarray, labels: list, level: float,
+             distinct: tuple[np.ndarray, np.ndarray] | None = None,
+             tables: np.ndarray | None = None) -> GroupTest:
     """K-group log-rank test (Mantel 1966; as R's survdiff with rho = 0): observed minus expected
     events per group, hypergeometric covariance summed over distinct event times, chi-square on K - 1
-    df. Vectorised over times (a times x groups table)."""
+    df. Vectorised over times (a times x groups table); ``distinct``: ``_distinct_times(t)`` if known;
+    ``tables``: the (2, times, groups) counts of people ending and of events at each time if known."""
     k = len(labels)
-    ut, inv = np.unique(t, return_inverse=True)
-    cell = inv * k + codes
-    d = np.bincount(cell, weights=e.astype(float), minlength=ut.size * k).reshape(ut.size, k)
-    c = np.bincount(cell, minlength=ut.size * k).reshape(ut.size, k).astype(float)
+    if tables is not None:
+        c, d = tables
+    else:
+        inv, ut = _distinct_times(t) if distinct is None else distinct
+        cell = inv * k + codes
+        d = np.bincount(cell, weights=e.astype(float), minlength=ut.size * k).reshape(ut.size, k)
+        c = np.bincount(cell, minlength=ut.size * k).reshape(ut.size, k).astype(float)
     n_g = np.cumsum(c[::-1], axis=0)[::-1]
     keep = d.sum(axis=1) > 0
     d, n_g = d[keep], n_g[keep]
