@@ -215,3 +215,35 @@ def test_output_scan_refuses_to_publish_a_leak(tmp_path):
         _scan_outputs(tmp_path, set(), {"2019-03-04"})
     (tmp_path / "report.html").write_text("<p>nothing to see, n = 1234</p>")
     _scan_outputs(tmp_path, {"A-000123"}, {"2019-03-04"})
+
+
+def test_policy_rounding_rules_written_out():
+    from hostats.report.disclosure import DisclosurePolicy
+
+    five = DisclosurePolicy(5)
+    assert [five.format_count(v) for v in (0, 1, 4, 5, 7, 8, 12, 13, 1872, None)] == \
+        ["0", "<5", "<5", "5", "5", "10", "10", "15", "1870", ""]
+    assert five.percent(1147, 1872) == f"{100 * 1145 / 1870:.1f}%"   # from the rounded counts
+    ten = DisclosurePolicy(10, rounding=10)
+    assert [ten.format_count(v) for v in (9, 10, 14, 15, 24)] == ["<10", "10", "10", "20", "20"]
+    mid = DisclosurePolicy(5, rounding="midpoint6")   # OpenSAFELY: 0 stays 0, 1-6 -> 3, 7-12 -> 9
+    assert [mid.format_count(v) for v in (0, 1, 4, 6, 7, 12, 13)] == ["0", "3", "3", "3", "9", "9", "15"]
+    exact = DisclosurePolicy(5, rounding=0)
+    assert [exact.format_count(v) for v in (3, 7, 1872)] == ["<5", "7", "1872"]
+    for bad in ({"rounding": -5}, {"rounding": "nearest"}, {"rounding": True}, {"threshold": 0}):
+        with pytest.raises(ValueError, match="rounding|threshold"):
+            DisclosurePolicy(**bad)
+
+
+def test_spec_rounding_key_checked(tmp_path):
+    from hostats.analysis import load_spec
+    from hostats.errors import SpecError
+
+    spec = ('[analysis]\ntitle = "t"\n[data]\nsynthetic = { scenario = "tha_prophylaxis", n = 10, seed = 1 }\n'
+            '[report]\nrounding = {value}\n[[section]]\ntype = "proportion"\n')
+    (tmp_path / "analysis.toml").write_text(spec.replace("{value}", "\"nearest\""))
+    with pytest.raises(SpecError, match=r"line 6: \[report\] rounding: must be 0"):
+        load_spec(tmp_path)
+    for value, policy_rounding in (("0", 0), ("10", 10), ("\"midpoint6\"", "midpoint6")):
+        (tmp_path / "analysis.toml").write_text(spec.replace("{value}", value))
+        assert load_spec(tmp_path).report["rounding"] == policy_rounding
