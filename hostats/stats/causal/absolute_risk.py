@@ -273,16 +273,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"ate needs a pandas DataFrame, got {type(data).__name__}")
     meths = _check_methods(methods)
-    try:
-        horizon = float(horizon)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"horizon must be a positive number (a time in the unit of {time!r}), "
-                         f"got {horizon!r}") from exc
-    if not (np.isfinite(horizon) and horizon > 0):
-        raise ValueError(f"horizon must be a positive finite time, got {horizon!r}")
-    if isinstance(cause, bool) or not float(cause).is_integer() or cause < 1:
-        raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
-    cause = int(cause)
+    horizon, cause = _check_horizon_cause(horizon, cause, time)
 
     formula, rhs, conf_cols = confounder_columns(data, confounders)
     cens_cols = [] if censoring is None else ([censoring] if isinstance(censoring, str) else list(censoring))
@@ -294,20 +285,80 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     data, dropped, n_missing = complete_cases(data, [treatment, time, status, *conf_cols, *cens_cols], "ate")
     notes: list[str] = list(dropped)
 
-    # arms
-    col = data[treatment]
+    levels, reference, a, counts = _arms(data[treatment], treatment, reference)
+    K = len(levels)
+    t = time_array(data, time)
+    s = status_array(data, status, cause)
+    y = (s == cause) & (t <= horizon)
+    events = _events_by_arm(y, t, a, levels, cause, status, horizon, notes)
+    Xd, X, x_names, ps_names = _designs(data, formula, rhs, conf_cols, treatment, levels, a, notes)
+    models: dict[str, Any] = {"propensity_terms": ps_names}
+
+    mus: dict[str, np.ndarray] = {}
+    influence: dict[str, np.ndarray] = {}
+    fitted, F_arm = None, None
+    if any(m in meths for m in ("gformula", "aipw")):
+        fitted, F_arm, mu, phi = _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes)
+        if "gformula" in meths:
+            mus["gformula"], influence["gformula"] = mu, phi
+    P = w = None
+    if any(m in meths for m in ("iptw", "ipcw", "aipw")):
+        P, w = _propensity(Xd, a, levels, counts, models, notes)
+        strata = None   # the censoring strata, for ipcw and aipw only
+        if "ipcw" in meths or "aipw" in meths:
+            strata = strata_codes(data, cens_cols)[0] if cens_cols else a.astype(np.int64)
+        for meth, (mu, phi) in _weighting_estimates(meths, Xd, X, P, w, a, t, s, y, strata, cause, horizon,
+                                                    fitted, F_arm).items():
+            mus[meth], influence[meth] = mu, phi
+
+    table, risks = _ate_tables(meths, mus, influence, levels, counts, events, horizon, level, z, data.index)
+    for msg in notes:
+        if msg.startswith(("positivity", "extreme weights")):
+            warnings.warn(msg, UserWarning, stacklevel=2)
+    method = (f"ATE on the risk of status {cause} by {horizon:g} with competing events and censoring: "
+              + ", ".join(_LABELS[m] for m in METHODS if m in meths)
+              + "; influence-function CIs (logit scale for risks, log scale for risk ratios)")
+    index = data.index
+    prop = pd.DataFrame(P, index=index, columns=[str(v) for v in levels]) if P is not None else pd.DataFrame()
+    wser = pd.Series(w, index=index, name="weight") if w is not None else pd.Series(dtype=float)
+    return ATEResult(_table=tidy(table), level=level, method=method, reference=ATE_REFERENCE,
+                     fitted=models.get("propensity"), warnings=notes, risks_frame=risks,
+                     influence=influence, propensity=prop, weights=wser, models=models, levels=levels,
+                     reference_level=reference, horizon=horizon, cause=cause, n=int(len(a)),
+                     n_missing=n_missing)
+
+
+# steps of ate
+
+def _check_horizon_cause(horizon, cause, time) -> tuple[float, int]:
+    try:
+        horizon = float(horizon)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"horizon must be a positive number (a time in the unit of {time!r}), "
+                         f"got {horizon!r}") from exc
+    if not (np.isfinite(horizon) and horizon > 0):
+        raise ValueError(f"horizon must be a positive finite time, got {horizon!r}")
+    if isinstance(cause, bool) or not float(cause).is_integer() or cause < 1:
+        raise ValueError(f"cause must be a positive integer status code, got {cause!r}")
+    return horizon, int(cause)
+
+
+def _arms(col: pd.Series, treatment: str, reference: Any) -> tuple[list, Any, np.ndarray, np.ndarray]:
+    """:func:`treatment_arms`, after refusing a Categorical's categories without patients (each category is
+    an arm here)."""
     levels = _treatment_levels(col)
     if isinstance(col.dtype, pd.CategoricalDtype):
         empty = [c for c in col.cat.categories if c not in levels]
         if empty:
             raise DataError(f"treatment {treatment!r}: arm(s) {empty} have no patients (after removing rows "
                             "with missing values); drop the unused categories or the arm", column=treatment)
-    levels, reference, a, counts = treatment_arms(col, treatment, reference)
-    K = len(levels)
+    return treatment_arms(col, treatment, reference)
 
-    t = time_array(data, time)
-    s = status_array(data, status, cause)
-    y = (s == cause) & (t <= horizon)
+
+def _events_by_arm(y, t, a, levels, cause, status, horizon, notes) -> np.ndarray:
+    """Observed events of the cause by the horizon per arm; notes on arms nobody is followed to the
+    horizon in, or without events; an error without any event."""
+    K = len(levels)
     events = np.bincount(a, weights=y, minlength=K).astype(int)
     if events.sum() == 0:
         raise EstimationError(f"no events of status {cause} in {status!r} by the horizon {horizon:g}: no risk "
@@ -320,8 +371,13 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         if events[k] == 0:
             notes.append(f"arm {levels[k]!r} has no events of status {cause} by the horizon {horizon:g}: its "
                          "risk is 0 with no Wald interval and its risk ratios cannot be estimated")
+    return events
 
-    # designs: confounders as the formula engine codes them; the propensity model keeps the intercept
+
+def _designs(data, formula, rhs, conf_cols, treatment, levels, a, notes):
+    """(propensity design with intercept, outcome design = treatment dummies + confounders, its names, the
+    propensity terms): confounders as the formula engine codes them, collinear terms dropped with a note."""
+    K = len(levels)
     if formula is None:
         covs = _covariates(data, conf_cols, notes)
         formula = rhs = _list_formula(list(dict.fromkeys(c.variable for c in covs)))
@@ -329,7 +385,6 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     keep = [j for j, nm in enumerate(design.names) if nm != "Intercept"]
     Z = Xd[:, keep]
     Xd, ps_names = _drop_collinear(Xd, design.names, notes)
-    models: dict[str, Any] = {"propensity_terms": ps_names}
     dummies = np.eye(K)[a][:, 1:]
     X, x_names = _drop_collinear(np.column_stack([dummies, Z]),
                                  [f"{treatment}[T.{v}]" for v in levels[1:]] + [design.names[j] for j in keep],
@@ -337,75 +392,83 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     if any(f"{treatment}[T.{v}]" not in x_names for v in levels[1:]):
         raise EstimationError(f"treatment {treatment!r} is collinear with the confounders: its effect cannot be "
                               "separated from theirs")
+    return Xd, X, x_names, ps_names
 
-    index = data.index
-    influence: dict[str, pd.DataFrame] = {}
-    mus: dict[str, np.ndarray] = {}
-    need_outcome = any(m in meths for m in ("gformula", "aipw"))
-    need_ps = any(m in meths for m in ("iptw", "ipcw", "aipw"))
 
-    F_arm = None
-    if need_outcome:
-        grid = np.unique(t[(s > 0) & (t <= horizon)])
-        causes = [cause] + sorted(int(c) for c in np.unique(s[s > 0]) if c != cause)
-        fitted = [_csc.fit_cause(X, t, s, c, grid, f"{'cause of interest' if c == cause else 'competing'}")
-                  for c in causes]
-        for c, m in zip(causes, fitted, strict=True):
-            for name in (nm for nm, inf in zip(x_names, m.fit.maybe_infinite, strict=True) if inf):
-                notes.append(f"cause-specific Cox model for status {c}: the coefficient of {name!r} is probably "
-                             "infinite (no events of that status in a group); the g-formula and aipw risks of "
-                             "that group rest on it")
-        models["cause_specific_cox"] = {c: pd.DataFrame({"term": x_names, "log_hr": m.beta,
-                                                         "std_error": np.sqrt(np.diag(m.vcov))})
-                                        for c, m in zip(causes, fitted, strict=True)}
-        phi = np.zeros((len(a), K))
-        mu = np.zeros(K)
-        F_arm = np.zeros((len(a), K))
+def _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes):
+    """Cause-specific Cox models of every cause (kept in ``models``) and each patient's standardised risk
+    under each arm: (fitted models, F (n x arms), the g-formula risks, their influence)."""
+    grid = np.unique(t[(s > 0) & (t <= horizon)])
+    causes = [cause] + sorted(int(c) for c in np.unique(s[s > 0]) if c != cause)
+    fitted = [_csc.fit_cause(X, t, s, c, grid, f"{'cause of interest' if c == cause else 'competing'}")
+              for c in causes]
+    for c, m in zip(causes, fitted, strict=True):
+        for name in (nm for nm, inf in zip(x_names, m.fit.maybe_infinite, strict=True) if inf):
+            notes.append(f"cause-specific Cox model for status {c}: the coefficient of {name!r} is probably "
+                         "infinite (no events of that status in a group); the g-formula and aipw risks of "
+                         "that group rest on it")
+    models["cause_specific_cox"] = {c: pd.DataFrame({"term": x_names, "log_hr": m.beta,
+                                                     "std_error": np.sqrt(np.diag(m.vcov))})
+                                    for c, m in zip(causes, fitted, strict=True)}
+    phi = np.zeros((len(a), K))
+    mu = np.zeros(K)
+    F_arm = np.zeros((len(a), K))
+    for k in range(K):
+        Xa = X.copy()
+        Xa[:, :K - 1] = np.eye(K)[k][1:]
+        mu[k], phi[:, k], F_arm[:, k] = _csc.standardised_risk(fitted, 0, Xa, t, s, grid)
+    return fitted, F_arm, mu, phi
+
+
+def _propensity(Xd, a, levels, counts, models, notes) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial-logistic propensities (n x arms, kept in ``models``) and the ATE weights 1 / e_A(X), with
+    the positivity and extreme-weight notes."""
+    P, ps_fit = _fit_propensity(Xd, a, len(levels), "logistic", notes)
+    P = np.clip(P, 1e-12, 1.0)
+    models["propensity"] = ps_fit
+    w = 1.0 / P[np.arange(len(a)), a]
+    _diagnostics(P, a, w, levels, counts, notes)
+    return P, w
+
+
+def _weighting_estimates(meths, Xd, X, P, w, a, t, s, y, strata, cause, horizon, fitted, F_arm
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Risks and influence (n x arms) of the weighting estimators asked for: iptw (weighted Aalen-Johansen),
+    ipcw and aipw (censoring Kaplan-Meier in ``strata``)."""
+    n, K = P.shape
+    info = _information(Xd, P)
+    out = {}
+    if "iptw" in meths:
+        mu, phi = np.zeros(K), np.zeros((n, K))
         for k in range(K):
-            Xa = X.copy()
+            sel = a == k
+            mu[k], phi[sel, k] = _weighted_aj(t[sel], s[sel], w[sel], cause, horizon)
+        out["iptw"] = (mu, phi + _ps_term(Xd, P, a, phi, info))
+    if "ipcw" not in meths and "aipw" not in meths:
+        return out
+    km = censoring_km(t, s, strata)
+    if "ipcw" in meths:
+        v = np.eye(K)[a] * (w * y / km.g_minus)[:, None]
+        mu = v.mean(axis=0)
+        out["ipcw"] = (mu, (v - mu + km.correction(v)) / n + _ps_term(Xd, P, a, v / n, info))
+    if "aipw" in meths:
+        zeta = F_arm.copy()
+        for k in range(K):
+            sel = a == k
+            Xa = X[sel].copy()
             Xa[:, :K - 1] = np.eye(K)[k][1:]
-            mu[k], phi[:, k], F_arm[:, k] = _csc.standardised_risk(fitted, 0, Xa, t, s, grid)
-        if "gformula" in meths:
-            mus["gformula"], influence["gformula"] = mu, phi
+            aug = _augmentation(fitted, 0, Xa, t[sel], s[sel], strata[sel], km, horizon)
+            zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - F_arm[sel, k] + aug)
+        mu = zeta.mean(axis=0)
+        out["aipw"] = (mu, (zeta - mu) / n)
+    return out
 
-    if need_ps:
-        P, ps_fit = _fit_propensity(Xd, a, K, "logistic", notes)
-        P = np.clip(P, 1e-12, 1.0)
-        models["propensity"] = ps_fit
-        w = 1.0 / P[np.arange(len(a)), a]
-        _diagnostics(P, a, w, levels, counts, notes)
-        onehot = np.eye(K)[a]
-        info = _information(Xd, P)
-        if "iptw" in meths:
-            mu, phi = np.zeros(K), np.zeros((len(a), K))
-            for k in range(K):
-                sel = a == k
-                mu[k], phi[sel, k] = _weighted_aj(t[sel], s[sel], w[sel], cause, horizon)
-            phi += _ps_term(Xd, P, a, phi, info)
-            mus["iptw"], influence["iptw"] = mu, phi
-        if "ipcw" in meths or "aipw" in meths:
-            if cens_cols:
-                strata, _ = strata_codes(data, cens_cols)
-            else:
-                strata = a.astype(np.int64)
-            km = censoring_km(t, s, strata)
-            n = len(a)
-            v = onehot * (w * y / km.g_minus)[:, None]
-            if "ipcw" in meths:
-                mu = v.mean(axis=0)
-                phi = (v - mu + km.correction(v)) / n + _ps_term(Xd, P, a, v / n, info)
-                mus["ipcw"], influence["ipcw"] = mu, phi
-            if "aipw" in meths:
-                zeta = F_arm.copy()
-                for k in range(K):
-                    sel = a == k
-                    Xa = X[sel].copy()
-                    Xa[:, :K - 1] = np.eye(K)[k][1:]
-                    aug = _augmentation(fitted, 0, Xa, t[sel], s[sel], strata[sel], km, horizon)
-                    zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - F_arm[sel, k] + aug)
-                mu = zeta.mean(axis=0)
-                mus["aipw"], influence["aipw"] = mu, (zeta - mu) / n
 
+def _ate_tables(meths, mus, influence, levels, counts, events, horizon, level, z, index
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The contrast table and the risks table of the methods asked for; ``influence`` becomes, per method,
+    an n x arms DataFrame on ``index``."""
+    K = len(levels)
     rows, risk_rows = [], []
     pairs = [(k, 0) for k in range(1, K)]
     for meth in [m for m in METHODS if m in meths]:
@@ -432,21 +495,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
     risks = tidy(pd.DataFrame(risk_rows))
     risks["ci_level"] = level
     risks["horizon"] = horizon
-    risks = risks[["method"] + [c for c in risks.columns if c != "method"]]
-
-    for msg in notes:
-        if msg.startswith(("positivity", "extreme weights")):
-            warnings.warn(msg, UserWarning, stacklevel=2)
-    method = (f"ATE on the risk of status {cause} by {horizon:g} with competing events and censoring: "
-              + ", ".join(_LABELS[m] for m in METHODS if m in meths)
-              + "; influence-function CIs (logit scale for risks, log scale for risk ratios)")
-    prop = pd.DataFrame(P, index=index, columns=[str(v) for v in levels]) if need_ps else pd.DataFrame()
-    wser = pd.Series(w, index=index, name="weight") if need_ps else pd.Series(dtype=float)
-    return ATEResult(_table=tidy(table), level=level, method=method, reference=ATE_REFERENCE,
-                     fitted=models.get("propensity"), warnings=notes, risks_frame=risks,
-                     influence=influence, propensity=prop, weights=wser, models=models, levels=levels,
-                     reference_level=reference, horizon=horizon, cause=cause, n=int(len(a)),
-                     n_missing=n_missing)
+    return table, risks[["method"] + [c for c in risks.columns if c != "method"]]
 
 
 def _diagnostics(P, a, w, levels, counts, notes) -> None:

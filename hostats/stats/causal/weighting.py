@@ -672,65 +672,13 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     z = z_value(level)
     if not isinstance(data, pd.DataFrame):
         raise DataError("iptw needs a pandas DataFrame")
-    est_key = _ESTIMANDS.get(str(estimand).upper())
-    if est_key is None:
-        raise ValueError(f"estimand must be 'ATE', 'ATT' or 'ATO' (overlap), got {estimand!r}")
-    wkey = str(weights).lower().replace("stabilised", "stabilized")
-    if wkey not in {"stabilized", "unstabilized"}:
-        raise ValueError(f"weights must be 'stabilized' or 'unstabilized', got {weights!r}")
-    trunc = _parse_truncate(truncate)
-    bootstrap = int(bootstrap)
-    if bootstrap < 0:
-        raise ValueError("bootstrap must be >= 0")
-    if bootstrap and seed is None:
-        raise ValueError("bootstrap needs an explicit seed (seed=...) so that results are reproducible")
-
+    est_key, stabilized, trunc, bootstrap = _check_options(estimand, weights, truncate, bootstrap, seed)
     formula, rhs, conf_cols = confounder_columns(data, confounders)
-    surv_cols = [c for c in (time, status) if c is not None]
-    if (time is None) != (status is None):
-        raise ValueError("give both time= and status= (or neither)")
-    if outcome is None and (time is None or horizon is None):
-        raise ValueError("without outcome=, give time=, status= and horizon= (risks by the horizon are then "
-                         "read from the weighted cumulative incidence)")
-    out_cols = [] if outcome is None else [outcome]
-    require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
-    if treatment in conf_cols or (outcome is not None and outcome in conf_cols):
-        raise ValueError("the treatment and the outcome cannot also be confounders")
-    data, dropped, n_missing = complete_cases(data, [treatment, *out_cols, *conf_cols, *surv_cols], "iptw")
-
-    notes: list[str] = list(dropped)
+    data, n_missing, notes = _analysed_rows(data, treatment, outcome, conf_cols, time, status, horizon)
     levels, reference, a, counts = treatment_arms(data[treatment], treatment, reference)
     K = len(levels)
-    code = {v: i for i, v in enumerate(levels)}
-    target = None
-    if est_key == "ATT":
-        if treated is None:
-            if K > 2:
-                raise ValueError("estimand='ATT' with more than two levels needs treated=<level>")
-            treated = levels[1]
-        if treated not in levels or treated == reference:
-            raise ValueError(f"treated must be a non-reference level of {treatment!r}, got {treated!r}")
-        target = code[treated]
-
-    surv = None
-    if time is not None:
-        t = time_array(data, time)
-        st = status_array(data, status, 1).astype(float)
-        if horizon is not None:
-            if not horizon > 0:
-                raise ValueError(f"horizon must be a positive time, got {horizon!r}")
-            over = t > horizon
-            t, st = np.where(over, horizon, t), np.where(over, 0.0, st)
-        surv = pd.DataFrame({"_time": t, "_status": st.astype(int),
-                             "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
-                            index=data.index)
-    if outcome is not None:
-        y = binary_array(data, outcome, "outcome").astype(float)
-    else:  # risk of cause 1 by the horizon, censoring handled by the Aalen-Johansen estimator
-        y = (surv["_time"].to_numpy(float), surv["_status"].to_numpy(int), float(horizon))
-        if (surv["_status"] == 1).sum() == 0:
-            raise EstimationError(f"no events (status 1) in {status!r} by the horizon {horizon}")
-    yev = y if outcome is not None else ((y[1] == 1) & (y[0] <= horizon)).astype(float)
+    treated, target = _att_target(est_key, treated, levels, reference, treatment)
+    surv, y, yev = _outcome(data, outcome, time, status, horizon, levels, a)
     events = np.bincount(a, weights=yev, minlength=K).astype(int)
 
     covs = _covariates(data, conf_cols, notes)
@@ -739,57 +687,19 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     design, Xd = build_design(data, rhs or "1", formula, intercept=True)
     Xd, names = _drop_collinear(Xd, design.names, notes)
 
-    P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, wkey == "stabilized", trunc, notes)
+    P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, stabilized, trunc, notes)
     is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
-    if outcome is not None:
-        mu, W = _arm_means(y, a, w, K)
-        phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
-        V = phi.T @ phi
-    else:
-        mu, se = _cif_risks(y, a, w, K)
-        V = np.diag(se ** 2)   # arms are disjoint samples: independent given the weights
+    mu, V = _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic)
     pairs = [(k, 0) for k in range(1, K)]
     rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
-    for k in range(K):
-        if mu[k] in (0.0, 1.0):
-            notes.append(f"arm {levels[k]!r} has {'no' if mu[k] == 0 else 'only'} events: its risk ratio and "
-                         "odds ratio cannot be estimated (shown as missing), its risk has no Wald interval, and "
-                         "the risk difference interval ignores that arm's sampling error")
-
-    # positivity and weight diagnostics
-    check_arms = (range(K) if est_key == "ATE" else [k for k in range(K) if k != target]
-                  if est_key == "ATT" else [])
-    for k in check_arms:
-        low = P[:, k] < POSITIVITY_BOUND
-        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
-            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
-                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); "
-                         "consider restricting the cohort, truncation or overlap weights (estimand='ATO')")
-    ess = []
-    for k in range(K):
-        wk = w[a == k]
-        rel = wk / wk.mean()
-        ess.append({"group": levels[k], "n": int(counts[k]), "sum_weights": float(wk.sum()),
-                    "ess": _bal.effective_sample_size(wk), "max_weight": float(wk.max())})
-        if ((rel.max() > EXTREME_WEIGHT and wk.max() / wk.sum() > EXTREME_SHARE)
-                or ess[-1]["ess"] < LOW_ESS * counts[k]):
-            notes.append(f"extreme weights in arm {levels[k]!r}: the largest is {rel.max():.1f} times the arm's "
-                         f"mean weight (effective sample size {ess[-1]['ess']:.0f} of {counts[k]})")
-    ess_df = pd.DataFrame(ess)
-
-    method = f"IPTW ({est_key}, {'multinomial logistic' if K > 2 else 'logistic'} propensity score"
-    if not is_logistic:
-        method = f"IPTW ({est_key}, gradient-boosting propensity score"
-    if outcome is None:
-        method += (f", risks by time {horizon:g} from the weighted Aalen-Johansen cumulative incidence, "
-                   "SEs treating the weights as known)")
-    else:
-        method += (", M-estimation CIs)" if is_logistic else ", robust sandwich CIs treating weights as known)")
+    _note_arms_without_events(mu, levels, notes)
+    ess_df = _weight_diagnostics(P, w, a, counts, levels, est_key, target, notes)
+    method = _method_label(est_key, K, is_logistic, outcome is None, horizon)
 
     boot_df = None
     if bootstrap:
         rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
-                                         wkey == "stabilized", trunc, pairs, levels, level, notes,
+                                         stabilized, trunc, pairs, levels, level, notes,
                                          start=np.asarray(fit.params).ravel(order="F") if is_logistic else None)
         method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
@@ -810,19 +720,154 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         if msg.startswith(("positivity", "extreme weights")):
             warnings.warn(msg, UserWarning, stacklevel=2)
 
+    prop = pd.DataFrame(P, index=data.index, columns=[str(v) for v in levels])
+    return IPTWResult(
+        _table=tidy(_ordered_table(rows, pairs, levels)), level=level, method=method, reference=IPTW_REFERENCE,
+        fitted=fit, warnings=notes, propensity=prop, weights=pd.Series(w, index=data.index, name="weight"),
+        ess=ess_df, estimand=est_key, reference_level=reference, treated_level=treated, levels=levels,
+        truncation=tinfo, outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
+        n=int(len(a)), n_missing=n_missing, ps_terms=list(names), _covariates=covs, _arm=a, _surv=surv)
+
+
+# steps of iptw
+
+def _check_options(estimand, weights, truncate, bootstrap, seed) -> tuple[str, bool, tuple | None, int]:
+    """(estimand key, stabilised?, truncation percentiles, bootstrap replicates) of iptw's options, or a
+    ValueError naming the option."""
+    est_key = _ESTIMANDS.get(str(estimand).upper())
+    if est_key is None:
+        raise ValueError(f"estimand must be 'ATE', 'ATT' or 'ATO' (overlap), got {estimand!r}")
+    wkey = str(weights).lower().replace("stabilised", "stabilized")
+    if wkey not in {"stabilized", "unstabilized"}:
+        raise ValueError(f"weights must be 'stabilized' or 'unstabilized', got {weights!r}")
+    trunc = _parse_truncate(truncate)
+    bootstrap = int(bootstrap)
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    if bootstrap and seed is None:
+        raise ValueError("bootstrap needs an explicit seed (seed=...) so that results are reproducible")
+    return est_key, wkey == "stabilized", trunc, bootstrap
+
+
+def _analysed_rows(data, treatment, outcome, conf_cols, time, status, horizon
+                   ) -> tuple[pd.DataFrame, int, list[str]]:
+    """The complete cases of the columns iptw uses (their count left out, and the notes saying so), after
+    checking that the columns exist and play one role each."""
+    surv_cols = [c for c in (time, status) if c is not None]
+    if (time is None) != (status is None):
+        raise ValueError("give both time= and status= (or neither)")
+    if outcome is None and (time is None or horizon is None):
+        raise ValueError("without outcome=, give time=, status= and horizon= (risks by the horizon are then "
+                         "read from the weighted cumulative incidence)")
+    out_cols = [] if outcome is None else [outcome]
+    require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
+    if treatment in conf_cols or (outcome is not None and outcome in conf_cols):
+        raise ValueError("the treatment and the outcome cannot also be confounders")
+    data, dropped, n_missing = complete_cases(data, [treatment, *out_cols, *conf_cols, *surv_cols], "iptw")
+    return data, n_missing, list(dropped)
+
+
+def _att_target(est_key, treated, levels, reference, treatment) -> tuple[Any, int | None]:
+    """The ATT's target level and its arm code (None for the other estimands)."""
+    if est_key != "ATT":
+        return treated, None
+    if treated is None:
+        if len(levels) > 2:
+            raise ValueError("estimand='ATT' with more than two levels needs treated=<level>")
+        treated = levels[1]
+    if treated not in levels or treated == reference:
+        raise ValueError(f"treated must be a non-reference level of {treatment!r}, got {treated!r}")
+    return treated, levels.index(treated)
+
+
+def _outcome(data, outcome, time, status, horizon, levels, a):
+    """(survival frame or None, the outcome as the risk estimators take it, each row's event indicator):
+    a binary column, or (time, status, horizon) for the weighted Aalen-Johansen risk by the horizon, with
+    follow-up censored administratively at the horizon."""
+    surv = None
+    if time is not None:
+        t = time_array(data, time)
+        st = status_array(data, status, 1).astype(float)
+        if horizon is not None:
+            if not horizon > 0:
+                raise ValueError(f"horizon must be a positive time, got {horizon!r}")
+            over = t > horizon
+            t, st = np.where(over, horizon, t), np.where(over, 0.0, st)
+        surv = pd.DataFrame({"_time": t, "_status": st.astype(int),
+                             "_arm": pd.Categorical([levels[k] for k in a], categories=levels)},
+                            index=data.index)
+    if outcome is not None:
+        y = binary_array(data, outcome, "outcome").astype(float)
+        return surv, y, y
+    # risk of cause 1 by the horizon, censoring handled by the Aalen-Johansen estimator
+    y = (surv["_time"].to_numpy(float), surv["_status"].to_numpy(int), float(horizon))
+    if (surv["_status"] == 1).sum() == 0:
+        raise EstimationError(f"no events (status 1) in {status!r} by the horizon {horizon}")
+    return surv, y, ((y[1] == 1) & (y[0] <= horizon)).astype(float)
+
+
+def _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted risk of each arm and their covariance: M-estimation (binary outcome) or the weighted
+    Aalen-Johansen variance treating the weights as known (arms independent)."""
+    if not isinstance(y, tuple):
+        mu, W = _arm_means(y, a, w, K)
+        phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
+        return mu, phi.T @ phi
+    mu, se = _cif_risks(y, a, w, K)
+    return mu, np.diag(se ** 2)   # arms are disjoint samples: independent given the weights
+
+
+def _note_arms_without_events(mu, levels, notes) -> None:
+    for k in range(len(levels)):
+        if mu[k] in (0.0, 1.0):
+            notes.append(f"arm {levels[k]!r} has {'no' if mu[k] == 0 else 'only'} events: its risk ratio and "
+                         "odds ratio cannot be estimated (shown as missing), its risk has no Wald interval, and "
+                         "the risk difference interval ignores that arm's sampling error")
+
+
+def _weight_diagnostics(P, w, a, counts, levels, est_key, target, notes) -> pd.DataFrame:
+    """Positivity flags (arms that matter for the estimand) and, per arm, the effective sample size and
+    extreme-weight flags; returns the ess table."""
+    K = len(levels)
+    check_arms = (range(K) if est_key == "ATE" else [k for k in range(K) if k != target]
+                  if est_key == "ATT" else [])
+    for k in check_arms:
+        low = P[:, k] < POSITIVITY_BOUND
+        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
+            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
+                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); "
+                         "consider restricting the cohort, truncation or overlap weights (estimand='ATO')")
+    ess = []
+    for k in range(K):
+        wk = w[a == k]
+        rel = wk / wk.mean()
+        ess.append({"group": levels[k], "n": int(counts[k]), "sum_weights": float(wk.sum()),
+                    "ess": _bal.effective_sample_size(wk), "max_weight": float(wk.max())})
+        if ((rel.max() > EXTREME_WEIGHT and wk.max() / wk.sum() > EXTREME_SHARE)
+                or ess[-1]["ess"] < LOW_ESS * counts[k]):
+            notes.append(f"extreme weights in arm {levels[k]!r}: the largest is {rel.max():.1f} times the arm's "
+                         f"mean weight (effective sample size {ess[-1]['ess']:.0f} of {counts[k]})")
+    return pd.DataFrame(ess)
+
+
+def _method_label(est_key, K, is_logistic, from_curves, horizon) -> str:
+    method = f"IPTW ({est_key}, {'multinomial logistic' if K > 2 else 'logistic'} propensity score"
+    if not is_logistic:
+        method = f"IPTW ({est_key}, gradient-boosting propensity score"
+    if from_curves:
+        return method + (f", risks by time {horizon:g} from the weighted Aalen-Johansen cumulative incidence, "
+                         "SEs treating the weights as known)")
+    return method + (", M-estimation CIs)" if is_logistic else ", robust sandwich CIs treating weights as known)")
+
+
+def _ordered_table(rows, pairs, levels) -> pd.DataFrame:
+    """The rows by contrast, then measure in the documented order."""
     base = ["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"]
     order = base + ["hazard_ratio"] + [f"{m}_regression" for m in base] + ["risk_difference_aipw"]
     table = pd.DataFrame(rows)
     table["_o"] = table["measure"].map(order.index)
     table["_c"] = table["contrast"].map({f"{levels[t]} vs {levels[c]}": i for i, (t, c) in enumerate(pairs)})
-    table = table.sort_values(["_c", "_o"], kind="stable").drop(columns=["_o", "_c"])
-    prop = pd.DataFrame(P, index=data.index, columns=[str(v) for v in levels])
-    return IPTWResult(
-        _table=tidy(table), level=level, method=method, reference=IPTW_REFERENCE, fitted=fit, warnings=notes,
-        propensity=prop, weights=pd.Series(w, index=data.index, name="weight"), ess=ess_df, estimand=est_key,
-        reference_level=reference, treated_level=treated, levels=levels, truncation=tinfo,
-        outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
-        n=int(len(a)), n_missing=n_missing, ps_terms=list(names), _covariates=covs, _arm=a, _surv=surv)
+    return table.sort_values(["_c", "_o"], kind="stable").drop(columns=["_o", "_c"])
 
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,
