@@ -161,8 +161,7 @@ def _expand(source: Source, mapping: Any, allow_outside: bool = False
         return out, assess
     if is_source_object(source):  # REDCap export, OMOP CDM (hostats.sources)
         return [(source, source.mapping, source.site)], source.assessments
-    if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir() \
-            and (Path(source) / "export.toml").exists():
+    if isinstance(source, (str, Path)) and not is_database_url(source) and Path(source).is_dir():
         folder = read_export_toml(Path(source), allow_outside=allow_outside)
         items, assess = [], folder.assessments
         for e in folder.episodes:
