@@ -480,6 +480,12 @@ class RedcapExport:
         notes = list(raw.notes)
         record_id = next(iter(self.fields))
         if record_id not in frame.columns:
+            labels = {_key(f.label) for f in self.fields.values() if f.label}
+            if sum(_key(c) in labels for c in frame.columns) * 2 >= len(frame.columns):
+                raise DataError("the export's column headers are the fields' labels, not their variable names: "
+                                "export again with the variable names as column headers (REDCap's raw-data CSV "
+                                "export); the values may be codes or labels",
+                                file=name, column=record_id)
             raise DataError(f"the export has no column {record_id!r}, the record ID (first field) of the data "
                             f"dictionary {self.dictionary_path}: is this the project's export?", file=name,
                             column=record_id)

@@ -297,3 +297,16 @@ def test_repeating_event_as_assessments_and_two_arms(tmp_path):
     with pytest.raises(SpecError, match="event = 'imaging_arm_9' does not occur"):
         m.write_text(text.replace("imaging_arm_1", "imaging_arm_9"), encoding="utf-8")
         hostats.read_cohort(export, m, dictionary=MIN_DICT)
+
+
+def test_an_export_with_label_headers_is_told_so(tmp_path):
+    fields = read_dictionary(MIN_DICT)
+    with open(MIN_EXPORT, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0] = [fields[h].label if h in fields else h for h in rows[0]]
+    p = tmp_path / "labels_headers.csv"
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(DataError, match="headers are the fields' labels") as err:
+        hostats.read_cohort(p, MIN_MAP, dictionary=MIN_DICT)
+    assert err.value.file == str(p)
