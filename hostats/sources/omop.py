@@ -136,8 +136,8 @@ def cohort_queries(concept_sets: dict[str, Any], schema: str | None = None) -> d
     schema filled in. Only validated names, codes and integers are ever put into the text."""
     if schema is not None and not _IDENT.fullmatch(schema):
         raise SpecError(f"schema {schema!r} is not a plain SQL identifier (letters, digits and _)")
-    rows = [f"('{name}', '{vocab}', '{code[:-1] + '%' if code.endswith('*') else code}')"
-            for _, name, _, codes in concept_sets["sets"] for vocab, code in codes]
+    rows = [f"('{name}', '{domain}', '{vocab}', '{code[:-1] + '%' if code.endswith('*') else code}')"
+            for _, name, domain, codes in concept_sets["sets"] for vocab, code in codes]
     index = [name for section, name, _, _ in concept_sets["sets"] if section == "index"]
     fields = {"codes": ",\n           ".join(rows),
               "priorities": ", ".join(f"('{n}', {i})" for i, n in enumerate(index, 1)),

@@ -3,6 +3,7 @@
 -- ${...} fields from concept_sets.toml (codes, index priorities, windows: validated text and integers) and
 -- the CDM schema (a validated identifier), and runs each query below in a read-only connection.
 --
+-- Each concept set is searched in the table of its domain (condition, procedure, drug, measurement).
 -- Episode: a person's first index event (concept sets [index.*]) that lies inside an observation period;
 -- on a tie the earlier set in concept_sets.toml wins. Follow-up ends at the end of that observation period.
 -- Outcome: the first HO ([outcome.ho]) after the index date, within follow-up; an HO on or before the
@@ -10,52 +11,58 @@
 -- exposures) starting within their [windows] of the index date.
 
 -- @ctes
-codes (set_name, vocabulary_id, pattern) AS (
+codes (set_name, domain, vocabulary_id, pattern) AS (
     VALUES ${codes}
 ),
 index_priority (set_name, priority) AS (
     VALUES ${priorities}
 ),
 set_source AS (          -- concepts that carry a listed code
-    SELECT DISTINCT codes.set_name, c.concept_id
+    SELECT DISTINCT codes.set_name, codes.domain, c.concept_id
     FROM codes
     JOIN ${cdm}concept c ON c.vocabulary_id = codes.vocabulary_id AND c.concept_code LIKE codes.pattern
 ),
 set_mapped AS (          -- ... and the standard concepts they map to
-    SELECT set_name, concept_id FROM set_source
+    SELECT set_name, domain, concept_id FROM set_source
     UNION
-    SELECT s.set_name, cr.concept_id_2
+    SELECT s.set_name, s.domain, cr.concept_id_2
     FROM set_source s
     JOIN ${cdm}concept_relationship cr
       ON cr.concept_id_1 = s.concept_id AND cr.relationship_id = 'Maps to' AND cr.invalid_reason IS NULL
 ),
 concept_set AS (         -- ... with all their descendants
-    SELECT set_name, concept_id FROM set_mapped
+    SELECT set_name, domain, concept_id FROM set_mapped
     UNION
-    SELECT m.set_name, ca.descendant_concept_id
+    SELECT m.set_name, m.domain, ca.descendant_concept_id
     FROM set_mapped m
     JOIN ${cdm}concept_ancestor ca ON ca.ancestor_concept_id = m.concept_id
 ),
 condition_events AS (    -- matched on the standard concept or on the source concept
     SELECT co.person_id, cs.set_name, CAST(co.condition_start_date AS DATE) AS event_date, co.condition_occurrence_id AS event_id
     FROM ${cdm}condition_occurrence co JOIN concept_set cs ON cs.concept_id = co.condition_concept_id
+                                   AND cs.domain = 'condition'
     UNION
     SELECT co.person_id, cs.set_name, CAST(co.condition_start_date AS DATE), co.condition_occurrence_id
     FROM ${cdm}condition_occurrence co JOIN concept_set cs ON cs.concept_id = co.condition_source_concept_id
+                                   AND cs.domain = 'condition'
 ),
 procedure_events AS (
     SELECT po.person_id, cs.set_name, CAST(po.procedure_date AS DATE) AS event_date, po.procedure_occurrence_id AS event_id
     FROM ${cdm}procedure_occurrence po JOIN concept_set cs ON cs.concept_id = po.procedure_concept_id
+                                   AND cs.domain = 'procedure'
     UNION
     SELECT po.person_id, cs.set_name, CAST(po.procedure_date AS DATE), po.procedure_occurrence_id
     FROM ${cdm}procedure_occurrence po JOIN concept_set cs ON cs.concept_id = po.procedure_source_concept_id
+                                   AND cs.domain = 'procedure'
 ),
 drug_events AS (
     SELECT de.person_id, cs.set_name, CAST(de.drug_exposure_start_date AS DATE) AS event_date, de.drug_exposure_id AS event_id
     FROM ${cdm}drug_exposure de JOIN concept_set cs ON cs.concept_id = de.drug_concept_id
+                                   AND cs.domain = 'drug'
     UNION
     SELECT de.person_id, cs.set_name, CAST(de.drug_exposure_start_date AS DATE), de.drug_exposure_id
     FROM ${cdm}drug_exposure de JOIN concept_set cs ON cs.concept_id = de.drug_source_concept_id
+                                   AND cs.domain = 'drug'
 ),
 index_events AS (        -- candidate index events inside an observation period
     SELECT e.person_id, e.set_name, e.event_date, p.priority, CAST(op.observation_period_end_date AS DATE) AS period_end
@@ -144,10 +151,12 @@ ORDER BY ep.person_id
 , alp AS (
     SELECT m.person_id, m.measurement_id, CAST(m.measurement_date AS DATE) AS measurement_date, m.value_as_number
     FROM ${cdm}measurement m JOIN concept_set cs ON cs.concept_id = m.measurement_concept_id
+                                   AND cs.domain = 'measurement'
     WHERE cs.set_name = 'alp'
     UNION
     SELECT m.person_id, m.measurement_id, CAST(m.measurement_date AS DATE), m.value_as_number
     FROM ${cdm}measurement m JOIN concept_set cs ON cs.concept_id = m.measurement_source_concept_id
+                                   AND cs.domain = 'measurement'
     WHERE cs.set_name = 'alp'
 )
 SELECT CAST(a.person_id AS VARCHAR(40)) AS patient_id,
