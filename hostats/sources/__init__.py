@@ -37,6 +37,9 @@ def open_source(source: Any, *, kind: str | None = None, dictionary: Any = None,
         kind = "redcap" if dictionary is not None else None
     if kind not in KINDS:
         raise SpecError(f"source kind {kind!r} is not one of {list(KINDS)}")
+    if not isinstance(source, (str, Path)):
+        raise SpecError(f"a {kind} source is a path or URL, not a {type(source).__name__}; several sites go into a "
+                        "study folder's export.toml, one [[episodes]] table each (kind = ...)")
     if kind == "redcap":
         if dictionary is None:
             raise SpecError(f"a REDCap export needs its data dictionary (dictionary=...): {source}")

@@ -310,3 +310,14 @@ def test_an_export_with_label_headers_is_told_so(tmp_path):
     with pytest.raises(DataError, match="headers are the fields' labels") as err:
         hostats.read_cohort(p, MIN_MAP, dictionary=MIN_DICT)
     assert err.value.file == str(p)
+
+
+@pytest.mark.parametrize("source", [[MIN_EXPORT, MIN_EXPORT], pd.DataFrame({"record_id": [1]})])
+def test_kind_needs_one_path(source):
+    with pytest.raises(SpecError, match="is a path or URL"):
+        hostats.read_cohort(source, dictionary=MIN_DICT)
+
+
+def test_unknown_kind():
+    with pytest.raises(SpecError, match="source kind 'redcapp' is not one of"):
+        hostats.read_cohort(MIN_EXPORT, kind="redcapp")
