@@ -202,6 +202,11 @@ class OmopCdm:
         if not path.exists():
             raise DataError("the OMOP CDM does not exist (a DuckDB file, a folder of CDM tables or a "
                             "postgresql:// URL)", file=text)
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if head[8:12] != b"DUCK":  # a DuckDB database file carries "DUCK" at byte 8
+            raise DataError("not a DuckDB database file: an OMOP CDM is a DuckDB file, a folder holding the CDM "
+                            "tables as CSV or parquet files (person.csv, ...), or a postgresql:// URL", file=text)
         return "duckdb", text
 
     @property

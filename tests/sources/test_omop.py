@@ -227,6 +227,9 @@ def test_bad_schema_name_is_refused(cdm_folder):
 def test_missing_cdm_and_missing_tables(tmp_path, cdm_folder):
     with pytest.raises(DataError, match="does not exist"):
         hostats.read_cohort(tmp_path / "nowhere.duckdb", kind="omop")
+    with pytest.raises(DataError, match="not a DuckDB database file") as err:
+        hostats.read_cohort(cdm_folder / "person.csv", kind="omop")
+    assert err.value.file == str(cdm_folder / "person.csv")
     partial = tmp_path / "partial"
     shutil.copytree(cdm_folder, partial)
     (partial / "concept_ancestor.csv").unlink()
