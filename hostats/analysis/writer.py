@@ -18,7 +18,7 @@ from hostats.analysis.spec import Spec
 from hostats.errors import HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
-from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report
+from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -130,10 +130,10 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
     for h in spec.report.get("headline") or []:
         sec, _, measure = str(h).partition("/")
         rows = est[est["section"] == sec]
-        picks.append(rows[rows["measure"] == measure] if measure else rows)
+        picks.append((rows[rows["measure"] == measure] if measure else rows).head(6))  # every entry kept
     rows = pd.concat(picks) if picks else est.head(3)
     out = []
-    for _, r in rows.head(8).iterrows():
+    for _, r in rows.iterrows():
         est_v = r["estimate"]
         if est_v is None or (isinstance(est_v, float) and math.isnan(est_v)):
             value = "withheld (small numbers)"
@@ -244,7 +244,9 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         figures=figures, extra_tables=[t for o in outputs for t in o.tables],
         diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],
         sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,
-        provenance=prov, files=files)
+        provenance=prov, files=files, headline=[str(h) for h in spec.report.get("headline") or []],
+        horizon=spec.horizon, labels=dict(spec.report.get("labels") or {}),
+        flow_reasons=source_reasons(cohort.ledger.steps))
     render_report(content, folder / "report.html")
     manifest = build_manifest(
         analysis=spec.name, spec=spec.raw, spec_path=spec.path, inputs=inputs, seed=spec.seed,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,11 +28,45 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from hostats.report.disclosure import SHOWN, policy_for, suppress_table  # noqa: E402
+from hostats.report.labels import group_label  # noqa: E402
 
 PALETTE = "colorblind"
 # SVG text stays text; text.parse_math off: every text drawn (labels, tick labels, legends, titles, from data
 # such as a site named "Site $\evil$") is literal, never read as mathtext (TeX), which a '$' would break
 _RC = {"svg.hashsalt": "hostats", "svg.fonttype": "none", "figure.dpi": 100, "text.parse_math": False}
+
+
+# one colour per group across every figure of every report: "none" (the usual reference arm) is always grey,
+# the arms and events of the schema keep their place in the palette, other levels (sites, derived bins) take
+# a palette slot from a hash of their name; colours within one figure stay distinct
+_REFERENCE_LEVELS = {"none", "all", "control", "no", "false", "no prior ho"}
+_STABLE_LEVELS = ("radiotherapy", "nsaid", "bisphosphonate", "radiotherapy_nsaid", "etidronate", "indomethacin",
+                  "tha", "long_bone_fracture", "sci", "tbi", "stroke", "anoxia", "burn", "resection",
+                  "hip_revision", "female", "male", "prior ho", "yes", "true")
+_GREY = 7  # the colorblind palette's grey
+
+
+def group_colours(groups: Sequence[object]) -> list[tuple[float, float, float]]:
+    """A colour for each group, the same for the same group name in every figure (``none`` always grey);
+    when two groups of one figure would share a colour the later one takes the next free slot."""
+    pal = sns.color_palette(PALETTE, 10)
+    slots = [i for i in range(10) if i != _GREY]
+    used: set[int] = set()
+    out = []
+    for g in groups:
+        key = str(g).strip().lower()
+        if key in _REFERENCE_LEVELS and _GREY not in used:
+            idx = _GREY
+        else:
+            if key in _STABLE_LEVELS:
+                start = _STABLE_LEVELS.index(key) % len(slots)
+            else:
+                start = zlib.crc32(key.encode("utf-8")) % len(slots)
+            free = [slots[(start + k) % len(slots)] for k in range(len(slots))]
+            idx = next((i for i in free if i not in used), free[0])
+        used.add(idx)
+        out.append(pal[idx])
+    return out
 
 
 def _style() -> None:
@@ -53,8 +89,8 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     _style()
     if curve.empty:
         raise ValueError("curve_plot: the curve has no rows")
-    groups = list(pd.unique(curve["group"]))
-    colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    groups = list(pd.unique(curve["group"]))  # in the order given (ordered categories stay in their order)
+    colours = group_colours(groups)
     nrows = len(groups)
     fig = plt.figure(figsize=(8, 4.8 + 0.28 * nrows))
     gs = fig.add_gridspec(2, 1, height_ratios=[4.5, 0.35 + 0.28 * nrows], hspace=0.32)
@@ -91,7 +127,7 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
                 end = max(end, min(xmax, float(a["time"].max())))
         t_end = np.append(t, max(end, t[-1]))
         y_end = np.append(y, y[-1])
-        label = str(grp) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"
+        label = group_label(str(grp)) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"
         ax.step(t_end, y_end, where="post", color=colour, lw=1.8, label=label)
         if ci and {"ci_lower", "ci_upper"} <= set(g.columns) and len(g):
             lo0, hi0 = band0 if band0 is not None else (y[0], y[0])
@@ -120,7 +156,7 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     tab.set_ylim(-0.5, nrows - 0.5)
     tab.invert_yaxis()
     tab.set_yticks(range(nrows))
-    tab.set_yticklabels([str(g) for g in groups], fontsize=8)
+    tab.set_yticklabels([group_label(str(g)) for g in groups], fontsize=8)
     for lbl, colour in zip(tab.get_yticklabels(), colours, strict=False):
         lbl.set_color(colour)
     tab.tick_params(axis="x", bottom=False, labelbottom=False)
@@ -207,14 +243,14 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
     colour = sns.color_palette(PALETTE)[0]
     ax.hlines(y, lo, hi, color=colour, lw=1.4)
     ax.scatter(est, y, s=sizes, marker="s", color=colour, zorder=3)
-    labels = list(f[label].astype(str))
+    labels = [_wrap(v) for v in f[label].astype(str)]
     ticks = list(y)
     if summary is not None and n_sum:
         sy = np.arange(n_sum)[::-1] + 0.0
         for yy, (_, r) in zip(sy, summary.iterrows(), strict=True):
             e, lo_, hi_ = float(r["estimate"]), float(r["ci_lower"]), float(r["ci_upper"])
             ax.fill([lo_, e, hi_, e], [yy, yy + 0.25, yy, yy - 0.25], color="0.2", zorder=3)
-            labels.append(str(r[label]))
+            labels.append(_wrap(str(r[label])))
             ticks.append(yy)
         if prediction is not None:
             pl, ph = prediction
@@ -226,7 +262,7 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
         ax.axvline(truth, color=sns.color_palette(PALETTE)[3], lw=1.2, ls=":", label="true value")
         ax.legend(loc="lower right", frameon=False, fontsize=8)
     if log:
-        ax.set_xscale("log")
+        _log_ticks(ax, np.concatenate([lo, hi, est]))
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize=9)
     ax.set_ylim(min(ticks) - 1.0, max(ticks) + 0.8)
@@ -235,6 +271,35 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
     ax.grid(axis="y", visible=False)
     fig.tight_layout()
     return fig
+
+
+def _wrap(text: str, width: int = 38) -> str:
+    """A long axis label on at most two lines (the rest shortened), so labels do not run into each other."""
+    lines = textwrap.wrap(text, width) or [""]
+    return "\n".join(lines[:1] + ([textwrap.shorten(" ".join(lines[1:]), width, placeholder="...")]
+                                   if len(lines) > 1 else []))
+
+
+def _log_ticks(ax, values: np.ndarray) -> None:
+    """A log x-axis with a few plain tick labels (0.2, 0.5, 1, 2, 5) and no minor labels, which matplotlib
+    otherwise prints on a narrow range, one over another."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    v = values[np.isfinite(values) & (values > 0)]
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.1, 10.0)
+    decades = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 2)
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        cands = sorted({round(m * 10.0 ** d, 12) for d in decades for m in mantissas})
+        inside = [c for c in cands if lo / 1.2 <= c <= hi * 1.2] or [1.0]
+        if len(inside) >= 3:  # a narrow range (0.8 to 1.3) needs finer steps to show a scale at all
+            break
+    step = max(1, int(np.ceil(len(inside) / 7)))  # at most about 7 labels
+    ticks = inside[::step] + ([1.0] if 1.0 not in inside[::step] and lo <= 1 <= hi else [])
+    ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def love_plot(balance: pd.DataFrame, *, variable: str = "variable", before: str = "smd_before",

@@ -7,16 +7,20 @@ diagnostics, sensitivity, methods, provenance.
 """
 from __future__ import annotations
 
+import base64
 import html as _html
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from hostats.report.disclosure import policy_for
+from hostats.report.labels import format_estimate, group_label, measure_label, term_label
 from hostats.report.tables import (
     SECONDARY_NOTE,
     estimates_display,
@@ -24,7 +28,7 @@ from hostats.report.tables import (
     redact_text,
 )
 
-SECTION_IDS = ("question", "data", "flow", "table1", "estimates", "figures", "diagnostics", "sensitivity",
+SECTION_IDS = ("summary", "question", "data", "flow", "table1", "estimates", "figures", "diagnostics", "sensitivity",
                "methods", "provenance")
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -75,6 +79,10 @@ class ReportContent:
     references: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)  # [report] headline: "section" or "section/measure"
+    horizon: float | None = None                         # curve rows in the summary are read at the horizon
+    labels: dict[str, str] = field(default_factory=dict)  # [report] labels of variables
+    flow_reasons: dict[str, list[str]] = field(default_factory=dict)  # step -> reasons, each naming its source
 
 
 def frame_html(frame: pd.DataFrame) -> str:
@@ -134,6 +142,54 @@ def flow_boxes(flow: pd.DataFrame, threshold: int = 5, always: tuple[str, ...] |
     return boxes
 
 
+def source_reasons(steps: Any) -> dict[str, list[str]]:
+    """The ledger's reasons per step with the source file they come from (``Ledger.steps``: each source's
+    steps follow its "read" step, "rows read from FILE"): ``{"dates": ["site_A.csv: 10 unreadable ...",
+    ...]}``. A step recorded once (one source, the analysis criteria) keeps its reason unlabelled."""
+    steps = list(steps or [])
+    times: dict[str, int] = {}
+    for st in steps:
+        times[st.step] = times.get(st.step, 0) + 1
+    source, out = None, {}
+    for st in steps:
+        reason = str(getattr(st, "reason", "") or "")
+        if st.step == "read":
+            m = re.match(r"rows read from (.+)$", reason)
+            source = _short_paths(m.group(1)) if m else None
+        if not reason:
+            continue
+        text = _short_paths(reason)
+        if st.step == "read" and source:
+            text = source
+        elif source and times[st.step] > 1:
+            text = f"{source}: " + "; ".join(seg.removeprefix(f"{source}: ") for seg in text.split("; "))
+        lines = out.setdefault(st.step, [])
+        if text not in lines:
+            lines.append(text)
+    return out
+
+
+def _flow_layout(boxes: list[dict[str, str]], reasons: dict[str, list[str]], threshold: int,
+                 criteria: list[str] | tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The flow diagram's exclusions and remaining counts apart from the cleaning notes (values corrected,
+    rows kept), each box's reasons one per line and labelled with their source."""
+    main, cleaning = [], []
+    for b in boxes:
+        b = dict(b)
+        own = reasons.get(b["label"]) if b["kind"] != "main" else None
+        if b["label"] == "Rows read":
+            own = reasons.get("read")
+        prefix = "values corrected (rows kept): "
+        text = b.get("reason", "").removeprefix(prefix)
+        b["lines"] = ([redact_text(x, threshold) for x in own] if own and b["kind"] != "main final"
+                      else [x for x in text.split("; ") if x] if text else [])
+        if b["kind"] == "side":
+            b["title"] = (f"Excluded by the criterion \u201c{b['label']}\u201d" if b["label"] in set(criteria)
+                          else f"Excluded: {b['label']}")
+        (cleaning if b["kind"] == "note" else main).append(b)
+    return main, cleaning
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
@@ -141,19 +197,98 @@ def _env() -> jinja2.Environment:
     return env
 
 
+def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """An estimates display frame with readable measures and groups/terms (machine names stay in the CSV)."""
+    disp = disp.copy()
+    disp["measure"] = [measure_label(m) for m in rows["measure"].fillna("").astype(str)]
+    grp = rows["group"].fillna("").astype(str) if "group" in rows.columns else pd.Series("", index=rows.index)
+    term = rows["term"].fillna("").astype(str) if "term" in rows.columns else pd.Series("", index=rows.index)
+    disp["group / term"] = [group_label(g) if g else term_label(t, labels) for g, t in zip(grp, term, strict=True)]
+    return disp
+
+
+def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None = None,
+                 labels: dict[str, str] | None = None, section_titles: dict[str, str] | None = None,
+                 per_entry: int = 6) -> list[dict[str, Any]]:
+    """The answer at the top of a report: for each ``[report] headline`` entry ("section" or
+    "section/measure"; none: the first rows) its rows (curves at the horizon), each with a readable label,
+    the estimate in journal format "0.43 (0.36 to 0.52)", and whether it is a ratio. Every requested entry
+    is kept (up to ``per_entry`` rows each); an entry without rows says so."""
+    if est.empty:
+        return []
+    if "time_days" in est.columns and horizon is not None:
+        t = pd.to_numeric(est["time_days"], errors="coerce")
+        est = est[t.isna() | np.isclose(t.fillna(-1).astype(float), float(horizon))]
+    entries = [str(h) for h in headline] or [None]
+    out = []
+    for h in entries:
+        if h is None:
+            picks = est.head(3)
+            sec, measure = "", ""
+        else:
+            sec, _, measure = h.partition("/")
+            picks = est[(est["section"] == sec) & ((est["measure"] == measure) if measure else True)]
+        title = (section_titles or {}).get(sec, sec)
+        if picks.empty:
+            out.append({"label": f"{measure_label(measure) if measure else title}", "value": "not estimated",
+                        "section": title, "ratio": False, "estimate": np.nan, "ci_lower": np.nan,
+                        "ci_upper": np.nan})
+            continue
+        for _, r in picks.head(per_entry).iterrows():
+            who = group_label(r["group"]) if str(r.get("group", "") or "") else term_label(str(r.get("term", "") or ""),
+                                                                                          labels)
+            est_v = r["estimate"]
+            withheld = est_v is None or pd.isna(est_v)
+            value = "withheld (small numbers)" if withheld else format_estimate(est_v, r.get("ci_lower"),
+                                                                                r.get("ci_upper"))
+            out.append({"label": measure_label(str(r["measure"])) + (f", {who}" if who else ""), "value": value,
+                        "section": title, "ratio": "ratio" in str(r["measure"]) and not withheld,
+                        "estimate": est_v, "ci_lower": r.get("ci_lower"), "ci_upper": r.get("ci_upper")})
+    return out
+
+
+def summary_forest(rows: list[dict[str, Any]]) -> str:
+    """A forest plot (base64 PNG) of the summary's ratios with a CI, or "" when there are none."""
+    from hostats.report.figures import _RC, forest_plot, plt
+
+    f = pd.DataFrame([r for r in rows if r["ratio"]])
+    if f.empty:
+        return ""
+    f = f[np.isfinite(pd.to_numeric(f["ci_lower"], errors="coerce")) &
+          np.isfinite(pd.to_numeric(f["ci_upper"], errors="coerce")) & (pd.to_numeric(f["ci_lower"]) > 0)]
+    if f.empty:
+        return ""
+    f = f.assign(estimate=pd.to_numeric(f["estimate"]), ci_lower=pd.to_numeric(f["ci_lower"]),
+                 ci_upper=pd.to_numeric(f["ci_upper"]))
+    fig = forest_plot(f, label="label", null=1.0, xlabel="ratio (log scale; 1 = no difference)")
+    buf = io.BytesIO()
+    with plt.rc_context(_RC):
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def render_report(content: ReportContent, path: Path | str) -> Path:
-    """Render ``content`` to a single self-contained HTML file at ``path``."""
+    """Render ``content`` to a single self-contained HTML file at ``path``: a summary first (the question,
+    the headline estimates in journal format, a forest plot of their ratios), then the details."""
     est = content.estimates
     groups = []
     if not est.empty:
         for sec, rows in est.groupby("section", sort=False):
-            disp = estimates_display(rows, content.threshold, show_truth=content.synthetic)
+            disp = _readable(estimates_display(rows, content.threshold, show_truth=content.synthetic), rows,
+                             content.labels)
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
+    summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles)
+    summary_png = summary_forest(summary)
+    lvl = pd.to_numeric(est["ci_level"], errors="coerce").dropna() if "ci_level" in est.columns else pd.Series([])
+    summary_level = f"{100 * float(lvl.iloc[0]):.0f}%" if len(lvl) else "95%"
     flow = flow_boxes(content.flow, content.threshold, content.criteria_steps) if content.flow is not None else []
+    flow, cleaning = _flow_layout(flow, content.flow_reasons, content.threshold, content.criteria_steps)
     content.warnings = [redact_text(w, content.threshold) for w in content.warnings]
     html = _env().get_template("report.html.j2").render(
-        c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE,
+        c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE, summary=summary,
+        summary_png=summary_png, summary_level=summary_level, cleaning=cleaning,
         table1_html=content.table1.html() if content.table1 is not None else "",
         esc=_html.escape)
     path = Path(path)

@@ -96,6 +96,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
     times = [float(t) for t in sec.get("times", [ctx.horizon])]
     cols = ["time_days", "status"] + ([by] if by else [])
     d = _complete(ctx, d, cols, sec, out)
+    order = _level_order(d[by]) if by else None  # ordered categories (derived bins) keep their order
     if by:
         d = d.assign(**{by: d[by].astype(str)})
     competing = ctx.spec.outcome.get("competing", "death") == "death"
@@ -127,6 +128,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
 
     if not by:
         at["group"] = "all"
+    at = _in_order(at, order)
     out.estimates.append(_rows(ctx, sec, at, truth=truth, method=res.method))
     # Gray's test / log-rank between groups where the estimator provides it
     test = _group_test(res)
@@ -143,7 +145,7 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
         tv = {g: _group_truth(ctx, tpath, g, single=not by) for g in groups} if tpath and ctx.truth else None
         if tv and all(v is None for v in tv.values()):
             tv = None
-        curve = res.curve.copy()
+        curve = _in_order(res.curve.copy(), order)
         if not competing and curve["estimate"].iloc[0] > 0.5:
             curve[["estimate", "ci_lower", "ci_upper"]] = 1 - curve[["estimate", "ci_upper", "ci_lower"]].to_numpy()
         if not by:
@@ -157,6 +159,23 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
                             "number at risk under the axis; curves end where fewer than "
                             f"{ctx.threshold} remain at risk." + (" Diamonds: true values." if tv else ""), fig))
     return out
+
+
+def _level_order(s: pd.Series) -> list[str] | None:
+    """The levels of a categorical column in their declared order (``within 48 h, 48-72 h, after 72 h``),
+    as text; None for other columns (the estimator's order stands)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return [str(c) for c in s.cat.categories]
+    return None
+
+
+def _in_order(frame: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
+    """Rows sorted by their group's place in ``order`` (stable within a group; unknown groups last)."""
+    if not order or "group" not in frame.columns:
+        return frame
+    rank = {g: i for i, g in enumerate(order)}
+    key = frame["group"].astype(str).map(lambda g: rank.get(g, len(rank)))
+    return frame.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def _at_risk(res, times, by, competing) -> pd.DataFrame:
