@@ -119,3 +119,48 @@ def test_index_page_renders(report, tmp_path):
     assert console == [], console
     assert 'href="prophylaxis/report.html"' in dom
     assert (index.parent / "prophylaxis" / "report.html").is_file()
+
+
+# Injected into a copy of the page: where the question and the first estimate sit on the first screen, and
+# every table (and scroll box) wider than the space it has.
+LAYOUT = """<script>
+window.addEventListener('load', function () {
+  var h = window.innerHeight, w = document.documentElement.clientWidth;
+  var q = document.querySelector('#question p'), v = document.querySelector('table.summary td.value');
+  console.log('HOSTATS_FIRST_SCREEN height=' + h + ' question=' + (q !== null && q.getBoundingClientRect().bottom <= h)
+              + ' estimate=' + (v !== null && v.getBoundingClientRect().bottom <= h)
+              + ' value=' + (v ? v.textContent : ''));
+  var wide = [];
+  document.querySelectorAll('table').forEach(function (t, i) {
+    if (t.scrollWidth > t.parentElement.clientWidth + 1 || t.getBoundingClientRect().right > w + 1)
+      wide.push('table' + i + ':' + t.scrollWidth + '>' + t.parentElement.clientWidth); });
+  document.querySelectorAll('.scroll').forEach(function (d, i) {
+    if (d.scrollWidth > d.clientWidth + 1) wide.push('scroll' + i + ':' + d.scrollWidth + '>' + d.clientWidth); });
+  console.log('HOSTATS_WIDE ' + (wide.length ? wide.join(' ') : 'none') + ' tables=' +
+              document.querySelectorAll('table').length);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (1024, 768)])
+def test_first_screen_answers_and_no_table_scrolls_sideways(report, tmp_path, width, height):
+    """On a laptop screen the question and the primary adjusted estimate are visible without scrolling, and
+    no table of the report is wider than the page (none needs a horizontal scroll bar)."""
+    exe = chromium()
+    probed = report.with_name(f"report.layout{width}.html")
+    probed.write_text(report.read_text().replace("<head>", "<head>" + LAYOUT, 1))
+    try:
+        _, console = run_chromium(exe, probed.as_uri(), tmp_path / "p", "--dump-dom",
+                                  f"--window-size={width},{height}")
+    finally:
+        probed.unlink()
+    text = "\n".join(console)
+    first = re.search(r"HOSTATS_FIRST_SCREEN height=(\d+) question=(\w+) estimate=(\w+) value=([^\"]*)", text)
+    assert first, text
+    assert int(first.group(1)) <= height
+    assert first.group(2) == "true" and first.group(3) == "true", text
+    # the primary adjusted estimate in journal format: "0.43 (0.36 to 0.52)"
+    assert re.match(r"-?\d+\.\d+ \(-?\d+\.\d+ to -?\d+\.\d+\)", first.group(4)), first.group(4)
+    wide = re.search(r"HOSTATS_WIDE (.*?) tables=(\d+)", text)
+    assert wide and int(wide.group(2)) >= 5, text
+    assert wide.group(1) == "none", wide.group(1)
