@@ -2,7 +2,8 @@
 a plan and carried out twice, by SQL (DuckDB) and by pandas on one partition (the pandas and Dask engines).
 
 Each engine turns its rows into the same *raw groups* table: one row per (excluded, by-values...,
-time_days, status) with the number of rows and, per rule, how many of them the rule changed. Summing it
+time_days, status, flags) with the number of rows, where bit i of ``flags`` says that the i-th ledger step
+changed the row (faults are rare, so this adds few groups, and one count per group is all the SQL sums). Summing it
 over partitions (or files, or workers) loses nothing, so every engine gives the same numbers.
 
 Rules, in the order of :mod:`hostats.clean` (same step names in the ledger), applied to the columns read
@@ -58,7 +59,7 @@ ROW_STEPS = (
     ("ho from ho_date", "ho missing but ho_date given: ho set true"),
     ("ho_date without ho", "ho_date given but ho is false"),
 )
-FLAGS = tuple(f"flag_{i}" for i in range(len(CELL_STEPS) + len(ROW_STEPS)))
+N_FLAGS = len(CELL_STEPS) + len(ROW_STEPS)  # bit i of the key ``flags``: the i-th step changed the row
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Plan:
 
     @property
     def keys(self) -> list[str]:
-        return ["excluded", *self.by, "time_days", "status"]
+        return ["excluded", *self.by, "time_days", "status", "flags"]
 
 
 def make_plan(by, bins, today: pd.Timestamp, present: set[str], where: str) -> Plan:
@@ -97,6 +98,8 @@ def make_plan(by, bins, today: pd.Timestamp, present: set[str], where: str) -> P
         if col is None or col not in EPISODE_COLUMNS:
             raise DataError(f"by: {name!r} is not a canonical episode column; choose from "
                             f"{[c.name for c in EPISODE_COLUMNS if not c.identifying]}")
+        if name in ("ho", "index_date"):
+            raise DataError(f"by: {name!r} is part of the outcome (status and time_days are always counted)")
         if col.identifying:
             raise DataError(f"by: {name!r} identifies patients (or is an exact date) and cannot be a grouping "
                             "column")
@@ -129,64 +132,116 @@ def _tokens(name: str) -> frozenset:
     return MISSING_TOKENS - set(CODE_LISTS.get(name, ()))
 
 
+def _as_arrow_text(values: np.ndarray):
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers, dates, ...: their text
+        return pa.array([str(v) for v in values], type=pa.string())
+
+
 class _Cells:
-    """One partition's per-row marks of the cell rules (which rows had a token, an unreadable value)."""
+    """One partition's per-row marks of the cell rules (which rows had a token, an unreadable value).
+
+    Text is handled per distinct value (``pd.factorize``, then pyarrow compute on the distinct values), so
+    a code column of a million rows costs a factorisation, not a million string operations."""
 
     def __init__(self, n: int) -> None:
         self.token = np.zeros(n, bool)
         self.unreadable = np.zeros(n, bool)
 
-    def text(self, s: pd.Series, name: str) -> tuple[pd.Series, np.ndarray]:
-        """Stripped text with blanks and missing tokens as NA; and the cells that hold a value."""
-        t = s.astype("string").str.strip()
-        blank = (t.isna() | (t == "")).to_numpy(dtype=bool)
-        token = t.str.casefold().isin(_tokens(name)).fillna(False).to_numpy(dtype=bool) & ~blank
-        self.token |= token
-        missing = blank | token
-        return t.mask(missing), ~missing
+    def text(self, s: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Row codes into the distinct texts (-1: missing, blank or a missing token) and those texts (spaces
+        trimmed)."""
+        import pyarrow.compute as pc
+
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        if not len(uniques):
+            return codes, np.empty(0, dtype=object)
+        t = pc.utf8_trim(_as_arrow_text(np.asarray(uniques, dtype=object)), characters=" ")
+        blank = pc.equal(t, "").to_numpy(zero_copy_only=False)
+        token = pc.is_in(pc.utf8_lower(t), value_set=pc.cast(sorted(_tokens(name)), "string")) \
+            .to_numpy(zero_copy_only=False) & ~blank
+        if token.any():
+            self.token |= (codes >= 0) & token[codes]
+        keep = ~(blank | token)
+        new_index = np.where(keep, np.cumsum(keep) - 1, -1)
+        codes = np.where(codes >= 0, new_index[codes], -1)
+        return codes, np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)[keep]
+
+    @staticmethod
+    def take(values_u: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
+        """Per-row values from per-distinct ones (``missing`` where the code is -1)."""
+        return np.append(values_u, np.array([missing], dtype=values_u.dtype))[codes]
+
+    def category(self, s: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lower-case codes (None when missing or not in the code list) and the rows not in the code list."""
+        import pyarrow.compute as pc
+
+        codes, u = self.text(s, name)
+        low = np.asarray(pc.utf8_lower(_as_arrow_text(u)).to_numpy(zero_copy_only=False), dtype=object) \
+            if len(u) else u
+        ok = np.isin(low, CODE_LISTS[name])
+        bad = (codes >= 0) & ~np.append(ok, True)[codes]
+        return self.take(np.where(ok, low, None).astype(object), codes, None), bad
+
+    def string(self, s: pd.Series, name: str) -> np.ndarray:
+        codes, u = self.text(s, name)
+        return self.take(u, codes, None)
+
+    def _parsed(self, s: pd.Series, name: str, parse) -> np.ndarray:
+        codes, u = self.text(s, name)
+        v_u = parse(u)
+        self.unreadable |= (codes >= 0) & np.append(np.isnan(v_u), False)[codes]
+        return self.take(v_u, codes, np.nan)
 
     def days(self, s: pd.Series, name: str) -> np.ndarray:
         """Day numbers since 1970 (NaN when missing); text that is not an ISO date is unreadable."""
+        def from_text(u: np.ndarray) -> np.ndarray:
+            return _day_numbers(pd.to_datetime(pd.Series(u, dtype=object), format="ISO8601", errors="coerce"))
+
         if pd.api.types.is_datetime64_any_dtype(s):
-            v = s
-        elif s.dtype == object and not s.map(lambda x: x is None or isinstance(x, (str, float))).all():
-            v = pd.to_datetime(s, errors="coerce")  # datetime.date objects
-        else:
-            t, present = self.text(s, name)
-            v = pd.to_datetime(t, format="ISO8601", errors="coerce")
-            self.unreadable |= present & v.isna().to_numpy()
-        day = v.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-        out = day.astype(np.int64).astype(float)
-        out[np.isnat(day)] = np.nan
-        return out
+            return _day_numbers(s)
+        if s.dtype == object and not s.map(lambda x: x is None or isinstance(x, (str, float))).all():
+            return _day_numbers(pd.to_datetime(s, errors="coerce"))  # datetime.date objects
+        return self._parsed(s, name, from_text)
 
     def number(self, s: pd.Series, name: str) -> np.ndarray:
+        def from_text(u: np.ndarray) -> np.ndarray:
+            v = pd.to_numeric(pd.Series(u, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            v[~np.isfinite(v)] = np.nan
+            return v
+
         if pd.api.types.is_bool_dtype(s):
             return s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         if pd.api.types.is_numeric_dtype(s):
             v = s.to_numpy(dtype=float, na_value=np.nan)
             v[~np.isfinite(v)] = np.nan
             return v
-        t, present = self.text(s, name)
-        v = pd.to_numeric(t, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        v[~np.isfinite(v)] = np.nan
-        self.unreadable |= present & np.isnan(v)
-        return v
+        return self._parsed(s, name, from_text)
 
     def boolean(self, s: pd.Series, name: str) -> np.ndarray:
         """1.0 / 0.0 / NaN."""
+        def from_text(u: np.ndarray) -> np.ndarray:
+            low = np.array([x.lower() for x in u], dtype=object)
+            return np.where(np.isin(low, list(TRUE_TOKENS)), 1.0, np.where(np.isin(low, list(FALSE_TOKENS)), 0.0,
+                                                                           np.nan))
+
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
             v = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
             bad = ~np.isnan(v) & (v != 0) & (v != 1)
             self.unreadable |= bad
             v[bad] = np.nan
             return v
-        t, present = self.text(s, name)
-        low = t.str.casefold()
-        v = np.where(low.isin(TRUE_TOKENS).fillna(False), 1.0,
-                     np.where(low.isin(FALSE_TOKENS).fillna(False), 0.0, np.nan))
-        self.unreadable |= present & np.isnan(v)
-        return v
+        return self._parsed(s, name, from_text)
+
+
+def _day_numbers(v: pd.Series) -> np.ndarray:
+    day = v.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    out = day.astype(np.int64).astype(float)
+    out[np.isnat(day)] = np.nan
+    return out
 
 
 def partition_groups(frame: pd.DataFrame, plan: Plan) -> pd.DataFrame:
@@ -198,18 +253,16 @@ def partition_groups(frame: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     ranges = np.zeros(n, bool)
     values: dict[str, object] = {}
 
-    _, present_pid = cells.text(frame["patient_id"], "patient_id")
+    pid_codes, _ = cells.text(frame["patient_id"], "patient_id")
+    present_pid = pid_codes >= 0
     for name in dict.fromkeys(["index_event", *plan.by]):
         kind = _kind(name)
         s = frame[name]
-        if kind in ("category", "string"):
-            t, _ = cells.text(s, name)
-            if kind == "category":
-                t = t.str.casefold()
-                bad = (t.notna() & ~t.isin(CODE_LISTS[name])).to_numpy(dtype=bool)
-                code_bad |= bad
-                t = t.mask(bad)
-            values[name] = t.astype(object).where(t.notna(), None).to_numpy()
+        if kind == "category":
+            values[name], bad = cells.category(s, name)
+            code_bad |= bad
+        elif kind == "string":
+            values[name] = cells.string(s, name)
         elif kind == "bool":
             values[name] = cells.boolean(s, name)
         else:
@@ -274,7 +327,7 @@ def partition_groups(frame: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     out = pd.DataFrame({"excluded": excluded, **by_values,
                         "time_days": np.where(excluded, np.nan, time_days),
                         "status": np.where(excluded, np.nan, status),
-                        **{f: fl.astype(np.int64) for f, fl in zip(FLAGS, flags, strict=True)}})
+                        "flags": sum(fl.astype(np.int64) << i for i, fl in enumerate(flags))})
     out["n"] = np.int64(1)
     return combine([out], plan)
 
@@ -286,7 +339,7 @@ def combine(parts: list[pd.DataFrame], plan: Plan) -> pd.DataFrame:
         return frame
     keys = plan.keys
     frame = _canonical_keys(frame, plan)
-    out = frame.groupby(keys, dropna=False, sort=False, observed=True)[["n", *FLAGS]].sum().reset_index()
+    out = frame.groupby(keys, dropna=False, sort=False, observed=True)["n"].sum().reset_index()
     return out
 
 
@@ -302,7 +355,7 @@ def _canonical_keys(frame: pd.DataFrame, plan: Plan) -> pd.DataFrame:
             out[name] = pd.to_numeric(out[name]).astype(float)
     out["time_days"] = out["time_days"].astype(float)
     out["status"] = out["status"].astype(float)
-    for c in ("n", *FLAGS):
+    for c in ("n", "flags"):
         out[c] = out[c].astype(np.int64)
     return out
 
@@ -320,108 +373,108 @@ def _sql_list(values) -> str:
 
 
 def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
-    """The query giving the raw groups from view ``src`` (``types``: DuckDB type name of each column)."""
+    """The query giving the raw groups from view ``src`` (``types``: DuckDB type name of each column).
+
+    Layers, so that each column's intermediate value is computed once: ``a1`` reads (text trimmed,
+    numbers and dates cast), ``a2`` drops blanks and missing tokens, ``a3`` parses text, ``a4`` applies
+    code lists, ranges, bins and the date window; ``a`` marks the cell rules; then the row rules."""
     true_, false_ = _sql_list(TRUE_TOKENS), _sql_list(FALSE_TOKENS)
-    tokens: list[str] = []
-
-    def raw(c: str) -> str:
-        return f"trim(CAST({_q(c)} AS VARCHAR))"
-
-    def text(c: str) -> str:
-        """Stripped text, NULL for blanks and the column's missing-value tokens (noted once per column)."""
-        is_token = f"(lower({raw(c)}) IN {_sql_list(_tokens(c))} AND {raw(c)} <> '')"
-        if is_token not in tokens:
-            tokens.append(is_token)
-        return f"CASE WHEN {raw(c)} = '' OR {is_token} THEN NULL ELSE {raw(c)} END"
 
     def is_text(c: str) -> bool:
         return types[c].upper().startswith("VARCHAR")
 
-    def number(c: str) -> tuple[str, str]:
-        if is_text(c):
-            v = f"TRY_CAST({text(c)} AS DOUBLE)"
-            v = f"CASE WHEN isfinite({v}) THEN {v} END"
-            return v, f"({text(c)} IS NOT NULL AND ({v}) IS NULL)"
-        v = f"CAST({_q(c)} AS DOUBLE)"
-        return f"CASE WHEN isfinite({v}) THEN {v} END", "FALSE"
-
-    def boolean(c: str) -> tuple[str, str]:
-        if is_text(c):
-            low = f"lower({text(c)})"
-            v = f"CASE WHEN {low} IN {true_} THEN 1.0 WHEN {low} IN {false_} THEN 0.0 END"
-            return v, f"({text(c)} IS NOT NULL AND ({v}) IS NULL)"
-        v = f"CAST({_q(c)} AS DOUBLE)"
-        ok = f"({v} IN (0, 1))"
-        return f"CASE WHEN {ok} THEN {v} END", f"({_q(c)} IS NOT NULL AND NOT coalesce({ok}, FALSE))"
-
-    def day(c: str) -> tuple[str, str]:
-        if is_text(c):
-            ts = f"TRY_CAST({text(c)} AS TIMESTAMP)"
-            v = f"CAST(date_diff('day', DATE '1970-01-01', CAST({ts} AS DATE)) AS DOUBLE)"
-            return v, f"({text(c)} IS NOT NULL AND {ts} IS NULL)"
-        return f"CAST(date_diff('day', DATE '1970-01-01', CAST({_q(c)} AS DATE)) AS DOUBLE)", "FALSE"
-
-    sel, unread, code_bad, ranges, future = [], [], [], [], []
-    sel.append(f"{text('patient_id')} AS pid")
-    for name in dict.fromkeys(["index_event", *plan.by]):
-        kind = _kind(name)
-        alias = f"v_{name}"
-        if kind in ("category", "string"):
-            t = text(name)
-            if kind == "category":
-                low = f"lower({t})"
-                bad = f"({low} IS NOT NULL AND {low} NOT IN {_sql_list(CODE_LISTS[name])})"
-                code_bad.append(bad)
-                sel.append(f"CASE WHEN {bad} THEN NULL ELSE {low} END AS {_q(alias)}")
+    dates = [d for d in DATES if d in types]
+    cols = list(dict.fromkeys(["patient_id", "index_event", *plan.by, *dates] + (["ho"] if "ho" in types else [])))
+    kind = {c: ("date" if c in DATES else _kind(c)) for c in cols}
+    texty = [c for c in cols if kind[c] in ("category", "string") or is_text(c)]
+    a1, a2, a2b, a3, a4 = [], [], [], [], []
+    unread, code_bad, ranges, future = [], [], [], []
+    tokens = [f"k_{c}" for c in texty]
+    for c in cols:
+        q = _q(c)
+        if c in texty:
+            a1.append(f"trim(CAST({q} AS VARCHAR)) AS t_{c}")
+            longest = max(len(t) for t in _tokens(c))  # longer text is no token: skip lower() and the list
+            a2.append(f"t_{c}, CASE WHEN t_{c} IS NULL OR t_{c} = '' OR length(t_{c}) > {longest} THEN FALSE "
+                      f"ELSE lower(t_{c}) IN {_sql_list(_tokens(c))} END AS k_{c}")
+            a2b.append(f"CASE WHEN t_{c} = '' OR k_{c} THEN NULL ELSE t_{c} END AS x_{c}")
+        elif kind[c] == "date":
+            a1.append(f"CAST(date_diff('day', DATE '1970-01-01', CAST({q} AS DATE)) AS DOUBLE) AS n_{c}")
+            a2.append(f"n_{c}")
+        else:
+            a1.append(f"CAST({q} AS DOUBLE) AS n_{c}")
+            a2.append(f"n_{c}")
+        # a3: parsed value p_<c>, and whether it was unreadable
+        if kind[c] in ("category", "string"):
+            a3.append(f"{'lower(' + f'x_{c}' + ')' if kind[c] == 'category' else f'x_{c}'} AS p_{c}")
+        elif kind[c] == "date":
+            if c in texty:
+                a3.append(f"CAST(date_diff('day', DATE '1970-01-01', CAST(TRY_CAST(x_{c} AS TIMESTAMP) AS DATE)) "
+                          f"AS DOUBLE) AS p_{c}")
+                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
             else:
-                sel.append(f"{t} AS {_q(alias)}")
-        elif kind == "bool":
-            v, bad = boolean(name)
-            unread.append(bad)
-            sel.append(f"{v} AS {_q(alias)}")
-        else:
-            v, bad = number(name)
-            unread.append(bad)
-            col = COLUMNS[name]
-            out = []
-            if col.low is not None:
-                out.append(f"({v}) < {col.low!r}")
-            if col.high is not None:
-                out.append(f"({v}) > {col.high!r}")
-            out_expr = "coalesce(" + " OR ".join(out) + ", FALSE)" if out else "FALSE"
-            ranges.append(out_expr)
-            val = f"CASE WHEN {out_expr} THEN NULL ELSE {v} END"
-            if name in plan.bins:
-                w = repr(plan.bins[name])
-                val = f"floor(({val}) / {w}) * {w}"
-            sel.append(f"{val} AS {_q(alias)}")
-    for name in DATES:
-        if name in types:
-            v, bad = day(name)
-            unread.append(bad)
-            fut = f"coalesce(({v}) > {plan.today} OR ({v}) < {EARLIEST_DAY}, FALSE)"
+                a3.append(f"n_{c} AS p_{c}")
+        elif kind[c] == "bool":
+            if c in texty:
+                a3.append(f"CASE WHEN lower(x_{c}) IN {true_} THEN 1.0 WHEN lower(x_{c}) IN {false_} THEN 0.0 END "
+                          f"AS p_{c}")
+                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
+            else:
+                a3.append(f"CASE WHEN n_{c} IN (0, 1) THEN n_{c} END AS p_{c}")
+                unread.append(f"(n_{c} IS NOT NULL AND p_{c} IS NULL)")
+        else:  # numbers
+            if c in texty:
+                a3.append(f"CASE WHEN isfinite(TRY_CAST(x_{c} AS DOUBLE)) THEN TRY_CAST(x_{c} AS DOUBLE) END AS p_{c}")
+                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
+            else:
+                a3.append(f"CASE WHEN isfinite(n_{c}) THEN n_{c} END AS p_{c}")
+        # a4: value after code lists / ranges / date window
+        if c == "patient_id":
+            a4.append("p_patient_id AS pid")
+        elif kind[c] == "category":
+            bad = f"(p_{c} IS NOT NULL AND p_{c} NOT IN {_sql_list(CODE_LISTS[c])})"
+            code_bad.append(bad)
+            a4.append(f"CASE WHEN {bad} THEN NULL ELSE p_{c} END AS v_{c}")
+        elif kind[c] == "string":
+            a4.append(f"p_{c} AS v_{c}")
+        elif kind[c] == "date":
+            fut = f"coalesce(p_{c} > {plan.today} OR p_{c} < {EARLIEST_DAY}, FALSE)"
             future.append(fut)
-            sel.append(f"CASE WHEN {fut} THEN NULL ELSE {v} END AS d_{name}")
+            a4.append(f"CASE WHEN {fut} THEN NULL ELSE p_{c} END AS d_{c}")
+        elif kind[c] == "bool":
+            a4.append(f"p_{c} AS {'ho0' if c == 'ho' else f'v_{c}'}")
         else:
-            sel.append(f"CAST(NULL AS DOUBLE) AS d_{name}")
-    if "ho" in types:
-        v, bad = boolean("ho")
-        unread.append(bad)
-        sel.append(f"{v} AS ho0")
-    else:
-        sel.append("CAST(NULL AS DOUBLE) AS ho0")
+            col = COLUMNS[c]
+            out = ([f"p_{c} < {col.low!r}"] if col.low is not None else []) + \
+                  ([f"p_{c} > {col.high!r}"] if col.high is not None else [])
+            bad = f"coalesce({' OR '.join(out)}, FALSE)" if out else "FALSE"
+            ranges.append(bad)
+            val = f"CASE WHEN {bad} THEN NULL ELSE p_{c} END"
+            if c in plan.bins:
+                w = repr(plan.bins[c])
+                val = f"floor(({val}) / {w}) * {w}"
+            a4.append(f"{val} AS v_{c}")
+    for d in DATES:
+        if d not in types:
+            a4.append(f"CAST(NULL AS DOUBLE) AS d_{d}")
+    if "ho" not in types:
+        a4.append("CAST(NULL AS DOUBLE) AS ho0")
 
     def any_of(items: list[str]) -> str:
         return "(" + " OR ".join(f"coalesce({i}, FALSE)" for i in items) + ")" if items else "FALSE"
 
-    sel += [f"{any_of(tokens)} AS f_token", f"{any_of(unread)} AS f_unread", f"{any_of(code_bad)} AS f_code",
-            f"{any_of(future)} AS f_future",
-            f"{any_of(ranges)} AS f_range"]
+    a4 += [f"{any_of(tokens)} AS f_token", f"{any_of(unread)} AS f_unread", f"{any_of(code_bad)} AS f_code",
+           f"{any_of(future)} AS f_future", f"{any_of(ranges)} AS f_range"]
+    layers = (f"a1 AS (SELECT {', '.join(a1)} FROM src),\n"
+              f"a2 AS (SELECT {', '.join(a2)} FROM a1),\n"
+              f"a2b AS (SELECT *{''.join(', ' + x for x in a2b)} FROM a2),\n"
+              f"a3 AS (SELECT *, {', '.join(a3)} FROM a2b),\n"
+              f"a AS (SELECT {', '.join(a4)} FROM a3),")
     by_cols = [f"v_{b}" for b in plan.by]
     carry = ", ".join(_q(c) for c in dict.fromkeys(["v_index_event", *by_cols])) + ", f_token, f_unread, f_code, f_future, f_range"
     c = lambda e: f"coalesce({e}, FALSE)"  # noqa: E731
     return f"""
-WITH a AS (SELECT {", ".join(sel)} FROM src),
+WITH {layers}
 b AS (SELECT {carry}, (pid IS NULL OR v_index_event IS NULL OR d_index_date IS NULL) AS excluded, ho0, d_index_date AS idx,
       d_death_date AS dd0, d_ho_date AS hod0, d_last_followup_date AS ld0,
       {c('d_ho_date < d_index_date')} AS r0, {c('d_death_date < d_index_date')} AS r1,
@@ -439,9 +492,8 @@ j AS (SELECT *, CASE WHEN r7 THEN NULL ELSE hod2 END AS hod,
 k AS (SELECT *, CASE WHEN excluded THEN NULL WHEN st = 1 THEN hod - idx WHEN st = 2 THEN dd - idx
       WHEN st = 0 THEN ld - idx END AS time_days, CASE WHEN excluded THEN NULL ELSE st END AS status FROM j)
 SELECT excluded, {", ".join(f"CASE WHEN excluded THEN NULL ELSE {_q(v)} END AS {_q(b)}" for v, b in zip(by_cols, plan.by, strict=True))}{"," if plan.by else ""}
-       time_days, status, count(*) AS n,
-       {", ".join(f"sum(CAST({x} AS BIGINT)) AS {f}" for x, f in zip(
-           ["f_token", "f_unread", "f_code", "f_future", "f_range"] + [f"(r{i} AND NOT excluded)" for i in range(8)], FLAGS,
-           strict=True))}
+       time_days, status, {" + ".join(f"(CAST({x} AS BIGINT) << {i})" for i, x in enumerate(
+           ["f_token", "f_unread", "f_code", "f_future", "f_range"] + [f"(r{i} AND NOT excluded)" for i in range(8)]))}
+       AS flags, count(*) AS n
 FROM k GROUP BY ALL
 """

@@ -12,7 +12,7 @@ import pandas as pd
 from hostats.errors import DataError
 from hostats.ledger import FLOW_COLUMNS
 from hostats.scale import engines
-from hostats.scale.rules import CELL_STEPS, FLAGS, ROW_STEPS, Plan, make_plan
+from hostats.scale.rules import CELL_STEPS, ROW_STEPS, Plan, make_plan
 from hostats.schema import CODE_LISTS, COLUMNS
 
 ENGINES = ("duckdb", "pandas", "dask")
@@ -187,15 +187,14 @@ def _finish(raw: pd.DataFrame, plan: Plan, files: list[str]) -> tuple[pd.DataFra
     read = int(raw["n"].sum())
     excluded = int(raw.loc[raw["excluded"], "n"].sum())
     kept = read - excluded
-    flags = raw.loc[:, list(FLAGS)].sum()
+    bits, n = raw["flags"].to_numpy(np.int64), raw["n"].to_numpy(np.int64)
+    flags = [int(n[(bits >> i) & 1 == 1].sum()) for i in range(len(CELL_STEPS) + len(ROW_STEPS))]
     rows = [("read", 0, 0, read, 0, f"rows read from {len(files)} file(s): {files[0]}"
              + (" ..." if len(files) > 1 else ""))]
-    for (step, why), f in zip(CELL_STEPS, FLAGS[: len(CELL_STEPS)], strict=True):
-        k = int(flags[f])
+    for (step, why), k in zip(CELL_STEPS, flags[: len(CELL_STEPS)], strict=True):
         rows.append((step, read, 0, read, k, f"{k} row(s) with {why}" if k else ""))
     rows.append(("required values", read, excluded, kept, 0, "no usable patient_id / index_event / index_date"))
-    for (step, why), f in zip(ROW_STEPS, FLAGS[len(CELL_STEPS):], strict=True):
-        k = int(flags[f])
+    for (step, why), k in zip(ROW_STEPS, flags[len(CELL_STEPS):], strict=True):
         rows.append((step, kept, 0, kept, k, why if k else ""))
     ledger = pd.DataFrame(rows, columns=FLOW_COLUMNS)
     ledger.loc[0, "rows_in"] = read
