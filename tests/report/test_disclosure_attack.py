@@ -8,10 +8,10 @@ to hold between the published counts:
 - Table 1: per column, the levels (with the hidden "no" of a yes/no variable) and the missing row add up
   to the column's n; per row, the groups add up to the Overall column; the group sizes to the Overall n.
 - Flow diagram: rows read minus each exclusion gives the next "remaining" box and, at the end, the number
-  analysed, which is Table 1's Overall n.
+  analysed, which is at least Table 1's Overall n (Table 1 leaves out episodes without its by-column).
 - Estimates: a contrast row "A vs B" counts the people (events) of both arms; the rows of sites add up to
   the pooled row; the shares of a category's distribution add up to their n; a group's events do not
-  decrease with time; a section's groups are no more than the episodes analysed; and a plain proportion
+  decrease with time, nor exceed its n; a group has no more than the episodes analysed; and a plain proportion
   (share, proportion) with its n gives its events (events = estimate x n).
 - Figures: the number at risk at time 0 of a cumulative-incidence figure is its group's n; later numbers
   at risk are no more.
@@ -197,9 +197,11 @@ def read_table1(reader: Reader, header: list[str], rows: list[list[str]]) -> obj
     return n_var[overall]
 
 
-def read_flow(reader: Reader, html: str, analysed_var) -> None:
+def read_flow(reader: Reader, html: str) -> object | None:
+    """Flow relations; returns the variable of the number analysed."""
     boxes = re.findall(r'<div class="box ([^"]*)">(.*?)<span class="count">(.*?)</span>', html, re.S)
     current: dict = {}
+    analysed = None
     for k, (kind, label, count) in enumerate(boxes):
         label, count = unescape(re.sub(r"<.*?>", "", label)).strip(), unescape(count).strip()
         name = ("flow", k)
@@ -209,13 +211,15 @@ def read_flow(reader: Reader, html: str, analysed_var) -> None:
             e = reader.see(name, count, f"flow: excluded by {label}")
             current[e] = current.get(e, 0.0) - 1.0
         elif kind.startswith("main"):
-            v = analysed_var if "final" in kind and analysed_var is not None else name
-            v = reader.see(v, count, f"flow: {label}")
+            v = reader.see(name, count, f"flow: {label}")
+            if "final" in kind:
+                analysed = v
             eq = {v: -1.0}
             for x, c in current.items():
                 eq[x] = eq.get(x, 0.0) + c
             reader.eqs.append(eq)
             current = {v: 1.0}
+    return analysed
 
 
 def _key(group: str, measure: str) -> tuple:
@@ -231,7 +235,7 @@ def _key(group: str, measure: str) -> tuple:
     return ("arm", group)
 
 
-def read_estimates(reader: Reader, est: pd.DataFrame, analysed_var=None, sections: dict | None = None) -> None:
+def read_estimates(reader: Reader, est: pd.DataFrame, analysed_var=None) -> None:
     est = est.copy()
     for c in ("group", "measure", "section"):
         est[c] = est[c].fillna("").astype(str) if c in est.columns else ""
@@ -319,8 +323,10 @@ def attack_report(folder: Path) -> dict:
     reader = Reader(rule["small_cell_threshold"], rule.get("rounding", 0))
     html = (folder / "report.html").read_text(encoding="utf-8")
     t1 = html_table1(html)
-    analysed = read_table1(reader, *t1) if t1 else None
-    read_flow(reader, html, analysed)
+    overall = read_table1(reader, *t1) if t1 else None
+    analysed = read_flow(reader, html)
+    if overall is not None and analysed is not None:  # Table 1 leaves out episodes without its by-column
+        reader.at_most(overall, analysed)
     est = pd.read_csv(folder / "estimates.csv", dtype=str)
     read_estimates(reader, est, analysed)
     spec = json.loads((folder / "manifest.json").read_text())["spec"]
@@ -500,13 +506,13 @@ def test_flow_chain_protected():
         html = "".join(f'<div class="box {b["kind"]}">{b["label"]}<span class="count">{b["count"]}</span></div>'
                        for b in boxes)
         reader = Reader(5, rounding)
-        read_flow(reader, html, None)
+        read_flow(reader, html)
         assert reader.targets and reader.recovered() == {}, boxes
     naive = ('<div class="box main">Rows read<span class="count">1000</span></div>'
              '<div class="box side">a<span class="count">&lt;5</span></div>'
              '<div class="box main final">Analysed<span class="count">997</span></div>')
     reader = Reader(5, 0)
-    read_flow(reader, naive, None)
+    read_flow(reader, naive)
     assert list(reader.recovered().values()) == [3]
 
 
