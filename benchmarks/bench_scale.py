@@ -18,7 +18,8 @@ Stages, each in a fresh process so its peak memory is its own:
 
 Printed per stage: wall time, peak memory (the process tree's resident set, sampled every 0.2 s, workers
 included; and the stage process's own ru_maxrss), and ``uptime``'s load average, because the machine is
-shared. The files stay in ``--out`` (default: a temporary folder removed at the end) unless ``--keep``.
+shared. The files stay in ``--out`` (default: a temporary folder removed at the end) unless ``--keep``;
+parts already there (same chunk, same seed) are reused, so a 10M run's parts are the first 10 of a 50M run.
 
 Figures: see the README section "Which road for which size" and the commit messages of issue 15.
 """
@@ -81,6 +82,7 @@ def load() -> str:
 
 
 def stage_generate(args) -> dict:
+    import pyarrow.parquet as pq
 
     import synthetic
 
@@ -90,9 +92,13 @@ def stage_generate(args) -> dict:
     written = 0
     for i in range(n_chunks):
         size = min(args.chunk, args.n - written)
+        part = out / f"part-{i:04d}.parquet"
+        if part.exists() and pq.read_metadata(part).num_rows == size:  # made by an earlier run (same seed)
+            written += size
+            continue
         ep = synthetic.generate("tha_prophylaxis", n=size, seed=args.seed + i, fault_rate=0).episodes
         ep["patient_id"] = f"c{i}-" + ep["patient_id"].astype(str)
-        ep.to_parquet(out / f"part-{i:04d}.parquet", index=False)
+        ep.to_parquet(part, index=False)
         written += size
         del ep
         print(f"  chunk {i + 1}/{n_chunks}: {written:,} episodes", file=sys.stderr, flush=True)

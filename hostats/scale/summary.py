@@ -59,6 +59,11 @@ class Summary:
                 f"{self.rows_excluded:,} excluded; {len(self.counts):,} count cells by {list(self.by)} x day x "
                 f"status; engine {self.engine!r}, {len(self.files)} file(s), {self.seconds:.1f} s)")
 
+    def flow(self) -> pd.DataFrame:
+        """The ledger as ``Cohort.flow()`` shows it: step, rows_in, rows_excluded, rows_out, rows_changed,
+        reason."""
+        return self.ledger.copy()
+
     # --- tables the estimators take ----------------------------------------------------------------
     def _group(self, group: str | None) -> list[str]:
         if group is None:
@@ -84,9 +89,10 @@ class Summary:
             deaths=n.where(known_t & (st == 2).to_numpy(dtype=bool, na_value=False), 0),
             outcome_known=n.where(st.notna(), 0),
             person_years=(t * n).where(known_t, 0.0) / DAYS_PER_YEAR, time_known=n.where(known_t, 0))
+        whole = {k: np.int64 for k in ("n", "events", "deaths", "outcome_known", "time_known")}
         if not self.by:
-            return frame.sum().to_frame().T.astype({"n": np.int64})
-        return frame.groupby(list(self.by), dropna=False, observed=True, sort=True).sum().reset_index()
+            return frame.sum().to_frame().T.astype(whole)
+        return frame.groupby(list(self.by), dropna=False, observed=True, sort=True).sum().reset_index().astype(whole)
 
     def outcome_table(self) -> pd.DataFrame:
         """Per (``by`` values, ``ho``): ``n`` episodes, ``ho`` 1 for HO (status 1), 0 for none (status 0 or
