@@ -24,10 +24,12 @@ from hostats.stats.core.formula import (
     split_formula,
 )
 from hostats.stats.core.results import LogLik, Result, check_level, deprecated_alias, ratio_columns, z_value
+from hostats.stats.core.threads import single_blas_thread
 from hostats.stats.core.validate import binary_array, complete_cases, require_columns
 
 _LP_MAX_CELLS = 250_000  # rows x terms up to which the linear-programming separation check runs (~0.3 s)
 _MAX_STEP = 5.0  # largest Newton step per coefficient (as logistf's maxstep)
+_CHUNK = 16384  # rows per block of the likelihood pass (a cache-sized buffer instead of n x p temporaries)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -40,6 +42,7 @@ class _Fit:
     info: np.ndarray  # Fisher information X'WX at beta
     converged: bool
     iterations: int
+    full_step: bool = False  # converged on a full Newton step (no halving, no cap)
 
 
 def _loglik(X, y, w, beta, offset, firth):
@@ -56,6 +59,47 @@ def _loglik(X, y, w, beta, offset, firth):
     return ll, p, W, info
 
 
+def _ml_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray, offset: np.ndarray | None,
+             unit: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log-likelihood, score X'w(y - p) and Fisher information X'WX of the unpenalised likelihood at
+    ``beta``, in one pass over row blocks: no n-length or n x p temporaries (``unit``: all weights 1)."""
+    n, k = X.shape
+    ll, score, info = 0.0, np.zeros(k), np.zeros((k, k))
+    buf = np.empty((min(_CHUNK, n), k))
+    with single_blas_thread():
+        for lo in range(0, n, _CHUNK):
+            xc, yc = X[lo:lo + _CHUNK], y[lo:lo + _CHUNK]
+            eta = xc @ beta
+            if offset is not None:
+                eta += offset[lo:lo + _CHUNK]
+            p = expit(eta)
+            lc = yc * eta - np.logaddexp(0.0, eta)
+            resid = yc - p
+            W = p * (1.0 - p)
+            if not unit:
+                wc = w[lo:lo + _CHUNK]
+                lc *= wc
+                resid *= wc
+                W *= wc
+            ll += float(lc.sum())
+            score += resid @ xc
+            b = buf[:xc.shape[0]]
+            np.multiply(xc, W[:, None], out=b)
+            info += b.T @ xc
+    return ll, score, info
+
+
+def _firth_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
+                offset: np.ndarray | None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Penalised log-likelihood, Firth's modified score X'(w(y - p) + h(1/2 - p)) and X'WX at ``beta``."""
+    ll, p, W, info = _loglik(X, y, w, beta, offset, True)
+    if not np.isfinite(ll):
+        return ll, np.full(X.shape[1], np.nan), info
+    inv = np.linalg.inv(info)
+    h = W * np.einsum("ij,jk,ik->i", X, inv, X, optimize=True)
+    return ll, X.T @ (w * (y - p) + h * (0.5 - p)), info
+
+
 def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
             beta0: np.ndarray | None = None, free: np.ndarray | None = None,
             offset: np.ndarray | None = None, tol: float = 1e-9, maxiter: int = 100) -> _Fit:
@@ -65,21 +109,24 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
     ``W^1/2 X (X'WX)^-1 X' W^1/2``; this is the gradient of ``l(beta) + 1/2 log|X'WX|``. Steps use the
     Fisher information, are capped at 5 per coefficient and halved until the objective does not fall
     (Heinze & Schemper 2002, as in R's logistf). Fixed coefficients (``free`` False) stay at ``beta0``:
-    this gives the profile likelihood used for profile CIs and likelihood-ratio tests.
+    this gives the profile likelihood used for profile CIs and likelihood-ratio tests. The unpenalised
+    likelihood, score and information come from one blocked pass over the rows per point (``_ml_eval``).
     """
     p_ = X.shape[1]
     beta = np.zeros(p_) if beta0 is None else np.array(beta0, dtype=float)
     free = np.ones(p_, dtype=bool) if free is None else free
-    ll, p, W, info = _loglik(X, y, w, beta, offset, firth)
-    converged = False
+    if firth:
+        def point(b):
+            return _firth_eval(X, y, w, b, offset)
+    else:
+        unit = bool(np.all(w == 1.0))
+
+        def point(b):
+            return _ml_eval(X, y, w, b, offset, unit)
+    ll, score, info = point(beta)
+    converged = full_step = False
     it = 0
     for it in range(1, maxiter + 1):  # noqa: B007 - iterations reported
-        resid = w * (y - p)
-        if firth:
-            inv = np.linalg.inv(info)
-            h = W * np.einsum("ij,jk,ik->i", X, inv, X, optimize=True)
-            resid = resid + h * (0.5 - p)
-        score = X.T @ resid
         try:
             step = np.linalg.solve(info[np.ix_(free, free)], score[free])
         except np.linalg.LinAlgError:
@@ -90,11 +137,11 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
         for halvings in range(30):  # noqa: B007 - used after the loop
             trial = beta.copy()
             trial[free] += step
-            ll_new, p_new, W_new, info_new = _loglik(X, y, w, trial, offset, firth)
+            ll_new, score_new, info_new = point(trial)
             if ll_new >= ll - 1e-10 * max(1.0, abs(ll)):
                 break
             step /= 2.0
-        beta, ll, p, W, info = trial, ll_new, p_new, W_new, info_new
+        beta, ll, score, info = trial, ll_new, score_new, info_new
         # ML: Fisher scoring is Newton's method for the logit link, so after a full step of size s the
         # error is O(s^2) and a step below sqrt(tol) already leaves beta within ~tol. Firth's iteration
         # uses the expected information, not the penalised Hessian: converge on the step itself.
@@ -103,13 +150,29 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
         if size < tol or (not firth and full_step and size < np.sqrt(tol)):
             converged = True
             break
-    return _Fit(beta, ll, info, converged, it)
+    return _Fit(beta, ll, info, converged, it, converged and full_step)
 
 
 # ----------------------------------------------------------------------------------------------------
 # checks
 # ----------------------------------------------------------------------------------------------------
-def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -> None:
+def _class_ranges(X: np.ndarray, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Column maxima and minima among non-events and among events (max0, min0, max1, min1), in one
+    blocked pass over the rows (no copy of the matrix; -inf/inf for a class without rows)."""
+    k = X.shape[1]
+    max0, max1 = np.full(k, -np.inf), np.full(k, -np.inf)
+    min0, min1 = np.full(k, np.inf), np.full(k, np.inf)
+    for lo in range(0, X.shape[0], _CHUNK):
+        xc, e = X[lo:lo + _CHUNK], ev[lo:lo + _CHUNK]
+        for rows, mx, mn in ((xc[~e], max0, min0), (xc[e], max1, min1)):
+            if rows.shape[0]:
+                np.maximum(mx, rows.max(axis=0), out=mx)
+                np.minimum(mn, rows.min(axis=0), out=mn)
+    return max0, min0, max1, min1
+
+
+def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
+                  ranges: tuple[np.ndarray, ...] | None = None) -> None:
     events = float(np.sum(w * y))
     total = float(np.sum(w))
     if events == 0:
@@ -117,20 +180,28 @@ def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray)
                               "(report the proportion with hostats.proportion instead)")
     if events == total:
         raise EstimationError("every analysed row is an event: odds ratios cannot be estimated")
-    check_terms(X, names, w)
+    bounds = None
+    if ranges is not None:
+        max0, min0, max1, min1 = ranges
+        bounds = (np.maximum(max0, max1), np.minimum(min0, min1))
+    check_terms(X, names, w, bounds)
 
 
-def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None) -> None:
+def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None,
+                bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """A constant term (other than the intercept), or a term collinear with those before it, among the rows
-    with positive weight, is an error naming the term."""
+    with positive weight, is an error naming the term. ``bounds``: the column maxima and minima over
+    those rows when already known."""
     unit = w is None or bool(np.all(w == 1))
-    Xu = X if unit else X[w > 0]
-    constant = np.flatnonzero(Xu.max(axis=0) == Xu.min(axis=0))
+    Xu = X if unit or bounds is not None else X[w > 0]
+    hi, lo = bounds if bounds is not None else (Xu.max(axis=0), Xu.min(axis=0))
+    constant = np.flatnonzero(hi == lo)
     for j in constant:
         if names[j] != "Intercept":
-            raise EstimationError(f"term {names[j]!r} is constant ({Xu[0, j]:g}) in the analysed rows: "
+            raise EstimationError(f"term {names[j]!r} is constant ({hi[j]:g}) in the analysed rows: "
                                   "drop it from the formula")
-    xtx = X.T @ X if unit else X.T @ (X * w[:, None])
+    with single_blas_thread():
+        xtx = X.T @ X if unit else X.T @ (X * w[:, None])
     scale = np.sqrt(np.diag(xtx))
     corr = xtx / np.outer(scale, scale)
     for k in range(2, len(names) + 1):
@@ -139,22 +210,23 @@ def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None) ->
                                   f"({', '.join(names[:k - 1])}): drop or recode it")
 
 
-def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -> tuple[str, list[str]]:
+def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
+                ranges: tuple[np.ndarray, ...] | None = None,
+                linear_program: bool = True) -> tuple[str, list[str]]:
     """Detect complete or quasi-complete separation; returns (kind, terms) or ("", []).
 
-    First term by term (a term whose values among events and non-events do not overlap), then, for data
-    up to ``_LP_MAX_CELLS`` cells, the linear program of Konis (2007; R's detectseparation): separation
-    exists iff some direction b != 0 has (2y - 1) x'b >= 0 for every row.
+    First term by term (a term whose values among events and non-events do not overlap; ``ranges`` are
+    the class-wise column ranges of the rows with positive weight, ``_class_ranges``, computed when not
+    given), then, with ``linear_program`` and for data up to ``_LP_MAX_CELLS`` cells, the linear program
+    of Konis (2007; R's detectseparation): separation exists iff some direction b != 0 has
+    (2y - 1) x'b >= 0 for every row.
     """
     used = w > 0
     if not used.all():
         X, y = X[used], y[used]
-    ev = y == 1
-    k = X.shape[1]
-    max0, min0, max1, min1 = (np.empty(k) for _ in range(4))
-    for j in range(k):  # column by column: no copy of the whole matrix
-        x1, x0 = X[ev, j], X[~ev, j]
-        max0[j], min0[j], max1[j], min1[j] = x0.max(), x0.min(), x1.max(), x1.min()
+    if ranges is None:
+        ranges = _class_ranges(X, y == 1)
+    max0, min0, max1, min1 = ranges
     term = np.array([n != "Intercept" for n in names])
     sep = term & ((max0 <= min1) | (max1 <= min0))
     strict = term & ((max0 < min1) | (max1 < min0))
@@ -162,7 +234,7 @@ def _separation(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray) -
     complete = bool(strict.any())
     if found:
         return ("complete" if complete else "quasi-complete"), found
-    if X.shape[0] * X.shape[1] > _LP_MAX_CELLS:
+    if not linear_program or X.shape[0] * X.shape[1] > _LP_MAX_CELLS:
         return "", []
     # unique rows suffice and keep the LP small
     signed = np.unique(X * np.where(y == 1, 1.0, -1.0)[:, None], axis=0)
@@ -284,7 +356,8 @@ class LogisticResult(Result):
         and the fitted model; Firth's penalised likelihood for Firth fits, weighted by the row weights."""
         if self._loglik_pair is None:
             beta = self.coef.to_numpy()
-            fitted = _loglik(self._X, self._y, self._w, beta, None, self.firth)[0]
+            fitted = (_loglik(self._X, self._y, self._w, beta, None, True)[0] if self.firth else
+                      _ml_eval(self._X, self._y, self._w, beta, None, bool(np.all(self._w == 1.0)))[0])
             names = list(self.coef.index)
             if "Intercept" in names:
                 j = names.index("Intercept")
@@ -526,15 +599,34 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         if groups.max() < 1:
             raise EstimationError(f"cluster column {cluster!r} has a single cluster: robust SEs need several")
 
-    _check_design(X, names, y, w)
-    kind, sep_terms = _separation(X, names, y, w)
-    if kind:
+    used = w > 0
+    ranges = _class_ranges(X, y == 1) if used.all() else _class_ranges(X[used], y[used] == 1)
+    _check_design(X, names, y, w, ranges)
+
+    def separation_message(kind: str, sep_terms: list[str]) -> str:
         msg = (f"{kind} separation: {', '.join(sep_terms)} perfectly predict(s) the outcome "
                f"{outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
         if not firth:
             raise EstimationError(msg + "; refit with firth=True (Firth's penalised likelihood) or "
                                   "combine categories")
-        msgs.append(msg + "; Firth's penalised estimate is finite")
+        return msg + "; Firth's penalised estimate is finite"
+
+    # Maximum likelihood: the linear program waits until after the Newton fit, and runs only if that fit did
+    # not converge on a full step. A converged Newton step at a finite beta is a finite maximiser of the
+    # (strictly concave) likelihood, which exists iff the data are not separated (Albert & Anderson,
+    # Biometrika 1984;71:1-10); under separation the Newton step in the separating direction does not
+    # shrink. So the answer is the same, and the LP (most of a 10,000-row fit) is skipped when it must
+    # find nothing.
+    kind, sep_terms = _separation(X, names, y, w, ranges, linear_program=firth)
+    if kind:
+        msgs.append(separation_message(kind, sep_terms))
+    start = None
+    if not firth:
+        start = _ml_newton(X, y, w)
+        if not start.full_step:
+            kind, sep_terms = _separation(X, names, y, w, ranges)
+            if kind:
+                separation_message(kind, sep_terms)
 
     # n and events count people: frequency weights replicate rows, probability weights do not
     if weights is not None and weight_type == "frequency":
@@ -551,7 +643,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         reference = ("Firth D. Biometrika 1993;80:27-38; Heinze G, Schemper M. Stat Med 2002;21:2409-19 "
                      "(profile penalised-likelihood CIs and tests, as R logistf)")
     else:
-        beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs)
+        beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start)
         method = "logistic regression (maximum likelihood)"
         reference = "statsmodels Logit/GLM; Hosmer DW, Lemeshow S, Sturdivant RX. Applied Logistic Regression, 3rd ed. 2013"
         if cluster is not None:
@@ -593,9 +685,9 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     return res
 
 
-def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
-    """Maximum likelihood by statsmodels, started at our own Newton solution (fast, and lets the
-    statsmodels object be the one users get)."""
+def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start=None):
+    """Maximum likelihood by statsmodels, started at our own Newton solution ``start`` (fitted here when
+    None; fast, and lets the statsmodels object be the one users get)."""
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import (
         ConvergenceWarning,
@@ -603,7 +695,7 @@ def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs):
         SpecificationWarning,
     )
 
-    start = _ml_newton(X, y, w)
+    start = _ml_newton(X, y, w) if start is None else start
     if not start.converged:
         raise EstimationError(f"the logistic likelihood did not converge in {start.iterations} iterations "
                               "(near-separation?); consider firth=True")
