@@ -15,13 +15,19 @@ part of a report, so that the same count is shown the same way everywhere:
   where the rounding errors line up so that a small count is determined all the same.
 - ``rounding = "midpoint6"``: OpenSAFELY's midpoint-6 rounding (0 stays 0, 1-6 shows 3, 7-12 shows 9,
   ...); no count is shown as ``"<5"``, since no value below 7 can be told apart.
-- ``rounding = 0``: exact counts. A count from 1 to threshold - 1 is shown as ``"<5"``; in a table
-  (a Table 1 block, a number-at-risk row) the other counts of the lines through it are rounded to the
+- ``rounding = 0``: exact counts. A count from 1 to threshold - 1 is shown as ``"<5"``; the other counts
+  of a table holding it (a Table 1 block, a section of the estimates at one time) are rounded to the
   threshold instead of hidden, so that a few patients with a *missing* value do not hide the hundreds with
-  a known one; where the rounding would still leave the small count determined, a further cell is
-  suppressed ("s", the classic secondary suppression). In the estimates, sums of groups (contrast rows
-  "A vs B", a pooled row over sites, shares adding up to their n, groups adding up to the section's
-  total) are checked exactly and the smallest complementary count is withheld ("s").
+  a known one; where that would still leave the small count determined, a further cell is suppressed
+  ("s", the classic secondary suppression). The numbers at risk at time 0 and the flow diagram keep
+  exact counts and are protected by suppression alone.
+
+In the estimates the sums that tie the rows of a section together are written down and checked: a
+contrast row "A vs B" counts both arms, a pooled row its sites, shares add up to their n, and the groups
+add up to the section's total (assumed known from elsewhere). A plain proportion (estimate = events / n)
+next to a small count is recomputed from the published counts (estimate and Wilson CI), since with its n
+it would give its events back. :func:`pinned` decides whether a small count is still determined; the
+independent attack in ``tests/report/test_disclosure_attack.py`` checks whole reports.
 
 Hundepool et al., *Statistical Disclosure Control*, Wiley 2012, ch. 4 (cell suppression, rounding);
 OpenSAFELY, "Disclosure control" (rounding of counts, midpoint-6 rounding).
