@@ -2,9 +2,10 @@
 a plan and carried out twice, by SQL (DuckDB) and by pandas on one partition (the pandas and Dask engines).
 
 Each engine turns its rows into the same *raw groups* table: one row per (excluded, by-values...,
-time_days, status, flags) with the number of rows, where bit i of ``flags`` says that the i-th ledger step
-changed the row (faults are rare, so this adds few groups, and one count per group is all the SQL sums). Summing it
-over partitions (or files, or workers) loses nothing, so every engine gives the same numbers.
+time_days, status, flags) with the number of rows, where bit i of ``flags`` says that the i-th ledger
+step changed the row (faults are rare, so this adds few groups, and one count per group is all the SQL
+sums). Summing it over partitions (or files, or workers) loses nothing, so every engine gives the same
+numbers.
 
 Rules, in the order of :mod:`hostats.clean` (same step names in the ledger), applied to the columns read
 (the required columns, ``ho`` and the outcome dates, and the ``by`` columns):
@@ -39,9 +40,8 @@ from hostats.schema import CODE_LISTS, COLUMNS, EPISODE_COLUMNS, REQUIRED
 
 DATES = ("index_date", "ho_date", "death_date", "last_followup_date")
 OUTCOME_OPTIONAL = ("ho", "ho_date", "death_date", "last_followup_date")
-BY_KINDS = ("category", "bool", "string", "int", "float")
 
-# (ledger step, reason when rows are affected, counted on: "all" rows or the "kept" rows)
+# (ledger step, what it changed): cell steps count every row read, row steps the rows kept
 CELL_STEPS = (
     ("missing-value tokens", "cell(s) holding a missing-value token (NA, unknown, ...) set missing"),
     ("unreadable values", "value(s) that cannot be read as a number, ISO date or yes/no set missing"),

@@ -12,7 +12,7 @@ import pandas as pd
 from hostats.errors import DataError
 from hostats.ledger import FLOW_COLUMNS
 from hostats.scale import engines
-from hostats.scale.rules import CELL_STEPS, ROW_STEPS, Plan, make_plan
+from hostats.scale.rules import CELL_STEPS, N_FLAGS, ROW_STEPS, Plan, make_plan
 from hostats.schema import CODE_LISTS, COLUMNS
 
 ENGINES = ("duckdb", "pandas", "dask")
@@ -194,7 +194,7 @@ def _finish(raw: pd.DataFrame, plan: Plan, files: list[str]) -> tuple[pd.DataFra
     excluded = int(raw.loc[raw["excluded"], "n"].sum())
     kept = read - excluded
     bits, n = raw["flags"].to_numpy(np.int64), raw["n"].to_numpy(np.int64)
-    flags = [int(n[(bits >> i) & 1 == 1].sum()) for i in range(len(CELL_STEPS) + len(ROW_STEPS))]
+    flags = [int(n[(bits >> i) & 1 == 1].sum()) for i in range(N_FLAGS)]
     rows = [("read", 0, 0, read, 0, f"rows read from {len(files)} file(s): {files[0]}"
              + (" ..." if len(files) > 1 else ""))]
     for (step, why), k in zip(CELL_STEPS, flags[: len(CELL_STEPS)], strict=True):
