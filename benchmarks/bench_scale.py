@@ -13,6 +13,7 @@ Stages, each in a fresh process so its peak memory is its own:
 2. duckdb: ``hostats.summarise(folder, by=[prophylaxis, sex, prior_ho, age_years], bins={age_years: 10})``,
    then Kaplan-Meier, Aalen-Johansen and logistic regression from the counts.
 3. pandas (``--pandas``): the same summary by pandas batches of 1M rows.
+   (``--in-memory``: for comparison, ``read_cohort`` and the row-level estimators on the first part only.)
 4. dask: the same summary on a local ``dask.distributed`` cluster of ``--workers`` worker processes
    (1 thread each); the counts and the ledger must be identical to DuckDB's, and so the estimates.
 
@@ -152,6 +153,27 @@ def stage_summarise(args) -> dict:
             "rows_excluded": s.rows_excluded, "count_cells": len(s.counts), **_estimates(s)}
 
 
+def stage_in_memory(args) -> dict:
+    """The in-memory road on the first part only (for scale): read_cohort, then the row-level estimators."""
+    import warnings
+
+    import numpy as np
+
+    import hostats
+
+    first = sorted(Path(args.out).glob("*.parquet"))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        ep = hostats.read_cohort(first, today=TODAY).episodes
+        ep["age_years"] = np.floor(ep["age_years"] / 10) * 10
+        ep["ho"] = ep["status"].eq(1).astype(float).where(ep["status"].notna())
+        hostats.kaplan_meier(ep.assign(event=ep["ho"]), "time_days", "event", group="prophylaxis")
+        hostats.cumulative_incidence(ep, "time_days", "status", group="prophylaxis")
+        hostats.logistic(ep, FORMULA)
+    return {"episodes": len(ep), "seconds": time.perf_counter() - t0}
+
+
 def run_stage(args, stage: str, engine: str = "") -> dict:
     """Run one stage in a fresh Python process; its figures come back as JSON on stdout."""
     cmd = [sys.executable, __file__, "--stage", stage, "--engine", engine or "duckdb", "--n", str(args.n),
@@ -184,12 +206,15 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="8GB", help="DuckDB memory limit")
     ap.add_argument("--worker-memory", default="6GB", help="memory limit of each Dask worker")
     ap.add_argument("--pandas", action="store_true", help="also time the pandas batch engine")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="also time read_cohort + the row-level estimators on the first part (for comparison)")
     ap.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--engine", default="duckdb", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.stage:  # inside a stage process: do the work, print JSON with its own peak
-        out = stage_generate(args) if args.stage == "generate" else stage_summarise(args)
+        stages = {"generate": stage_generate, "summarise": stage_summarise, "in_memory": stage_in_memory}
+        out = stages[args.stage](args)
         out["ru_maxrss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
         print(json.dumps(out, default=float))
         return
@@ -207,6 +232,11 @@ def main() -> None:
             g = results["generate"]
             print(f"generate  {g['wall_seconds']:8.1f} s  peak {g['peak_tree_gb']:5.2f} GB  "
                   f"({g['files']} parquet parts, {g['bytes'] / 1e9:.2f} GB on disk; load {g['load_before']})")
+        if args.in_memory:
+            m = run_stage(args, "in_memory")
+            print(f"in memory {m['wall_seconds']:8.1f} s  peak {m['peak_tree_gb']:5.2f} GB  read_cohort + KM, AJ, "
+                  f"logistic on the rows of the first part only ({m['episodes']:,} episodes; load {m['load_before']})")
+            results["in_memory"] = m
         engines = ["duckdb"] + (["pandas"] if args.pandas else []) + ["dask"]
         for engine in engines:
             r = run_stage(args, "summarise", engine)
