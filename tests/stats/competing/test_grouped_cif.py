@@ -71,3 +71,24 @@ def test_missing_and_no_events():
     rows = rows.dropna().assign(status=lambda d: d["status"].where(d["status"] != 1, 0))
     with pytest.raises(EstimationError, match="no events of cause 1"):
         cumulative_incidence_counts(_counts(rows, ["time", "status"]), "time", "status", "n")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_small_random_tables(seed):
+    """Tiny cohorts: ties between causes, events at time 0, a group without the cause."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 40))
+    rows = pd.DataFrame({"time": rng.integers(0, 6, n).astype(float), "status": rng.integers(0, 3, n),
+                         "g": rng.choice(["a", "b"], n)})
+    rows.loc[0, "status"] = 1
+    ref = cumulative_incidence(rows, "time", "status", group="g")
+    fit = cumulative_incidence_counts(_counts(rows, ["time", "status", "g"]), "time", "status", "n", group="g")
+    _same(fit, ref)
+    assert fit.warnings == ref.warnings
+    try:
+        expected = ref.gray_test.statistic
+    except EstimationError:
+        with pytest.raises(EstimationError):
+            fit.gray_test  # noqa: B018
+    else:
+        assert abs(fit.gray_test.statistic - expected) < 1e-9 * max(1.0, expected)

@@ -89,3 +89,27 @@ def test_missing_values_count_people_and_bad_counts_are_errors():
         kaplan_meier_counts(tab.assign(n=tab["n"] - 0.5), "time", "event", "n")
     with pytest.raises(DataError, match="negative times"):
         kaplan_meier_counts(tab.assign(time=-tab["time"] - 1), "time", "event", "n")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_small_random_tables_with_events_at_time_zero(seed):
+    """Tiny cohorts (ties, events at time 0, a group without events, curves reaching 0)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 40))
+    rows = pd.DataFrame({"time": rng.integers(0, 6, n).astype(float), "event": rng.integers(0, 2, n),
+                         "g": rng.choice(["a", "b", "c"], n)})
+    rows.loc[rows["g"] == "c", "event"] = 0
+    if rows["event"].sum() == 0:
+        rows.loc[0, "event"] = 1
+    ref = kaplan_meier(rows, "time", "event", group="g")
+    fit = kaplan_meier_counts(_counts(rows, ["time", "event", "g"]), "time", "event", "n", group="g")
+    _same_curves(fit, ref)
+    pd.testing.assert_frame_equal(fit.table(), ref.table(), rtol=TOL)
+    pd.testing.assert_frame_equal(fit.at([0, 1, 2.5, 5, 9]), ref.at([0, 1, 2.5, 5, 9]), rtol=TOL)
+    try:
+        expected = ref.logrank.statistic
+    except Exception as exc:  # noqa: BLE001 - the same problem must be reported by both
+        with pytest.raises(type(exc)):
+            fit.logrank  # noqa: B018
+    else:
+        assert abs(fit.logrank.statistic - expected) < 1e-9 * max(1.0, expected)
