@@ -92,7 +92,7 @@ def run_duckdb(files: list[Path], fmt: str, plan: Plan, threads: int | None = No
         try:
             rel = (con.read_parquet(paths) if fmt == "parquet"
                    else con.read_csv(paths, header=True, all_varchar=True))
-            rel = rel.select(*[duckdb.ColumnExpression(c) for c in plan.read])
+            rel = rel.select(*[duckdb.ColumnExpression(plan.source_of(c)).alias(c) for c in plan.read])
             rel.create_view("src")
             types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
             frame = con.execute(duckdb_sql(plan, types)).df()
@@ -105,7 +105,7 @@ def run_duckdb(files: list[Path], fmt: str, plan: Plan, threads: int | None = No
 
 
 def _batches(files: list[Path], fmt: str, plan: Plan, rows: int):
-    cols = list(plan.read)
+    cols = [plan.source_of(c) for c in plan.read]
     if fmt == "parquet":
         import pyarrow.dataset as ds
 
@@ -142,7 +142,7 @@ def run_dask(files: list[Path], fmt: str, plan: Plan, client=None, blocksize: st
         import dask.dataframe as dd
     except ImportError:
         raise DataError('engine="dask" needs Dask: pip install "hostats[dask]"') from None
-    cols = list(plan.read)
+    cols = [plan.source_of(c) for c in plan.read]
     paths = [str(f) for f in files]
     if fmt == "parquet":
         ddf = dd.read_parquet(paths, columns=cols)

@@ -72,6 +72,25 @@ class Plan:
     bins: dict = field(default_factory=dict)
     today: int = 0
     present: frozenset = frozenset()
+    source: dict = field(default_factory=dict)        # canonical -> source column (a mapping's [columns])
+    values: dict = field(default_factory=dict)        # canonical -> {source value (casefolded): code}
+    missing: frozenset = frozenset()                  # extra missing-value tokens ([source] missing)
+    true_tokens: frozenset = TRUE_TOKENS
+    false_tokens: frozenset = FALSE_TOKENS
+
+    def tokens(self, name: str) -> frozenset:
+        """Missing-value tokens of a column: the built-in ones and the mapping's, except the column's codes
+        ('none' is a prophylaxis)."""
+        return (MISSING_TOKENS | self.missing) - set(CODE_LISTS.get(name, ()))
+
+    @property
+    def numeric_missing(self) -> list[float]:
+        """The extra missing tokens that are numbers ("-99"): missing in numeric columns too."""
+        return sorted(float(v) for v in pd.to_numeric(pd.Series(sorted(self.missing), dtype=object),
+                                                     errors="coerce").dropna())
+
+    def source_of(self, name: str) -> str:
+        return self.source.get(name, name)
 
     @property
     def read(self) -> tuple[str, ...]:
@@ -84,11 +103,15 @@ class Plan:
         return ["excluded", *self.by, "time_days", "status", "flags"]
 
 
-def make_plan(by, bins, today: pd.Timestamp, present: set[str], where: str) -> Plan:
-    """Check the grouping request against the schema and the columns of the files; a clear DataError
-    for an unknown, identifying, absent or continuous-without-bins column."""
+def make_plan(by, bins, today: pd.Timestamp, columns: set[str], where: str, mapping=None) -> Plan:
+    """Check the grouping request against the schema and the columns of the files (``columns``, source
+    names; ``mapping``: a :class:`hostats.ingest.Mapping` whose [columns], [values], [source] missing and
+    [booleans] apply); a clear DataError for an unknown, identifying, absent or continuous-without-bins
+    column, or for what the mapping asks that the out-of-core road does not do (date formats, units)."""
     by = tuple(dict.fromkeys([by] if isinstance(by, str) else list(by or ())))
     bins = dict(bins or {})
+    source = dict(mapping.columns) if mapping is not None else {}
+    present = {c.name for c in EPISODE_COLUMNS if source.get(c.name, c.name) in columns}
     missing_req = [c for c in REQUIRED if c not in present]
     if missing_req:
         raise DataError(f"{where}: required column(s) {missing_req} missing; the out-of-core road reads "
@@ -113,7 +136,23 @@ def make_plan(by, bins, today: pd.Timestamp, present: set[str], where: str) -> P
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not np.isfinite(width) or width <= 0:
             raise DataError(f"bins: the width for {name!r} must be a positive number, got {width!r}")
     today_day = int(np.datetime64(pd.Timestamp(today).normalize().date(), "D").astype(np.int64))
-    return Plan(by, {k: float(v) for k, v in bins.items()}, today_day, frozenset(present))
+    plan = Plan(by, {k: float(v) for k, v in bins.items()}, today_day, frozenset(present))
+    if mapping is None:
+        return plan
+    used = set(plan.read)
+    fmt = {c: mapping.date_format_of(c) for c in DATES if c in used}
+    odd = {c: f for c, f in fmt.items() if f not in ("auto", "iso")}
+    if odd:
+        raise DataError(f"mapping {mapping.path or ''}: date format(s) {odd} are not read out of core; export ISO "
+                        "dates (YYYY-MM-DD) or use hostats.read_cohort")
+    units = {c: u for c, u in mapping.units.items() if c in used}
+    if units:
+        raise DataError(f"mapping {mapping.path or ''}: unit conversion {units} is not done out of core")
+    return Plan(plan.by, plan.bins, plan.today, plan.present, source={c: s for c, s in source.items() if c in used},
+                values={c: dict(t) for c, t in mapping.values.items() if c in used},
+                missing=frozenset(t.strip().casefold() for t in mapping.missing),
+                true_tokens=TRUE_TOKENS | {t.strip().casefold() for t in mapping.true_tokens},
+                false_tokens=FALSE_TOKENS | {t.strip().casefold() for t in mapping.false_tokens})
 
 
 EARLIEST_DAY = int(np.datetime64(EARLIEST_DATE.date(), "D").astype(np.int64))
@@ -126,11 +165,6 @@ def _kind(name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # pandas: one partition (a batch of a file, a Dask partition)
 # --------------------------------------------------------------------------------------------------
-
-def _tokens(name: str) -> frozenset:
-    """Missing-value tokens of a column: the built-in ones except its codes ('none' is a prophylaxis)."""
-    return MISSING_TOKENS - set(CODE_LISTS.get(name, ()))
-
 
 def _as_arrow_text(values: np.ndarray):
     import pyarrow as pa
@@ -147,13 +181,14 @@ class _Cells:
     Text is handled per distinct value (``pd.factorize``, then pyarrow compute on the distinct values), so
     a code column of a million rows costs a factorisation, not a million string operations."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, plan: Plan) -> None:
+        self.plan = plan
         self.token = np.zeros(n, bool)
         self.unreadable = np.zeros(n, bool)
 
     def text(self, s: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Row codes into the distinct texts (-1: missing, blank or a missing token) and those texts (spaces
-        trimmed)."""
+        trimmed; recoded by the mapping's [values] table of the column, where "" means missing)."""
         import pyarrow.compute as pc
 
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
@@ -161,14 +196,20 @@ class _Cells:
             return codes, np.empty(0, dtype=object)
         t = pc.utf8_trim(_as_arrow_text(np.asarray(uniques, dtype=object)), characters=" ")
         blank = pc.equal(t, "").to_numpy(zero_copy_only=False)
-        token = pc.is_in(pc.utf8_lower(t), value_set=pc.cast(sorted(_tokens(name)), "string")) \
+        low = pc.utf8_lower(t)
+        token = pc.is_in(low, value_set=pc.cast(sorted(self.plan.tokens(name)), "string")) \
             .to_numpy(zero_copy_only=False) & ~blank
         if token.any():
             self.token |= (codes >= 0) & token[codes]
+        text = np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)
+        table = self.plan.values.get(name)
+        if table:
+            text = np.array([table.get(k, v) for k, v in zip(low.to_pylist(), text, strict=True)], dtype=object)
+            blank = blank | (text == "")
         keep = ~(blank | token)
         new_index = np.where(keep, np.cumsum(keep) - 1, -1)
         codes = np.where(codes >= 0, new_index[codes], -1)
-        return codes, np.asarray(t.to_numpy(zero_copy_only=False), dtype=object)[keep]
+        return codes, text[keep]
 
     @staticmethod
     def take(values_u: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
@@ -218,6 +259,10 @@ class _Cells:
         if pd.api.types.is_numeric_dtype(s):
             v = s.to_numpy(dtype=float, na_value=np.nan)
             v[~np.isfinite(v)] = np.nan
+            if self.plan.numeric_missing:  # the mapping's numeric tokens (-99) in a numeric column
+                token = np.isin(v, self.plan.numeric_missing)
+                self.token |= token
+                v[token] = np.nan
             return v
         return self._parsed(s, name, from_text)
 
@@ -225,8 +270,8 @@ class _Cells:
         """1.0 / 0.0 / NaN."""
         def from_text(u: np.ndarray) -> np.ndarray:
             low = np.array([x.lower() for x in u], dtype=object)
-            return np.where(np.isin(low, list(TRUE_TOKENS)), 1.0, np.where(np.isin(low, list(FALSE_TOKENS)), 0.0,
-                                                                           np.nan))
+            yes, no = list(self.plan.true_tokens), list(self.plan.false_tokens)
+            return np.where(np.isin(low, yes), 1.0, np.where(np.isin(low, no), 0.0, np.nan))
 
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
             v = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
@@ -247,7 +292,8 @@ def _day_numbers(v: pd.Series) -> np.ndarray:
 def partition_groups(frame: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     """The raw groups of one partition (see the module docstring): pandas implementation of the rules."""
     n = len(frame)
-    cells = _Cells(n)
+    frame = frame.rename(columns={plan.source_of(c): c for c in plan.read})
+    cells = _Cells(n, plan)
     code_bad = np.zeros(n, bool)
     future = np.zeros(n, bool)
     ranges = np.zeros(n, bool)
@@ -378,7 +424,7 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
     Layers, so that each column's intermediate value is computed once: ``a1`` reads (text trimmed,
     numbers and dates cast), ``a2`` drops blanks and missing tokens, ``a3`` parses text, ``a4`` applies
     code lists, ranges, bins and the date window; ``a`` marks the cell rules; then the row rules."""
-    true_, false_ = _sql_list(TRUE_TOKENS), _sql_list(FALSE_TOKENS)
+    true_, false_ = _sql_list(plan.true_tokens), _sql_list(plan.false_tokens)
 
     def is_text(c: str) -> bool:
         return types[c].upper().startswith("VARCHAR")
@@ -394,10 +440,12 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
         q = _q(c)
         if c in texty:
             a1.append(f"trim(CAST({q} AS VARCHAR)) AS t_{c}")
-            longest = max(len(t) for t in _tokens(c))  # longer text is no token: skip lower() and the list
+            longest = max(len(t) for t in plan.tokens(c))  # longer text is no token: skip lower() and the list
             a2.append(f"t_{c}, CASE WHEN t_{c} IS NULL OR t_{c} = '' OR length(t_{c}) > {longest} THEN FALSE "
-                      f"ELSE lower(t_{c}) IN {_sql_list(_tokens(c))} END AS k_{c}")
-            a2b.append(f"CASE WHEN t_{c} = '' OR k_{c} THEN NULL ELSE t_{c} END AS x_{c}")
+                      f"ELSE lower(t_{c}) IN {_sql_list(plan.tokens(c))} END AS k_{c}")
+            recode = "".join(f" WHEN lower(t_{c}) = {_sql_list([k])[1:-1]} THEN "
+                             + ("NULL" if v == "" else _sql_list([v])[1:-1]) for k, v in plan.values.get(c, {}).items())
+            a2b.append(f"CASE WHEN t_{c} = '' OR k_{c} THEN NULL{recode} ELSE t_{c} END AS x_{c}")
         elif kind[c] == "date":
             a1.append(f"CAST(date_diff('day', DATE '1970-01-01', CAST({q} AS DATE)) AS DOUBLE) AS n_{c}")
             a2.append(f"n_{c}")
@@ -427,7 +475,14 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
                 a3.append(f"CASE WHEN isfinite(TRY_CAST(x_{c} AS DOUBLE)) THEN TRY_CAST(x_{c} AS DOUBLE) END AS p_{c}")
                 unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
             else:
-                a3.append(f"CASE WHEN isfinite(n_{c}) THEN n_{c} END AS p_{c}")
+                nums = plan.numeric_missing
+                if nums:
+                    listed = "(" + ", ".join(repr(v) for v in nums) + ")"
+                    tokens.append(f"coalesce(n_{c} IN {listed}, FALSE)")
+                    a3.append(f"CASE WHEN isfinite(n_{c}) AND NOT coalesce(n_{c} IN {listed}, FALSE) THEN n_{c} END "
+                              f"AS p_{c}")
+                else:
+                    a3.append(f"CASE WHEN isfinite(n_{c}) THEN n_{c} END AS p_{c}")
         # a4: value after code lists / ranges / date window
         if c == "patient_id":
             a4.append("p_patient_id AS pid")

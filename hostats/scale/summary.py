@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError
+from hostats.ingest import load_mapping
 from hostats.ledger import FLOW_COLUMNS
 from hostats.scale import engines
 from hostats.scale.rules import CELL_STEPS, N_FLAGS, ROW_STEPS, Plan, make_plan
@@ -150,7 +151,7 @@ class Summary:
 
 
 def summarise(source: Any, by: Any = (), *, engine: str = "duckdb", bins: dict | None = None,
-              today: Any = None, client: Any = None, threads: int | None = None,
+              today: Any = None, mapping: Any = None, client: Any = None, threads: int | None = None,
               memory_limit: str | None = None, batch_rows: int = engines.BATCH_ROWS) -> Summary:
     """Summarise episode files that need not fit in memory into counts per (``by``, day, status) + a ledger.
 
@@ -160,7 +161,9 @@ def summarise(source: Any, by: Any = (), *, engine: str = "duckdb", bins: dict |
     (``{"age_years": 10}``). ``engine``: ``"duckdb"`` (default; ``threads``, ``memory_limit`` such as
     ``"4GB"``), ``"pandas"`` (batches of ``batch_rows``) or ``"dask"`` (partitions on ``client``, a
     ``dask.distributed.Client``, or the active one). All three give identical counts and ledgers.
-    ``today``: dates after it are errors (default: the day of reading).
+    ``today``: dates after it are errors (default: the day of reading). ``mapping``: a mapping file (or
+    dict) whose [columns] names, [values] tables, [source] missing tokens and [booleans] apply (its date
+    formats must be ISO and it may not convert units: a clear error otherwise).
 
     Cleaning: the subset of :mod:`hostats.clean` listed in :mod:`hostats.scale.rules` (required values,
     code lists, unreadable values, dates, plausible ranges, the date-consistency rules, and the derived
@@ -172,9 +175,10 @@ def summarise(source: Any, by: Any = (), *, engine: str = "duckdb", bins: dict |
         raise DataError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     start = _time.perf_counter()
     files, fmt = engines.list_files(source)
-    present = set(engines.columns_of(files, fmt))
+    columns = set(engines.columns_of(files, fmt))
     today_ts = pd.Timestamp(today) if today is not None else pd.Timestamp.today()
-    plan = make_plan(by, bins, today_ts, present, str(files[0]))
+    plan = make_plan(by, bins, today_ts, columns, str(files[0]),
+                     mapping=load_mapping(mapping) if mapping is not None else None)
     if engine == "duckdb":
         raw = engines.run_duckdb(files, fmt, plan, threads=threads, memory_limit=memory_limit)
     elif engine == "pandas":

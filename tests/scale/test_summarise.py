@@ -214,3 +214,36 @@ def test_bad_requests_are_clear_errors(files, tmp_path):
     summary = summarise(files["one"], by=["sex"], today=TODAY)
     with pytest.raises(DataError, match="was not summarised"):
         summary.kaplan_meier(group="prophylaxis")
+
+
+def test_a_mapping_renames_recodes_and_adds_tokens(files, summary, tmp_path):
+    """A site's export with its own names, codes, yes/no words and missing code reads as the canonical one."""
+    ep = files["raw"].rename(columns={"patient_id": "PatID", "sex": "Geschlecht", "ho": "HO_ja_nein",
+                                      "age_years": "Alter", "prophylaxis": "Prophylaxe"})
+    ep["Geschlecht"] = ep["Geschlecht"].map({"male": "M", "female": "W", "unknown": "9", "x": "x"})
+    ep["HO_ja_nein"] = ep["HO_ja_nein"].map({True: "ja", False: "nein"})
+    unknown_age = ep.index[ep["Alter"].notna()][20:23]
+    ep.loc[unknown_age, "Alter"] = -99.0                      # the site's missing code
+    ep["Prophylaxe"] = ep["Prophylaxe"].replace({"none": "keine"})
+    mapping = {"source": {"missing": ["-99"]},
+               "columns": {"patient_id": "PatID", "sex": "Geschlecht", "ho": "HO_ja_nein", "age_years": "Alter",
+                           "prophylaxis": "Prophylaxe"},
+               "values": {"sex": {"M": "male", "W": "female", "9": ""}, "prophylaxis": {"keine": "none"}},
+               "booleans": {"true": ["ja"], "false": ["nein"]}}
+    path = tmp_path / "site.parquet"
+    ep.to_parquet(path, index=False)
+    csv = tmp_path / "site.csv"
+    ep.assign(Alter=ep["Alter"].map(lambda v: "-99" if v == -99 else repr(v))).to_csv(csv, index=False)
+    canonical = tmp_path / "canonical.parquet"
+    files["raw"].assign(age_years=files["raw"]["age_years"].mask(ep.index.isin(unknown_age))).to_parquet(canonical)
+    expected = summarise(canonical, by=BY, bins=BINS, today=TODAY)
+    assert not expected.counts.equals(summary.counts)
+    for source, engine in ((path, "duckdb"), (path, "pandas"), (csv, "duckdb"), (csv, "pandas")):
+        got = summarise(source, by=BY, bins=BINS, engine=engine, today=TODAY, mapping=mapping)
+        pd.testing.assert_frame_equal(got.counts, expected.counts)
+        led, ref = got.ledger.set_index("step"), expected.ledger.set_index("step")
+        assert led.loc["missing-value tokens", "rows_changed"] == 3  # the three -99 ages ('9' is a code)
+        same = [s for s in ref.index if s != "missing-value tokens"]  # '9' is a code here, not a token
+        pd.testing.assert_frame_equal(led.loc[same].drop(columns="reason"), ref.loc[same].drop(columns="reason"))
+    with pytest.raises(DataError, match="date format"):
+        summarise(path, mapping={**mapping, "dates": {"format": "dayfirst"}}, today=TODAY)
