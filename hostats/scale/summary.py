@@ -65,6 +65,26 @@ class Summary:
         reason."""
         return self.ledger.copy()
 
+    def filter(self, name: str, **equals: Any) -> Summary:
+        """A new Summary with the episodes whose ``by`` columns take the given value(s) (a value or a list
+        of values per column; missing never matches), recorded as the ledger step ``name`` with the
+        episodes it leaves out, as ``Cohort.filter``: ``big.filter("primary THA", index_event="tha")``."""
+        if not equals:
+            raise DataError(f"criterion {name!r}: give at least one column=value")
+        keep = np.ones(len(self.counts), dtype=bool)
+        for column, wanted in equals.items():
+            if column not in self.by:
+                raise DataError(f"criterion {name!r}: {column!r} was not summarised; summarise(..., by=[...]) "
+                                f"had {list(self.by)}")
+            wanted = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
+            keep &= self.counts[column].isin(wanted).fillna(False).to_numpy(dtype=bool)
+        kept, rows_in = int(self.counts.loc[keep, "n"].sum()), self.rows_kept
+        reason = name + " (" + ", ".join(f"{c} in {v!r}" if isinstance(v, (list, tuple, set, frozenset))
+                                         else f"{c} == {v!r}" for c, v in equals.items()) + ")"
+        step = pd.DataFrame([(name, rows_in, rows_in - kept, kept, 0, reason)], columns=FLOW_COLUMNS)
+        return Summary(self.counts.loc[keep].reset_index(drop=True), pd.concat([self.ledger, step], ignore_index=True),
+                       self.by, dict(self.bins), self.engine, list(self.files), list(self.notes), self.seconds)
+
     # --- tables the estimators take ----------------------------------------------------------------
     def _group(self, group: str | None) -> list[str]:
         if group is None:

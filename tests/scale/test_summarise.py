@@ -247,3 +247,16 @@ def test_a_mapping_renames_recodes_and_adds_tokens(files, summary, tmp_path):
         pd.testing.assert_frame_equal(led.loc[same].drop(columns="reason"), ref.loc[same].drop(columns="reason"))
     with pytest.raises(DataError, match="date format"):
         summarise(path, mapping={**mapping, "dates": {"format": "dayfirst"}}, today=TODAY)
+
+
+def test_filter_is_a_ledger_step_as_cohort_filter(files):
+    s = summarise(files["one"], by=["index_event", "prophylaxis"], today=TODAY)
+    only = s.filter("no prophylaxis or NSAID", prophylaxis=["none", "nsaid"])
+    ref = files["cohort"].filter("no prophylaxis or NSAID", "prophylaxis in ['none', 'nsaid']")
+    assert only.rows_kept == len(ref.episodes)
+    assert only.rows_read == only.rows_kept + only.rows_excluded == s.rows_read
+    last = only.flow().iloc[-1]
+    assert (last["step"], last["rows_in"], last["rows_out"]) == ("no prophylaxis or NSAID", s.rows_kept,
+                                                                len(ref.episodes))
+    with pytest.raises(DataError, match="was not summarised"):
+        s.filter("women", sex="female")
