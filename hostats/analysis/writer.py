@@ -19,6 +19,7 @@ from hostats.errors import HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
+from hostats.report.labels import group_label, measure_label, term_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -141,7 +142,8 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
             value = format_number(est_v)
         else:
             value = f"{format_number(est_v)} ({format_number(r['ci_lower'])} to {format_number(r['ci_upper'])})"
-        label = " ".join(str(x) for x in (r["measure"].replace("_", " "), r["group"] or r["term"]) if x)
+        who = group_label(r["group"]) if r["group"] else term_label(r["term"]) if r["term"] else ""
+        label = measure_label(r["measure"]) + (f", {who}" if who else "")
         tv = r.get("truth")
         out.append({"label": label, "value": value,
                     "truth": format_number(tv) if tv is not None and not pd.isna(tv) else ""})

@@ -247,9 +247,10 @@ def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None =
     return out
 
 
-def summary_forest(rows: list[dict[str, Any]]) -> str:
-    """A forest plot (base64 PNG) of the summary's ratios with a CI, or "" when there are none."""
-    from hostats.report.figures import _RC, forest_plot, plt
+def summary_forest(rows: list[dict[str, Any]], figures: Path | None = None) -> str:
+    """A forest plot (base64 PNG) of the summary's ratios with a CI, or "" when there are none; with
+    ``figures`` (a folder) also written there as summary_forest.png and .svg."""
+    from hostats.report.figures import _RC, forest_plot, plt, save_figure
 
     f = pd.DataFrame([r for r in rows if r["ratio"]])
     if f.empty:
@@ -261,6 +262,8 @@ def summary_forest(rows: list[dict[str, Any]]) -> str:
     f = f.assign(estimate=pd.to_numeric(f["estimate"]), ci_lower=pd.to_numeric(f["ci_lower"]),
                  ci_upper=pd.to_numeric(f["ci_upper"]))
     fig = forest_plot(f, label="label", null=1.0, xlabel="ratio (log scale; 1 = no difference)")
+    if figures is not None:
+        return save_figure(fig, figures, "summary_forest")["base64"]
     buf = io.BytesIO()
     with plt.rc_context(_RC):
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -280,7 +283,10 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
     summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles)
-    summary_png = summary_forest(summary)
+    summary_png = summary_forest(summary, Path(path).parent / "figures")
+    if summary_png:  # the files beside the report (the writer's list: the manifest names them too)
+        content.files.extend(f for f in ("figures/summary_forest.png", "figures/summary_forest.svg")
+                             if f not in content.files)
     lvl = pd.to_numeric(est["ci_level"], errors="coerce").dropna() if "ci_level" in est.columns else pd.Series([])
     summary_level = f"{100 * float(lvl.iloc[0]):.0f}%" if len(lvl) else "95%"
     flow = flow_boxes(content.flow, content.threshold, content.criteria_steps) if content.flow is not None else []
