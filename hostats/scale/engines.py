@@ -92,6 +92,10 @@ def run_duckdb(files: list[Path], fmt: str, plan: Plan, threads: int | None = No
         try:
             rel = (con.read_parquet(paths) if fmt == "parquet"
                    else con.read_csv(paths, header=True, all_varchar=True))
+            absent = [plan.source_of(c) for c in plan.read if plan.source_of(c) not in rel.columns]
+            if absent:  # the header was read differently (broken quoting, another delimiter)
+                raise DataError(f"{paths[0]}: DuckDB finds no column(s) {absent} (it reads the columns as "
+                                f"{list(rel.columns)[:10]}); check the header, the delimiter and the quoting")
             rel = rel.select(*[duckdb.ColumnExpression(plan.source_of(c)).alias(c) for c in plan.read])
             rel.create_view("src")
             types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
@@ -144,15 +148,15 @@ def run_dask(files: list[Path], fmt: str, plan: Plan, client=None, blocksize: st
         raise DataError('engine="dask" needs Dask: pip install "hostats[dask]"') from None
     cols = [plan.source_of(c) for c in plan.read]
     paths = [str(f) for f in files]
-    if fmt == "parquet":
-        ddf = dd.read_parquet(paths, columns=cols)
-    else:
-        ddf = dd.read_csv(paths, usecols=cols, dtype=str, keep_default_na=False, na_values=[],
-                          blocksize=blocksize, encoding="utf-8-sig")
-    parts = [dask.delayed(partition_groups)(p, plan) for p in ddf.to_delayed()]
-    while len(parts) > 1:
-        parts = [dask.delayed(combine)(parts[i:i + fan_in], plan) for i in range(0, len(parts), fan_in)]
     try:
+        if fmt == "parquet":
+            ddf = dd.read_parquet(paths, columns=cols)
+        else:
+            ddf = dd.read_csv(paths, usecols=cols, dtype=str, keep_default_na=False, na_values=[],
+                              blocksize=blocksize, encoding="utf-8-sig")
+        parts = [dask.delayed(partition_groups)(p, plan) for p in ddf.to_delayed()]
+        while len(parts) > 1:
+            parts = [dask.delayed(combine)(parts[i:i + fan_in], plan) for i in range(0, len(parts), fan_in)]
         out = client.compute(parts[0]).result() if client is not None else parts[0].compute()
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"reading {fmt} file(s) starting {files[0]} with Dask failed: {type(exc).__name__}: "

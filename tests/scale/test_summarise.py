@@ -211,6 +211,11 @@ def test_bad_requests_are_clear_errors(files, tmp_path):
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "y.csv", index=False)
     with pytest.raises(DataError, match="required column"):
         summarise(tmp_path / "y.csv")
+    broken = tmp_path / "broken.csv"
+    broken.write_text('patient_id,index_event,index_date\np1,tha,2020-01-01\np2,tha,2020-01-02,x,y\n"p3,tha\n')
+    for engine in ("duckdb", "pandas", "dask"):
+        with pytest.raises(DataError, match="broken.csv"):
+            summarise(broken, engine=engine, today=TODAY)
     summary = summarise(files["one"], by=["sex"], today=TODAY)
     with pytest.raises(DataError, match="was not summarised"):
         summary.kaplan_meier(group="prophylaxis")
