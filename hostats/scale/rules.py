@@ -11,8 +11,8 @@ Rules, in the order of :mod:`hostats.clean` (same step names in the ledger), app
 (the required columns, ``ho`` and the outcome dates, and the ``by`` columns):
 
 - text: leading/trailing spaces dropped; empty or a missing-value token (``NA``, ``unknown``, ...) is missing;
-- unreadable values (text files): a number, ISO date (``YYYY-MM-DD``, a time part ignored) or yes/no that
-  cannot be read is set missing;
+- unreadable values (text files): a number (``NUMBER_TEXT``), ISO date (``YYYY-MM-DD``, a valid time part
+  ignored: ``DATE_TEXT``) or yes/no that cannot be read is set missing;
 - code lists: a category value (lower case) not in the schema's code list is set missing;
 - future dates: a date after ``today`` or before 1900 is set missing;
 - plausible ranges: a number outside the schema's range (age 0-110, ...) is set missing;
@@ -29,7 +29,9 @@ interval bounds. Use :func:`hostats.read_cohort` on an extract for those.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -156,6 +158,11 @@ def make_plan(by, bins, today: pd.Timestamp, columns: set[str], where: str, mapp
 
 
 EARLIEST_DAY = int(np.datetime64(EARLIEST_DATE.date(), "D").astype(np.int64))
+# What text counts as a number or an ISO date, the same in both engines (each parser accepts more: DuckDB
+# '1_000', pandas '20200105' or '2020'); a date's time part is checked here and then dropped.
+NUMBER_TEXT = r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?"
+DATE_TEXT = r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?)?"
+_EPOCH = date(1970, 1, 1)
 
 
 def _kind(name: str) -> str:
@@ -240,7 +247,7 @@ class _Cells:
     def days(self, s: pd.Series, name: str) -> np.ndarray:
         """Day numbers since 1970 (NaN when missing); text that is not an ISO date is unreadable."""
         def from_text(u: np.ndarray) -> np.ndarray:
-            return _day_numbers(pd.to_datetime(pd.Series(u, dtype=object), format="ISO8601", errors="coerce"))
+            return np.array([_iso_day(x) for x in u], dtype=float)
 
         if pd.api.types.is_datetime64_any_dtype(s):
             return _day_numbers(s)
@@ -250,7 +257,9 @@ class _Cells:
 
     def number(self, s: pd.Series, name: str) -> np.ndarray:
         def from_text(u: np.ndarray) -> np.ndarray:
-            v = pd.to_numeric(pd.Series(u, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            ok = pd.Series(u, dtype=object).str.fullmatch(NUMBER_TEXT).to_numpy(dtype=bool)
+            v = pd.to_numeric(pd.Series(np.where(ok, u, None), dtype=object), errors="coerce") \
+                .to_numpy(dtype=float, na_value=np.nan)
             v[~np.isfinite(v)] = np.nan
             return v
 
@@ -280,6 +289,16 @@ class _Cells:
             v[bad] = np.nan
             return v
         return self._parsed(s, name, from_text)
+
+
+def _iso_day(text: str) -> float:
+    """Days since 1970 of an ISO date text (``DATE_TEXT``), NaN when it is not one or not a real day."""
+    if not re.fullmatch(DATE_TEXT, text):
+        return np.nan
+    try:
+        return float((date.fromisoformat(text[:10]) - _EPOCH).days)
+    except ValueError:  # 2019-02-29
+        return np.nan
 
 
 def _day_numbers(v: pd.Series) -> np.ndarray:
@@ -457,8 +476,8 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
             a3.append(f"{'lower(' + f'x_{c}' + ')' if kind[c] == 'category' else f'x_{c}'} AS p_{c}")
         elif kind[c] == "date":
             if c in texty:
-                a3.append(f"CAST(date_diff('day', DATE '1970-01-01', CAST(TRY_CAST(x_{c} AS TIMESTAMP) AS DATE)) "
-                          f"AS DOUBLE) AS p_{c}")
+                a3.append(f"CASE WHEN regexp_full_match(x_{c}, '{DATE_TEXT}') THEN CAST(date_diff('day', "
+                          f"DATE '1970-01-01', TRY_CAST(substr(x_{c}, 1, 10) AS DATE)) AS DOUBLE) END AS p_{c}")
                 unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
             else:
                 a3.append(f"n_{c} AS p_{c}")
@@ -472,7 +491,9 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
                 unread.append(f"(n_{c} IS NOT NULL AND p_{c} IS NULL)")
         else:  # numbers
             if c in texty:
-                a3.append(f"CASE WHEN isfinite(TRY_CAST(x_{c} AS DOUBLE)) THEN TRY_CAST(x_{c} AS DOUBLE) END AS p_{c}")
+                num = f"TRY_CAST(x_{c} AS DOUBLE)"
+                a3.append(f"CASE WHEN regexp_full_match(x_{c}, '{NUMBER_TEXT}') AND isfinite({num}) THEN {num} END "
+                          f"AS p_{c}")
                 unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
             else:
                 nums = plan.numeric_missing
