@@ -3,8 +3,11 @@
 ``iptw`` estimates marginal (population-averaged) risks of a binary outcome under each treatment level and
 their contrasts against a reference level, by inverse probability of treatment weighting:
 
-* Propensity model: multinomial logistic regression (binary logistic for two levels; statsmodels) on the
-  confounders, or gradient boosting (scikit-learn ``HistGradientBoostingClassifier``, ``ps_model="gbm"``).
+* Propensity model: multinomial logistic regression (binary logistic for two levels) on the confounders,
+  fitted by a vectorised Newton-Raphson and returned as statsmodels' results at that optimum (statsmodels
+  fits from scratch only where Newton does not converge cleanly), or gradient boosting (scikit-learn
+  ``HistGradientBoostingClassifier``, ``ps_model="gbm"``). BLAS runs on one thread inside ``iptw``: its
+  matrix products are thin, and a second thread only waits when the other core is busy.
 * Estimands and weights (Li F, Morgan KL, Zaslavsky AM. Balancing covariates via propensity score weighting.
   JASA 2018;113:390-400; Li F, Li F. Propensity score weighting for causal inference with multiple
   treatments. Ann Appl Stat 2019;13:2389-2415):
@@ -21,7 +24,8 @@ their contrasts against a reference level, by inverse probability of treatment w
   propensity is treated as known (robust sandwich; conservative for the ATE). Optional nonparametric
   bootstrap that refits the propensity model in each replicate (percentile intervals).
 * Risk ratio and odds ratio CIs by the delta method on the log scale; risk CIs on the logit scale.
-* Outcome regression (ATE only; logistic outcome model per arm on the same confounders): standardised
+* Outcome regression (ATE only; logistic outcome model per arm on the same confounders, fitted by the
+  project's Newton solver of :mod:`hostats.stats.regression.logit`, statsmodels' GLM as the fallback): standardised
   risks by the g-formula (Robins 1986; Snowden JM, Rose S, Mortimer KM. Am J Epidemiol 2011;173:731-738)
   and their contrasts, rows ``*_regression``, with influence-function SEs that include the outcome
   models' estimation; and a doubly robust AIPW risk difference (Robins JM, Rotnitzky A, Zhao LP. JASA
@@ -40,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from scipy.stats import norm
 
 from hostats.errors import DataError, EstimationError
@@ -47,6 +52,7 @@ from hostats.stats.causal import balance as _bal
 from hostats.stats.core.formula import build_design, formula_variables, require_variables, split_formula
 from hostats.stats.core.results import CurveResult, Result, check_level, tidy, z_value
 from hostats.stats.core.survival_data import status_array, time_array
+from hostats.stats.core.threads import single_blas_thread
 from hostats.stats.core.validate import binary_array, complete_cases, require_columns
 
 # Diagnostics thresholds (flags, not rules: a report shows them next to the estimates).
@@ -136,7 +142,8 @@ def _covariates(data: pd.DataFrame, columns: list[str], notes: list[str]) -> lis
         else:
             lv = _treatment_levels(s)
             kind = "binary"
-            items = [(str(v), (s == v).to_numpy(dtype=float)) for v in lv]
+            codes = pd.Categorical(s, categories=lv).codes   # one pass over the rows, not one per level
+            items = [(str(v), (codes == j).astype(float)) for j, v in enumerate(lv)]
         if all(np.ptp(v) == 0 for _, v in items):
             notes.append(f"confounder {col!r} is constant in these data and was left out "
                          "(it cannot confound)")
@@ -154,8 +161,10 @@ def _list_formula(columns: list[str]) -> str:
 
 def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
     """Drop columns that are linear combinations of earlier ones (a rank-deficient propensity model)."""
-    norms = np.linalg.norm(X, axis=0)
-    gram = (X / np.where(norms > 0, norms, 1.0)).T @ (X / np.where(norms > 0, norms, 1.0))  # p x p: cheap
+    cross = X.T @ X                                   # p x p, one pass over the rows
+    norms = np.sqrt(np.maximum(np.diag(cross), 0.0))
+    scale = np.where(norms > 0, norms, 1.0)
+    gram = cross / np.outer(scale, scale)             # the cross-products of the unit-length columns
     keep: list[int] = []
     for j in range(X.shape[1]):
         cand = keep + [j]
@@ -171,28 +180,73 @@ def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[
 # propensity model
 # --------------------------------------------------------------------------------------------------
 
-# From this many patients on, the propensity MLE is found by the vectorised Newton below and statsmodels
-# only confirms it (one Newton step) and builds its results object: its own Hessian is ~10x slower.
-WARM_START_N = 100_000
+# From this many patients on (all, by default), the propensity MLE is found by the vectorised Newton below
+# and statsmodels only wraps it in its results object, without iterating again (its MNLogit Hessian is ~10x
+# slower); statsmodels fits from scratch only when that Newton does not converge cleanly (separation...).
+WARM_START_N = 0
+_SUBSAMPLE_N = 400_000   # above this, Newton starts from a fit to every k-th row (~100,000 rows)
 
 
 def _warm_start(X: np.ndarray, a: np.ndarray, K: int) -> np.ndarray | None:
     """The multinomial-logit MLE (statsmodels' parameter order) from zero, or None when Newton does not
     converge cleanly (separation...): statsmodels then fits from scratch and reports what it finds."""
+    fit = _newton_fit(X, a, K)
+    return None if fit is None else fit[0]
+
+
+def _newton_fit(X: np.ndarray, a: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """(beta, fitted probabilities, information at beta, iterations) of the multinomial logit by Newton from
+    zero (on large data from the fit to a deterministic subsample), or None when it does not converge
+    cleanly."""
+    start = np.zeros(X.shape[1] * (K - 1))
     try:
         with np.errstate(all="ignore"):
-            beta = _newton_mnlogit(X, a, K, np.zeros(X.shape[1] * (K - 1)), return_beta=True)
+            if len(a) > _SUBSAMPLE_N:
+                k = max(2, len(a) // 100_000)
+                if np.bincount(a[::k], minlength=K).min() > 0:
+                    sub = _mnlogit_newton(X[::k], a[::k], K, start, tol=1e-6)
+                    start = sub[0] if np.all(np.isfinite(sub[0])) else start
+            fit = _mnlogit_newton(X, a, K, start)
     except (EstimationError, np.linalg.LinAlgError):
         return None
-    return beta if np.all(np.isfinite(beta)) else None
+    return fit if np.all(np.isfinite(fit[0])) and np.all(np.isfinite(fit[2])) else None
+
+
+def _results_at(X: np.ndarray, a: np.ndarray, K: int, beta: np.ndarray, info: np.ndarray, iterations: int) -> Any:
+    """The statsmodels Logit (two arms) or MNLogit results object at an MLE found elsewhere: what
+    ``model.fit()`` returns, without repeating the iterations (covariance: the inverse information)."""
+    import statsmodels.api as sm
+    from statsmodels.base.model import LikelihoodModelResults
+    from statsmodels.discrete.discrete_model import (
+        BinaryResultsWrapper,
+        LogitResults,
+        MultinomialResults,
+        MultinomialResultsWrapper,
+    )
+
+    # check_rank=False: collinear terms were dropped before the fit (statsmodels' rank check is an SVD of X)
+    model = (sm.Logit((a == 1).astype(float), X, check_rank=False) if K == 2
+             else sm.MNLogit(a, X, check_rank=False))
+    mle = LikelihoodModelResults(model, beta, normalized_cov_params=np.linalg.inv(info), scale=1.0)
+    mle.mle_retvals = {"converged": True, "iterations": iterations, "optimizer": "hostats vectorised Newton"}
+    mle.mle_settings = {"optimizer": "newton", "start_params": None, "maxiter": 30}
+    if K == 2:
+        return BinaryResultsWrapper(LogitResults(model, mle))
+    mle.params = mle.params.reshape(model.K, -1, order="F")   # as MNLogit.fit: one column per non-base arm
+    return MultinomialResultsWrapper(MultinomialResults(model, mle))
 
 
 def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
                   start: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+    """Fitted probabilities (n x arms) and the statsmodels results of the (multinomial) logistic
+    propensity model; separation and non-convergence are noted."""
     import statsmodels.api as sm
 
     if start is None and len(a) >= WARM_START_N:
-        start = _warm_start(X, a, K)
+        fit = _newton_fit(X, a, K)
+        if fit is not None:
+            beta, P, info, iterations = fit
+            return P, _results_at(X, a, K, beta, info, iterations)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = sm.Logit((a == 1).astype(float), X) if K == 2 else sm.MNLogit(a, X)
@@ -282,47 +336,69 @@ def _weights(P: np.ndarray, a: np.ndarray, estimand: str, target: int | None, st
     return w, g, info
 
 
+_INFO_CHUNK = 32_768   # rows per pass of _information: the temporaries stay in cache
+
+
 def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Fisher information of the multinomial logit (base arm 0): blocks X' diag(P_k (1{k=m} - P_m)) X
-    (symmetric), one weighted cross-product per pair of arms (BLAS; no n x p^2 temporary)."""
-    K, p = P.shape[1], X.shape[1]
-    info = np.zeros(((K - 1) * p, (K - 1) * p))
-    for k in range(1, K):
-        for m in range(k, K):
-            block = (X * (P[:, k] * ((k == m) - P[:, m]))[:, None]).T @ X
-            info[(k - 1) * p:k * p, (m - 1) * p:m * p] = block
-            info[(m - 1) * p:m * p, (k - 1) * p:k * p] = block.T
-    return info
+    """Fisher information of the multinomial logit (base arm 0): blocks X' diag(P_k (1{k=m} - P_m)) X.
+
+    Over chunks of rows, Z = [x_i P_i1, ..., x_i P_i(K-1)] (chunk x p(K-1)) gives every block of the second
+    term at once as Z'Z, and X'Z the diagonal blocks' first term X' diag(P_k) X: two matrix products per
+    chunk instead of one per pair of arms over all rows, and no n-row temporary. (The diagonal blocks are a
+    difference, X' diag(P_k) X - X' diag(P_k^2) X: relative rounding ~1e-16 / (1 - P_k), negligible unless
+    propensities are within ~1e-8 of 1, which the positivity diagnostics flag anyway.)"""
+    n, p = X.shape
+    K = P.shape[1]
+    q = (K - 1) * p
+    first, cross = np.zeros((p, q)), np.zeros((q, q))
+    for s in range(0, n, _INFO_CHUNK):
+        Xc, Pc = X[s:s + _INFO_CHUNK], P[s:s + _INFO_CHUNK, 1:]
+        Z = (Pc[:, :, None] * Xc[:, None, :]).reshape(len(Xc), q)
+        cross += Z.T @ Z
+        first += Xc.T @ Z
+    info = -cross
+    for k in range(K - 1):
+        block = slice(k * p, (k + 1) * p)
+        info[block, block] += first[:, block]
+    return (info + info.T) / 2
+
+
+def _mnlogit_newton(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30,
+                    tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(beta, fitted probabilities, Fisher information at beta, iterations) of the multinomial logit (base
+    arm 0) by Newton-Raphson from ``start``, converged when no parameter moves by ``tol``; an
+    EstimationError when it does not converge in ``maxiter`` steps (separation...)."""
+    n, p = X.shape
+    beta = np.asarray(start, dtype=float).copy()
+    onehot = np.eye(K)[a][:, 1:]
+    P = _mnlogit_probabilities(X, beta, K)
+    info = _information(X, P)
+    for it in range(1, maxiter + 1):
+        grad = (X.T @ (onehot - P[:, 1:])).T.ravel()   # block k = X'(1{A=k} - P_k)
+        step = np.linalg.solve(info, grad)
+        beta += step
+        if not np.all(np.isfinite(beta)):
+            break
+        P = _mnlogit_probabilities(X, beta, K)
+        info = _information(X, P)
+        if np.max(np.abs(step)) < tol:
+            return beta, P, info, it
+    raise EstimationError("the multinomial propensity Newton-Raphson did not converge (separation?)")
+
+
+def _mnlogit_probabilities(X: np.ndarray, beta: np.ndarray, K: int) -> np.ndarray:
+    lin = np.column_stack([np.zeros(X.shape[0]), X @ beta.reshape(K - 1, X.shape[1]).T])
+    lin -= lin.max(axis=1, keepdims=True)
+    P = np.exp(lin)
+    return P / P.sum(axis=1, keepdims=True)
 
 
 def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30,
                     return_beta: bool = False) -> np.ndarray:
     """Fitted probabilities (or, with ``return_beta``, the parameters) of the multinomial logit (base arm 0)
-    by Newton-Raphson from ``start``.
-
-    Used for bootstrap refits and for the warm start of large main fits (statsmodels' MNLogit Hessian is
-    ~10x slower); the main fit, whose object users see, stays statsmodels. Same likelihood, same optimum.
-    """
-    n, p = X.shape
-    beta = np.asarray(start, dtype=float).copy()
-    for _ in range(maxiter):
-        lin = np.column_stack([np.zeros(n), X @ beta.reshape(K - 1, p).T])
-        lin -= lin.max(axis=1, keepdims=True)
-        P = np.exp(lin)
-        P /= P.sum(axis=1, keepdims=True)
-        grad = (X.T @ (np.eye(K)[a][:, 1:] - P[:, 1:])).T.ravel()   # block k = X'(1{A=k} - P_k)
-        step = np.linalg.solve(_information(X, P), grad)
-        beta += step
-        if not np.all(np.isfinite(beta)):
-            break
-        if np.max(np.abs(step)) < 1e-8:
-            if return_beta:
-                return beta
-            lin = np.column_stack([np.zeros(n), X @ beta.reshape(K - 1, p).T])
-            lin -= lin.max(axis=1, keepdims=True)
-            P = np.exp(lin)
-            return P / P.sum(axis=1, keepdims=True)
-    raise EstimationError("bootstrap propensity refit did not converge (separation in the resample?)")
+    by Newton-Raphson from ``start`` (bootstrap refits start at the full-sample estimate)."""
+    beta, P, _, _ = _mnlogit_newton(X, a, K, start, maxiter)
+    return beta if return_beta else P
 
 
 def _arm_means(y: np.ndarray, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -571,11 +647,34 @@ def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized,
     return out
 
 
+def _outcome_model(X: np.ndarray, y: np.ndarray, level: Any, notes: list[str]
+                   ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """Logistic outcome model of one arm: (statsmodels results, coefficients, information X'WX at them or
+    None). Fitted by the project's Newton solver (:mod:`hostats.stats.regression.logit`) and wrapped in
+    statsmodels' Logit results without iterating again; statsmodels' GLM fits it when Newton does not
+    converge (separation, a confounder constant in the arm), and its separation warning becomes a note."""
+    import statsmodels.api as sm
+
+    from hostats.stats.regression.logit import _logit_results, _ml_newton
+
+    with np.errstate(all="ignore"):
+        try:
+            fit = _ml_newton(X, y, np.ones_like(y))
+        except np.linalg.LinAlgError:
+            fit = None
+    if fit is not None and fit.converged and np.all(np.isfinite(fit.beta)):
+        return _logit_results(sm.Logit(y, X, check_rank=False), fit), fit.beta, fit.info
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    if any("separation" in str(w.message).lower() for w in caught):
+        notes.append(f"AIPW outcome model in arm {level!r} shows separation; AIPW row may be unstable")
+    return glm, np.asarray(glm.params, dtype=float), None
+
+
 def _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes):
     """Outcome-model estimates with a logistic model fitted in each arm: standardised (g-formula) risks and
     their contrasts (``*_regression``), and the AIPW risk difference vs the reference."""
-    import statsmodels.api as sm
-
     n = len(a)
     phi, phi_g = np.zeros((n, K)), np.zeros((n, K))
     mu, mu_g = np.zeros(K), np.zeros(K)
@@ -587,17 +686,13 @@ def _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes):
             notes.append(f"AIPW omitted: arm {levels[k]!r} has {'no' if yk.max() == 0 else 'only'} events, "
                          "so no outcome model can be fitted")
             return [], {}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                fit = sm.GLM(yk, Xd[m], family=sm.families.Binomial()).fit()
-            except (np.linalg.LinAlgError, ValueError) as exc:
-                notes.append(f"AIPW omitted: outcome model in arm {levels[k]!r} failed ({exc})")
-                return [], {}
-        if any("separation" in str(w.message).lower() for w in caught):
-            notes.append(f"AIPW outcome model in arm {levels[k]!r} shows separation; AIPW row may be unstable")
+        try:
+            fit, beta, h_k = _outcome_model(Xd[m], yk, levels[k], notes)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            notes.append(f"AIPW omitted: outcome model in arm {levels[k]!r} failed ({exc})")
+            return [], {}
         models[levels[k]] = fit
-        mk = fit.predict(Xd)
+        mk = expit(Xd @ beta)
         val = mk + m * (y - mk) / P[:, k]
         mu[k] = val.mean()
         phi[:, k] = val - mu[k]
@@ -606,7 +701,8 @@ def _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes):
         mu_g[k] = mk.mean()
         d_k = (mk * (1 - mk)) @ Xd / n
         xm, mm = Xd[m], mk[m]
-        h_k = (xm * (mm * (1 - mm))[:, None]).T @ xm
+        if h_k is None:
+            h_k = (xm * (mm * (1 - mm))[:, None]).T @ xm
         try:
             g = np.linalg.solve(h_k, d_k)
         except np.linalg.LinAlgError:
@@ -668,65 +764,68 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
     Returns an :class:`IPTWResult`. Warnings (positivity, extreme weights, separation) are in
     ``.warnings`` and are also issued as Python warnings.
     """
-    level = check_level(level)
-    z = z_value(level)
-    if not isinstance(data, pd.DataFrame):
-        raise DataError("iptw needs a pandas DataFrame")
-    est_key, stabilized, trunc, bootstrap = _check_options(estimand, weights, truncate, bootstrap, seed)
-    formula, rhs, conf_cols = confounder_columns(data, confounders)
-    data, n_missing, notes = _analysed_rows(data, treatment, outcome, conf_cols, time, status, horizon)
-    levels, reference, a, counts = treatment_arms(data[treatment], treatment, reference)
-    K = len(levels)
-    treated, target = _att_target(est_key, treated, levels, reference, treatment)
-    surv, y, yev = _outcome(data, outcome, time, status, horizon, levels, a)
-    events = np.bincount(a, weights=yev, minlength=K).astype(int)
+    # the products are thin (n x p, p small): a second BLAS thread gains little alone and costs much when
+    # the other core is busy (benchmarks/bench_iptw.py --busy 2)
+    with single_blas_thread():
+        level = check_level(level)
+        z = z_value(level)
+        if not isinstance(data, pd.DataFrame):
+            raise DataError("iptw needs a pandas DataFrame")
+        est_key, stabilized, trunc, bootstrap = _check_options(estimand, weights, truncate, bootstrap, seed)
+        formula, rhs, conf_cols = confounder_columns(data, confounders)
+        data, n_missing, notes = _analysed_rows(data, treatment, outcome, conf_cols, time, status, horizon)
+        levels, reference, a, counts = treatment_arms(data[treatment], treatment, reference)
+        K = len(levels)
+        treated, target = _att_target(est_key, treated, levels, reference, treatment)
+        surv, y, yev = _outcome(data, outcome, time, status, horizon, levels, a)
+        events = np.bincount(a, weights=yev, minlength=K).astype(int)
 
-    covs = _covariates(data, conf_cols, notes)
-    if formula is None:  # a list: the confounders that vary, each as the formula engine codes it
-        formula = rhs = _list_formula(list(dict.fromkeys(c.variable for c in covs)))
-    design, Xd = build_design(data, rhs or "1", formula, intercept=True)
-    Xd, names = _drop_collinear(Xd, design.names, notes)
+        covs = _covariates(data, conf_cols, notes)
+        if formula is None:  # a list: the confounders that vary, each as the formula engine codes it
+            formula = rhs = _list_formula(list(dict.fromkeys(c.variable for c in covs)))
+        design, Xd = build_design(data, rhs or "1", formula, intercept=True)
+        Xd, names = _drop_collinear(Xd, design.names, notes)
 
-    P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, stabilized, trunc, notes)
-    is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
-    mu, V = _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic)
-    pairs = [(k, 0) for k in range(1, K)]
-    rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
-    _note_arms_without_events(mu, levels, notes)
-    ess_df = _weight_diagnostics(P, w, a, counts, levels, est_key, target, notes)
-    method = _method_label(est_key, K, is_logistic, outcome is None, horizon)
+        P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, stabilized, trunc, notes)
+        is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
+        mu, V = _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic)
+        pairs = [(k, 0) for k in range(1, K)]
+        rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
+        _note_arms_without_events(mu, levels, notes)
+        ess_df = _weight_diagnostics(P, w, a, counts, levels, est_key, target, notes)
+        method = _method_label(est_key, K, is_logistic, outcome is None, horizon)
 
-    boot_df = None
-    if bootstrap:
-        rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
-                                         stabilized, trunc, pairs, levels, level, notes,
-                                         start=np.asarray(fit.params).ravel(order="F") if is_logistic else None)
-        method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
+        boot_df = None
+        if bootstrap:
+            rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
+                                             stabilized, trunc, pairs, levels, level, notes,
+                                             start=np.asarray(fit.params).ravel(order="F") if is_logistic else None)
+            method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
-    outcome_models: dict = {}
-    if est_key == "ATE" and outcome is not None:
-        aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes)
-        rows += aipw_rows
-        if outcome_models:
-            method = method[:-1] + ("; outcome regression: g-formula standardisation and AIPW, a logistic "
-                                    "outcome model per arm, influence-function CIs)")
+        outcome_models: dict = {}
+        if est_key == "ATE" and outcome is not None:
+            aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes)
+            rows += aipw_rows
+            if outcome_models:
+                method = method[:-1] + ("; outcome regression: g-formula standardisation and AIPW, a logistic "
+                                        "outcome model per arm, influence-function CIs)")
 
-    cox_res = None
-    if surv is not None:
-        hr_rows, cox_res = _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes)
-        rows += hr_rows
+        cox_res = None
+        if surv is not None:
+            hr_rows, cox_res = _hazard_ratio(surv, w, a, levels, pairs, counts, level, notes)
+            rows += hr_rows
 
-    for msg in notes:
-        if msg.startswith(("positivity", "extreme weights")):
-            warnings.warn(msg, UserWarning, stacklevel=2)
+        for msg in notes:
+            if msg.startswith(("positivity", "extreme weights")):
+                warnings.warn(msg, UserWarning, stacklevel=2)
 
-    prop = pd.DataFrame(P, index=data.index, columns=[str(v) for v in levels])
-    return IPTWResult(
-        _table=tidy(_ordered_table(rows, pairs, levels)), level=level, method=method, reference=IPTW_REFERENCE,
-        fitted=fit, warnings=notes, propensity=prop, weights=pd.Series(w, index=data.index, name="weight"),
-        ess=ess_df, estimand=est_key, reference_level=reference, treated_level=treated, levels=levels,
-        truncation=tinfo, outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
-        n=int(len(a)), n_missing=n_missing, ps_terms=list(names), _covariates=covs, _arm=a, _surv=surv)
+        prop = pd.DataFrame(P, index=data.index, columns=[str(v) for v in levels])
+        return IPTWResult(
+            _table=tidy(_ordered_table(rows, pairs, levels)), level=level, method=method, reference=IPTW_REFERENCE,
+            fitted=fit, warnings=notes, propensity=prop, weights=pd.Series(w, index=data.index, name="weight"),
+            ess=ess_df, estimand=est_key, reference_level=reference, treated_level=treated, levels=levels,
+            truncation=tinfo, outcome_models=outcome_models, cox_result=cox_res, bootstrap_estimates=boot_df,
+            n=int(len(a)), n_missing=n_missing, ps_terms=list(names), _covariates=covs, _arm=a, _surv=surv)
 
 
 # steps of iptw

@@ -1,5 +1,6 @@
-"""The large-n paths of iptw (vectorised Newton warm start, blockwise information) give the same
-estimates as the statsmodels-from-scratch path and the textbook block formula (closed form / refit)."""
+"""The fast paths of iptw (the vectorised Newton propensity fit wrapped in statsmodels results without a
+refit, blockwise information, outcome models by the project's Newton) give the same estimates as
+statsmodels fitting from scratch and the textbook block formula (closed form / refit)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,9 +21,15 @@ def _data(n=4000, seed=11):
 
 def test_warm_start_matches_statsmodels_from_scratch(monkeypatch):
     d = _data()
-    cold = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none").table()
-    monkeypatch.setattr(causal, "WARM_START_N", 0)
-    warm = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none").table()
+    warm_res = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none")
+    warm = warm_res.table()
+    monkeypatch.setattr(causal, "WARM_START_N", 10 ** 12)   # statsmodels MNLogit.fit from zero
+    cold_res = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none")
+    cold = cold_res.table()
+    assert warm_res.fitted.mle_retvals["optimizer"] == "hostats vectorised Newton"
+    assert cold_res.fitted.mle_retvals["converged"] and "optimizer" not in cold_res.fitted.mle_retvals
+    np.testing.assert_allclose(np.asarray(warm_res.fitted.bse), np.asarray(cold_res.fitted.bse), rtol=1e-7)
+    assert warm_res.fitted.llf == pytest.approx(cold_res.fitted.llf, rel=1e-12)
     num = ["estimate", "ci_lower", "ci_upper", "std_error"]
     np.testing.assert_allclose(warm[num].to_numpy(float), cold[num].to_numpy(float), rtol=1e-8, atol=1e-12)
     assert warm["measure"].tolist() == cold["measure"].tolist()
@@ -52,6 +59,39 @@ def test_newton_beta_is_the_statsmodels_optimum(K):
     d = d[d["arm"].isin(["none", "rt", "nsaid"][:K])]
     X = np.column_stack([np.ones(len(d)), d["age"], d["sex"] == "male"]).astype(float)
     a = d["arm"].map({"none": 0, "rt": 1, "nsaid": 2}).to_numpy()
-    _, fit = causal._fit_logistic(X, a, K, [])
+    import statsmodels.api as sm
+
+    model = sm.Logit((a == 1).astype(float), X) if K == 2 else sm.MNLogit(a, X)
+    fit = model.fit(disp=0, method="newton", maxiter=200)
     beta = causal._warm_start(X, a, K)
     np.testing.assert_allclose(beta, np.asarray(fit.params).ravel(order="F"), rtol=1e-7, atol=1e-9)
+    P, ours = causal._fit_logistic(X, a, K, [])
+    np.testing.assert_allclose(np.asarray(ours.params), np.asarray(fit.params), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(ours.bse), np.asarray(fit.bse), rtol=1e-7)
+    np.testing.assert_allclose(P[:, 1:].reshape(len(a), -1) if K > 2 else P[:, 1],
+                               np.asarray(fit.predict(X))[:, 1:] if K > 2 else fit.predict(X), atol=1e-9)
+
+
+def test_large_data_newton_starts_from_a_subsample(monkeypatch):
+    d = _data(6000, seed=4)
+    X = np.column_stack([np.ones(len(d)), d["age"], d["sex"] == "male"]).astype(float)
+    a = d["arm"].map({"none": 0, "rt": 1, "nsaid": 2, "bis": 3}).to_numpy()
+    full = causal._newton_fit(X, a, 4)
+    monkeypatch.setattr(causal, "_SUBSAMPLE_N", 1000)
+    sub = causal._newton_fit(X, a, 4)
+    np.testing.assert_allclose(sub[0], full[0], rtol=1e-8, atol=1e-10)
+    assert sub[3] < full[3]   # fewer full-data Newton steps from the subsample's estimate
+
+
+def test_outcome_models_are_the_statsmodels_glm_fits():
+    import statsmodels.api as sm
+
+    d = _data(3000, seed=5)
+    res = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none")
+    X = np.column_stack([np.ones(len(d)), d["age"], d["sex"] == "male"]).astype(float)
+    assert res.ps_terms == ["Intercept", "age", "sex[T.male]"]
+    for arm, fit in res.outcome_models.items():
+        m = (d["arm"] == arm).to_numpy()
+        ref = sm.GLM(d["y"].to_numpy(float)[m], X[m], family=sm.families.Binomial()).fit(tol=1e-13)
+        np.testing.assert_allclose(np.asarray(fit.params), np.asarray(ref.params), rtol=1e-8)
+        np.testing.assert_allclose(np.asarray(fit.bse), np.asarray(ref.bse), rtol=1e-7)
