@@ -351,6 +351,8 @@ def run(
                     result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments)
             else:
                 result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments)
+        for note in result.not_run:  # optional sections these data could not feed: said even when quiet
+            err_console.print(f"[yellow]note:[/] {escape(safe(note))}", highlight=False, soft_wrap=True)
         if not quiet:
             console.print(f"[green]report:[/] {result.report}  ({len(result.estimates)} estimates, "
                           f"{result.seconds:.1f} s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class RunResult:
     seconds: float
     n_analysed: int
     synthetic: bool
+    not_run: list[str] = field(default_factory=list)  # optional sections these data could not feed, and why
 
 
 def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = False) -> Path | None:
@@ -128,6 +129,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         ctx = Context(spec=spec, data=ep, assessments=cohort.assessments, truth=truth, threshold=spec.threshold,
                       level=spec.level, horizon=spec.horizon)
         outputs: list[SectionOutput] = []
+        not_run: list[str] = []
         with use_policy(DisclosurePolicy.from_report(spec.report)):  # counts in the sections' figures, tables
             for sec in spec.sections:
                 with timer.step(f"section {sec['id']}"):
@@ -139,6 +141,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
                     except (SpecError, EstimationError, ValueError) as exc:
                         if sec.get("optional"):
                             outputs.append(_not_run(sec, lacking, exc))
+                            not_run += outputs[-1].warnings
                         elif lacking:
                             name, key = lacking[0]
                             raise spec.error(_lacking_message(spec, name) + "; map it in the export's mapping, "
@@ -163,7 +166,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return RunResult(name=spec.name, out_dir=out_dir, report=out_dir / "report.html", estimates=result,
-                     seconds=timer.total, n_analysed=len(ep), synthetic=truth is not None)
+                     seconds=timer.total, n_analysed=len(ep), synthetic=truth is not None, not_run=not_run)
 
 
 def _lacking(sec: dict, spec: Spec, data: pd.DataFrame) -> list[tuple[str, str]]:

@@ -23,6 +23,9 @@ def test_tha_incidence_runs_on_the_example_export(tmp_path):
     html = (res.out_dir / "report.html").read_text(encoding="utf-8")
     # the export has no 'symptomatic' column: that section says so instead of failing the run
     assert "Symptomatic HO among patients with HO within a year: not run (the data have no column" in html
+    assert [n.split(":")[0] for n in res.not_run] == ["Symptomatic HO among patients with HO within a year",
+                                                      "Risk factors for HO within a year after THA (odds ratios "
+                                                      "of the 1-year risk)"]
     est = pd.read_csv(res.out_dir / "estimates.csv")
     assert "symptomatic" not in set(est["section"])
     # the sections the export can feed are there
