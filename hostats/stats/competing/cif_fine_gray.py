@@ -295,6 +295,50 @@ class CumulativeIncidenceResult(CurveResult):
         return tidy(out)
 
 
+def _curve_frame(label: Any, st: dict[str, np.ndarray], z: float, weighted: bool = False) -> pd.DataFrame:
+    """One group's curve rows (the jumps of F) from an Aalen-Johansen step dict, with log-log limits."""
+    j = st["jump"]
+    lo, hi = _loglog_ci(st["estimate"][j], st["variance"][j], z)
+    frame = pd.DataFrame({
+        "group": label, "time": st["time"][j], "estimate": st["estimate"][j], "ci_lower": lo,
+        "ci_upper": hi, "n_at_risk": st["n_at_risk"][j].astype(np.int64),
+        "std_error": np.sqrt(st["variance"][j]), "n_events": st["d1"][j], "n_competing": st["d2"][j]})
+    if weighted:
+        frame["n_at_risk_weighted"] = st["n_at_risk_weighted"][j]
+    return frame
+
+
+def _group_counts(label: Any, n: int, n_cause: int, n_other: int, last_time: float, cause: int,
+                  warns: list[str]) -> dict[str, Any]:
+    """One group's row of the counts table; a group without events of the cause is noted."""
+    if n_cause == 0:
+        warns.append(f"group {label!r} has no events of cause {cause}: its cumulative incidence is 0 "
+                     "throughout (limits 0 to 0)")
+    return {"group": label, "n": n, "events": n_cause, "competing_events": n_other,
+            "censored": n - n_cause - n_other, "last_time": last_time}
+
+
+def _gray_or_problem(group: str | None, labels: list, weighted: bool, test, warns: list[str]
+                     ) -> tuple[GrayTest | None, str]:
+    """Gray's test (``test()``) when it is defined, else None and the reason (noted when a group was given)."""
+    gray, problem = None, ""
+    if group is None:
+        problem = "Gray's test needs a group column (cumulative_incidence(..., group=...))"
+    elif len(labels) < 2:
+        problem = f"Gray's test needs at least two groups; column {group!r} has only {labels[0]!r}"
+    elif weighted:
+        problem = ("Gray's test is not defined for weighted data; compare weighted curves with a "
+                   "bootstrap or use fine_gray with the weights' covariates")
+    else:
+        try:
+            gray = test()
+        except EstimationError as exc:
+            problem = str(exc)
+    if problem and group is not None:
+        warns.append(problem)
+    return gray, problem
+
+
 def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int = 1,
                          group: str | None = None, weights: str | None = None,
                          level: float = 0.95) -> CumulativeIncidenceResult:
@@ -336,42 +380,14 @@ def cumulative_incidence(data: pd.DataFrame, time: str, status: str, cause: int 
         mask = codes == k
         st = _aalen_johansen(t[mask], s[mask], None if w is None else w[mask], cause)
         steps[label] = st
-        j = st["jump"]
-        lo, hi = _loglog_ci(st["estimate"][j], st["variance"][j], z)
-        curves.append(pd.DataFrame({
-            "group": label, "time": st["time"][j], "estimate": st["estimate"][j], "ci_lower": lo,
-            "ci_upper": hi, "n_at_risk": st["n_at_risk"][j].astype(np.int64),
-            "std_error": np.sqrt(st["variance"][j]),
-            "n_events": st["d1"][j], "n_competing": st["d2"][j]}))
-        if w is not None:
-            curves[-1]["n_at_risk_weighted"] = st["n_at_risk_weighted"][j]
+        curves.append(_curve_frame(label, st, z, weighted=w is not None))
         sg = s[mask]
-        n_cause = int(np.sum(sg == cause))
-        if n_cause == 0:
-            warns.append(f"group {label!r} has no events of cause {cause}: its cumulative incidence is 0 "
-                         "throughout (limits 0 to 0)")
-        count_rows.append({"group": label, "n": int(mask.sum()), "events": n_cause,
-                           "competing_events": int(np.sum((sg > 0) & (sg != cause))),
-                           "censored": int(np.sum(sg == 0)), "last_time": float(t[mask].max())})
+        count_rows.append(_group_counts(label, int(mask.sum()), int(np.sum(sg == cause)),
+                                        int(np.sum((sg > 0) & (sg != cause))), float(t[mask].max()), cause, warns))
     curve = pd.concat(curves, ignore_index=True)
     counts = pd.DataFrame(count_rows)
-
-    gray, problem = None, ""
-    if group is None:
-        problem = "Gray's test needs a group column (cumulative_incidence(..., group=...))"
-    elif len(labels) < 2:
-        problem = (f"Gray's test needs at least two groups; column {group!r} has only "
-                   f"{labels[0]!r}")
-    elif w is not None:
-        problem = ("Gray's test is not defined for weighted data; compare weighted curves with a "
-                   "bootstrap or use fine_gray with the weights' covariates")
-    else:
-        try:
-            gray = _gray_test(t, s, codes, len(labels), cause)
-        except EstimationError as exc:
-            problem = str(exc)
-    if problem and group is not None:
-        warns.append(problem)
+    gray, problem = _gray_or_problem(group, labels, w is not None, lambda: _gray_test(t, s, codes, len(labels), cause),
+                                     warns)
 
     result = CumulativeIncidenceResult(
         _table=pd.DataFrame(), level=level,

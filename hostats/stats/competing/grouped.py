@@ -19,8 +19,10 @@ from hostats.stats.competing.cif_fine_gray import (
     AJ_REFERENCE,
     CumulativeIncidenceResult,
     _aalen_johansen_counts,
+    _curve_frame,
+    _gray_or_problem,
     _gray_test_counts,
-    _loglog_ci,
+    _group_counts,
 )
 from hostats.stats.core.frequency import complete_counts, count_array
 from hostats.stats.core.results import check_level, z_value
@@ -70,35 +72,12 @@ def cumulative_incidence_counts(data: pd.DataFrame, time: str, status: str, coun
         present = cnt[:, g] > 0
         st = _aalen_johansen_counts(ut[present], cnt[present, g], cnt[present, g], d1[present, g], d2[present, g])
         steps[label] = st
-        j = st["jump"]
-        lo, hi = _loglog_ci(st["estimate"][j], st["variance"][j], z)
-        curves.append(pd.DataFrame({
-            "group": label, "time": st["time"][j], "estimate": st["estimate"][j], "ci_lower": lo,
-            "ci_upper": hi, "n_at_risk": st["n_at_risk"][j].astype(np.int64),
-            "std_error": np.sqrt(st["variance"][j]), "n_events": st["d1"][j], "n_competing": st["d2"][j]}))
-        n_cause = int(d1[:, g].sum())
-        if n_cause == 0:
-            warns.append(f"group {label!r} has no events of cause {cause}: its cumulative incidence is 0 "
-                         "throughout (limits 0 to 0)")
-        n_g = int(cnt[:, g].sum())
-        n_other = int(d2[:, g].sum())
-        count_rows.append({"group": label, "n": n_g, "events": n_cause, "competing_events": n_other,
-                           "censored": n_g - n_cause - n_other, "last_time": float(ut[present].max())})
+        curves.append(_curve_frame(label, st, z))
+        count_rows.append(_group_counts(label, int(cnt[:, g].sum()), int(d1[:, g].sum()), int(d2[:, g].sum()),
+                                        float(ut[present].max()), cause, warns))
     curve = pd.concat(curves, ignore_index=True)
     counts = pd.DataFrame(count_rows)
-
-    gray, problem = None, ""
-    if group is None:
-        problem = "Gray's test needs a group column (cumulative_incidence(..., group=...))"
-    elif k < 2:
-        problem = f"Gray's test needs at least two groups; column {group!r} has only {labels[0]!r}"
-    else:
-        try:
-            gray = _gray_test_counts(cnt, d1, d2, cause)
-        except EstimationError as exc:
-            problem = str(exc)
-    if problem and group is not None:
-        warns.append(problem)
+    gray, problem = _gray_or_problem(group, labels, False, lambda: _gray_test_counts(cnt, d1, d2, cause), warns)
     result = CumulativeIncidenceResult(
         _table=pd.DataFrame(), level=level, method="Aalen-Johansen cumulative incidence, from counts",
         reference=AJ_REFERENCE, fitted=None, warnings=warns, curve=curve, cause=cause, n=int(c.sum()),
