@@ -64,14 +64,13 @@ from hostats.errors import DataError, EstimationError
 from hostats.stats.causal.weighting import (
     EXTREME_SHARE,
     EXTREME_WEIGHT,
-    POSITIVITY_BOUND,
-    POSITIVITY_SHARE,
     _contrast_rows,
     _covariates,
     _drop_collinear,
     _fit_propensity,
     _information,
     _list_formula,
+    _positivity_flags,
     _treatment_levels,
     confounder_columns,
     treatment_arms,
@@ -501,11 +500,7 @@ def _ate_tables(meths, mus, influence, levels, counts, events, horizon, level, z
 def _diagnostics(P, a, w, levels, counts, notes) -> None:
     """Positivity and extreme-weight flags (thresholds of causal.py)."""
     for k in range(len(levels)):
-        low = P[:, k] < POSITIVITY_BOUND
-        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
-            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
-                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); the "
-                         "weighting estimators (iptw, ipcw, aipw) may be unstable")
+        _positivity_flags(P, [k], levels, notes, "the weighting estimators (iptw, ipcw, aipw) may be unstable")
         wk = w[a == k]
         rel = wk / wk.mean()
         if rel.max() > EXTREME_WEIGHT and wk.max() / wk.sum() > EXTREME_SHARE:

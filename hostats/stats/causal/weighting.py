@@ -930,18 +930,25 @@ def _note_arms_without_events(mu, levels, notes) -> None:
                          "the risk difference interval ignores that arm's sampling error")
 
 
+def _positivity_flags(P: np.ndarray, arms, levels: list, notes: list[str], advice: str) -> None:
+    """Note each arm in ``arms`` whose propensity is below POSITIVITY_BOUND for more than POSITIVITY_SHARE
+    of the patients (or below a tenth of it for anyone), ending with ``advice``."""
+    for k in arms:
+        low = P[:, k] < POSITIVITY_BOUND
+        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
+            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
+                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); "
+                         + advice)
+
+
 def _weight_diagnostics(P, w, a, counts, levels, est_key, target, notes) -> pd.DataFrame:
     """Positivity flags (arms that matter for the estimand) and, per arm, the effective sample size and
     extreme-weight flags; returns the ess table."""
     K = len(levels)
     check_arms = (range(K) if est_key == "ATE" else [k for k in range(K) if k != target]
                   if est_key == "ATT" else [])
-    for k in check_arms:
-        low = P[:, k] < POSITIVITY_BOUND
-        if low.mean() > POSITIVITY_SHARE or P[:, k].min() < POSITIVITY_BOUND / 10:
-            notes.append(f"positivity: {int(low.sum())} patient(s) ({100 * low.mean():.1f}%) have a propensity "
-                         f"below {POSITIVITY_BOUND} for arm {levels[k]!r} (minimum {P[:, k].min():.2g}); "
-                         "consider restricting the cohort, truncation or overlap weights (estimand='ATO')")
+    _positivity_flags(P, check_arms, levels, notes, "consider restricting the cohort, truncation or overlap "
+                      "weights (estimand='ATO')")
     ess = []
     for k in range(K):
         wk = w[a == k]
