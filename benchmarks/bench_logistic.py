@@ -91,7 +91,7 @@ def main() -> None:
         results, times = {}, {}
         for name, fit in METHODS.items():
             fit(df.head(2000))  # import and warm up outside the timing
-            res, best, peak = best_time_and_peak(lambda fit=fit: fit(df), repeat=args.repeat)
+            res, best, peak = best_time_and_peak(lambda fit=fit, df=df: fit(df), repeat=args.repeat)
             results[name], times[name] = res, best
             print(f"  {name:32s} fit {best:7.3f} s (best of {args.repeat})   peak allocated {peak:7.0f} MiB")
         ours = results["hostats.logistic"].coef.to_numpy()

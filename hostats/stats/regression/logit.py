@@ -72,10 +72,12 @@ def _ml_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray, offs
             eta = xc @ beta
             if offset is not None:
                 eta += offset[lo:lo + _CHUNK]
-            p = expit(eta)
-            lc = yc * eta - np.logaddexp(0.0, eta)
-            resid = yc - p
-            W = p * (1.0 - p)
+            # one exponential per row: z = exp(-|eta|) gives p = expit(eta), log(1 + e^eta) and p(1 - p)
+            z = np.exp(-np.abs(eta))
+            d = 1.0 + z
+            lc = yc * eta - (np.maximum(eta, 0.0) + np.log1p(z))
+            resid = yc - np.where(eta >= 0.0, 1.0, z) / d
+            W = z / (d * d)
             if not unit:
                 wc = w[lo:lo + _CHUNK]
                 lc *= wc

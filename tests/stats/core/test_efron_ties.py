@@ -92,5 +92,5 @@ def test_information_with_time_function_is_weighted_sum():
     f = np.linspace(-1, 2, dat.d.size)
     np.testing.assert_allclose(efron.information(dat, pc, np.ones(dat.d.size)), pc.info, rtol=1e-12)
     parts = [efron.information(dat, pc, np.eye(dat.d.size)[k]) for k in range(dat.d.size)]
-    np.testing.assert_allclose(efron.information(dat, pc, f), sum(fk * v for fk, v in zip(f, parts)),
+    np.testing.assert_allclose(efron.information(dat, pc, f), sum(fk * v for fk, v in zip(f, parts, strict=True)),
                                rtol=1e-9, atol=1e-9)
