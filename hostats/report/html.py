@@ -207,6 +207,21 @@ def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str]) ->
     return disp
 
 
+def _readable_terms(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """A table's ``term`` column (model terms such as ``gram_negative_infection[T.True]``) read as words, and
+    its group/contrast/arm columns ("radiotherapy_nsaid vs none") read as groups."""
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    out = frame.copy()
+    if "term" in out.columns:
+        out["term"] = [group_label(t) if " vs " in str(t) else term_label(str(t), labels)
+                       for t in out["term"].fillna("").astype(str)]
+    for col in ("group", "contrast", "arm"):  # arms and contrasts of arms: "radiotherapy + NSAID vs none"
+        if col in out.columns and (out[col].dtype == object or pd.api.types.is_string_dtype(out[col])):
+            out[col] = [group_label(v) if isinstance(v, str) and v else v for v in out[col]]
+    return out
+
+
 def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None = None,
                  labels: dict[str, str] | None = None, section_titles: dict[str, str] | None = None,
                  per_entry: int = 6) -> list[dict[str, Any]]:
@@ -282,6 +297,8 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
                              content.labels)
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
+    for block in [*content.extra_tables, *content.diagnostics, *content.sensitivity]:
+        block.frame = _readable_terms(block.frame, content.labels)
     summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles)
     summary_png = summary_forest(summary, Path(path).parent / "figures")
     if summary_png:  # the files beside the report (the writer's list: the manifest names them too)

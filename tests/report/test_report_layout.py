@@ -133,3 +133,14 @@ def test_flow_separates_cleaning_from_exclusions_and_labels_sources():
     assert cleaning[0]["lines"] == ["site_A.csv: 10 date(s) set missing", "site_B.csv: 8 date(s) set missing"]
     assert [b.get("title") for b in main if b["kind"] == "side"] == [
         "Excluded: required values", "Excluded by the criterion \u201ctotal hip arthroplasty\u201d"]
+
+
+def test_diagnostic_and_sensitivity_tables_read_their_terms():
+    from hostats.report.html import _readable_terms
+
+    f = pd.DataFrame({"term": ["gram_negative_infection[T.True]", "radiotherapy_nsaid vs none", "C(sex)[T.male]"],
+                      "E-value": [3.9, 2.0, 1.5]})
+    assert list(_readable_terms(f, {})["term"]) == ["Gram negative infection: yes", "radiotherapy + NSAID vs none",
+                                                    "Sex: male"]
+    assert list(_readable_terms(f, {"gram_negative_infection": "Gram-negative infection"})["term"])[0] == \
+        "Gram-negative infection: yes"

@@ -246,7 +246,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     if use_surv and sec.get("curves", True):
         _iptw_curves(ctx, sec, res, out, prefix, reference)
     if getattr(res, "cox_result", None) is not None:
-        _iptw_weighted_cox(sec, res.cox_result, out)
+        _iptw_weighted_cox(sec, res.cox_result, out, list(getattr(res, "levels", []) or []))
     if sec.get("e_values", True):
         _iptw_e_values(sec, t, out)
     return out
@@ -305,10 +305,14 @@ def _iptw_curves(ctx: Context, sec: dict, res: Any, out: SectionOutput, prefix: 
         out.warn(sec, f"adjusted curves not available: {exc}")
 
 
-def _iptw_weighted_cox(sec: dict, cox: Any, out: SectionOutput) -> None:
-    """Cite the weighted Cox model and add its proportional-hazards test to the diagnostics."""
+def _iptw_weighted_cox(sec: dict, cox: Any, out: SectionOutput, levels: list | None = None) -> None:
+    """Cite the weighted Cox model and add its proportional-hazards test to the diagnostics (its terms
+    ``_trt1``, ``_trt2``, ... named as the contrasts they are: "radiotherapy vs none")."""
     out.methods.append((getattr(cox, "method", ""), getattr(cox, "reference", "")))
     ph = _ph_table(cox)
+    if ph is not None and levels and "term" in ph.columns:
+        names = {f"_trt{k}": f"{levels[k]} vs {levels[0]}" for k in range(1, len(levels))}
+        ph = ph.assign(term=ph["term"].astype(str).map(lambda t: names.get(t, t)))
     if ph is not None:
         out.diagnostics.append(TableBlock(f"Proportional hazards (weighted Cox): {sec.get('title', '')}", ph,
                                           "Scaled Schoenfeld residual test; small p suggests non-proportional "
