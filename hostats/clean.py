@@ -135,7 +135,7 @@ def _spread(hit: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """A per-distinct-value boolean spread back over the cells (missing cells: False)."""
     if not len(hit):
         return np.zeros(len(codes), dtype=bool)
-    return np.where(codes >= 0, np.asarray(hit, dtype=bool)[np.maximum(codes, 0)], False)
+    return np.append(np.asarray(hit, dtype=bool), False)[codes]  # one gather: code -1 reads the False at the end
 
 
 def _text(u: pd.Series) -> pd.Series:
@@ -176,14 +176,15 @@ def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
                 continue
             text = _text(uniques)
             miss_u = text.str.casefold().isin(col_tokens).to_numpy()
-            is_missing = _spread(miss_u, codes)
-            blank = _spread((text == "").to_numpy(), codes)
+            if not miss_u.any():  # no token among the values: the codes stay as they are
+                if not (isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == object):
+                    out[col] = pd.Categorical.from_codes(codes.astype(np.int32), uniques.to_numpy())
+                continue
             keep_u = ~miss_u
-            new_index = np.cumsum(keep_u) - 1
-            new_codes = np.where(codes >= 0, np.where(keep_u[np.maximum(codes, 0)],
-                                                      new_index[np.maximum(codes, 0)], -1), -1)
-            out[col] = pd.Categorical.from_codes(new_codes.astype(np.int32), uniques[keep_u].to_numpy())
-            real = is_missing & ~blank  # an empty cell was missing already: not a change
+            # per distinct value, then one gather per cell (code -1, missing, reads the entry at the end)
+            remap = np.append(np.where(keep_u, np.cumsum(keep_u) - 1, -1), -1).astype(np.int32)
+            out[col] = pd.Categorical.from_codes(remap[codes], uniques[keep_u].to_numpy())
+            real = _spread(miss_u & (text != "").to_numpy(), codes)  # an empty cell was missing already
             changed |= real
             cells += int(real.sum())
             continue
