@@ -13,20 +13,22 @@ from hostats.stats.causal.weighting import iptw
 LEVELS = ["none", "radiotherapy", "nsaid", "bisphosphonate", "radiotherapy_nsaid"]
 
 
-def cohort(n: int, seed: int = 1) -> pd.DataFrame:
+def cohort(n: int, seed: int = 1, levels: list[str] = LEVELS) -> pd.DataFrame:
+    """Arms (``levels``, the first the reference) whose propensities depend on age and prior HO; an HO
+    outcome whose risk depends on age, prior HO and any treatment."""
     rng = np.random.default_rng(seed)
     age = rng.normal(65, 10, n)
     sex = rng.choice(["female", "male"], n)
     prior = rng.binomial(1, 0.1, n).astype(bool)
     site = rng.choice(list("ABCDEF"), n)
     lin = np.column_stack([np.zeros(n)] + [0.02 * (age - 65) * k + 0.8 * prior * (k % 2) - 0.2 * k
-                                            for k in range(1, 5)])
+                                            for k in range(1, len(levels))])
     p = np.exp(lin)
     p /= p.sum(1, keepdims=True)
     arm = (rng.random(n)[:, None] > np.cumsum(p, 1)).sum(1)
     risk = 1 / (1 + np.exp(-(-1.5 + 0.03 * (age - 65) + 1.0 * prior - 0.5 * (arm > 0))))
     return pd.DataFrame({"age_years": age, "sex": pd.Categorical(sex), "prior_ho": prior, "site": site,
-                         "prophylaxis": pd.Categorical(np.array(LEVELS)[arm], categories=LEVELS),
+                         "prophylaxis": pd.Categorical(np.array(levels)[arm], categories=levels),
                          "ho": rng.binomial(1, risk).astype(bool),
                          "rt": arm == 1})
 
