@@ -4,6 +4,10 @@ Run by hand: ``python benchmarks/bench_ingest.py [--rows N] [--keep]``. Prints s
 and peak RSS of the process. Target (2 cores): < 15 s and < 3 GB. The file has realistic text (mixed
 booleans, codes in several spellings, a few faults) so every cleaning rule does real work.
 
+``--study N``: instead, a synthetic study folder of N episodes (``hostats synth tha_prophylaxis``: four site
+exports and the long assessments table, about 7 rows per episode), read as ``hostats run`` reads it; prints
+the whole read_cohort and, separately, the assessments alone (issue 16: 1M episodes, 7.2M assessment rows).
+
 ``--wide C``: instead, an export with C columns (3 canonical, the rest unrecognised) and ``--rows`` rows
 (default 200 with --wide), read as ``hostats validate`` reads it. Issue 12: 5,000 columns took minutes
 because the unrecognised columns were dropped one at a time (quadratic); now linear. Figures (2 cores,
@@ -89,15 +93,38 @@ def bench_wide(columns: int, rows: int) -> None:
               f"({len(cohort):,} kept)")
 
 
+def bench_study(n: int) -> None:
+    import hostats
+    from hostats.cohort import read_assessments
+
+    with tempfile.TemporaryDirectory(prefix="hostats-bench-") as folder:
+        subprocess.run([sys.executable, "-m", "hostats.cli", "synth", "tha_prophylaxis", "-n", str(n), "--seed",
+                        "20261124", "--out", folder], check=True, capture_output=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        cohort = hostats.read_cohort(folder, today="2026-12-01")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        assessments, _, _ = read_assessments(Path(folder) / "assessments.csv")
+        awall, acpu = time.perf_counter() - t0, time.process_time() - c0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        print(f"study of {n:,} episodes: read_cohort {wall:.1f} s wall, {cpu:.1f} s CPU ({len(cohort):,} episodes "
+              f"kept); assessments alone ({len(assessments):,} rows) {awall:.1f} s wall, {acpu:.1f} s CPU; "
+              f"peak RSS {peak:.2f} GB (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=None)
+    ap.add_argument("--study", type=int, metavar="N", help="time a synthetic study folder of N episodes instead")
     ap.add_argument("--wide", type=int, metavar="C", help="time an export with C columns instead")
     ap.add_argument("--keep", action="store_true", help="keep the generated CSV")
     ap.add_argument("--write-only", metavar="PATH", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.wide:
         bench_wide(args.wide, args.rows or 200)
+        return
+    if args.study:
+        bench_study(args.study)
         return
     args.rows = args.rows or 1_000_000
     if args.write_only:
