@@ -94,3 +94,12 @@ def test_information_with_time_function_is_weighted_sum():
     parts = [efron.information(dat, pc, np.eye(dat.d.size)[k]) for k in range(dat.d.size)]
     np.testing.assert_allclose(efron.information(dat, pc, f), sum(fk * v for fk, v in zip(f, parts, strict=True)),
                                rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["days", "wide", "fractional"])
+def test_time_order_is_the_stable_sort(kind):
+    rng = np.random.default_rng(11)
+    t = {"days": np.ceil(rng.exponential(300, 5000)) + 40_000,  # offset: only the span counts
+         "wide": np.ceil(rng.exponential(1e5, 5000)),           # span beyond 16 bits: the float sort
+         "fractional": np.round(rng.exponential(3, 5000), 1)}[kind]
+    np.testing.assert_array_equal(efron._time_order(t), np.argsort(t, kind="stable"))
