@@ -114,7 +114,8 @@ def _batches(files: list[Path], fmt: str, plan: Plan, rows: int):
         import pyarrow.dataset as ds
 
         dataset = ds.dataset([str(f) for f in files], format="parquet")
-        for batch in dataset.to_batches(columns=cols, batch_size=rows):
+        # little read-ahead: memory stays about one batch (pyarrow's defaults buffer 16 batches, 4 files)
+        for batch in dataset.to_batches(columns=cols, batch_size=rows, batch_readahead=1, fragment_readahead=1):
             yield batch.to_pandas(date_as_object=False)
     else:
         for f in files:
