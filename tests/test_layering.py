@@ -74,7 +74,7 @@ def test_layers_import_only_downwards(layer, forbidden):
 # curves of competing; meta: binomial CIs of incidence). The old flat modules are thin re-exports.
 STATS = ROOT / "hostats" / "stats"
 FAMILIES = {"incidence": set(), "regression": set(), "survival": set(), "competing": set(),
-            "causal": {"survival", "competing"}, "meta": {"incidence"}}
+            "causal": {"regression", "survival", "competing"}, "meta": {"incidence"}}
 OLD_PATHS = {"interval": "survival.interval_censoring", "rmst": "survival.restricted_mean",
              "ate": "causal.absolute_risk", "binreg": "regression.binomial", "balance": "causal.balance"}
 

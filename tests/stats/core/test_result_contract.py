@@ -64,6 +64,17 @@ CASES = {
     "logistic": lambda lv: hostats.logistic(_ucla(), "admit ~ gre + gpa + C(rank)", level=lv),
     "kaplan_meier": lambda lv: hostats.kaplan_meier(_lung(), "time", "event", group="sex", level=lv),
     "cox": lambda lv: hostats.cox(_lung(), "age + female", "time", "event", level=lv),
+    "kaplan_meier_counts": lambda lv: hostats.kaplan_meier_counts(
+        _lung().groupby(["sex", "time", "event"], as_index=False).size(), "time", "event", "size", group="sex",
+        level=lv),
+    "cumulative_incidence_counts": lambda lv: hostats.cumulative_incidence_counts(
+        _bmt().groupby(["D", "ftime", "Status"], as_index=False).size(), "ftime", "Status", "size", group="D",
+        level=lv),
+    "logistic_counts": lambda lv: hostats.logistic_counts(
+        _ucla().groupby(["admit", "rank"], as_index=False).size(), "admit ~ C(rank)", "size", level=lv),
+    "poisson_counts": lambda lv: hostats.poisson_counts(
+        pd.DataFrame({"arm": ["rt", "none"], "events": [12, 30], "py": [410.5, 380.0]}), "events ~ C(arm)", "py",
+        level=lv),
     "cumulative_incidence": lambda lv: hostats.cumulative_incidence(_bmt(), "ftime", "Status", group="D",
                                                                     level=lv),
     "fine_gray": lambda lv: hostats.fine_gray(_bmt(), "Age + C(D)", "ftime", "Status", level=lv),
@@ -85,6 +96,8 @@ NOT_RESULTS = {
     "table1": "returns a PublicationTable (a manuscript table, hostats.report.publication)",
     "model_table": "returns a PublicationTable made from results",
     "save_tables": "writes PublicationTables to a file",
+    "summarise": "returns the counts and ledger of an out-of-core read (hostats.scale); its estimators are the "
+                 "*_counts functions, tested here",
 }
 MODELS = ("logistic", "cox", "fine_gray", "binreg")
 CURVES = ("kaplan_meier", "cumulative_incidence", "interval_censored")
@@ -212,7 +225,9 @@ def test_n_and_warnings_exist(name):
         assert res.n is not None, name
     t = res.table()
     if res.n is not None and "n" in t.columns and name not in ("proportion", "kaplan_meier",
-                                                                "cumulative_incidence", "rmst", "iptw", "ate"):
+                                                                "cumulative_incidence", "rmst", "iptw", "ate",
+                                                                "kaplan_meier_counts",
+                                                                "cumulative_incidence_counts"):  # n per group
         assert t["n"].max() == res.n, name  # one analysis sample: the table's n is the result's
 
 
