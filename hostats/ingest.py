@@ -544,24 +544,17 @@ def _read_excel(path: Path, sheet: str | int | None) -> RawSource:
 
 
 def _looks_like_text(path: Path) -> bool:
-    """Whether a file that should be binary (a workbook, a Stata/SPSS/parquet file) is plain text instead."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if not head or b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a multi-byte character cut at the end of the block is still text
-        if exc.start < len(head) - 3:
-            return False
-    return True
+    """Whether a file that should be binary (a workbook, a Stata/SPSS/parquet file) is plain text instead:
+    its head decodes as the text reader would decode it (BOM or UTF-8) and holds no NUL byte."""
+    text, encoding = _decode_head(path, None)
+    return encoding is not None and bool(text.strip()) and "\x00" not in text
 
 
 def _not_a_workbook(path: Path, exc: Exception) -> str:
     """Why an .xlsx/.xls cannot be opened, in the user's terms rather than the reader library's."""
     with open(path, "rb") as f:
-        head = f.read(4096)
-    if head.startswith(b"PK"):
+        zipped = f.read(2) == b"PK"
+    if zipped:
         try:
             with zipfile.ZipFile(path) as z:
                 if "xl/workbook.xml" not in z.namelist():

@@ -198,13 +198,7 @@ class DisclosurePolicy:
         m = _table(counts)
         r, c = m.shape
         ext = _with_margins(m)
-        hid = np.zeros(ext.shape, dtype=bool)
-        if hidden is not None:
-            hid[:r, :c] = np.asarray(hidden, dtype=bool)
-        if not row_totals_shown:
-            hid[:, c] = True
-        if not col_totals_shown:
-            hid[r, :] = True
+        hid = _hidden_cells(ext, hidden, row_totals_shown, col_totals_shown)
         sensitive = self.is_small(ext)
         state = np.where(hid, HIDDEN, SHOWN)
         if self.shows_small():
@@ -601,6 +595,18 @@ def _with_margins(m: np.ndarray) -> np.ndarray:
     return ext
 
 
+def _hidden_cells(ext: np.ndarray, hidden, row_totals_shown: bool, col_totals_shown: bool) -> np.ndarray:
+    """Cells of a table with margins (``_with_margins``) that are not published: those the caller hides
+    and the row/column totals that are not shown."""
+    r, c = ext.shape[0] - 1, ext.shape[1] - 1
+    hid = np.zeros(ext.shape, dtype=bool)
+    if hidden is not None:
+        hid[:r, :c] = np.asarray(hidden, dtype=bool)
+    hid[:, c] |= not row_totals_shown
+    hid[r, :] |= not col_totals_shown
+    return hid
+
+
 def _margin_equations(r: int, c: int) -> np.ndarray:
     """Row and column sums of an (r+1) x (c+1) table with margins, flattened row-major: each = 0."""
     eqs = []
@@ -631,13 +637,7 @@ def suppress_table(counts, threshold: int = 5, *, hidden=None, row_totals_shown:
     r, c = m.shape
     ext = _with_margins(m)
     state = np.zeros(ext.shape, dtype=int)
-    hid = np.zeros(ext.shape, dtype=bool)
-    if hidden is not None:
-        hid[:r, :c] = np.asarray(hidden, dtype=bool)
-    if not row_totals_shown:
-        hid[:, c] = True
-    if not col_totals_shown:
-        hid[r, :] = True
+    hid = _hidden_cells(ext, hidden, row_totals_shown, col_totals_shown)
     sensitive = (ext >= 1) & (ext < threshold)
     state[sensitive] = PRIMARY
     state[hid & ~sensitive] = HIDDEN

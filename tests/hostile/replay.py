@@ -41,9 +41,10 @@ def command(case: str, folder: Path, query: str | None = None) -> list[str]:
 def replay(case: str, scratch: Path, query: str | None = None) -> Outcome:
     folder = scratch / case
     shutil.copytree(CORPUS / case, folder)
-    result = CliRunner().invoke(app, command(case, folder, query))
+    args = command(case, folder, query)
+    result = CliRunner().invoke(app, args)
     summary = None
-    if "--json" in command(case, folder, query):
+    if "--json" in args:
         try:
             summary = json.loads(result.output)
         except ValueError:

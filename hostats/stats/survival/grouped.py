@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 
 from hostats.stats.core.frequency import complete_counts, count_array
-from hostats.stats.core.results import GroupTest, check_level, z_value
-from hostats.stats.core.survival_data import event_array, group_codes, score_chisq, time_array
+from hostats.stats.core.results import check_level, z_value
+from hostats.stats.core.survival_data import event_array, group_codes, time_array
 from hostats.stats.survival.km_cox import (
     KM_REFERENCE,
-    LOGRANK_REFERENCE,
     KaplanMeierResult,
+    _logrank,
     _quantile_time,
-    tidy,
 )
 
 __all__ = ["kaplan_meier_counts", "GroupedKaplanMeierResult"]
@@ -118,33 +117,10 @@ def kaplan_meier_counts(data: pd.DataFrame, time: str, event: str, count: str, g
     elif not any_event:
         problem = "the log-rank test needs at least one event"
     else:
-        logrank = _logrank_counts(c_all.T, d_all.T, labels, level)
+        logrank = _logrank(None, None, None, labels, level, tables=(c_all.T, d_all.T))
     return GroupedKaplanMeierResult(
         _table=table, level=level, method="Kaplan-Meier (log-log CI), from counts", reference=KM_REFERENCE,
         fitted=None, warnings=warnings, curve=curve, n=int(c.sum()), n_missing=n_missing,
         _sorted_times={label: np.empty(0) for label in labels}, _logrank=logrank, _logrank_problem=problem,
         _ends=ends)
-
-
-def _logrank_counts(c: np.ndarray, d: np.ndarray, labels: list, level: float) -> GroupTest:
-    """K-group log-rank test (Mantel 1966; R survdiff, rho = 0) from (distinct times x groups) tables of
-    people ending at each time (``c``) and events (``d``): the computation of
-    ``hostats.stats.survival.km_cox._logrank`` after its counting step."""
-    n_g = np.cumsum(c[::-1], axis=0)[::-1]
-    keep = d.sum(axis=1) > 0
-    d, n_g = d[keep], n_g[keep]
-    d_tot, n_tot = d.sum(axis=1), n_g.sum(axis=1)
-    share = n_g / n_tot[:, None]
-    o_minus_e = (d - share * d_tot[:, None]).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(n_tot > 1, d_tot * (n_tot - d_tot) / (n_tot - 1), 0.0)
-    cov = np.diag((factor[:, None] * share).sum(axis=0)) - (share * factor[:, None]).T @ share
-    stat, df, p_value = score_chisq(o_minus_e[:-1], cov[:-1, :-1], "the log-rank covariance is singular (a group "
-                                    "has no one at risk at any event time)")
-    table = pd.DataFrame([{"measure": "logrank_chisq", "estimate": stat, "p_value": p_value, "df": df,
-                           "groups": ", ".join(str(v) for v in labels)}])
-    detail = pd.DataFrame({"group": labels, "observed": d.sum(axis=0).astype(float),
-                           "expected": d.sum(axis=0) - o_minus_e})
-    return GroupTest(_table=tidy(table), level=level, method="log-rank test", reference=LOGRANK_REFERENCE,
-                     fitted=detail, statistic=float(stat), df=int(df), p_value=float(p_value))
 
