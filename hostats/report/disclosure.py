@@ -278,15 +278,19 @@ class DisclosurePolicy:
             # an arm's risk with its n gives its events back; a contrast's estimate does not
             g = out["group"].astype(str).to_numpy()
             m = out["measure"].astype(str).to_numpy() if "measure" in out.columns else np.array([""] * len(out))
-            contrast = np.array([" vs " in a and "treated" not in b and "control" not in b for a, b in zip(g, m, strict=True)])
+            contrast = np.array([cell_key(a, b)[0] == "contrast" for a, b in zip(g, m, strict=True)])
             withheld |= (states["events"] == SECONDARY) & ~contrast
+        revealing = revealing_contrasts(out, withheld) & ~withheld
+        withheld |= revealing
         if withheld.any():
             for col in ("estimate", "ci_lower", "ci_upper", "p_value"):
                 if col in out.columns:
                     out[col] = out[col].astype(object)
                     out.loc[withheld, col] = None
             note = np.where(small, f"withheld: based on fewer than {self.threshold} people or events",
-                            "withheld: would reveal a small count elsewhere in the table")
+                            np.where(revealing, "withheld: with the other arm's estimate it would reveal an estimate "
+                                                "withheld for small numbers",
+                                     "withheld: would reveal a small count elsewhere in the table"))
             if "note" in out.columns:
                 out["note"] = out["note"].astype(object)
                 out.loc[withheld, "note"] = note[withheld]
@@ -452,6 +456,44 @@ class DisclosurePolicy:
                 "remaining": None if hide_remaining else [""] + [text(j) for j in range(1 + n_exc, len(values))],
                 "analysed": text(fixed) if k > 1 else text(0)}
 
+def cell_key(group: str, measure: str) -> tuple:
+    """What an estimates row counts: ``("arm", name)``, ``("contrast", a, b)`` (a row of "a vs b" that is
+    not one arm's risk: a difference, a ratio) or ``("total",)`` (a pooled row)."""
+    g, m = str(group), str(measure)
+    if " vs " in g:
+        a, b = (x.strip() for x in g.split(" vs ", 1))
+        if "treated" in m:
+            return ("arm", a)
+        if "control" in m:
+            return ("arm", b)
+        return ("contrast", a, b)
+    if g.lower() in TOTAL_GROUPS:
+        return ("total",)
+    return ("arm", g)
+
+
+def revealing_contrasts(frame: pd.DataFrame, withheld: np.ndarray) -> np.ndarray:
+    """Contrast rows (differences, ratios of "a vs b") of a section, at one time, one of whose arms has an
+    estimate withheld: with the other arm's shown estimate the contrast would give the withheld one back
+    (a risk of 27.6% and a difference of -11.4 points reveal a withheld 16.2%), so it is withheld too."""
+    out = np.zeros(len(frame), dtype=bool)
+    withheld = np.asarray(withheld, dtype=bool)
+    if "group" not in frame.columns or not withheld.any():
+        return out
+    groups = frame["group"].astype(object).where(frame["group"].notna(), "").astype(str).to_numpy()
+    measures = (frame["measure"].astype(str).to_numpy() if "measure" in frame.columns
+                else np.array([""] * len(frame)))
+    keys = [k for k in ("section", "time_days") if k in frame.columns]
+    blocks = (frame.groupby(keys, dropna=False, sort=False).indices.values() if keys
+              else [np.arange(len(frame))])
+    for idx in blocks:
+        cells = [(int(i), cell_key(groups[i], measures[i])) for i in idx]
+        hidden = {c[1] for i, c in cells if c[0] == "arm" and withheld[i]}
+        for i, c in cells:
+            out[i] = c[0] == "contrast" and bool(hidden & set(c[1:]))
+    return out
+
+
 @dataclass
 class _Block:
     """The count cells of one section (at one time) and the sums that tie them together."""
@@ -473,19 +515,7 @@ class _Block:
             v = values[i]
             if not np.isfinite(v):
                 continue
-            g, m = groups[i], measures[i]
-            if " vs " in g:
-                a, b = (s.strip() for s in g.split(" vs ", 1))
-                if "treated" in m:
-                    key: tuple = ("arm", a)
-                elif "control" in m:
-                    key = ("arm", b)
-                else:
-                    key = ("contrast", a, b)
-            elif g.lower() in TOTAL_GROUPS:
-                key = ("total",)
-            else:
-                key = ("arm", g)
+            key = cell_key(groups[i], measures[i])
             cells.setdefault(key, []).append(int(i))
             vals.setdefault(key, v)
         if not cells:

@@ -15,6 +15,10 @@ to hold between the published counts:
   (share, proportion) with its n gives its events (events = estimate x n).
 - Figures: the number at risk at time 0 of a cumulative-incidence figure is its group's n; later numbers
   at risk are no more.
+- Estimates withheld for small numbers: an arm's risk (or restricted mean) is the other arm's plus the
+  difference, or times the ratio (odds ratios on the odds scale), of the same contrast, method and time;
+  a withheld arm estimate that comes back this way is a leak as well (27.6% - 11.4 points = 16.2%), and
+  with the arm's n it would give its events back.
 
 A shown count means the set of integers consistent with it under the published rule (rounded to the
 nearest ``base``: within half a base, and at least the threshold unless 0; exact counts: itself; in a
@@ -317,6 +321,57 @@ def read_at_risk(reader: Reader, svg: str, section: str) -> None:
             reader.at_most(name, ("n", section, ("arm", group)))
 
 
+_CONTRAST = re.compile(r"^(?P<p>crude_)?(?P<kind>risk_difference|risk_ratio|odds_ratio|rmtl_difference)(?P<s>_[a-z]+)?$")
+
+
+def _arm_measures(measure: str) -> tuple[str, str, str] | None:
+    """(kind, treated arm's measure, control arm's measure) of a contrast measure; None for other rows."""
+    m = _CONTRAST.match(measure)
+    if m is None:
+        return None
+    p, s = m.group("p") or "", m.group("s") or ""
+    if m.group("kind") == "rmtl_difference":
+        return "difference", "rmtl" + s, "rmtl" + s
+    kind = "difference" if m.group("kind") == "risk_difference" else m.group("kind")
+    return kind, f"{p}risk_treated{s}", f"{p}risk_control{s}"
+
+
+def _solve(kind: str, known: float, contrast: float, known_is_treated: bool) -> float:
+    if kind == "difference":
+        return known - contrast if known_is_treated else known + contrast
+    if kind == "risk_ratio":
+        return known / contrast if known_is_treated else known * contrast
+    odds = known / (1 - known)
+    odds = odds / contrast if known_is_treated else odds * contrast
+    return odds / (1 + odds)
+
+
+def recovered_estimates(est: pd.DataFrame) -> dict:
+    """Arm estimates withheld (blank) that the other arm's shown estimate and a shown contrast of the same
+    section, time and method give back: {where: value}."""
+    est = est.copy()
+    for c in ("group", "measure", "section", "time_days"):
+        est[c] = est[c].fillna("").astype(str) if c in est.columns else ""
+    value = pd.to_numeric(est["estimate"], errors="coerce")
+    shown = {(r.section, r.time_days, r.group, r.measure): value[i] for i, r in est.iterrows() if np.isfinite(value[i])}
+    blank = {(r.section, r.time_days, r.group, r.measure) for i, r in est.iterrows() if not np.isfinite(value[i])}
+    out = {}
+    for (sec, time, group, measure), c_value in list(shown.items()):
+        arms = _arm_measures(measure)
+        if arms is None or " vs " not in group:
+            continue
+        kind, m_t, m_c = arms
+        a, b = (x.strip() for x in group.split(" vs ", 1))
+        # a risk row names its contrast ("a vs b"); a restricted mean row names its arm
+        t_key = (sec, time, group if m_t.startswith(("risk", "crude")) else a, m_t)
+        c_key = (sec, time, group if m_c.startswith(("risk", "crude")) else b, m_c)
+        for gone, known, known_is_treated in ((t_key, c_key, False), (c_key, t_key, True)):
+            if gone in blank and known in shown:
+                out[f"{sec} {gone[2]} {gone[3]} at {time or '-'} (withheld estimate)"] = round(
+                    _solve(kind, shown[known], c_value, known_is_treated), 6)
+    return out
+
+
 def attack_report(folder: Path) -> dict:
     """Every "<5" of a report folder that the published numbers pin down: {where: value}."""
     rule = json.loads((folder / "estimates.json").read_text())
@@ -335,7 +390,7 @@ def attack_report(folder: Path) -> dict:
         if sec.get("type") == "cumulative_incidence" and svg.exists():
             read_at_risk(reader, svg.read_text(encoding="utf-8"), sec["id"])
     assert reader.targets, "the report shows small counts for the attack to aim at"
-    return reader.recovered()
+    return {**reader.recovered(), **recovered_estimates(est)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -430,7 +485,50 @@ def test_contrast_rows_reveal_a_withheld_event_count_unless_protected():
     exact = DisclosurePolicy(5, 0).protect_estimates(frame)
     # exact counts: the other event counts of the section are rounded (7 shows as 5), nothing is hidden
     assert exact.loc[exact["measure"] == "risk_difference", "events"].tolist() == [5, 35]
-    assert "s" not in exact["events"].tolist() and exact["estimate"].notna().sum() == 7
+    assert "s" not in exact["events"].tolist()
+    # bis's risk is withheld (2 events), and so are bis's difference and ratio, which would give it back
+    assert exact["estimate"].notna().tolist() == [False, True, False, False, True, True, True, True]
+
+
+def _withheld_risk_rows() -> pd.DataFrame:
+    """An ate section: arm 'bis' has 3 events of 40 (risk 7.5%), 'none' 60 of 200 (30%); IPTW and g-formula
+    rows, risks with their difference, ratio and odds ratio, and a crude block."""
+    rows = []
+    for suffix, prefix in (("", ""), ("_regression", ""), ("", "crude_")):
+        for arm, (n_t, ev_t) in {"bis": (40, 3), "rt": (120, 30)}.items():
+            g, r_t, r_c = f"{arm} vs none", ev_t / n_t, 0.3
+            for measure, n, ev, est in (("risk_treated", n_t, ev_t, r_t), ("risk_control", 200, 60, r_c),
+                                        ("risk_difference", n_t + 200, ev_t + 60, r_t - r_c),
+                                        ("risk_ratio", n_t + 200, ev_t + 60, r_t / r_c),
+                                        ("odds_ratio", n_t + 200, ev_t + 60, r_t / (1 - r_t) / (r_c / (1 - r_c)))):
+                rows.append({"section": "effect", "measure": f"{prefix}{measure}{suffix}", "group": g, "n": n,
+                             "events": ev, "estimate": est, "ci_lower": est * 0.8, "ci_upper": est * 1.2})
+    for arm, (n, ev, rmtl) in {"none": (200, 60, 80.0), "bis": (40, 3, 20.0)}.items():
+        rows.append({"section": "effect_rmtl", "measure": "rmtl", "group": arm, "n": n, "events": ev,
+                     "estimate": rmtl, "ci_lower": rmtl - 5, "ci_upper": rmtl + 5})
+    rows.append({"section": "effect_rmtl", "measure": "rmtl_difference", "group": "bis vs none", "n": 240,
+                 "events": 63, "estimate": -60.0, "ci_lower": -70.0, "ci_upper": -50.0})
+    return pd.DataFrame(rows).assign(time_days=np.nan)
+
+
+def test_contrasts_do_not_give_back_a_withheld_arm_estimate():
+    """A withheld risk is the other arm's risk plus the difference (or times the ratio): the contrasts of an
+    arm whose estimate is withheld are withheld too, for every method, and the other arms keep theirs."""
+    from hostats.report.disclosure import DisclosurePolicy
+
+    frame = _withheld_risk_rows()
+    naive = frame.assign(estimate=frame["estimate"].where(frame["events"] >= 5))   # only the small rows
+    leaked = recovered_estimates(naive)
+    assert leaked and set(np.round(list(leaked.values()), 6)) == {0.075, 20.0}   # the attack has teeth
+    for rounding in (5, 0, "midpoint6"):
+        shown = DisclosurePolicy(5, rounding).protect_estimates(frame)
+        assert recovered_estimates(shown) == {}, shown
+        assert _attack_estimates(shown, rounding) == {}
+        bis = shown["group"].str.startswith("bis") & ~shown["measure"].str.contains("control")
+        assert shown.loc[bis, "estimate"].isna().all()   # its risks, restricted mean and contrasts
+        assert shown.loc[shown["measure"].str.contains("control"), "estimate"].notna().all()
+        rt_contrasts = shown[shown["group"].eq("rt vs none") & shown["measure"].str.contains("ratio|difference")]
+        assert rt_contrasts["estimate"].notna().all()
 
 
 def test_shares_of_a_distribution_protected():
