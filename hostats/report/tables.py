@@ -324,15 +324,51 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _ISO_DATE_TEXT = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?\b")
-_SMALL_INT_TEXT = re.compile(r"(?<![\w.,/\-])(\d+)(?![\w.%/\-]|,\d)")
+# a whole number standing alone (not part of a decimal, a version, a date, a range, a name or "<5")
+_INT_TEXT = re.compile(r"(?<![\w.,/\-<>≤≥])(\d{1,3}(?:,\d{3})+|\d+)(?![\w.%/\-]|,\d)")
+# what a count counts: a number followed by one of these (a few words may stand between) is a count of people
+_COUNT_NOUN = re.compile(r"\s+(?:[A-Za-z\-]+\s+){0,4}?(?:rows?|episodes?|patients?|people|persons?|records?|"
+                         r"events?|cells?|values?|dates?|duplicates?|observations?|subjects?|cases?|deaths?|"
+                         r"participants?|individuals?)(?:\(s\))?(?![\w(])", re.I)
+# a number that labels (grade 1, Brooker 1, version 2, row 1, before 1900) rather than counts
+_LABEL_BEFORE = re.compile(r"(?:\b(?:grade|brooker|class|stage|type|version|step|row|line|column|page|day|week|"
+                           r"month|year|level|seed|site|section|table|figure|item|criterion|df|at|before|after|"
+                           r"since|until|horizon|number|no\.)s?|#)\s*[:=]?\s*(?:\d+\s*(?:,|or|and|to)\s*)*$", re.I)
+# a number with a unit, or counting something other than people (1 year, 48 h, 3 sites, 25 iterations)
+_UNIT_AFTER = re.compile(r"\s*(?:years?|yrs?|months?|weeks?|days?|d|hours?|h|minutes?|min|seconds?|Gy|cGy|mg|kg|"
+                         r"g|cm|mm|ml|%|percent|iterations?|replicates?|bootstraps?|sites?|columns?|terms?|knots?|"
+                         r"parameters?|levels?|categor(?:y|ies)|decimals?|digits?|times|steps?|arms?|groups?|"
+                         r"models?|files?|sheets?|degrees?|SDs?|st|nd|rd|th)\b", re.I)
 
 
-def redact_text(text: str, threshold: int = 5) -> str:
-    """Free text for a report (ledger reasons, estimator warnings): exact dates become "[date]" and stand-
-    alone whole numbers from 1 to threshold-1 (counts) become "<5"; repeated clauses are dropped."""
+def _is_count(text: str, m: re.Match) -> bool:
+    """Whether the number ``m`` in ``text`` counts people (rows, episodes, events): a count noun after it says
+    so; a label before it ("grade", "Brooker", "version", "before") or a unit or another noun after it ("year",
+    "h", "Gy", "sites") says not; a number with neither is taken as a count (a missed count would leak)."""
+    after = text[m.end():]
+    if _COUNT_NOUN.match(after):
+        return True
+    return not (_LABEL_BEFORE.search(text[:m.start()]) or _UNIT_AFTER.match(after))
+
+
+def redact_text(text: str, threshold: int = 5, policy: DisclosurePolicy | None = None) -> str:
+    """Free text for a report (ledger reasons, flow-diagram notes, estimator warnings): exact dates become
+    "[date]" and counts of people are published as the tables publish them (rounded to the policy's base,
+    1 to threshold-1 as "<5"); numbers that are not counts ("grade 1", "1 year", "Brooker 1", "48 h",
+    "version 1.2.1") stay as they are. Repeated clauses are dropped."""
+    pol = policy_for(threshold, policy)
     text = _ISO_DATE_TEXT.sub("[date]", str(text))
-    text = _SMALL_INT_TEXT.sub(lambda m: PRIMARY.format(t=threshold) if 1 <= int(m.group(1)) < threshold
-                               else m.group(1), text)
+
+    def publish(m: re.Match) -> str:
+        if not _is_count(text, m):
+            return m.group(0)
+        value = int(m.group(1).replace(",", ""))
+        shown = pol.format_count(value)
+        if "," in m.group(1) and shown.isdigit():
+            shown = f"{int(shown):,}"
+        return shown
+
+    text = _INT_TEXT.sub(publish, text)
     parts = text.split("; ")
     return "; ".join(dict.fromkeys(parts))
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostats.provenance import build_manifest, hash_inputs, sha256_file, write_manifest
+from hostats.report.disclosure import DisclosurePolicy
 from hostats.report.html import ReportContent, TableBlock, flow_boxes, render_index, render_report
 from hostats.report.tables import (
     estimates_display,
@@ -419,8 +420,44 @@ def test_free_text_redaction_of_dates_and_small_counts():
     from hostats.report.tables import redact_text
 
     t = redact_text("3 unreadable date(s) set missing; 3 unreadable date(s) set missing; 12 rows; "
-                    "origin 1899-12-30; 0.5 Gy; site_C.csv; n=2; 2,300 rows")
-    assert t == "<5 unreadable date(s) set missing; 12 rows; origin [date]; 0.5 Gy; site_C.csv; n=<5; 2,300 rows"
+                    "origin 1899-12-30; 0.5 Gy; site_C.csv; n=2; 2,302 rows")
+    # counts of people as the tables publish them: rounded to 5 (the default), small ones as "<5"
+    assert t == "<5 unreadable date(s) set missing; 10 rows; origin [date]; 0.5 Gy; site_C.csv; n=<5; 2,300 rows"
+
+
+@pytest.mark.parametrize("text", ["HO of Brooker grade 1 or 2", "Brooker 1", "1 year after surgery",
+                                  "follow-up of 2 years", "within 48 h of surgery", "hostats 0.4.1",
+                                  "version 1", "a dose of 7 Gy", "header = row 1", "3 sites", "fitted in 7 iterations",
+                                  "a date before 1899", "bs(age_years, df=3)", "8.5% of 1.5"])
+def test_free_text_keeps_numbers_that_are_not_counts(text):
+    from hostats.report.tables import redact_text
+
+    assert redact_text(text) == text
+    assert redact_text(text, policy=DisclosurePolicy(5, 0)) == text
+
+
+@pytest.mark.parametrize("text, rounded, exact", [
+    ("1 episode excluded", "<5 episode excluded", "<5 episode excluded"),
+    ("grade 1 HO in 3 patients", "grade 1 HO in <5 patients", "grade 1 HO in <5 patients"),
+    ("2 unreadable or impossible date(s) set missing", "<5 unreadable or impossible date(s) set missing",
+     "<5 unreadable or impossible date(s) set missing"),
+    ("site_B.csv: 1123 cell(s) holding a missing-value token", "site_B.csv: 1125 cell(s) holding a missing-value token",
+     "site_B.csv: 1123 cell(s) holding a missing-value token"),
+    ("37 row(s) with a value outside its plausible range; 1 year",
+     "35 row(s) with a value outside its plausible range; 1 year",
+     "37 row(s) with a value outside its plausible range; 1 year"),
+    ("3 excluded", "<5 excluded", "<5 excluded"),          # a bare number is taken as a count
+    ("age out of range 7", "age out of range 5", "age out of range 7"),
+])
+def test_free_text_publishes_counts_of_people_by_the_policy(text, rounded, exact):
+    from hostats.report.disclosure import use_policy
+    from hostats.report.tables import redact_text
+
+    assert redact_text(text) == rounded
+    assert redact_text(text, policy=DisclosurePolicy(5, 0)) == exact
+    with use_policy(DisclosurePolicy(5, 0)):   # the report's policy, as the writer sets it
+        assert redact_text(text, 5) == exact
+    assert "<" not in redact_text(text, policy=DisclosurePolicy(5, "midpoint6"))
 
 
 def test_flow_reasons_are_redacted():
