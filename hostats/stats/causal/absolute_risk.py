@@ -37,8 +37,10 @@ Standard errors are from influence functions (Var = sum_i phi_i^2):
   vanish asymptotically (on the reference data riskRegression's default SEs are 0.5-1.1% larger).
 
 Computation: iptw and ipcw take one sort and cumulative sums (O(n log n)); gformula and aipw evaluate
-each patient's predicted curve on the grid of distinct event times up to the horizon, O(n x M) time for
-M grid times (M <= horizon for times in whole days), in chunks of rows so that memory stays O(n).
+the predicted curves on the grid of distinct event times up to the horizon once per distinct row of the
+confounders (U rows, shared by the arms), O(U x M) time for M grid times (M <= horizon for times in
+whole days), in chunks of rows so that memory stays O(n); the patients' terms are read off per row (and
+time), O(n).
 
 Risk CIs are Wald intervals on the logit scale, risk-ratio CIs on the log scale (delta method), risk
 differences on the natural scale.
@@ -177,15 +179,18 @@ def _weighted_aj(t: np.ndarray, s: np.ndarray, w: np.ndarray, cause: int,
     return float(Ftau), phi
 
 
-def _augmentation(models: list[_csc.CauseModel], k_cause: int, Xa: np.ndarray, t: np.ndarray, s: np.ndarray,
-                  strata: np.ndarray, km, tau: float) -> np.ndarray:
-    """For the rows of ``Xa`` (patients of one arm, covariates set to that arm) the AIPCW term
+def _augmentation(models: list[_csc.CauseModel], k_cause: int, Xu: np.ndarray, pattern: np.ndarray,
+                  t: np.ndarray, s: np.ndarray, strata: np.ndarray, km, tau: float) -> np.ndarray:
+    """For the patients of one arm (times ``t``, status ``s``, censoring ``strata``; patient i has the
+    covariate row ``Xu[pattern[i]]``, the covariates set to that arm) the AIPCW term
     int_0^{min(T, tau)} (F(tau|x) - F(u|x)) / (S(u-|x) G(u-)) dM^C(u) in the patient's censoring stratum,
     with F(u) right-continuous and the left limits S(u-), G(u-) at the censoring times, as riskRegression's
-    ``ATE_TI`` evaluates them. Cost: rows x (censoring times up to tau), in chunks of rows."""
+    ``ATE_TI`` evaluates them. The integrand and its running sum over the censoring times depend only on
+    the covariate row and the stratum: they are computed once per (row, stratum) and read off at each
+    patient's time. Cost: (distinct rows) x (censoring times up to tau), in chunks of rows."""
     grid = models[0].grid
     M = grid.size
-    aug = np.zeros(Xa.shape[0])
+    aug = np.zeros(pattern.size)
     # per stratum: its censoring times u <= tau, dLambda_C(u), G(u-), and where u falls on the grid
     parts = {}
     for p in km._parts:
@@ -196,31 +201,37 @@ def _augmentation(models: list[_csc.CauseModel], k_cause: int, Xa: np.ndarray, t
         right = np.searchsorted(grid, cu, side="right")      # F(u): grid times <= u
         left = np.searchsorted(grid, cu, side="left")        # S(u-): grid times < u
         parts[int(km.strata[p.rows[0]])] = (cu, p.dc[sel] / p.y[sel], np.r_[1.0, p.g[:-1]][sel], right, left)
-    for pt in _csc.paths(models, k_cause, Xa):
-        rows = np.arange(Xa.shape[0])[pt.rows]
+    used, pattern = np.unique(pattern, return_inverse=True)   # the rows these patients have
+    order = np.argsort(pattern, kind="stable")
+    bounds = np.searchsorted(pattern[order], np.arange(used.size + 1))   # patients of row u: order[bounds[u]:bounds[u + 1]]
+    for pt in _csc.paths(models, k_cause, Xu[used]):
+        rows = order[bounds[pt.rows.start]:bounds[pt.rows.stop]]    # the patients of this chunk's rows
+        col = pattern[rows] - pt.rows.start
         ft = pt.F[-1]
         S_end = pt.S_minus[-1] * np.clip(1.0 - pt.dL[-1], 0.0, None)   # S(t_M), after the last grid time
-        for code in np.unique(strata[rows]):
+        st = strata[rows]
+        for code in np.unique(st):
             if code not in parts:
                 continue
             cu, dlc, g_minus, right, left = parts[code]
-            sub = np.flatnonzero(strata[rows] == code)
-            Fu = np.where((right > 0)[:, None], pt.F[np.ix_(np.maximum(right - 1, 0), sub)], 0.0)
-            Su = np.where((left < M)[:, None], pt.S_minus[np.ix_(np.minimum(left, M - 1), sub)], S_end[None, sub])
+            sub = rows[st == code]
+            cols, j = np.unique(col[st == code], return_inverse=True)   # the stratum's rows; each patient's
+            Fu = np.where((right > 0)[:, None], pt.F[np.ix_(np.maximum(right - 1, 0), cols)], 0.0)
+            Su = np.where((left < M)[:, None], pt.S_minus[np.ix_(np.minimum(left, M - 1), cols)], S_end[None, cols])
             with np.errstate(divide="ignore", invalid="ignore"):
-                h = np.where(Su > 0, (ft[None, sub] - Fu) / (Su * g_minus[:, None]), 0.0)   # (censoring times, rows)
-            ti, si = t[rows[sub]], s[rows[sub]]
+                h = np.where(Su > 0, (ft[None, cols] - Fu) / (Su * g_minus[:, None]), 0.0)   # (censoring times, rows)
+            ti, si = t[sub], s[sub]
             # compensator: sum over censoring times u <= T_i of h(u) dLambda_C(u)
             upto = np.searchsorted(cu, ti, side="right")
             comp = np.cumsum(h * dlc[:, None], axis=0)
-            val = np.where(upto > 0, comp[np.maximum(upto - 1, 0), np.arange(sub.size)], 0.0)
+            val = np.where(upto > 0, comp[np.maximum(upto - 1, 0), j], 0.0)
             # jump: the patient's own censoring time, if it is before tau
             at = np.searchsorted(cu, ti)
             jump = (si == 0) & (at < cu.size)
             jump[jump] = cu[at[jump]] == ti[jump]
             jv = np.zeros(sub.size)
-            jv[jump] = h[at[jump], np.flatnonzero(jump)]
-            aug[rows[sub]] = jv - val
+            jv[jump] = h[at[jump], j[jump]]
+            aug[sub] = jv - val
     return aug
 
 
@@ -295,9 +306,9 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
 
     mus: dict[str, np.ndarray] = {}
     influence: dict[str, np.ndarray] = {}
-    fitted, F_arm = None, None
+    fitted, F_arm, patterns = None, None, None
     if any(m in meths for m in ("gformula", "aipw")):
-        fitted, F_arm, mu, phi = _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes)
+        fitted, F_arm, mu, phi, patterns = _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes)
         if "gformula" in meths:
             mus["gformula"], influence["gformula"] = mu, phi
     P = w = None
@@ -306,8 +317,8 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         strata = None   # the censoring strata, for ipcw and aipw only
         if "ipcw" in meths or "aipw" in meths:
             strata = strata_codes(data, cens_cols)[0] if cens_cols else a.astype(np.int64)
-        for meth, (mu, phi) in _weighting_estimates(meths, Xd, X, P, w, a, t, s, y, strata, cause, horizon,
-                                                    fitted, F_arm).items():
+        for meth, (mu, phi) in _weighting_estimates(meths, Xd, P, w, a, t, s, y, strata, cause, horizon,
+                                                    fitted, F_arm, patterns).items():
             mus[meth], influence[meth] = mu, phi
 
     table, risks = _ate_tables(meths, mus, influence, levels, counts, events, horizon, level, z, data.index)
@@ -396,7 +407,8 @@ def _designs(data, formula, rhs, conf_cols, treatment, levels, a, notes):
 
 def _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes):
     """Cause-specific Cox models of every cause (kept in ``models``) and each patient's standardised risk
-    under each arm: (fitted models, F (n x arms), the g-formula risks, their influence)."""
+    under each arm: (fitted models, F (n x arms), the g-formula risks, their influence, (the distinct
+    confounder rows, each patient's row))."""
     grid = np.unique(t[(s > 0) & (t <= horizon)])
     causes = [cause] + sorted(int(c) for c in np.unique(s[s > 0]) if c != cause)
     fitted = [_csc.fit_cause(X, t, s, c, grid, f"{'cause of interest' if c == cause else 'competing'}")
@@ -409,14 +421,22 @@ def _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes):
     models["cause_specific_cox"] = {c: pd.DataFrame({"term": x_names, "log_hr": m.beta,
                                                      "std_error": np.sqrt(np.diag(m.vcov))})
                                     for c, m in zip(causes, fitted, strict=True)}
+    # the confounders' distinct rows, shared by every arm's counterfactual design
+    Zu, pattern = _csc.distinct_rows(X[:, K - 1:])
     phi = np.zeros((len(a), K))
     mu = np.zeros(K)
     F_arm = np.zeros((len(a), K))
     for k in range(K):
-        Xa = X.copy()
-        Xa[:, :K - 1] = np.eye(K)[k][1:]
-        mu[k], phi[:, k], F_arm[:, k] = _csc.standardised_risk(fitted, 0, Xa, t, s, grid)
-    return fitted, F_arm, mu, phi
+        mu[k], phi[:, k], Fu = _csc.standardised_risk(fitted, 0, _arm_design(Zu, K, k), t, s, grid,
+                                                      inverse=pattern)
+        F_arm[:, k] = Fu[pattern]
+    return fitted, F_arm, mu, phi, (Zu, pattern)
+
+
+def _arm_design(Zu: np.ndarray, K: int, k: int) -> np.ndarray:
+    """The outcome design of the confounder rows ``Zu`` with everyone set to arm k (treatment dummies
+    first, as :func:`_designs` builds it)."""
+    return np.column_stack([np.broadcast_to(np.eye(K)[k][1:], (Zu.shape[0], K - 1)), Zu])
 
 
 def _propensity(Xd, a, levels, counts, models, notes) -> tuple[np.ndarray, np.ndarray]:
@@ -430,7 +450,7 @@ def _propensity(Xd, a, levels, counts, models, notes) -> tuple[np.ndarray, np.nd
     return P, w
 
 
-def _weighting_estimates(meths, Xd, X, P, w, a, t, s, y, strata, cause, horizon, fitted, F_arm
+def _weighting_estimates(meths, Xd, P, w, a, t, s, y, strata, cause, horizon, fitted, F_arm, patterns
                          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Risks and influence (n x arms) of the weighting estimators asked for: iptw (weighted Aalen-Johansen),
     ipcw and aipw (censoring Kaplan-Meier in ``strata``)."""
@@ -452,11 +472,11 @@ def _weighting_estimates(meths, Xd, X, P, w, a, t, s, y, strata, cause, horizon,
         out["ipcw"] = (mu, (v - mu + km.correction(v)) / n + _ps_term(Xd, P, a, v / n, info))
     if "aipw" in meths:
         zeta = F_arm.copy()
+        Zu, pattern = patterns
         for k in range(K):
             sel = a == k
-            Xa = X[sel].copy()
-            Xa[:, :K - 1] = np.eye(K)[k][1:]
-            aug = _augmentation(fitted, 0, Xa, t[sel], s[sel], strata[sel], km, horizon)
+            aug = _augmentation(fitted, 0, _arm_design(Zu, K, k), pattern[sel], t[sel], s[sel], strata[sel], km,
+                                horizon)
             zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - F_arm[sel, k] + aug)
         mu = zeta.mean(axis=0)
         out["aipw"] = (mu, (zeta - mu) / n)

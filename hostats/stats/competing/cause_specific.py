@@ -14,6 +14,10 @@ Influence functions (sum scale: estimate - truth ~ sum_i psi_i) of the Cox piece
 baseline hazard increment at t_m, psi_i(t_m) = dM_i(t_m) / S0(t_m) - E(t_m)' dLambda_0(t_m) psi_beta_i
 with E = S1 / S0 (Breslow-type linearisation). Everything is computed on a time grid (the event times
 of any cause up to the horizon) with cumulative sums; the only matrices are (rows of a chunk) x (grid).
+Patients with the same covariates have the same predicted curve: the curves are computed once per distinct
+covariate row (:func:`distinct_rows`; a few thousand in a cohort whatever its size, when the covariates are
+age to a tenth of a year and a few categories) and the sums over patients become sums weighted by the
+number of patients per row.
 
 References: Ozenne B, Sorensen AL, Scheike T, Torp-Pedersen C, Gerds TA. riskRegression: predicting the
 risk of an event using Cox regression models. R Journal 2017;9:440-460; Ozenne BMH, Scheike TH, Staerk L,
@@ -151,40 +155,74 @@ def paths(models: list[CauseModel], k_cause: int, X: np.ndarray) -> Iterator[Pat
         yield Paths(rows=sl, e=e, S_minus=S_minus, dL=dL, F=F)
 
 
+def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``X`` (U x p, in lexicographic order of the columns' values) and each row's
+    index among them (n,): ``X == U[inverse]``. One sort per column and one of the combined integer key
+    (a structured-array ``np.unique(X, axis=0)`` sorts the rows as bytes, several times slower)."""
+    n, p = X.shape
+    key = np.zeros(n, dtype=np.int64)
+    size = 1
+    for j in range(p):
+        vals, code = np.unique(X[:, j], return_inverse=True)
+        if size > (2 ** 62) // max(vals.size, 1):        # the mixed-radix key would overflow: renumber it
+            _, key = np.unique(key, return_inverse=True)
+            size = int(key.max()) + 1 if n else 1
+        key = key * vals.size + code.reshape(n)
+        size *= vals.size
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return X[first], inverse.reshape(n)
+
+
 def standardised_risk(models: list[CauseModel], k_cause: int, X: np.ndarray, time: np.ndarray,
-                      status: np.ndarray, grid: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean over the rows of ``X`` of F_1(tau | x) (tau = the last grid time), its influence function
-    (n,) including the Cox models' estimation, and the per-row predictions F_1(tau | x_l).
+                      status: np.ndarray, grid: np.ndarray, inverse: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean over the patients of F_1(tau | x) (tau = the last grid time), its influence function (n,)
+    including the Cox models' estimation, and the per-row predictions F_1(tau | x_l) (one per row of
+    ``X``).
+
+    Without ``inverse`` the rows of ``X`` are the patients (those of ``time`` and ``status``). With it,
+    the rows of ``X`` are distinct covariate rows and patient i has row ``inverse[i]`` (as from
+    :func:`distinct_rows`): each curve is computed once and weighted by its number of patients, the same
+    result up to the order of summation.
 
     The derivative of the mean prediction with respect to each model's baseline increments and
     coefficients (the product-limit chain rule below) is accumulated chunk by chunk, then combined with
     the models' influence functions.
     """
-    n, p = X.shape
+    p = X.shape[1]
+    n = time.size
+    if inverse is None:
+        if X.shape[0] != n:
+            raise ValueError("X needs one row per patient (or pass inverse)")
+        count = None
+    else:
+        count = np.bincount(inverse, minlength=X.shape[0]).astype(float)
     M = grid.size
     J = len(models)
     a_direct = np.zeros(M)                  # d mean F / d dLambda_0,cause: mean S(t-) e_cause
     c = [np.zeros(M) for _ in range(J)]     # minus d mean F / d dLambda_0j (through S)
     B = [np.zeros(p) for _ in range(J)]     # d mean F / d beta_j
-    Ftau = np.zeros(n)
+    Ftau = np.zeros(X.shape[0])
     for pt in paths(models, k_cause, X):
         if M == 0:
             break
         Xc = X[pt.rows]
         ft = pt.F[-1].copy()
         Ftau[pt.rows] = ft
-        a_direct += pt.S_minus @ pt.e[k_cause]
-        B[k_cause] += (Xc - models[k_cause].center).T @ ft
+        e = pt.e if count is None else [ej * count[pt.rows] for ej in pt.e]   # weighted by patients per row
+        a_direct += pt.S_minus @ e[k_cause]
+        B[k_cause] += (Xc - models[k_cause].center).T @ (ft if count is None else ft * count[pt.rows])
         # d S(t_k-) / d dLambda(t_m) for m < k: R = (F(tau) - F(t_m)) / (1 - dLambda(t_m)), in place
         R = np.subtract(ft[None, :], pt.F, out=pt.F)
         one_minus = np.subtract(1.0, pt.dL, out=pt.dL)
         np.divide(R, one_minus, out=R, where=one_minus > 0)
         R[one_minus <= 0] = 0.0
         for j, m in enumerate(models):
-            c[j] += R @ pt.e[j]
-            B[j] -= (Xc - m.center).T @ (pt.e[j] * (m.dhaz @ R))
-    mu = float(Ftau.mean())
-    phi = (Ftau - mu) / n
+            c[j] += R @ e[j]
+            B[j] -= (Xc - m.center).T @ (e[j] * (m.dhaz @ R))
+    Fi = Ftau if inverse is None else Ftau[inverse]
+    mu = float(Fi.mean())
+    phi = (Fi - mu) / n
     for j, m in enumerate(models):
         A = (-c[j] + (a_direct if j == k_cause else 0.0)) / n
         part, coef = m.hazard_influence(A, time, status, grid)
