@@ -165,20 +165,22 @@ class DisclosurePolicy:
         return f"{100.0 * n / d:.1f}%" if d > 0 else ""
 
     def describe(self) -> str:
-        """One sentence for the methods section of a report."""
+        """The policy in words, for the methods section and the data section of a report (made from the
+        settings: the threshold, the rounding)."""
         t = self.threshold
         if self.midpoint:
-            return ("Disclosure control: counts of people and events are shown after midpoint-6 rounding (0 stays 0, "
-                    "1-6 shows as 3, 7-12 as 9, ...), percentages are computed from the rounded counts, and "
-                    f"estimates resting on fewer than {t} people or events are withheld.")
-        if self.base > 1:
-            return (f"Disclosure control: counts of people and events are rounded to the nearest {self.base} and "
-                    f"counts from 1 to {t - 1} are shown as \"<{t}\"; percentages are computed from the rounded "
-                    f"counts; estimates resting on fewer than {t} people or events are withheld.")
-        return (f"Disclosure control: counts from 1 to {t - 1} are shown as \"<{t}\"; in a table holding such a "
-                f"count the other counts of its rows and columns are rounded to the nearest {self.local_base}, and "
-                "a further count is withheld (\"s\") where a total would still reveal it; estimates resting on "
-                f"fewer than {t} people or events are withheld.")
+            counts = ("counts of people and events are shown after midpoint-6 rounding (0 stays 0, 1-6 shows as 3, "
+                      "7-12 as 9, ...) and percentages are computed from the rounded counts")
+        elif self.base > 1:
+            counts = (f"counts of people and events are rounded to the nearest {self.base}; counts from 1 to {t - 1} "
+                      f"are shown as \"<{t}\"; percentages are computed from the rounded counts")
+        else:
+            counts = (f"counts of people and events are shown exactly, except that counts from 1 to {t - 1} are "
+                      f"shown as \"<{t}\" and, in a table holding such a count, the other counts of its rows and "
+                      f"columns are rounded to the nearest {self.local_base}")
+        return (f"Disclosure control: {counts}; estimates resting on fewer than {t} people or events are withheld, "
+                "and so is a difference or ratio that would give such an estimate back with the "
+                "other arm's; a further count is withheld (\"s\") where the totals would still reveal a small one.")
 
     # ----------------------------------------------------------------------------------------------
     # a table with margins

@@ -19,10 +19,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from hostats.report.disclosure import policy_for
+from hostats.report.disclosure import DisclosurePolicy, policy_for
 from hostats.report.labels import format_estimate, group_label, measure_label, term_label
 from hostats.report.tables import (
-    SECONDARY_NOTE,
     estimates_display,
     format_count,
     redact_text,
@@ -83,6 +82,7 @@ class ReportContent:
     horizon: float | None = None                         # curve rows in the summary are read at the horizon
     labels: dict[str, str] = field(default_factory=dict)  # [report] labels of variables
     flow_reasons: dict[str, list[str]] = field(default_factory=dict)  # step -> reasons, each naming its source
+    policy: DisclosurePolicy | None = None  # the disclosure policy (None: the report's, else the default)
 
 
 def frame_html(frame: pd.DataFrame) -> str:
@@ -310,13 +310,21 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     flow, cleaning = _flow_layout(flow, content.flow_reasons, content.threshold, content.criteria_steps)
     content.warnings = [redact_text(w, content.threshold) for w in content.warnings]
     html = _env().get_template("report.html.j2").render(
-        c=content, flow=flow, estimate_groups=groups, secondary_note=SECONDARY_NOTE, summary=summary,
+        c=content, flow=flow, estimate_groups=groups, summary=summary, disclosure=disclosure_text(content),
         summary_png=summary_png, summary_level=summary_level, cleaning=cleaning,
         table1_html=content.table1.html() if content.table1 is not None else "",
         esc=_html.escape)
     path = Path(path)
     path.write_text(_plain_names(html), encoding="utf-8")
     return path
+
+
+def disclosure_text(content: ReportContent) -> str:
+    """The report's disclosure policy in words, from its settings, and where it applies."""
+    policy = policy_for(content.threshold, content.policy)
+    where = ["the tables", "the flow diagram and its notes", "estimates.csv and estimates.json", "the figures"]
+    return (f"{policy.describe()} The same rule applies to every count of people in {', '.join(where[:-1])} and "
+            f"{where[-1]}. No identifiers or exact dates are shown.")
 
 
 def _plain_names(html: str) -> str:

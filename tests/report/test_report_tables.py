@@ -416,6 +416,25 @@ def test_manifest_hashes_and_versions(tmp_path):
     assert back["inputs"][0]["sha256"].startswith("ba7816bf")
 
 
+@pytest.mark.parametrize("policy, says, not_says", [
+    (DisclosurePolicy(5), ["rounded to the nearest 5", 'from 1 to 4 are shown as "<5"'], ["exactly", "midpoint"]),
+    (DisclosurePolicy(10, 0), ['from 1 to 9 are shown as "<10"', "shown exactly", "rounded to the nearest 10"],
+     ["nearest 5", "midpoint"]),
+    (DisclosurePolicy(5, "midpoint6"), ["midpoint-6 rounding"], ['"<5"', "nearest 5"]),
+    (DisclosurePolicy(5, 10), ["rounded to the nearest 10", 'from 1 to 4 are shown as "<5"'], ["nearest 5"]),
+])
+def test_report_states_its_disclosure_policy_in_words(tmp_path, policy, says, not_says):
+    """The data section says the policy of this report, made from its settings, and where it applies."""
+    content = ReportContent(name="demo", title="Demo", threshold=policy.threshold, policy=policy)
+    html = render_report(content, tmp_path / "report.html").read_text()
+    text = re.sub(r"\s+", " ", re.search(r'<p class="muted" id="disclosure">(.*?)</p>', html, re.S).group(1))
+    text = text.replace("&#34;", '"').replace("&quot;", '"').replace("&lt;", "<")
+    for words in says + ["withheld", "flow diagram", "No identifiers or exact dates"]:
+        assert words in text, (words, text)
+    for words in not_says:
+        assert words not in text, (words, text)
+
+
 def test_free_text_redaction_of_dates_and_small_counts():
     from hostats.report.tables import redact_text
 
