@@ -29,13 +29,43 @@ from hostats.errors import SpecError
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a number key may take, declared once: the parser checks a value with :meth:`holds` and the
+    reference states :meth:`text`, so the two cannot drift."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``low`` itself is not allowed
+    high_open: bool = False  # ``high`` itself is not allowed
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def text(self) -> str:
+        """``"1 to 50,000,000"``, ``"> 0"``, ``">= 1"``, ``"0.5 to < 1"``."""
+        def num(x: float) -> str:
+            return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {num(self.low)}"
+        high = ("< " if self.high_open else "") + num(self.high)
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {num(self.high)}"
+        return f"{'> ' if self.low_open else ''}{num(self.low)} to {high}"
+
+
+@dataclass(frozen=True)
 class Key:
-    """One key of a spec table: its TOML type, its default (as the reference shows it) and what it does."""
+    """One key of a spec table: its TOML type, its default (as the reference shows it), what it does, and the
+    range of a number the parser enforces (stated in the reference)."""
 
     name: str
     type: str
     default: str
     description: str
+    range: Range | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +84,13 @@ ADJUSTMENT_METHODS = ("crude", "regression", "iptw", "aipw", "ipcw")
 
 TRUTH_KEY = "string or table"
 
-# largest synthetic cohort a spec (or ``hostats synth``) may ask for: ten times the 1,000,000-patient draw of
-# the population truth, and about the most a workstation's memory holds (``n = 10**12`` would need ~7 TiB
-# for its first array alone); synthetic.cohort.MAX_N is the same bound (synthetic does not import hostats)
+# largest synthetic cohort a spec, ``hostats synth -n`` or ``hostats simulate --n`` may ask for: ten times the
+# 1,000,000-patient draw of the population truth, and about the most a workstation's memory holds
+# (``n = 10**12`` would need ~7 TiB for its first array alone). synthetic.generate refuses the same bound with
+# its own synthetic.cohort.MAX_N, because synthetic does not import hostats (tests/test_layering.py); a test
+# holds the two equal.
 MAX_SYNTHETIC_N = 50_000_000
+SEED_RANGE = Range(0)  # numpy refuses a negative seed
 
 
 def _is_int(v: Any) -> bool:
@@ -82,7 +115,8 @@ TABLES: dict[str, Table] = {
             "of estimates.csv."),
         Key("title", "string", REQUIRED, "Title of the report."),
         Key("question", "string", '""', "The question the analysis answers, shown under the title."),
-        Key("seed", "integer", "the first synthetic seed", "Seed of the run's own randomness (bootstrap)."),
+        Key("seed", "integer", "the first synthetic seed", "Seed of the run's own randomness (bootstrap).",
+            SEED_RANGE),
     )),
     "data": Table("[data]", "Where the data come from: a synthetic scenario or a file with its mapping "
                   "(`hostats run --data` overrides it).", (
@@ -98,9 +132,11 @@ TABLES: dict[str, Table] = {
     )),
     "synthetic": Table("[data] synthetic = {...}", "One synthetic cohort (an inline table in `[data]`).", (
         Key("scenario", "string", REQUIRED, "A scenario of the synthetic package (`synthetic.scenarios()`)."),
-        Key("n", "integer", REQUIRED, "Number of patients (positive)."),
-        Key("seed", "integer", REQUIRED, "Seed of the generator."),
-        Key("fault_rate", "float", "0.03", "Share of export rows given a fault for the cleaning to find."),
+        Key("n", "integer", REQUIRED, "Number of patients (beyond the limit the draw runs out of memory).",
+            Range(1, MAX_SYNTHETIC_N)),
+        Key("seed", "integer", REQUIRED, "Seed of the generator.", SEED_RANGE),
+        Key("fault_rate", "float", "0.03", "Share of export rows given a fault for the cleaning to find.",
+            Range(0, 1, high_open=True)),
         Key("overrides", "table", NONE, "Scenario parameters to override, e.g. "
             "`{ loss_to_followup_per_year = 0.3 }`."),
     )),
@@ -128,8 +164,8 @@ TABLES: dict[str, Table] = {
     )),
     "outcome": Table("[outcome]", "The outcome and its horizon.", (
         Key("event", "string", '"ho"', "Yes/no column of the outcome (must have events)."),
-        Key("horizon_days", "number", "365", f"Horizon in days from the index event (positive): `{FLAG}` and "
-            "the risks by the horizon."),
+        Key("horizon_days", "number", "365", f"Horizon in days from the index event: `{FLAG}` and the risks "
+            "by the horizon.", Range(0, low_open=True)),
         Key("competing", "string", '"death"', '"death" (death before HO competes) or "none" (deaths '
             'censored).'),
         Key("label", "string", NONE, "How the outcome reads in the methods text."),
@@ -147,12 +183,13 @@ TABLES: dict[str, Table] = {
     )),
     "report": Table("[report]", "How the report is made.", (
         Key("small_cell_threshold", "integer", "5", "Counts from 1 to threshold - 1 are shown as "
-            "\"<threshold\" (positive)."),
+            "\"<threshold\".", Range(1)),
         Key("rounding", "integer or string", "5", "Counts of people and events are rounded to the nearest "
             "multiple of this (as OpenSAFELY does; percentages from the rounded counts), \"midpoint6\" for "
             "midpoint-6 rounding (1-6 shows 3, 7-12 shows 9), or 0 for exact counts (a table holding a small "
-            "count is then rounded to the threshold, and a further cell withheld where needed)."),
-        Key("ci_level", "float", "0.95", "Level of the confidence intervals (0.5 to < 1)."),
+            "count is then rounded to the threshold, and a further cell withheld where needed; 1 is the same as "
+            "0).", Range(0)),
+        Key("ci_level", "float", "0.95", "Level of the confidence intervals.", Range(0.5, 1, high_open=True)),
         Key("truth", "string", '"population"', 'Which synthetic truth the estimates are compared with: '
             '"population" or "sample".'),
         Key("table1", "list of strings", NONE, "Variables of Table 1 (no Table 1 without it)."),
@@ -296,8 +333,20 @@ def _md(text: str) -> str:
 
 def _key_table(keys: tuple[Key, ...]) -> list[str]:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    rows += [f"| `{k.name}` | {_md(k.type)} | {_md(k.default)} | {_md(k.description)} |" for k in keys]
+    rows += [f"| `{k.name}` | {_md(k.type)} | {_md(k.default)} | {_md(_meaning(k))} |" for k in keys]
     return rows
+
+
+def _meaning(key: Key) -> str:
+    """What a key does, with the range the parser enforces."""
+    return key.description + (f" Allowed: {key.range.text()}." if key.range is not None else "")
+
+
+def declared_range(table: str, key: str) -> Range:
+    """The declared range of ``key`` in ``TABLES[table]``: what the parser checks and the reference states."""
+    found = next(k.range for k in TABLES[table].keys if k.name == key)
+    assert found is not None, f"[{table}] {key} declares no range"
+    return found
 
 
 def spec_reference() -> str:
@@ -459,8 +508,9 @@ def load_spec(path: Path | str) -> Spec:
     analysis = raw.get("analysis", {})
     if not analysis.get("title"):
         raise stub.error("every analysis needs a title", "analysis", "title")
-    if "seed" in analysis and not _is_int(analysis["seed"]):
-        raise stub.error(f"must be an integer, got {analysis['seed']!r}", "analysis", "seed")
+    seeds = declared_range("analysis", "seed")
+    if "seed" in analysis and not (_is_int(analysis["seed"]) and seeds.holds(analysis["seed"])):
+        raise stub.error(f"must be an integer {seeds.text()}, got {analysis['seed']!r}", "analysis", "seed")
     data = dict(raw.get("data", {}))
     synthetic = _check_synthetic(stub, data)
     criteria = _check_criteria(stub, raw)
@@ -507,6 +557,7 @@ def _check_tables(stub: Spec, raw: dict) -> None:
 def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
     """``[data] synthetic``: each an inline table with scenario, n and seed; the data are somewhere."""
     synthetic = _as_list(data.get("synthetic"))
+    sizes, seeds, faults = (declared_range("synthetic", k) for k in ("n", "seed", "fault_rate"))
     for i, s in enumerate(synthetic):
         if not isinstance(s, dict):
             raise stub.error("must be an inline table {scenario=..., n=..., seed=...}", "data", "synthetic")
@@ -518,13 +569,16 @@ def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
         for k in ("scenario", "n", "seed"):
             if k not in s:
                 raise stub.error(f"synthetic #{i + 1} needs {k!r}", "data", "synthetic")
-        if not _is_int(s["n"]) or s["n"] < 1:
+        if not _is_int(s["n"]) or s["n"] < sizes.low:
             raise stub.error(f"n must be a positive integer, got {s['n']!r}", "data", "synthetic")
-        if s["n"] > MAX_SYNTHETIC_N:
-            raise stub.error(f"n = {s['n']} is more than the at most {MAX_SYNTHETIC_N:,} patients a synthetic "
+        if not sizes.holds(s["n"]):
+            raise stub.error(f"n = {s['n']} is more than the at most {sizes.high:,} patients a synthetic "
                              "cohort may have (beyond it the draw runs out of memory)", "data", "synthetic")
-        if not _is_int(s["seed"]):
-            raise stub.error(f"seed must be an integer, got {s['seed']!r}", "data", "synthetic")
+        if not (_is_int(s["seed"]) and seeds.holds(s["seed"])):
+            raise stub.error(f"seed must be an integer {seeds.text()}, got {s['seed']!r}", "data", "synthetic")
+        if "fault_rate" in s and not (_is_number(s["fault_rate"]) and faults.holds(s["fault_rate"])):
+            raise stub.error(f"fault_rate must be a number {faults.text()}, got {s['fault_rate']!r}", "data",
+                             "synthetic")
     if not synthetic and "path" not in data:
         raise stub.error("say where the data are: path = \"...\" (with mapping) or synthetic = {...}", "data")
     return synthetic
@@ -559,7 +613,8 @@ def _check_outcome(stub: Spec, raw: dict) -> dict[str, Any]:
     outcome.setdefault("event", "ho")
     outcome.setdefault("horizon_days", 365)
     outcome.setdefault("competing", "death")
-    if not _is_number(outcome["horizon_days"]) or outcome["horizon_days"] <= 0:
+    if not (_is_number(outcome["horizon_days"]) and declared_range("outcome", "horizon_days").holds(
+            outcome["horizon_days"])):
         raise stub.error(f"must be a finite positive number of days, got {outcome['horizon_days']!r}", "outcome",
                          "horizon_days")
     if outcome["competing"] not in ("death", "none"):
@@ -570,18 +625,18 @@ def _check_outcome(stub: Spec, raw: dict) -> dict[str, Any]:
 def _check_report(stub: Spec, raw: dict) -> dict[str, Any]:
     report = dict(raw.get("report", {}))
     thr = report.get("small_cell_threshold", 5)
-    if not _is_int(thr) or thr < 1:
+    if not (_is_int(thr) and declared_range("report", "small_cell_threshold").holds(thr)):
         raise stub.error("must be a positive integer (counts below it are shown as <threshold)", "report",
                          "small_cell_threshold")
     rounding = report.get("rounding", 5)
-    if not ((_is_int(rounding) and rounding >= 0) or rounding == "midpoint6"):
+    if not ((_is_int(rounding) and declared_range("report", "rounding").holds(rounding)) or rounding == "midpoint6"):
         raise stub.error(f"must be 0 (exact counts), a base of 2 or more, or \"midpoint6\"; got {rounding!r}",
                          "report", "rounding")
     if _is_int(rounding) and rounding == 1:
         report["rounding"] = 0  # rounding to the nearest 1 is exact counts
-    lvl = report.get("ci_level", 0.95)
-    if not isinstance(lvl, float) or not 0.5 <= lvl < 1:
-        raise stub.error("must be a fraction such as 0.95", "report", "ci_level")
+    lvl, levels = report.get("ci_level", 0.95), declared_range("report", "ci_level")
+    if not (isinstance(lvl, float) and levels.holds(lvl)):
+        raise stub.error(f"must be a fraction such as 0.95 ({levels.text()})", "report", "ci_level")
     if report.get("truth", "population") not in ("population", "sample"):
         raise stub.error("must be \"population\" or \"sample\"", "report", "truth")
     return report

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import synthetic
 from hostats.analysis import load_spec, run_analysis
-from hostats.analysis.spec import MAX_SYNTHETIC_N
+from hostats.analysis.spec import MAX_SYNTHETIC_N, TABLES, Range
 from hostats.cli import app
 from hostats.errors import SpecError
 
@@ -92,6 +92,68 @@ def test_horizon_must_be_finite_positive(tmp_path, horizon):
     with pytest.raises(SpecError, match=rf"analysis.toml, line {line_of(text, 'horizon_days')}: \[outcome\] "
                        r"horizon_days: must be a finite positive number of days"):
         load_spec(write(tmp_path, text))
+
+
+def _declared_ranges() -> list[tuple[str, str, bool, Range]]:
+    return [(table, k.name, k.type.startswith("integer"), k.range) for table, t in TABLES.items() for k in t.keys
+            if k.range is not None]
+
+
+def _edges(integer: bool, r: Range) -> tuple[list, list]:
+    """Values just inside and just outside the declared range."""
+    step = 1 if integer else 0.01
+    inside, outside = [], []
+    if r.low is not None:
+        inside.append(r.low + step if r.low_open else r.low)
+        outside.append(r.low if r.low_open else r.low - step)
+    if r.high is not None:
+        inside.append(r.high - step if r.high_open else r.high)
+        outside.append(r.high if r.high_open else r.high + step)
+    return ([float(v) for v in inside], [float(v) for v in outside]) if not integer else (inside, outside)
+
+
+def _spec_with(table: str, key: str, value) -> str:
+    if table == "synthetic":
+        fields = {"scenario": '"tha_prophylaxis"', "n": "100", "seed": "1"} | {key: repr(value)}
+        return spec_text("synthetic = { " + ", ".join(f"{k} = {v}" for k, v in fields.items()) + " }")
+    if table == "outcome":
+        return spec_text(horizon=repr(value)).replace("horizon_days = ", f"{key} = ")
+    if table == "analysis":
+        return spec_text().replace('title = "Hardening"', f'title = "Hardening"\n{key} = {value!r}')
+    return spec_text() + f"\n[{table}]\n{key} = {value!r}\n"
+
+
+def test_ranges_are_declared_for_the_bounded_keys():
+    assert {(t, k) for t, k, _, _ in _declared_ranges()} >= {
+        ("synthetic", "n"), ("synthetic", "seed"), ("synthetic", "fault_rate"), ("analysis", "seed"),
+        ("outcome", "horizon_days"), ("report", "small_cell_threshold"), ("report", "rounding"),
+        ("report", "ci_level")}
+    assert TABLES["synthetic"].keys[1].range == Range(1, MAX_SYNTHETIC_N)
+
+
+@pytest.mark.parametrize("table, key, integer, declared", _declared_ranges(),
+                         ids=[f"{t}.{k}" for t, k, _, _ in _declared_ranges()])
+def test_every_declared_range_is_what_load_spec_enforces(tmp_path, table, key, integer, declared):
+    """The range the reference states is the range the parser checks, at both edges."""
+    inside, outside = _edges(integer, declared)
+    assert inside and outside
+    for i, v in enumerate(inside):
+        load_spec(write(tmp_path / f"in{i}", _spec_with(table, key, v)))
+    for i, v in enumerate(outside):
+        text = _spec_with(table, key, v)
+        with pytest.raises(SpecError, match=rf"line \d+: \[{'data' if table == 'synthetic' else table}\] "):
+            load_spec(write(tmp_path / f"out{i}", text))
+
+
+def test_negative_seed_and_bad_fault_rate_are_spec_errors_not_tracebacks(tmp_path):
+    text = spec_text('synthetic = { scenario = "tha_prophylaxis", n = 100, seed = -4 }')
+    with pytest.raises(SpecError, match=r"\[data\] synthetic: seed must be an integer >= 0, got -4"):
+        load_spec(write(tmp_path / "a", text))
+    text = spec_text('synthetic = { scenario = "tha_prophylaxis", n = 100, seed = 1, fault_rate = 1.5 }')
+    with pytest.raises(SpecError, match=r"fault_rate must be a number 0 to < 1, got 1.5"):
+        load_spec(write(tmp_path / "b", text))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "b"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1 and "fault_rate" in result.output and "Traceback" not in result.output
 
 
 def test_derive_otherwise_must_be_finite(tmp_path):

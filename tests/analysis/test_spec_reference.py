@@ -8,6 +8,7 @@ from hostats.analysis.spec import (
     _KEYS,
     _SECTION_KEYS,
     COMMON_SECTION_KEYS,
+    MAX_SYNTHETIC_N,
     SECTION_TYPES,
     TABLES,
     spec_reference,
@@ -41,3 +42,15 @@ def test_reference_lists_every_allowed_key():
             assert f"| `{key}` |" in text, key
     for t in SECTION_TYPES:
         assert f'type = "{t}"' in text
+
+
+def test_reference_states_every_enforced_range_on_its_key_row():
+    text = spec_reference()
+    ranged = [(t, k) for t in [*TABLES.values(), *SECTION_TYPES.values()] for k in t.keys if k.range is not None]
+    assert len(ranged) >= 8
+    for table, key in ranged:
+        section = text.split(f"`{table.header}`", 1)[1]
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{key.name}` |"))
+        assert row.endswith(f"Allowed: {key.range.text()}. |"), (table.header, row)
+    committed = (ROOT / "docs" / "spec-reference.md").read_text(encoding="utf-8")
+    assert f"Allowed: 1 to {MAX_SYNTHETIC_N:,}." in committed and "Allowed: 0.5 to < 1." in committed
