@@ -17,6 +17,7 @@ import textwrap
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -100,41 +101,10 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     if horizon is not None:
         xmax = max(xmax, float(horizon))
     for colour, grp in zip(colours, groups, strict=False):
-        g = curve[curve["group"] == grp].sort_values("time")
-        enough = g["n_at_risk"].to_numpy(float) >= threshold
-        # keep the curve up to the last time with enough people at risk
-        last = np.flatnonzero(enough)
-        g = g.iloc[: last[-1] + 1] if len(last) else g.iloc[:0]
-        start = float(_start(g))
-        t0, band0 = 0.0, None
-        if "n_events" in g.columns:  # and from the time the group has threshold events
-            first = np.flatnonzero(np.cumsum(g["n_events"].fillna(0).to_numpy(float)) >= threshold)
-            if len(first) and first[0] > 0:
-                row = g.iloc[first[0]]
-                t0, start = float(row["time"]), float(row["estimate"])
-                if {"ci_lower", "ci_upper"} <= set(g.columns):
-                    band0 = (float(row["ci_lower"]), float(row["ci_upper"]))
-                g = g.iloc[first[0] + 1:]
-            elif not len(first):
-                t0, start, g = xmax, start, g.iloc[:0]
-        g = _thin(g, xmax)
-        t = np.concatenate([[t0], g["time"].to_numpy(float)])
-        y = np.concatenate([[start], g["estimate"].to_numpy(float)])
-        end = min(xmax, float(t[-1]) if len(g) else 0.0)
-        if at_risk is not None:  # flat after the last jump while enough people are still followed
-            a = at_risk[(at_risk["group"] == grp) & (at_risk["n_at_risk"] >= threshold)]
-            if len(a):
-                end = max(end, min(xmax, float(a["time"].max())))
-        t_end = np.append(t, max(end, t[-1]))
-        y_end = np.append(y, y[-1])
         label = group_label(str(grp)) if len(groups) > 1 or str(grp) not in ("", "all", "None") else "all"
-        ax.step(t_end, y_end, where="post", color=colour, lw=1.8, label=label)
-        if ci and {"ci_lower", "ci_upper"} <= set(g.columns) and len(g):
-            lo0, hi0 = band0 if band0 is not None else (y[0], y[0])
-            lo = np.concatenate([[lo0], g["ci_lower"].to_numpy(float)])
-            hi = np.concatenate([[hi0], g["ci_upper"].to_numpy(float)])
-            ax.fill_between(t_end, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
-                            color=colour, alpha=0.15, lw=0)
+        _draw_curve(ax, curve[curve["group"] == grp].sort_values("time"), colour, label, xmax=xmax,
+                    threshold=threshold, at_risk=None if at_risk is None else at_risk[at_risk["group"] == grp],
+                    ci=ci)
         if truth is not None and horizon is not None:
             tv = truth.get(grp) if isinstance(truth, dict) else truth
             if tv is not None and np.isfinite(tv):
@@ -150,9 +120,55 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
     plt.setp(ax.get_xticklabels(), visible=True)
     ax.set_xticks(list(risk_times))
     ax.set_xlabel(xlabel)
-    # number-at-risk table: one text row per group at the tick positions, counts suppressed
-    if at_risk is None:
-        at_risk = _at_risk_from_curve(curve, risk_times)
+    _at_risk_table(tab, groups, colours, _at_risk_from_curve(curve, risk_times) if at_risk is None else at_risk,
+                   risk_times, threshold)
+    return fig
+
+
+def _draw_curve(ax: Any, g: pd.DataFrame, colour: Any, label: str, *, xmax: float, threshold: int,
+                at_risk: pd.DataFrame | None, ci: bool) -> None:
+    """One group's step curve (and CI band), drawn from its ``threshold``-th event (when ``g`` has
+    ``n_events``) to the last time with ``threshold`` people at risk."""
+    enough = g["n_at_risk"].to_numpy(float) >= threshold
+    # keep the curve up to the last time with enough people at risk
+    last = np.flatnonzero(enough)
+    g = g.iloc[: last[-1] + 1] if len(last) else g.iloc[:0]
+    start = float(_start(g))
+    t0, band0 = 0.0, None
+    if "n_events" in g.columns:  # and from the time the group has threshold events
+        first = np.flatnonzero(np.cumsum(g["n_events"].fillna(0).to_numpy(float)) >= threshold)
+        if len(first) and first[0] > 0:
+            row = g.iloc[first[0]]
+            t0, start = float(row["time"]), float(row["estimate"])
+            if {"ci_lower", "ci_upper"} <= set(g.columns):
+                band0 = (float(row["ci_lower"]), float(row["ci_upper"]))
+            g = g.iloc[first[0] + 1:]
+        elif not len(first):
+            t0, start, g = xmax, start, g.iloc[:0]
+    g = _thin(g, xmax)
+    t = np.concatenate([[t0], g["time"].to_numpy(float)])
+    y = np.concatenate([[start], g["estimate"].to_numpy(float)])
+    end = min(xmax, float(t[-1]) if len(g) else 0.0)
+    if at_risk is not None:  # flat after the last jump while enough people are still followed
+        a = at_risk[at_risk["n_at_risk"] >= threshold]
+        if len(a):
+            end = max(end, min(xmax, float(a["time"].max())))
+    t_end = np.append(t, max(end, t[-1]))
+    y_end = np.append(y, y[-1])
+    ax.step(t_end, y_end, where="post", color=colour, lw=1.8, label=label)
+    if ci and {"ci_lower", "ci_upper"} <= set(g.columns) and len(g):
+        lo0, hi0 = band0 if band0 is not None else (y[0], y[0])
+        lo = np.concatenate([[lo0], g["ci_lower"].to_numpy(float)])
+        hi = np.concatenate([[hi0], g["ci_upper"].to_numpy(float)])
+        ax.fill_between(t_end, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
+                        color=colour, alpha=0.15, lw=0)
+
+
+def _at_risk_table(tab: Any, groups: list, colours: list, at_risk: pd.DataFrame, risk_times: Sequence[float],
+                   threshold: int) -> None:
+    """The number-at-risk table under the curves: one text row per group at the tick positions, counts
+    published by the report's policy."""
+    nrows = len(groups)
     tab.set_ylim(-0.5, nrows - 0.5)
     tab.invert_yaxis()
     tab.set_yticks(range(nrows))
@@ -186,7 +202,6 @@ def curve_plot(curve: pd.DataFrame, *, risk_times: Sequence[float], at_risk: pd.
         for k, t in enumerate(risk_times):
             text = "" if not np.isfinite(counts[i, k]) else policy.render(counts[i, k], states[i, k])
             tab.text(float(t), i, text, ha="center", va="center", fontsize=8)
-    return fig
 
 
 def _thin(g: pd.DataFrame, xmax: float, bins: int = 1500) -> pd.DataFrame:
