@@ -522,6 +522,17 @@ def init(
 
 
 # synth (synthetic engineer: package synthetic/)
+def _check_synthetic_n(option: str, n: int) -> None:
+    """Exit with a one-line error unless ``n`` lies in the spec's bound on a synthetic cohort's size (the
+    same bound as ``[data] synthetic`` n in a spec: ``hostats.analysis.spec.MAX_SYNTHETIC_N``)."""
+    from hostats.analysis.spec import declared_range
+
+    sizes = declared_range("synthetic", "n")
+    if not sizes.holds(n):
+        fail(f"{option} {n}: the number of episodes must be from {sizes.low} to {sizes.high:,} (beyond it the "
+             "draw runs out of memory)")
+
+
 @app.command()
 def synth(
     scenario: str = typer.Argument(..., help="Scenario name (see synthetic/scenarios/*.toml)."),
@@ -533,13 +544,10 @@ def synth(
 ) -> None:
     """Draw a synthetic HO cohort and write per-site exports, mappings, export.toml and truth.json."""
     import synthetic
-    from hostats.analysis.spec import MAX_SYNTHETIC_N
 
     if scenario not in synthetic.scenarios():
         fail(f"unknown scenario {scenario!r}; choose one of {', '.join(synthetic.scenarios())}")
-    if not 1 <= n <= MAX_SYNTHETIC_N:
-        fail(f"-n {n}: the number of episodes must be from 1 to {MAX_SYNTHETIC_N:,} (beyond it the draw runs "
-             "out of memory)")
+    _check_synthetic_n("-n", n)
     try:
         cohort = synthetic.generate(scenario, n=n, seed=seed, fault_rate=fault_rate)
         folder = cohort.write(out, excel_site=excel_site)
@@ -570,6 +578,8 @@ def simulate(
 
     if dask and workers != 1:
         fail("give --workers or --dask, not both")
+    if n is not None:  # before anything is built or written: --n 10**12 would run out of memory
+        _check_synthetic_n("--n", n)
 
     def go():
         path = _analyses_root() / "simulation_study" / "study.py"  # shipped in the wheel too

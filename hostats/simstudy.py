@@ -35,6 +35,9 @@ import pandas as pd
 RESULT_COLUMNS = ("rep", "method", "estimand", "estimate", "std_error", "ci_lower", "ci_upper", "truth",
                   "error", "warning")
 REPLICATES_FILE = "replicates.jsonl"
+# most replicates one study may ask for: every replicate's rows are held in memory for the performance
+# measures, and 100,000 replicates already give a 95% coverage an MCSE of 0.07 percentage points (Morris et al.)
+MAX_REPS = 100_000
 STUDY_FILE = "study.json"
 REFERENCE = ("Morris TP, White IR, Crowther MJ. Using simulation studies to evaluate statistical methods. "
              "Stat Med 2019;38:2074-2102 (performance measures and Monte-Carlo SEs: Table 6)")
@@ -324,8 +327,8 @@ def run_study(study: Study, reps: int, seed: int, *, n_jobs: int = 1, dask: str 
     Replicate i's numbers are the same for any ``n_jobs``, with or without Dask, and whether or not the
     study was interrupted and resumed.
     """
-    if not isinstance(reps, (int, np.integer)) or reps < 1:
-        raise ValueError(f"reps must be a positive integer, got {reps!r}")
+    if not isinstance(reps, (int, np.integer)) or isinstance(reps, bool) or not 1 <= reps <= MAX_REPS:
+        raise ValueError(f"reps must be an integer from 1 to {MAX_REPS:,}, got {reps!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:

@@ -1,5 +1,5 @@
 """The command line's manners: --version, -h on every command, bundled analyses found by name and shipped in
-the wheel, --only with an unknown name an error, warnings one line each."""
+the wheel, --only with an unknown name an error, warnings one line each, simulate's --n and --reps bounded."""
 from __future__ import annotations
 
 import subprocess
@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import hostats
 from hostats.analysis.bundled import bundled_analyses, bundled_names, find_analysis
+from hostats.analysis.spec import MAX_SYNTHETIC_N
 from hostats.cli import app, one_line_warnings
 from tests.paths import ROOT
 
@@ -105,3 +106,37 @@ def test_error_line_skips_multiline_strings(tmp_path):
     text = '[analysis]\ntitle = "x"\nquestion = """why\n[data]\npath = 1\n"""\n[data]\npath = "a.csv"\n'
     assert _locate(text, "data", "path") == 8
     assert _locate(text, "data") == 7
+
+
+# --- issue 12: simulate --n and --reps bounded (the spec's synthetic n bound; simstudy.MAX_REPS) ----------
+
+SIMULATE_BAD = [
+    (["--n", "1000000000000"], "--n 1000000000000: the number of episodes must be from 1 to 50,000,000"),
+    (["--n", str(MAX_SYNTHETIC_N + 1)], "must be from 1 to 50,000,000"),
+    (["--n", "-5"], "--n -5: the number of episodes must be from 1"),
+    (["--n", "0"], "--n 0: the number of episodes must be from 1"),
+    (["--reps", "1000000000000"], "reps must be an integer from 1 to 100,000, got 1000000000000"),
+    (["--reps", "0"], "reps must be an integer from 1 to 100,000, got 0"),
+    (["--reps", "-3"], "reps must be an integer from 1 to 100,000, got -3"),
+]
+
+
+@pytest.mark.parametrize("args, says", SIMULATE_BAD)
+def test_simulate_absurd_n_or_reps_is_a_one_line_error(tmp_path, args, says):
+    """Checked before the study is built or its folder made (--n 10**12 ran out of memory; --reps 10**12 did)."""
+    base = {"--reps": "2"} | dict(zip(args[::2], args[1::2], strict=True))
+    argv = ["simulate", "tha_prophylaxis", *(x for kv in base.items() for x in kv), "-q", "-o", str(tmp_path / "s")]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().startswith("error:") and says in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not isinstance(result.exception, MemoryError)
+    assert not (tmp_path / "s").exists()
+
+
+def test_simstudy_refuses_reps_beyond_the_bound():
+    from hostats import simstudy
+
+    study = simstudy.load_module(ROOT / "analyses" / "simulation_study" / "study.py").build("tha_prophylaxis", 50)
+    for reps in (0, simstudy.MAX_REPS + 1, True):
+        with pytest.raises(ValueError, match="reps must be an integer from 1 to 100,000"):
+            simstudy.run_study(study, reps, 1)

@@ -1,7 +1,8 @@
 """Write the hostile-input corpus replayed by tests/test_hostile_corpus.py (issue 12).
 
 Run from the project root:  python tests/hostile/make_corpus.py
-Each case is a folder tests/hostile/corpus/<id>/ holding the input files exactly as a user might bring them;
+Each case is a folder tests/hostile/corpus/<id>/ holding the input files exactly as a user might bring them
+(for cli_* cases, command.txt: the command-line arguments);
 tests/hostile/cases.toml (hand-written) says what each must give: a clear error naming the file (and the
 column and row where there is one), a ledger entry, or a clean read. The generator is deterministic, so the
 stored corpus can be re-made and checked with `git diff`; the files are also the seed corpus of the fuzz
@@ -313,6 +314,10 @@ def cases() -> dict[str, dict[str, str | bytes]]:
                                                                  'synthetic = { scenario = "tha_prophylaxis", n = true, seed = 1 }'))}
     c["spec_synthetic_n_huge"] = {"analysis.toml": spec(replace=('path = "episodes.csv"',
                                                                  'synthetic = { scenario = "tha_prophylaxis", n = 100000000000000000000000000000, seed = 1 }'))}
+    c["spec_synthetic_seed_negative"] = {"analysis.toml": spec(replace=('path = "episodes.csv"',
+                                                                        'synthetic = { scenario = "tha_prophylaxis", n = 100, seed = -4 }'))}
+    c["spec_synthetic_fault_rate_one"] = {"analysis.toml": spec(replace=('path = "episodes.csv"',
+                                                                         'synthetic = { scenario = "tha_prophylaxis", n = 100, seed = 1, fault_rate = 1.0 }'))}
     c["spec_synthetic_unknown_scenario"] = {"analysis.toml": spec(replace=('path = "episodes.csv"',
                                                                            'synthetic = { scenario = "nope", n = 100, seed = 1 }'))}
     c["spec_data_outside"] = {"analysis.toml": spec(replace=('"episodes.csv"', '"../episodes.csv"'))}
@@ -329,7 +334,19 @@ def cases() -> dict[str, dict[str, str | bytes]]:
     c["spec_duplicate_section_names"] = {"analysis.toml": spec('\n[[section]]\ntype = "proportion"\nname = "ho_by_sex"\nevent = "ho"\n'),
                                          "episodes.csv": SPEC_DATA}
     c["spec_empty"] = {"analysis.toml": ""}
+    # --- command-line arguments: command.txt holds the argv, one per line ({folder}: the case's scratch copy) --
+    simulate = ["simulate", "tha_prophylaxis", "-q", "-o", "{folder}/out"]
+    c["cli_simulate_n_huge"] = {"command.txt": lines(*simulate, "--reps", "2", "--n", "1000000000000")}
+    c["cli_simulate_n_negative"] = {"command.txt": lines(*simulate, "--reps", "2", "--n", "-5")}
+    c["cli_simulate_reps_huge"] = {"command.txt": lines(*simulate, "--reps", "1000000000000")}
+    c["cli_simulate_reps_zero"] = {"command.txt": lines(*simulate, "--reps", "0")}
+    c["cli_synth_n_huge"] = {"command.txt": lines("synth", "tha_prophylaxis", "-n", "1000000000000", "--seed", "1",
+                                                  "--out", "{folder}/out")}
     return c
+
+
+def lines(*args: str) -> str:
+    return "\n".join(args) + "\n"
 
 
 def zipfile_bytes() -> bytes:

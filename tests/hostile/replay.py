@@ -1,8 +1,8 @@
 """Replay one case of the hostile-input corpus through the command line, as a user would meet it.
 
 Shared by tests/test_hostile_corpus.py and the fuzz target: copies the case's files to a scratch folder,
-runs ``hostats validate --json`` (a file, a study folder or a database) or ``hostats run`` (a spec), and
-returns what came out.
+runs ``hostats validate --json`` (a file, a study folder or a database), ``hostats run`` (a spec) or the
+arguments in ``command.txt`` (cli_* cases), and returns what came out.
 """
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class Outcome:
 
 def command(case: str, folder: Path, query: str | None = None) -> list[str]:
     files = sorted(p.name for p in folder.iterdir())
+    if case.startswith("cli_"):  # the arguments themselves are the hostile input
+        text = (folder / "command.txt").read_text(encoding="utf-8")
+        return [a.replace("{folder}", str(folder)) for a in text.splitlines()]
     if case.startswith("spec_"):
         return ["run", str(folder), "-o", str(folder.parent / f"{case}-report"), "-q"]
     if case.startswith("sql_"):
