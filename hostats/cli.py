@@ -20,6 +20,7 @@ from rich.markup import escape  # messages name spec tables like [report]: not m
 
 from hostats.errors import HostatsError
 
+# help texts are rich markup: a literal [word] is written \\[word] (tests/test_cli.py checks none is eaten)
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command
                   help="Retrospective cohort statistics for heterotopic ossification.")
@@ -305,7 +306,7 @@ def run(
     analysis: Path = typer.Argument(..., help="Analysis folder, its analysis.toml, or the name of an analysis "
                                     "that comes with hostats (tha_incidence, prophylaxis, neurogenic, "
                                     "resection_recurrence)."),
-    data: str = typer.Option(None, "--data", "-d", help="Data to analyse instead of the spec's [data]: a file, a "
+    data: str = typer.Option(None, "--data", "-d", help="Data to analyse instead of the spec's \\[data]: a file, a "
                              "study folder (export.toml) or a database URL."),
     mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file (TOML) for --data."),
     assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table for --data."),
@@ -480,7 +481,7 @@ def init(
     mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file of --data (copied into FOLDER)."),
     assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table of --data (copied)."),
 ) -> None:
-    """Start an analysis of your own export: copy a spec into FOLDER/analysis.toml and point its [data] at
+    """Start an analysis of your own export: copy a spec into FOLDER/analysis.toml and point its \\[data] at
     the export (copied into FOLDER, where a spec's data must lie). Then edit the spec and `hostats run FOLDER`."""
     def go():
         from hostats.analysis import load_spec

@@ -140,3 +140,44 @@ def test_simstudy_refuses_reps_beyond_the_bound():
     for reps in (0, simstudy.MAX_REPS + 1, True):
         with pytest.raises(ValueError, match="reps must be an integer from 1 to 100,000"):
             simstudy.run_study(study, reps, 1)
+
+
+# --- help texts are rich markup: a literal [word] must be escaped or rich eats it ('point its  at') --------
+
+
+def _help_texts():
+    import inspect
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    yield "hostats", None, group.help
+    for name, command in group.commands.items():
+        yield name, None, inspect.cleandoc(command.help or "")
+        for p in command.params:
+            if getattr(p, "help", None):
+                yield name, p.name, p.help
+
+
+HELP_TEXTS = list(_help_texts())
+
+
+def test_every_help_text_survives_rich_markup():
+    from rich.text import Text
+
+    assert len(HELP_TEXTS) > 40
+    eaten = [(name, param, text) for name, param, text in HELP_TEXTS
+             if Text.from_markup(text).plain != text.replace("\\[", "[")]
+    assert eaten == [], "write a literal [word] as \\[word] in a help text"
+
+
+@pytest.mark.parametrize("name", sorted({n for n, _, _ in HELP_TEXTS if n != "hostats"}))
+def test_help_output_shows_every_word_of_the_help_texts(name):
+    r = runner.invoke(app, [name, "--help"], env={"COLUMNS": "100"}, terminal_width=100)
+    assert r.exit_code == 0, r.output
+    shown = " ".join(r.output.replace("│", " ").split())
+    for command, _, text in HELP_TEXTS:
+        if command == name:
+            assert " ".join(text.replace("\\[", "[").split()) in shown, text
+    if name in ("init", "run"):
+        assert "[data]" in shown
