@@ -437,14 +437,71 @@ def _sql_list(values) -> str:
     return "(" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in sorted(values)) + ")"
 
 
+def _parse_sql(c: str, kind: str, text: bool, plan: Plan, unread: list[str], tokens: list[str]) -> str:
+    """Layer ``a3`` of :func:`duckdb_sql` for column ``c``: its parsed value ``p_<c>``. The test of an
+    unreadable cell is appended to ``unread``, that of a numeric missing-value token to ``tokens``."""
+    if kind in ("category", "string"):
+        return f"{'lower(' + f'x_{c}' + ')' if kind == 'category' else f'x_{c}'} AS p_{c}"
+    if kind == "date":
+        if not text:
+            return f"n_{c} AS p_{c}"
+        unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
+        return (f"CASE WHEN regexp_full_match(x_{c}, '{DATE_TEXT}') THEN CAST(date_diff('day', "
+                f"DATE '1970-01-01', TRY_CAST(substr(x_{c}, 1, 10) AS DATE)) AS DOUBLE) END AS p_{c}")
+    if kind == "bool":
+        if text:
+            unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
+            return (f"CASE WHEN lower(x_{c}) IN {_sql_list(plan.true_tokens)} THEN 1.0 WHEN lower(x_{c}) IN "
+                    f"{_sql_list(plan.false_tokens)} THEN 0.0 END AS p_{c}")
+        unread.append(f"(n_{c} IS NOT NULL AND p_{c} IS NULL)")
+        return f"CASE WHEN n_{c} IN (0, 1) THEN n_{c} END AS p_{c}"
+    if text:  # numbers
+        num = f"TRY_CAST(x_{c} AS DOUBLE)"
+        unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
+        return f"CASE WHEN regexp_full_match(x_{c}, '{NUMBER_TEXT}') AND isfinite({num}) THEN {num} END AS p_{c}"
+    nums = plan.numeric_missing
+    if not nums:
+        return f"CASE WHEN isfinite(n_{c}) THEN n_{c} END AS p_{c}"
+    listed = "(" + ", ".join(repr(v) for v in nums) + ")"
+    tokens.append(f"coalesce(n_{c} IN {listed}, FALSE)")
+    return f"CASE WHEN isfinite(n_{c}) AND NOT coalesce(n_{c} IN {listed}, FALSE) THEN n_{c} END AS p_{c}"
+
+
+def _value_sql(c: str, kind: str, plan: Plan, code_bad: list[str], future: list[str], ranges: list[str]) -> str:
+    """Layer ``a4`` of :func:`duckdb_sql` for column ``c``: its value after the code list, the range (and bin)
+    or the date window. The test of each rule is appended to ``code_bad``, ``future`` or ``ranges``."""
+    if c == "patient_id":
+        return "p_patient_id AS pid"
+    if kind == "category":
+        bad = f"(p_{c} IS NOT NULL AND p_{c} NOT IN {_sql_list(CODE_LISTS[c])})"
+        code_bad.append(bad)
+        return f"CASE WHEN {bad} THEN NULL ELSE p_{c} END AS v_{c}"
+    if kind == "string":
+        return f"p_{c} AS v_{c}"
+    if kind == "date":
+        fut = f"coalesce(p_{c} > {plan.today} OR p_{c} < {EARLIEST_DAY}, FALSE)"
+        future.append(fut)
+        return f"CASE WHEN {fut} THEN NULL ELSE p_{c} END AS d_{c}"
+    if kind == "bool":
+        return f"p_{c} AS {'ho0' if c == 'ho' else f'v_{c}'}"
+    col = COLUMNS[c]
+    out = ([f"p_{c} < {col.low!r}"] if col.low is not None else []) + \
+          ([f"p_{c} > {col.high!r}"] if col.high is not None else [])
+    bad = f"coalesce({' OR '.join(out)}, FALSE)" if out else "FALSE"
+    ranges.append(bad)
+    val = f"CASE WHEN {bad} THEN NULL ELSE p_{c} END"
+    if c in plan.bins:
+        w = repr(plan.bins[c])
+        val = f"floor(({val}) / {w}) * {w}"
+    return f"{val} AS v_{c}"
+
+
 def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
     """The query giving the raw groups from view ``src`` (``types``: DuckDB type name of each column).
 
     Layers, so that each column's intermediate value is computed once: ``a1`` reads (text trimmed,
     numbers and dates cast), ``a2`` drops blanks and missing tokens, ``a3`` parses text, ``a4`` applies
     code lists, ranges, bins and the date window; ``a`` marks the cell rules; then the row rules."""
-    true_, false_ = _sql_list(plan.true_tokens), _sql_list(plan.false_tokens)
-
     def is_text(c: str) -> bool:
         return types[c].upper().startswith("VARCHAR")
 
@@ -471,65 +528,8 @@ def duckdb_sql(plan: Plan, types: dict[str, str]) -> str:
         else:
             a1.append(f"CAST({q} AS DOUBLE) AS n_{c}")
             a2.append(f"n_{c}")
-        # a3: parsed value p_<c>, and whether it was unreadable
-        if kind[c] in ("category", "string"):
-            a3.append(f"{'lower(' + f'x_{c}' + ')' if kind[c] == 'category' else f'x_{c}'} AS p_{c}")
-        elif kind[c] == "date":
-            if c in texty:
-                a3.append(f"CASE WHEN regexp_full_match(x_{c}, '{DATE_TEXT}') THEN CAST(date_diff('day', "
-                          f"DATE '1970-01-01', TRY_CAST(substr(x_{c}, 1, 10) AS DATE)) AS DOUBLE) END AS p_{c}")
-                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
-            else:
-                a3.append(f"n_{c} AS p_{c}")
-        elif kind[c] == "bool":
-            if c in texty:
-                a3.append(f"CASE WHEN lower(x_{c}) IN {true_} THEN 1.0 WHEN lower(x_{c}) IN {false_} THEN 0.0 END "
-                          f"AS p_{c}")
-                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
-            else:
-                a3.append(f"CASE WHEN n_{c} IN (0, 1) THEN n_{c} END AS p_{c}")
-                unread.append(f"(n_{c} IS NOT NULL AND p_{c} IS NULL)")
-        else:  # numbers
-            if c in texty:
-                num = f"TRY_CAST(x_{c} AS DOUBLE)"
-                a3.append(f"CASE WHEN regexp_full_match(x_{c}, '{NUMBER_TEXT}') AND isfinite({num}) THEN {num} END "
-                          f"AS p_{c}")
-                unread.append(f"(x_{c} IS NOT NULL AND p_{c} IS NULL)")
-            else:
-                nums = plan.numeric_missing
-                if nums:
-                    listed = "(" + ", ".join(repr(v) for v in nums) + ")"
-                    tokens.append(f"coalesce(n_{c} IN {listed}, FALSE)")
-                    a3.append(f"CASE WHEN isfinite(n_{c}) AND NOT coalesce(n_{c} IN {listed}, FALSE) THEN n_{c} END "
-                              f"AS p_{c}")
-                else:
-                    a3.append(f"CASE WHEN isfinite(n_{c}) THEN n_{c} END AS p_{c}")
-        # a4: value after code lists / ranges / date window
-        if c == "patient_id":
-            a4.append("p_patient_id AS pid")
-        elif kind[c] == "category":
-            bad = f"(p_{c} IS NOT NULL AND p_{c} NOT IN {_sql_list(CODE_LISTS[c])})"
-            code_bad.append(bad)
-            a4.append(f"CASE WHEN {bad} THEN NULL ELSE p_{c} END AS v_{c}")
-        elif kind[c] == "string":
-            a4.append(f"p_{c} AS v_{c}")
-        elif kind[c] == "date":
-            fut = f"coalesce(p_{c} > {plan.today} OR p_{c} < {EARLIEST_DAY}, FALSE)"
-            future.append(fut)
-            a4.append(f"CASE WHEN {fut} THEN NULL ELSE p_{c} END AS d_{c}")
-        elif kind[c] == "bool":
-            a4.append(f"p_{c} AS {'ho0' if c == 'ho' else f'v_{c}'}")
-        else:
-            col = COLUMNS[c]
-            out = ([f"p_{c} < {col.low!r}"] if col.low is not None else []) + \
-                  ([f"p_{c} > {col.high!r}"] if col.high is not None else [])
-            bad = f"coalesce({' OR '.join(out)}, FALSE)" if out else "FALSE"
-            ranges.append(bad)
-            val = f"CASE WHEN {bad} THEN NULL ELSE p_{c} END"
-            if c in plan.bins:
-                w = repr(plan.bins[c])
-                val = f"floor(({val}) / {w}) * {w}"
-            a4.append(f"{val} AS v_{c}")
+        a3.append(_parse_sql(c, kind[c], c in texty, plan, unread, tokens))
+        a4.append(_value_sql(c, kind[c], plan, code_bad, future, ranges))
     for d in DATES:
         if d not in types:
             a4.append(f"CAST(NULL AS DOUBLE) AS d_{d}")
