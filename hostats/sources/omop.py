@@ -61,6 +61,53 @@ def default_concept_sets() -> Path:
     return Path(str(resources.files("hostats.sources") / "concept_sets.toml"))
 
 
+def _concept_set(path: Path, section: str, name: str, spec: Any, seen: set[str]) -> tuple:
+    """One ``[section.name]`` table of a concept-set file, checked: ``(section, name, domain, [(vocabulary,
+    code)])``; ``seen`` (the names so far) gains ``name``."""
+    where = f"{path}: [{section}.{name}]"
+    if not _NAME.fullmatch(name):
+        raise SpecError(f"{where}: a set name is lower-case letters, digits and _")
+    if name in seen:
+        raise SpecError(f"{where}: the name {name!r} is used twice")
+    seen.add(name)
+    if section == "index":
+        from hostats.schema import INDEX_EVENTS
+
+        if name not in INDEX_EVENTS:
+            raise SpecError(f"{where}: an index set is named after an index_event code {list(INDEX_EVENTS)}")
+    if not isinstance(spec, dict) or set(spec) - {"label", "domain", "codes"}:
+        raise SpecError(f"{where}: keys are label, domain and codes")
+    if spec.get("domain") not in DOMAINS:
+        raise SpecError(f"{where}: domain must be one of {list(DOMAINS)}, not {spec.get('domain')!r}")
+    codes = spec.get("codes")
+    if not isinstance(codes, list) or not codes:
+        raise SpecError(f"{where}: codes must be a list of {{ vocabulary = \"...\", code = \"...\" }}")
+    parsed = []
+    for i, c in enumerate(codes, 1):
+        if not isinstance(c, dict) or set(c) != {"vocabulary", "code"} or \
+                not isinstance(c["vocabulary"], str) or not isinstance(c["code"], str):
+            raise SpecError(f"{where}: code {i} must be {{ vocabulary = \"...\", code = \"...\" }}, not {c!r}")
+        if not _IDENT.fullmatch(c["vocabulary"]) or not _CODE.fullmatch(c["code"]):
+            raise SpecError(f"{where}: code {i} ({c['vocabulary']!r}, {c['code']!r}): a vocabulary is letters "
+                            "and digits; a code is letters, digits, '.' and '-', with an optional final '*'")
+        parsed.append((c["vocabulary"], c["code"]))
+    return (section, name, spec["domain"], parsed)
+
+
+def _windows(path: Path, windows: Any) -> dict[str, tuple[int, int]]:
+    """The ``[windows]`` table of a concept-set file, checked: ``{name: (from_day, to_day)}``."""
+    out_windows = {}
+    for name in WINDOWS:
+        w = windows.get(name)
+        if not (isinstance(w, list) and len(w) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in w)
+                and w[0] <= w[1]):
+            raise SpecError(f"{path}: [windows] {name} must be [from_day, to_day] (integers, from <= to), not {w!r}")
+        out_windows[name] = (int(w[0]), int(w[1]))
+    if set(windows) - set(WINDOWS):
+        raise SpecError(f"{path}: [windows] unknown key(s) {sorted(set(windows) - set(WINDOWS))}")
+    return out_windows
+
+
 def load_concept_sets(path: str | Path | None = None) -> dict[str, Any]:
     """Read and check a concept-set file: ``{"sets": [(section, name, domain, [(vocabulary, code)])],
     "windows": {name: (from_day, to_day)}}``. A mistake is a SpecError naming the file and the key."""
@@ -80,50 +127,14 @@ def load_concept_sets(path: str | Path | None = None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise SpecError(f"{path}: [{section}] must hold tables [{section}.<name>]")
         for name, spec in body.items():
-            where = f"{path}: [{section}.{name}]"
-            if not _NAME.fullmatch(name):
-                raise SpecError(f"{where}: a set name is lower-case letters, digits and _")
-            if name in seen:
-                raise SpecError(f"{where}: the name {name!r} is used twice")
-            seen.add(name)
-            if section == "index":
-                from hostats.schema import INDEX_EVENTS
-
-                if name not in INDEX_EVENTS:
-                    raise SpecError(f"{where}: an index set is named after an index_event code {list(INDEX_EVENTS)}")
-            if not isinstance(spec, dict) or set(spec) - {"label", "domain", "codes"}:
-                raise SpecError(f"{where}: keys are label, domain and codes")
-            if spec.get("domain") not in DOMAINS:
-                raise SpecError(f"{where}: domain must be one of {list(DOMAINS)}, not {spec.get('domain')!r}")
-            codes = spec.get("codes")
-            if not isinstance(codes, list) or not codes:
-                raise SpecError(f"{where}: codes must be a list of {{ vocabulary = \"...\", code = \"...\" }}")
-            parsed = []
-            for i, c in enumerate(codes, 1):
-                if not isinstance(c, dict) or set(c) != {"vocabulary", "code"} or \
-                        not isinstance(c["vocabulary"], str) or not isinstance(c["code"], str):
-                    raise SpecError(f"{where}: code {i} must be {{ vocabulary = \"...\", code = \"...\" }}, not {c!r}")
-                if not _IDENT.fullmatch(c["vocabulary"]) or not _CODE.fullmatch(c["code"]):
-                    raise SpecError(f"{where}: code {i} ({c['vocabulary']!r}, {c['code']!r}): a vocabulary is letters "
-                                    "and digits; a code is letters, digits, '.' and '-', with an optional final '*'")
-                parsed.append((c["vocabulary"], c["code"]))
-            sets.append((section, name, spec["domain"], parsed))
+            sets.append(_concept_set(path, section, name, spec, seen))
     for section, names in REQUIRED_SETS.items():
         have = {n for s, n, _, _ in sets if s == section}
         if set(names) - have:
             raise SpecError(f"{path}: [{section}] needs the set(s) {sorted(set(names) - have)}")
     if not any(s == "index" for s, _, _, _ in sets):
         raise SpecError(f"{path}: at least one [index.<index_event>] set is needed")
-    windows = raw.get("windows", {})
-    out_windows = {}
-    for name in WINDOWS:
-        w = windows.get(name)
-        if not (isinstance(w, list) and len(w) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in w)
-                and w[0] <= w[1]):
-            raise SpecError(f"{path}: [windows] {name} must be [from_day, to_day] (integers, from <= to), not {w!r}")
-        out_windows[name] = (int(w[0]), int(w[1]))
-    if set(windows) - set(WINDOWS):
-        raise SpecError(f"{path}: [windows] unknown key(s) {sorted(set(windows) - set(WINDOWS))}")
+    out_windows = _windows(path, raw.get("windows", {}))
     return {"sets": sets, "windows": out_windows, "path": str(path)}
 
 
