@@ -525,6 +525,146 @@ def _is_shown_count(cell: str) -> bool:
     return bool(re.match(r"^\d[\d,]* \(", cell or ""))
 
 
+def _check_table1(data: Any, variables: Sequence[str] | str, by: str | None, iptw: Any) -> list[str]:
+    """The variables of a Table 1 call, after checking its arguments."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"table1 needs a DataFrame, got {type(data).__name__}")
+    variables = [variables] if isinstance(variables, str) else list(variables)
+    missing = [v for v in variables + ([by] if by else []) if v not in data.columns]
+    if missing:
+        raise DataError(f"table1: column(s) not in the data: {', '.join(map(repr, missing))}")
+    if iptw is not None and by is None:
+        raise DataError("table1: with iptw=, give by= (the treatment column the weights are for)")
+    if not variables:
+        raise DataError("table1: no variables given")
+    from hostats.schema import IDENTIFYING
+
+    identifying = [v for v in variables + ([by] if by else []) if v in IDENTIFYING]
+    if identifying:
+        raise DataError(f"table1: {', '.join(map(repr, identifying))} identif{'ies' if len(identifying) == 1 else 'y'} "
+                        "patients or holds exact dates, which a table must never show")
+    return variables
+
+
+@dataclass
+class _Weighting:
+    """What Table 1 shows of the weighting: SMDs before and after, and the weighted values by (variable,
+    level, group)."""
+
+    unweighted_smd: dict
+    weighted_smd: dict
+    values: dict
+
+
+def _table1_weighting(data: pd.DataFrame, variables: list[str], by: str | None, groups: list, iptw: Any,
+                      smd: bool) -> _Weighting:
+    if iptw is None:
+        unw = _crude_smds(data, variables, by, groups) if (by and smd and len(groups) > 1) else {}
+        return _Weighting(unw, {}, {})
+    unw, wtd = _iptw_smds(iptw)
+    arm_levels = [str(x) for x in iptw.levels]
+    if set(arm_levels) != {str(g) for g in groups}:
+        raise DataError(f"table1: the groups of {by!r} ({', '.join(map(str, groups))}) are not the arms "
+                        f"of the iptw result ({', '.join(arm_levels)})")
+    wt1 = iptw.weighted_table1()
+    wt1 = wt1[wt1["sample"] == "weighted"]
+    values = {(r.variable, None if pd.isna(r.level) else str(r.level), str(r.group)): r
+              for r in wt1.itertuples(index=False)}
+    return _Weighting(unw, wtd, values)
+
+
+def _table1_columns(headers: list[str], with_smd: bool, iptw: Any, groups: list, by: str | None,
+                    level_labels: Mapping[str, Mapping[str, str]] | None) -> list[tuple[str, str]]:
+    columns: list[tuple[str, str]] = [("", "Characteristic")]
+    spanner_u = "Unweighted" if iptw is not None else ""
+    columns += [(spanner_u, h) for h in headers]
+    if with_smd:
+        columns.append((spanner_u, "SMD"))
+    if iptw is not None:
+        spanner_w = f"IPTW-weighted ({iptw.estimand})"
+        columns += [(spanner_w, _level_text(g, by, level_labels)) for g in groups]
+        if with_smd:
+            columns.append((spanner_w, "SMD"))
+    return columns
+
+
+def _weighted_cells(w: _Weighting, key: tuple | None, groups: list, vals: list[str]) -> list[str]:
+    """The weighted % or mean (SD) of one row per group; withheld with its unweighted count."""
+    out = []
+    for k, grp in enumerate(groups):
+        r = w.values.get((key[0], key[1], str(grp))) if key else None
+        if r is None:
+            out.append("")
+        elif r.statistic == "mean":
+            out.append(f"{r.value:.1f} ({r.sd:.1f})" if vals[k] not in ("", DASH) else DASH)
+        else:
+            out.append(f"{r.value:.1f}%" if _is_shown_count(vals[k]) else DASH)
+    return out
+
+
+def _table1_level(var: str, lvl: str, is_bool: bool,
+                  level_labels: Mapping[str, Mapping[str, str]] | None) -> tuple[str, tuple | None]:
+    """A Table 1 row's label and its key into the SMDs and weighted values."""
+    if lvl == "missing":
+        return "Missing", None
+    if lvl in ("mean (SD)", "median [IQR]"):
+        return lvl, ((var, None) if lvl == "mean (SD)" else None)
+    return ("yes" if is_bool else _level_text(lvl, var, level_labels)), ((var, None) if is_bool else (var, lvl))
+
+
+def _table1_block(var: str, block: pd.DataFrame, value_cols: list[str], is_bool: bool, w: _Weighting,
+                  groups: list, with_smd: bool, weighted: bool,
+                  level_labels: Mapping[str, Mapping[str, str]] | None) -> tuple[list[list[str]], bool]:
+    """The level rows of one variable, and whether its SMDs are withheld.
+
+    An SMD (and a weighted SMD, whose yardstick is the unweighted proportions) is computed from the shown
+    percentages or means and SDs, unless one of them is not shown: then it could give back a count that is
+    not shown, and is withheld for the whole variable."""
+    smd_shown = all(str(r[c]) != DASH if str(r["level"]) in ("mean (SD)", "median [IQR]")
+                    else _is_shown_count(str(r[c]))
+                    for _, r in block.iterrows() if str(r["level"]) != "missing" for c in value_cols)
+
+    def smd_text(table: dict, key: tuple | None) -> str:
+        if not key:
+            return ""
+        return _fmt_smd(table.get(key)) if smd_shown else DASH
+
+    rows = []
+    for _, r in block.iterrows():
+        lvl = str(r["level"])
+        vals = [str(r[c]) for c in value_cols]
+        if lvl == "missing" and all(v.startswith("0 (") or v in ("0", "") for v in vals):
+            continue
+        text, key = _table1_level(var, lvl, is_bool, level_labels)
+        row = [text] + vals
+        if with_smd:
+            row.append(smd_text(w.unweighted_smd, key))
+        if weighted:
+            row += _weighted_cells(w, key, groups, vals)
+            if with_smd:
+                row.append(smd_text(w.weighted_smd, key))
+        rows.append(row)
+    return rows, not smd_shown
+
+
+def _table1_notes(raw: pd.DataFrame, threshold: int, with_smd: bool, n_groups: int, smd_withheld: bool,
+                  iptw: Any) -> list[str]:
+    notes = ["Counts are n (%), % of the non-missing values; numbers mean (SD) and median [IQR]."]
+    if raw.apply(lambda col: col.astype(str).str.startswith("<")).to_numpy().any():
+        notes.append(f"<{threshold}: fewer than {threshold} people (not shown); "
+                     "s: not shown, it would reveal a small count with the totals.")
+    if with_smd:
+        notes.append("SMD: absolute standardised mean difference"
+                     + (" (the largest of each group against the first)" if n_groups > 2 else "") + "."
+                     + (f" {DASH}: withheld, with the shown cells it would reveal a count not shown."
+                        if smd_withheld else ""))
+    if iptw is not None:
+        notes.append(f"IPTW-weighted columns: weighted % or mean (SD) of the {_count_text(iptw.n, threshold)} "
+                     f"patients analysed with inverse probability of treatment weights ({iptw.estimand}); "
+                     f"{DASH}: withheld with its unweighted count.")
+    return notes
+
+
 def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, *, iptw: Any = None,
            labels: Mapping[str, str] | None = None,
            level_labels: Mapping[str, Mapping[str, str]] | None = None,
@@ -540,23 +680,7 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
     added beside the unweighted ones, with the SMD before and after weighting from its ``balance()``; a
     weighted value whose unweighted count is not shown is withheld too.
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"table1 needs a DataFrame, got {type(data).__name__}")
-    if isinstance(variables, str):
-        variables = [variables]
-    missing = [v for v in list(variables) + ([by] if by else []) if v not in data.columns]
-    if missing:
-        raise DataError(f"table1: column(s) not in the data: {', '.join(map(repr, missing))}")
-    if iptw is not None and by is None:
-        raise DataError("table1: with iptw=, give by= (the treatment column the weights are for)")
-    if not list(variables):
-        raise DataError("table1: no variables given")
-    from hostats.schema import IDENTIFYING
-
-    identifying = [v for v in list(variables) + ([by] if by else []) if v in IDENTIFYING]
-    if identifying:
-        raise DataError(f"table1: {', '.join(map(repr, identifying))} identif{'ies' if len(identifying) == 1 else 'y'} "
-                        "patients or holds exact dates, which a table must never show")
+    variables = _check_table1(data, variables, by, iptw)
     labels = dict(labels or {})
     raw = _protected_table_one(data, variables, by, threshold)
     value_cols = list(raw.columns[2:])
@@ -569,97 +693,22 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
         return _level_text(grp, by, level_labels) + col[len(name):] if col.startswith(name) else col
 
     headers = [head(c, g) for c, g in zip(value_cols, groups + [None], strict=False)]
-    weighted = iptw is not None
-    if weighted:
-        unw_smd, wtd_smd = _iptw_smds(iptw)
-        arm_levels = [str(x) for x in iptw.levels]
-        if set(arm_levels) != {str(g) for g in groups}:
-            raise DataError(f"table1: the groups of {by!r} ({', '.join(map(str, groups))}) are not the arms "
-                            f"of the iptw result ({', '.join(arm_levels)})")
-        wt1 = iptw.weighted_table1()
-        wt1 = wt1[wt1["sample"] == "weighted"]
-        wt_key = {(r.variable, None if pd.isna(r.level) else str(r.level), str(r.group)): r
-                  for r in wt1.itertuples(index=False)}
-    else:
-        unw_smd = _crude_smds(data, variables, by, groups) if (by and smd and len(groups) > 1) else {}
-        wtd_smd, wt_key = {}, {}
+    weighting = _table1_weighting(data, variables, by, groups, iptw, smd)
     with_smd = bool(by) and smd and len(groups) > 1
-
-    columns: list[tuple[str, str]] = [("", "Characteristic")]
-    spanner_u = "Unweighted" if weighted else ""
-    columns += [(spanner_u, h) for h in headers]
-    if with_smd:
-        columns.append((spanner_u, "SMD"))
-    if weighted:
-        spanner_w = f"IPTW-weighted ({iptw.estimand})"
-        columns += [(spanner_w, _level_text(g, by, level_labels)) for g in groups]
-        if with_smd:
-            columns.append((spanner_w, "SMD"))
-
+    columns = _table1_columns(headers, with_smd, iptw, groups, by, level_labels)
     cells: list[list[str]] = []
     indent: list[int] = []
     smd_withheld = False
     for var in variables:
-        block = raw[raw["variable"] == var]
-        label = labels.get(var, default_label(var))
         is_bool = pd.api.types.is_bool_dtype(data[var].dtype) or str(data[var].dtype) == "boolean"
-        cells.append([label] + [""] * (len(columns) - 1))
+        cells.append([labels.get(var, default_label(var))] + [""] * (len(columns) - 1))
         indent.append(0)
-        # an SMD (and a weighted SMD, whose yardstick is the unweighted proportions) is computed from the
-        # shown percentages or means and SDs, unless one of them is not shown: then it could give back a
-        # count that is not shown, and is withheld for the whole variable
-        smd_shown = all(str(r[c]) != DASH if str(r["level"]) in ("mean (SD)", "median [IQR]")
-                        else _is_shown_count(str(r[c]))
-                        for _, r in block.iterrows() if str(r["level"]) != "missing" for c in value_cols)
-        smd_withheld = smd_withheld or not smd_shown
-
-        def smd_text(table: dict, key: tuple | None, shown: bool = smd_shown) -> str:
-            if not key:
-                return ""
-            return _fmt_smd(table.get(key)) if shown else DASH
-
-        for _, r in block.iterrows():
-            lvl = str(r["level"])
-            vals = [str(r[c]) for c in value_cols]
-            if lvl == "missing":
-                if all(v.startswith("0 (") or v in ("0", "") for v in vals):
-                    continue
-                text = "Missing"
-                key = None
-            elif lvl in ("mean (SD)", "median [IQR]"):
-                text, key = lvl, ((var, None) if lvl == "mean (SD)" else None)
-            else:
-                text = "yes" if is_bool else _level_text(lvl, var, level_labels)
-                key = (var, None) if is_bool else (var, lvl)
-            row = [text] + vals
-            if with_smd:
-                row.append(smd_text(unw_smd, key))
-            if weighted:
-                for k, grp in enumerate(groups):
-                    w = wt_key.get((var, key[1], str(grp))) if key else None
-                    if w is None:
-                        row.append("")
-                    elif w.statistic == "mean":
-                        row.append(f"{w.value:.1f} ({w.sd:.1f})" if vals[k] not in ("", DASH) else DASH)
-                    else:
-                        row.append(f"{w.value:.1f}%" if _is_shown_count(vals[k]) else DASH)
-                if with_smd:
-                    row.append(smd_text(wtd_smd, key))
-            cells.append(row)
-            indent.append(1)
-    notes = ["Counts are n (%), % of the non-missing values; numbers mean (SD) and median [IQR]."]
-    if raw.apply(lambda col: col.astype(str).str.startswith("<")).to_numpy().any():
-        notes.append(f"<{threshold}: fewer than {threshold} people (not shown); "
-                     "s: not shown, it would reveal a small count with the totals.")
-    if with_smd:
-        notes.append("SMD: absolute standardised mean difference"
-                     + (" (the largest of each group against the first)" if len(groups) > 2 else "") + "."
-                     + (f" {DASH}: withheld, with the shown cells it would reveal a count not shown."
-                        if smd_withheld else ""))
-    if weighted:
-        notes.append(f"IPTW-weighted columns: weighted % or mean (SD) of the {_count_text(iptw.n, threshold)} "
-                     f"patients analysed with inverse probability of treatment weights ({iptw.estimand}); "
-                     f"{DASH}: withheld with its unweighted count.")
+        rows, withheld = _table1_block(var, raw[raw["variable"] == var], value_cols, is_bool, weighting, groups,
+                                       with_smd, iptw is not None, level_labels)
+        smd_withheld = smd_withheld or withheld
+        cells += rows
+        indent += [1] * len(rows)
+    notes = _table1_notes(raw, threshold, with_smd, len(groups), smd_withheld, iptw)
     return PublicationTable(title=title, cells=cells, columns=columns, indent=indent, footnotes=notes)
 
 
@@ -747,11 +796,11 @@ def _level_order(variable: str, data: pd.DataFrame | None, levels: Mapping[str, 
     return list(CODE_LISTS.get(variable, ()))
 
 
-def _model_rows(results: Sequence[tuple[str, Any]], data: pd.DataFrame | None,
+def _model_rows(results: Sequence[tuple[str, Sequence[str]]], data: pd.DataFrame | None,
                 labels: Mapping[str, str], level_labels: Mapping[str, Mapping[str, str]] | None,
                 levels: Mapping[str, Sequence] | None, intercept: bool) -> tuple[list, list[str]]:
-    """Rows of a model table: (label, indent, {(model, term) | None}) in variable order, factors with their
-    reference row first and levels in their order."""
+    """Rows of a model table from each model's terms: (label, indent, {(model, term) | None}) in variable
+    order, factors with their reference row first and levels in their order."""
     order: list[str] = []
     numeric: dict[str, dict[str, str]] = {}      # variable -> {model: term}
     own_label: dict[str, str] = {}
@@ -759,8 +808,8 @@ def _model_rows(results: Sequence[tuple[str, Any]], data: pd.DataFrame | None,
     refs: dict[str, str] = {}
     models_of: dict[str, set[str]] = {}
     notes: list[str] = []
-    for name, res in results:
-        for term in res.table()["term"].astype(str):
+    for name, terms in results:
+        for term in terms:
             if term == "Intercept" and not intercept:
                 continue
             t = _parse_term(term, labels)
@@ -805,6 +854,30 @@ def _as_named(results: Any) -> list[tuple[str, Any]]:
     return [("", results)]
 
 
+@dataclass
+class _Model:
+    """One model of a model table: its estimates as published (one row per term, indexed by term), the
+    measure it estimates (short, long), and the counts and method of its footnote."""
+
+    name: str
+    frame: pd.DataFrame
+    measure: tuple[str, str]
+    n: Any = None
+    events: Any = None
+    method: str = ""
+
+
+def _checked_results(results: Any) -> list[tuple[str, Any]]:
+    named = _as_named(results)
+    if not named:
+        raise DataError("model_table: no result given")
+    for name, res in named:
+        if not hasattr(res, "table"):
+            raise DataError(f"model_table: {name or 'the result'} is a {type(res).__name__}, not a hostats "
+                            "result (logistic, binreg, cox, fine_gray, iptw or ate)")
+    return named
+
+
 def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mapping[str, str] | None = None,
                 level_labels: Mapping[str, Mapping[str, str]] | None = None,
                 levels: Mapping[str, Sequence] | None = None, digits: int = 2, p_values: bool = True,
@@ -820,77 +893,90 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
     (``{column: {level: label}}``) the text. Estimates resting on fewer than ``threshold`` people or
     events are withheld ("—"), as in the report.
     """
-    named = _as_named(results)
-    if not named:
-        raise DataError("model_table: no result given")
-    for name, res in named:
-        if not hasattr(res, "table"):
-            raise DataError(f"model_table: {name or 'the result'} is a {type(res).__name__}, not a hostats "
-                            "result (logistic, binreg, cox, fine_gray, iptw or ate)")
-    kinds = {type(r).__name__ for _, r in named}
-    if kinds & {"IPTWResult", "ATEResult"}:
+    named = _checked_results(results)
+    if {type(r).__name__ for _, r in named} & {"IPTWResult", "ATEResult"}:
         if len(named) > 1:
             raise DataError("model_table: give one iptw/ate result at a time")
         return _contrast_table(named[0][1], digits=digits, threshold=threshold, title=title,
                                level_labels=level_labels)
-    for name, res in named:
-        if "term" not in res.table().columns:
-            raise DataError(f"model_table: {name or 'the result'} ({type(res).__name__}) has no model terms; "
-                            "model tables are for logistic, binreg, cox, fine_gray, iptw and ate results")
-    labels = dict(labels or {})
-    measure = {name: _MEASURES.get(type(r).__name__, ("Estimate", "estimate")) for name, r in named}
-    kinds_shown = list(dict.fromkeys(measure.values()))
-    rows, notes = _model_rows(named, data, labels, level_labels, levels, intercept)
-    frames = {}
+    models = []
     for name, res in named:
         tab = res.table()
-        frames[name] = _protected_estimates(tab, threshold).set_index(tab["term"].astype(str))
+        if "term" not in tab.columns:
+            raise DataError(f"model_table: {name or 'the result'} ({type(res).__name__}) has no model terms; "
+                            "model tables are for logistic, binreg, cox, fine_gray, iptw and ate results")
+        events = getattr(res, "events", None)
+        models.append(_Model(name, _protected_estimates(tab, threshold).set_index(tab["term"].astype(str)),
+                             _MEASURES.get(type(res).__name__, ("Estimate", "estimate")), getattr(res, "n", None),
+                             events if isinstance(events, int | float | np.integer | np.floating) else None,
+                             res.method))
     levels_ci = sorted({float(x) for _, r in named for x in r.table().get("ci_level", pd.Series([r.level]))})
-    ci = "/".join(f"{100 * x:g}%" for x in levels_ci) or "95%"
-    columns: list[tuple[str, str]] = [("", "Characteristic")]
-    for name, _ in named:
-        columns.append((name, f"{measure[name][0]} ({ci} CI)"))
-        if p_values:
-            columns.append((name, "p"))
+    return _model_table(models, levels_ci, data, labels=labels, level_labels=level_labels, levels=levels,
+                        digits=digits, p_values=p_values, intercept=intercept, threshold=threshold, title=title)
+
+
+def _model_cells(rows: list, models: list[_Model], digits: int, p_values: bool
+                 ) -> tuple[list[list[str]], list[int], list[dict], bool]:
+    """Cells, indents and values of a model table's rows, and whether an estimate is withheld."""
     cells, indent, values = [], [], []
     withheld = False
     for label, ind, terms in rows:
         row = [label]
         vrow: dict[str, float] = {}
-        for name, _ in named:
-            if terms is None:
+        for m in models:
+            if terms is None or (not isinstance(terms, set) and m.name not in terms):
                 row += [""] * (1 + p_values)
             elif isinstance(terms, set):  # a reference row: 1 in the models that have the variable
-                row += (["1"] if name in terms else [""]) + ([""] if p_values else [])
-            elif name not in terms:
-                row += [""] * (1 + p_values)
+                row += (["1"] if m.name in terms else [""]) + ([""] if p_values else [])
             else:
-                r = frames[name].loc[terms[name]]
-                if r["estimate"] is None or pd.isna(r["estimate"]):
-                    withheld = True
+                r = m.frame.loc[terms[m.name]]
+                withheld = withheld or r["estimate"] is None or pd.isna(r["estimate"])
                 row.append(format_estimate(r["estimate"], r["ci_lower"], r["ci_upper"], digits))
                 if p_values:
                     row.append(format_p_value(r.get("p_value")))
-                if len(named) == 1:
+                if len(models) == 1:
                     vrow = {k: r.get(k) for k in ("estimate", "ci_lower", "ci_upper", "p_value")}
         cells.append(row)
         indent.append(ind)
         values.append(vrow)
-    if len(named) == 1:
-        columns = [("", h) for _, h in columns]
-    footnotes = ["; ".join(f"{a}, {b}" for a, b in kinds_shown if a != "Estimate") + ("; " if any(
-        a != "Estimate" for a, _ in kinds_shown) else "") + "CI, confidence interval."]
-    for name, res in named:
-        counts = [f"{_count_text(res.n, threshold)} analysed"] if getattr(res, "n", None) is not None else []
-        events = getattr(res, "events", None)
-        if isinstance(events, int | float | np.integer | np.floating):
-            counts.append(f"{_count_text(events, threshold)} events")
+    return cells, indent, values, withheld
+
+
+def _model_footnotes(models: list[_Model], kinds_shown: list[tuple[str, str]], threshold: int,
+                     withheld: bool, notes: list[str]) -> list[str]:
+    named = [a for a, _ in kinds_shown if a != "Estimate"]
+    footnotes = ["; ".join(f"{a}, {b}" for a, b in kinds_shown if a != "Estimate") + ("; " if named else "")
+                 + "CI, confidence interval."]
+    for m in models:
+        counts = [f"{_count_text(m.n, threshold)} analysed"] if m.n is not None else []
+        if m.events is not None:
+            counts.append(f"{_count_text(m.events, threshold)} events")
         if counts:
-            method = f"; {res.method}" if res.method else ""
-            footnotes.append(f"{name + ': ' if name else ''}{', '.join(counts)}{method}.")
+            method = f"; {m.method}" if m.method else ""
+            footnotes.append(f"{m.name + ': ' if m.name else ''}{', '.join(counts)}{method}.")
     if withheld:
         footnotes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events.")
-    footnotes += notes
+    return footnotes + notes
+
+
+def _model_table(models: list[_Model], levels_ci: list[float], data: pd.DataFrame | None, *,
+                 labels: Mapping[str, str] | None, level_labels: Mapping[str, Mapping[str, str]] | None,
+                 levels: Mapping[str, Sequence] | None, digits: int, p_values: bool, intercept: bool,
+                 threshold: int, title: str | None) -> PublicationTable:
+    """Lay out published model estimates (one :class:`_Model` per column group)."""
+    kinds_shown = list(dict.fromkeys(m.measure for m in models))
+    rows, notes = _model_rows([(m.name, list(m.frame.index)) for m in models], data, dict(labels or {}),
+                              level_labels, levels, intercept)
+    ci = "/".join(f"{100 * x:g}%" for x in levels_ci) or "95%"
+    columns: list[tuple[str, str]] = [("", "Characteristic")]
+    for m in models:
+        columns.append((m.name, f"{m.measure[0]} ({ci} CI)"))
+        if p_values:
+            columns.append((m.name, "p"))
+    cells, indent, values, withheld = _model_cells(rows, models, digits, p_values)
+    if len(models) == 1:
+        columns = [("", h) for _, h in columns]
+    footnotes = _model_footnotes(models, kinds_shown, threshold, withheld, notes)
     if title is None:
         long_ = kinds_shown[0][1] if len(kinds_shown) == 1 else "model estimate"
         title = f"{long_[0].upper() + long_[1:]}s"
@@ -904,6 +990,7 @@ _MEASURE_ROWS = (("risk_treated", "Risk, {t} (%)", 100, 1), ("risk_control", "Ri
                  ("risk_difference", "Risk difference (percentage points)", 100, 1),
                  ("risk_ratio", "Risk ratio", 1, None), ("odds_ratio", "Odds ratio", 1, None),
                  ("hazard_ratio", "Hazard ratio", 1, None))
+_CONTRAST_MEASURES = r"(risk_treated|risk_control|risk_difference|risk_ratio|odds_ratio|hazard_ratio)"
 
 
 def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
@@ -912,8 +999,7 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
     tab = res.table()
     if "contrast" not in tab.columns:
         raise DataError(f"model_table: {type(res).__name__} has no contrasts to show")
-    tab = tab[tab["measure"].astype(str).str.match(r"^(risk_treated|risk_control|risk_difference|risk_ratio|"
-                                                   r"odds_ratio|hazard_ratio)")].reset_index(drop=True)
+    tab = tab[tab["measure"].astype(str).str.match("^" + _CONTRAST_MEASURES)].reset_index(drop=True)
     if "method" in tab.columns:
         method = tab["method"].astype(str)
         measure = tab["measure"].astype(str)
@@ -921,53 +1007,68 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
         split = tab["measure"].astype(str).str.extract(r"^(?P<m>[a-z]+_[a-z]+)(?:_(?P<s>[a-z]+))?$")
         measure, method = split["m"], split["s"].fillna("")
     tab = tab.assign(_measure=measure.to_numpy(), _method=method.to_numpy())
-    prot = _protected_estimates(tab, threshold)
+    levels_ci = tab.get("ci_level", pd.Series([res.level])).astype(float)
+    estimand = getattr(res, "estimand", None)
+    horizon = tab["horizon"].dropna().iloc[0] if "horizon" in tab.columns and tab["horizon"].notna().any() else None
+    what = f"{res.method}" + (f"; estimand {estimand}" if estimand else "")
+    if horizon is not None and f"{float(horizon):g}" not in what:
+        what += f"; risk of the outcome by day {float(horizon):g}"
+    notes = [what + f"; {_count_text(res.n, threshold)} patients analysed."]
+    return _contrast_layout(tab, _protected_estimates(tab, threshold), levels_ci, digits=digits, threshold=threshold,
+                            title=title, notes=notes)
+
+
+def _contrast_layout(tab: pd.DataFrame, prot: pd.DataFrame, levels_ci: pd.Series, *, digits: int, threshold: int,
+                     title: str | None, notes: list[str]) -> PublicationTable:
+    """Lay out contrasts (``tab``: contrast, _measure, _method; ``prot``: the same rows as published)."""
     methods = list(dict.fromkeys(tab["_method"]))
-    ci = "/".join(f"{100 * x:g}%" for x in sorted(set(tab.get("ci_level", pd.Series([res.level])).astype(float))))
+    ci = "/".join(f"{100 * x:g}%" for x in sorted(set(levels_ci)))
     columns = [("", "Contrast")] + [("", f"{_METHOD_NAMES.get(m, m)} ({ci} CI)") for m in methods]
-    cells, indent, values = [], [], []
+    cells, indent = [], []
     withheld = False
     for contrast in dict.fromkeys(tab["contrast"].astype(str)):
         t_lvl, _, c_lvl = contrast.partition(" vs ")
         t_text, c_text = _level_text(t_lvl, None, None), _level_text(c_lvl, None, None)
         cells.append([f"{t_text} vs {c_text}"] + [""] * len(methods))
         indent.append(0)
-        values.append({})
-        block = prot[tab["contrast"].astype(str) == contrast]
-        # a withheld risk would come back from the other arm's risk and the difference or ratio: then the
-        # contrast's differences and ratios are withheld too (every method: they estimate the same thing)
-        risks = block[block["_measure"].isin(["risk_treated", "risk_control"])]
-        risk_withheld = bool(risks["estimate"].isna().any())
-        for key, text, scale, dig in _MEASURE_ROWS:
-            part = block[block["_measure"] == key]
-            if part.empty:
-                continue
-            row = [text.format(t=t_text, c=c_text)]
-            for m in methods:
-                hit = part[part["_method"] == m]
-                if hit.empty:
-                    row.append("")
-                    continue
-                r = hit.iloc[0]
-                if r["estimate"] is None or pd.isna(r["estimate"]) or (risk_withheld and not key.startswith("risk_t")
-                                                                       and not key.startswith("risk_c")):
-                    withheld = True
-                    row.append(DASH)
-                    continue
-                row.append(format_estimate(scale * float(r["estimate"]), scale * float(r["ci_lower"]),
-                                           scale * float(r["ci_upper"]), digits if dig is None else dig))
-            cells.append(row)
-            indent.append(1)
-            values.append({})
-    estimand = getattr(res, "estimand", None)
-    horizon = tab["horizon"].dropna().iloc[0] if "horizon" in tab.columns and tab["horizon"].notna().any() else None
-    notes = ["Risks and risk differences in %; CI, confidence interval."]
-    what = f"{res.method}" + (f"; estimand {estimand}" if estimand else "")
-    if horizon is not None and f"{float(horizon):g}" not in what:
-        what += f"; risk of the outcome by day {float(horizon):g}"
-    notes.append(what + f"; {_count_text(res.n, threshold)} patients analysed.")
+        block = prot[(tab["contrast"].astype(str) == contrast).to_numpy()]
+        rows, hidden = _contrast_rows(block, methods, t_text, c_text, digits)
+        withheld = withheld or hidden
+        cells += rows
+        indent += [1] * len(rows)
+    footnotes = ["Risks and risk differences in %; CI, confidence interval."] + notes
     if withheld:
-        notes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events, or revealing "
-                     "such a risk with the risk of the other arm.")
+        footnotes.append(f"{DASH}: withheld, based on fewer than {threshold} people or events, or revealing "
+                         "such a risk with the risk of the other arm.")
     return PublicationTable(title=title or "Risks and effects of the treatment", cells=cells, columns=columns,
-                            indent=indent, footnotes=notes)
+                            indent=indent, footnotes=footnotes)
+
+
+def _contrast_rows(block: pd.DataFrame, methods: list[str], t_text: str, c_text: str, digits: int
+                   ) -> tuple[list[list[str]], bool]:
+    """The rows of one contrast (risks, difference, ratios), and whether a cell is withheld. A withheld
+    risk would come back from the other arm's risk and the difference or ratio: then the contrast's
+    differences and ratios are withheld too (every method: they estimate the same thing)."""
+    risks = block[block["_measure"].isin(["risk_treated", "risk_control"])]
+    risk_withheld = bool(risks["estimate"].isna().any())
+    rows, withheld = [], False
+    for key, text, scale, dig in _MEASURE_ROWS:
+        part = block[block["_measure"] == key]
+        if part.empty:
+            continue
+        row = [text.format(t=t_text, c=c_text)]
+        for m in methods:
+            hit = part[part["_method"] == m]
+            if hit.empty:
+                row.append("")
+                continue
+            r = hit.iloc[0]
+            if r["estimate"] is None or pd.isna(r["estimate"]) or (risk_withheld and not key.startswith("risk_t")
+                                                                   and not key.startswith("risk_c")):
+                withheld = True
+                row.append(DASH)
+                continue
+            row.append(format_estimate(scale * float(r["estimate"]), scale * float(r["ci_lower"]),
+                                       scale * float(r["ci_upper"]), digits if dig is None else dig))
+        rows.append(row)
+    return rows, withheld
