@@ -232,7 +232,11 @@ def map_values(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 def _stripped_categorical(s: pd.Series) -> pd.Series:
     """A column as a Categorical of its trimmed text (as :func:`coerce_strings` would give it, still coded)."""
     codes, u = _factor(s)
-    ncodes, nuniq = pd.factorize(_text(u).to_numpy(dtype=object))  # trimming can merge two values
+    text = _text(u).to_numpy(dtype=object)
+    if isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == object and \
+            bool((text == u.to_numpy(dtype=object)).all()):
+        return s  # already trimmed text (ids of an export, two million distinct): no recoding
+    ncodes, nuniq = pd.factorize(text)  # trimming can merge two values
     new = np.where(codes >= 0, ncodes[np.maximum(codes, 0)] if len(ncodes) else -1, -1)
     return pd.Series(pd.Categorical.from_codes(new.astype(np.int32), pd.Index(nuniq, dtype=object)),
                      index=s.index, name=s.name)
@@ -760,6 +764,28 @@ def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = 
     return frame[~dup]
 
 
+def _group_rows(sub: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per row: 'conflicting records ... (rows 5, 9)' naming the source rows of every row with the same
+    ``keys`` (in frame order); NaN where a key is missing (such rows form no group). One string per group,
+    not one Python call per row (thousands of groups in a large export)."""
+    g = _row_groups(sub, keys)
+    na = np.zeros(len(sub), dtype=bool)
+    for k in keys:
+        na |= sub[k].isna().to_numpy()
+    order = np.argsort(g, kind="stable")
+    gs = g[order]
+    starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+    rows = sub["source_row"].astype(str).to_numpy(dtype=object)[order]
+    text = np.empty(len(starts), dtype=object)
+    for i, (a, b) in enumerate(zip(starts, np.r_[starts[1:], len(gs)], strict=True)):
+        text[i] = "conflicting records for the same patient and index date (rows " + ", ".join(rows[a:b]) + ")"
+    per_group = np.empty(g.max() + 1 if len(g) else 0, dtype=object)
+    per_group[gs[starts]] = text
+    out = per_group[g]
+    out[na] = np.nan
+    return out
+
+
 def conflicting_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = ("patient_id", "index_date")
                            ) -> pd.DataFrame:
     """Exclude ALL records of a patient and index date that appear more than once with different values."""
@@ -767,9 +793,7 @@ def conflicting_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, .
     reasons = None
     if conflict.any():
         sub = frame[conflict]
-        rows = sub["source_row"].astype(str).groupby([sub[k] for k in keys], observed=True, sort=False) \
-            .transform(lambda r: ", ".join(r))
-        reasons = "conflicting records for the same patient and index date (rows " + rows + ")"
+        reasons = pd.Series(_group_rows(sub, list(keys)), index=sub.index, dtype=object)
     ctx.ledger.record("conflicting duplicates", len(frame), excluded=frame[conflict], row_reasons=reasons,
                       reason="several different records for the same patient_id and index_date")
     return frame[~conflict]

@@ -209,8 +209,9 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     for src, m, site in items:
         raw = read_source(src, m, sheet=sheet, table=table, query=query)
         mapped = map_columns(raw, m)
+        del raw  # the mapped frame shares its columns; nothing else needs the frame as read
         clean.require_rows(mapped.frame, mapped.name)
-        frame = mapped.frame
+        frame, mapped.frame = mapped.frame, None  # only `frame` holds the data: cleaning can free what it replaces
         if site is not None:
             if "site" not in frame.columns:
                 frame.insert(2, "site", str(site))
@@ -220,17 +221,23 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
         ledger.read(len(frame), f"rows read from {mapped.name}")
         for n in mapped.notes:
             ledger.note(f"{mapped.name}: {n}")
-        ctx = clean.Context(ledger, m, today_ts)
+        # patient_id stays coded (Categorical) through the row rules: duplicates on millions of rows then
+        # compare integer codes; it becomes the canonical 'string' below
+        ctx = clean.Context(ledger, m, today_ts, keep_categorical=("patient_id",))
         parts.append(clean.clean_cells(frame, ctx))
+        del frame
         prov_sources.append({"name": mapped.name, "sha256": mapped.sha256, "rows_read": mapped.rows_read,
                              "mapping": m.path, "site": site, "unrecognised_columns": mapped.unrecognised,
                              **({"encoding": mapped.encoding} if mapped.encoding else {})})
-    episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    several = len(parts) > 1
+    episodes = pd.concat(parts, ignore_index=True) if several else parts[0]
+    parts.clear()  # the cleaned parts are not needed beside the episodes (one part: the same frame)
     episodes["source_file"] = episodes["source_file"].astype("category")
-    row_ctx = clean.Context(ledger, Mapping(), today_ts)
-    if len(parts) > 1:  # a column absent from one source turns object on concat: restore the dtypes
+    row_ctx = clean.Context(ledger, Mapping(), today_ts, keep_categorical=("patient_id",))
+    if several:  # a column absent from one source turns object on concat: restore the dtypes
         episodes = clean.conform(episodes, row_ctx)
     episodes = clean.clean_rows(episodes, row_ctx)
+    episodes["patient_id"] = clean.as_string(episodes["patient_id"])
 
     assess_df, assess_ledger = None, None
     assess_src = assessments if assessments is not None else folder_assess
