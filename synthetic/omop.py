@@ -196,6 +196,32 @@ def _choice(rng: np.random.Generator, probs: dict[str, float], n: int) -> np.nda
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
 
 
+def _prophylaxis_records(rng: np.random.Generator, v: dict, std_of: dict, arm: str, pid: int, index_day: int,
+                         day0: np.datetime64, add_event, drug: list, drug_ids) -> str:
+    """The records of prophylaxis ``arm`` given around ``index_day``: the radiotherapy procedure (through
+    ``add_event``) and the drug exposures appended to ``drug``, with the decoys (a late NSAID course, an
+    unrelated drug). Returns the NSAID agent ("none" without one). The draws from
+    ``rng`` are made in this order for every person, so a seed gives the same tables."""
+    P = PARAMETERS
+    agent = "none"
+    if "radiotherapy" in arm:
+        rc = v["radiotherapy"][rng.integers(2)]
+        add_event("procedure", pid, index_day + int(rng.integers(0, 2)), rc, std_of[rc])
+    if "nsaid" in arm:
+        agent = _choice(rng, P["nsaid_agents"], 1)[0]
+        name = {"indomethacin": "indometacin", "ibuprofen": "ibuprofen", "other": "celecoxib"}[agent]
+        ing, scd = v["drugs"][name]
+        drug.append((next(drug_ids), pid, scd if rng.random() < 0.7 else ing,
+                     day0 + np.timedelta64(index_day + int(rng.integers(0, 3)), "D"), 0))
+    if arm == "bisphosphonate":
+        ing, scd = v["drugs"]["zoledronic acid" if rng.random() < 0.5 else "risedronic acid"]
+        drug.append((next(drug_ids), pid, scd, day0 + np.timedelta64(index_day + int(rng.integers(0, 11)), "D"), 0))
+    if rng.random() < P["decoy_late_nsaid"]:  # a course half a year later is not prophylaxis
+        drug.append((next(drug_ids), pid, v["drugs"]["ibuprofen"][1], day0 + np.timedelta64(index_day + 180, "D"), 0))
+    drug.append((next(drug_ids), pid, v["other_drug"], day0 + np.timedelta64(index_day + 1, "D"), 0))
+    return agent
+
+
 def generate(n: int = 1000, seed: int = 1) -> SyntheticCdm:
     """Draw a CDM of ``n`` persons (seeded; same seed, same tables)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
@@ -262,25 +288,7 @@ def generate(n: int = 1000, seed: int = 1) -> SyntheticCdm:
             continue
         arth = ev in ("tha", "hip_revision")
         arm = _choice(rng, P["prophylaxis_after_arthroplasty"] if arth else P["prophylaxis_otherwise"], 1)[0]
-        agent = "none"
-        if "radiotherapy" in arm:
-            rc = v["radiotherapy"][rng.integers(2)]
-            add_event("procedure", pid, int(index_day[i]) + int(rng.integers(0, 2)), rc, std_of[rc])
-        if "nsaid" in arm:
-            agent = _choice(rng, P["nsaid_agents"], 1)[0]
-            name = {"indomethacin": "indometacin", "ibuprofen": "ibuprofen", "other": "celecoxib"}[agent]
-            ing, scd = v["drugs"][name]
-            drug.append((next(ids["drug"]), pid, scd if rng.random() < 0.7 else ing,
-                         day0 + np.timedelta64(int(index_day[i]) + int(rng.integers(0, 3)), "D"), 0))
-        if arm == "bisphosphonate":
-            ing, scd = v["drugs"]["zoledronic acid" if rng.random() < 0.5 else "risedronic acid"]
-            drug.append((next(ids["drug"]), pid, scd,
-                         day0 + np.timedelta64(int(index_day[i]) + int(rng.integers(0, 11)), "D"), 0))
-        if rng.random() < P["decoy_late_nsaid"]:  # a course half a year later is not prophylaxis
-            drug.append((next(ids["drug"]), pid, v["drugs"]["ibuprofen"][1],
-                         day0 + np.timedelta64(int(index_day[i]) + 180, "D"), 0))
-        drug.append((next(ids["drug"]), pid, v["other_drug"],
-                     day0 + np.timedelta64(int(index_day[i]) + 1, "D"), 0))
+        agent = _prophylaxis_records(rng, v, std_of, arm, pid, int(index_day[i]), day0, add_event, drug, ids["drug"])
         prior = bool(rng.random() < P["prior_ho"])
         if prior:
             hc = v["ho"][rng.integers(len(v["ho"]))]
