@@ -135,19 +135,35 @@ def validate(
     flow, problems, excluded = cohort.flow(), cohort.problems, cohort.excluded
     complete = cohort.completeness()
     if as_json:
-        out = {"usable": usable, "file": file, **cohort.summary(),
-               "problems": problems.head(show).to_dict(orient="records"), "problems_total": len(problems),
-               "excluded": excluded.head(show).to_dict(orient="records"), "excluded_total": len(excluded),
-               "completeness": complete.to_dict(orient="records")}
-        if cohort.assessment_ledger is not None:
-            al = cohort.assessment_ledger
-            out["assessments"] = {"rows_read": al.rows_read, "rows_kept": len(cohort.assessments),
-                                  "rows_excluded": al.rows_excluded,
-                                  "problems": al.problems.head(show).to_dict(orient="records"),
-                                  "problems_total": len(al.problems), "notes": list(al.notes)}
+        out = _validation_summary(cohort, file, show, problems, excluded, complete)
         print(json.dumps(out, indent=2, default=str))
         raise typer.Exit(0 if usable else 1)
-    from rich.markup import escape
+    _print_validation(cohort, file, show, flow, problems, excluded, complete)
+    rows_read = cohort.ledger.rows_read
+    if not usable:
+        fail(f"no usable rows left: all {rows_read} row(s) were excluded (see the tables above)")
+    console.print(f"[bold green]usable:[/] {len(cohort.episodes)} of {rows_read} row(s) kept, "
+                  f"{cohort.ledger.rows_excluded} excluded, {len(problems)} cell problem(s).", highlight=False)
+
+
+def _validation_summary(cohort, file: str, show: int, problems, excluded, complete) -> dict:
+    """``hostats validate --json``: the summary, the first ``show`` problems and exclusions, completeness."""
+    out = {"usable": cohort.usable, "file": file, **cohort.summary(),
+           "problems": problems.head(show).to_dict(orient="records"), "problems_total": len(problems),
+           "excluded": excluded.head(show).to_dict(orient="records"), "excluded_total": len(excluded),
+           "completeness": complete.to_dict(orient="records")}
+    if cohort.assessment_ledger is not None:
+        al = cohort.assessment_ledger
+        out["assessments"] = {"rows_read": al.rows_read, "rows_kept": len(cohort.assessments),
+                              "rows_excluded": al.rows_excluded,
+                              "problems": al.problems.head(show).to_dict(orient="records"),
+                              "problems_total": len(al.problems), "notes": list(al.notes)}
+    return out
+
+
+def _print_validation(cohort, file: str, show: int, flow, problems, excluded, complete) -> None:
+    """``hostats validate``: the ledger, the first ``show`` problems and exclusions, column completeness and
+    the notes, as tables (data text escaped: it is neither markup nor terminal control)."""
     from rich.table import Table
 
     problems = problems.sort_values(["source_file", "source_row"], kind="stable")
@@ -190,12 +206,6 @@ def validate(
             console.print(f"note (assessments): {safe(n)}", highlight=False, soft_wrap=True, markup=False)
     for n in cohort.ledger.notes:
         console.print(f"note: {safe(n)}", highlight=False, soft_wrap=True, markup=False)
-    rows_read = cohort.ledger.rows_read
-    if not usable:
-        fail(f"no usable rows left: all {rows_read} row(s) were excluded (see the tables above)")
-    console.print(f"[bold green]usable:[/] {len(cohort.episodes)} of {rows_read} row(s) kept, "
-                  f"{cohort.ledger.rows_excluded} excluded, {len(problems)} cell problem(s).", highlight=False)
-
 
 
 # run, reproduce (reports & analyses: hostats.analysis, hostats.report)
