@@ -144,7 +144,25 @@ def _text(u: pd.Series) -> pd.Series:
         whole = np.isfinite(u) & (u == np.round(u))
         return pd.Series(np.where(whole, u.round().astype("Int64").astype(str), u.astype(str)),
                          index=u.index, dtype=object)
-    return u.astype(str).str.strip()
+    t = u.astype(str)
+    if t.dtype == object:  # str.strip per value without the string accessor's per-value overhead
+        return pd.Series(_STRIP(t.to_numpy()), index=u.index, name=u.name, dtype=object)
+    return t.str.strip()
+
+
+_STRIP = np.frompyfunc(str.strip, 1, 1)
+
+
+def _in_tokens(text: pd.Series, tokens: set[str]) -> np.ndarray:
+    """``text.str.casefold().isin(tokens)``; case folding never shortens a text, so only the texts no longer
+    than the longest token are folded (a column of two million distinct ids has none)."""
+    arr = text.to_numpy(dtype=object)
+    lengths = np.fromiter(map(len, arr), dtype=np.int64, count=len(arr))
+    short = np.flatnonzero(lengths <= max(map(len, tokens), default=0))
+    out = np.zeros(len(arr), dtype=bool)
+    if len(short):
+        out[short] = pd.Series(arr[short], dtype=object).str.casefold().isin(tokens).to_numpy()
+    return out
 
 
 def _norm(u: pd.Series) -> pd.Series:
@@ -175,7 +193,7 @@ def missing_tokens(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             if not len(uniques):  # all missing already
                 continue
             text = _text(uniques)
-            miss_u = text.str.casefold().isin(col_tokens).to_numpy()
+            miss_u = _in_tokens(text, col_tokens)
             if not miss_u.any():  # no token among the values: the codes stay as they are
                 if not (isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == object):
                     out[col] = pd.Categorical.from_codes(codes.astype(np.int32), uniques.to_numpy())
@@ -657,7 +675,9 @@ def conform(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
             if str(out[c.name].dtype) != str(target):
                 out[c.name] = out[c.name].astype(target)
     cols = ["source_file", "source_row"] + [c.name for c in ctx.columns if c.name in out.columns]
-    return out[cols]
+    if list(out.columns) == cols:
+        return out
+    return pd.DataFrame({c: out[c] for c in cols}, index=out.index, copy=False)  # out[cols] copies every column
 
 
 # --- row rules (whole cohort) ----------------------------------------------------------------------------
@@ -677,7 +697,7 @@ def required_values(frame: pd.DataFrame, ctx: Context, required: tuple[str, ...]
         reasons = reasons.where(~empty, "empty row")
     ctx.ledger.record("required values", len(frame), excluded=frame[bad], row_reasons=reasons,
                       reason=f"no usable {' / '.join(required)}")
-    return frame[~bad]
+    return frame[~bad] if bad.any() else frame  # nothing excluded: no copy of the frame
 
 
 def _row_ref(frame: pd.DataFrame) -> pd.Series:
@@ -761,7 +781,7 @@ def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = 
                             index=sub.index[sub_dup])
     ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
                       reason="exact duplicate of an earlier row")
-    return frame[~dup]
+    return frame[~dup] if dup.any() else frame
 
 
 def _group_rows(sub: pd.DataFrame, keys: list[str]) -> np.ndarray:
@@ -796,7 +816,7 @@ def conflicting_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, .
         reasons = pd.Series(_group_rows(sub, list(keys)), index=sub.index, dtype=object)
     ctx.ledger.record("conflicting duplicates", len(frame), excluded=frame[conflict], row_reasons=reasons,
                       reason="several different records for the same patient_id and index_date")
-    return frame[~conflict]
+    return frame[~conflict] if conflict.any() else frame
 
 
 def _blank(frame: pd.DataFrame, ctx: Context, step: str, mask: pd.Series, column: str, problem: str,
@@ -915,7 +935,14 @@ def clean_rows(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Run the row rules (exclusions, duplicates, logical consistency) on the combined episodes."""
     for rule in ROW_RULES:
         frame = rule(frame, ctx)
-    return frame.reset_index(drop=True)
+    return _renumbered(frame)
+
+
+def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.reset_index(drop=True)`` without copying every column (reset_index copies them)."""
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 # --- derivations -------------------------------------------------------------------------------------------
@@ -1045,7 +1072,7 @@ def clean_assessments(frame: pd.DataFrame, ctx: Context, *, ids_as_category: boo
     ctx.ledger.problems_from_mask(frame, (imaging & frame["result"].isna()).to_numpy(), "result",
                                   frame["result"], "imaging without a positive/negative result",
                                   "flagged (not used for HO intervals)")
-    frame = frame.reset_index(drop=True)
+    frame = _renumbered(frame)
     if not ids_as_category:
         frame["patient_id"] = as_string(frame["patient_id"])
     return frame
