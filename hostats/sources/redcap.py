@@ -350,6 +350,9 @@ class RedcapExport:
             f = self.fields[cols[col]]
             if f.type in CHOICE_TYPES:
                 _translator(f, table, f"{where}: [redcap.assessments.values.{col}]", str(self.dictionary_path))
+        if "result" not in cols:  # the cleaning reads every imaging row's result (was a KeyError there)
+            raise SpecError(f"{where}: [redcap.assessments] needs result = \"<field>\" (the field holding each "
+                            "image's HO finding, positive or negative)")
         return _AssessmentSpec(a.get("instrument"), a.get("event"), cols, values)
 
     def _checkbox_owner(self, column: str) -> tuple[Field, str] | None:

@@ -221,6 +221,21 @@ def test_bad_assessment_section(tmp_path):
             dictionary=MIN_DICT)
 
 
+def test_assessment_section_without_result_names_the_mapping_and_key(tmp_path):
+    """Issue 15: without a result field the cleaning of the assessments raised KeyError: 'result'."""
+    text = MIN_MAP.read_text(encoding="utf-8").replace('result = "img_result"\n', "")
+    text = text.replace('[redcap.assessments.values.result]\n"Yes" = "positive"\n"No" = "negative"\n', "")
+    assert "result" not in text
+    m = tmp_path / "m.toml"
+    m.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError, match=rf"{m}: \[redcap.assessments\] needs result = \"<field>\""):
+        hostats.read_cohort(MIN_EXPORT, m, dictionary=MIN_DICT)
+    from hostats.cli import app
+
+    r = CliRunner().invoke(app, ["validate", str(MIN_EXPORT), "-m", str(m), "--dictionary", str(MIN_DICT)])
+    assert r.exit_code == 1 and "needs result" in r.output and "KeyError" not in r.output, r.output
+
+
 def test_export_of_another_project(tmp_path):
     with pytest.raises(DataError, match="no column 'record_id', the record ID") as err:
         hostats.read_cohort(DATA / "bmtcrr.csv", dictionary=MIN_DICT)
