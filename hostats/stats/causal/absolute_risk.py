@@ -148,16 +148,30 @@ def _ps_term(Xd: np.ndarray, P: np.ndarray, a: np.ndarray, R: np.ndarray, info: 
     ``_influence`` in causal.py); ``info`` is the model's Fisher information."""
     n, K = P.shape
     p = Xd.shape[1]
-    resid = np.eye(K)[a][:, 1:] - P[:, 1:]          # score factor; d log w / d gamma_m = -resid_m x
-    D = np.hstack([(R * -resid[:, m, None]).T @ Xd for m in range(K - 1)])   # K x p(K-1)
+    eye = np.eye(K)[:, 1:]
+    chunks = [slice(lo, lo + _PS_CHUNK) for lo in range(0, n, _PS_CHUNK)]   # cache-sized temporaries
+
+    def resid(sl: slice) -> np.ndarray:   # score factor; d log w / d gamma_m = -resid_m x
+        return eye[a[sl]] - P[sl, 1:]
+
+    D = np.zeros((K, p * (K - 1)))         # K x p(K-1)
+    for sl in chunks:
+        r, Rc, Xc = resid(sl), R[sl], Xd[sl]
+        for m in range(K - 1):
+            D[:, m * p:(m + 1) * p] += (Rc * -r[:, m, None]).T @ Xc
     try:
         proj = linalg.solve(info, D.T, assume_a="pos")
     except (linalg.LinAlgError, ValueError):
         proj = np.linalg.pinv(info) @ D.T
     out = np.zeros((n, K))
-    for m in range(K - 1):
-        out += resid[:, m, None] * (Xd @ proj[m * p:(m + 1) * p])
+    for sl in chunks:
+        r, Xc = resid(sl), Xd[sl]
+        for m in range(K - 1):
+            out[sl] += r[:, m, None] * (Xc @ proj[m * p:(m + 1) * p])
     return out
+
+
+_PS_CHUNK = 32_768   # rows per pass of _ps_term
 
 
 def _weighted_aj(t: np.ndarray, s: np.ndarray, w: np.ndarray, cause: int,
@@ -315,6 +329,7 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         fitted, F_arm, mu, phi, patterns = _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes)
         if "gformula" in meths:
             mus["gformula"], influence["gformula"] = mu, phi
+    del X   # the outcome design (n x p) is not needed any more: free it before the weighting estimators
     P = w = None
     if any(m in meths for m in ("iptw", "ipcw", "aipw")):
         P, w = _propensity(Xd, a, levels, counts, models, notes)
@@ -411,8 +426,8 @@ def _designs(data, formula, rhs, conf_cols, treatment, levels, a, notes):
 
 def _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes):
     """Cause-specific Cox models of every cause (kept in ``models``) and each patient's standardised risk
-    under each arm: (fitted models, F (n x arms), the g-formula risks, their influence, (the distinct
-    confounder rows, each patient's row))."""
+    under each arm: (fitted models, F (distinct confounder rows x arms), the g-formula risks, their
+    influence, (the distinct confounder rows, each patient's row))."""
     grid = np.unique(t[(s > 0) & (t <= horizon)])
     causes = [cause] + sorted(int(c) for c in np.unique(s[s > 0]) if c != cause)
     fitted = [_csc.fit_cause(X, t, s, c, grid, f"{'cause of interest' if c == cause else 'competing'}")
@@ -427,13 +442,15 @@ def _gformula(X, x_names, t, s, a, K, cause, horizon, models, notes):
                                     for c, m in zip(causes, fitted, strict=True)}
     # the confounders' distinct rows, shared by every arm's counterfactual design
     Zu, pattern = _csc.distinct_rows(X[:, K - 1:])
+    positions = _csc.grid_positions(t, grid)
     phi = np.zeros((len(a), K))
     mu = np.zeros(K)
-    F_arm = np.zeros((len(a), K))
+    F_arm = np.zeros((Zu.shape[0], K))
     for k in range(K):
-        mu[k], phi[:, k], Fu = _csc.standardised_risk(fitted, 0, _arm_design(Zu, K, k), t, s, grid,
-                                                      inverse=pattern)
-        F_arm[:, k] = Fu[pattern]
+        mu[k], phi[:, k], F_arm[:, k] = _csc.standardised_risk(fitted, 0, _arm_design(Zu, K, k), t, s, grid,
+                                                               inverse=pattern, positions=positions)
+    for m in fitted:   # the augmentation needs only the curves
+        m.release()
     return fitted, F_arm, mu, phi, (Zu, pattern)
 
 
@@ -475,13 +492,13 @@ def _weighting_estimates(meths, Xd, P, w, a, t, s, y, strata, cause, horizon, fi
         mu = v.mean(axis=0)
         out["ipcw"] = (mu, (v - mu + km.correction(v)) / n + _ps_term(Xd, P, a, v / n, info))
     if "aipw" in meths:
-        zeta = F_arm.copy()
         Zu, pattern = patterns
+        zeta = F_arm[pattern]
         for k in range(K):
             sel = a == k
             aug = _augmentation(fitted, 0, _arm_design(Zu, K, k), pattern[sel], t[sel], s[sel], strata[sel], km,
                                 horizon)
-            zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - F_arm[sel, k] + aug)
+            zeta[sel, k] += w[sel] * (y[sel] / km.g_minus[sel] - zeta[sel, k] + aug)
         mu = zeta.mean(axis=0)
         out["aipw"] = (mu, (zeta - mu) / n)
     return out

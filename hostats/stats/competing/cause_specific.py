@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from hostats.errors import EstimationError
 from hostats.stats.core import cox_efron as _efron
@@ -56,30 +57,53 @@ class CauseModel:
     fit: _efron.Fit
     grid: np.ndarray        # (M,) the time grid (event times of any cause up to the horizon)
 
+    def release(self) -> None:
+        """Drop the per-subject arrays (influence of beta, linear predictors, the fit's pieces: about
+        n x (p + 3) numbers) once the influence functions are computed; the curves (:func:`paths`) need
+        only beta, center, shift and dhaz."""
+        self.expeta = self.psi_beta = None
+        self.fit.pieces = None
+
     def risk_score(self, X: np.ndarray) -> np.ndarray:
         return np.exp((X - self.center) @ self.beta - self.shift)
 
     def hazard_influence(self, A: np.ndarray, time: np.ndarray, status: np.ndarray,
-                         grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                         grid: np.ndarray, positions: GridPositions | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """sum_m A(t_m) psi_i(t_m) per subject (n,), and the beta-part coefficient, separately:
         returns (the dM part, c) with c = sum_m A(t_m) E(t_m) dLambda_0(t_m), so that the total is
-        dM part - psi_beta @ c."""
+        dM part - psi_beta @ c. ``positions``: :func:`grid_positions` of ``time`` (computed if None)."""
         M = grid.size
         w = np.zeros(M)
         ok = self.S0 > 0
         w[ok] = A[ok] / self.S0[ok]
+        pz = grid_positions(time, grid) if positions is None else positions
         # jump of subject i's counting process at its own time (if it is a grid time of this cause)
-        pos = np.searchsorted(grid, time)
         jump = np.zeros(time.size)
-        hit = (status == self.cause) & (pos < M)
-        hit[hit] = grid[pos[hit]] == time[hit]
-        jump[hit] = w[pos[hit]]
+        hit = pz.on_grid & (status == self.cause)
+        jump[hit] = w[pz.pos[hit]]
         # compensator: exp(eta_i) sum_{t_m <= T_i} A(t_m) dLambda_0(t_m) / S0(t_m)
         cum = np.r_[0.0, np.cumsum(w * self.dhaz)]
-        upto = np.searchsorted(grid, time, side="right")
-        part = jump - self.expeta * cum[upto]
+        part = jump - self.expeta * cum[pz.upto]
         c = (A * self.dhaz) @ self.E
         return part, c
+
+
+@dataclass
+class GridPositions:
+    """Where each subject's time falls on the grid, shared by every model and arm."""
+
+    pos: np.ndarray       # (n,) first grid index with t_m >= T_i
+    upto: np.ndarray      # (n,) number of grid times <= T_i
+    on_grid: np.ndarray   # (n,) bool: T_i is a grid time
+
+
+def grid_positions(time: np.ndarray, grid: np.ndarray) -> GridPositions:
+    pos = np.searchsorted(grid, time)
+    on_grid = pos < grid.size
+    on_grid[on_grid] = grid[pos[on_grid]] == time[on_grid]
+    upto = pos + on_grid                  # grid times are distinct: <= T_i adds T_i itself when on the grid
+    return GridPositions(pos=pos, upto=upto, on_grid=on_grid)
 
 
 def fit_cause(X: np.ndarray, time: np.ndarray, status: np.ndarray, cause: int, grid: np.ndarray,
@@ -90,7 +114,7 @@ def fit_cause(X: np.ndarray, time: np.ndarray, status: np.ndarray, cause: int, g
     if not event.any():
         raise EstimationError(f"no events of status {cause} ({label}): its cause-specific Cox model cannot be "
                               "fitted")
-    dat = _efron.prepare(X.astype(float, copy=True), time, event, np.ones(n), None)
+    dat = _efron.prepare(np.asarray(X, dtype=float), time, event, np.ones(n), None)   # prepare copies (sorts) X
     try:
         fit = _efron.newton(dat)
     except EstimationError as exc:
@@ -105,15 +129,20 @@ def fit_cause(X: np.ndarray, time: np.ndarray, status: np.ndarray, cause: int, g
     keep = (idx < grid.size)
     keep[keep] = grid[idx[keep]] == t_group[keep]
     dhaz[idx[keep]] = dh_group[keep]
-    # risk-set sums at the grid times (rows sorted by time in dat)
+    # risk-set sums at the grid times (rows sorted by time in dat): S1 as sums of r x over the blocks of
+    # rows between consecutive grid times (a sparse product, no n x p temporary), reverse-cumulated
     r = pc.expeta
     S0c = np.r_[np.cumsum(r[::-1])[::-1], 0.0]
-    S1c = np.vstack([np.cumsum((dat.X * r[:, None])[::-1], axis=0)[::-1], np.zeros((1, X.shape[1]))])
     first = np.searchsorted(dat.time, grid, side="left")
     S0 = S0c[first]
     E = np.zeros((grid.size, X.shape[1]))
-    ok = S0 > 0
-    E[ok] = S1c[first[ok]] / S0[ok, None]
+    if grid.size:
+        f0 = int(first[0])
+        blocks = sparse.csr_matrix((r[f0:], np.arange(n - f0), np.r_[first - f0, n - f0]),
+                                   shape=(grid.size, n - f0))
+        S1 = np.cumsum((blocks @ dat.X[f0:])[::-1], axis=0)[::-1]
+        ok = S0 > 0
+        E[ok] = S1[ok] / S0[ok, None]
     resid = _efron.score_residuals(dat, pc)
     psi = np.empty_like(resid)
     psi[dat.order] = resid @ fit.vcov
@@ -174,8 +203,8 @@ def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardised_risk(models: list[CauseModel], k_cause: int, X: np.ndarray, time: np.ndarray,
-                      status: np.ndarray, grid: np.ndarray, inverse: np.ndarray | None = None
-                      ) -> tuple[float, np.ndarray, np.ndarray]:
+                      status: np.ndarray, grid: np.ndarray, inverse: np.ndarray | None = None,
+                      positions: GridPositions | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean over the patients of F_1(tau | x) (tau = the last grid time), its influence function (n,)
     including the Cox models' estimation, and the per-row predictions F_1(tau | x_l) (one per row of
     ``X``).
@@ -183,7 +212,8 @@ def standardised_risk(models: list[CauseModel], k_cause: int, X: np.ndarray, tim
     Without ``inverse`` the rows of ``X`` are the patients (those of ``time`` and ``status``). With it,
     the rows of ``X`` are distinct covariate rows and patient i has row ``inverse[i]`` (as from
     :func:`distinct_rows`): each curve is computed once and weighted by its number of patients, the same
-    result up to the order of summation.
+    result up to the order of summation. ``positions``: :func:`grid_positions` of ``time`` (computed if
+    None; pass it to share it between calls).
 
     The derivative of the mean prediction with respect to each model's baseline increments and
     coefficients (the product-limit chain rule below) is accumulated chunk by chunk, then combined with
@@ -223,8 +253,10 @@ def standardised_risk(models: list[CauseModel], k_cause: int, X: np.ndarray, tim
     Fi = Ftau if inverse is None else Ftau[inverse]
     mu = float(Fi.mean())
     phi = (Fi - mu) / n
+    if positions is None:
+        positions = grid_positions(time, grid)
     for j, m in enumerate(models):
         A = (-c[j] + (a_direct if j == k_cause else 0.0)) / n
-        part, coef = m.hazard_influence(A, time, status, grid)
+        part, coef = m.hazard_influence(A, time, status, grid, positions)
         phi += part - m.psi_beta @ coef + m.psi_beta @ (B[j] / n)
     return mu, phi, Ftau
