@@ -461,6 +461,43 @@ def _slash_order(t: pd.Series) -> str:
     return "monthfirst" if month_first and not day_first else "dayfirst"
 
 
+def _date_formats(fmt: str, t: pd.Series, notes: list[str]) -> list[str]:
+    """The strftime formats to try, in turn, for the date format ``fmt`` of a column whose distinct values
+    (as text) are ``t``; "auto" takes d/m/y or m/d/y as the values decide and says so in ``notes``."""
+    if fmt in ("auto", "iso"):
+        formats = list(_ISO)
+        if fmt == "auto":
+            order = _slash_order(t.dropna())
+            formats += ["%d.%m.%Y", "%d.%m.%y"] + list(_DAYFIRST[1:3] + _DAYFIRST[4:] if order == "dayfirst"
+                                                        else _MONTHFIRST[:2] + _MONTHFIRST[3:5])
+            if t.str.fullmatch(r"\d{1,2}/\d{1,2}/\d{2,4}").any():
+                notes.append(f"d/m/y-style dates read {'day' if order == 'dayfirst' else 'month'}-first "
+                             "(set [dates] format in the mapping to override)")
+        return formats
+    if fmt == "dayfirst":
+        return list(_DAYFIRST) + list(_ISO)
+    if fmt == "monthfirst":
+        return list(_MONTHFIRST) + list(_ISO)
+    if fmt == "excel":
+        return list(_ISO)
+    return [fmt]
+
+
+def _date_problems(failed: pd.Series, t: pd.Series, too_big: pd.Series, today: pd.Timestamp) -> pd.Series:
+    """Why each value that did not parse (``failed``) is not a date: no such day or an undeclared format,
+    in the future (a year after today's, or an Excel serial beyond 2262), or not a date at all; None elsewhere."""
+    problem = pd.Series(None, index=t.index, dtype=object)
+    if failed.any():
+        looks = t.str.match(_DATELIKE).fillna(False)
+        year = pd.to_numeric(t.str.extract(r"(?:^|\D)(\d{4})(?:\D|$)")[0], errors="coerce")
+        future = looks & (year > today.year)
+        problem[failed & looks] = "impossible date (no such day) or a date format not declared"
+        problem[failed & future] = "date in the future"
+        problem[failed & ~looks] = "not a date"
+        problem[failed & too_big] = "date in the future"
+    return problem
+
+
 def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.Series, pd.Series, list[str]]:
     """Parse distinct date values: (dates, problem text or None, notes). Formats tried in turn, each a
     vectorised ``pd.to_datetime`` call; two-digit years that would be after ``today`` go back a century."""
@@ -487,23 +524,7 @@ def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.S
         if serial.any():
             out[serial] = EXCEL_ORIGIN + pd.to_timedelta(numeric[serial].round(), unit="D")
             notes.append("Excel serial day numbers converted (origin 1899-12-30)")
-    if fmt in ("auto", "iso"):
-        formats = list(_ISO)
-        if fmt == "auto":
-            order = _slash_order(t.dropna())
-            formats += ["%d.%m.%Y", "%d.%m.%y"] + list(_DAYFIRST[1:3] + _DAYFIRST[4:] if order == "dayfirst"
-                                                        else _MONTHFIRST[:2] + _MONTHFIRST[3:5])
-            if t.str.fullmatch(r"\d{1,2}/\d{1,2}/\d{2,4}").any():
-                notes.append(f"d/m/y-style dates read {'day' if order == 'dayfirst' else 'month'}-first "
-                             "(set [dates] format in the mapping to override)")
-    elif fmt == "dayfirst":
-        formats = list(_DAYFIRST) + list(_ISO)
-    elif fmt == "monthfirst":
-        formats = list(_MONTHFIRST) + list(_ISO)
-    elif fmt == "excel":
-        formats = list(_ISO)
-    else:
-        formats = [fmt]
+    formats = _date_formats(fmt, t, notes)
     two_digit = pd.Series(False, index=index)
     for f in formats:
         todo = out.isna() & t.notna() & (t != "")
@@ -527,17 +548,7 @@ def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.S
         out[late] = out[late] - pd.DateOffset(years=100)
         notes.append("two-digit years read as the latest year not after today")
     out = out.dt.normalize()
-    problem = pd.Series(None, index=index, dtype=object)
-    failed = out.isna() & u.notna()
-    if failed.any():
-        looks = t.str.match(_DATELIKE).fillna(False)
-        year = pd.to_numeric(t.str.extract(r"(?:^|\D)(\d{4})(?:\D|$)")[0], errors="coerce")
-        future = looks & (year > today.year)
-        problem[failed & looks] = "impossible date (no such day) or a date format not declared"
-        problem[failed & future] = "date in the future"
-        problem[failed & ~looks] = "not a date"
-        problem[failed & too_big] = "date in the future"
-    return out.astype("datetime64[ns]"), problem, notes
+    return out.astype("datetime64[ns]"), _date_problems(out.isna() & u.notna(), t, too_big, today), notes
 
 
 def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:

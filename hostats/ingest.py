@@ -155,45 +155,34 @@ def _kind(v: Any) -> str:
             dict: "a table"}.get(type(v), type(v).__name__)
 
 
-def _check_mapping_types(raw: dict, where: str) -> None:
-    """Every section, key and value of a mapping has the type and an allowed value, or a SpecError naming
-    the file, the section and the key (never a traceback further down)."""
+def _check_value(section: str, kind: str, k: str, v: Any, where: str) -> None:
+    """One key of a mapping section: its value has the kind the section takes ([columns] names, [values]
+    tables of codes, [units] text, [booleans] lists of text), or a SpecError naming the file and key."""
+    key = f"[{section}] {k}"
+    if kind == "text" and not isinstance(v, str):
+        raise SpecError(f"{where}: {key} must be text, not {_kind(v)} ({v!r:.40})")
+    if kind == "name" and (isinstance(v, bool) or not isinstance(v, (str, int))):
+        raise SpecError(f"{where}: {key} must be a source column name (text), not {_kind(v)} ({v!r:.40})")
+    if kind == "table of values":
+        if not isinstance(v, dict):
+            raise SpecError(f"{where}: [{section}.{k}] must be a table (source value = code), not "
+                            f"{_kind(v)} ({v!r:.40})")
+        for vk, vv in v.items():
+            if k in CODE_LISTS and not isinstance(vv, str):
+                raise SpecError(f"{where}: [{section}.{k}] {vk} must be text (a code, or \"\" for "
+                                f"missing), not {_kind(vv)} ({vv!r:.40})")
+            if not isinstance(vv, (str, bool, int, float)):
+                raise SpecError(f"{where}: [{section}.{k}] {vk} must be a value, not {_kind(vv)}")
+    if kind == "list of text":
+        items = v if isinstance(v, list) else [v]
+        if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
+            raise SpecError(f"{where}: {key} must be a list of text, not {v!r:.60}")
+
+
+def _check_source(src: dict, where: str) -> None:
+    """The [source] values: one-character delimiter, a known encoding, a sheet name or number, missing tokens."""
     import codecs
 
-    unknown = set(raw) - set(_MAPPING_SHAPE)
-    if unknown:
-        raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(_MAPPING_SHAPE)}")
-    for section, (keys, kind) in _MAPPING_SHAPE.items():
-        body = raw.get(section)
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise SpecError(f"{where}: [{section}] must be a table (key = value lines), not {_kind(body)} "
-                            f"({body!r:.40})")
-        if keys is not None and set(body) - keys:
-            raise SpecError(f"{where}: [{section}] unknown key(s) {sorted(set(body) - keys)}; allowed: "
-                            f"{sorted(keys)}")
-        for k, v in body.items():
-            key = f"[{section}] {k}"
-            if kind == "text" and not isinstance(v, str):
-                raise SpecError(f"{where}: {key} must be text, not {_kind(v)} ({v!r:.40})")
-            if kind == "name" and (isinstance(v, bool) or not isinstance(v, (str, int))):
-                raise SpecError(f"{where}: {key} must be a source column name (text), not {_kind(v)} ({v!r:.40})")
-            if kind == "table of values":
-                if not isinstance(v, dict):
-                    raise SpecError(f"{where}: [{section}.{k}] must be a table (source value = code), not "
-                                    f"{_kind(v)} ({v!r:.40})")
-                for vk, vv in v.items():
-                    if k in CODE_LISTS and not isinstance(vv, str):
-                        raise SpecError(f"{where}: [{section}.{k}] {vk} must be text (a code, or \"\" for "
-                                        f"missing), not {_kind(vv)} ({vv!r:.40})")
-                    if not isinstance(vv, (str, bool, int, float)):
-                        raise SpecError(f"{where}: [{section}.{k}] {vk} must be a value, not {_kind(vv)}")
-            if kind == "list of text":
-                items = v if isinstance(v, list) else [v]
-                if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
-                    raise SpecError(f"{where}: {key} must be a list of text, not {v!r:.60}")
-    src = raw.get("source", {})
     if "delimiter" in src:
         d = src["delimiter"]
         if not isinstance(d, str) or len(d) != 1 or d in "\"\r\n":
@@ -215,6 +204,27 @@ def _check_mapping_types(raw: dict, where: str) -> None:
         items = m if isinstance(m, list) else [m]
         if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
             raise SpecError(f"{where}: [source] missing must be a list of text, not {m!r:.60}")
+
+
+def _check_mapping_types(raw: dict, where: str) -> None:
+    """Every section, key and value of a mapping has the type and an allowed value, or a SpecError naming
+    the file, the section and the key (never a traceback further down)."""
+    unknown = set(raw) - set(_MAPPING_SHAPE)
+    if unknown:
+        raise SpecError(f"{where}: unknown section(s) {sorted(unknown)}; expected {sorted(_MAPPING_SHAPE)}")
+    for section, (keys, kind) in _MAPPING_SHAPE.items():
+        body = raw.get(section)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise SpecError(f"{where}: [{section}] must be a table (key = value lines), not {_kind(body)} "
+                            f"({body!r:.40})")
+        if keys is not None and set(body) - keys:
+            raise SpecError(f"{where}: [{section}] unknown key(s) {sorted(set(body) - keys)}; allowed: "
+                            f"{sorted(keys)}")
+        for k, v in body.items():
+            _check_value(section, kind, k, v, where)
+    _check_source(raw.get("source", {}), where)
     dates = raw.get("dates", {})
     if "columns" in dates and not isinstance(dates["columns"], dict):
         raise SpecError(f"{where}: [dates.columns] must be a table (column = format), not {_kind(dates['columns'])}")
