@@ -173,6 +173,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     if truth is None:
         est = est.drop(columns=["truth"])
     shown = suppress_estimates(est, thr, policy)
+    _withhold_in_section_tables(spec, outputs, shown)
     check_no_identifiers([shown], IDENTIFYING)
     write_csv(shown, folder / "estimates.csv")
     records = json.loads(shown.to_json(orient="records", double_precision=10))
@@ -259,6 +260,33 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     manifest["timings_seconds"]["total"] = timer.total
     write_manifest(manifest, folder / "manifest.json")
     return shown
+
+
+def _withhold_in_section_tables(spec: Spec, outputs: list[SectionOutput], shown: pd.DataFrame) -> None:
+    """A section's own tables (E-values of its ratios) repeat some of its estimates: where the published
+    estimates withhold one (small numbers, or a contrast that would give a withheld arm back), its row in
+    those tables is withheld too, so the HTML never shows what estimates.csv withholds."""
+    gone = shown[shown["estimate"].isna()] if "estimate" in shown.columns else shown.iloc[:0]
+    for sec, out in zip(spec.sections, outputs, strict=True):
+        rows = gone[gone["section"] == sec["id"]]
+        if rows.empty:
+            continue
+        withheld = ({(str(g), str(m)) for g, m in zip(rows["group"], rows["measure"], strict=True)}
+                    | {(str(t), str(m)) for t, m in zip(rows["term"], rows["measure"], strict=True)})
+        for block in [*out.sensitivity, *out.tables]:
+            f = block.frame
+            if {"contrast", "measure"} <= set(f.columns):
+                keys, cols = list(zip(f["contrast"].astype(str), f["measure"].astype(str), strict=True)), 2
+            elif {"term", "odds ratio"} <= set(f.columns):
+                keys, cols = [(t, "odds_ratio") for t in f["term"].astype(str)], 1
+            else:
+                continue
+            hit = np.array([k in withheld for k in keys], dtype=bool)
+            if hit.any():
+                key_cols = ["contrast", "measure"] if cols == 2 else ["term"]
+                f = f.astype(object)
+                f.loc[hit, [c for c in f.columns if c not in key_cols]] = "withheld"
+                block.frame = f
 
 
 def _safe_provenance(p: Any) -> Any:

@@ -247,3 +247,34 @@ def test_spec_rounding_key_checked(tmp_path):
     for value, policy_rounding in (("0", 0), ("10", 10), ("\"midpoint6\"", "midpoint6")):
         (tmp_path / "analysis.toml").write_text(spec.replace("{value}", value))
         assert load_spec(tmp_path).report["rounding"] == policy_rounding
+
+
+def test_section_tables_withhold_what_the_estimates_withhold():
+    """A section's E-value table repeats its ratios: a ratio withheld in the estimates (it would give back an
+    arm's withheld risk) is withheld in that table too, the other rows and sections are left as they are."""
+    from types import SimpleNamespace
+
+    from hostats.analysis.context import SectionOutput
+    from hostats.analysis.writer import _withhold_in_section_tables
+    from hostats.report.html import TableBlock
+
+    ev = pd.DataFrame({"contrast": ["rt vs none", "rt vs none", "nsaid vs none"],
+                       "measure": ["risk_ratio", "odds_ratio", "risk_ratio"], "estimate": ["0.992", "0.990", "0.61"],
+                       "CI": ["0.193 to 5.091", "0.18 to 5.4", "0.4 to 0.9"], "E-value (estimate)": ["1.1", "1.1", "2.7"]})
+    terms = pd.DataFrame({"term": ["age_years", "C(sex)[T.male]"], "odds ratio": ["1.02", "2.6"], "CI": ["a", "b"]})
+    safety = SectionOutput(sensitivity=[TableBlock("E-values: safety", ev.copy())])
+    model = SectionOutput(sensitivity=[TableBlock("E-values: model", terms.copy())])
+    other = SectionOutput(sensitivity=[TableBlock("E-values: other", ev.copy())])
+    shown = pd.DataFrame({"section": ["safety", "safety", "safety", "model", "model", "other"],
+                          "group": ["rt vs none", "rt vs none", "nsaid vs none", "", "", "rt vs none"],
+                          "term": ["", "", "", "age_years", "C(sex)[T.male]", ""],
+                          "measure": ["risk_ratio", "odds_ratio", "risk_ratio", "odds_ratio", "odds_ratio", "risk_ratio"],
+                          "estimate": [None, 0.99, 0.61, 1.02, None, 0.99]})
+    spec = SimpleNamespace(sections=[{"id": "safety"}, {"id": "model"}, {"id": "other"}])
+    _withhold_in_section_tables(spec, [safety, model, other], shown)
+    f = safety.sensitivity[0].frame
+    assert f.iloc[0, 2:].tolist() == ["withheld"] * 3 and f.iloc[0, :2].tolist() == ["rt vs none", "risk_ratio"]
+    assert f.iloc[1].tolist() == ev.iloc[1].tolist() and f.iloc[2].tolist() == ev.iloc[2].tolist()
+    g = model.sensitivity[0].frame
+    assert g.iloc[1].tolist() == ["C(sex)[T.male]", "withheld", "withheld"] and g.iloc[0].tolist() == terms.iloc[0].tolist()
+    assert other.sensitivity[0].frame.equals(ev)   # shown in its own section's estimates
