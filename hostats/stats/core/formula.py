@@ -149,8 +149,11 @@ def _factor_variables(rhs: str, formula: str) -> list[str]:
 
 def formula_variables(rhs: str, formula: str) -> list[str]:
     """The data columns a right-hand side uses, in the order they appear in it (parse errors named).
-    Includes the arguments of transforms (``age`` of ``bs(age, df=4)``) and dotted names (``ph.ecog``)."""
-    needed = _factor_variables(rhs, formula)
+    Includes the arguments of transforms (``age`` of ``bs(age, df=4)``) and dotted names (``ph.ecog``).
+    A right-hand side of plain names only (``a + b``) is read without formulaic's parser (its factors are
+    those names)."""
+    plain = _plain_terms(rhs)
+    needed = plain if plain is not None else _factor_variables(rhs, formula)
     return sorted(needed, key=lambda v: (rhs.find(v) if v in rhs else len(rhs), v))
 
 
@@ -297,8 +300,16 @@ def _plain_terms(rhs: str) -> list[str] | None:
     return terms
 
 
-def _numeric_matrix(data: pd.DataFrame, columns: list[str], intercept: bool) -> np.ndarray:
-    """Columns as a C-ordered float matrix (NaN for missing), with a leading column of ones if ``intercept``."""
+def _numeric_matrix(data: pd.DataFrame, columns: list[str], intercept: bool, order: str = "C") -> np.ndarray:
+    """Columns as a float matrix (NaN for missing), with a leading column of ones if ``intercept``;
+    ``order="F"``: column-major, filled column by column from the frame (one copy of each column)."""
+    if order == "F":
+        X = np.empty((len(data), len(columns) + int(intercept)), order="F")
+        if intercept:
+            X[:, 0] = 1.0
+        for j, c in enumerate(columns, start=int(intercept)):
+            X[:, j] = data[c].to_numpy()
+        return X
     values = data[columns].to_numpy(dtype=float)
     if not intercept:
         return np.ascontiguousarray(values)
@@ -309,7 +320,7 @@ def _numeric_matrix(data: pd.DataFrame, columns: list[str], intercept: bool) -> 
 
 
 def _direct_design(data: pd.DataFrame, rhs: str, formula: str,
-                   intercept: bool) -> tuple[Design, np.ndarray] | None:
+                   intercept: bool, order: str = "C") -> tuple[Design, np.ndarray] | None:
     """The direct numeric path: when every term is a plain numeric column (``age + dose + bmi``), the model
     matrix is those columns as they are, which is what formulaic builds, without its parsing and
     materialising machinery (a fifth of a Cox fit on a million rows). None when the formula needs more."""
@@ -318,25 +329,41 @@ def _direct_design(data: pd.DataFrame, rhs: str, formula: str,
         return None
     if len(set(data.columns)) != len(data.columns):
         return None  # duplicated column names: let the formula engine report them
-    X = _numeric_matrix(data, cols, intercept)
+    X = _numeric_matrix(data, cols, intercept, order)
     k = int(intercept)
     names = (["Intercept"] if intercept else []) + cols
     return Design(formula=formula, rhs=rhs, variables=cols, names=names,
                   terms={c: [j + k] for j, c in enumerate(cols)}, intercept=intercept, spec=None), X
 
 
-def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) -> tuple[Design, np.ndarray]:
+def complete_direct_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool,
+                           order: str = "C") -> tuple[Design, np.ndarray] | None:
+    """The direct numeric path's design (:func:`build_design`) on the data as they are, when that path
+    applies and every value is finite; None otherwise. An estimator whose other columns are complete can
+    then skip the complete-case step, whose missing-value scan copies the formula's columns a second time
+    (:func:`hostats.stats.core.validate.complete_cases`): a finite column sum means a column without NaN."""
+    if len(data) == 0:
+        return None
+    direct = _direct_design(data, rhs, formula, intercept, order)
+    if direct is None or not np.all(np.isfinite(direct[1].sum(axis=0))):
+        return None
+    return direct
+
+
+def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool,
+                 order: str = "C") -> tuple[Design, np.ndarray]:
     """Model matrix of a right-hand side on complete data, treatment-coded as the module docstring says.
 
     ``intercept=False`` drops the intercept column but keeps the full-rank coding (hazard models). A
     factor with a single level in these rows is an EstimationError naming the term; a value that is not
     finite after a transformation (``np.log(0)``) a DataError naming the term and the rows. A right-hand
     side of plain numeric columns only (``a + b``) takes a direct path (the columns as they are, the same
-    matrix and names as formulaic gives; ``Design.spec`` is then None).
+    matrix and names as formulaic gives; ``Design.spec`` is then None). ``order="F"``: the matrix
+    column-major (same values).
     """
     import formulaic
 
-    direct = _direct_design(data, rhs, formula, intercept)
+    direct = _direct_design(data, rhs, formula, intercept, order)
     if direct is not None:
         design, X = direct
         _check_finite(X, design.names, formula, data.index)
@@ -372,6 +399,8 @@ def build_design(data: pd.DataFrame, rhs: str, formula: str, intercept: bool) ->
     if len(keep) < X.shape[1]:
         X = X[:, keep]
     names = [_unquote(names_all[i]) for i in keep]
+    if order == "F":
+        X = np.asfortranarray(X)
     _check_finite(X, names, formula, data.index)
     return Design(formula=formula, rhs=rhs, variables=variables, names=names, terms=terms,
                   intercept=intercept, spec=spec), X

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from hostats.errors import DataError, EstimationError
 from hostats.stats.core.formula import (
     Design,
     build_design,
+    complete_direct_design,
     formula_variables,
     require_variables,
     split_formula,
@@ -62,21 +64,28 @@ def _loglik(X, y, w, beta, offset, firth):
 def _ml_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray, offset: np.ndarray | None,
              unit: bool) -> tuple[float, np.ndarray, np.ndarray]:
     """Log-likelihood, score X'w(y - p) and Fisher information X'WX of the unpenalised likelihood at
-    ``beta``, in one pass over row blocks: no n-length or n x p temporaries (``unit``: all weights 1)."""
+    ``beta``, in one pass over row blocks: no n-length or n x p temporaries (``unit``: all weights 1).
+    Per block, one matrix product X_b'[W X_b, r] gives the block's information and score together.
+    ``X`` may be C- or Fortran-ordered (``logistic`` builds it column-major: its column sums, X'beta and
+    the column reductions of the checks then run along contiguous memory)."""
     n, k = X.shape
-    ll, score, info = 0.0, np.zeros(k), np.zeros((k, k))
-    buf = np.empty((min(_CHUNK, n), k))
+    ll, acc = 0.0, np.zeros((k, k + 1))
+    buf = np.empty((min(_CHUNK, n), k + 1), order="F")  # [W X_b, r] of a block
     with single_blas_thread():
         for lo in range(0, n, _CHUNK):
             xc, yc = X[lo:lo + _CHUNK], y[lo:lo + _CHUNK]
             eta = xc @ beta
             if offset is not None:
                 eta += offset[lo:lo + _CHUNK]
-            # one exponential per row: z = exp(-|eta|) gives p = expit(eta), log(1 + e^eta) and p(1 - p)
+            # one exponential per row: z = exp(-|eta|) gives p = expit(eta), log(1 + e^eta) and p(1 - p);
+            # log(1 + z) as log(d): its rounding is ~1e-16 absolute per row (log1p is 3 x slower, not SIMD)
             z = np.exp(-np.abs(eta))
             d = 1.0 + z
-            lc = yc * eta - (np.maximum(eta, 0.0) + np.log1p(z))
-            resid = yc - np.where(eta >= 0.0, 1.0, z) / d
+            lc = yc * eta - (np.maximum(eta, 0.0) + np.log(d))
+            b = buf[:xc.shape[0]]
+            resid = b[:, k]
+            np.divide(np.where(eta >= 0.0, 1.0, z), d, out=resid)
+            np.subtract(yc, resid, out=resid)
             W = z / (d * d)
             if not unit:
                 wc = w[lo:lo + _CHUNK]
@@ -84,11 +93,36 @@ def _ml_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray, offs
                 resid *= wc
                 W *= wc
             ll += float(lc.sum())
-            score += resid @ xc
-            b = buf[:xc.shape[0]]
-            np.multiply(xc, W[:, None], out=b)
-            info += b.T @ xc
-    return ll, score, info
+            np.multiply(xc, W[:, None], out=b[:, :k])
+            acc += xc.T @ b
+    return ll, acc[:, k].copy(), acc[:, :k].copy()
+
+
+def _intercept_start(X: np.ndarray, y: np.ndarray, w: np.ndarray, xtx: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray]]:
+    """The intercept-only MLE as the starting point (column 0 of ``X`` the intercept) and the likelihood,
+    score and information there without a likelihood pass: eta is the constant b0 = logit(weighted mean
+    of y), so the information is p0 (1 - p0) X'diag(w)X (``xtx`` when the caller has it) and the score
+    X'w(y - p0). It saves one of the four or five passes of a Newton fit and starts nearer the optimum."""
+    sw, swy = float(np.sum(w)), float(w @ y)
+    ybar = min(max(swy / sw, 1e-12), 1.0 - 1e-12)
+    b0 = float(np.log(ybar / (1.0 - ybar)))
+    p0 = float(expit(b0))
+    with single_blas_thread():
+        if xtx is None:
+            xtx = _cross(X, w)
+        score = (w * (y - p0)) @ X
+    ll = swy * b0 - sw * (max(b0, 0.0) + float(np.log1p(np.exp(-abs(b0)))))
+    beta = np.zeros(X.shape[1])
+    beta[0] = b0
+    return beta, (ll, score, p0 * (1.0 - p0) * xtx)
+
+
+def _cross(X: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """X'diag(w)X (X'X when ``w`` is None or all ones)."""
+    if w is None or bool(np.all(w == 1.0)):
+        return X.T @ X
+    return X.T @ (X * w[:, None])
 
 
 def _firth_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
@@ -104,7 +138,8 @@ def _firth_eval(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
 
 def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
             beta0: np.ndarray | None = None, free: np.ndarray | None = None,
-            offset: np.ndarray | None = None, tol: float = 1e-9, maxiter: int = 100) -> _Fit:
+            offset: np.ndarray | None = None, tol: float = 1e-9, maxiter: int = 100,
+            first: tuple[float, np.ndarray, np.ndarray] | None = None) -> _Fit:
     """Maximise the (Firth-penalised) log-likelihood over the ``free`` coefficients.
 
     Firth (1993): the score gains ``X'(h (1/2 - p))``, ``h`` the diagonal of the weighted hat matrix
@@ -112,7 +147,8 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
     Fisher information, are capped at 5 per coefficient and halved until the objective does not fall
     (Heinze & Schemper 2002, as in R's logistf). Fixed coefficients (``free`` False) stay at ``beta0``:
     this gives the profile likelihood used for profile CIs and likelihood-ratio tests. The unpenalised
-    likelihood, score and information come from one blocked pass over the rows per point (``_ml_eval``).
+    likelihood, score and information come from one blocked pass over the rows per point (``_ml_eval``);
+    ``first``: (log-likelihood, score, information) at ``beta0`` when the caller has them already.
     """
     p_ = X.shape[1]
     beta = np.zeros(p_) if beta0 is None else np.array(beta0, dtype=float)
@@ -125,7 +161,7 @@ def _newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, *, firth: bool = False,
 
         def point(b):
             return _ml_eval(X, y, w, b, offset, unit)
-    ll, score, info = point(beta)
+    ll, score, info = point(beta) if first is None else first
     converged = full_step = False
     it = 0
     for it in range(1, maxiter + 1):  # noqa: B007 - iterations reported
@@ -173,8 +209,7 @@ def _class_ranges(X: np.ndarray, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return max0, min0, max1, min1
 
 
-def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
-                  ranges: tuple[np.ndarray, ...] | None = None) -> None:
+def _check_events(y: np.ndarray, w: np.ndarray) -> None:
     events = float(np.sum(w * y))
     total = float(np.sum(w))
     if events == 0:
@@ -182,6 +217,11 @@ def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
                               "(report the proportion with hostats.proportion instead)")
     if events == total:
         raise EstimationError("every analysed row is an event: odds ratios cannot be estimated")
+
+
+def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
+                  ranges: tuple[np.ndarray, ...] | None = None) -> None:
+    _check_events(y, w)
     bounds = None
     if ranges is not None:
         max0, min0, max1, min1 = ranges
@@ -190,11 +230,21 @@ def _check_design(X: np.ndarray, names: list[str], y: np.ndarray, w: np.ndarray,
 
 
 def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None,
-                bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                bounds: tuple[np.ndarray, np.ndarray] | None = None, xtx: np.ndarray | None = None) -> None:
     """A constant term (other than the intercept), or a term collinear with those before it, among the rows
     with positive weight, is an error naming the term. ``bounds``: the column maxima and minima over
-    those rows when already known."""
+    those rows when already known; ``xtx``: X'diag(w)X when already known. Given ``xtx`` and no
+    ``bounds``, a design with an intercept whose ``xtx`` has full rank passes without the column ranges
+    (a constant term would be collinear with the intercept)."""
     unit = w is None or bool(np.all(w == 1))
+    if xtx is None:
+        with single_blas_thread():
+            xtx = X.T @ X if unit else X.T @ (X * w[:, None])
+    diag = np.diag(xtx)
+    if bounds is None and "Intercept" in names and np.all(diag > 0) and np.all(np.isfinite(xtx)):
+        scale = np.sqrt(diag)
+        if np.linalg.matrix_rank(xtx / np.outer(scale, scale), tol=1e-10) == len(names):
+            return  # full rank: every leading block has full rank too (interlacing), nothing constant
     Xu = X if unit or bounds is not None else X[w > 0]
     hi, lo = bounds if bounds is not None else (Xu.max(axis=0), Xu.min(axis=0))
     constant = np.flatnonzero(hi == lo)
@@ -202,8 +252,6 @@ def check_terms(X: np.ndarray, names: list[str], w: np.ndarray | None = None,
         if names[j] != "Intercept":
             raise EstimationError(f"term {names[j]!r} is constant ({hi[j]:g}) in the analysed rows: "
                                   "drop it from the formula")
-    with single_blas_thread():
-        xtx = X.T @ X if unit else X.T @ (X * w[:, None])
     scale = np.sqrt(np.diag(xtx))
     corr = xtx / np.outer(scale, scale)
     for k in range(2, len(names) + 1):
@@ -322,7 +370,8 @@ class LogisticResult(Result):
     and the fitted model, both penalised for Firth, weighted with weights), ``n``, ``events``,
     ``n_missing`` (rows dropped for missing values), ``concordance()`` (the c-statistic; with its DeLong
     CI in ``performance()``), ``firth``, ``weight_type``, ``cluster``; ``fitted`` is the statsmodels
-    results object (None for Firth, which is fitted here). Deprecated: ``params`` (use ``coef``), ``cov``
+    results object (built when first read for an unweighted fit without clusters; None for Firth, which is
+    fitted here). Deprecated: ``params`` (use ``coef``), ``cov``
     (``vcov``), ``c_statistic`` (``concordance()`` / ``performance()``).
     """
 
@@ -331,7 +380,6 @@ class LogisticResult(Result):
     n: int = 0
     events: float = 0
     n_missing: int = 0
-    c_stat: dict = field(default_factory=dict)
     firth: bool = False
     weight_type: str | None = None
     cluster: str | None = None
@@ -342,6 +390,30 @@ class LogisticResult(Result):
     _w: np.ndarray | None = None
     _profile: pd.DataFrame | None = None
     _loglik_pair: LogLik | None = None
+    _sm_fit: _Fit | None = None  # the ML fit whose statsmodels results .fitted builds when first read
+    _c_stat: dict | None = None
+
+    # ``fitted`` (a field of Result) is read through a property: the statsmodels results object of an
+    # unweighted fit without clusters is built when first asked for (constructing it scans X again)
+    def _get_fitted(self) -> Any:
+        value = self.__dict__.get("_fitted_value")
+        if value is None and self._sm_fit is not None:
+            value = self.__dict__["_fitted_value"] = _statsmodels_logit(self._X, self._y, list(self.coef.index),
+                                                                        self._sm_fit)
+        return value
+
+    def _set_fitted(self, value: Any) -> None:
+        self.__dict__["_fitted_value"] = value
+
+    fitted = property(_get_fitted, _set_fitted)
+
+    @property
+    def c_stat(self) -> dict:
+        """The c-statistic with its DeLong CI (computed when first read)."""
+        if self._c_stat is None:
+            self._c_stat = c_statistic(self._y, self._X @ self.coef.to_numpy(),
+                                       None if self.weight_type is None else self._w, level=self.level)
+        return self._c_stat
 
     params = deprecated_alias("coef")
     cov = deprecated_alias("vcov", convert=lambda v: v.to_numpy())
@@ -529,7 +601,9 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     another; interactions ``a:b``, ``a*b``; ``I(age / 10)``). The outcome column must be 0/1 or boolean.
 
     Methods
-    - ML (default): statsmodels ``Logit`` (unweighted) or ``GLM(Binomial)`` (weighted), Wald CIs.
+    - ML (default): Newton-Raphson, giving statsmodels ``Logit``'s estimates and model-based SEs
+      (unweighted; ``.fitted`` is its results object, built when first read); with weights or clusters
+      statsmodels' ``Logit``/``GLM(Binomial)`` results at that solution give the SEs. Wald CIs.
       ``cluster=<column>`` gives cluster-robust (sandwich) SEs with the usual G/(G-1) (N-1)/(N-K)
       correction (as Stata and R sandwich::vcovCL type HC1). ``weights=<column>``: with
       ``weight_type="frequency"`` each row counts ``w`` times (model SEs); with ``"probability"`` (default)
@@ -556,6 +630,69 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     ``.warnings`` (also a ``UserWarning``) and ``n_missing``, and ``n`` counts the analysed rows.
     """
     level = check_level(level)
+    ci = _check_options(data, firth, weight_type, ci, weights, cluster)
+    # the products are thin (n x p, p small): one BLAS thread over the whole fit (core/threads.py)
+    with single_blas_thread():
+        outcome, frame, design, X, y, w, msgs, n_missing = _model_data(data, formula, weights, cluster,
+                                                                        weight_type)
+        names = design.names
+        groups = _cluster_groups(frame, cluster)
+        # n and events count people: frequency weights replicate rows, probability weights do not
+        if weights is not None and weight_type == "frequency":
+            n_rows, events = int(round(float(np.sum(w)))), int(round(float(np.sum(w * y))))
+        else:
+            n_rows, events = int(len(y)), int(np.sum(y))
+        sm_fit = fitted = None
+        if firth:
+            beta, cov = _firth_fit(X, names, y, w, outcome, msgs)
+            method = "Firth penalised logistic regression"
+            reference = ("Firth D. Biometrika 1993;80:27-38; Heinze G, Schemper M. Stat Med 2002;21:2409-19 "
+                         "(profile penalised-likelihood CIs and tests, as R logistf)")
+        else:
+            start = _ml_fit_checked(X, names, y, w, outcome)
+            if weights is None and cluster is None:
+                # model-based SEs: the inverse information, as statsmodels' Logit gives them; its results
+                # object is built when .fitted is first read
+                beta, cov, sm_fit = start.beta, np.linalg.inv(start.info), start
+            else:
+                beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start)
+            method = "logistic regression (maximum likelihood)" + _se_label(weights, weight_type, cluster)
+            reference = ("statsmodels Logit/GLM; Hosmer DW, Lemeshow S, Sturdivant RX. Applied Logistic "
+                         "Regression, 3rd ed. 2013")
+
+        se = np.sqrt(np.diag(cov))
+        table = pd.DataFrame({
+            "term": names,
+            **ratio_columns(beta, se, level),
+            "n": n_rows,
+            "events": events,
+            "log_odds": beta,
+        })
+        res = LogisticResult(table, level=level, method=method, reference=reference, fitted=fitted,
+                             warnings=msgs, coef=pd.Series(beta, index=names),
+                             vcov=pd.DataFrame(cov, index=names, columns=names), n=n_rows,
+                             events=events, n_missing=n_missing, firth=firth,
+                             weight_type=None if weights is None else weight_type, cluster=cluster,
+                             outcome=outcome, _design=design, _X=X, _y=y, _w=w, _sm_fit=sm_fit)
+        if ci == "profile":
+            prof = res.profile_ci()
+            res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
+            res.method += ("; profile penalised-likelihood CIs and penalised likelihood-ratio p-values" if firth
+                           else "; profile-likelihood CIs and likelihood-ratio p-values")
+        else:
+            res.method += "; Wald CIs"
+        lp = X @ beta
+    extreme = int(np.count_nonzero(np.abs(lp[w > 0]) > 18.42))  # fitted p within 1e-8 of 0 or 1
+    if extreme and not firth:  # after the fit: near-separation the checks before it could not see
+        msg = (f"fitted probabilities numerically 0 or 1 for {extreme} rows: possible quasi-separation or "
+               "an extreme covariate; odds ratios may be unstable, consider firth=True")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        res.warnings.append(msg)
+    return res
+
+
+def _check_options(data, firth, weight_type, ci, weights, cluster) -> str:
+    """The CI method ('wald' or 'profile') after checking logistic's options."""
     if not isinstance(data, pd.DataFrame):
         raise TypeError("data must be a pandas DataFrame")
     if weight_type not in ("probability", "frequency"):
@@ -567,6 +704,15 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         raise ValueError("firth=True with cluster= is not supported: Firth's method uses model-based SEs")
     if firth and weights is not None and weight_type == "probability":
         raise ValueError("firth=True supports frequency weights only (weight_type='frequency')")
+    return ci
+
+
+def _model_data(data, formula, weights, cluster, weight_type):
+    """(outcome, analysed frame, design, X, y, w, messages, rows dropped) of a logistic formula.
+
+    X is column-major. When the formula is plain numeric columns without missing or infinite values and
+    the outcome, weight and cluster columns are complete, the data are used as they are (no complete-case
+    copy); otherwise complete-case analysis first, as every estimator does."""
     outcome, rhs = split_formula(formula, outcome=True)
     if not rhs:
         raise DataError(f"the formula {formula!r} has no right-hand side; use '{outcome} ~ 1' for an "
@@ -580,111 +726,108 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
     require_variables(data, variables, formula)
     extra = [c for c in (weights, cluster) if c is not None]
     require_columns(data, extra)
-    frame, msgs, n_missing = complete_cases(data, [outcome, *variables, *extra], "logistic")
-    design, X = build_design(frame, rhs, formula, intercept=True)
-    names = design.names
-    y = binary_array(frame, outcome, "outcome").astype(float)
-    if weights is not None:
-        w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
-        if np.any(~np.isfinite(w)) or np.any(w < 0):
-            bad_row = frame.index[~np.isfinite(w) | (w < 0)][0]
-            raise ValueError(f"weights column {weights!r} must be finite and >= 0; row {bad_row!r} is not")
-        if weight_type == "frequency" and np.any(w != np.round(w)):
-            bad_row = frame.index[w != np.round(w)][0]
-            raise ValueError(f"frequency weights in {weights!r} must be whole numbers (row {bad_row!r} has "
-                             f"{w[w != np.round(w)][0]:g}); use weight_type='probability' for other weights")
+    direct = None
+    if not any(data[c].isna().any() for c in dict.fromkeys([outcome, *extra])):
+        direct = complete_direct_design(data, rhs, formula, intercept=True, order="F")
+    if direct is not None:
+        frame, msgs, n_missing = data, [], 0
+        design, X = direct
     else:
-        w = np.ones(len(y))
-    groups = None
-    if cluster is not None:
-        groups = pd.factorize(frame[cluster])[0]
-        if groups.max() < 1:
-            raise EstimationError(f"cluster column {cluster!r} has a single cluster: robust SEs need several")
+        frame, msgs, n_missing = complete_cases(data, [outcome, *variables, *extra], "logistic")
+        design, X = build_design(frame, rhs, formula, intercept=True, order="F")
+    y = binary_array(frame, outcome, "outcome").astype(float)
+    w = np.ones(len(y)) if weights is None else _weight_array(frame, weights, weight_type)
+    return outcome, frame, design, X, y, w, msgs, n_missing
 
+
+def _weight_array(frame: pd.DataFrame, weights: str, weight_type: str) -> np.ndarray:
+    w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
+    if np.any(~np.isfinite(w)) or np.any(w < 0):
+        bad_row = frame.index[~np.isfinite(w) | (w < 0)][0]
+        raise ValueError(f"weights column {weights!r} must be finite and >= 0; row {bad_row!r} is not")
+    if weight_type == "frequency" and np.any(w != np.round(w)):
+        bad_row = frame.index[w != np.round(w)][0]
+        raise ValueError(f"frequency weights in {weights!r} must be whole numbers (row {bad_row!r} has "
+                         f"{w[w != np.round(w)][0]:g}); use weight_type='probability' for other weights")
+    return w
+
+
+def _cluster_groups(frame: pd.DataFrame, cluster: str | None) -> np.ndarray | None:
+    if cluster is None:
+        return None
+    groups = pd.factorize(frame[cluster])[0]
+    if groups.max() < 1:
+        raise EstimationError(f"cluster column {cluster!r} has a single cluster: robust SEs need several")
+    return groups
+
+
+def _se_label(weights, weight_type, cluster) -> str:
+    if cluster is not None:
+        return f", cluster-robust SE by {cluster}"
+    if weights is not None and weight_type == "probability":
+        return ", probability weights with robust (sandwich) SE"
+    if weights is not None:
+        return ", frequency weights"
+    return ""
+
+
+def _separation_message(kind: str, sep_terms: list[str], outcome: str) -> str:
+    return (f"{kind} separation: {', '.join(sep_terms)} perfectly predict(s) the outcome "
+            f"{outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
+
+
+def _raise_if_separated(X, names, y, w, outcome, linear_program: bool = True) -> None:
+    kind, sep_terms = _separation(X, names, y, w, linear_program=linear_program)
+    if kind:
+        raise EstimationError(_separation_message(kind, sep_terms, outcome) + "; refit with firth=True "
+                              "(Firth's penalised likelihood) or combine categories")
+
+
+_SEPARATION_CHECK_AT = 25  # Newton steps after which the term-by-term separation check runs (ML)
+
+
+def _ml_fit_checked(X, names, y, w, outcome) -> _Fit:
+    """The ML Newton fit with the checks of the design and of separation.
+
+    No events / only events, a constant or a collinear term are errors (``_check_design``): the collinearity
+    check reads X'diag(w)X, which is also the information at the intercept-only start up to a factor, so one
+    pass serves both; the column ranges of the constant-term check are computed only when that matrix is
+    singular (a constant column is collinear with the intercept). Separation: a converged full Newton step
+    at a finite beta is a finite maximiser of the (strictly concave) likelihood, which exists iff the data
+    are not separated (Albert & Anderson, Biometrika 1984;71:1-10); under separation the Newton step in the
+    separating direction does not shrink. So the term-by-term check and the linear program (most of a
+    10,000-row fit) run only when the fit does not converge on a full step; the term-by-term check also
+    after ``_SEPARATION_CHECK_AT`` steps without convergence, so that a separated design fails early.
+    """
+    _check_events(y, w)
+    xtx = _cross(X, w)
+    check_terms(X, names, w, xtx=xtx)
+    fit = _ml_newton(X, y, w, xtx=xtx, maxiter=_SEPARATION_CHECK_AT)
+    if not fit.converged:
+        _raise_if_separated(X, names, y, w, outcome, linear_program=False)
+        done = fit.iterations
+        fit = _newton(X, y, w, beta0=fit.beta, maxiter=100 - done)
+        fit.iterations += done
+    if not fit.full_step:
+        _raise_if_separated(X, names, y, w, outcome)
+    if not fit.converged:
+        raise EstimationError(f"the logistic likelihood did not converge in {fit.iterations} iterations "
+                              "(near-separation?); consider firth=True")
+    return fit
+
+
+def _firth_fit(X, names, y, w, outcome, msgs) -> tuple[np.ndarray, np.ndarray]:
+    """Firth's penalised fit (beta, inverse information); separation, checked before it, is a message."""
     used = w > 0
     ranges = _class_ranges(X, y == 1) if used.all() else _class_ranges(X[used], y[used] == 1)
     _check_design(X, names, y, w, ranges)
-
-    def separation_message(kind: str, sep_terms: list[str]) -> str:
-        msg = (f"{kind} separation: {', '.join(sep_terms)} perfectly predict(s) the outcome "
-               f"{outcome!r} in some rows, so the maximum-likelihood odds ratio is infinite")
-        if not firth:
-            raise EstimationError(msg + "; refit with firth=True (Firth's penalised likelihood) or "
-                                  "combine categories")
-        return msg + "; Firth's penalised estimate is finite"
-
-    # Maximum likelihood: the linear program waits until after the Newton fit, and runs only if that fit did
-    # not converge on a full step. A converged Newton step at a finite beta is a finite maximiser of the
-    # (strictly concave) likelihood, which exists iff the data are not separated (Albert & Anderson,
-    # Biometrika 1984;71:1-10); under separation the Newton step in the separating direction does not
-    # shrink. So the answer is the same, and the LP (most of a 10,000-row fit) is skipped when it must
-    # find nothing.
-    kind, sep_terms = _separation(X, names, y, w, ranges, linear_program=firth)
+    kind, sep_terms = _separation(X, names, y, w, ranges)
     if kind:
-        msgs.append(separation_message(kind, sep_terms))
-    start = None
-    if not firth:
-        start = _ml_newton(X, y, w)
-        if not start.full_step:
-            kind, sep_terms = _separation(X, names, y, w, ranges)
-            if kind:
-                separation_message(kind, sep_terms)
-
-    # n and events count people: frequency weights replicate rows, probability weights do not
-    if weights is not None and weight_type == "frequency":
-        n_rows, events = int(round(float(np.sum(w)))), int(round(float(np.sum(w * y))))
-    else:
-        n_rows, events = int(len(y)), int(np.sum(y))
-    if firth:
-        fit = _newton(X, y, w, firth=True, maxiter=1000)
-        if not fit.converged:
-            raise EstimationError(f"Firth's penalised likelihood did not converge in {fit.iterations} "
-                                  "iterations")
-        beta, cov, fitted = fit.beta, np.linalg.inv(fit.info), None
-        method = "Firth penalised logistic regression"
-        reference = ("Firth D. Biometrika 1993;80:27-38; Heinze G, Schemper M. Stat Med 2002;21:2409-19 "
-                     "(profile penalised-likelihood CIs and tests, as R logistf)")
-    else:
-        beta, cov, fitted = _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start)
-        method = "logistic regression (maximum likelihood)"
-        reference = "statsmodels Logit/GLM; Hosmer DW, Lemeshow S, Sturdivant RX. Applied Logistic Regression, 3rd ed. 2013"
-        if cluster is not None:
-            method += f", cluster-robust SE by {cluster}"
-        elif weights is not None and weight_type == "probability":
-            method += ", probability weights with robust (sandwich) SE"
-        elif weights is not None:
-            method += ", frequency weights"
-
-    se = np.sqrt(np.diag(cov))
-    table = pd.DataFrame({
-        "term": names,
-        **ratio_columns(beta, se, level),
-        "n": n_rows,
-        "events": events,
-        "log_odds": beta,
-    })
-    res = LogisticResult(table, level=level, method=method, reference=reference, fitted=fitted,
-                         warnings=msgs, coef=pd.Series(beta, index=names),
-                         vcov=pd.DataFrame(cov, index=names, columns=names), n=n_rows,
-                         events=events, n_missing=n_missing, firth=firth,
-                         weight_type=None if weights is None else weight_type, cluster=cluster,
-                         outcome=outcome, _design=design, _X=X, _y=y, _w=w)
-    if ci == "profile":
-        prof = res.profile_ci()
-        res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
-        res.method += ("; profile penalised-likelihood CIs and penalised likelihood-ratio p-values" if firth
-                       else "; profile-likelihood CIs and likelihood-ratio p-values")
-    else:
-        res.method += "; Wald CIs"
-    lp = X @ beta
-    extreme = int(np.count_nonzero(np.abs(lp[w > 0]) > 18.42))  # fitted p within 1e-8 of 0 or 1
-    if extreme and not firth:  # after the fit: near-separation the checks before it could not see
-        msg = (f"fitted probabilities numerically 0 or 1 for {extreme} rows: possible quasi-separation or "
-               "an extreme covariate; odds ratios may be unstable, consider firth=True")
-        warnings.warn(msg, UserWarning, stacklevel=2)
-        res.warnings.append(msg)
-    res.c_stat = c_statistic(y, lp, None if weights is None else w, level=level)
-    return res
+        msgs.append(_separation_message(kind, sep_terms, outcome) + "; Firth's penalised estimate is finite")
+    fit = _newton(X, y, w, firth=True, maxiter=1000)
+    if not fit.converged:
+        raise EstimationError(f"Firth's penalised likelihood did not converge in {fit.iterations} iterations")
+    return fit.beta, np.linalg.inv(fit.info)
 
 
 def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start=None):
@@ -736,16 +879,25 @@ def _fit_ml(X, y, w, names, weights, weight_type, groups, msgs, start=None):
     return beta, cov, fitted
 
 
-def _ml_newton(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> _Fit:
-    """ML Newton-Raphson; on large data started from a fit to every k-th row (deterministic), which
-    saves most full-data iterations."""
-    start = None
-    if len(y) > 400_000:
-        k = len(y) // 100_000
-        sub = _newton(X[::k], y[::k], w[::k], tol=1e-6)
-        if sub.converged and np.all(np.isfinite(sub.beta)):
-            start = sub.beta
-    return _newton(X, y, w, beta0=start)
+def _ml_newton(X: np.ndarray, y: np.ndarray, w: np.ndarray, xtx: np.ndarray | None = None,
+               maxiter: int = 100) -> _Fit:
+    """ML Newton-Raphson, started at the intercept-only fit when column 0 of ``X`` is the intercept (its
+    likelihood, score and information need no pass over the rows: ``_intercept_start``; ``xtx``:
+    X'diag(w)X when the caller has it), else at zero. From there 4-5 steps reach the optimum."""
+    if X.shape[1] and X.shape[0] and bool(np.all(X[:, 0] == 1.0)) and float(w @ y) > 0:
+        beta0, first = _intercept_start(X, y, w, xtx)
+        return _newton(X, y, w, beta0=beta0, first=first, maxiter=maxiter)
+    return _newton(X, y, w, maxiter=maxiter)
+
+
+def _statsmodels_logit(X: np.ndarray, y: np.ndarray, names: list[str], fit: _Fit) -> Any:
+    """statsmodels' LogitResults of an unweighted ML fit (``LogisticResult.fitted``)."""
+    import statsmodels.api as sm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return _logit_results(sm.Logit(y, pd.DataFrame(X, columns=names, copy=False), check_rank=False), fit)
 
 
 def _logit_results(model, fit: _Fit, **cov):

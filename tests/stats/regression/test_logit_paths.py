@@ -74,3 +74,78 @@ def test_quasi_complete_separation_found_by_linear_program_after_the_fit():
     assert a1.min() < a0.max() and a0.min() < a1.max()  # no single term separates
     with pytest.raises(EstimationError, match=r"^quasi-complete separation: a, b.*firth=True"):
         logistic(d, "y ~ a + b")
+
+
+# --- issue 16, second round: the intercept-only start, the checks from X'WX, the direct complete path,
+# the statsmodels results and the c-statistic built when first read
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_intercept_start_equals_a_likelihood_pass(weighted):
+    rng = np.random.default_rng(12)
+    X = np.asfortranarray(np.c_[np.ones(300), rng.normal(size=(300, 3))])
+    y = (rng.random(300) < 0.3).astype(float)
+    w = rng.uniform(0.2, 3, 300) if weighted else np.ones(300)
+    beta, (ll, score, info) = reg._intercept_start(X, y, w)
+    assert np.all(beta[1:] == 0) and beta[0] == pytest.approx(np.log(np.sum(w * y) / np.sum(w * (1 - y))))
+    ll_ref, score_ref, info_ref = reg._ml_eval(X, y, w, beta, None, not weighted)
+    assert ll == pytest.approx(ll_ref, rel=1e-12)
+    np.testing.assert_allclose(score, score_ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(info, info_ref, rtol=1e-11)
+
+
+def test_direct_path_equals_the_complete_case_path():
+    rng = np.random.default_rng(13)
+    d = pd.DataFrame({"a": rng.normal(size=600), "b": rng.integers(0, 5, 600)})
+    d["y"] = (rng.random(600) < expit(-0.3 + d.a - 0.2 * d.b)).astype(int)
+    missing = d.astype({"a": float}).copy()
+    missing.loc[[3, 50], "a"] = np.nan  # the complete-case path
+    with pytest.warns(UserWarning, match="complete-case"):
+        res_missing = logistic(missing, "y ~ a + b")
+    res = logistic(d.drop(index=[3, 50]), "y ~ a + b")  # the direct path
+    assert res_missing.n_missing == 2 and res.n_missing == 0 and res.warnings == []
+    pd.testing.assert_frame_equal(res.table(), res_missing.table(), rtol=1e-12)
+    assert res.concordance() == pytest.approx(res_missing.concordance(), rel=1e-12)
+    inf = d.astype({"a": float}).copy()
+    inf.loc[7, "a"] = np.inf
+    with pytest.raises(Exception, match="not finite"):
+        logistic(inf, "y ~ a + b")
+
+
+def test_constant_and_collinear_terms_named_without_the_ranges():
+    rng = np.random.default_rng(14)
+    d = pd.DataFrame({"a": rng.normal(size=200), "c": 2.0, "z": 0.0})
+    d["b"] = 2 * d.a
+    d["y"] = (rng.random(200) < 0.4).astype(int)
+    for rhs, msg in (("a + c", "term 'c' is constant"), ("a + z", "term 'z' is constant"),
+                     ("a + b", "term 'b' is collinear")):
+        with pytest.raises(EstimationError, match=msg):
+            logistic(d, f"y ~ {rhs}")
+
+
+def test_statsmodels_results_and_c_statistic_built_when_first_read():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(15)
+    d = pd.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500)})
+    d["y"] = (rng.random(500) < expit(0.2 + d.a - d.b)).astype(int)
+    res = logistic(d, "y ~ a + b")
+    assert res.__dict__["_fitted_value"] is None and res._c_stat is None
+    ref = sm.Logit(d["y"].to_numpy(float), sm.add_constant(d[["a", "b"]].to_numpy())).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(res.fitted.params, ref.params, rtol=1e-9)
+    np.testing.assert_allclose(res.fitted.bse, ref.bse, rtol=1e-7)
+    np.testing.assert_allclose(res.table().std_error, ref.bse, rtol=1e-7)
+    assert list(res.fitted.params.index) == ["Intercept", "a", "b"]
+    want = reg.c_statistic(d["y"].to_numpy(float), res.linear_predictor(d).to_numpy())
+    assert res.c_stat == want and res.concordance() == want["estimate"]
+
+
+def test_separated_design_fails_after_a_bounded_number_of_steps(monkeypatch):
+    d = pd.DataFrame({"a": np.r_[np.linspace(-3, -0.1, 50), np.linspace(0.1, 3, 50)], "b": np.tile([0, 1], 50)})
+    d["y"] = (d.a > 0).astype(int)
+    steps = []
+    real = reg._ml_eval
+    monkeypatch.setattr(reg, "_ml_eval", lambda *a, **k: steps.append(1) or real(*a, **k))
+    with pytest.raises(EstimationError, match=r"^complete separation: a perfectly"):
+        logistic(d, "y ~ a + b")
+    assert len(steps) <= 31 * reg._SEPARATION_CHECK_AT  # not the 100 steps of a full run
