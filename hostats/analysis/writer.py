@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from hostats.analysis.context import Context, SectionOutput
-from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG
+from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG, OUTCOME_FLAG
 from hostats.analysis.spec import Spec
-from hostats.errors import HostatsError
+from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
@@ -44,9 +44,9 @@ def _scan_outputs(folder: Path, ids: set[str], dates: set[str]) -> None:
         return
     token = re.compile(r"[A-Za-z0-9_\-]+")
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt"):
+        if not p.is_file() or p.suffix not in (".html", ".csv", ".json", ".svg", ".txt", ".tex", ".docx", ".xlsx"):
             continue
-        text = p.read_text(encoding="utf-8", errors="replace")
+        text = _office_text(p) if p.suffix in (".docx", ".xlsx") else p.read_text(encoding="utf-8", errors="replace")
         if p.name == "manifest.json":  # the run's own timestamp is not a record date
             text = re.sub(r'"created_utc": "[^"]*"', "", text)
         found = (set(token.findall(text)) & ids) if ids else set()
@@ -55,6 +55,19 @@ def _scan_outputs(folder: Path, ids: set[str], dates: set[str]) -> None:
             raise HostatsError(f"disclosure check failed: {p.relative_to(folder)} would contain "
                                f"{len(found)} patient identifier(s) or exact date(s) of the input; nothing was "
                                "published")
+
+
+def _office_text(path: Path) -> str:
+    """The text of a Word or Excel file: what its XML parts (a zip of them) hold between their tags; the
+    tags and their attributes (sizes, widths, revision ids) are layout, not content, and are left out, and
+    so are the file's properties (docProps/: the library's name, the template's and the save's time), as
+    the run's own timestamp is in manifest.json."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        parts = [z.read(n).decode("utf-8", errors="replace") for n in z.namelist()
+                 if n.endswith(".xml") and not n.startswith("docProps/")]
+    return "\n".join(re.sub(r"<[^>]*>", " ", x) for x in parts)
 
 
 def _identifiers(episodes: pd.DataFrame) -> tuple[set[str], set[str]]:
@@ -223,7 +236,8 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         data_lines.append("The generated exports are not kept beside the report (they hold row-level data); "
                           "regenerate them byte for byte (SHA-256 in manifest.json) with: "
                           + "; ".join(info["regenerate"]))
-    files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + \
+    downloads = _write_manuscript_tables(spec, ctx, outputs, shown, folder)
+    files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + [f for f, _ in downloads] + \
         [f"figures/{f.png}" for f in figures] + [f"figures/{f.svg}" for f in figures]
     src_paths = [p for p in ([source] if not isinstance(source, list) else source)
                  if isinstance(p, (str, Path)) and Path(p).exists()]
@@ -249,7 +263,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,
         provenance=prov, files=files, headline=[str(h) for h in spec.report.get("headline") or []],
         horizon=spec.horizon, labels=dict(spec.report.get("labels") or {}),
-        flow_reasons=source_reasons(cohort.ledger.steps))
+        flow_reasons=source_reasons(cohort.ledger.steps), policy=policy, downloads=downloads)
     render_report(content, folder / "report.html")
     manifest = build_manifest(
         analysis=spec.name, spec=spec.raw, spec_path=spec.path, inputs=inputs, seed=spec.seed,
@@ -287,6 +301,127 @@ def _withhold_in_section_tables(spec: Spec, outputs: list[SectionOutput], shown:
                 f = f.astype(object)
                 f.loc[hit, [c for c in f.columns if c not in key_cols]] = "withheld"
                 block.frame = f
+
+
+MANUSCRIPT_FILES = (("tables.docx", "Word"), ("tables.xlsx", "Excel, a sheet per table"),
+                    ("tables.tex", "LaTeX with booktabs"))
+# the section types whose estimates make a model table of ratios by term (iptw sections: a contrast table)
+_MODEL_SECTIONS = ("logistic", "cox", "fine_gray")
+
+
+def _write_manuscript_tables(spec: Spec, ctx: Context, outputs: list[SectionOutput], shown: pd.DataFrame,
+                             folder: Path) -> list[tuple[str, str]]:
+    """Table 1 and a model table per regression or ``iptw`` section, for a manuscript, written beside the
+    report as Word, Excel and LaTeX; returns ``[(file, what it is)]`` (none when there is no table).
+
+    Their numbers are the report's: Table 1 is counted under the report's disclosure policy (set by the
+    caller) and the model tables are laid out from ``shown``, the estimates as published in estimates.csv
+    (withheld estimates stay withheld; counts are the published ones), so no file shows a count or an
+    estimate that the HTML hides."""
+    from hostats.report.publication import save_tables
+
+    tables = [_manuscript_table1(spec, ctx, outputs)] if spec.report.get("table1") else []
+    tables += _model_tables(spec, ctx, shown, first_number=len(tables) + 1)
+    if not tables:
+        return []
+    for name, _ in MANUSCRIPT_FILES:
+        save_tables(folder / name, tables)
+    return list(MANUSCRIPT_FILES)
+
+
+def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput]):
+    """Table 1 by the exposure (``[report] table1_by``), with the IPTW-weighted columns of the first ``iptw``
+    section weighting that column, when there is one."""
+    from hostats.report.labels import variable_label
+    from hostats.report.publication import table1
+
+    labels = dict(spec.report.get("labels") or {})
+    by = spec.report.get("table1_by", spec.exposure.get("column"))
+    weighting, note = _table1_weighting(spec, ctx, outputs, by) if by else (None, "")
+    title = "Table 1. Characteristics of the episodes analysed" + (f", by {variable_label(by, labels).lower()}"
+                                                                  if by else "")
+    try:
+        t = table1(ctx.data, list(spec.report["table1"]), by=by, iptw=weighting, labels=labels,
+                   threshold=ctx.threshold, title=title)
+    except DataError as exc:   # the weighting's arms are not Table 1's groups
+        if weighting is None:
+            raise
+        t = table1(ctx.data, list(spec.report["table1"]), by=by, labels=labels, threshold=ctx.threshold, title=title)
+        note = f"IPTW-weighted columns not shown: {exc}"
+    if note:
+        t.footnotes.append(note)
+    return t
+
+
+def _table1_weighting(spec: Spec, ctx: Context, outputs: list[SectionOutput], by: str) -> tuple[Any, str]:
+    """The weighting of the first ``iptw`` section whose treatment is ``by``, fitted again for Table 1's
+    weighted columns (a section hands on its estimates and balance, not its fit) and checked against the
+    balance the section reported: the same episodes, confounders and weights, or no weighted columns."""
+    from hostats.stats.causal.weighting import iptw
+
+    for sec, out in zip(spec.sections, outputs, strict=True):
+        if sec["type"] != "iptw" or out.balance is None or out.balance.empty or sec.get("subset") \
+                or sec.get("treatment", spec.exposure.get("column")) != by:
+            continue   # a section on a subset weights another population than Table 1's
+        from hostats.analysis.sections._common import _section_frame
+
+        d = _section_frame(ctx, sec)
+        confounders = list(sec.get("confounders", spec.adjustment.get("confounders", [])))
+        kwargs = {"estimand": sec.get("estimand", spec.adjustment.get("estimand", "ATE")),
+                  "reference": sec.get("reference", spec.exposure.get("reference")), "level": ctx.level,
+                  "truncate": sec.get("truncate")}
+        # the section's complete cases: of the treatment, confounders and outcome (yes/no, or the follow-up)
+        time, status, outcome = sec.get("time", "time_days"), sec.get("status", "status"), sec.get("outcome")
+        surv = {"time": time, "status": status, "horizon": ctx.horizon} if {time, status} <= set(d.columns) else None
+        tries = ([([time, status], None, surv)] if surv else []) + (
+            [([outcome], outcome, {}), ([outcome, time, status], outcome, {})] if outcome in d.columns else [])
+        for extra, y, more in tries:
+            rows = d.dropna(subset=[by, *confounders, *extra])
+            if isinstance(rows[by].dtype, pd.CategoricalDtype):
+                rows = rows.assign(**{by: rows[by].cat.remove_unused_categories()})
+            try:
+                w = iptw(rows, by, confounders, y, **kwargs, **more)
+            except (HostatsError, ValueError):
+                continue
+            if _same_balance(w.balance(), out.balance):
+                return w, ""
+        return None, (f"IPTW-weighted columns not shown: the weighting of section {sec['id']!r} could not be "
+                      "reproduced for this table (see its balance table in the report).")
+    return None, ""
+
+
+def _same_balance(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    cols = ["smd_unweighted", "smd_weighted"]
+    if a.shape != b.shape or not set(cols) <= set(a.columns) or not set(cols) <= set(b.columns):
+        return False
+    return bool(np.allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=1e-9, atol=1e-12,
+                            equal_nan=True))
+
+
+def _model_tables(spec: Spec, ctx: Context, shown: pd.DataFrame, first_number: int) -> list:
+    """One table per ``logistic``, ``cox``, ``fine_gray`` (ratios by model term) and ``iptw`` section (risks
+    and contrasts by method), from the published estimates of the section (not of its sensitivity
+    analyses)."""
+    from hostats.analysis.sections._common import _section_frame
+    from hostats.report.publication import contrast_table_from_estimates, model_table_from_estimates
+
+    labels = dict(spec.report.get("labels") or {})
+    tables = []
+    for sec in spec.sections:
+        rows = shown[shown["section"] == sec["id"]]
+        title = f"Table {first_number + len(tables)}. {sec.get('title', sec['id'])}"
+        if rows.empty or sec["type"] not in (*_MODEL_SECTIONS, "iptw"):
+            continue
+        notes = ([f"Risks of HO by day {int(ctx.horizon)} from the follow-up of every episode."]
+                 if sec["type"] == "iptw" and sec.get("outcome", OUTCOME_FLAG) == OUTCOME_FLAG else [])
+        try:
+            tables.append(contrast_table_from_estimates(rows, threshold=ctx.threshold, title=title, notes=notes)
+                          if sec["type"] == "iptw" else
+                          model_table_from_estimates(rows, _section_frame(ctx, sec), labels=labels,
+                                                     threshold=ctx.threshold, title=title))
+        except DataError:   # no ratios of terms (or contrasts of arms) among its rows: no table
+            continue
+    return tables
 
 
 def _safe_provenance(p: Any) -> Any:

@@ -83,6 +83,7 @@ class ReportContent:
     labels: dict[str, str] = field(default_factory=dict)  # [report] labels of variables
     flow_reasons: dict[str, list[str]] = field(default_factory=dict)  # step -> reasons, each naming its source
     policy: DisclosurePolicy | None = None  # the disclosure policy (None: the report's, else the default)
+    downloads: list[tuple[str, str]] = field(default_factory=list)  # (file, what it is) linked from the summary
 
 
 def frame_html(frame: pd.DataFrame) -> str:
@@ -323,6 +324,7 @@ def disclosure_text(content: ReportContent) -> str:
     """The report's disclosure policy in words, from its settings, and where it applies."""
     policy = policy_for(content.threshold, content.policy)
     where = ["the tables", "the flow diagram and its notes", "estimates.csv and estimates.json", "the figures"]
+    where += [f for f, _ in content.downloads]
     return (f"{policy.describe()} The same rule applies to every count of people in {', '.join(where[:-1])} and "
             f"{where[-1]}. No identifiers or exact dates are shown.")
 

@@ -915,6 +915,43 @@ def model_table(results: Any, data: pd.DataFrame | None = None, *, labels: Mappi
                         digits=digits, p_values=p_values, intercept=intercept, threshold=threshold, title=title)
 
 
+# the measures of a report's estimates (estimates.csv) that model tables show
+_ESTIMATE_MEASURES = {"odds_ratio": ("OR", "odds ratio"), "hazard_ratio": ("HR", "hazard ratio"),
+                      "subdistribution_hazard_ratio": ("SHR", "subdistribution hazard ratio")}
+
+
+def model_table_from_estimates(rows: pd.DataFrame, data: pd.DataFrame | None = None, *,
+                               labels: Mapping[str, str] | None = None,
+                               level_labels: Mapping[str, Mapping[str, str]] | None = None,
+                               levels: Mapping[str, Sequence] | None = None, digits: int = 2,
+                               p_values: bool = True, threshold: int = 5, title: str | None = None,
+                               notes: Sequence[str] = ()) -> PublicationTable:
+    """A model table from a report's published estimates: the rows of one model (``term``, ``measure``,
+    estimate, CI, p, ``n``, ``events``, ``method``; estimates.csv's columns) whose counts and withheld
+    estimates are already those of the report (they are shown as they are, not protected again), laid
+    out as :func:`model_table` lays out a model result."""
+    rows = rows[rows["term"].notna() & (rows["term"].astype(str) != "")
+                & rows["measure"].astype(str).isin(list(_ESTIMATE_MEASURES))]
+    if rows.empty:
+        raise DataError("model_table_from_estimates: no odds, hazard or subdistribution hazard ratios of model terms")
+    measure = str(rows["measure"].iloc[0])
+    rows = rows[rows["measure"].astype(str) == measure]
+
+    def first(col: str) -> Any:
+        vals = rows[col].dropna().unique().tolist() if col in rows.columns else []
+        return vals[0] if len(vals) == 1 else None
+
+    model = _Model("", rows.set_index(rows["term"].astype(str)),
+                   _ESTIMATE_MEASURES.get(measure, ("Estimate", "estimate")), first("n"), first("events"),
+                   str(first("method") or ""))
+    levels_ci = sorted({float(x) for x in pd.to_numeric(rows.get("ci_level", pd.Series([0.95])),
+                                                        errors="coerce").dropna()})
+    table = _model_table([model], levels_ci, data, labels=labels, level_labels=level_labels, levels=levels,
+                         digits=digits, p_values=p_values, intercept=False, threshold=threshold, title=title)
+    table.footnotes += list(notes)
+    return table
+
+
 def _model_cells(rows: list, models: list[_Model], digits: int, p_values: bool
                  ) -> tuple[list[list[str]], list[int], list[dict], bool]:
     """Cells, indents and values of a model table's rows, and whether an estimate is withheld."""
@@ -1016,6 +1053,36 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
     notes = [what + f"; {_count_text(res.n, threshold)} patients analysed."]
     return _contrast_layout(tab, _protected_estimates(tab, threshold), levels_ci, digits=digits, threshold=threshold,
                             title=title, notes=notes)
+
+
+def contrast_table_from_estimates(rows: pd.DataFrame, *, digits: int = 2, threshold: int = 5,
+                                  title: str | None = None, notes: Sequence[str] = ()) -> PublicationTable:
+    """The contrast table of :func:`model_table` from a report's published estimates of an ``iptw`` section
+    (``group`` "a vs b", ``measure`` such as ``risk_ratio``, ``crude_risk_ratio``, ``risk_ratio_aipw``): a
+    column per method (IPTW, g-formula, AIPW, IPTW-IPCW, crude), estimates withheld as the report withholds
+    them. The footnotes name the methods and the patients per arm as published."""
+    rows = rows[rows["group"].astype(str).str.contains(" vs ", regex=False)]
+    parts = rows["measure"].astype(str).str.extract("^(?P<crude>crude_)?" + _CONTRAST_MEASURES
+                                                    + r"(?:_(?P<suffix>[a-z]+))?$")
+    keep = parts[1].notna().to_numpy()
+    rows, parts = rows[keep].reset_index(drop=True), parts[keep].reset_index(drop=True)
+    if rows.empty:
+        raise DataError("contrast_table_from_estimates: no risks or contrasts of arms ('a vs b') in the rows")
+    method = np.where(parts["crude"].notna(), "crude", parts["suffix"].fillna(""))
+    tab = rows.assign(contrast=rows["group"].astype(str), _measure=parts[1].to_numpy(), _method=method)
+    arms: dict[str, Any] = {}
+    for _, r in tab[tab["_method"] == ""].iterrows():
+        if r["_measure"] in ("risk_treated", "risk_control"):
+            t_lvl, _, c_lvl = str(r["contrast"]).partition(" vs ")
+            arms.setdefault(t_lvl if r["_measure"] == "risk_treated" else c_lvl, r.get("n"))
+    methods = "; ".join(dict.fromkeys(str(m) for m in tab.get("method", pd.Series(dtype=str)).dropna() if str(m)))
+    extra = [f"Methods: {methods}."] if methods else []
+    if arms:
+        extra.append("Patients analysed per arm: " + ", ".join(f"{_level_text(a)} {_count_text(n, threshold)}"
+                                                               for a, n in arms.items()) + ".")
+    levels_ci = pd.to_numeric(tab.get("ci_level", pd.Series([0.95])), errors="coerce").dropna()
+    return _contrast_layout(tab, tab, levels_ci, digits=digits, threshold=threshold, title=title,
+                            notes=extra + list(notes))
 
 
 def _contrast_layout(tab: pd.DataFrame, prot: pd.DataFrame, levels_ci: pd.Series, *, digits: int, threshold: int,

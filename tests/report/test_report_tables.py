@@ -425,11 +425,12 @@ def test_manifest_hashes_and_versions(tmp_path):
 ])
 def test_report_states_its_disclosure_policy_in_words(tmp_path, policy, says, not_says):
     """The data section says the policy of this report, made from its settings, and where it applies."""
-    content = ReportContent(name="demo", title="Demo", threshold=policy.threshold, policy=policy)
+    content = ReportContent(name="demo", title="Demo", threshold=policy.threshold, policy=policy,
+                            downloads=[("tables.docx", "Word")])
     html = render_report(content, tmp_path / "report.html").read_text()
     text = re.sub(r"\s+", " ", re.search(r'<p class="muted" id="disclosure">(.*?)</p>', html, re.S).group(1))
     text = text.replace("&#34;", '"').replace("&quot;", '"').replace("&lt;", "<")
-    for words in says + ["withheld", "flow diagram", "No identifiers or exact dates"]:
+    for words in says + ["withheld", "flow diagram", "tables.docx", "No identifiers or exact dates"]:
         assert words in text, (words, text)
     for words in not_says:
         assert words not in text, (words, text)
