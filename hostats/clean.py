@@ -579,15 +579,16 @@ def parse_dates(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         codes, u = _factor(s)
         d = parse(u)
         taken = pd.Series(_take(d, codes), index=s.index)
-        prob = pd.Series(_take(res["problem"][0].astype(object), codes), index=s.index)
+        prob_u = res["problem"][0]
         where = f"{out['source_file'].iloc[0]}: " if len(out) and out["source_file"].nunique() == 1 else ""
         notes += [f"{where}{name}: {n}" for n in res["notes"]]
-        bad = prob.notna().to_numpy()
+        bad = _spread(prob_u.notna().to_numpy(), codes)  # the problem texts per cell only where there are some
+        prob = pd.Series(_take(prob_u.astype(object), codes), index=s.index) if bad.any() else ""
         bad_cells += ctx.ledger.problems_from_mask(out, bad, name, s, prob,
                                                    "excluded row (required column)" if name in REQUIRED
                                                    else "set missing")
         changed |= bad
-        out[name] = taken.astype("datetime64[ns]")
+        out[name] = taken if taken.dtype == "datetime64[ns]" else taken.astype("datetime64[ns]")
     for n in notes:
         ctx.ledger.note(n)
     ctx.ledger.record("dates", len(out), rows_changed=int(changed.sum()),
