@@ -159,6 +159,57 @@ def _list_formula(columns: list[str]) -> str:
     return " + ".join(c if c.isidentifier() else f"`{c}`" for c in columns)
 
 
+def _direct_design(data: pd.DataFrame, variables: list[str]) -> tuple[list[str], np.ndarray] | None:
+    """The propensity model matrix of a confounder list built directly: intercept, numeric columns as they
+    are, and treatment dummies ``col[T.level]`` (first level the reference) of boolean, Categorical (its
+    categories present in the data, in their order) and text columns (sorted levels): the columns and
+    names the formula engine builds for ``a + b + ...`` (:mod:`hostats.stats.core.formula`), without
+    its parsing and materialising (a third of a 10,000-row iptw). None when a column needs the engine
+    (a name that is not an identifier, nullable or other types, non-text categories or values)."""
+    cols: list[tuple[str, np.ndarray | None, list]] = []   # (name, numeric values or category codes, levels)
+    for v in dict.fromkeys(variables):
+        s = data[v]
+        if not v.isidentifier():
+            return None
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+            cols.append((v, s.to_numpy(dtype=float), []))
+            continue
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "b":
+            levels = [False, True]
+            codes = s.to_numpy().astype(np.int8)
+        elif isinstance(s.dtype, pd.CategoricalDtype):
+            present = np.bincount(s.cat.codes.to_numpy(), minlength=len(s.cat.categories)) > 0
+            levels = [c for c, p in zip(s.cat.categories, present, strict=True) if p]
+            if not all(isinstance(c, str) for c in levels):
+                return None
+            codes = pd.Categorical(s, categories=levels).codes
+        elif s.dtype == object and all(isinstance(x, str) for x in pd.unique(s)):
+            levels = sorted(pd.unique(s))
+            codes = pd.Categorical(s, categories=levels).codes
+        else:
+            return None
+        if len(levels) < 2:
+            return None   # a single level: the formula engine names the error
+        cols.append((v, codes, levels))
+    names = ["Intercept"]
+    for v, _, levels in cols:
+        names += [v] if not levels else [f"{v}[T.{lv}]" for lv in levels[1:]]
+    X = np.empty((len(data), len(names)))
+    X[:, 0] = 1.0
+    j = 1
+    for _, values, levels in cols:
+        if not levels:
+            X[:, j] = values
+            j += 1
+            continue
+        for k in range(1, len(levels)):
+            np.equal(values, k, out=X[:, j], casting="unsafe")
+            j += 1
+    if not np.all(np.isfinite(X.sum(axis=0))):
+        return None
+    return names, X
+
+
 def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
     """Drop columns that are linear combinations of earlier ones (a rank-deficient propensity model)."""
     cross = X.T @ X                                   # p x p, one pass over the rows
@@ -184,36 +235,49 @@ def _drop_collinear(X: np.ndarray, names: list[str], notes: list[str]) -> tuple[
 # and statsmodels only wraps it in its results object, without iterating again (its MNLogit Hessian is ~10x
 # slower); statsmodels fits from scratch only when that Newton does not converge cleanly (separation...).
 WARM_START_N = 0
-_SUBSAMPLE_N = 50_000   # above this, Newton starts from a fit to every k-th row (~20,000 rows), which leaves
-_SUBSAMPLE_ROWS = 20_000  # two or three full-data steps instead of five or six
 
 
 def _warm_start(X: np.ndarray, a: np.ndarray, K: int) -> np.ndarray | None:
-    """The multinomial-logit MLE (statsmodels' parameter order) from zero, or None when Newton does not
-    converge cleanly (separation...): statsmodels then fits from scratch and reports what it finds."""
+    """The multinomial-logit MLE (statsmodels' parameter order) by Newton from the intercept-only fit, or
+    None when Newton does not converge cleanly (separation...): statsmodels then fits from scratch and
+    reports what it finds."""
     fit = _newton_fit(X, a, K)
     return None if fit is None else fit[0]
 
 
 def _newton_fit(X: np.ndarray, a: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
     """(beta, fitted probabilities, information at beta, iterations) of the multinomial logit by Newton from
-    zero (on large data from the fit to a deterministic subsample), or None when it does not converge
-    cleanly."""
-    start = np.zeros(X.shape[1] * (K - 1))
+    the intercept-only fit, or None when it does not converge cleanly. (Starting from a fit to a subsample,
+    as before issue 16's second round, saved no full-data passes once the first point needs none:
+    4.0 passes of ``_information`` at 100,000 and 1,000,000 rows from the intercept-only fit, 4.8 and 4.1
+    with the subsample.)"""
     with np.errstate(all="ignore"):
-        if len(a) > _SUBSAMPLE_N:
-            k = max(2, len(a) // _SUBSAMPLE_ROWS)
-            if np.bincount(a[::k], minlength=K).min() > 0:
-                try:
-                    sub = _mnlogit_newton(X[::k], a[::k], K, start, tol=1e-6)[0]
-                    start = sub if np.all(np.isfinite(sub)) else start
-                except (EstimationError, np.linalg.LinAlgError):
-                    pass   # the subsample is separated: start from zero
+        start, first = _marginal_start(X, a, K)
         try:
-            fit = _mnlogit_newton(X, a, K, start)
+            fit = _mnlogit_newton(X, a, K, start, first=first)
         except (EstimationError, np.linalg.LinAlgError):
             return None
     return fit if np.all(np.isfinite(fit[0])) and np.all(np.isfinite(fit[2])) else None
+
+
+def _marginal_start(X: np.ndarray, a: np.ndarray, K: int) -> tuple[np.ndarray, tuple | None]:
+    """The intercept-only multinomial fit (log shares of the arms against arm 0) as the Newton start, with
+    the probabilities, information and gradient there without a pass of ``_information``: every row has the
+    arm shares pi as probabilities, so the information blocks are pi_k (1{k=m} - pi_m) X'X and the gradient
+    X'(1{A=k} - pi_k). (Zeros and no ``first`` when column 0 of X is not the intercept.)"""
+    n, p = X.shape
+    start = np.zeros((K - 1) * p)
+    counts = np.bincount(a, minlength=K).astype(float)
+    if n == 0 or counts.min() == 0 or not np.all(X[:, 0] == 1.0):
+        return start, None
+    pi = counts / n
+    start[::p] = np.log(pi[1:] / pi[0])
+    P = np.broadcast_to(pi, (n, K))
+    sums = np.eye(K)[a].T @ X                       # K x p: row k = X'1{A=k}
+    q = pi[1:]
+    info = np.kron(np.diag(q) - np.outer(q, q), X.T @ X)
+    grad = (sums[1:] - q[:, None] * sums.sum(axis=0)[None, :]).ravel()
+    return start, (P, (info + info.T) / 2, grad)
 
 
 def _results_at(X: np.ndarray, a: np.ndarray, K: int, beta: np.ndarray, info: np.ndarray, iterations: int) -> Any:
@@ -244,13 +308,39 @@ def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
                   start: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
     """Fitted probabilities (n x arms) and the statsmodels results of the (multinomial) logistic
     propensity model; separation and non-convergence are noted."""
+    return _fit_logistic_info(X, a, K, notes, start)[:2]
+
+
+@dataclass
+class _PendingResults:
+    """statsmodels' results of a propensity model fitted here, to be built when first asked for
+    (``IPTWResult.fitted``): the arguments of ``_results_at``."""
+
+    X: np.ndarray
+    a: np.ndarray
+    K: int
+    beta: np.ndarray
+    info: np.ndarray
+    iterations: int
+
+    def build(self) -> Any:
+        return _results_at(self.X, self.a, self.K, self.beta, self.info, self.iterations)
+
+
+def _fit_logistic_info(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
+                       start: np.ndarray | None = None, pending: bool = False
+                       ) -> tuple[np.ndarray, Any, np.ndarray | None]:
+    """``_fit_logistic`` and the Fisher information at the estimate when the vectorised Newton found it
+    (None when statsmodels fitted), which the M-estimation variance then need not compute again.
+    ``pending``: the results object of that Newton fit as a ``_PendingResults``, built when needed."""
     import statsmodels.api as sm
 
     if start is None and len(a) >= WARM_START_N:
         fit = _newton_fit(X, a, K)
         if fit is not None:
             beta, P, info, iterations = fit
-            return P, _results_at(X, a, K, beta, info, iterations)
+            results = _PendingResults(X, a, K, beta, info, iterations)
+            return P, results if pending else results.build(), info
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = sm.Logit((a == 1).astype(float), X) if K == 2 else sm.MNLogit(a, X)
@@ -278,7 +368,7 @@ def _fit_logistic(X: np.ndarray, a: np.ndarray, K: int, notes: list[str],
         notes.append("propensity model did not converge: the weights may be unreliable")
     P = fit.predict(X)
     P = np.column_stack([1 - P, P]) if K == 2 else np.asarray(P)
-    return P, fit
+    return P, fit, None
 
 
 def _fit_gbm(X: np.ndarray, a: np.ndarray, ps_model: Any) -> tuple[np.ndarray, Any]:
@@ -368,17 +458,21 @@ def _information(X: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 
 def _mnlogit_newton(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30,
-                    tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    tol: float = 1e-8, first: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(beta, fitted probabilities, Fisher information at beta, iterations) of the multinomial logit (base
     arm 0) by Newton-Raphson from ``start``, converged when no parameter is left to move by ``tol``; an
-    EstimationError when it does not converge in ``maxiter`` steps (separation...)."""
+    EstimationError when it does not converge in ``maxiter`` steps (separation...). ``first``: the
+    (probabilities, information, gradient) at ``start`` when known (``_marginal_start``)."""
     n, p = X.shape
     beta = np.asarray(start, dtype=float).copy()
     onehot = np.eye(K)[a][:, 1:]
-    P = _mnlogit_probabilities(X, beta, K)
-    info = _information(X, P)
+    if first is None:
+        P = _mnlogit_probabilities(X, beta, K)
+        info = _information(X, P)
+        grad = (X.T @ (onehot - P[:, 1:])).T.ravel()
+    else:
+        P, info, grad = first
     for it in range(1, maxiter + 1):
-        grad = (X.T @ (onehot - P[:, 1:])).T.ravel()   # block k = X'(1{A=k} - P_k)
         step = np.linalg.solve(info, grad)
         beta += step
         if not np.all(np.isfinite(beta)):
@@ -389,14 +483,28 @@ def _mnlogit_newton(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, max
         # step of size s the error is ~s^2, so a step below sqrt(tol) / 10 already leaves beta within ~tol
         if np.max(np.abs(step)) < np.sqrt(tol) / 10:
             return beta, P, info, it
+        grad = (X.T @ (onehot - P[:, 1:])).T.ravel()   # block k = X'(1{A=k} - P_k)
     raise EstimationError("the multinomial propensity Newton-Raphson did not converge (separation?)")
 
 
 def _mnlogit_probabilities(X: np.ndarray, beta: np.ndarray, K: int) -> np.ndarray:
-    lin = np.column_stack([np.zeros(X.shape[0]), X @ beta.reshape(K - 1, X.shape[1]).T])
-    lin -= lin.max(axis=1, keepdims=True)
-    P = np.exp(lin)
-    return P / P.sum(axis=1, keepdims=True)
+    """Multinomial-logit probabilities (n x K, base arm 0 with linear predictor 0). The exponentials are
+    taken directly when no linear predictor exceeds 700 (no overflow: e^700 < 1.8e308); otherwise after
+    subtracting each row's largest."""
+    lin = X @ beta.reshape(K - 1, X.shape[1]).T                 # n x (K-1)
+    P = np.empty((X.shape[0], K))
+    if lin.size and lin.max() < 700.0:
+        np.exp(lin, out=P[:, 1:])
+        P[:, 0] = 1.0
+    else:
+        top = np.maximum(lin.max(axis=1), 0.0)
+        np.exp(lin - top[:, None], out=P[:, 1:])
+        np.exp(-top, out=P[:, 0])
+    total = P[:, 0].copy()
+    for k in range(1, K):
+        total += P[:, k]
+    P /= total[:, None]
+    return P
 
 
 def _newton_mnlogit(X: np.ndarray, a: np.ndarray, K: int, start: np.ndarray, maxiter: int = 30,
@@ -413,8 +521,9 @@ def _arm_means(y: np.ndarray, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.
     return mu, W
 
 
-def _influence(y, a, w, g, X, P, mu, W, account_ps: bool) -> np.ndarray:
-    """Influence contributions phi (n x K) so that Var(mu_hat) = phi' phi (sums, not means)."""
+def _influence(y, a, w, g, X, P, mu, W, account_ps: bool, info: np.ndarray | None = None) -> np.ndarray:
+    """Influence contributions phi (n x K) so that Var(mu_hat) = phi' phi (sums, not means); ``info``: the
+    propensity model's information at P when known."""
     n, K = P.shape
     onehot = np.eye(K)[a]
     r = onehot * (w * (y - mu[a]))[:, None]          # n x K: 1{A=a} w (Y - mu_a)
@@ -424,7 +533,7 @@ def _influence(y, a, w, g, X, P, mu, W, account_ps: bool) -> np.ndarray:
         # no n x p(K-1) matrix is formed
         p = X.shape[1]
         resid = onehot[:, 1:] - P[:, 1:]
-        info = _information(X, P)
+        info = _information(X, P) if info is None else info
         # D[a] = sum_i r_ia * d log w_i / d beta  (p(K-1) vector per arm)
         D = np.hstack([(r * g[:, k, None]).T @ X for k in range(K - 1)])   # K x p(K-1)
         try:
@@ -470,6 +579,19 @@ class IPTWResult(Result):
     _covariates: list = field(default_factory=list, repr=False)
     _arm: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)
     _surv: pd.DataFrame | None = field(default=None, repr=False)
+
+    # ``fitted`` (a field of Result) is read through a property: statsmodels' results object of a propensity
+    # model fitted here is built when first asked for (constructing it scans the design again)
+    def _get_fitted(self) -> Any:
+        value = self.__dict__.get("_fitted_value")
+        if isinstance(value, _PendingResults):
+            value = self.__dict__["_fitted_value"] = value.build()
+        return value
+
+    def _set_fitted(self, value: Any) -> None:
+        self.__dict__["_fitted_value"] = value
+
+    fitted = property(_get_fitted, _set_fitted)
 
     def table(self) -> pd.DataFrame:
         out = super().table()
@@ -593,11 +715,20 @@ def _contrast_rows(mu, V, counts, events, pairs, levels, z) -> list[dict]:
     return rows
 
 
-def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes, start=None):
-    P, fit = _fit_propensity(Xd, a, K, ps_model, notes, start)
+def _estimate(Xd, a, K, ps_model, estimand, target, stabilized, trunc, notes, start=None, pending=False):
+    """(clipped propensities, propensity fit, weights, d log w / d beta factors, truncation info, Fisher
+    information of the logistic propensity model at its estimate or None). ``pending``: the fit may be a
+    ``_PendingResults``."""
+    info = None
+    if isinstance(ps_model, str) and ps_model == "logistic":
+        P, fit, info = _fit_logistic_info(Xd, a, K, notes, start, pending)
+    else:
+        P, fit = _fit_propensity(Xd, a, K, ps_model, notes, start)
+    if info is not None and P.min() < 1e-12:
+        info = None   # the clipped propensities differ from the fitted ones: recompute it from them
     P = np.clip(P, 1e-12, 1.0)
     w, g, tinfo = _weights(P, a, estimand, target, stabilized, trunc)
-    return P, fit, w, g, tinfo
+    return P, fit, w, g, tinfo, info
 
 
 def _cif_risks(surv: tuple, a: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -789,12 +920,16 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         covs = _covariates(data, conf_cols, notes)
         if formula is None:  # a list: the confounders that vary, each as the formula engine codes it
             formula = rhs = _list_formula(list(dict.fromkeys(c.variable for c in covs)))
-        design, Xd = build_design(data, rhs or "1", formula, intercept=True)
-        Xd, names = _drop_collinear(Xd, design.names, notes)
+        direct = None if isinstance(confounders, str) else _direct_design(data, [c.variable for c in covs])
+        if direct is None:
+            design, Xd = build_design(data, rhs or "1", formula, intercept=True)
+            direct = (design.names, Xd)
+        Xd, names = _drop_collinear(direct[1], direct[0], notes)
 
-        P, fit, w, g, tinfo = _estimate(Xd, a, K, ps_model, est_key, target, stabilized, trunc, notes)
+        P, fit, w, g, tinfo, ps_info = _estimate(Xd, a, K, ps_model, est_key, target, stabilized, trunc, notes,
+                                                 pending=True)
         is_logistic = isinstance(ps_model, str) and ps_model == "logistic"
-        mu, V = _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic)
+        mu, V = _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic, ps_info)
         pairs = [(k, 0) for k in range(1, K)]
         rows = _contrast_rows(mu, V, counts, events, pairs, levels, z)
         _note_arms_without_events(mu, levels, notes)
@@ -805,7 +940,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
         if bootstrap:
             rows, boot_df = _apply_bootstrap(rows, bootstrap, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target,
                                              stabilized, trunc, pairs, levels, level, notes,
-                                             start=np.asarray(fit.params).ravel(order="F") if is_logistic else None)
+                                             start=_propensity_beta(fit) if is_logistic else None)
             method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
         outcome_models: dict = {}
@@ -835,6 +970,13 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
 
 
 # steps of iptw
+
+def _propensity_beta(fit: Any) -> np.ndarray:
+    """The logistic propensity model's coefficients in the Newton order (arm by arm)."""
+    if isinstance(fit, _PendingResults):
+        return fit.beta
+    return np.asarray(fit.params).ravel(order="F")
+
 
 def _check_options(estimand, weights, truncate, bootstrap, seed) -> tuple[str, bool, tuple | None, int]:
     """(estimand key, stabilised?, truncation percentiles, bootstrap replicates) of iptw's options, or a
@@ -911,12 +1053,12 @@ def _outcome(data, outcome, time, status, horizon, levels, a):
     return surv, y, ((y[1] == 1) & (y[0] <= horizon)).astype(float)
 
 
-def _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic) -> tuple[np.ndarray, np.ndarray]:
+def _risks_and_variance(y, a, w, g, Xd, P, K, is_logistic, info=None) -> tuple[np.ndarray, np.ndarray]:
     """Weighted risk of each arm and their covariance: M-estimation (binary outcome) or the weighted
     Aalen-Johansen variance treating the weights as known (arms independent)."""
     if not isinstance(y, tuple):
         mu, W = _arm_means(y, a, w, K)
-        phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic)
+        phi = _influence(y, a, w, g, Xd, P, mu, W, account_ps=is_logistic, info=info)
         return mu, phi.T @ phi
     mu, se = _cif_risks(y, a, w, K)
     return mu, np.diag(se ** 2)   # arms are disjoint samples: independent given the weights
@@ -976,10 +1118,10 @@ def _ordered_table(rows, pairs, levels) -> pd.DataFrame:
     """The rows by contrast, then measure in the documented order."""
     base = ["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"]
     order = base + ["hazard_ratio"] + [f"{m}_regression" for m in base] + ["risk_difference_aipw"]
-    table = pd.DataFrame(rows)
-    table["_o"] = table["measure"].map(order.index)
-    table["_c"] = table["contrast"].map({f"{levels[t]} vs {levels[c]}": i for i, (t, c) in enumerate(pairs)})
-    return table.sort_values(["_c", "_o"], kind="stable").drop(columns=["_o", "_c"])
+    contrast = {f"{levels[t]} vs {levels[c]}": i for i, (t, c) in enumerate(pairs)}
+    rank = {m: i for i, m in enumerate(order)}
+    keyed = sorted(enumerate(rows), key=lambda ir: (contrast[ir[1]["contrast"]], rank[ir[1]["measure"]], ir[0]))
+    return pd.DataFrame([r for _, r in keyed], index=[i for i, _ in keyed])
 
 
 def _apply_bootstrap(rows, B, seed, n_jobs, Xd, a, y, K, ps_model, est_key, target, stabilized, trunc, pairs,

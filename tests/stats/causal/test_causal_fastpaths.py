@@ -72,15 +72,33 @@ def test_newton_beta_is_the_statsmodels_optimum(K):
                                np.asarray(fit.predict(X))[:, 1:] if K > 2 else fit.predict(X), atol=1e-9)
 
 
-def test_large_data_newton_starts_from_a_subsample(monkeypatch):
+def test_newton_starts_at_the_intercept_only_fit_in_closed_form():
     d = _data(6000, seed=4)
     X = np.column_stack([np.ones(len(d)), d["age"], d["sex"] == "male"]).astype(float)
     a = d["arm"].map({"none": 0, "rt": 1, "nsaid": 2, "bis": 3}).to_numpy()
-    full = causal._newton_fit(X, a, 4)
-    monkeypatch.setattr(causal, "_SUBSAMPLE_N", 1000)
-    sub = causal._newton_fit(X, a, 4)
-    np.testing.assert_allclose(sub[0], full[0], rtol=1e-8, atol=1e-10)
-    assert sub[3] < full[3]   # fewer full-data Newton steps from the subsample's estimate
+    start, (P, info, grad) = causal._marginal_start(X, a, 4)
+    # the probabilities, information and gradient at the start, computed the long way
+    P_ref = causal._mnlogit_probabilities(X, start, 4)
+    np.testing.assert_allclose(P, P_ref, rtol=1e-12)
+    np.testing.assert_allclose(info, causal._information(X, P_ref), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(grad, (X.T @ (np.eye(4)[a][:, 1:] - P_ref[:, 1:])).T.ravel(), rtol=1e-9, atol=1e-7)
+    fit = causal._newton_fit(X, a, 4)
+    from_zero = causal._mnlogit_newton(X, a, 4, np.zeros(3 * X.shape[1]))
+    np.testing.assert_allclose(fit[0], from_zero[0], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fit[2], from_zero[2], rtol=1e-8)
+    # without an intercept column: from zero, computed the long way
+    assert causal._marginal_start(X[:, 1:], a, 4)[1] is None
+
+
+def test_probabilities_without_and_with_overflow_guard():
+    rng = np.random.default_rng(3)
+    X = np.c_[np.ones(50), rng.normal(size=(50, 2))]
+    for scale in (1.0, 400.0):   # the second puts linear predictors beyond 700: the guarded path
+        beta = rng.normal(size=6) * scale
+        lin = np.c_[np.zeros(50), X @ beta.reshape(2, 3).T]
+        lin -= lin.max(axis=1, keepdims=True)
+        want = np.exp(lin) / np.exp(lin).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(causal._mnlogit_probabilities(X, beta, 3), want, rtol=1e-12, atol=1e-300)
 
 
 def test_outcome_models_are_the_statsmodels_glm_fits():
@@ -95,3 +113,31 @@ def test_outcome_models_are_the_statsmodels_glm_fits():
         ref = sm.GLM(d["y"].to_numpy(float)[m], X[m], family=sm.families.Binomial()).fit(tol=1e-13)
         np.testing.assert_allclose(np.asarray(fit.params), np.asarray(ref.params), rtol=1e-8)
         np.testing.assert_allclose(np.asarray(fit.bse), np.asarray(ref.bse), rtol=1e-7)
+
+
+def test_direct_confounder_design_equals_the_formula_engine():
+    from hostats.stats.core.formula import build_design
+
+    rng = np.random.default_rng(21)
+    n = 300
+    d = pd.DataFrame({
+        "age": rng.normal(60, 10, n), "dose": rng.integers(0, 4, n), "flag": rng.random(n) < 0.4,
+        "site": rng.choice(["b", "A", "a", "C"], n),
+        "grade": pd.Categorical(rng.choice(["high", "low"], n), categories=["low", "mid", "high"]),
+    })
+    cols = ["age", "dose", "flag", "site", "grade"]
+    names, X = causal._direct_design(d, cols)
+    design, ref = build_design(d, " + ".join(cols), " + ".join(cols), intercept=True)
+    assert names == design.names
+    np.testing.assert_array_equal(X, ref)
+    # the engine is used where the direct coding is not known to agree
+    assert causal._direct_design(d.assign(site=d.site.astype("string")), cols) is None
+    assert causal._direct_design(d.assign(grade=pd.Categorical(rng.integers(1, 3, n))), cols) is None
+    assert causal._direct_design(d.rename(columns={"age": "age.y"}), ["age.y"]) is None
+    # and iptw gives the same result either way
+    d["arm"] = rng.choice(["none", "rt", "nsaid"], n)
+    d["y"] = rng.random(n) < 0.3
+    res = causal.iptw(d, "arm", cols, "y")
+    ref_res = causal.iptw(d, "arm", " + ".join(cols), "y")
+    pd.testing.assert_frame_equal(res.table(), ref_res.table(), rtol=1e-10)
+    assert res.ps_terms == ref_res.ps_terms
