@@ -393,6 +393,17 @@ def _to_number(u: pd.Series, comma: str | None = "decimal") -> pd.Series:
     return pd.to_numeric(t, errors="coerce").astype("float64")
 
 
+def _whole_numbers(num: pd.Series) -> pd.Series:
+    """``num.round().astype("Int64")``, built directly from the values and their missing mask when every value
+    is exactly representable (|x| < 2**53): pandas' checked conversion costs ~0.15 s per million values."""
+    v = num.round().to_numpy(dtype="float64")
+    missing = np.isnan(v)
+    if missing.all() or np.abs(v[~missing]).max() >= 2.0**53:
+        return num.round().astype("Int64")
+    ints = np.where(missing, 0.0, v).astype(np.int64)
+    return pd.Series(pd.arrays.IntegerArray(ints, missing), index=num.index, name=num.name)
+
+
 def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """Numeric columns to float64 / Int64 (decimal commas accepted); text that is not a number and
     fractions in whole-number columns are problems and set missing. Units are converted ([units])."""
@@ -444,7 +455,7 @@ def coerce_numbers(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
                     num = num.where(~tiny)
                     reasons.append(f"{int(tiny.sum())} {c.name} value(s) implausible for the unit {unit} set "
                                    "missing")
-        out[c.name] = num.round().astype("Int64") if c.kind == "int" else num
+        out[c.name] = _whole_numbers(num) if c.kind == "int" else num
     if bad_cells:
         reasons.insert(0, f"{bad_cells} value(s) that are not numbers set missing")
     ctx.ledger.record("numbers", len(out), rows_changed=int(changed.sum()), reason="; ".join(reasons))
