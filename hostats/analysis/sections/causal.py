@@ -222,6 +222,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
                      level=ctx.level, **({"time": time, "status": status, "horizon": ctx.horizon}
                                          if horizon else {}))
         ct = crude.table()
+        del crude   # its weights, propensities and influence functions (n x arms): freed before the next fit
         ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
         ct = _with_units(ct.assign(measure="crude_" + ct["measure"].astype(str)))
         out.estimates.append(_rows(ctx, sec, ct, truth=truth, method=(
@@ -240,6 +241,7 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
             ct = ct[ct["measure"].isin(list(_RISK_UNITS))]
             out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, truth=truth, method=cc.method),
                                                  f"IPTW ({estimand}) risks of HO by {int(ctx.horizon)} days"))
+            del cc   # freed before the diagnostics
         except (HostatsError, ValueError) as exc:
             out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
     _iptw_diagnostics(ctx, sec, res, out, estimand)
