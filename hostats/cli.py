@@ -13,6 +13,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -88,6 +89,41 @@ def one_line_warnings():
         yield
 
 
+def _kind_callback(value: str | None) -> str | None:
+    """``--kind``: an unknown kind is a one-line error with the closest kind, before anything is read."""
+    if value is not None:
+        from hostats.analysis.spec import kind_problem
+
+        problem = kind_problem(value)
+        if problem is not None:
+            fail(f"--kind: {problem}")
+    return value
+
+
+# the source options of validate, run and init, defined once
+KindOption = Annotated[str | None, typer.Option(
+    "--kind", callback=_kind_callback, help="What the export is: redcap (a REDCap export, read with "
+    "--dictionary and --mapping) or omop (an OMOP CDM: a .duckdb file, a folder of CDM tables or a postgresql:// "
+    "URL). Without it, a file is read by its format.")]
+DictionaryOption = Annotated[str | None, typer.Option(
+    "--dictionary", help="The REDCap project's data dictionary (CSV): the export is then a REDCap export "
+    "(--kind redcap). hostats init copies it into FOLDER.")]
+
+
+def _source_options(data: str | None, kind: str | None, dictionary: str | None, mapping: str | None) -> None:
+    """``--kind``/``--dictionary`` of run and init: they describe ``--data``, go together as the spec's
+    ``[data]`` keys do (hostats.analysis.spec.source_problem), and a dictionary that is not there is named."""
+    from hostats.analysis.spec import source_problem
+
+    if (kind is not None or dictionary is not None) and data is None:
+        fail("--kind/--dictionary describe --data: give --data (the export) too")
+    problem = source_problem(kind, dictionary, mapping)
+    if problem is not None:
+        fail(f"--{problem[0]}: {problem[1]}")
+    if dictionary is not None and not Path(dictionary).is_file():
+        raise FileNotFoundError(2, "--dictionary not found", dictionary)
+
+
 # --- commands: each owned by the part of the library it fronts -------------------------------------
 
 # validate (foundation: hostats.cohort / ingest / clean)
@@ -103,10 +139,8 @@ def validate(
     show: int = typer.Option(20, "--show", help="How many problems and exclusions to list."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
                                              "folder's export.toml that leave the folder (refused by default)."),
-    dictionary: str = typer.Option(None, "--dictionary", help="REDCap data dictionary (CSV): FILE is then a "
-                                   "REDCap export."),
-    kind: str = typer.Option(None, "--kind", help="Source kind: redcap (with --dictionary) or omop (FILE is an "
-                             "OMOP CDM: a .duckdb file, a folder of CDM tables or a postgresql:// URL)."),
+    dictionary: DictionaryOption = None,
+    kind: KindOption = None,
 ) -> None:
     """Read and clean an export; print the ledger, the first problems and column completeness.
 
@@ -293,7 +327,7 @@ def _progress(quiet: bool):
                     TimeElapsedColumn(), console=err_console, transient=False)
 
 
-def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=None):
+def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=None, kind=None, dictionary=None):
     from hostats.analysis import run_analysis
 
     task = progress.add_task(spec.name, total=len(spec.sections) + 4 + (1 if data is None and spec.synthetic else 0),
@@ -301,8 +335,8 @@ def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=
     prepare = _synthetic_prepare(spec) if data is None and spec.synthetic else None
     try:
         with one_line_warnings():
-            result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, prepare=prepare,
-                                  progress=_Steps(progress, task))
+            result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, kind=kind,
+                                  dictionary=dictionary, prepare=prepare, progress=_Steps(progress, task))
     finally:
         if getattr(prepare, "workdir", None) is not None:
             shutil.rmtree(prepare.workdir, ignore_errors=True)
@@ -323,6 +357,8 @@ def run(
     sheet: str = typer.Option(None, "--sheet", help="Excel sheet name (with --data)."),
     table: str = typer.Option(None, "--table", help="Database table (with a database URL as --data)."),
     query: str = typer.Option(None, "--query", help="SQL SELECT query (with a database URL as --data)."),
+    kind: KindOption = None,
+    dictionary: DictionaryOption = None,
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: reports/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help="Follow paths in a study "
@@ -343,6 +379,7 @@ def run(
         spec = load_spec(path)
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)
+        _source_options(data, kind, dictionary, mapping)
         given = {k: v for k, v in (("sheet", sheet), ("table", table), ("query", query)) if v is not None}
         if given and data is None:
             fail(f"--{'/--'.join(given)} need(s) --data (a file or a database URL)")
@@ -359,9 +396,11 @@ def run(
         with outside(allow_outside_paths):
             if progress is not None:
                 with progress:
-                    result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments)
+                    result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments,
+                                      kind=kind, dictionary=dictionary)
             else:
-                result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments)
+                result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments,
+                                  kind=kind, dictionary=dictionary)
         for note in result.not_run:  # optional sections these data could not feed: said even when quiet
             err_console.print(f"[yellow]note:[/] {escape(safe(note))}", highlight=False, soft_wrap=True)
         if not quiet:
@@ -490,6 +529,8 @@ def init(
                              "into FOLDER; a database URL is kept as it is)."),
     mapping: str = typer.Option(None, "--mapping", "-m", help="Mapping file of --data (copied into FOLDER)."),
     assessments: str = typer.Option(None, "--assessments", "-a", help="Assessments table of --data (copied)."),
+    kind: KindOption = None,
+    dictionary: DictionaryOption = None,
 ) -> None:
     """Start an analysis of your own export: copy a spec into FOLDER/analysis.toml and point its \\[data] at
     the export (copied into FOLDER, where a spec's data must lie). Then edit the spec and `hostats run FOLDER`."""
@@ -503,16 +544,24 @@ def init(
             fail(f"{folder / 'analysis.toml'} exists already; choose a new folder")
         if (mapping or assessments) and not data:
             fail("--mapping/--assessments need --data")
+        _source_options(data, kind, dictionary, mapping)
+        # a dictionary is a REDCap export's (as read_cohort takes it): the spec says so in words
+        source_kind = kind or ("redcap" if dictionary is not None else None)
         copies = {}
-        for key, value in (("path", data), ("mapping", mapping), ("assessments", assessments)):
+        for key, value in (("path", data), ("kind", source_kind), ("dictionary", dictionary),
+                           ("mapping", mapping), ("assessments", assessments)):
             if value is None:
                 continue
-            if "://" in value and key == "path":
+            if key == "kind" or ("://" in value and key == "path"):  # not a file: written as it is
                 copies[key] = (value, None)
                 continue
             p = Path(value)
             if not p.exists():
                 raise FileNotFoundError(2, f"--{'data' if key == 'path' else key} not found", value)
+            clash = next((k for k, (name, q) in copies.items() if q is not None and name == p.name), None)
+            if clash is not None:
+                fail(f"--{'data' if clash == 'path' else clash} and --{key} are both called {p.name!r}: they "
+                     "would be copied onto one another in FOLDER; rename one")
             copies[key] = (p.name, p)
         folder.mkdir(parents=True, exist_ok=True)
         for name, p in copies.values():

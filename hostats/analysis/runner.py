@@ -22,7 +22,14 @@ from hostats.analysis.context import Context, SectionOutput
 from hostats.analysis.derive import KNOWN_FLAG, OUTCOME_FLAG, _derive
 from hostats.analysis.expressions import _mask
 from hostats.analysis.sections import SECTIONS
-from hostats.analysis.spec import Spec, _expr_names, load_spec, schema_columns, section_columns
+from hostats.analysis.spec import (
+    Spec,
+    _expr_names,
+    load_spec,
+    schema_columns,
+    section_columns,
+    source_problem,
+)
 from hostats.analysis.writer import _identifiers, _scan_outputs, _write_report
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 
@@ -59,12 +66,14 @@ def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = Fals
 
 
 def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = None, mapping: Any = None,
-                 assessments: Any = None,
+                 assessments: Any = None, kind: str | None = None, dictionary: Any = None,
                  prepare: Callable[[Path], tuple[Any, dict | None, dict]] | None = None,
                  progress: Any = None, allow_outside: bool | None = None) -> RunResult:
     """Run one analysis spec to a report folder ``out_dir`` (replaced only when the run succeeds).
 
-    data/mapping/assessments: override the spec's ``[data]`` (e.g. ``hostats run ... --data FILE``).
+    data/mapping/assessments/kind/dictionary: override the spec's ``[data]`` (e.g. ``hostats run ... --data
+        FILE --kind redcap --dictionary DICT``). With ``data``, the spec's files (mapping, assessments,
+        dictionary) and kind describe another file and are not used: only these arguments describe ``data``.
     prepare: called with the staging folder before reading; returns ``(source, truth, info)`` -- the
         command line uses it to write a synthetic study folder (outside the report) and pass the truth in.
     progress: an object with ``advance(description)`` (the CLI's rich progress bar) or None.
@@ -79,6 +88,11 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
     timer = Timer()
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    if kind is not None or dictionary is not None:  # the spec's own [data] was checked when it was read
+        given = {"kind": kind, "dictionary": None if dictionary is None else str(dictionary), "mapping": mapping}
+        problem = source_problem(*given.values())
+        if problem is not None:
+            raise SpecError(f"{problem[0]}={given[problem[0]]!r}: {problem[1]}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
@@ -99,11 +113,15 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
                        else _resolve(spec, spec.data.get("mapping"), "mapping", allow_outside))
             assessments = (assessments if assessments is not None
                            else _resolve(spec, spec.data.get("assessments"), "assessments", allow_outside))
+            dictionary = (dictionary if dictionary is not None
+                          else _resolve(spec, spec.data.get("dictionary"), "dictionary", allow_outside))
+            kind = kind if kind is not None else spec.data.get("kind")
         elif isinstance(source, (str, Path)) and not Path(source).exists() and "://" not in str(source):
             raise HostatsError(f"data file not found: {source}")
         with timer.step("read and clean"):
             kw = {k: spec.data[k] for k in ("sheet", "table", "query") if k in spec.data}
-            cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, **kw)
+            cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, kind=kind,
+                                 dictionary=dictionary, **kw)
         step("data read and cleaned")
         episodes = cohort.episodes
         _check_data_columns(spec, episodes)

@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from hostats.analysis.derive import KNOWN_FLAG
 from hostats.analysis.derive import OUTCOME_FLAG as FLAG
 from hostats.errors import SpecError
+from hostats.sources import KINDS
 
 # ---------------------------------------------------------------------------------------------------
 # the keys of a spec, declared once: the parser's allowed keys and the generated reference come from here
@@ -58,14 +59,17 @@ class Range:
 
 @dataclass(frozen=True)
 class Key:
-    """One key of a spec table: its TOML type, its default (as the reference shows it), what it does, and the
-    range of a number the parser enforces (stated in the reference)."""
+    """One key of a spec table: its TOML type, its default (as the reference shows it), what it does, the
+    range of a number or the choices of a text the parser enforces (stated in the reference), and an example
+    line of TOML."""
 
     name: str
     type: str
     default: str
     description: str
     range: Range | None = None
+    choices: tuple[str, ...] | None = None
+    example: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,15 @@ TABLES: dict[str, Table] = {
                   "(`hostats run --data` overrides it).", (
         Key("synthetic", "inline table or list of them", NONE, "Synthetic cohort(s) to generate; keys below "
             "(`[data] synthetic`). Either this or `path` is required."),
-        Key("path", "string", NONE, "Data file, study folder or SQL URL, relative to the spec's folder."),
+        Key("path", "string", NONE, "Data file, study folder or SQL URL, relative to the spec's folder (with "
+            "`kind`, a REDCap export or an OMOP CDM)."),
+        Key("kind", "string", '"redcap" with a `dictionary`, else none (a file read by its format)',
+            "What `path` is: a REDCap export, read with its `dictionary` and `mapping` (README: REDCap projects), "
+            "or an OMOP CDM (a .duckdb file, a folder of CDM tables or a postgresql:// URL; no mapping).",
+            choices=KINDS, example='kind = "redcap"'),
+        Key("dictionary", "string", NONE, "The REDCap project's data dictionary (CSV) of the export at `path`, "
+            "relative to the spec's folder (and inside it, as `path`, `mapping` and `assessments`).",
+            example='dictionary = "ho_registry_dictionary.csv"'),
         Key("mapping", "string", NONE, "Mapping TOML of the file (relative to the spec's folder)."),
         Key("assessments", "string", NONE, "Assessments table (imaging, ALP) of the file."),
         Key("sheet", "string or integer", NONE, "Sheet of an xlsx file."),
@@ -338,8 +350,11 @@ def _key_table(keys: tuple[Key, ...]) -> list[str]:
 
 
 def _meaning(key: Key) -> str:
-    """What a key does, with the range the parser enforces."""
-    return key.description + (f" Allowed: {key.range.text()}." if key.range is not None else "")
+    """What a key does, with the range or the choices the parser enforces, and its example."""
+    allowed = (key.range.text() if key.range is not None
+               else ", ".join(f'"{c}"' for c in key.choices) if key.choices is not None else None)
+    return (key.description + (f" Allowed: {allowed}." if allowed is not None else "")
+            + (f" Example: `{key.example}`." if key.example else ""))
 
 
 def declared_range(table: str, key: str) -> Range:
@@ -347,6 +362,39 @@ def declared_range(table: str, key: str) -> Range:
     found = next(k.range for k in TABLES[table].keys if k.name == key)
     assert found is not None, f"[{table}] {key} declares no range"
     return found
+
+
+def declared_choices(table: str, key: str) -> tuple[str, ...]:
+    """The declared choices of ``key`` in ``TABLES[table]``: what the parser checks and the reference states."""
+    found = next(k.choices for k in TABLES[table].keys if k.name == key)
+    assert found is not None, f"[{table}] {key} declares no choices"
+    return found
+
+
+def kind_problem(kind: Any) -> str | None:
+    """Why ``kind`` is not a declared source kind (with the closest one), or None when it is one or None."""
+    kinds = declared_choices("data", "kind")
+    if kind is None or (isinstance(kind, str) and kind in kinds):
+        return None
+    return f"unknown source kind {kind!r}{did_you_mean(kind, kinds)} (the kinds are " + ", ".join(
+        f'"{k}"' for k in kinds) + ")"
+
+
+def source_problem(kind: Any, dictionary: Any, mapping: Any = None) -> tuple[str, str] | None:
+    """What is wrong with a source's ``kind``, ``dictionary`` and ``mapping`` together, as (the key at fault,
+    the message), or None: the one check of ``[data]`` and of ``hostats run/init --kind/--dictionary``."""
+    if kind_problem(kind) is not None:
+        return "kind", kind_problem(kind)
+    if dictionary is not None and (not isinstance(dictionary, str) or not dictionary.strip()):
+        return "dictionary", f"must be the file name of the data dictionary (text), not {dictionary!r}"
+    if dictionary is not None and kind not in (None, "redcap"):
+        return "dictionary", f"a data dictionary goes with a REDCap export (kind \"redcap\"), not with kind {kind!r}"
+    if kind == "redcap" and dictionary is None:
+        return "kind", "a REDCap export is read with the project's data dictionary: give its dictionary (CSV) too"
+    if kind == "omop" and mapping is not None:
+        return "mapping", ("an OMOP CDM is read through its concept sets (hostats/sources/concept_sets.toml); a "
+                           "mapping does not apply")
+    return None
 
 
 def spec_reference() -> str:
@@ -513,6 +561,7 @@ def load_spec(path: Path | str) -> Spec:
         raise stub.error(f"must be an integer {seeds.text()}, got {analysis['seed']!r}", "analysis", "seed")
     data = dict(raw.get("data", {}))
     synthetic = _check_synthetic(stub, data)
+    _check_source(stub, data)
     criteria = _check_criteria(stub, raw)
     derive = _check_derive(stub, raw)
     outcome = _check_outcome(stub, raw)
@@ -582,6 +631,17 @@ def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
     if not synthetic and "path" not in data:
         raise stub.error("say where the data are: path = \"...\" (with mapping) or synthetic = {...}", "data")
     return synthetic
+
+
+def _check_source(stub: Spec, data: dict) -> None:
+    """``[data] kind`` and ``dictionary``: a known kind, a dictionary with a REDCap export, both describing
+    ``path``. Whether the files exist and lie inside the spec's folder is checked when the analysis runs."""
+    problem = source_problem(data.get("kind"), data.get("dictionary"), data.get("mapping"))
+    if problem is not None:
+        raise stub.error(problem[1], "data", problem[0])
+    for key in ("kind", "dictionary"):
+        if key in data and "path" not in data:
+            raise stub.error(f"{key} describes the file at path: give path = \"...\" too", "data", key)
 
 
 def _check_criteria(stub: Spec, raw: dict) -> list[dict[str, Any]]:

@@ -166,6 +166,44 @@ def test_spec_errors_before_any_computation_with_suggestions(tmp_path, export_cs
 
 
 @pytest.mark.parametrize("case, edit, needle, message", [
+    ("kind typo", lambda t: t.replace("[data]\n", '[data]\nkind = "omopp"\n'), "kind =",
+     "[data] kind: unknown source kind 'omopp'; did you mean 'omop'? (the kinds are \"redcap\", \"omop\")"),
+    ("kind not text", lambda t: t.replace("[data]\n", "[data]\nkind = 1\n"), "kind =",
+     "[data] kind: unknown source kind 1"),
+    ("redcap without dictionary", lambda t: t.replace("[data]\n", '[data]\nkind = "redcap"\n'), "kind =",
+     "[data] kind: a REDCap export is read with the project's data dictionary"),
+    ("dictionary of an omop cdm", lambda t: t.replace("[data]\n", '[data]\nkind = "omop"\ndictionary = "d.csv"\n'),
+     "dictionary =", "[data] dictionary: a data dictionary goes with a REDCap export"),
+    ("dictionary not text", lambda t: t.replace("[data]\n", "[data]\ndictionary = 3\n"), "dictionary =",
+     "[data] dictionary: must be the file name of the data dictionary"),
+    ("mapping of an omop cdm", lambda t: t.replace("[data]\n", '[data]\nkind = "omop"\nmapping = "m.toml"\n'),
+     "mapping =", "[data] mapping: an OMOP CDM is read through its concept sets"),
+    ("dictionary without path", lambda t: re.sub(r'path = ".*"', 'synthetic = { scenario = "tha_prophylaxis", '
+                                                 'n = 10, seed = 1 }\ndictionary = "d.csv"', t),
+     "dictionary =", "[data] dictionary: dictionary describes the file at path"),
+    ("key typo", lambda t: t.replace("[data]\n", '[data]\ndictionnary = "d.csv"\n'), "dictionnary =",
+     "unknown key; did you mean 'dictionary'?"),
+])
+def test_data_source_keys_are_checked_when_the_spec_is_read(tmp_path, case, edit, needle, message):
+    """[data] kind and dictionary: a mistake is a SpecError at its line before any data are read."""
+    text = edit(GOOD.format(data="export.csv"))
+    folder = write_spec(tmp_path / "bad", text)
+    with pytest.raises(SpecError) as err:
+        load_spec(folder)
+    msg = str(err.value)
+    assert f"analysis.toml, line {line_of(text, needle)}: " in msg, msg
+    assert message in msg, msg
+
+
+@pytest.mark.parametrize("data", ['kind = "redcap"\ndictionary = "d.csv"', 'dictionary = "d.csv"', 'kind = "omop"'])
+def test_data_source_keys_that_go_together_are_read(tmp_path, data):
+    text = GOOD.format(data="export.csv").replace("[data]\n", f"[data]\n{data}\n")
+    spec = load_spec(write_spec(tmp_path / "ok", text))
+    assert {k: spec.data[k] for k in ("kind", "dictionary") if k in spec.data} == dict(
+        ln.replace('"', "").split(" = ") for ln in data.splitlines())
+
+
+@pytest.mark.parametrize("case, edit, needle, message", [
     ("criterion excludes everyone", lambda t: t.replace("keep = \"index_event == 'tha'\"",
                                                         "keep = \"index_event == 'burn'\""),
      "keep =", "excludes every episode"),

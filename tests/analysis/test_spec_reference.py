@@ -54,3 +54,21 @@ def test_reference_states_every_enforced_range_on_its_key_row():
         assert row.endswith(f"Allowed: {key.range.text()}. |"), (table.header, row)
     committed = (ROOT / "docs" / "spec-reference.md").read_text(encoding="utf-8")
     assert f"Allowed: 1 to {MAX_SYNTHETIC_N:,}." in committed and "Allowed: 0.5 to < 1." in committed
+
+
+def test_reference_states_every_declared_choice_and_example_on_its_key_row():
+    from hostats.sources import KINDS
+
+    text = spec_reference()
+    keyed = [(t, k) for t in [*TABLES.values(), *SECTION_TYPES.values()] for k in t.keys
+             if k.choices is not None or k.example is not None]
+    assert {k.name for _, k in keyed} >= {"kind", "dictionary"}
+    for table, key in keyed:
+        section = text.split(f"`{table.header}`", 1)[1]
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{key.name}` |"))
+        if key.choices is not None:
+            assert "Allowed: " + ", ".join(f'"{c}"' for c in key.choices) + "." in row, row
+        if key.example is not None:
+            assert row.endswith(f"Example: `{key.example}`. |"), row
+    # [data] kind allows what read_cohort reads, no more and no less
+    assert next(k for k in TABLES["data"].keys if k.name == "kind").choices == KINDS
