@@ -173,7 +173,9 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
                                              "estimable instead)", "section", "type", sec["_index"]) from None
                 step(f"section {sec.get('title', sec['id'])}")
         with timer.step("report"):
-            result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source)
+            result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source,
+                                   {"kind": kind, "mapping": mapping, "assessments": assessments,
+                                    "dictionary": dictionary})
         step("report written")
         with timer.step("disclosure check"):
             _scan_outputs(staging, *_identifiers(episodes))

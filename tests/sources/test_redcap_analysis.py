@@ -101,16 +101,19 @@ def test_hostats_run_on_a_redcap_export(tmp_path, direct, flat_export):
     pd.testing.assert_frame_equal(_estimates(again), got)
 
 
-@pytest.mark.xfail(strict=True, reason="hostats/analysis/writer.py hashes only the export (the runner's "
-                   "`source`) into manifest.json's inputs; the dictionary that decides how it is read is not listed")
 @pytest.mark.filterwarnings("ignore")
-def test_the_manifest_hashes_the_dictionary_too(tmp_path):
+def test_the_manifest_hashes_every_file_that_decided_the_read_and_the_report_names_them(tmp_path):
     from hostats.analysis import run_analysis
 
     res = run_analysis(ROOT / "analyses/tha_incidence", tmp_path / "r", data=EXPORT, mapping=MAPPING,
                        kind="redcap", dictionary=DICTIONARY)
     inputs = json.loads((res.out_dir / "manifest.json").read_text())["inputs"]
-    assert hashlib.sha256(DICTIONARY.read_bytes()).hexdigest() in {i["sha256"] for i in inputs}
+    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in (EXPORT, DICTIONARY, MAPPING)} == \
+        {i["sha256"] for i in inputs}
+    html = (res.out_dir / "report.html").read_text(encoding="utf-8")
+    assert f"REDCap export {EXPORT.name}, read with its data dictionary {DICTIONARY.name}, mapping " \
+           f"{MAPPING.name}" in html
+    assert str(EXPORT.parent) not in html  # file names, never the analyst's paths
 
 
 @pytest.fixture
