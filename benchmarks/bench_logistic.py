@@ -5,7 +5,10 @@ Prints fit times (best of --repeat, all in one process and one run, on the same 
 allocated during each fit (tracemalloc, in a separate untimed run), then the ratios hostats / peer (target
 <= 0.7 x statsmodels Logit). Data: seeded numpy Generator, 10 standard-normal covariates (two of them
 dichotomised to 0/1), true log-odds -1.5 + x'b. hostats also checks the design (constant and collinear
-terms, separation) and computes the c-statistic with its DeLong SE; the peers fit only. hostats runs its
+terms; separation where the fit does not converge on a full Newton step) and computes the standard errors
+(the c-statistic with its DeLong SE and statsmodels' results object are computed when first read);
+scikit-learn fits only, so it is also timed with the SEs added the way statsmodels computes them, and
+with its defaults (lbfgs, tol 1e-4, penalty=None), which stop short of the ML optimum. hostats runs its
 thin products on one BLAS thread; the peers use the default threads, and statsmodels is also timed with
 BLAS pinned to one thread from outside (on a busy 2-core machine the default threads contend). Before/after:
 run the script with ``PYTHONPATH=<old checkout>`` and without.
@@ -63,6 +66,27 @@ def fit_sklearn(df):
     return LogisticRegression(penalty=None, solver="newton-cholesky", tol=1e-8).fit(X, df["y"].to_numpy())
 
 
+def fit_sklearn_lbfgs(df):
+    """scikit-learn's defaults (lbfgs, tol 1e-4) without the penalty: stops before the ML optimum (the
+    coefficient gap is printed)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = df[[f"x{i}" for i in range(10)]].to_numpy()
+    return LogisticRegression(penalty=None).fit(X, df["y"].to_numpy())
+
+
+def fit_sklearn_with_se(df):
+    """scikit-learn's fit plus the standard errors hostats reports, computed as statsmodels computes them
+    (the inverse of Logit's Hessian at the estimate)."""
+    import statsmodels.api as sm
+
+    res = fit_sklearn(df)
+    X = sm.add_constant(df[[f"x{i}" for i in range(10)]].to_numpy())
+    params = np.r_[res.intercept_, res.coef_.ravel()]
+    res.bse_ = np.sqrt(np.diag(np.linalg.inv(-sm.Logit(df["y"].to_numpy(float), X).hessian(params))))
+    return res
+
+
 def fit_sm_one_thread(df):
     from threadpoolctl import threadpool_limits
 
@@ -72,7 +96,9 @@ def fit_sm_one_thread(df):
 
 METHODS = {"hostats.logistic": fit_hostats, "statsmodels Logit (arrays)": fit_sm_arrays,
            "statsmodels Logit, 1 BLAS thread": fit_sm_one_thread,
-           "statsmodels logit (formula)": fit_sm_formula, "scikit-learn (newton-cholesky)": fit_sklearn}
+           "statsmodels logit (formula)": fit_sm_formula, "scikit-learn (newton-cholesky)": fit_sklearn,
+           "scikit-learn (lbfgs, defaults)": fit_sklearn_lbfgs,
+           "scikit-learn newton-chol. + SEs": fit_sklearn_with_se}
 
 
 def main() -> None:
@@ -97,8 +123,13 @@ def main() -> None:
         ours = results["hostats.logistic"].coef.to_numpy()
         ref = np.asarray(results["statsmodels Logit (arrays)"].params)
         skl = np.r_[results["scikit-learn (newton-cholesky)"].intercept_, results["scikit-learn (newton-cholesky)"].coef_.ravel()]
+        lbfgs = results["scikit-learn (lbfgs, defaults)"]
+        se_gap = np.max(np.abs(results["hostats.logistic"].table().std_error.to_numpy()
+                               - results["statsmodels Logit (arrays)"].bse))
         print(f"  max |coef difference| hostats vs statsmodels {np.max(np.abs(ours - ref)):.1e}, "
-              f"vs scikit-learn {np.max(np.abs(ours - skl)):.1e}")
+              f"vs scikit-learn {np.max(np.abs(ours - skl)):.1e}, vs scikit-learn lbfgs "
+              f"{np.max(np.abs(ours - np.r_[lbfgs.intercept_, lbfgs.coef_.ravel()])):.1e}; "
+              f"max |SE difference| vs statsmodels {se_gap:.1e}")
         ratios += [(n, peer, times["hostats.logistic"] / times[peer]) for peer in METHODS if peer != "hostats.logistic"]
     print(f"\nratios hostats / peer (one run; load average now {os.getloadavg()[0]:.1f}; target <= 0.7 x statsmodels Logit):")
     for n, peer, r in ratios:
