@@ -38,7 +38,7 @@ E-values (``e_value``) live in :mod:`hostats.stats.causal.sensitivity`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -570,7 +570,7 @@ class IPTWResult(Result):
     treated_level: Any = None
     levels: list = field(default_factory=list)
     truncation: dict | None = None
-    outcome_models: dict = field(default_factory=dict)
+    outcome_models: Mapping = field(default_factory=dict)
     cox_result: Any = None
     bootstrap_estimates: pd.DataFrame | None = None
     n: int = 0
@@ -784,15 +784,54 @@ def _bootstrap_chunk(seeds, Xd, a, y, K, ps_model, estimand, target, stabilized,
     return out
 
 
+@dataclass
+class _PendingLogit:
+    """statsmodels' Logit results of an outcome model fitted here, built when first read (``_Models``)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    fit: Any
+
+    def build(self) -> Any:
+        import statsmodels.api as sm
+
+        from hostats.stats.regression.logit import _logit_results
+
+        return _logit_results(sm.Logit(self.y, self.X, check_rank=False), self.fit)
+
+
+class _Models(Mapping):
+    """The outcome models by arm (``IPTWResult.outcome_models``): a read-only mapping whose statsmodels
+    results objects are built when first read (constructing one scans the arm's design again)."""
+
+    def __init__(self, models: dict) -> None:
+        self._models = dict(models)
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._models[key]
+        if isinstance(value, _PendingLogit):
+            value = self._models[key] = value.build()
+        return value
+
+    def __iter__(self):
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{k!r}: <{type(v).__name__}>' for k, v in self._models.items())}}}"
+
+
 def _outcome_model(X: np.ndarray, y: np.ndarray, level: Any, notes: list[str]
                    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
     """Logistic outcome model of one arm: (statsmodels results, coefficients, information X'WX at them or
     None). Fitted by the project's Newton solver (:mod:`hostats.stats.regression.logit`) and wrapped in
-    statsmodels' Logit results without iterating again; statsmodels' GLM fits it when Newton does not
+    statsmodels' Logit results without iterating again (a ``_PendingLogit``, built when read); statsmodels' GLM fits it when Newton does not
     converge (separation, a confounder constant in the arm), and its separation warning becomes a note."""
     import statsmodels.api as sm
 
-    from hostats.stats.regression.logit import _logit_results, _ml_newton
+    from hostats.stats.regression.logit import _ml_newton
 
     with np.errstate(all="ignore"):
         try:
@@ -800,7 +839,7 @@ def _outcome_model(X: np.ndarray, y: np.ndarray, level: Any, notes: list[str]
         except np.linalg.LinAlgError:
             fit = None
     if fit is not None and fit.converged and np.all(np.isfinite(fit.beta)):
-        return _logit_results(sm.Logit(y, X, check_rank=False), fit), fit.beta, fit.info
+        return _PendingLogit(X, y, fit), fit.beta, fit.info
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         glm = sm.GLM(y, X, family=sm.families.Binomial()).fit()
@@ -856,7 +895,7 @@ def _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes):
                      "estimate": rd, "ci_lower": rd - z * se, "ci_upper": rd + z * se,
                      "p_value": 2 * norm.sf(abs(rd / se)) if se > 0 else np.nan, "std_error": se,
                      "n": counts[t] + counts[c], "events": events[t] + events[c]})
-    return rows, models
+    return rows, _Models(models)
 
 
 def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, outcome: str | None,
@@ -943,7 +982,7 @@ def iptw(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, o
                                              start=_propensity_beta(fit) if is_logistic else None)
             method = method[:-1] + f"; {bootstrap} bootstrap replicates, percentile CIs)"
 
-        outcome_models: dict = {}
+        outcome_models: Mapping = {}
         if est_key == "ATE" and outcome is not None:
             aipw_rows, outcome_models = _aipw(Xd, a, y, P, K, pairs, z, levels, counts, events, notes)
             rows += aipw_rows

@@ -141,3 +141,16 @@ def test_direct_confounder_design_equals_the_formula_engine():
     ref_res = causal.iptw(d, "arm", " + ".join(cols), "y")
     pd.testing.assert_frame_equal(res.table(), ref_res.table(), rtol=1e-10)
     assert res.ps_terms == ref_res.ps_terms
+
+
+def test_statsmodels_results_built_when_first_read():
+    d = _data(2000, seed=8)
+    res = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none")
+    assert isinstance(res.__dict__["_fitted_value"], causal._PendingResults)
+    assert all(isinstance(v, causal._PendingLogit) for v in res.outcome_models._models.values())
+    assert res.fitted.mle_retvals["optimizer"] == "hostats vectorised Newton"
+    assert res.fitted is res.fitted   # built once
+    fits = dict(res.outcome_models)
+    assert set(fits) == {"none", "rt", "nsaid", "bis"} and len(res.outcome_models) == 4
+    assert all(np.all(np.isfinite(np.asarray(f.bse))) for f in fits.values())
+    assert res.outcome_models["rt"] is fits["rt"]
