@@ -7,6 +7,12 @@ booleans, codes in several spellings, a few faults) so every cleaning rule does 
 ``--study N``: instead, a synthetic study folder of N episodes (``hostats synth tha_prophylaxis``: four site
 exports and the long assessments table, about 7 rows per episode), read as ``hostats run`` reads it; prints
 the whole read_cohort and, separately, the assessments alone (issue 16: 1M episodes, 7.2M assessment rows).
+read_cohort of that 1M study folder (seed 20261124) in a fresh process, before/after the issue 12 changes to
+reading and cleaning (CSV columns encoded once, patient_id coded through the row rules, no whole-frame copies
+where nothing changes), back to back at load 2.2-2.4: 19.5 s, peak RSS 2.02 GB -> 14.5 s, 1.46 GB (at load
+6.2-6.8: 1.90-1.99 -> 1.45-1.46 GB). In the whole 1M ``hostats run`` (bench_reproduce.py --large-only, load
+4.3-4.8) these changes alone move the peak from 2,263-2,282 MB to 2,017-2,054 MB; the peak is then in the
+effect section, reading and cleaning reaching ~1.4 GB.
 
 ``--wide C``: instead, an export with C columns (3 canonical, the rest unrecognised) and ``--rows`` rows
 (default 200 with --wide), read as ``hostats validate`` reads it. Issue 12: 5,000 columns took minutes

@@ -14,8 +14,14 @@ by side at the same load.
 
 Target (issue 12): 2,000,000 rows within 1.6 GB and 12 s.
 
-Figures (2 cores shared with other work, load 5.3-6.2 throughout, so wall times are about twice the CPU
-times; "before" = the checkout before this script, run alternately with the new code in one invocation):
+Figures at load 2.3-2.9 (2 cores; "before" = the checkout before this script, run alternately with the new
+code in one invocation, ``--repeat 2``):
+
+- synthetic export, 2,019,117 rows: before 14.5-14.6 s wall (14.2-14.5 s CPU), peak RSS 1.52 GB; now
+  9.3-9.7 s wall (9.1-9.3 s CPU), 0.98-0.99 GB.
+- ``--source ingest``, 2,000,000 rows: before 13.6-14.1 s wall, 1.90 GB; now 8.1-8.3 s wall, 0.96 GB.
+
+The same at load 5.3-6.2 (wall times there about twice the CPU times):
 
 - synthetic export, 2,019,117 rows (168 MB; 1,987,214 kept, 31,903 excluded, 48,200 cell problems):
   before 22.9-29.6 s wall, 12.8-14.5 s CPU, peak RSS 1.42-1.51 GB; now 12.2-19.5 s wall, 7.9-9.7 s CPU,
