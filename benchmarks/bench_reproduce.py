@@ -5,6 +5,7 @@ Run by hand from the project root (slow; run it on a quiet machine):
     python benchmarks/bench_reproduce.py                 # both parts
     python benchmarks/bench_reproduce.py --skip-large    # reproduce only
     python benchmarks/bench_reproduce.py --large-only --analysis prophylaxis --n 1000000
+    python benchmarks/bench_reproduce.py --large-only --busy --step-memory   # peak RSS of each step (Linux)
 
 Targets (issue 6): reproduce under 2 minutes on 2 cores; one analysis on 1,000,000 episodes under 60 s and
 4 GB; issue 16: the 1,000,000-episode run under 60 s with another process busy on the second core
@@ -27,6 +28,42 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# --step-memory: the run in this wrapper, which resets the process's peak RSS (VmHWM, via
+# /proc/self/clear_refs) at the start of each timed step and prints the step's peak to stderr. The reset
+# also resets the peak the parent reads (ru_maxrss), so the wrapper prints the largest peak of the whole
+# run last ("overall peak"), and that is the figure reported.
+STEP_MEMORY = """
+import sys
+from contextlib import contextmanager
+import hostats.provenance as pv
+
+def _kb(name):
+    return int(next(ln for ln in open("/proc/self/status") if ln.startswith(name)).split()[1])
+
+_step = pv.Timer.step
+_top = [0]
+
+@contextmanager
+def step(self, name):
+    _top[0] = max(_top[0], _kb("VmHWM:"))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    start = _kb("VmRSS:")
+    with _step(self, name):
+        yield
+    peak = _kb("VmHWM:")
+    _top[0] = max(_top[0], peak)
+    print(f"    step memory: {name:26s} RSS {start / 1024:6.0f} MB at start, peak {peak / 1024:6.0f} MB",
+          file=sys.stderr)
+
+pv.Timer.step = step
+from hostats.cli import app
+try:
+    app()
+finally:
+    print(f"overall peak {max(_top[0], _kb('VmHWM:')) / 1024:.0f} MB", file=sys.stderr)
+"""
 
 
 def run(cmd: list[str]) -> tuple[float, float, int]:
@@ -51,6 +88,8 @@ def main() -> int:
     ap.add_argument("--analysis", default="prophylaxis")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--busy", action="store_true", help="keep a second process busy during the large run")
+    ap.add_argument("--step-memory", action="store_true",
+                    help="print the peak RSS of each step of the large run (Linux: resets VmHWM per step)")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "hostats.cli"]
     failures = 0
@@ -71,8 +110,9 @@ def main() -> int:
             (spec_dir / "analysis.toml").write_text(re.sub(r"\bn = \d+", f"n = {args.n}", text))
             out = tmp / "large" / args.analysis
             # a fresh interpreter so that the peak RSS is this run's alone
+            run_exe = [sys.executable, "-c", STEP_MEMORY] if args.step_memory else exe
             code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-                    f"p = subprocess.run({exe!r} + ['run', {str(spec_dir)!r}, '--out', {str(out)!r}, '--quiet']); "
+                    f"p = subprocess.run({run_exe!r} + ['run', {str(spec_dir)!r}, '--out', {str(out)!r}, '--quiet']); "
                     "print(f'{time.perf_counter() - t:.1f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} "
                     "{p.returncode}')")
             busy = subprocess.Popen([sys.executable, "-c", "while 1: pass"]) if args.busy else None
@@ -87,6 +127,10 @@ def main() -> int:
             except ValueError:
                 print(r.stdout, r.stderr)
                 return 1
+            top = re.findall(r"^overall peak (\d+) MB$", r.stderr, flags=re.M)
+            if args.step_memory and top:
+                peak = top[-1]
+                r.stderr = re.sub(r"^overall peak \d+ MB\n?", "", r.stderr, flags=re.M)
             print(f"hostats run {args.analysis} on {args.n:,} episodes: {float(wall):.1f} s wall, peak RSS "
                   f"{float(peak):.0f} MB, exit {rc} (target < 60 s, < 4096 MB); "
                   f"{'with' if args.busy else 'without'} a busy process, load average {os.getloadavg()[0]:.1f} "
