@@ -283,14 +283,36 @@ def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Time
                         f"{describe_columns([str(c) for c in frame.columns])}",
                         file=raw.name, column=missing[0])
     frame = frame[list(rename)].rename(columns=rename)
+    # result is needed by imaging rows only, value by alp rows only: a table of one kind may lack the other
+    absent = [c for c in ("result", "value") if c not in frame.columns]
+    for c in absent:
+        frame[c] = pd.Series(pd.NA, index=frame.index, dtype="object")
     rows = raw.rows if raw.rows is not None else np.arange(2, len(frame) + 2, dtype=np.int64)
     frame.insert(0, "source_row", rows)
     frame.insert(0, "source_file", pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [raw.name]))
     ledger = Ledger()
     ledger.read(len(frame), f"assessment rows read from {raw.name}")
     cleaned = clean.clean_assessments(frame, clean.Context(ledger, mapping, today), ids_as_category=ids_as_category)
+    _check_absent_assessment_columns(cleaned, absent, raw.name, list(raw.frame.columns))
     return cleaned, ledger, {"name": raw.name, "sha256": raw.sha256, "rows_read": len(frame),
                              "kind": "assessments"}
+
+
+def _check_absent_assessment_columns(cleaned: pd.DataFrame, absent: list[str], name: str, found) -> None:
+    """An assessments table without ``result`` holding imaging rows (or without ``value`` holding alp rows)
+    is a mapping problem, not a row-by-row one: one error naming the file and the column."""
+    from hostats.schema import IMAGING_TESTS
+
+    need = {"result": cleaned["test"].isin(IMAGING_TESTS), "value": cleaned["test"] == "alp"}
+    for c in absent:
+        rows = cleaned.loc[need[c].to_numpy(dtype=bool), "source_row"] if "source_row" in cleaned else []
+        if len(rows):
+            what = "imaging row(s) (xray, bone_scan, ct) need a positive/negative result" if c == "result" \
+                else "alp row(s) need a value in U/L"
+            raise DataError(f"assessments: no {c!r} column, but {len(rows)} {what} (first at row "
+                            f"{int(rows.iloc[0])}); {describe_columns([str(x) for x in found if x != c])}. "
+                            f"Name it in the mapping ([columns] {c} = \"...\")", file=name, column=c,
+                            row=int(rows.iloc[0]))
 
 
 def _check_invariant(cohort: Cohort) -> None:

@@ -82,6 +82,9 @@ SYNONYMS: dict[str, str] = {s: canon for canon, names in _SYNONYM_LISTS.items() 
 CANONICAL_INPUT = tuple(c.name for c in EPISODE_COLUMNS) + AUX_COLUMNS
 
 
+_NAMED_COLUMNS = 100  # a message names at most this many columns (a 5,000-column export is one line, not 40 kB)
+
+
 def describe_columns(found: list[str]) -> str:
     """The columns found, for an error message, without quoting a file's content: a header read as one
     column (a key file, a password line, a text that is not a table) is described, not shown."""
@@ -94,8 +97,8 @@ def describe_columns(found: list[str]) -> str:
                         f"(it seems to be {d!r}; set [source] delimiter in the mapping)")
         return (f"the header was read as a single column ({len(text)} characters, not shown): this does not "
                 "look like a table of column names, or the delimiter is wrong ([source] delimiter)")
-    shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:100]]
-    more = f" and {len(found) - 100} more" if len(found) > 100 else ""
+    shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:_NAMED_COLUMNS]]
+    more = f" and {len(found) - _NAMED_COLUMNS} more" if len(found) > _NAMED_COLUMNS else ""
     return f"columns found: {shown}{more}"
 
 
@@ -939,7 +942,9 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
             cols = exact
         rename[cols[0]] = canon
     if unrecognised:
-        notes.append(f"columns not recognised and left out: {unrecognised} (map them in [columns] if "
+        shown = unrecognised[:_NAMED_COLUMNS]
+        more = f" and {len(unrecognised) - len(shown):,} more" if len(unrecognised) > len(shown) else ""
+        notes.append(f"columns not recognised and left out: {shown}{more} (map them in [columns] if "
                      "they are canonical)")
     missing = [c for c in REQUIRED if c not in rename.values()]
     if missing:

@@ -156,3 +156,23 @@ def test_summary_and_completeness():
     comp = c.completeness().set_index("column")
     assert comp.loc["ho", "present"] == 4 and comp.loc["ho", "percent_present"] == 80.0
     assert not comp.loc["gcs_score", "in_source"]
+
+
+def test_assessments_without_result_or_value_column():
+    """A table of one kind needs no column of the other kind; a missing column that rows need is one error
+    naming the file, the column and the first row (was: "unexpected KeyError" from the cleaning)."""
+    imaging = pd.DataFrame({"patient_id": ["A", "B"], "date": ["2021-02-01", "2021-03-01"],
+                            "test": ["xray", "xray"], "result": ["positive", "negative"]})
+    alp = pd.DataFrame({"patient_id": ["A", "B"], "date": ["2021-02-01", "2021-03-01"], "test": ["alp", "alp"],
+                        "value": ["150", "90"]})
+    c = hostats.read_cohort(frame(), assessments=imaging, today=TODAY)
+    assert len(c.assessments) == 2 and c.assessments["value"].isna().all()
+    c = hostats.read_cohort(frame(), assessments=alp, today=TODAY)
+    assert c.assessments["value"].tolist() == [150.0, 90.0] and c.assessments["result"].isna().all()
+    mixed = pd.concat([alp, imaging.drop(columns="result")], ignore_index=True)
+    with pytest.raises(DataError, match=r"no 'result' column, but 2 imaging row\(s\) .* \(first at row 4\)") as e:
+        hostats.read_cohort(frame(), assessments=mixed, today=TODAY)
+    assert (e.value.column, e.value.row) == ("result", 4)
+    with pytest.raises(DataError, match=r"no 'value' column, but 2 alp row\(s\)") as e:
+        hostats.read_cohort(frame(), assessments=pd.concat([alp.drop(columns="value"), imaging]), today=TODAY)
+    assert e.value.column == "value"

@@ -455,3 +455,17 @@ def test_study_folder_assessments_with_their_own_mapping(tmp_path):
     c = hostats.read_cohort(tmp_path, today=TODAY)
     assert c.assessments[["test", "result"]].values.tolist() == [["xray", "positive"]]
     assert c.episodes["ho_interval_hi_days"].iloc[0] == 58.0  # 2021-03-04 -> 2021-05-01
+
+
+def test_unrecognised_columns_are_named_up_to_a_hundred(tmp_path):
+    """A 5,000-column export gets a one-line note naming the first 100 columns and how many more, not a
+    40 kB list."""
+    extra = [f"x{i}" for i in range(5000)]
+    text = HEADER.rstrip("\n") + "," + ",".join(extra) + "\n" + \
+        "".join(r + "," + ",".join("1" * 5000) + "\n" for r in ROWS.splitlines())
+    c = hostats.read_cohort(write(tmp_path, text), today=TODAY)
+    note = next(n for n in c.ledger.notes if "not recognised" in n)
+    assert "'x99'" in note and "'x100'" not in note and "and 4,900 more" in note and len(note) < 1500
+    few = hostats.read_cohort(write(tmp_path, HEADER.rstrip("\n") + ",zz\n" + ROWS.replace("\n", ",1\n")),
+                              today=TODAY)
+    assert any("['zz'] (map them" in n for n in few.ledger.notes)
