@@ -656,7 +656,7 @@ class IPTWResult(Result):
             frame, status = frame.assign(_event=(frame["_status"] == 1).astype(int)), "_event"
         res = rmst(frame, "_time", status, tau, cause=cause, group="_arm", weights="_w",
                    reference=self.reference_level, level=self.level)
-        res.method = f"IPTW ({self.estimand}) {res.method}"
+        res._amend(method=f"IPTW ({self.estimand}) {res.method}")
         return res
 
 

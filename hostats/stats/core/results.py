@@ -9,7 +9,7 @@ Every result also has ``summary()`` (a short text: method, n, events, missing, t
 ``_repr_html_()`` (notebooks: the method line, the table and the warnings; never design matrices), a
 compact ``repr``, ``n`` and ``warnings``. Model results (logistic, cox, fine_gray, binreg) expose ``coef``
 (log-scale coefficients, a Series indexed by term), ``vcov`` (their covariance, a DataFrame) and ``loglik``
-as :class:`LogLik` ``(null, fitted)``. Names replaced by the contract keep working for one release with a
+as :class:`LogLik` ``(null, fitted)``. Results are read-only once made. Names replaced by the contract keep working for one release with a
 ``DeprecationWarning`` (:func:`deprecated_alias`).
 """
 from __future__ import annotations
@@ -107,8 +107,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+class _Sealed(type):
+    """Results are read-only once made: after the constructor (and ``__post_init__``) returns, assigning a
+    public attribute raises. Private names stay writable for caches filled on first use."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__call__(*args, **kwargs)
+        object.__setattr__(obj, "_sealed", True)
+        return obj
+
+
 @dataclass(repr=False)
-class Result:
+class Result(metaclass=_Sealed):
     """Base result: a tidy table plus the fitted object and what produced it.
 
     Attributes
@@ -125,6 +135,18 @@ class Result:
     reference: str = ""
     fitted: Any = None
     warnings: list[str] = field(default_factory=list)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and self.__dict__.get("_sealed", False):
+            raise AttributeError(f"{type(self).__name__} is read-only: {name!r} cannot be set after the result "
+                                 "is made (dataclasses.replace(result, ...) makes a changed copy)")
+        object.__setattr__(self, name, value)
+
+    def _amend(self, **changes: Any) -> None:
+        """For the estimator that made this result, while it finishes it (a profile CI, a method note);
+        nobody else."""
+        for name, value in changes.items():
+            object.__setattr__(self, name, value)
 
     def table(self) -> pd.DataFrame:
         out = self._table.copy()

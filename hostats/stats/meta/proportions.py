@@ -187,24 +187,25 @@ def meta_proportions(events: Any, totals: Any, method: str = "REML", transform: 
         corrected = np.zeros(x.size, dtype=bool)
     res = _build(y, v, labs, key, False, level, warnings, cls=MetaProportionResult, transform=tf,
                  events=x, totals=n, corrected=corrected, continuity=continuity)
-    res.estimate_transformed = res.estimate
+    res._amend(estimate_transformed=res.estimate)
     if tf == "logit":
         back = _expit
-        res.reference += "; logit proportions with continuity correction for 0/n studies only (metafor PLO)"
+        res._amend(reference=res.reference + "; logit proportions with continuity correction for 0/n studies "
+                   "only (metafor PLO)")
     else:
         n_hm = float(1.0 / np.mean(1.0 / n))
         def back(t: Any) -> Any:
             return ft_back(t, n_hm)
-        res.reference += ("; Freeman MF, Tukey JW. Ann Math Stat 1950;21:607-11; Miller JJ. Am Stat "
-                          "1978;32:138 (back-transformation with the harmonic mean of n)")
-        res.method += ", Freeman-Tukey double arcsine"
+        res._amend(reference=res.reference + "; Freeman MF, Tukey JW. Ann Math Stat 1950;21:607-11; Miller JJ. "
+                   "Am Stat 1978;32:138 (back-transformation with the harmonic mean of n)",
+                   method=res.method + ", Freeman-Tukey double arcsine")
     _back_transform(res, back)
     return res
 
 
 def _back_transform(res: MetaProportionResult, back: Any) -> None:
-    res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper = (
-        float(back(v)) for v in (res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper))
+    names = ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper")
+    res._amend(**{k: float(back(getattr(res, k))) for k in names})
     table = res._table
     pooled = table["measure"].isin(["pooled", "prediction_interval"])
     table["scale"] = np.where(pooled, "proportion", res.transform)
@@ -419,7 +420,7 @@ def _meta_glmm(x: np.ndarray, n: np.ndarray, labs: list, method: str, level: flo
     res._table = _summary_table(res, {})
     res._table.loc[res._table["measure"] == "tau2", ["ci_lower", "ci_upper"]] = np.nan
     res._table.loc[res._table["measure"].isin(["i2_percent", "h2"]), ["ci_lower", "ci_upper"]] = np.nan
-    res.estimate_transformed = mu_hat
+    res._amend(estimate_transformed=mu_hat)
     _back_transform(res, _expit)
     return res
 

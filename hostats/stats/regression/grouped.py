@@ -48,9 +48,8 @@ def logistic_counts(data: pd.DataFrame, formula: str, count: str, level: float =
         _warnings.filterwarnings("ignore", message="cov_type not fully supported with freq_weights")
         res = logistic(frame, formula, weights="__count__", weight_type="frequency", level=level, ci=ci,
                        firth=firth)
-    res.method = res.method.replace("frequency weights", "from covariate-pattern counts")
-    res.n_missing = n_missing
-    res.warnings = msgs + list(res.warnings)
+    res._amend(method=res.method.replace("frequency weights", "from covariate-pattern counts"),
+               n_missing=n_missing, warnings=msgs + list(res.warnings))
     return res
 
 

@@ -677,10 +677,11 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         if ci == "profile":
             prof = res.profile_ci()
             res._table[["ci_lower", "ci_upper", "p_value"]] = prof[["ci_lower", "ci_upper", "p_value"]].to_numpy()
-            res.method += ("; profile penalised-likelihood CIs and penalised likelihood-ratio p-values" if firth
-                           else "; profile-likelihood CIs and likelihood-ratio p-values")
+            res._amend(method=res.method + ("; profile penalised-likelihood CIs and penalised likelihood-ratio "
+                                            "p-values" if firth else
+                                            "; profile-likelihood CIs and likelihood-ratio p-values"))
         else:
-            res.method += "; Wald CIs"
+            res._amend(method=res.method + "; Wald CIs")
         lp = X @ beta
     extreme = int(np.count_nonzero(np.abs(lp[w > 0]) > 18.42))  # fitted p within 1e-8 of 0 or 1
     if extreme and not firth:  # after the fit: near-separation the checks before it could not see

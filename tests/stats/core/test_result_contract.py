@@ -241,6 +241,21 @@ def test_table_is_a_copy(name):
     pd.testing.assert_frame_equal(res.table(), before)
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_results_are_read_only(name):
+    """No caller can change a result after it is made (issue 14: results were mutated after construction);
+    dataclasses.replace still makes a changed copy."""
+    import dataclasses
+
+    res = result(name)
+    for attr in ("method", "level", "warnings", "n"):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(res, attr, getattr(res, attr))
+    if dataclasses.is_dataclass(res):
+        copy = dataclasses.replace(res, method="changed")
+        assert copy.method == "changed" and res.method != "changed"
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_model_coef_vcov_loglik(name):
     res = result(name)
