@@ -146,32 +146,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         step("criteria applied")
         ctx = Context(spec=spec, data=ep, assessments=cohort.assessments, truth=truth, threshold=spec.threshold,
                       level=spec.level, horizon=spec.horizon)
-        outputs: list[SectionOutput] = []
-        not_run: list[str] = []
-        with use_policy(DisclosurePolicy.from_report(spec.report)):  # counts in the sections' figures, tables
-            for sec in spec.sections:
-                with timer.step(f"section {sec['id']}"):
-                    lacking = _lacking(sec, spec, ep)
-                    try:
-                        if lacking:
-                            raise SpecError(f"the data have no column {lacking[0][0]!r}")
-                        outputs.append(SECTIONS[sec["type"]](ctx, sec))
-                    except (SpecError, EstimationError, ValueError) as exc:
-                        if sec.get("optional"):
-                            outputs.append(_not_run(sec, lacking, exc))
-                            not_run += outputs[-1].warnings
-                        elif lacking:
-                            name, key = lacking[0]
-                            raise spec.error(_lacking_message(spec, name) + "; map it in the export's mapping, "
-                                             "or set optional = true in this section to report it as not run",
-                                             "section", key, sec["_index"]) from None
-                        elif isinstance(exc, SpecError):
-                            raise
-                        else:
-                            raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these "
-                                             f"data: {exc} (optional = true reports such a section as not "
-                                             "estimable instead)", "section", "type", sec["_index"]) from None
-                step(f"section {sec.get('title', sec['id'])}")
+        outputs, not_run = _run_sections(spec, ctx, ep, timer, step)
         with timer.step("report"):
             result = _write_report(spec, ctx, cohort, outputs, staging, truth, info, timer, source,
                                    {"kind": kind, "mapping": mapping, "assessments": assessments,
@@ -187,6 +162,40 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         raise
     return RunResult(name=spec.name, out_dir=out_dir, report=out_dir / "report.html", estimates=result,
                      seconds=timer.total, n_analysed=len(ep), synthetic=truth is not None, not_run=not_run)
+
+
+def _run_sections(spec: Spec, ctx: Context, ep: pd.DataFrame, timer: Timer,
+                  step: Callable[[str], Any]) -> tuple[list[SectionOutput], list[str]]:
+    """Every section of the spec on the analysed episodes, under the spec's disclosure policy. A section
+    that cannot run stops the run with a spec error at its line, unless it is optional (then it is reported
+    as not run)."""
+    outputs: list[SectionOutput] = []
+    not_run: list[str] = []
+    with use_policy(DisclosurePolicy.from_report(spec.report)):  # counts in the sections' figures, tables
+        for sec in spec.sections:
+            with timer.step(f"section {sec['id']}"):
+                lacking = _lacking(sec, spec, ep)
+                try:
+                    if lacking:
+                        raise SpecError(f"the data have no column {lacking[0][0]!r}")
+                    outputs.append(SECTIONS[sec["type"]](ctx, sec))
+                except (SpecError, EstimationError, ValueError) as exc:
+                    if sec.get("optional"):
+                        outputs.append(_not_run(sec, lacking, exc))
+                        not_run += outputs[-1].warnings
+                    elif lacking:
+                        name, key = lacking[0]
+                        raise spec.error(_lacking_message(spec, name) + "; map it in the export's mapping, "
+                                         "or set optional = true in this section to report it as not run",
+                                         "section", key, sec["_index"]) from None
+                    elif isinstance(exc, SpecError):
+                        raise
+                    else:
+                        raise spec.error(f"{sec.get('title', sec['type'])}: cannot be estimated on these "
+                                         f"data: {exc} (optional = true reports such a section as not "
+                                         "estimable instead)", "section", "type", sec["_index"]) from None
+            step(f"section {sec.get('title', sec['id'])}")
+    return outputs, not_run
 
 
 def _lacking(sec: dict, spec: Spec, data: pd.DataFrame) -> list[tuple[str, str]]:
