@@ -791,17 +791,25 @@ def exact_duplicates(frame: pd.DataFrame, ctx: Context, keys: tuple[str, ...] = 
     dup = np.zeros(len(frame), dtype=bool)
     reasons = None
     if cand.any():
-        sub = frame[cand]
-        g = _row_groups(sub, cols)
-        # groups are numbered in order of first appearance: a row opening a new group is its first row
-        seen = np.maximum.accumulate(g)
-        opens = np.concatenate([[True], g[1:] > seen[:-1]])
-        first = np.flatnonzero(opens)[g]        # position of the first row with the same values
-        sub_dup = ~opens
-        dup[np.flatnonzero(cand)[sub_dup]] = True
-        first = first[sub_dup]
-        reasons = pd.Series("exact duplicate of " + _row_ref(sub.iloc[first]).to_numpy(),
-                            index=sub.index[sub_dup])
+        pos = np.flatnonzero(cand)
+        # the candidates' combined key over every data column, by sorting it (no hash table over millions
+        # of mostly distinct keys); coded on the whole frame when most rows are candidates (no row copy)
+        if len(pos) * 2 >= len(frame):
+            key = _combined_key(frame, cols)[pos]
+        else:
+            key = _combined_key(frame.iloc[pos], cols)
+        order = np.argsort(key)
+        ks = key[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        # the first row (in frame order) of each run of equal keys, for every row of the run
+        first_sorted = np.repeat(np.minimum.reduceat(order, starts), np.diff(np.r_[starts, len(ks)]))
+        first = np.empty(len(key), dtype=np.intp)
+        first[order] = first_sorted
+        sub_dup = first != np.arange(len(key))
+        dup[pos[sub_dup]] = True
+        first = pos[first[sub_dup]]             # position in the frame of the first row with the same values
+        reasons = pd.Series("exact duplicate of " + _row_ref(frame.iloc[first]).to_numpy(),
+                            index=frame.index[pos[sub_dup]])
     ctx.ledger.record("exact duplicates", len(frame), excluded=frame[dup], row_reasons=reasons,
                       reason="exact duplicate of an earlier row")
     return frame[~dup] if dup.any() else frame

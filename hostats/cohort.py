@@ -26,6 +26,7 @@ from hostats.ingest import (
     map_columns,
     read_export_toml,
     read_source,
+    release_freed_memory,
 )
 from hostats.ledger import Ledger
 from hostats.sources import is_source_object, open_source
@@ -259,6 +260,7 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
                   "mappings": [m.to_dict() for _, m, _ in items]}
     cohort = Cohort(episodes, assess_df, ledger, provenance, assess_ledger)
     _check_invariant(cohort)
+    release_freed_memory()  # the raw and intermediate frames are gone: give their pages back
     return cohort
 
 

@@ -85,6 +85,24 @@ CANONICAL_INPUT = tuple(c.name for c in EPISODE_COLUMNS) + AUX_COLUMNS
 _NAMED_COLUMNS = 100  # a message names at most this many columns (a 5,000-column export is one line, not 40 kB)
 
 
+def release_freed_memory() -> None:
+    """Give the heap memory freed so far back to the operating system: pyarrow's pool, then glibc's
+    ``malloc_trim`` (Linux only; a no-op elsewhere). Reading a million-row export frees most of what it
+    allocated, but glibc keeps those pages mapped (0.5 GB after the 1M prophylaxis study's read), and every
+    later step's peak RSS sits on top of them. Results are unaffected."""
+    try:
+        import pyarrow as pa
+        pa.default_memory_pool().release_unused()
+    except ImportError:  # pragma: no cover - pyarrow is a dependency, but this must never fail a read
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
+
+
 def describe_columns(found: list[str]) -> str:
     """The columns found, for an error message, without quoting a file's content: a header read as one
     column (a key file, a password line, a text that is not a table) is described, not shown."""
