@@ -6,10 +6,67 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hostats.analysis.spec import Spec
 from hostats.report.html import TableBlock
+
+
+@dataclass(frozen=True)
+class FittedWeighting:
+    """An ``iptw`` section's weighting as it was fitted, handed to the writer for the weighted columns of the
+    manuscript's Table 1 (no second fit): the stabilised weights per analysed episode (indexed as the
+    episodes), the estimand, the arms (reference first), and the balance and weighted Table 1 of the fit.
+
+    It answers what :func:`hostats.report.publication.table1` asks of an ``iptw`` result (``levels``, ``n``,
+    ``estimand``, ``balance()``, ``weighted_table1()``) and holds no per-episode fit beyond the weights."""
+
+    treatment: str
+    estimand: str
+    levels: list
+    weights: pd.Series
+    balance_table: pd.DataFrame = field(repr=False)
+    table1_long: pd.DataFrame = field(repr=False)
+
+    @classmethod
+    def of(cls, res: Any, treatment: str, episodes: pd.Index, balance: pd.DataFrame | None = None) -> FittedWeighting:
+        """From a :func:`hostats.iptw` result fitted on the episodes ``episodes`` (in its row order);
+        ``balance``: its ``balance()`` when already computed."""
+        w = np.asarray(res.weights, dtype=float)
+        index = episodes if len(episodes) == len(w) else getattr(res.weights, "index", None)
+        w = pd.Series(w, index=index, name="weight")
+        return cls(treatment, str(res.estimand), list(res.levels), w,
+                   res.balance() if balance is None else balance, res.weighted_table1())
+
+    @property
+    def n(self) -> int:
+        return len(self.weights)
+
+    def balance(self) -> pd.DataFrame:
+        return self.balance_table
+
+    def weighted_table1(self) -> pd.DataFrame:
+        return self.table1_long
+
+
+@dataclass(frozen=True)
+class EValueRequest:
+    """An E-value table a section asks for. The writer builds it from the published estimates (after the
+    disclosure decision, :func:`hostats.analysis.sections.causal.e_value_table`), so a row whose estimate
+    estimates.csv withholds is withheld here too, by the same decision.
+
+    ``by``: "contrast" (the risk, odds and hazard ratios of an ``iptw`` section, by contrast; a ratio counts
+    as a rare outcome when its contrast's published control risk is below 0.15) or "term" (the odds ratios
+    of a ``logistic`` section, by model term; ``terms`` those asked for, None for all; ``outcome_rare`` from
+    the section's outcome risk)."""
+
+    section: str
+    title: str
+    note: str
+    by: str
+    terms: tuple[str, ...] | None = None
+    outcome_rare: bool | None = None
 
 
 @dataclass
@@ -23,6 +80,8 @@ class SectionOutput:
     methods: list[tuple[str, str]] = field(default_factory=list)  # (method, reference)
     balance: pd.DataFrame | None = None
     subsections: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (title, note)
+    weighting: FittedWeighting | None = None   # an iptw section's fitted weighting (the weighted Table 1)
+    e_values: list[EValueRequest] = field(default_factory=list)   # built by the writer from published rows
 
     def result_table(self, res: Any, measure: str | None = None) -> pd.DataFrame:
         """Cite the estimator (method, reference) and return its tidy table, ``measure`` filled in if absent."""

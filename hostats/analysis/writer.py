@@ -217,8 +217,8 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     est = est[[c for c in ESTIMATE_COLUMNS if c in est.columns] + extra]
     if truth is None:
         est = est.drop(columns=["truth"])
-    shown = suppress_estimates(est, thr, policy)
-    _withhold_in_section_tables(spec, outputs, shown)
+    shown = suppress_estimates(est, thr, policy)   # the one decision of what is withheld
+    _section_tables_from_published(outputs, shown)
     check_no_identifiers([shown], IDENTIFYING)
     write_csv(shown, folder / "estimates.csv")
     records = json.loads(shown.to_json(orient="records", double_precision=10))
@@ -301,7 +301,10 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     manifest = build_manifest(
         analysis=spec.name, spec=spec.raw, spec_path=spec.path, inputs=inputs, seed=spec.seed,
         timings=timer.timings, outputs=files,
-        extra={"synthetic": info if truth is not None else None, "episodes_analysed": n,
+        extra={"publication": "not for publication: the analyst's record of the run, with exact counts "
+                              "(episodes_analysed; for synthetic data, the injected faults). The report's other "
+                              "files are published under its disclosure control.",
+               "synthetic": info if truth is not None else None, "episodes_analysed": n,
                "cohort_provenance": _safe_provenance(getattr(cohort, "provenance", {})),
                "headline": _headline(spec, shown)})
     manifest["timings_seconds"]["total"] = timer.total
@@ -309,31 +312,17 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     return shown
 
 
-def _withhold_in_section_tables(spec: Spec, outputs: list[SectionOutput], shown: pd.DataFrame) -> None:
-    """A section's own tables (E-values of its ratios) repeat some of its estimates: where the published
-    estimates withhold one (small numbers, or a contrast that would give a withheld arm back), its row in
-    those tables is withheld too, so the HTML never shows what estimates.csv withholds."""
-    gone = shown[shown["estimate"].isna()] if "estimate" in shown.columns else shown.iloc[:0]
-    for sec, out in zip(spec.sections, outputs, strict=True):
-        rows = gone[gone["section"] == sec["id"]]
-        if rows.empty:
-            continue
-        withheld = ({(str(g), str(m)) for g, m in zip(rows["group"], rows["measure"], strict=True)}
-                    | {(str(t), str(m)) for t, m in zip(rows["term"], rows["measure"], strict=True)})
-        for block in [*out.sensitivity, *out.tables]:
-            f = block.frame
-            if {"contrast", "measure"} <= set(f.columns):
-                keys, cols = list(zip(f["contrast"].astype(str), f["measure"].astype(str), strict=True)), 2
-            elif {"term", "odds ratio"} <= set(f.columns):
-                keys, cols = [(t, "odds_ratio") for t in f["term"].astype(str)], 1
-            else:
-                continue
-            hit = np.array([k in withheld for k in keys], dtype=bool)
-            if hit.any():
-                key_cols = ["contrast", "measure"] if cols == 2 else ["term"]
-                f = f.astype(object)
-                f.loc[hit, [c for c in f.columns if c not in key_cols]] = "withheld"
-                block.frame = f
+def _section_tables_from_published(outputs: list[SectionOutput], shown: pd.DataFrame) -> None:
+    """The tables a section asks for that repeat some of its estimates (E-values of its ratios), built now
+    from ``shown``, the estimates as published: a row estimates.csv withholds (small numbers, or a contrast
+    that would give a withheld arm back) is withheld in them by that same decision, not by a second rule."""
+    from hostats.analysis.sections.causal import e_value_table
+
+    for out in outputs:
+        for req in out.e_values:
+            block = e_value_table(req, shown, out)
+            if block is not None:
+                out.sensitivity.append(block)
 
 
 MANUSCRIPT_FILES = (("tables.docx", "Word"), ("tables.xlsx", "Excel, a sheet per table"),
@@ -370,7 +359,7 @@ def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput]):
 
     labels = dict(spec.report.get("labels") or {})
     by = spec.report.get("table1_by", spec.exposure.get("column"))
-    weighting, note = _table1_weighting(spec, ctx, outputs, by) if by else (None, "")
+    weighting, note = _table1_weighting(spec, outputs, by) if by else (None, "")
     title = "Table 1. Characteristics of the episodes analysed" + (f", by {variable_label(by, labels).lower()}"
                                                                   if by else "")
     try:
@@ -386,49 +375,16 @@ def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput]):
     return t
 
 
-def _table1_weighting(spec: Spec, ctx: Context, outputs: list[SectionOutput], by: str) -> tuple[Any, str]:
-    """The weighting of the first ``iptw`` section whose treatment is ``by``, fitted again for Table 1's
-    weighted columns (a section hands on its estimates and balance, not its fit) and checked against the
-    balance the section reported: the same episodes, confounders and weights, or no weighted columns."""
-    from hostats.stats.causal.weighting import iptw
-
+def _table1_weighting(spec: Spec, outputs: list[SectionOutput], by: str) -> tuple[Any, str]:
+    """The weighting of the first ``iptw`` section on all analysed episodes whose treatment is ``by``, as
+    the section fitted it (:class:`hostats.analysis.context.FittedWeighting`: its weights, estimand and arms;
+    not fitted again), for Table 1's weighted columns; a section on a subset weights another population."""
     for sec, out in zip(spec.sections, outputs, strict=True):
-        if sec["type"] != "iptw" or out.balance is None or out.balance.empty or sec.get("subset") \
-                or sec.get("treatment", spec.exposure.get("column")) != by:
-            continue   # a section on a subset weights another population than Table 1's
-        from hostats.analysis.sections._common import _section_frame
-
-        d = _section_frame(ctx, sec)
-        confounders = list(sec.get("confounders", spec.adjustment.get("confounders", [])))
-        kwargs = {"estimand": sec.get("estimand", spec.adjustment.get("estimand", "ATE")),
-                  "reference": sec.get("reference", spec.exposure.get("reference")), "level": ctx.level,
-                  "truncate": sec.get("truncate")}
-        # the section's complete cases: of the treatment, confounders and outcome (yes/no, or the follow-up)
-        time, status, outcome = sec.get("time", "time_days"), sec.get("status", "status"), sec.get("outcome")
-        surv = {"time": time, "status": status, "horizon": ctx.horizon} if {time, status} <= set(d.columns) else None
-        tries = ([([time, status], None, surv)] if surv else []) + (
-            [([outcome], outcome, {}), ([outcome, time, status], outcome, {})] if outcome in d.columns else [])
-        for extra, y, more in tries:
-            rows = d.dropna(subset=[by, *confounders, *extra])
-            if isinstance(rows[by].dtype, pd.CategoricalDtype):
-                rows = rows.assign(**{by: rows[by].cat.remove_unused_categories()})
-            try:
-                w = iptw(rows, by, confounders, y, **kwargs, **more)
-            except (HostatsError, ValueError):
-                continue
-            if _same_balance(w.balance(), out.balance):
-                return w, ""
-        return None, (f"IPTW-weighted columns not shown: the weighting of section {sec['id']!r} could not be "
-                      "reproduced for this table (see its balance table in the report).")
+        w = out.weighting
+        if sec["type"] != "iptw" or w is None or sec.get("subset") or w.treatment != by:
+            continue
+        return w, ""
     return None, ""
-
-
-def _same_balance(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    cols = ["smd_unweighted", "smd_weighted"]
-    if a.shape != b.shape or not set(cols) <= set(a.columns) or not set(cols) <= set(b.columns):
-        return False
-    return bool(np.allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=1e-9, atol=1e-12,
-                            equal_nan=True))
 
 
 def _model_tables(spec: Spec, ctx: Context, shown: pd.DataFrame, first_number: int) -> list:

@@ -312,6 +312,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     content.warnings = [redact_text(w, content.threshold) for w in content.warnings]
     html = _env().get_template("report.html.j2").render(
         c=content, flow=flow, estimate_groups=groups, summary=summary, disclosure=disclosure_text(content),
+        manifest_note=MANIFEST_NOTE,
         summary_png=summary_png, summary_level=summary_level, cleaning=cleaning,
         table1_html=content.table1.html() if content.table1 is not None else "",
         esc=_html.escape)
@@ -320,13 +321,23 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     return path
 
 
+# manifest.json is the analyst's record of a run, not a published output: it keeps the exact number of
+# episodes analysed (and, for synthetic data, the exact counts of the injected faults), which a re-run is
+# checked against; the report and its other files carry the published (rounded) counts
+MANIFEST_NOTE = "exact counts, for the analyst; do not publish"
+
+
 def disclosure_text(content: ReportContent) -> str:
-    """The report's disclosure policy in words, from its settings, and where it applies."""
+    """The report's disclosure policy in words, from its settings, where it applies, and which file of the
+    report folder it does not apply to (manifest.json, the analyst's record)."""
     policy = policy_for(content.threshold, content.policy)
     where = ["the tables", "the flow diagram and its notes", "estimates.csv and estimates.json", "the figures"]
     where += [f for f, _ in content.downloads]
+    record = (" manifest.json is the analyst's record of the run, with exact counts (the episodes analysed"
+              + (", the faults injected into the synthetic data" if content.synthetic else "")
+              + "): keep it with the analysis, do not publish it." if "manifest.json" in content.files else "")
     return (f"{policy.describe()} The same rule applies to every count of people in {', '.join(where[:-1])} and "
-            f"{where[-1]}. No identifiers or exact dates are shown.")
+            f"{where[-1]}. No identifiers or exact dates are shown.{record}")
 
 
 def _plain_names(html: str) -> str:

@@ -281,11 +281,13 @@ class PublicationTable:
                 cell = table.cell(0, j) if k == j else table.cell(0, j).merge(table.cell(0, k))
                 cell.text = self.columns[j][0]
                 j = k + 1
-        for j, (_, head) in enumerate(self.columns):
-            table.cell(n_head - 1, j).text = head
+        # a row's cells, not table.cell(i, j): python-docx builds the cells of the whole table for each
+        # table.cell call (quadratic in the cells: 1.9 of the 2.2 s of a report's four tables)
+        rows = table.rows
+        for cell, (_, head) in zip(rows[n_head - 1].cells, self.columns, strict=True):
+            cell.text = head
         for i, (row, ind) in enumerate(zip(self.cells, self.indent, strict=True)):
-            for j, text in enumerate(row):
-                cell = table.cell(n_head + i, j)
+            for j, (cell, text) in enumerate(zip(rows[n_head + i].cells, row, strict=True)):
                 cell.text = text
                 para = cell.paragraphs[0]
                 if j == 0 and ind:

@@ -250,31 +250,37 @@ def test_spec_rounding_key_checked(tmp_path):
 
 
 def test_section_tables_withhold_what_the_estimates_withhold():
-    """A section's E-value table repeats its ratios: a ratio withheld in the estimates (it would give back an
-    arm's withheld risk) is withheld in that table too, the other rows and sections are left as they are."""
-    from types import SimpleNamespace
+    """A section's E-value table repeats its ratios: the writer builds it from the published estimates, so a
+    ratio withheld there (it would give back an arm's withheld risk) is withheld in the table by the same
+    decision, and a shown one gets the E-values of its published estimate and CI; the other rows and
+    sections are left as they are, and a logistic section's table holds only the terms it asked for."""
+    from hostats.analysis.context import EValueRequest, SectionOutput
+    from hostats.analysis.writer import _section_tables_from_published
+    from hostats.stats.causal.sensitivity import e_value
 
-    from hostats.analysis.context import SectionOutput
-    from hostats.analysis.writer import _withhold_in_section_tables
-    from hostats.report.html import TableBlock
-
-    ev = pd.DataFrame({"contrast": ["rt vs none", "rt vs none", "nsaid vs none"],
-                       "measure": ["risk_ratio", "odds_ratio", "risk_ratio"], "estimate": ["0.992", "0.990", "0.61"],
-                       "CI": ["0.193 to 5.091", "0.18 to 5.4", "0.4 to 0.9"], "E-value (estimate)": ["1.1", "1.1", "2.7"]})
-    terms = pd.DataFrame({"term": ["age_years", "C(sex)[T.male]"], "odds ratio": ["1.02", "2.6"], "CI": ["a", "b"]})
-    safety = SectionOutput(sensitivity=[TableBlock("E-values: safety", ev.copy())])
-    model = SectionOutput(sensitivity=[TableBlock("E-values: model", terms.copy())])
-    other = SectionOutput(sensitivity=[TableBlock("E-values: other", ev.copy())])
-    shown = pd.DataFrame({"section": ["safety", "safety", "safety", "model", "model", "other"],
-                          "group": ["rt vs none", "rt vs none", "nsaid vs none", "", "", "rt vs none"],
-                          "term": ["", "", "", "age_years", "C(sex)[T.male]", ""],
-                          "measure": ["risk_ratio", "odds_ratio", "risk_ratio", "odds_ratio", "odds_ratio", "risk_ratio"],
-                          "estimate": [None, 0.99, 0.61, 1.02, None, 0.99]})
-    spec = SimpleNamespace(sections=[{"id": "safety"}, {"id": "model"}, {"id": "other"}])
-    _withhold_in_section_tables(spec, [safety, model, other], shown)
+    safety, model, other = SectionOutput(), SectionOutput(), SectionOutput()
+    safety.e_values.append(EValueRequest("safety", "E-values: safety", "", by="contrast"))
+    model.e_values.append(EValueRequest("model", "E-values: model", "", by="term", terms=("C(sex)", "age_years"),
+                                        outcome_rare=False))
+    other.e_values.append(EValueRequest("other", "E-values: other", "", by="contrast"))
+    why = "withheld: with the other arm's estimate it would reveal an estimate withheld for small numbers"
+    shown = pd.DataFrame({
+        "section": ["safety"] * 4 + ["model"] * 3 + ["other"],
+        "group": ["rt vs none", "rt vs none", "nsaid vs none", "nsaid vs none", "", "", "", "rt vs none"],
+        "term": ["", "", "", "", "age_years", "C(sex)[T.male]", "prior_ho", ""],
+        "measure": ["risk_ratio", "odds_ratio", "risk_ratio", "risk_control", "odds_ratio", "odds_ratio", "odds_ratio",
+                    "risk_ratio"],
+        "estimate": [None, 0.99, 0.61, 0.10, 1.02, None, 3.0, 0.99],
+        "ci_lower": [None, 0.18, 0.4, 0.05, 0.98, None, 1.5, 0.5], "ci_upper": [None, 5.4, 0.9, 0.2, 1.07, None, 6.0, 1.9],
+        "note": [why, "", "", "", "", "withheld: based on fewer than 5 people or events", "", ""]})
+    _section_tables_from_published([safety, model, other], shown)
     f = safety.sensitivity[0].frame
-    assert f.iloc[0, 2:].tolist() == ["withheld"] * 3 and f.iloc[0, :2].tolist() == ["rt vs none", "risk_ratio"]
-    assert f.iloc[1].tolist() == ev.iloc[1].tolist() and f.iloc[2].tolist() == ev.iloc[2].tolist()
+    assert f.iloc[0].tolist() == ["rt vs none", "risk_ratio"] + ["withheld"] * 4
+    ev = e_value(0.61, 0.4, 0.9, "RR").table().set_index("measure")["estimate"]
+    assert f.iloc[2].tolist() == ["nsaid vs none", "risk_ratio", "0.610", "0.400 to 0.900",
+                                  f"{ev['e_value_point']:.3f}", f"{ev['e_value_ci']:.3f}"]
+    assert f.iloc[1, 2] == "0.990" and len(f) == 3      # the odds ratio (of a contrast without a control risk)
     g = model.sensitivity[0].frame
-    assert g.iloc[1].tolist() == ["C(sex)[T.male]", "withheld", "withheld"] and g.iloc[0].tolist() == terms.iloc[0].tolist()
-    assert other.sensitivity[0].frame.equals(ev)   # shown in its own section's estimates
+    assert g["term"].tolist() == ["age_years", "C(sex)[T.male]"]    # prior_ho was not asked for
+    assert g.iloc[1].tolist() == ["C(sex)[T.male]"] + ["withheld"] * 4 and g.iloc[0, 1] == "1.020"
+    assert other.sensitivity[0].frame.iloc[0, 2] == "0.990"   # shown in its own section's estimates

@@ -372,8 +372,146 @@ def recovered_estimates(est: pd.DataFrame) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------
+# estimates shown outside estimates.csv: the HTML's E-value tables, the tables for a manuscript
+# ---------------------------------------------------------------------------------------------------
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?")
+
+
+def _number(text) -> float | None:
+    """The leading number of a cell ("0.54 (0.36 to 0.81)" gives 0.54), None for a blank, dash or word."""
+    m = _NUMBER.match(str(text or "").strip().replace("\u2212", "-"))
+    return float(m.group(0)) if m else None
+
+
+def html_e_values(html: str, titles: dict[str, str]) -> list[dict]:
+    """The rows of the HTML's E-value tables as estimate rows: {section, group, term, measure, estimate}
+    (``titles``: section title -> id, from the spec in manifest.json)."""
+    out = []
+    for title, table in re.findall(r"<h3>E-values: (.*?)</h3>\s*<div[^>]*>(<table.*?</table>)", html, re.S):
+        sec = titles.get(unescape(title).strip())
+        assert sec is not None, f"an E-value table of no section: {title}"
+        rows = re.findall(r"<tr.*?>(.*?)</tr>", table, re.S)
+        header = _cells(rows[0], "th")
+        for r in rows[1:]:
+            cells = dict(zip(header, _cells(r, "td"), strict=True))
+            if "contrast" in cells:
+                out.append({"section": sec, "group": cells["contrast"], "term": "", "measure": cells["measure"],
+                            "estimate": _number(cells["estimate"])})
+            else:
+                out.append({"section": sec, "group": "", "term": cells["term"], "measure": "odds_ratio",
+                            "estimate": _number(cells["odds ratio"])})
+    return out
+
+
+def manuscript_grids(folder: Path) -> dict[str, list[list[str]]]:
+    """The tables of tables.xlsx, tables.docx and tables.tex as grids of cell texts by title; the three
+    files must hold the same tables (checked), so a number shown in one is shown in all."""
+    import docx
+    import openpyxl
+
+    if not (folder / "tables.xlsx").exists():
+        return {}
+
+    def clean(row) -> list[str]:
+        return [re.sub(r"\s+", " ", "" if v is None else str(v)).strip() for v in row]
+
+    wb = openpyxl.load_workbook(str(folder / "tables.xlsx"))
+    xlsx = {}
+    for ws in wb.worksheets:
+        rows = [clean(r) for r in ws.iter_rows(values_only=True)]
+        xlsx[rows[0][0]] = [r for r in rows[1:] if any(r)]
+    d = docx.Document(str(folder / "tables.docx"))
+    titles = [p.text for p in d.paragraphs if p.runs and p.runs[0].bold]
+    word = {t: [clean(c.text for c in r.cells) for r in tab.rows] for t, tab in zip(titles, d.tables, strict=True)}
+    tex = (folder / "tables.tex").read_text(encoding="utf-8")
+    tex_cells = [x.strip() for line in re.findall(r"^(.*?)\\\\\s*$", tex, re.M) for x in line.split("&")]
+
+    def estimates_in(cells) -> set[str]:   # "0.54 (0.36 to 0.81)", "31.2 (25.6 to 37.5)"
+        return {c for c in cells if re.fullmatch(r"-?[\d.]+ \(-?[\d.]+ to -?[\d.]+\)", c)}
+
+    assert set(word) == set(xlsx), (set(word), set(xlsx))
+    in_xlsx = estimates_in(c for grid in xlsx.values() for r in grid for c in r)
+    assert in_xlsx == estimates_in(c for grid in word.values() for r in grid for c in r), "Word differs from Excel"
+    assert in_xlsx == estimates_in(tex_cells), "LaTeX differs from Excel"
+    return xlsx
+
+
+_ROW_MEASURES = {"Risk difference (percentage points)": "risk_difference", "Risk ratio": "risk_ratio",
+                 "Odds ratio": "odds_ratio", "Hazard ratio": "hazard_ratio"}
+_COLUMN_METHODS = {"IPTW": ("", ""), "Regression (g-formula)": ("", "_regression"), "AIPW": ("", "_aipw"),
+                   "IPTW-IPCW": ("", "_ipcw"), "Crude": ("crude_", "")}
+
+
+def manuscript_contrasts(grids: dict[str, list[list[str]]], titles: dict[str, str]) -> list[dict]:
+    """The cells of the manuscript's contrast tables (an iptw section's risks and contrasts by method) as
+    estimate rows {section, group, term, measure, estimate} on estimates.csv's scale (risks as proportions)."""
+    out = []
+    for title, grid in grids.items():
+        sec = titles.get(re.sub(r"^Table \d+\. ", "", title))
+        header = next((r for r in grid if r and r[0] == "Contrast"), None)
+        if sec is None or header is None:
+            continue
+        methods = [_COLUMN_METHODS.get(re.sub(r" \(\d+% CI\)$", "", h)) for h in header]
+        contrast = None
+        for row in grid[grid.index(header) + 1:]:
+            if " vs " in row[0] and not any(row[1:]):
+                contrast = row[0]
+                continue
+            if contrast is None:
+                continue
+            arm = re.match(r"^Risk, (.*) \(%\)$", row[0])
+            if arm:
+                base, scale = ("risk_treated" if arm.group(1) == contrast.split(" vs ")[0] else "risk_control"), 0.01
+            elif row[0] in _ROW_MEASURES:
+                base = _ROW_MEASURES[row[0]]
+                scale = 0.01 if base == "risk_difference" else 1.0
+            else:
+                continue
+            for method, cell in zip(methods, row, strict=True):
+                v = _number(cell)
+                if method is not None and v is not None:
+                    out.append({"section": sec, "group": contrast, "term": "", "measure": method[0] + base + method[1],
+                                "estimate": v * scale})
+    return out
+
+
+def _same(text) -> str:
+    """A group or term as a reader matches it across outputs: the tables for a manuscript print readable
+    labels ("radiotherapy + NSAID vs none" for estimates.csv's "radiotherapy_nsaid vs none")."""
+    return re.sub(r"[^a-z0-9]", "", str(text).lower().replace(" vs ", "|"))
+
+
+def _keys(est: pd.DataFrame) -> list[tuple]:
+    k = est.reindex(columns=["section", "group", "term", "measure"]).fillna("").astype(str)
+    return [(a, _same(b), _same(c), d) for a, b, c, d in k.to_numpy()]
+
+
+def shown_elsewhere(est: pd.DataFrame, elsewhere: list[dict], what: str) -> dict:
+    """Estimates withheld (blank) in estimates.csv that another output shows: {where: value}."""
+    value = pd.to_numeric(est["estimate"], errors="coerce").to_numpy()
+    blank = {k for k, v in zip(_keys(est), value, strict=True) if not np.isfinite(v)}
+    return {f"{r['section']} {r['group'] or r['term']} {r['measure']} ({what})": r["estimate"] for r in elsewhere
+            if r["estimate"] is not None
+            and (r["section"], _same(r["group"]), _same(r["term"]), r["measure"]) in blank}
+
+
+def _fill_blanks(est: pd.DataFrame, elsewhere: list[dict]) -> pd.DataFrame:
+    """estimates.csv with its blank estimates filled from another output where that shows them (at its
+    precision): the attacker combines everything published."""
+    est = est.copy()
+    found = {(r["section"], _same(r["group"]), _same(r["term"]), r["measure"]): r["estimate"] for r in elsewhere
+             if r["estimate"] is not None}
+    value = pd.to_numeric(est["estimate"], errors="coerce").to_numpy()
+    for i, (k, v) in enumerate(zip(_keys(est), value, strict=True)):
+        if not np.isfinite(v) and k in found:
+            est.iloc[i, est.columns.get_loc("estimate")] = str(found[k])
+    return est
+
+
 def attack_report(folder: Path) -> dict:
-    """Every "<5" of a report folder that the published numbers pin down: {where: value}."""
+    """Every "<5" of a report folder that the published numbers pin down, and every estimate estimates.csv
+    withholds that another output shows or gives back: {where: value}."""
     rule = json.loads((folder / "estimates.json").read_text())
     reader = Reader(rule["small_cell_threshold"], rule.get("rounding", 0))
     html = (folder / "report.html").read_text(encoding="utf-8")
@@ -390,7 +528,14 @@ def attack_report(folder: Path) -> dict:
         if sec.get("type") == "cumulative_incidence" and svg.exists():
             read_at_risk(reader, svg.read_text(encoding="utf-8"), sec["id"])
     assert reader.targets, "the report shows small counts for the attack to aim at"
-    return {**reader.recovered(), **recovered_estimates(est)}
+    titles = {sec.get("title", sec["id"]): sec["id"] for sec in spec.get("section", [])}
+    e_values = html_e_values(html, titles)
+    contrasts = manuscript_contrasts(manuscript_grids(folder), titles)
+    leaks = {**shown_elsewhere(est, e_values, "HTML E-value table"),
+             **shown_elsewhere(est, contrasts, "tables.docx/xlsx/tex")}
+    # the arm estimates the contrasts give back, with every published estimate (wherever shown) known
+    everything = _fill_blanks(_fill_blanks(est, e_values), contrasts)
+    return {**reader.recovered(), **recovered_estimates(everything), **leaks}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -631,3 +776,59 @@ def test_curves_show_no_small_event_count():
     assert x.min() == 75.0 and y.min() == pytest.approx(0.05)   # starts at the 5th event (day 75)
     xb, yb = drawn["b"]
     assert len(np.unique(yb)) <= 1 and not ((yb > 0) & (xb < 300)).any()   # 3 events: never drawn
+
+
+# ---------------------------------------------------------------------------------------------------
+# E-value tables and the tables for a manuscript: read by the attack, built from the published estimates
+# ---------------------------------------------------------------------------------------------------
+def _e_value_html(frame: pd.DataFrame, title: str = "Effect") -> str:
+    """An E-value table as the report renders a sensitivity table."""
+    return f"<h3>E-values: {title}</h3>\n<div class=\"scroll\">{frame.to_html(index=False)}</div>"
+
+
+def test_attack_reads_the_e_value_tables():
+    """An E-value table that shows the ratio of a contrast estimates.csv withholds is a leak (the ratio
+    itself, and with the other arm's risk the withheld arm's risk); the section's E-value table built by
+    hostats from the published estimates shows neither."""
+    from hostats.analysis.context import EValueRequest, SectionOutput
+    from hostats.analysis.sections.causal import e_value_table
+    from hostats.report.disclosure import DisclosurePolicy
+
+    frame = _withheld_risk_rows()
+    shown = DisclosurePolicy(5, 5).protect_estimates(frame).assign(term="")
+    est = shown.astype(str).replace({"None": "", "nan": ""})
+    # naive: E-values of the unprotected ratios (as built before the disclosure decision)
+    raw = frame[frame["section"].eq("effect") & frame["measure"].isin(["risk_ratio", "odds_ratio"])]
+    naive = pd.DataFrame({"contrast": raw["group"], "measure": raw["measure"],
+                          "estimate": [f"{v:.3f}" for v in raw["estimate"]]})
+    found = html_e_values(_e_value_html(naive), {"Effect": "effect"})
+    assert shown_elsewhere(est, found, "E-values") and recovered_estimates(_fill_blanks(est, found))  # teeth
+    block = e_value_table(EValueRequest("effect", "E-values: Effect", "", by="contrast"), shown, SectionOutput())
+    f = block.frame
+    assert (f.loc[f["contrast"].eq("bis vs none"), ["estimate", "CI"]] == "withheld").all().all()
+    assert f.loc[f["contrast"].eq("rt vs none"), "estimate"].ne("withheld").all()
+    found = html_e_values(_e_value_html(f), {"Effect": "effect"})
+    assert shown_elsewhere(est, found, "E-values") == {}
+    assert recovered_estimates(_fill_blanks(est, found)) == {}
+
+
+def test_attack_reads_the_manuscript_tables(tmp_path):
+    """The prophylaxis report at n = 400 withholds an arm (fewer than 5 events) and its contrasts: the
+    attack reads the HTML's E-value tables and the contrast tables of tables.docx/xlsx/tex (checked to hold
+    the same estimates) and recovers nothing; a contrast table showing a withheld cell would be found."""
+    folder = _run_small("prophylaxis", 400, tmp_path)
+    est = pd.read_csv(folder / "estimates.csv", dtype=str)
+    assert est["estimate"].isna().sum() > 0, "the test needs withheld estimates"
+    assert attack_report(folder) == {}
+    spec = json.loads((folder / "manifest.json").read_text())["spec"]
+    titles = {sec.get("title", sec["id"]): sec["id"] for sec in spec["section"]}
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert any(r["estimate"] is None for r in html_e_values(html, titles)), "an E-value row withheld"
+    grids = manuscript_grids(folder)
+    shown = manuscript_contrasts(grids, titles)
+    assert len(shown) > 20 and shown_elsewhere(est, shown, "tables") == {}
+    # the same tables with the withheld cells filled in: every one of them is found
+    leaky = {t: [[("12.3 (4.5 to 29.9)" if c == "—" else c) for c in r] for r in g] for t, g in grids.items()}
+    filled = manuscript_contrasts(leaky, titles)
+    found = shown_elsewhere(est, filled, "tables")
+    assert len(found) >= 4 and len(found) == len(filled) - len(shown), found

@@ -205,3 +205,71 @@ def test_identifier_scan_reads_the_text_of_word_and_excel_tables(tmp_path):
         with pytest.raises(HostatsError, match=name):
             _scan_outputs(tmp_path, set(), {"2021-03-04"})
         save_tables(tmp_path / name, [clean])
+
+
+def test_weighted_table1_uses_the_sections_fitted_weighting(tmp_path, monkeypatch):
+    """The weighted columns of the manuscript's Table 1 come from the weighting the effect section fitted
+    (handed on in SectionOutput.weighting), not from a second fit: with iptw refusing to run while the
+    tables are written, Table 1 still has its IPTW-weighted columns; the handed-on weighting is the
+    section's fit (the same weights and the same weighted Table 1 as hostats.iptw on its episodes)."""
+    import hostats.analysis.writer as writer
+    import hostats.stats.causal.weighting as weighting
+    from hostats.report.publication import table1
+
+    real_write, real_iptw, seen = writer._write_manuscript_tables, weighting.iptw, {}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the writer fitted the weighting again")
+
+    def write_without_iptw(spec, ctx, outputs, shown, folder):
+        seen.update(spec=spec, ctx=ctx, outputs=outputs)
+        weighting.iptw = refuse
+        try:
+            return real_write(spec, ctx, outputs, shown, folder)
+        finally:
+            weighting.iptw = real_iptw
+
+    monkeypatch.setattr(writer, "_write_manuscript_tables", write_without_iptw)
+    folder = _run_small("prophylaxis", 400, tmp_path)
+    title, word = _docx_tables(folder / "tables.docx")[0]
+    assert any(c == "IPTW-weighted (ATE)" for c in word[0]), word[0]
+    assert not any("IPTW-weighted columns not shown" in c for r in _xlsx_tables(folder / "tables.xlsx")["Table 1"]
+                   for c in r)
+    spec, ctx, outputs = seen["spec"], seen["ctx"], seen["outputs"]
+    effect = outputs[[s["id"] for s in spec.sections].index("effect")]
+    w = effect.weighting
+    assert w is not None and w.treatment == "prophylaxis" and w.estimand == "ATE" and w.levels[0] == "none"
+    assert w.n == len(w.weights) and set(w.weights.index) <= set(ctx.data.index)
+    rows = ctx.data.loc[w.weights.index]
+    direct = real_iptw(rows, "prophylaxis", list(spec.adjustment["confounders"]), None, estimand="ATE",
+                       reference="none", time="time_days", status="status", horizon=ctx.horizon)
+    np.testing.assert_allclose(w.weights.to_numpy(), np.asarray(direct.weights, float), rtol=1e-9)
+    pd.testing.assert_frame_equal(w.weighted_table1(), direct.weighted_table1())
+    variables = list(spec.report["table1"])
+    assert table1(ctx.data, variables, by="prophylaxis", iptw=w).cells == \
+        table1(ctx.data, variables, by="prophylaxis", iptw=direct).cells
+    # the safety section (a subset: radiotherapy vs none) weights another population: not Table 1's
+    safety = outputs[[s["id"] for s in spec.sections].index("safety")].weighting
+    assert safety is not None and writer._table1_weighting(spec, outputs, "prophylaxis")[0] is w
+
+
+@pytest.mark.parametrize("name", ["prophylaxis", "tha_incidence"])
+def test_manifest_is_the_analysts_record_and_says_so(reports, name):
+    """manifest.json keeps the exact number analysed (and the exact injected faults of synthetic data): it
+    is the analyst's record, not published. It says so itself, the report's list of files marks it, and the
+    disclosure paragraph names it; the report shows the number analysed rounded as every other count."""
+    folder = reports[name]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["publication"].startswith("not for publication")
+    n = manifest["episodes_analysed"]
+    assert isinstance(n, int) and n > 0
+    assert all(isinstance(v, int) for v in manifest["synthetic"]["faults"].values())   # exact, not "<5"
+    html = _html(folder)
+    files = unescape(re.sub(r"<[^>]+>", "", re.search(r'id="files">(.*?)</p>', html, re.S).group(1)))
+    assert "manifest.json (exact counts, for the analyst; do not publish)" in files
+    assert files.count("do not publish") == 1   # the other files are the published ones
+    text = unescape(re.search(r'id="disclosure">(.*?)</p>', html, re.S).group(1))
+    assert "manifest.json is the analyst's record of the run" in text and "do not publish it" in text
+    shown = re.search(r"<th>episodes analysed</th><td>([^<]*)</td>", html).group(1)
+    assert shown == f"{5 * round(n / 5):,}", (shown, n)   # rounded to 5 in the report, exact in the manifest
+    assert "episodes_analysed" not in (folder / "estimates.json").read_text()

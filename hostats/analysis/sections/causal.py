@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, SectionOutput, _number, _truth_of
+from hostats.analysis.context import (
+    Context,
+    EValueRequest,
+    FittedWeighting,
+    SectionOutput,
+    _number,
+    _truth_of,
+)
 from hostats.analysis.derive import OUTCOME_FLAG
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import (
@@ -245,12 +252,16 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
         except (HostatsError, ValueError) as exc:
             out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
     _iptw_diagnostics(ctx, sec, res, out, estimand)
+    out.weighting = FittedWeighting.of(res, treatment, d.index, out.balance)
     if use_surv and sec.get("curves", True):
         _iptw_curves(ctx, sec, res, out, prefix, reference)
     if getattr(res, "cox_result", None) is not None:
         _iptw_weighted_cox(sec, res.cox_result, out, list(getattr(res, "levels", []) or []))
     if sec.get("e_values", True):
-        _iptw_e_values(sec, t, out)
+        out.e_values.append(EValueRequest(
+            sec["id"], f"E-values: {sec.get('title', '')}",
+            "Minimum strength of association (risk-ratio scale) an unmeasured confounder would need with both "
+            "treatment and outcome to explain the estimate away (VanderWeele & Ding 2017).", by="contrast"))
     return out
 
 
@@ -321,23 +332,50 @@ def _iptw_weighted_cox(sec: dict, cox: Any, out: SectionOutput, levels: list | N
                                           "hazards."))
 
 
-def _iptw_e_values(sec: dict, t: pd.DataFrame, out: SectionOutput) -> None:
-    """E-values of the ratio rows (risk, odds, hazard ratios) as a sensitivity table."""
+_RATIO_CODES = {"risk_ratio": "RR", "odds_ratio": "OR", "hazard_ratio": "HR"}
+_E_VALUE_CELLS = ("CI", "E-value (estimate)", "E-value (CI limit)")
+
+
+def e_value_table(req: EValueRequest, shown: pd.DataFrame, out: SectionOutput) -> TableBlock | None:
+    """A section's E-value table from its *published* estimate rows (``shown``: the estimates after the
+    disclosure decision, as in estimates.csv): a row estimates.csv withholds is "withheld" here, a shown one
+    gets the E-values of its published estimate and CI. Rows with no finite estimate are left out."""
+    rows = shown[shown["section"] == req.section]
+    if rows.empty:
+        return None
+    withheld = (rows["note"].fillna("").astype(str).str.startswith("withheld") if "note" in rows.columns
+                else pd.Series(False, index=rows.index))
+    estimate = pd.to_numeric(rows["estimate"], errors="coerce")
     ev_rows = []
-    for _, r in t.iterrows():
+    for i, r in rows.iterrows():
         m = str(r["measure"])
-        if m not in ("risk_ratio", "odds_ratio", "hazard_ratio") or not np.isfinite(r["estimate"]):
+        if req.by == "contrast":
+            if m not in _RATIO_CODES:
+                continue
+            key: dict[str, Any] = {"contrast": r["group"], "measure": m}
+            first = "estimate"
+        else:
+            term = str(r["term"])
+            if m != "odds_ratio" or (req.terms is not None
+                                     and not any(term == k or term.startswith(k + "[") for k in req.terms)):
+                continue
+            key, first = {"term": term}, "odds ratio"
+        if withheld[i]:
+            ev_rows.append({**key, first: "withheld", **dict.fromkeys(_E_VALUE_CELLS, "withheld")})
             continue
-        risk = t.loc[(t["group"] == r["group"]) & (t["measure"] == "risk_control"), "estimate"]
-        rare = bool(len(risk) and float(risk.iloc[0]) < 0.15)
-        kw = {} if m == "risk_ratio" else {"outcome_rare": rare}
-        meas = {"risk_ratio": "RR", "odds_ratio": "OR", "hazard_ratio": "HR"}[m]
-        ev_rows.append({"contrast": r["group"], "measure": m, **_e_value_cells(out, r, meas, **kw)})
-    if ev_rows:
-        out.sensitivity.append(TableBlock(f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
-                                          "Minimum strength of association (risk-ratio scale) an unmeasured "
-                                          "confounder would need with both treatment and outcome to explain "
-                                          "the estimate away (VanderWeele & Ding 2017)."))
+        if not np.isfinite(estimate[i]) or (req.by == "term" and not np.isfinite(float(r["ci_lower"]))):
+            continue
+        if req.by == "contrast":
+            risk = estimate[(rows["group"] == r["group"]) & (rows["measure"] == "risk_control")]
+            rare = bool(len(risk) and float(risk.iloc[0]) < 0.15)
+            kw = {} if m == "risk_ratio" else {"outcome_rare": rare}
+        else:
+            kw = {"outcome_rare": bool(req.outcome_rare)}
+        cells = _e_value_cells(out, r, _RATIO_CODES[m], **kw)
+        ev_rows.append({**key, first: cells.pop("estimate"), **cells})
+    if not ev_rows:
+        return None
+    return TableBlock(req.title, pd.DataFrame(ev_rows), req.note)
 
 
 class _Skip(Exception):

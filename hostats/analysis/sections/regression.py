@@ -7,11 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, SectionOutput, _number, _truth_of
+from hostats.analysis.context import Context, EValueRequest, SectionOutput, _number, _truth_of
 from hostats.analysis.expressions import _names_in
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import _complete, _need_columns, _ph_table, _rows, _section_frame
-from hostats.analysis.sections.causal import _e_value_cells
 from hostats.analysis.sections.incidence import (
     _as_sensitivity,
     _horizon_outcome,
@@ -101,27 +100,19 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
 
 def _logistic_e_values(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, res: Any,
                        d: pd.DataFrame, y: str, horizon: bool) -> None:
-    """E-values of the odds ratios the spec asks for (``e_values``: true or a list of terms), as a sensitivity
-    table; odds ratios are converted to risk ratios by the outcome risk (rare or common)."""
+    """Ask for the E-values of the odds ratios the spec names (``e_values``: true or a list of terms), a
+    sensitivity table the writer builds from the published odds ratios; odds ratios are converted to risk
+    ratios by the outcome risk (rare or common)."""
     ev_terms = sec.get("e_values")
     if ev_terms:
         risk = (float(np.mean(res.predict(d))) if horizon else
                 float(d[y].astype(float).mean()) if y in d.columns else 1.0)
-        ev_rows = []
-        for _, r in rows[rows["measure"] == "odds_ratio"].iterrows():
-            term = str(r["term"])
-            if ev_terms is not True and not any(term == k or term.startswith(k + "[") for k in ev_terms):
-                continue
-            if not np.isfinite(r["estimate"]) or not np.isfinite(r["ci_lower"]):
-                continue
-            cells = _e_value_cells(out, r, "OR", outcome_rare=risk < 0.15)
-            ev_rows.append({"term": term, "odds ratio": cells.pop("estimate"), **cells})
-        if ev_rows:
-            out.sensitivity.append(TableBlock(
-                f"E-values: {sec.get('title', '')}", pd.DataFrame(ev_rows),
-                f"Outcome risk {risk:.2f}: odds ratios converted to risk ratios "
-                f"{'directly (rare outcome)' if risk < 0.15 else 'by the square root (common outcome)'} "
-                "before the E-value (VanderWeele & Ding 2017)."))
+        out.e_values.append(EValueRequest(
+            sec["id"], f"E-values: {sec.get('title', '')}",
+            f"Outcome risk {risk:.2f}: odds ratios converted to risk ratios "
+            f"{'directly (rare outcome)' if risk < 0.15 else 'by the square root (common outcome)'} "
+            "before the E-value (VanderWeele & Ding 2017).", by="term",
+            terms=None if ev_terms is True else tuple(str(k) for k in ev_terms), outcome_rare=risk < 0.15))
 
 
 def _logistic_figures(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, res: Any,
