@@ -58,15 +58,20 @@ class EValueRequest:
 
     ``by``: "contrast" (the risk, odds and hazard ratios of an ``iptw`` section, by contrast; a ratio counts
     as a rare outcome when its contrast's published control risk is below 0.15) or "term" (the odds ratios
-    of a ``logistic`` section, by model term; ``terms`` those asked for, None for all; ``outcome_rare`` from
-    the section's outcome risk)."""
+    of a ``logistic`` section, by model term; ``terms`` those asked for, None for all; ``outcome_risk`` the
+    section's outcome risk, which decides rare or common and is stated before ``note`` unless the section's
+    estimates are withheld for small numbers: it rests on the same event count)."""
 
     section: str
     title: str
     note: str
     by: str
     terms: tuple[str, ...] | None = None
-    outcome_rare: bool | None = None
+    outcome_risk: float | None = None
+
+    @property
+    def outcome_rare(self) -> bool:
+        return self.outcome_risk is not None and self.outcome_risk < 0.15
 
 
 @dataclass

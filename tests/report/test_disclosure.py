@@ -260,8 +260,8 @@ def test_section_tables_withhold_what_the_estimates_withhold():
 
     safety, model, other = SectionOutput(), SectionOutput(), SectionOutput()
     safety.e_values.append(EValueRequest("safety", "E-values: safety", "", by="contrast"))
-    model.e_values.append(EValueRequest("model", "E-values: model", "", by="term", terms=("C(sex)", "age_years"),
-                                        outcome_rare=False))
+    model.e_values.append(EValueRequest("model", "E-values: model", "odds ratios converted", by="term",
+                                        terms=("C(sex)", "age_years"), outcome_risk=0.3))
     other.e_values.append(EValueRequest("other", "E-values: other", "", by="contrast"))
     why = "withheld: with the other arm's estimate it would reveal an estimate withheld for small numbers"
     shown = pd.DataFrame({
@@ -284,3 +284,11 @@ def test_section_tables_withhold_what_the_estimates_withhold():
     assert g["term"].tolist() == ["age_years", "C(sex)[T.male]"]    # prior_ho was not asked for
     assert g.iloc[1].tolist() == ["C(sex)[T.male]"] + ["withheld"] * 4 and g.iloc[0, 1] == "1.020"
     assert other.sensitivity[0].frame.iloc[0, 2] == "0.990"   # shown in its own section's estimates
+    # the outcome risk rests on the section's event count: withheld when its estimates are, else stated
+    assert model.sensitivity[0].note == "Outcome risk withheld (small numbers): odds ratios converted"
+    shown_model = shown[shown["section"].eq("model")].assign(note="", estimate=[1.02, 2.6, 3.0],
+                                                             ci_lower=[0.98, 1.1, 1.5], ci_upper=[1.07, 6.0, 6.0])
+    again = SectionOutput(e_values=list(model.e_values))
+    _section_tables_from_published([again], shown_model)
+    assert again.sensitivity[0].note == "Outcome risk 0.30: odds ratios converted"
+    assert again.sensitivity[0].frame["odds ratio"].tolist() == ["1.020", "2.600"]

@@ -375,7 +375,13 @@ def e_value_table(req: EValueRequest, shown: pd.DataFrame, out: SectionOutput) -
         ev_rows.append({**key, first: cells.pop("estimate"), **cells})
     if not ev_rows:
         return None
-    return TableBlock(req.title, pd.DataFrame(ev_rows), req.note)
+    note = req.note
+    if req.outcome_risk is not None:   # the section's risk rests on its event count: withheld with its estimates
+        small = rows["note"].fillna("").astype(str).str.startswith("withheld: based on fewer than").any() \
+            if "note" in rows.columns else False
+        note = (f"Outcome risk {'withheld (small numbers)' if small else format(req.outcome_risk, '.2f')}: "
+                + note)
+    return TableBlock(req.title, pd.DataFrame(ev_rows), note)
 
 
 class _Skip(Exception):

@@ -109,10 +109,10 @@ def _logistic_e_values(ctx: Context, sec: dict, out: SectionOutput, rows: pd.Dat
                 float(d[y].astype(float).mean()) if y in d.columns else 1.0)
         out.e_values.append(EValueRequest(
             sec["id"], f"E-values: {sec.get('title', '')}",
-            f"Outcome risk {risk:.2f}: odds ratios converted to risk ratios "
+            "odds ratios converted to risk ratios "
             f"{'directly (rare outcome)' if risk < 0.15 else 'by the square root (common outcome)'} "
             "before the E-value (VanderWeele & Ding 2017).", by="term",
-            terms=None if ev_terms is True else tuple(str(k) for k in ev_terms), outcome_rare=risk < 0.15))
+            terms=None if ev_terms is True else tuple(str(k) for k in ev_terms), outcome_risk=risk))
 
 
 def _logistic_figures(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, res: Any,
