@@ -104,8 +104,9 @@ class Cohort:
         mask = mask.astype("boolean").fillna(False).to_numpy(dtype=bool)
         ledger = self.ledger.copy()
         ledger.record(name, len(ep), excluded=ep[~mask], reason=reason)
-        return Cohort(ep[mask].reset_index(drop=True), self.assessments, ledger, dict(self.provenance),
-                      self.assessment_ledger)
+        kept = ep[mask]  # a copy; renumbered in place (reset_index would copy the frame a second time)
+        kept.index = pd.RangeIndex(len(kept))
+        return Cohort(kept, self.assessments, ledger, dict(self.provenance), self.assessment_ledger)
 
     def completeness(self) -> pd.DataFrame:
         """Per canonical column of the kept episodes: present (non-missing) count and percent."""

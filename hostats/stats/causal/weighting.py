@@ -1049,7 +1049,10 @@ def _analysed_rows(data, treatment, outcome, conf_cols, time, status, horizon
     require_columns(data, [treatment, *out_cols, *conf_cols, *surv_cols])
     if treatment in conf_cols or (outcome is not None and outcome in conf_cols):
         raise ValueError("the treatment and the outcome cannot also be confounders")
-    data, dropped, n_missing = complete_cases(data, [treatment, *out_cols, *conf_cols, *surv_cols], "iptw")
+    used = list(dict.fromkeys([treatment, *out_cols, *conf_cols, *surv_cols]))
+    if len(used) < data.shape[1]:  # only these columns: the complete cases then copy them, not the whole frame
+        data = data[used]
+    data, dropped, n_missing = complete_cases(data, used, "iptw")
     return data, n_missing, list(dropped)
 
 

@@ -145,7 +145,10 @@ def fit_cause(X: np.ndarray, time: np.ndarray, status: np.ndarray, cause: int, g
         E[ok] = S1[ok] / S0[ok, None]
     resid = _efron.score_residuals(dat, pc)
     psi = np.empty_like(resid)
-    psi[dat.order] = resid @ fit.vcov
+    step = 1 << 16  # by blocks of rows: no third n x p array (the product) beside resid and psi
+    for lo in range(0, n, step):
+        psi[dat.order[lo:lo + step]] = resid[lo:lo + step] @ fit.vcov
+    del resid
     expeta = np.empty(n)
     expeta[dat.order] = r
     return CauseModel(cause=cause, beta=fit.beta, vcov=fit.vcov, center=dat.center, shift=shift, dhaz=dhaz,
