@@ -339,6 +339,9 @@ def ate(data: pd.DataFrame, treatment: str, confounders: Sequence[str] | str, ti
         for meth, (mu, phi) in _weighting_estimates(meths, Xd, P, w, a, t, s, y, strata, cause, horizon,
                                                     fitted, F_arm, patterns).items():
             mus[meth], influence[meth] = mu, phi
+    # the cause-specific models' per-patient arrays, the curves and the designs are not needed by the
+    # tables: freed before the influence functions become frames (the section's memory peak at 1M rows)
+    del fitted, F_arm, patterns, Xd
 
     table, risks = _ate_tables(meths, mus, influence, levels, counts, events, horizon, level, z, data.index)
     for msg in notes:
