@@ -1,6 +1,6 @@
 """hostats: retrospective cohort statistics for heterotopic ossification (HO).
 
-The public API (see DESIGN.md) is exported lazily, so that ``import hostats`` and the command line start
+The public API (see docs/design.md) is exported lazily, so that ``import hostats`` and the command line start
 fast and a user of the ingest never pays for importing lifelines or statsmodels.
 """
 from __future__ import annotations

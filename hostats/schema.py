@@ -1,4 +1,4 @@
-"""The canonical cohort schema: the one place a column and its code list are defined (DESIGN.md).
+"""The canonical cohort schema: the one place a column and its code list are defined (docs/design.md).
 
 One row per episode: a patient's index event (surgery, injury or HO resection) and the follow-up after it.
 Code lists below are reused by ingest (value mapping), cleaning (typo detection), the pandera models and
@@ -100,7 +100,7 @@ ASSESSMENT_REQUIRED = tuple(c.name for c in ASSESSMENT_COLUMNS if c.required)
 IMAGING_TESTS = ("xray", "bone_scan", "ct")
 # Same-day images of different kinds: the one that turns positive LATEST after onset bounds onset most
 # tightly from above, the one that turns positive SOONEST from below (x-ray 21-28 days after onset, bone scan
-# 7-10 days earlier: RATES.md R19, R20; CT, with no published lag, counts as the soonest).
+# 7-10 days earlier: docs/rates.md R19, R20; CT, with no published lag, counts as the soonest).
 IMAGING_BY_DETECTION_LAG = ("ct", "bone_scan", "xray")
 
 # pandas dtype of each kind in a cleaned cohort (categories get their code list as categories)

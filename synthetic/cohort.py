@@ -394,7 +394,7 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     probability of that outcome over a fixed 1,000,000-patient draw (``_truth_block``). Follow-up runs past
     the 12-month x-ray and day 365 (``dgp``), so censoring before the horizon is only the independent loss
     to follow-up and Aalen-Johansen at 365 days estimates ``cumulative_incidence``.
-    Intercepts and treatment log-odds are solved so the RATES.md targets hold (``models.calibrate``).
+    Intercepts and treatment log-odds are solved so the docs/rates.md targets hold (``models.calibrate``).
     Reference: Morris, White & Crowther, "Using simulation studies to evaluate statistical methods",
     Stat Med 2019;38:2074-2102 (data-generating mechanism and estimand defined before simulating).
 

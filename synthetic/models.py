@@ -3,7 +3,7 @@
 A model supplies covariates (with a calibration ``stratum`` and a 1-year death probability per
 patient), the treatment choice, the covariate part of the logit of true HO and the logit shift of each
 arm. Intercepts (one per stratum) and treatment log-odds are SOLVED on a fixed calibration draw so that
-the scenario's targets (RATES.md) hold for the detected 1-year risk with death competing; see
+the scenario's targets (docs/rates.md) hold for the detected 1-year risk with death competing; see
 ``calibrate``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The import directions of DESIGN.md, checked on the source: schema <- ingest/clean/ledger <- cohort <- stats
+"""The import directions of docs/design.md, checked on the source: schema <- ingest/clean/ledger <- cohort <- stats
 <- report <- analysis <- cli; ``synthetic`` and ``hostats`` independent (only cli.py may import both).
 
 Every module under hostats/ and synthetic/ is parsed with ``ast``; imports anywhere in a module count

@@ -55,7 +55,7 @@ def test_competing_death_study_and_planted_bug():
 def test_prophylaxis_study_adjusts_for_confounding():
     study = STUDY.build("tha_prophylaxis", 2000)
     truth = study.truth
-    assert truth["log_rr_rt"] == pytest.approx(math.log(0.4453), abs=0.01)  # RATES.md R5 via the generator
+    assert truth["log_rr_rt"] == pytest.approx(math.log(0.4453), abs=0.01)  # docs/rates.md R5 via the generator
     assert truth["log_rr_bis"] == 0 and truth["rd_bis"] == 0
     assert truth["risk_bis"] == truth["risk_none"] and truth["rd_rt"] == pytest.approx(
         truth["risk_rt"] - truth["risk_none"], abs=1e-12)

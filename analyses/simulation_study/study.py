@@ -429,7 +429,7 @@ def detection_study(n: int) -> Study:
             "interval (last negative, first positive] (hostats.interval_censored); the same two, and the "
             "log-normal median (the true onset is log-normal, so this model is correctly specified), with the "
             "detection lag corrected by hostats (each bound shifted back by the mean lag of the test that set "
-            "it: x-ray 24.5 days, bone scan 16 days; RATES.md R19, R20). The NPMLE median is run without bootstrap (its CI "
+            "it: x-ray 24.5 days, bone scan 16 days; docs/rates.md R19, R20). The NPMLE median is run without bootstrap (its CI "
             "costs ~200 refits), so it has bias and empirical SE only. The imaging intervals bracket when HO "
             "becomes VISIBLE, not when it starts: without the lag correction both are expected to be biased "
             "upward."))
@@ -510,7 +510,7 @@ def resection_study(per_site: int) -> Study:
         estimand_labels=labels,
         description=(
             "Aim: coverage of the pooled recurrence rate and of the prediction interval for a new site when "
-            "recurrence varies between sites (2-31%, RATES.md R17), with few or many sites. "
+            "recurrence varies between sites (2-31%, docs/rates.md R17), with few or many sites. "
             f"Data: synthetic 'resection_recurrence' with 5, 10 and 30 sites of about {per_site} patients each "
             "(site logits ~ N(mu, tau2), death and loss to follow-up switched off so each site's 1-year "
             "recurrence proportion estimates its true risk). "

@@ -2,7 +2,7 @@
 
 References
 ----------
-- Detection lag: x-ray positive 21-28 days after onset (RATES.md R19), bone scan 7-10 days earlier (R20);
+- Detection lag: x-ray positive 21-28 days after onset (docs/rates.md R19), bone scan 7-10 days earlier (R20);
   the synthetic generator draws onset, then x-ray/bone-scan visibility with exactly these lags, so its
   latent onset is the truth the lag-corrected estimate must recover.
 - Weibull on distinct intervals with frequency weights: lifelines ``WeibullFitter.fit_interval_censoring``

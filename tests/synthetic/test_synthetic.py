@@ -44,7 +44,7 @@ def test_no_hostats_import():
 
 
 def test_every_toml_number_cites_a_rates_row():
-    """Each parameter line cites a RATES.md row (R1-R23); only the study layout is exempt, and says so."""
+    """Each parameter line cites a docs/rates.md row (R1-R23); only the study layout is exempt, and says so."""
     import re
 
     layout = {"sites", "site_shares", "index_date_start", "index_date_end"}
@@ -57,7 +57,7 @@ def test_every_toml_number_cites_a_rates_row():
             if key in layout and "study layout" in comment:
                 continue
             rows = [int(r) for r in re.findall(r"\bR(\d+)\b", comment)]
-            assert rows and all(1 <= r <= 23 for r in rows), f"{path.name}: {key} cites no RATES.md row"
+            assert rows and all(1 <= r <= 23 for r in rows), f"{path.name}: {key} cites no docs/rates.md row"
 
 
 def test_overrides_validated():
@@ -278,7 +278,7 @@ def test_complete_follow_up_measures_the_truth_exactly(scenario):
 
 def _aj_at_365(ep: pd.DataFrame) -> tuple[float, float]:
     """Aalen-Johansen CIF of HO at day 365, death competing (statsmodels CumIncidenceRight, independent of
-    hostats), on time/status derived as DESIGN.md says: HO date, else death date, else last follow-up."""
+    hostats), on time/status derived as docs/design.md says: HO date, else death date, else last follow-up."""
     from statsmodels.duration.survfunc import CumIncidenceRight
 
     end = ep["ho_date"].where(ep["ho"], ep["death_date"].fillna(ep["last_followup_date"]))

@@ -1,8 +1,8 @@
-"""Every RATES.md target of each synthetic scenario, on large draws (n = 200,000).
+"""Every docs/rates.md target of each synthetic scenario, on large draws (n = 200,000).
 
 A target with a point value must hold within 3 Monte-Carlo standard errors of the draw (binomial SE
 for proportions, delta-method SE of the log ratio for ratios of paired potential-outcome means); a target
-stated as a range must fall inside it. The numbers come from /work/shared/RATES.md (row R#).
+stated as a range must fall inside it. The numbers come from docs/rates.md (row R#).
 """
 from __future__ import annotations
 

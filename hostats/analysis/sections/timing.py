@@ -23,7 +23,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
 
     The bounds (last negative, first positive image) bracket when HO became VISIBLE on imaging, so the
     plain fit estimates the time to radiological visibility (group "first positive imaging"). With
-    ``detection_lag_days = {xray = 24.5, bone_scan = 16}`` (mean lags, RATES.md R19/R20) the section also
+    ``detection_lag_days = {xray = 24.5, bone_scan = 16}`` (mean lags, docs/rates.md R19/R20) the section also
     estimates biological onset by shifting each bound by the lag of the modality that produced it (group
     "onset (lag-corrected)"); the modalities come from the columns ``lower_modality``/``upper_modality``
     (default: the cohort's ``ho_interval_lo_test``/``ho_interval_hi_test``). ``truth`` ({measure = path}) applies to the onset rows when

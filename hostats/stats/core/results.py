@@ -1,4 +1,4 @@
-"""The result-object contract shared by every estimator (DESIGN.md, "The public API").
+"""The result-object contract shared by every estimator (docs/design.md, "The public API").
 
 ``.table()`` is a tidy DataFrame: a label column (``term`` for model coefficients, ``group`` and/or
 ``measure`` otherwise), then ``estimate, ci_lower, ci_upper, p_value, std_error, n, events`` where they

@@ -11,7 +11,7 @@ observation covers a contiguous run of intervals so one EM step is two cumulativ
 
 What the bounds bracket: imaging sees HO only after it has calcified enough, so (last negative, first
 positive] brackets the day HO became VISIBLE on imaging, not its biological onset (an x-ray turns positive
-21-28 days after onset, RATES.md R19; a bone scan 7-10 days earlier than the x-ray, R20). Without
+21-28 days after onset, docs/rates.md R19; a bone scan 7-10 days earlier than the x-ray, R20). Without
 correction the estimand is the time to radiological visibility. ``detection_lag_days`` estimates onset
 instead by shifting each bound by the mean lag of the modality that produced it (``DETECTION_LAG_DAYS``).
 """
@@ -41,12 +41,12 @@ TURNBULL_REFERENCE = (
 
 
 # Mean delay from biological onset to a positive image, by modality (days). x-ray: "3-4 weeks after onset
-# before the x-ray is positive" (seed text; RATES.md R19: 21-28 days, midpoint 24.5); bone scan: "7-10 days
-# earlier than an x-ray" (R20: 24.5 - 8.5 = 16). CT has no published lag in RATES.md: give one explicitly.
+# before the x-ray is positive" (seed text; docs/rates.md R19: 21-28 days, midpoint 24.5); bone scan: "7-10 days
+# earlier than an x-ray" (R20: 24.5 - 8.5 = 16). CT has no published lag in docs/rates.md: give one explicitly.
 DETECTION_LAG_DAYS: dict[str, float] = {"xray": 24.5, "bone_scan": 16.0}
 DETECTION_LAG_REFERENCE = (
     "detection lag of imaging: x-ray positive 3-4 weeks (21-28 days) after onset, bone scan 7-10 days "
-    "earlier than the x-ray (Heterotopic ossification, seed text; hostats RATES.md R19, R20)"
+    "earlier than the x-ray (Heterotopic ossification, seed text; hostats docs/rates.md R19, R20)"
 )
 
 
@@ -382,7 +382,7 @@ def interval_censored(data: pd.DataFrame, lower: str = "ho_interval_lo_days",
 
     Estimand: F(t) = P(T <= t) (days from the index event). With imaging bounds as given (last negative,
     first positive image), T is the time HO became VISIBLE on imaging (time to radiological visibility),
-    which lags biological onset by weeks (x-ray 21-28 days, RATES.md R19; bone scan 7-10 days less, R20).
+    which lags biological onset by weeks (x-ray 21-28 days, docs/rates.md R19; bone scan 7-10 days less, R20).
     With ``detection_lag_days`` (modality -> mean lag in days, e.g. ``DETECTION_LAG_DAYS`` = {xray: 24.5,
     bone_scan: 16}) T is biological onset: each bound is shifted back by the lag of the modality that
     produced it (columns ``lower_modality``/``upper_modality``, e.g. "xray"), see ``_shift_by_lag``. The

@@ -1,4 +1,4 @@
-"""The result contract shared by every public estimator (DESIGN.md, "The public API"; issue 14).
+"""The result contract shared by every public estimator (docs/design.md, "The public API"; issue 14).
 
 Each public estimator is called once on tiny data (tests/data and a seeded synthetic draw), and the same
 checks run on every result: the tidy ``.table()`` (label column, the value columns in order and with
