@@ -7,6 +7,7 @@ byte for byte as they were, every row read is kept or excluded, and no raw termi
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -26,6 +27,24 @@ def test_every_stored_case_has_an_expectation_and_the_corpus_is_large():
     assert stored == set(EXPECTED), f"cases without expectation: {stored - set(EXPECTED)}; " \
                                     f"expectations without case: {set(EXPECTED) - stored}"
     assert len(stored) >= 100
+
+
+def test_the_stored_corpus_is_what_make_corpus_writes(tmp_path):
+    """The generator is deterministic: writing the corpus again (in a process of its own, see make_corpus.py)
+    gives the stored files byte for byte, so `git diff` after regenerating shows only what was changed."""
+    out = tmp_path / "corpus"
+    done = subprocess.run([sys.executable, str(CORPUS.parent / "make_corpus.py"), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    made, stored = files(out), files(CORPUS)
+    assert made.keys() == stored.keys(), (sorted(made.keys() - stored.keys()), sorted(stored.keys() - made.keys()))
+    differ = sorted(name for name in made if made[name] != stored[name])
+    assert not differ, f"regenerated files differ from the stored corpus (python tests/hostile/make_corpus.py " \
+                       f"re-makes it; then check cases.toml): {differ}"
 
 
 def _has(rows: list[dict], *, column: str | None = None, row: int, says: str, key: str) -> bool:

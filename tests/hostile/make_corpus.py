@@ -4,15 +4,36 @@ Run from the project root:  python tests/hostile/make_corpus.py
 Each case is a folder tests/hostile/corpus/<id>/ holding the input files exactly as a user might bring them
 (for cli_* cases, command.txt: the command-line arguments);
 tests/hostile/cases.toml (hand-written) says what each must give: a clear error naming the file (and the
-column and row where there is one), a ledger entry, or a clean read. The generator is deterministic, so the
-stored corpus can be re-made and checked with `git diff`; the files are also the seed corpus of the fuzz
-target (tests/hostile/fuzz_readers.py).
+column and row where there is one), a ledger entry, or a clean read. The files are also the seed corpus of the
+fuzz target (tests/hostile/fuzz_readers.py).
+
+The generator is deterministic, so the stored corpus can be re-made and checked with `git diff`
+(tests/test_hostile_corpus.py generates it again into a temporary folder and compares byte for byte). What
+the writers would otherwise stamp with the time of writing is pinned to FIXED (2021-01-01 00:00:00):
+- .xlsx (openpyxl, directly or through pandas) and the plain zip archive: every zip entry's date, and the
+  workbook's created/modified properties in docProps/core.xml (openpyxl sets `modified` when saving, so
+  both are rewritten after saving: pinned_zip); openpyxl writes its XML with the standard library's
+  serialiser, not lxml, so the bytes do not depend on whether lxml is installed (OPENPYXL_LXML, set in main
+  before openpyxl is imported; hence the comparison runs the script in a process of its own);
+- .dta (pandas): the header's time stamp (to_stata's time_stamp);
+- .sav (pyreadstat/ReadStat, which has no option for it): the header's creation date and time (pinned_sav);
+- .db (sqlite3): nothing; the file holds no time, and a fresh database written by the same statements has the
+  same pages (the header records the SQLite library's version, as the other files record their writers').
+Other versions of pandas, pyreadstat, openpyxl, SQLite or zlib may write different bytes: then regenerate,
+check that cases.toml still holds, and commit the corpus.
+
+    python tests/hostile/make_corpus.py            # (re)writes tests/hostile/corpus
+    python tests/hostile/make_corpus.py DIR        # writes the corpus into DIR (which must not exist)
 """
 from __future__ import annotations
 
+import datetime
 import io
+import os
+import re
 import shutil
 import sqlite3
+import sys
 import zipfile
 from pathlib import Path
 
@@ -21,6 +42,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
+
+FIXED = datetime.datetime(2021, 1, 1)  # the time every file says it was written at
 
 HEAD = "patient_id,index_event,index_date,age_years,sex"
 GOOD = [f"P{i},tha,2021-03-{i + 1:02d},{50 + i},{'male' if i % 2 else 'female'}" for i in range(1, 7)]
@@ -40,13 +63,36 @@ def frame(n: int = 6) -> pd.DataFrame:
                          "age_years": np.arange(50.0, 50 + n), "sex": ["male", "female"] * (n // 2)})
 
 
+def pinned_zip(data: bytes) -> bytes:
+    """The same archive, entry by entry in the same order, with every entry dated FIXED and (a workbook) the
+    created/modified times of docProps/core.xml set to FIXED."""
+    stamp = FIXED.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            content = src.read(info)
+            if info.filename == "docProps/core.xml":
+                content, found = re.subn(rb"(<dcterms:(?:created|modified)\b[^>]*>)[^<]*", rb"\g<1>" + stamp, content)
+                assert found == 2, content
+            dst.writestr(entry(info.filename, info.compress_type, info.external_attr), content)
+    return out.getvalue()
+
+
+def entry(name: str, compress_type: int = zipfile.ZIP_STORED, external_attr: int = 0o600 << 16) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=FIXED.timetuple()[:6])
+    info.compress_type = compress_type
+    info.external_attr = external_attr
+    info.create_system = 3  # as written on Unix, whatever the platform (ZipInfo's default follows it)
+    return info
+
+
 def xlsx(df: pd.DataFrame, **sheets: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     with pd.ExcelWriter(buf, engine="openpyxl") as w:
         df.to_excel(w, sheet_name="export", index=False)
         for name, other in sheets.items():
             other.to_excel(w, sheet_name=name, index=False)
-    return buf.getvalue()
+    return pinned_zip(buf.getvalue())
 
 
 def xlsx_formulas() -> bytes:
@@ -58,7 +104,7 @@ def xlsx_formulas() -> bytes:
         ws.append([f"P{i}", "tha", f"2021-03-0{i}", f"=40+{i}", "male"])
     buf = io.BytesIO()
     wb.save(buf)
-    return buf.getvalue()
+    return pinned_zip(buf.getvalue())
 
 
 def xlsx_serial_dates() -> bytes:
@@ -70,7 +116,7 @@ def xlsx_serial_dates() -> bytes:
         ws.append([f"P{i}", "tha", 44256 + i, 60 + i, "female"])  # Excel day numbers, no date format
     buf = io.BytesIO()
     wb.save(buf)
-    return buf.getvalue()
+    return pinned_zip(buf.getvalue())
 
 
 def stat_file(kind: str, df: pd.DataFrame | None = None, **kw) -> bytes:
@@ -81,12 +127,18 @@ def stat_file(kind: str, df: pd.DataFrame | None = None, **kw) -> bytes:
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / f"x.{kind}"
         if kind == "dta":
-            df.to_stata(p, write_index=False, **kw)
+            df.to_stata(p, write_index=False, time_stamp=FIXED, **kw)
         elif kind == "sav":
             pyreadstat.write_sav(df, str(p), **kw)
-        elif kind == "xpt":
-            pyreadstat.write_xport(df.rename(columns=lambda c: c[:8]), str(p))
+            return pinned_sav(p.read_bytes())
         return p.read_bytes()
+
+
+def pinned_sav(data: bytes) -> bytes:
+    """A .sav file's header with its creation date ('dd Mon yy', bytes 92-100) and time ('hh:mm:ss', bytes
+    101-108) set to FIXED: ReadStat writes the time of writing there, and pyreadstat has no option for it."""
+    assert data[:4] == b"$FL2" and re.fullmatch(rb"\d\d [A-Z][a-z]{2} \d\d\d\d:\d\d:\d\d", data[92:109]), data[:120]
+    return data[:92] + b"01 Jan 21" + b"00:00:00" + data[109:]  # FIXED, spelt out (%b follows the locale)
 
 
 def sqlite_db(rows: pd.DataFrame | None = None) -> bytes:
@@ -352,21 +404,30 @@ def lines(*args: str) -> str:
 def zipfile_bytes() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("readme.txt", "not a workbook")
+        z.writestr(entry("readme.txt"), "not a workbook")
     return buf.getvalue()
 
 
-def main() -> None:
-    if CORPUS.exists():
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise SystemExit("usage: python tests/hostile/make_corpus.py [DIR]")
+    os.environ["OPENPYXL_LXML"] = "False"  # read by openpyxl when imported (below, by the writers)
+    import openpyxl.xml
+    if openpyxl.xml.LXML:
+        raise SystemExit("openpyxl was imported before OPENPYXL_LXML was set: run this file as a script")
+    out = Path(argv[0]) if argv else CORPUS
+    if out == CORPUS and CORPUS.exists():
         shutil.rmtree(CORPUS)
+    elif out.exists():
+        raise SystemExit(f"{out} exists; give a folder that does not")
     made = cases()
     for case, files in made.items():
-        folder = CORPUS / case
+        folder = out / case
         folder.mkdir(parents=True)
         for name, content in files.items():
             (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    print(f"{len(made)} cases written to {CORPUS}")
+    print(f"{len(made)} cases written to {out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
