@@ -3,6 +3,7 @@ horizon), what a section returns (:class:`SectionOutput`), and the lookup of syn
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +75,32 @@ class EValueRequest:
         return self.outcome_risk is not None and self.outcome_risk < 0.15
 
 
+@dataclass(frozen=True)
+class PublishedFigure:
+    """A figure of a section's own estimates (a forest plot of its odds ratios or sites, a bar chart of its
+    proportions), asked for by the section and drawn by the writer from the published estimates (after the
+    disclosure decision, as in estimates.csv): an estimate estimates.csv withholds is not drawn, by that same
+    decision, and a drawn one is the published value.
+
+    ``draw`` takes the published rows of ``section`` (estimates.csv's rows, its counts as published text)
+    and returns the figure and its caption, or None when nothing is left to draw."""
+
+    name: str
+    title: str
+    section: str
+    draw: Callable[[pd.DataFrame], tuple[Any, str] | None]
+
+    def drawn(self, shown: pd.DataFrame) -> tuple[str, str, str, Any] | None:
+        """``(name, title, caption, figure)`` from ``shown`` (every published row), or None."""
+        made = self.draw(shown[shown["section"] == self.section])
+        return None if made is None else (self.name, self.title, made[1], made[0])
+
+
 @dataclass
 class SectionOutput:
     estimates: list[pd.DataFrame] = field(default_factory=list)
-    figures: list[tuple[str, str, str, Any]] = field(default_factory=list)  # name, title, caption, Figure
+    # name, title, caption, Figure; or a figure of the section's estimates drawn from the published rows
+    figures: list[tuple[str, str, str, Any] | PublishedFigure] = field(default_factory=list)
     tables: list[TableBlock] = field(default_factory=list)
     diagnostics: list[TableBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, SectionOutput
+from hostats.analysis.context import Context, PublishedFigure, SectionOutput
 from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG, OUTCOME_FLAG
 from hostats.analysis.spec import Spec
 from hostats.errors import DataError, HostatsError
@@ -229,7 +229,12 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
     figdir = folder / "figures"
     figures = []
     for o in outputs:
-        for name, title, caption, fig in o.figures:
+        for item in o.figures:
+            # a figure of a section's estimates is drawn now, from the published rows: the same decision
+            drawn = item.drawn(shown) if isinstance(item, PublishedFigure) else item
+            if drawn is None:   # every estimate it would draw is withheld
+                continue
+            name, title, caption, fig = drawn
             saved = save_figure(fig, figdir, name)
             figures.append(FigureBlock(name=name, title=title, caption=caption, **saved))
     # Table 1, with SMDs from the first weighting section when there is one

@@ -294,7 +294,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     groups = []
     if not est.empty:
         for sec, rows in est.groupby("section", sort=False):
-            disp = _readable(estimates_display(rows, content.threshold, show_truth=content.synthetic), rows,
+            disp = _readable(estimates_display(rows, show_truth=content.synthetic), rows,
                              content.labels)
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})

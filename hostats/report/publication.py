@@ -59,7 +59,9 @@ def _protected_table_one(data: pd.DataFrame, variables: Sequence[str], by: str |
 
 
 def _protected_estimates(frame: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    """Estimates with counts protected; estimate, CI and p withheld (None) where n or events are small."""
+    """Estimates with counts protected; estimate, CI and p withheld (None) where n or events are small: the
+    report's one decision of what is withheld (``suppress_estimates``), for a table made from a result
+    (:func:`model_table`). Tables made from a report's estimates take its rows as published and never call it."""
     from hostats.report.tables import suppress_estimates
 
     return suppress_estimates(frame, threshold)
@@ -1053,8 +1055,11 @@ def _contrast_table(res: Any, *, digits: int, threshold: int, title: str | None,
     if horizon is not None and f"{float(horizon):g}" not in what:
         what += f"; risk of the outcome by day {float(horizon):g}"
     notes = [what + f"; {_count_text(res.n, threshold)} patients analysed."]
-    return _contrast_layout(tab, _protected_estimates(tab, threshold), levels_ci, digits=digits, threshold=threshold,
-                            title=title, notes=notes)
+    # the report's one decision of what is withheld, on the rows as a report's estimates hold them (the
+    # contrast "a vs b" as their group): an arm's risk resting on a small count is withheld, and with it the
+    # differences and ratios that would give it back with the other arm's risk
+    published = _protected_estimates(tab.assign(group=tab["contrast"].astype(str), section="contrasts"), threshold)
+    return _contrast_layout(tab, published, levels_ci, digits=digits, threshold=threshold, title=title, notes=notes)
 
 
 def contrast_table_from_estimates(rows: pd.DataFrame, *, digits: int = 2, threshold: int = 5,
@@ -1115,11 +1120,9 @@ def _contrast_layout(tab: pd.DataFrame, prot: pd.DataFrame, levels_ci: pd.Series
 
 def _contrast_rows(block: pd.DataFrame, methods: list[str], t_text: str, c_text: str, digits: int
                    ) -> tuple[list[list[str]], bool]:
-    """The rows of one contrast (risks, difference, ratios), and whether a cell is withheld. A withheld
-    risk would come back from the other arm's risk and the difference or ratio: then the contrast's
-    differences and ratios are withheld too (every method: they estimate the same thing)."""
-    risks = block[block["_measure"].isin(["risk_treated", "risk_control"])]
-    risk_withheld = bool(risks["estimate"].isna().any())
+    """The rows of one contrast (risks, difference, ratios) as published in ``block``, and whether a cell is
+    withheld. What is withheld is decided before, once (a withheld risk withholds the contrast's differences
+    and ratios, which would give it back with the other arm's risk): a withheld estimate shows as a dash."""
     rows, withheld = [], False
     for key, text, scale, dig in _MEASURE_ROWS:
         part = block[block["_measure"] == key]
@@ -1132,8 +1135,7 @@ def _contrast_rows(block: pd.DataFrame, methods: list[str], t_text: str, c_text:
                 row.append("")
                 continue
             r = hit.iloc[0]
-            if r["estimate"] is None or pd.isna(r["estimate"]) or (risk_withheld and not key.startswith("risk_t")
-                                                                   and not key.startswith("risk_c")):
+            if r["estimate"] is None or pd.isna(r["estimate"]):
                 withheld = True
                 row.append(DASH)
                 continue

@@ -266,10 +266,11 @@ def format_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool = False,
-                      policy: DisclosurePolicy | None = None) -> pd.DataFrame:
-    """A suppressed estimates frame formatted for reading: estimate (CI), p, n, events, truth."""
-    f = suppress_estimates(frame, threshold, policy) if "note" not in frame.columns else frame
+def estimates_display(published: pd.DataFrame, show_truth: bool = False) -> pd.DataFrame:
+    """Published estimates (after :func:`suppress_estimates`, the one decision of what is withheld: the rows
+    of estimates.csv) formatted for reading: estimate (CI), p, n, events, truth. Nothing is decided here: a
+    withheld estimate is blank and the counts are shown as published."""
+    f = published
     lab = (f.get("group", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)
            .where(lambda s: s != "", f.get("term", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)))
     est = [format_number(e) for e in f["estimate"]]
@@ -283,9 +284,8 @@ def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool 
         "CI": [f"{c}" for c in ci],
         "level": [f"{100 * float(v):.0f}%" if v is not None and not pd.isna(v) else "" for v in lvl],
         "p": [format_p(p) for p in f["p_value"]] if "p_value" in f.columns else "",
-        "n": [c if isinstance(c, str) else format_count(c, threshold) for c in f["n"]] if "n" in f.columns else "",
-        "events": ([c if isinstance(c, str) else format_count(c, threshold) for c in f["events"]]
-                   if "events" in f.columns else ""),
+        "n": [_published_count(c) for c in f["n"]] if "n" in f.columns else "",
+        "events": [_published_count(c) for c in f["events"]] if "events" in f.columns else "",
         "unit": f["unit"].fillna("").astype(str).to_numpy() if "unit" in f.columns else "",
     })
     if "time_days" in f.columns and f["time_days"].notna().any():
@@ -296,6 +296,15 @@ def estimates_display(frame: pd.DataFrame, threshold: int = 5, show_truth: bool 
     if "note" in f.columns and f["note"].astype(str).str.len().gt(0).any():
         out["note"] = f["note"].fillna("").astype(str).to_numpy()
     return out
+
+
+def _published_count(value) -> str:
+    """A count of the published estimates as text: "<5" and "s" as they are, a number as its integer."""
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
+        return ""
+    return str(int(round(float(value))))
 
 
 # --------------------------------------------------------------------------------------------------

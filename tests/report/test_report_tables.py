@@ -261,7 +261,7 @@ def test_suppress_estimates_withholds_small_counts_and_their_estimates():
     assert rare["events"] == "<5" and rare["estimate"] is None and rare["ci_lower"] is None
     assert "fewer than 5" in rare["note"]
     assert s.iloc[0]["estimate"] == 0.3 and s.iloc[0]["events"] == 60
-    d = estimates_display(_estimates(), 5, show_truth=True)
+    d = estimates_display(s, show_truth=True)   # the published rows, formatted
     assert d.loc[2, "p"] == "<0.001" and d.loc[2, "group / term"] == "age_years"
     assert d.loc[0, "truth"] == "0.310" and d.loc[1, "events"] == "<5" and d.loc[1, "estimate"] == ""
 

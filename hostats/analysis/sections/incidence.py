@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, SectionOutput, _group_truth
+from hostats.analysis.context import Context, PublishedFigure, SectionOutput, _group_truth
 from hostats.analysis.derive import FOLLOWUP_TOLERANCE_DAYS, KNOWN_FLAG, OUTCOME_FLAG
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import (
@@ -20,10 +20,7 @@ from hostats.analysis.sections._common import (
     _section_frame,
 )
 from hostats.errors import HostatsError
-from hostats.report.tables import (
-    format_count,
-    suppress_estimates,
-)
+from hostats.report.tables import format_count
 
 DAYS_PER_YEAR = 365.25
 
@@ -47,9 +44,13 @@ def _warn_known_subset(ctx: Context, sec: dict, out: SectionOutput) -> None:
                       "subset: the complete-case analysis is reported as a sensitivity analysis.")
 
 
-def _known_status(d: pd.DataFrame) -> pd.DataFrame:
-    """The complete cases of a horizon outcome: episodes whose HO status at the horizon is known."""
-    return d[d[KNOWN_FLAG].fillna(False).astype(bool)] if KNOWN_FLAG in d.columns else d
+def _known_status(d: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The complete cases of a horizon outcome: episodes whose HO status at the horizon is known (only
+    ``columns`` of them when given: one copy of the columns a model uses, not of every column)."""
+    if KNOWN_FLAG not in d.columns:
+        return d if columns is None else d[list(dict.fromkeys(columns))]
+    known = d[KNOWN_FLAG].fillna(False).astype(bool)
+    return d[known] if columns is None else d.loc[known, list(dict.fromkeys(columns))]
 
 
 def _as_sensitivity(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -258,16 +259,21 @@ def sec_proportion(ctx: Context, sec: dict) -> SectionOutput:
     rows = _rows(ctx, sec, t, unit="proportion", truth=truth, method=res.method)
     out.estimates.append(rows)
     if sec.get("figure", False):
-        from hostats.report.figures import bar_plot
+        def bars(shown: pd.DataFrame) -> tuple[Any, str] | None:
+            """The bar chart from the published rows: a group estimates.csv withholds is not drawn."""
+            from hostats.report.figures import bar_plot
 
-        shown = suppress_estimates(rows, ctx.threshold)
-        fig_rows = shown[shown["estimate"].notna()].copy()
-        for c in ("estimate", "ci_lower", "ci_upper"):
-            fig_rows[c] = fig_rows[c].astype(float)
-        tv = fig_rows["truth"].to_numpy(float) if fig_rows["truth"].notna().any() else None
-        fig = bar_plot(fig_rows, x="group", title=sec.get("title", ""), ylabel=measure, truth=tv)
-        out.figures.append((sec["id"], sec.get("title", measure), f"{measure} with {res.method} CIs"
-                            + ("; diamonds: true values" if tv is not None else "") + ".", fig))
+            fig_rows = shown[shown["estimate"].notna()].copy()
+            if fig_rows.empty:
+                return None
+            for c in ("estimate", "ci_lower", "ci_upper"):
+                fig_rows[c] = fig_rows[c].astype(float)
+            tv = (fig_rows["truth"].to_numpy(float) if "truth" in fig_rows.columns and fig_rows["truth"].notna().any()
+                  else None)
+            fig = bar_plot(fig_rows, x="group", title=sec.get("title", ""), ylabel=measure, truth=tv)
+            return fig, f"{measure} with {res.method} CIs" + ("; diamonds: true values" if tv is not None else "") + "."
+
+        out.figures.append(PublishedFigure(sec["id"], sec.get("title", measure), sec["id"], bars))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, SectionOutput, _number, _truth_of
+from hostats.analysis.context import Context, PublishedFigure, SectionOutput, _number, _truth_of
 from hostats.analysis.derive import OUTCOME_FLAG
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import _complete, _event_series, _need_columns, _rows, _section_frame
@@ -20,10 +20,7 @@ from hostats.analysis.sections.incidence import (
     _warn_known_subset,
 )
 from hostats.report.html import TableBlock
-from hostats.report.tables import (
-    format_number,
-    suppress_estimates,
-)
+from hostats.report.tables import format_number
 
 
 def _site_counts(ctx: Context, sec: dict, d: pd.DataFrame, by: str, event: str, out: SectionOutput) -> pd.DataFrame:
@@ -186,25 +183,37 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
         measure, site_method, ci_label = "proportion", "Clopper-Pearson", "Clopper-Pearson CIs"
     site_rows, pooled_rows = _meta_rows(ctx, sec, st, res, transform, measure, site_method)
     out.estimates[:0] = [site_rows, pooled_rows]
-    from hostats.report.figures import forest_plot
 
-    sup = suppress_estimates(site_rows, ctx.threshold)
-    drawn = sup[sup["estimate"].notna()].copy()
-    for c in ("estimate", "ci_lower", "ci_upper"):
-        drawn[c] = drawn[c].astype(float)
-    drawn["label"] = drawn["group"]
-    n_hidden = len(sup) - len(drawn)
-    summary = pd.DataFrame({"label": [f"pooled ({method}, {transform})"], "estimate": [res.estimate],
-                            "ci_lower": [res.ci_lower], "ci_upper": [res.ci_upper]})
-    tv = pooled_rows["truth"].iloc[0] if pooled_rows["truth"].notna().iloc[0] else None
-    fig = forest_plot(drawn, label="label", log=False, xlabel=f"{measure} of HO" if measure == "risk" else
-                      "proportion with the event", title=sec.get("title", ""), summary=summary,
-                      prediction=(res.pred_lower, res.pred_upper), truth=tv)
-    out.figures.append((sec["id"] + "_forest", sec.get("title", "Forest plot"),
-                        f"Per-site {measure} ({ci_label}), the random-effects pooled {measure} "
-                        f"(diamond) and the {int(ctx.level * 100)}% prediction interval for a new site (bar)."
-                        + (f" {n_hidden} site(s) with fewer than {ctx.threshold} events or episodes are pooled "
-                           "but not drawn." if n_hidden else ""), fig))
+    def forest(shown: pd.DataFrame) -> tuple[Any, str] | None:
+        """The forest plot from the published rows: a site (or the pooled row) estimates.csv withholds is not
+        drawn."""
+        from hostats.report.figures import forest_plot
+
+        sites = shown[shown["measure"] == f"site_{measure}"]
+        drawn = sites[sites["estimate"].notna()].copy()
+        for c in ("estimate", "ci_lower", "ci_upper"):
+            drawn[c] = drawn[c].astype(float)
+        drawn["label"] = drawn["group"]
+        n_hidden = len(sites) - len(drawn)
+        pooled = shown[(shown["measure"] == f"pooled_{measure}") & shown["estimate"].notna()]
+        new_site = shown[(shown["measure"] == "prediction_interval") & shown["estimate"].notna()]
+        if drawn.empty and pooled.empty:
+            return None
+        summary = pooled.head(1)[["estimate", "ci_lower", "ci_upper"]].astype(float).assign(
+            label=f"pooled ({method}, {transform})") if len(pooled) else None
+        prediction = (float(new_site["ci_lower"].iloc[0]), float(new_site["ci_upper"].iloc[0])) \
+            if len(pooled) and len(new_site) else None
+        truth = pooled["truth"].iloc[0] if len(pooled) and "truth" in pooled.columns else None
+        fig = forest_plot(drawn, label="label", log=False, xlabel=f"{measure} of HO" if measure == "risk" else
+                          "proportion with the event", title=sec.get("title", ""), summary=summary,
+                          prediction=prediction, truth=None if truth is None or pd.isna(truth) else truth)
+        return fig, (f"Per-site {measure} ({ci_label})"
+                     + (f", the random-effects pooled {measure} (diamond) and the {int(ctx.level * 100)}% "
+                        "prediction interval for a new site (bar)." if summary is not None else ".")
+                     + (f" {n_hidden} site(s) with fewer than {ctx.threshold} events or episodes are pooled "
+                        "but not drawn." if n_hidden else ""))
+
+    out.figures.append(PublishedFigure(sec["id"] + "_forest", sec.get("title", "Forest plot"), sec["id"], forest))
     het = pd.DataFrame({"tau2": [format_number(res.tau2)], "I2": [format_number(res.i2)],
                         "Q": [format_number(getattr(res, "q", np.nan))],
                         "Q p-value": [format_number(getattr(res, "q_pvalue", np.nan))],

@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hostats.analysis.context import Context, EValueRequest, SectionOutput, _number, _truth_of
+from hostats.analysis.context import (
+    Context,
+    EValueRequest,
+    PublishedFigure,
+    SectionOutput,
+    _number,
+    _truth_of,
+)
 from hostats.analysis.expressions import _names_in
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import _complete, _need_columns, _ph_table, _rows, _section_frame
@@ -19,7 +26,6 @@ from hostats.analysis.sections.incidence import (
 )
 from hostats.errors import DataError
 from hostats.report.html import TableBlock
-from hostats.report.tables import suppress_estimates
 from hostats.stats.core.formula import formula_columns
 
 
@@ -117,18 +123,23 @@ def _logistic_e_values(ctx: Context, sec: dict, out: SectionOutput, rows: pd.Dat
 
 def _logistic_figures(ctx: Context, sec: dict, out: SectionOutput, rows: pd.DataFrame, res: Any,
                       horizon: bool) -> None:
-    """Forest plot of the odds ratios and, for a binary outcome, the calibration plot."""
+    """Forest plot of the odds ratios (drawn by the writer from the published rows, so that an odds ratio
+    estimates.csv withholds is not drawn) and, for a binary outcome, the calibration plot."""
     if sec.get("forest", True) and len(rows[rows["measure"] == "odds_ratio"]):
-        from hostats.report.figures import forest_plot
+        def forest(shown: pd.DataFrame) -> tuple[Any, str] | None:
+            from hostats.report.figures import forest_plot
 
-        f = suppress_estimates(rows[rows["measure"] == "odds_ratio"], ctx.threshold)
-        f = f[f["estimate"].notna()].copy()
-        for c in ("estimate", "ci_lower", "ci_upper"):
-            f[c] = f[c].astype(float)
-        f["label"] = f["term"]
-        fig = forest_plot(f, label="label", null=1.0, xlabel="odds ratio (log scale)", title=sec.get("title", ""))
-        out.figures.append((sec["id"] + "_forest", sec.get("title", "Odds ratios"),
-                            f"Odds ratios with {int(ctx.level * 100)}% CIs ({res.method}).", fig))
+            f = shown[(shown["measure"] == "odds_ratio") & shown["estimate"].notna()].copy()
+            if f.empty:
+                return None
+            for c in ("estimate", "ci_lower", "ci_upper"):
+                f[c] = f[c].astype(float)
+            f["label"] = f["term"]
+            fig = forest_plot(f, label="label", null=1.0, xlabel="odds ratio (log scale)",
+                              title=sec.get("title", ""))
+            return fig, f"Odds ratios with {int(ctx.level * 100)}% CIs ({res.method})."
+
+        out.figures.append(PublishedFigure(sec["id"] + "_forest", sec.get("title", "Odds ratios"), sec["id"], forest))
     if sec.get("calibration", True) and not horizon and getattr(res, "fitted", None) is not None:
         from hostats.report.figures import calibration_plot, calibration_table
 

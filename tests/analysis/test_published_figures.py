@@ -1,0 +1,168 @@
+"""The figures of a section's own estimates (a logistic section's forest plot of odds ratios, the sites'
+forest plot of a pooling, a proportion's bar chart) are drawn from the published estimates, the one
+decision of what is withheld: a figure shows no estimate that estimates.csv withholds, and what it shows is
+the value estimates.csv publishes (a proportion recomputed from rounded counts is drawn as recomputed).
+
+Read from the figures as drawn (matplotlib's artists, captured when the report saves them) against
+estimates.csv as written, for reports at n = 400 where estimates are withheld: tha_incidence with a
+logistic section on a few patients (fewer than 5 events: every odds ratio withheld), one on many, and a
+bar chart of proportions in small groups; resection_recurrence, whose small sites are withheld."""
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.patches import Rectangle
+
+from tests.paths import ROOT
+
+EXTRA_SECTIONS = '''
+[[section]]
+id = "fracture_factors"
+type = "logistic"
+title = "Risk factors after a fracture"
+subset = "index_event == 'long_bone_fracture'"
+formula = "ho_within_horizon ~ age_years + C(sex)"
+
+[[section]]
+id = "few_events"
+type = "logistic"
+title = "Radiotherapy with an NSAID"
+subset = "index_event == 'tha' and prophylaxis == 'radiotherapy_nsaid'"
+formula = "ho_within_horizon ~ age_years"
+
+[[section]]
+id = "prior_by_arm"
+type = "proportion"
+title = "HO after prior HO, by prophylaxis"
+subset = "index_event == 'tha' and prior_ho == True"
+event = "ho"
+by = "prophylaxis"
+figure = true
+'''
+
+
+def _run(name: str, folder: Path, extra: str) -> tuple[Path, dict]:
+    """Run a bundled analysis at n = 400 (with ``extra`` sections); returns the report folder and the figures
+    as saved ({name: matplotlib Figure})."""
+    import hostats.report.figures as figures
+    from hostats.analysis import load_spec, run_analysis
+    from hostats.cli import _synthetic_prepare
+
+    saved: dict = {}
+    original = figures.save_figure
+
+    def keep(fig, directory, fig_name):
+        saved[fig_name] = fig
+        return original(fig, directory, fig_name)
+
+    spec_dir = folder / "specs" / name
+    spec_dir.mkdir(parents=True)
+    text = (ROOT / "analyses" / name / "analysis.toml").read_text(encoding="utf-8")
+    (spec_dir / "analysis.toml").write_text(re.sub(r"\bn = \d+", "n = 400", text) + extra, encoding="utf-8")
+    spec = load_spec(spec_dir)
+    prepare = _synthetic_prepare(spec)
+    try:
+        with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+            warnings.simplefilter("ignore")
+            mp.setattr(figures, "save_figure", keep)
+            run_analysis(spec, folder / name, prepare=prepare)
+    finally:
+        shutil.rmtree(prepare.workdir, ignore_errors=True)
+    return folder / name, saved
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("figures")
+    return {name: _run(name, folder, extra)
+            for name, extra in (("tha_incidence", EXTRA_SECTIONS), ("resection_recurrence", ""))}
+
+
+def _forest_points(fig) -> dict[str, float]:
+    """{row label: estimate} of the squares of a forest plot (pooled rows are diamonds, not squares)."""
+    ax = fig.axes[0]
+    squares = next(c for c in ax.collections if isinstance(c, PathCollection))
+    label_at = {round(float(y), 6): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}
+    return {label_at[round(float(y), 6)]: float(x) for x, y in squares.get_offsets()}
+
+
+def _bars(fig) -> dict[str, float]:
+    """{group: height} of a bar chart."""
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    return {lab: float(b.get_height()) for lab, b in zip(labels, bars, strict=True)}
+
+
+def _published(folder: Path, section: str, measure: str, by: str) -> tuple[dict[str, float], set[str]]:
+    """estimates.csv's rows of a section and measure: {label: estimate} of those shown, and those withheld."""
+    est = pd.read_csv(folder / "estimates.csv", dtype={"group": str, "term": str})
+    rows = est[(est["section"] == section) & (est["measure"] == measure)]
+    value = pd.to_numeric(rows["estimate"], errors="coerce")
+    labels = rows[by].astype(str)
+    return dict(zip(labels[value.notna()], value[value.notna()], strict=True)), set(labels[value.isna()])
+
+
+def drawn_but_not_published(drawn: dict[str, float], shown: dict[str, float], withheld: set[str]) -> dict:
+    """What a figure shows that estimates.csv does not: a withheld estimate drawn, a value that is not the
+    published one, or a label estimates.csv does not have."""
+    return {k: v for k, v in drawn.items()
+            if k in withheld or k not in shown or not np.isclose(v, shown[k], rtol=1e-9, atol=0)}
+
+
+def test_the_check_finds_a_withheld_estimate_drawn(reports):
+    """The check has teeth: a forest plot drawn from the rows with the withheld values put back is caught."""
+    from hostats.report.figures import forest_plot
+
+    folder, _ = reports["resection_recurrence"]
+    shown, withheld = _published(folder, "pooled", "site_risk", "group")
+    assert withheld, "the test needs withheld sites"
+    naive = pd.DataFrame([{"label": g, "estimate": shown.get(g, 0.02), "ci_lower": 0.001, "ci_upper": 0.3}
+                          for g in sorted(set(shown) | withheld)])
+    leaks = drawn_but_not_published(_forest_points(forest_plot(naive, label="label", log=False)), shown, withheld)
+    assert set(leaks) == withheld
+    wrong = {**shown, next(iter(shown)): shown[next(iter(shown))] * 1.5}   # not the published value
+    assert list(drawn_but_not_published(wrong, shown, withheld)) == [next(iter(shown))]
+
+
+def test_logistic_forest_plots_show_only_published_odds_ratios(reports):
+    folder, figs = reports["tha_incidence"]
+    for section in ("risk_factors", "fracture_factors"):
+        shown, withheld = _published(folder, section, "odds_ratio", "term")
+        assert len(shown) >= 2 and not withheld
+        drawn = _forest_points(figs[f"{section}_forest"])
+        assert drawn_but_not_published(drawn, shown, withheld) == {}
+        assert set(drawn) == set(shown)
+    # fewer than 5 events: every odds ratio withheld in estimates.csv, and no forest plot drawn of them
+    shown, withheld = _published(folder, "few_events", "odds_ratio", "term")
+    assert withheld and not shown
+    assert "few_events_forest" not in figs and not (folder / "figures" / "few_events_forest.svg").exists()
+    assert "few_events_forest" not in (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_sites_forest_plot_shows_only_published_sites(reports):
+    folder, figs = reports["resection_recurrence"]
+    shown, withheld = _published(folder, "pooled", "site_risk", "group")
+    assert withheld and len(shown) >= 3
+    drawn = _forest_points(figs["pooled_forest"])
+    assert drawn_but_not_published(drawn, shown, withheld) == {}
+    assert set(drawn) == set(shown)
+
+
+def test_bar_chart_shows_only_published_proportions(reports):
+    folder, figs = reports["tha_incidence"]
+    shown, withheld = _published(folder, "prior_by_arm", "proportion", "group")
+    assert withheld and shown
+    est = pd.read_csv(folder / "estimates.csv")
+    note = est.loc[est["section"] == "prior_by_arm", "note"].fillna("")
+    assert note.str.contains("from the published").any(), "the test needs proportions recomputed from counts"
+    drawn = _bars(figs["prior_by_arm"])
+    assert drawn_but_not_published(drawn, shown, withheld) == {}
+    assert set(drawn) == set(shown)
