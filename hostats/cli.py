@@ -614,7 +614,10 @@ def synth(
     except ValueError as exc:
         fail(str(exc))
     faults = sum(cohort.truth["faults"].values())
-    console.print(f"wrote {scenario} (n={n}, seed={seed}, {faults} injected fault(s)) to {folder}", highlight=False)
+    drawn = set(cohort.episodes["site"])
+    empty = [s for s in cohort.parameters["sites"] if s not in drawn]  # no export written for them
+    console.print(f"wrote {scenario} (n={n}, seed={seed}, {faults} injected fault(s)) to {folder}"
+                  + (f"; no episodes, so no export, at site(s) {', '.join(empty)}" if empty else ""), highlight=False)
 
 
 # simulate (simulation study: hostats.simstudy + analyses/simulation_study/study.py)

@@ -485,6 +485,9 @@ def _assessments_bytes(asm: pd.DataFrame) -> bytes:
     return b"".join(out)
 
 
+EXCEL_MAX_ROWS = 1_048_576  # rows of an Excel worksheet, the header's included
+
+
 def _write_excel(path: Path, data: bytes, dia: Dialect) -> None:
     """An xlsx with the same cells (text as written, numbers as numbers), with fixed zip timestamps."""
     import io
@@ -511,16 +514,34 @@ def _write_excel(path: Path, data: bytes, dia: Dialect) -> None:
 
 
 def write(cohort: SyntheticCohort, folder: Path, *, excel_site: str | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the study folder. A site that drew no episodes (a small ``n``, or a small share) has no export
+    and no entry in export.toml (a file with a header and no rows is not an export hostats reads); truth.json
+    still lists it. Everything is checked before the first file is written."""
     P, ep = cohort.parameters, cohort.episodes
     columns = [c for c in _CANON if c in ep.columns]
     faults = cohort.faults
-    if excel_site is not None and excel_site not in P["sites"]:
-        raise ValueError(f"excel_site {excel_site!r} is not one of the sites {P['sites']}")
-    entries = []
     site_codes = pd.Categorical(ep["site"], categories=P["sites"]).codes
+    k = len(P["sites"])
+    file_rows = (np.bincount(site_codes, minlength=k)
+                 + np.bincount(faults.loc[faults["inserted"], "site_index"].to_numpy(int), minlength=k))
+    if excel_site is not None:
+        if excel_site not in P["sites"]:
+            raise ValueError(f"excel_site {excel_site!r} is not one of the sites {P['sites']}")
+        rows = int(file_rows[P["sites"].index(excel_site)])
+        if rows == 0:
+            raise ValueError(f"excel_site {excel_site!r} drew no episodes (n = {cohort.n:,}), so it has no export "
+                             "to write as .xlsx; choose another site or a larger n")
+        if rows > EXCEL_MAX_ROWS - 1:
+            raise ValueError(f"excel_site {excel_site!r}: its export would have {rows:,} rows, more than the "
+                             f"{EXCEL_MAX_ROWS - 1:,} an Excel sheet holds under its header; write it as text "
+                             "(no excel_site) or draw fewer episodes")
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
     files = {}
+    empty = [site for j, site in enumerate(P["sites"]) if file_rows[j] == 0]
     for j, site in enumerate(P["sites"]):  # loop over sites
+        if file_rows[j] == 0:
+            continue
         dia = dialect_of(j)
         ep_site = ep[site_codes == j]
         data = _site_bytes(ep_site, faults[faults["site_index"] == j], dia, ep, columns)
@@ -539,6 +560,7 @@ def write(cohort: SyntheticCohort, folder: Path, *, excel_site: str | None = Non
     (folder / "assessments.csv").write_bytes(_assessments_bytes(cohort.assessments))
     (folder / "export.toml").write_text(
         f"# Study folder written by synthetic ({cohort.scenario}, n={cohort.n}, seed={cohort.seed}).\n"
+        + (f"# No episodes, so no export: site(s) {', '.join(empty)}.\n" if empty else "")
         + "\n".join(entries) + '\n[assessments]\npath = "assessments.csv"\n', encoding="utf-8")
     (folder / "truth.json").write_text(json.dumps(_jsonable(cohort.truth), indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")

@@ -133,6 +133,26 @@ def test_simulate_absurd_n_or_reps_is_a_one_line_error(tmp_path, args, says):
     assert not (tmp_path / "s").exists()
 
 
+def test_synth_small_n_leaves_sites_without_an_export_and_a_readable_folder(tmp_path):
+    """resection_recurrence has 12 sites (the smallest 4%): at -n 10 seven drew no episodes, their header-only
+    files made the folder unreadable ('the source has a header but no data rows'); now they have no file."""
+    import json
+
+    folder = tmp_path / "study"
+    result = runner.invoke(app, ["synth", "resection_recurrence", "-n", "10", "--seed", "1", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "no episodes, so no export, at site(s) S05, S06, S07, S09, S10, S11, S12" in " ".join(result.output.split())
+    assert {p.name.split(".")[0] for p in folder.glob("site_*")} == {f"site_S0{i}" for i in (1, 2, 3, 4, 8)}
+    result = runner.invoke(app, ["validate", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["usable"] is True and summary["rows_read"] == summary["rows_kept"] == 10
+    result = runner.invoke(app, ["synth", "resection_recurrence", "-n", "10", "--seed", "1", "--excel-site", "S12",
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "excel_site 'S12' drew no episodes (n = 10)" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_simstudy_refuses_reps_beyond_the_bound():
     from hostats import simstudy
 

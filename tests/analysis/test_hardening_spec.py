@@ -190,6 +190,17 @@ def test_generate_refuses_absurd_n(n):
         synthetic.generate("tha_prophylaxis", n, 1)
 
 
+def test_spec_with_a_small_n_and_sites_without_episodes_runs(tmp_path):
+    """resection_recurrence at n = 12 (seed 1) leaves 6 of its 12 sites without episodes: the run failed after
+    generating, on a temporary file the user never saw ('the source has a header but no data rows (file
+    /tmp/hostats-...-data-.../site_S02.csv)'); those sites now have no export and the run reads the rest."""
+    text = spec_text('synthetic = { scenario = "resection_recurrence", n = 12, seed = 1 }')
+    write(tmp_path, text)
+    result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "estimates.csv").exists()
+
+
 def test_synthetic_bound_is_the_spec_bound():
     from synthetic.cohort import MAX_N
 

@@ -258,6 +258,43 @@ def test_tiny_draws_write_strict_json(tmp_path, scenario):
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
+def test_sites_without_episodes_have_no_export(tmp_path, scenario):
+    """A small n leaves sites without episodes (resection_recurrence: 12 sites, the smallest 4%): they get no
+    file and no export.toml entry (a header-only file was an export hostats refuses, so the folder of
+    ``hostats synth -n 10`` or of a spec's small n could not be read); truth.json still has every site."""
+    hostats = pytest.importorskip("hostats")
+    c = synthetic.generate(scenario, 2, 1)
+    drawn = set(c.episodes["site"])
+    empty = [s for s in c.parameters["sites"] if s not in drawn]
+    assert empty  # 2 episodes, at least 3 sites
+    folder = c.write(tmp_path)
+    listed = tomllib.loads((folder / "export.toml").read_text(encoding="utf-8"))["episodes"]
+    assert sorted(e["site"] for e in listed) == sorted(drawn)
+    assert not [p.name for p in folder.glob("site_*") if p.name.split(".")[0][5:] in empty]
+    assert f"no export: site(s) {', '.join(empty)}" in (folder / "export.toml").read_text(encoding="utf-8")
+    assert len(hostats.read_cohort(folder).episodes) == 2
+    if "sites" in c.truth:
+        assert {s: c.truth["sites"][s]["n"] for s in empty} == dict.fromkeys(empty, 0)
+    with pytest.raises(ValueError, match=f"excel_site '{empty[0]}' drew no episodes"):
+        c.write(tmp_path / "x", excel_site=empty[0])
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_excel_site_beyond_the_sheet_rows_is_refused_before_writing(tmp_path, monkeypatch):
+    """openpyxl failed on row 1,048,577 after pandas had spent half a minute on the sheet, leaving the other
+    sites written and a .tmp.xlsx behind; the site's file rows (inserted duplicates included) are counted first."""
+    c = synthetic.generate("tha_prophylaxis", 200, 1)
+    rows = int((c.episodes["site"] == "A").sum() + (c.faults["inserted"] & (c.faults["site"] == "A")).sum())
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", rows + 1)  # the header and the rows fit
+    assert (c.write(tmp_path / "fits", excel_site="A") / "site_A.xlsx").exists()
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", rows)
+    with pytest.raises(ValueError, match=rf"excel_site 'A': its export would have {rows} rows, more than the "
+                                         rf"{rows - 1} an Excel sheet holds"):
+        c.write(tmp_path / "over", excel_site="A")
+    assert not (tmp_path / "over").exists()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_complete_follow_up_measures_the_truth_exactly(scenario):
     """With no loss to follow-up, (ho and ho_date - index_date <= 365) in the data IS the sample truth."""
     c = synthetic.generate(scenario, 20_000, 8, fault_rate=0, overrides={"loss_to_followup_per_year": 0})
