@@ -647,6 +647,10 @@ def simulate(
     def go():
         path = _analyses_root() / "simulation_study" / "study.py"  # shipped in the wheel too
         module = simstudy.load_module(path)
+        if n is not None and scenario in module.names():  # the study's own bound (per site: 30 sites of n)
+            problem = module.n_problem(scenario, n)
+            if problem is not None:
+                fail(f"--n {n}: {problem}")
         try:
             study = module.build(scenario, n)
         except ValueError as exc:

@@ -133,6 +133,41 @@ def test_simulate_absurd_n_or_reps_is_a_one_line_error(tmp_path, args, says):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("n, says", [
+    (1_666_667, "--n 1666667: study 'resection_recurrence' takes from 50 to 1,666,666 patients per site (its "
+                "largest replicate draws 30 sites of n patients, and a synthetic cohort has at most 50,000,000)"),
+    (50_000_000, "--n 50000000: study 'resection_recurrence' takes from 50 to 1,666,666 patients per site"),
+    (10, "--n 10: study 'resection_recurrence' takes from 50 to 1,666,666 patients per site"),
+])
+def test_simulate_resection_per_site_n_is_bounded_up_front(tmp_path, monkeypatch, n, says):
+    """resection_recurrence's --n is per site and a replicate draws 30 sites of it: --n 2,000,000 passed the
+    synthetic bound and failed inside synthetic.generate (n = 60,000,000) after the 5- and 10-site draws of the
+    first replicate and after study.json was written (--n 1,666,667: the draws ran out of memory)."""
+    import synthetic
+
+    # nothing may be drawn before the check (were the check lost, the test must not draw 50 million episodes)
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("synthetic.generate ran"))
+    argv = ["simulate", "resection_recurrence", "--reps", "1", "--n", str(n), "-q", "-o", str(tmp_path / "s")]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().startswith("error:") and says in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()
+
+
+def test_simulation_studies_take_n_within_the_synthetic_bound():
+    from hostats import simstudy
+    from synthetic.cohort import MAX_N
+
+    module = simstudy.load_module(ROOT / "analyses" / "simulation_study" / "study.py")
+    assert module.n_problem("resection_recurrence", MAX_N // 30) is None
+    assert module.n_problem("tha_prophylaxis", MAX_N) is None and module.n_problem("tha_prophylaxis", MAX_N + 1)
+    with pytest.raises(ValueError, match="n = 1,666,667: study 'resection_recurrence' takes from 50 to 1,666,666"):
+        module.build("resection_recurrence", MAX_N // 30 + 1)
+    with pytest.raises(ValueError, match="n = 49: study 'neurogenic' takes from 50 to 50,000,000 patients per "
+                                         "replicate"):
+        module.build("neurogenic", 49)
+
+
 def test_synth_small_n_leaves_sites_without_an_export_and_a_readable_folder(tmp_path):
     """resection_recurrence has 12 sites (the smallest 4%): at -n 10 seven drew no episodes, their header-only
     files made the folder unreadable ('the source has a header but no data rows'); now they have no file."""

@@ -537,11 +537,34 @@ def names() -> list[str]:
     return list(STUDIES)
 
 
+MIN_N = 50
+
+
+def n_problem(name: str, n: int) -> str | None:
+    """Why study ``name`` cannot take ``n`` patients per replicate (per site for resection_recurrence), or None.
+
+    At least MIN_N; at most what keeps every synthetic draw of a replicate within synthetic's bound
+    (synthetic.cohort.MAX_N): resection_recurrence draws max(SITE_COUNTS) sites of n patients each, so its
+    bound is MAX_N // 30 per site. Checked before the study is built (``hostats simulate --n`` passed the
+    synthetic bound and failed in the middle of the first replicate, after study.json was written)."""
+    from synthetic.cohort import MAX_N
+
+    sites = max(SITE_COUNTS) if name == "resection_recurrence" else 1
+    high = MAX_N // sites
+    if MIN_N <= n <= high:
+        return None
+    what = "patients per site" if sites > 1 else "patients per replicate"
+    why = (f" (its largest replicate draws {sites} sites of n patients, and a synthetic cohort has at most "
+           f"{MAX_N:,})" if sites > 1 and n > high else "")
+    return f"study {name!r} takes from {MIN_N} to {high:,} {what}{why}"
+
+
 def build(name: str, n: int | None = None) -> Study:
     """The Study called ``name`` with ``n`` patients per replicate (per site for resection_recurrence)."""
     if name not in STUDIES:
         raise ValueError(f"unknown simulation study {name!r}; choose one of {', '.join(STUDIES)}")
     n = DEFAULT_N[name] if n is None else int(n)
-    if n < 50:
-        raise ValueError(f"n = {n} is too small for study {name!r} (at least 50)")
+    problem = n_problem(name, n)
+    if problem is not None:
+        raise ValueError(f"n = {n:,}: {problem}")
     return STUDIES[name](n)
