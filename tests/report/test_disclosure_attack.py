@@ -19,6 +19,11 @@ to hold between the published counts:
   difference, or times the ratio (odds ratios on the odds scale), of the same contrast, method and time;
   a withheld arm estimate that comes back this way is a leak as well (27.6% - 11.4 points = 16.2%), and
   with the arm's n it would give its events back.
+- Estimates shown outside estimates.csv: the HTML's E-value tables, the contrast tables and the model tables
+  of tables.docx/xlsx/tex, and the HTML's ratios of model terms (a section's estimates, the summary at the
+  top, the E-values by term). A model term's label ("Sex" above "male", "Age (years), per 10"; in the HTML
+  "Sex: male", "Age (per 10 years)") is read back to estimates.csv's term by the words both are made of; a
+  label that is no single term is an error. An estimate estimates.csv withholds shown there is a leak.
 
 A shown count means the set of integers consistent with it under the published rule (rounded to the
 nearest ``base``: within half a base, and at least the threshold unless 0; exact counts: itself; in a
@@ -443,18 +448,24 @@ _COLUMN_METHODS = {"IPTW": ("", ""), "Regression (g-formula)": ("", "_regression
                    "IPTW-IPCW": ("", "_ipcw"), "Crude": ("crude_", "")}
 
 
+def _manuscript_tables(grids: dict[str, list[list[str]]], titles: dict[str, str], first: str):
+    """(section id, header row, the rows below it) of the manuscript's tables of a section whose header
+    row starts with ``first`` ("Contrast": a contrast table; "Characteristic": Table 1 or a model table)."""
+    for title, grid in grids.items():
+        sec = titles.get(re.sub(r"^Table \d+\. ", "", title))
+        header = next((r for r in grid if r and r[0] == first), None)
+        if sec is not None and header is not None:
+            yield sec, header, grid[grid.index(header) + 1:]
+
+
 def manuscript_contrasts(grids: dict[str, list[list[str]]], titles: dict[str, str]) -> list[dict]:
     """The cells of the manuscript's contrast tables (an iptw section's risks and contrasts by method) as
     estimate rows {section, group, term, measure, estimate} on estimates.csv's scale (risks as proportions)."""
     out = []
-    for title, grid in grids.items():
-        sec = titles.get(re.sub(r"^Table \d+\. ", "", title))
-        header = next((r for r in grid if r and r[0] == "Contrast"), None)
-        if sec is None or header is None:
-            continue
+    for sec, header, body in _manuscript_tables(grids, titles, "Contrast"):
         methods = [_COLUMN_METHODS.get(re.sub(r" \(\d+% CI\)$", "", h)) for h in header]
         contrast = None
-        for row in grid[grid.index(header) + 1:]:
+        for row in body:
             if " vs " in row[0] and not any(row[1:]):
                 contrast = row[0]
                 continue
@@ -474,6 +485,126 @@ def manuscript_contrasts(grids: dict[str, list[list[str]]], titles: dict[str, st
                     out.append({"section": sec, "group": contrast, "term": "", "measure": method[0] + base + method[1],
                                 "estimate": v * scale})
     return out
+
+
+# the model tables (ratios by model term): the tables for a manuscript and the HTML label a term for a reader
+# ("Sex" with its level "male", "Age (years), per 10"; in the HTML "Sex: male", "Age (per 10 years)"); the
+# attacker maps each label back to estimates.csv's term (``C(sex)[T.male]``, ``I(age_years / 10)``) by the
+# words both are made of. A label that is no single term of its section is an error, never a row left out.
+_RATIO_COLUMNS = {"OR": "odds_ratio", "HR": "hazard_ratio", "SHR": "subdistribution_hazard_ratio"}
+_RATIO_LABELS = {"Odds ratio": "odds_ratio", "Hazard ratio": "hazard_ratio",
+                 "Subdistribution hazard ratio": "subdistribution_hazard_ratio"}
+_FACTOR_TERM = re.compile(r"^(?:C\(\s*)?(?P<var>[\w.]+)\s*(?:,[^\[]*)?\)?\[T\.(?P<level>.*)\]$")
+_PER_TERM = re.compile(r"^I\(\s*(?P<var>[\w.]+)\s*/\s*(?P<k>[\d.]+)\s*\)$")
+
+
+def _words(text) -> tuple[str, ...]:
+    """The words of a label or a term as a reader compares them: runs of letters or of digits, lower case,
+    in no order ("Age (years), per 10" is "Age (per 10 years)"), true/false read as yes/no."""
+    words = re.findall(r"[a-z]+|\d+(?:\.\d+)?", str(text).lower())
+    return tuple(sorted({"true": "yes", "false": "no"}.get(w, w) for w in words))
+
+
+def term_words(term: str, labels: dict[str, str] | None = None) -> tuple[str, ...] | None:
+    """The words of a model term of estimates.csv (``C(sex)[T.male]``: sex, male; ``prior_ho[T.True]``:
+    prior, ho, yes; ``I(age_years / 10)``: age, years, per, 10), a variable read through the spec's
+    ``[report] labels``; None for a term the attacker cannot read (splines, interactions)."""
+    t = str(term).replace("`", "").strip()
+
+    def var(name: str) -> str:
+        return str((labels or {}).get(name, name)).replace("_", " ")
+
+    m = _PER_TERM.match(t)
+    if m:
+        return _words(f"{var(m.group('var'))} per {m.group('k')}")
+    m = _FACTOR_TERM.match(t)
+    if m:
+        return _words(f"{var(m.group('var'))} {m.group('level')}")
+    return _words(var(t)) if re.fullmatch(r"[\w.]+", t) else None
+
+
+def section_terms(est: pd.DataFrame, labels: dict[str, str] | None = None) -> dict[str, dict[tuple, str]]:
+    """{section: {words: term}} of estimates.csv's model terms (rows with a term and no group)."""
+    out: dict[str, dict[tuple, str]] = {}
+    rows = est.reindex(columns=["section", "group", "term"]).fillna("").astype(str)
+    for sec, group, term in rows.to_numpy():
+        words = term_words(term, labels) if term and not group else None
+        if words is not None:
+            seen = out.setdefault(sec, {})
+            assert seen.get(words, term) == term, f"{sec}: terms {seen[words]!r} and {term!r} read alike"
+            seen[words] = term
+    return out
+
+
+def as_term(terms: dict[str, dict[tuple, str]], sec: str, *labels: str) -> str:
+    """The one term of ``sec`` that a row labelled ``labels`` (tried in turn: a label alone, a level with its
+    variable's heading) shows."""
+    found = {terms.get(sec, {}).get(_words(lab)) for lab in labels if lab} - {None}
+    assert len(found) == 1, (f"{sec}: the row {' / '.join(labels)!r} is no single model term of estimates.csv "
+                             f"({sorted(terms.get(sec, {}).values())})")
+    return found.pop()
+
+
+def manuscript_terms(grids: dict[str, list[list[str]]], titles: dict[str, str],
+                     terms: dict[str, dict[tuple, str]]) -> list[dict]:
+    """The estimate cells of the manuscript's model tables (a column "OR (95% CI)", "HR ..." or "SHR ...";
+    rows a variable, or its heading with a reference row and its levels below) as estimate rows {section,
+    group, term, measure, estimate}, each row's label mapped to estimates.csv's term."""
+    out = []
+    for sec, header, body in _manuscript_tables(grids, titles, "Characteristic"):
+        columns = [(j, _RATIO_COLUMNS[m.group(1)]) for j, h in enumerate(header)
+                   if (m := re.match(r"^(OR|HR|SHR) \(", h))]
+        heading = ""
+        for row in body if columns else []:
+            if not any(row[1:]):   # a variable's heading (its levels follow), or a footnote
+                heading = row[0]
+                continue
+            if row[0].endswith("(ref.)"):
+                continue
+            term = as_term(terms, sec, row[0], f"{heading} {row[0]}" if heading else "")
+            out += [{"section": sec, "group": "", "term": term, "measure": measure, "estimate": _number(row[j])}
+                    for j, measure in columns]
+    return out
+
+
+def html_terms(html: str, titles: dict[str, str], terms: dict[str, dict[tuple, str]]) -> list[dict]:
+    """The model terms' ratios the HTML shows, as estimate rows: the rows of the sections' estimate tables
+    (measure "Odds ratio", ..., and the term's label), of the summary at the top ("Odds ratio, Sex: male"
+    with the section's title), and of the E-value tables by term."""
+    out = []
+    for title, block in re.findall(r"<h3>(.*?)</h3>(.*?)(?=<h[23][ >]|</section>)", html, re.S):
+        sec = titles.get(unescape(title).strip())
+        table = re.search(r"<table.*?</table>", block, re.S)
+        if sec not in terms or table is None:
+            continue
+        rows = re.findall(r"<tr.*?>(.*?)</tr>", table.group(0), re.S)
+        header = _cells(rows[0], "th")
+        if header[:2] != ["measure", "group / term"]:
+            continue
+        for r in rows[1:]:
+            cells = dict(zip(header, _cells(r, "td"), strict=True))
+            if cells["measure"] in _RATIO_LABELS:
+                out.append({"section": sec, "group": "", "term": as_term(terms, sec, cells["group / term"]),
+                            "measure": _RATIO_LABELS[cells["measure"]], "estimate": _number(cells["estimate"])})
+    summary = re.search(r'<table class="tbl summary">(.*?)</table>', html, re.S)
+    for label, sec_title, value in re.findall(r'<tr><td>(.*?)<div class="muted">(.*?)</div></td>'
+                                              r'<td class="value">(.*?)</td></tr>', summary.group(1) if summary else ""):
+        measure, _, who = unescape(label).partition(", ")
+        sec = titles.get(unescape(sec_title).strip())
+        if measure in _RATIO_LABELS and sec in terms:
+            out.append({"section": sec, "group": "", "term": as_term(terms, sec, who),
+                        "measure": _RATIO_LABELS[measure], "estimate": _number(unescape(value))})
+    for r in html_e_values(html, titles):
+        if r["term"]:
+            out.append({**r, "term": as_term(terms, r["section"], r["term"])})
+    return out
+
+
+def report_titles(spec: dict) -> dict[str, str]:
+    """Section title -> section id, from the spec (in manifest.json): the sections and their sensitivity
+    analyses (``<id>_complete_case``), as the report heads them."""
+    titles = {sec.get("title", sec["id"]): sec["id"] for sec in spec.get("section", [])}
+    return {**titles, **{f"Sensitivity analysis (complete case): {t}": f"{i}_complete_case" for t, i in titles.items()}}
 
 
 def _same(text) -> str:
@@ -528,13 +659,18 @@ def attack_report(folder: Path) -> dict:
         if sec.get("type") == "cumulative_incidence" and svg.exists():
             read_at_risk(reader, svg.read_text(encoding="utf-8"), sec["id"])
     assert reader.targets, "the report shows small counts for the attack to aim at"
-    titles = {sec.get("title", sec["id"]): sec["id"] for sec in spec.get("section", [])}
-    e_values = html_e_values(html, titles)
-    contrasts = manuscript_contrasts(manuscript_grids(folder), titles)
+    titles = report_titles(spec)
+    terms = section_terms(est, (spec.get("report") or {}).get("labels"))
+    e_values = [r for r in html_e_values(html, titles) if not r["term"]]   # by contrast; by term below
+    grids = manuscript_grids(folder)
+    contrasts = manuscript_contrasts(grids, titles)
+    in_html, in_tables = html_terms(html, titles, terms), manuscript_terms(grids, titles, terms)
     leaks = {**shown_elsewhere(est, e_values, "HTML E-value table"),
-             **shown_elsewhere(est, contrasts, "tables.docx/xlsx/tex")}
+             **shown_elsewhere(est, contrasts, "tables.docx/xlsx/tex"),
+             **shown_elsewhere(est, in_html, "HTML, a model term"),
+             **shown_elsewhere(est, in_tables, "tables.docx/xlsx/tex, a model table")}
     # the arm estimates the contrasts give back, with every published estimate (wherever shown) known
-    everything = _fill_blanks(_fill_blanks(est, e_values), contrasts)
+    everything = _fill_blanks(est, e_values + contrasts + in_html + in_tables)
     return {**reader.recovered(), **recovered_estimates(everything), **leaks}
 
 
@@ -544,7 +680,8 @@ def attack_report(folder: Path) -> dict:
 SMALL_N = {"tha_incidence": 400, "neurogenic": 400, "resection_recurrence": 400, "prophylaxis": 800}
 
 
-def _run_small(name: str, n: int, folder: Path, rounding=None) -> Path:
+def _run_small(name: str, n: int, folder: Path, rounding=None, edit=None) -> Path:
+    """A bundled analysis run at ``n`` (with ``rounding``; ``edit``: a change of the spec's text)."""
     from hostats.analysis import load_spec, run_analysis
     from hostats.cli import _synthetic_prepare
 
@@ -552,6 +689,7 @@ def _run_small(name: str, n: int, folder: Path, rounding=None) -> Path:
     spec_dir.mkdir(parents=True)
     text = (ROOT / "analyses" / name / "analysis.toml").read_text(encoding="utf-8")
     text = re.sub(r"\bn = \d+", f"n = {n}", text)
+    text = edit(text) if edit is not None else text
     if rounding is not None:
         text = re.sub(r"(?m)^small_cell_threshold = \d+$", lambda m: f"{m.group(0)}\nrounding = {rounding}", text)
         assert f"rounding = {rounding}" in text
@@ -832,3 +970,111 @@ def test_attack_reads_the_manuscript_tables(tmp_path):
     filled = manuscript_contrasts(leaky, titles)
     found = shown_elsewhere(est, filled, "tables")
     assert len(found) >= 4 and len(found) == len(filled) - len(shown), found
+
+
+# ---------------------------------------------------------------------------------------------------
+# the model tables: ratios by model term, in the tables for a manuscript and in the HTML
+# ---------------------------------------------------------------------------------------------------
+FEW_EVENTS = '''
+[[section]]
+id = "few_events"
+type = "logistic"
+title = "HO after radiotherapy with an NSAID"
+subset = "index_event == 'tha' and prophylaxis == 'radiotherapy_nsaid'"
+formula = "ho_within_horizon ~ age_years + C(sex)"
+e_values = true
+'''
+FEW_TITLE = "HO after radiotherapy with an NSAID"
+PUT_BACK = "2.13 (0.71 to 6.40)"
+
+
+@pytest.fixture(scope="module")
+def withheld_model(tmp_path_factory) -> Path:
+    """tha_incidence at n = 400 with a logistic section on a few patients (fewer than 5 events: its odds ratios
+    withheld), with its E-values and in the summary at the top."""
+    def edit(text: str) -> str:
+        text, k = re.subn(r'(?m)^(headline = \[.*)\]$', r'\1, "few_events/odds_ratio"]', text)
+        assert k == 1
+        return text + FEW_EVENTS
+
+    return _run_small("tha_incidence", 400, tmp_path_factory.mktemp("model"), edit=edit)
+
+
+def _model_outputs(folder: Path) -> tuple[pd.DataFrame, dict, dict, str]:
+    est = pd.read_csv(folder / "estimates.csv", dtype=str)
+    spec = json.loads((folder / "manifest.json").read_text())["spec"]
+    return est, report_titles(spec), section_terms(est), (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_term_labels_read_back_to_terms():
+    """The attacker's reading of a label against hostats' labelling of the same terms, the HTML's and the
+    model tables' (a factor's level under its variable's heading)."""
+    from hostats.report.labels import term_label
+
+    terms = ["C(sex)[T.male]", "prior_ho[T.True]", "I(age_years / 10)", "age_years", "tbi_gcs_below_9",
+             "C(prophylaxis)[T.radiotherapy_nsaid]", "C(index_event)[T.long_bone_fracture]", "rt_dose_gy",
+             "C(rt_timing)[T.48-72 h]", "C(prophylaxis, Treatment('none'))[T.nsaid]"]
+    est = pd.DataFrame({"section": "m", "group": "", "term": terms, "measure": "odds_ratio"})
+    found = section_terms(est)
+    assert [as_term(found, "m", term_label(t)) for t in terms] == terms
+    assert as_term(found, "m", "male", "Sex male") == "C(sex)[T.male]"   # a level with its heading
+    assert as_term(found, "m", "Age (years), per 10") == "I(age_years / 10)"
+    with pytest.raises(AssertionError, match="no single model term"):
+        as_term(found, "m", "Weight (kg)")   # a row that is no term is an error, not a row left out
+    labelled = section_terms(est, {"prior_ho": "Previous HO"})   # the spec's [report] labels
+    assert as_term(labelled, "m", "Previous HO: yes") == "prior_ho[T.True]"
+
+
+def test_attack_reads_the_model_tables(withheld_model):
+    """Every ratio of a model term that the report shows (the model tables of tables.docx/xlsx/tex, and in
+    the HTML the section's estimates, the summary at the top and the E-values) is read back to its row of
+    estimates.csv; the odds ratios estimates.csv withholds are withheld in all of them."""
+    folder = withheld_model
+    est, titles, terms, html = _model_outputs(folder)
+    few = est[est["section"].eq("few_events") & est["measure"].eq("odds_ratio")]
+    assert len(few) == 2 and few["estimate"].isna().all(), "the test needs withheld odds ratios"
+    assert attack_report(folder) == {}
+    in_tables = manuscript_terms(manuscript_grids(folder), titles, terms)
+    main = est[est["measure"].eq("odds_ratio") & est["section"].isin(["risk_factors", "few_events"])]
+    assert sorted((r["section"], r["term"]) for r in in_tables) == sorted(zip(main["section"], main["term"],
+                                                                              strict=True))
+    assert [r["term"] for r in in_tables if r["estimate"] is None] == few["term"].tolist()
+    in_html = [r for r in html_terms(html, titles, terms) if r["section"] == "few_events"]
+    assert len(in_html) == 6 and all(r["estimate"] is None for r in in_html)   # table, summary, E-values
+
+
+def _tamper(html: str, where: str) -> str:
+    """The report's HTML with the withheld odds ratio of age in the few_events section put back in one place."""
+    if where == "estimates":
+        part = html.index(f"<h3>{FEW_TITLE}</h3>")
+        head, tail = html[:part], html[part:]
+        tail = re.sub(r"(<td>Odds ratio</td>\s*<td>Age \(years\)</td>\s*)<td></td>", r"\1<td>2.130</td>", tail,
+                      count=1)
+        return head + tail
+    if where == "summary":
+        row = re.search(rf"<tr><td>Odds ratio, Age \(years\)<div class=\"muted\">{FEW_TITLE}</div></td>"
+                        r"<td class=\"value\">withheld \(small numbers\)</td></tr>", html)
+        return html.replace(row.group(0), row.group(0).replace("withheld (small numbers)", PUT_BACK))
+    part = html.index(f"<h3>E-values: {FEW_TITLE}</h3>")
+    head, tail = html[:part], html[part:]
+    return head + re.sub(r"(<td>Age \(years\)</td>\s*)<td>withheld</td>", r"\1<td>2.130</td>", tail, count=1)
+
+
+def test_attack_finds_a_withheld_odds_ratio_put_back(withheld_model, tmp_path):
+    """A withheld odds ratio shown in a model table of tables.docx/xlsx/tex, or in any place of the HTML that
+    shows a term's odds ratio, is found and named by its row of estimates.csv."""
+    folder = withheld_model
+    est, titles, terms, html = _model_outputs(folder)
+    grids = manuscript_grids(folder)
+    title = next(t for t in grids if t.endswith(FEW_TITLE))
+    leaky = {t: [[PUT_BACK if t == title and c == "—" else c for c in r] for r in g] for t, g in grids.items()}
+    found = shown_elsewhere(est, manuscript_terms(leaky, titles, terms), "tables")
+    assert found == {"few_events age_years odds_ratio (tables)": 2.13,
+                     "few_events C(sex)[T.male] odds_ratio (tables)": 2.13}
+    for where in ("estimates", "summary", "e-values"):
+        tampered = _tamper(html, where)
+        assert tampered != html, where
+        copy = tmp_path / where
+        shutil.copytree(folder, copy)
+        (copy / "report.html").write_text(tampered, encoding="utf-8")
+        assert attack_report(copy) == {"few_events age_years odds_ratio (HTML, a model term)": 2.13}, where
