@@ -110,14 +110,16 @@ DictionaryOption = Annotated[str | None, typer.Option(
     "(--kind redcap). hostats init copies it into FOLDER.")]
 
 
-def _source_options(data: str | None, kind: str | None, dictionary: str | None, mapping: str | None) -> None:
+def _source_options(data: str | None, kind: str | None, dictionary: str | None, mapping: str | None,
+                    options: dict[str, str] | None = None) -> None:
     """``--kind``/``--dictionary`` of run and init: they describe ``--data``, go together as the spec's
-    ``[data]`` keys do (hostats.analysis.spec.source_problem), and a dictionary that is not there is named."""
+    ``[data]`` keys do (hostats.analysis.spec.source_problem; ``options``: ``--sheet``/``--table``/``--query``,
+    refused with a REDCap export or an OMOP CDM), and a dictionary that is not there is named."""
     from hostats.analysis.spec import source_problem
 
     if (kind is not None or dictionary is not None) and data is None:
         fail("--kind/--dictionary describe --data: give --data (the export) too")
-    problem = source_problem(kind, dictionary, mapping)
+    problem = source_problem(kind, dictionary, mapping, options)
     if problem is not None:
         fail(f"--{problem[0]}: {problem[1]}")
     if dictionary is not None and not Path(dictionary).is_file():
@@ -379,8 +381,8 @@ def run(
         spec = load_spec(path)
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)
-        _source_options(data, kind, dictionary, mapping)
         given = {k: v for k, v in (("sheet", sheet), ("table", table), ("query", query)) if v is not None}
+        _source_options(data, kind, dictionary, mapping, given)
         if given and data is None:
             fail(f"--{'/--'.join(given)} need(s) --data (a file or a database URL)")
         if table is not None and query is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hostats import clean
-from hostats.errors import DataError
+from hostats.errors import DataError, SpecError
 from hostats.ingest import (
     Mapping,
     describe_columns,
@@ -29,7 +29,7 @@ from hostats.ingest import (
     release_freed_memory,
 )
 from hostats.ledger import Ledger
-from hostats.sources import is_source_object, open_source
+from hostats.sources import is_source_object, open_source, read_option_problem
 
 Source = Any  # path, URL, DataFrame, folder, or a list of these
 
@@ -195,7 +195,8 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     refused by default (default: False, or True inside :func:`allow_outside_paths`). A SQL ``query`` must
     be a single SELECT; database connections are read-only. ``kind="redcap"`` with ``dictionary=`` (the data
     dictionary; ``kind`` may then be left out) reads a REDCap export, ``kind="omop"`` builds the cohort from an
-    OMOP CDM (see :mod:`hostats.sources`; a source object from there can also be passed as ``source``).
+    OMOP CDM (see :mod:`hostats.sources`; a source object from there can also be passed as ``source``); these
+    read what they need themselves, so ``sheet``, ``table`` and ``query`` are refused with them (a SpecError).
 
     Raises :class:`hostats.errors.DataError` when a source cannot be read, lacks a required column or has
     no data rows; problems in rows and cells go to the ledger instead.
@@ -203,6 +204,11 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     today_ts = pd.Timestamp(today).normalize() if today is not None else pd.Timestamp.today().normalize()
     if allow_outside is None:
         allow_outside = _ALLOW_OUTSIDE.get()
+    options = {"sheet": sheet, "table": table, "query": query}
+    source_kind = kind or ("redcap" if dictionary is not None else getattr(source, "source_kind", None))
+    problem = read_option_problem(source_kind, options)
+    if problem is not None:   # refused, not ignored: a structured source reads what it needs itself
+        raise SpecError(f"{problem[0]}={options[problem[0]]!r}: {problem[1]}")
     if kind is not None or dictionary is not None:
         source, mapping = open_source(source, kind=kind, dictionary=dictionary, mapping=mapping), None
     items, folder_assess = _expand(source, mapping, allow_outside)

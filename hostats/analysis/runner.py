@@ -32,6 +32,7 @@ from hostats.analysis.spec import (
 )
 from hostats.analysis.writer import _identifiers, _scan_outputs, _write_report
 from hostats.report.disclosure import DisclosurePolicy, use_policy
+from hostats.sources import READ_OPTIONS
 
 
 @dataclass
@@ -93,6 +94,11 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         problem = source_problem(*given.values())
         if problem is not None:
             raise SpecError(f"{problem[0]}={given[problem[0]]!r}: {problem[1]}")
+        # the spec's sheet, table or query go to the source read: refused, not ignored, with a structured one
+        problem = source_problem(kind, given["dictionary"], None, {k: spec.data.get(k) for k in READ_OPTIONS})
+        if problem is not None:
+            raise spec.error(f"{problem[1]}; this run reads a {kind or 'redcap'} source (kind/dictionary given to "
+                             "the run)", "data", problem[0])
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
@@ -119,7 +125,7 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         elif isinstance(source, (str, Path)) and not Path(source).exists() and "://" not in str(source):
             raise HostatsError(f"data file not found: {source}")
         with timer.step("read and clean"):
-            kw = {k: spec.data[k] for k in ("sheet", "table", "query") if k in spec.data}
+            kw = {k: spec.data[k] for k in READ_OPTIONS if k in spec.data}
             cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, kind=kind,
                                  dictionary=dictionary, **kw)
         step("data read and cleaned")

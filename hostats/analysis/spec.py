@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from hostats.analysis.derive import KNOWN_FLAG
 from hostats.analysis.derive import OUTCOME_FLAG as FLAG
 from hostats.errors import SpecError
-from hostats.sources import KINDS
+from hostats.sources import KINDS, read_option_problem
 
 # ---------------------------------------------------------------------------------------------------
 # the keys of a spec, declared once: the parser's allowed keys and the generated reference come from here
@@ -60,8 +60,8 @@ class Range:
 @dataclass(frozen=True)
 class Key:
     """One key of a spec table: its TOML type, its default (as the reference shows it), what it does, the
-    range of a number or the choices of a text the parser enforces (stated in the reference), and an example
-    line of TOML."""
+    range of a number or the choices of a text the parser enforces (stated in the reference), an example
+    line of TOML, and the source kinds (``[data] kind``) with which the parser refuses it (stated too)."""
 
     name: str
     type: str
@@ -70,6 +70,7 @@ class Key:
     range: Range | None = None
     choices: tuple[str, ...] | None = None
     example: str | None = None
+    refused_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,9 @@ TABLES: dict[str, Table] = {
             example='dictionary = "ho_registry_dictionary.csv"'),
         Key("mapping", "string", NONE, "Mapping TOML of the file (relative to the spec's folder)."),
         Key("assessments", "string", NONE, "Assessments table (imaging, ALP) of the file."),
-        Key("sheet", "string or integer", NONE, "Sheet of an xlsx file."),
-        Key("table", "string", NONE, "Table of a SQL database."),
-        Key("query", "string", NONE, "SQL query instead of a table."),
+        Key("sheet", "string or integer", NONE, "Sheet of the xlsx file at `path`.", refused_with=KINDS),
+        Key("table", "string", NONE, "Table of the SQL database at `path` (a URL).", refused_with=KINDS),
+        Key("query", "string", NONE, "SQL query (a single SELECT) instead of a table.", refused_with=KINDS),
         Key("description", "string", NONE, "Free text about the data."),
     )),
     "synthetic": Table("[data] synthetic = {...}", "One synthetic cohort (an inline table in `[data]`).", (
@@ -353,7 +354,9 @@ def _meaning(key: Key) -> str:
     """What a key does, with the range or the choices the parser enforces, and its example."""
     allowed = (key.range.text() if key.range is not None
                else ", ".join(f'"{c}"' for c in key.choices) if key.choices is not None else None)
-    return (key.description + (f" Allowed: {allowed}." if allowed is not None else "")
+    refused = (" Refused with `kind` " + " or ".join(f'"{k}"' for k in key.refused_with)
+               + " (such a source reads what it needs itself)." if key.refused_with else "")
+    return (key.description + (f" Allowed: {allowed}." if allowed is not None else "") + refused
             + (f" Example: `{key.example}`." if key.example else ""))
 
 
@@ -380,9 +383,11 @@ def kind_problem(kind: Any) -> str | None:
         f'"{k}"' for k in kinds) + ")"
 
 
-def source_problem(kind: Any, dictionary: Any, mapping: Any = None) -> tuple[str, str] | None:
-    """What is wrong with a source's ``kind``, ``dictionary`` and ``mapping`` together, as (the key at fault,
-    the message), or None: the one check of ``[data]`` and of ``hostats run/init --kind/--dictionary``."""
+def source_problem(kind: Any, dictionary: Any, mapping: Any = None,
+                   options: dict[str, Any] | None = None) -> tuple[str, str] | None:
+    """What is wrong with a source's ``kind``, ``dictionary``, ``mapping`` and read ``options`` (``sheet``,
+    ``table``, ``query``: the keys declared ``refused_with`` the kinds) together, as (the key at fault, the
+    message), or None: the one check of ``[data]`` and of ``hostats run/init --kind/--dictionary``."""
     if kind_problem(kind) is not None:
         return "kind", kind_problem(kind)
     if dictionary is not None and (not isinstance(dictionary, str) or not dictionary.strip()):
@@ -394,7 +399,9 @@ def source_problem(kind: Any, dictionary: Any, mapping: Any = None) -> tuple[str
     if kind == "omop" and mapping is not None:
         return "mapping", ("an OMOP CDM is read through its concept sets (hostats/sources/concept_sets.toml); a "
                            "mapping does not apply")
-    return None
+    source_kind = kind if kind is not None else ("redcap" if dictionary is not None else None)
+    refused = {k.name for k in TABLES["data"].keys if source_kind in k.refused_with}
+    return read_option_problem(source_kind, {k: v for k, v in (options or {}).items() if k in refused})
 
 
 def spec_reference() -> str:
@@ -635,8 +642,10 @@ def _check_synthetic(stub: Spec, data: dict) -> list[dict[str, Any]]:
 
 def _check_source(stub: Spec, data: dict) -> None:
     """``[data] kind`` and ``dictionary``: a known kind, a dictionary with a REDCap export, both describing
-    ``path``. Whether the files exist and lie inside the spec's folder is checked when the analysis runs."""
-    problem = source_problem(data.get("kind"), data.get("dictionary"), data.get("mapping"))
+    ``path``; no ``sheet``, ``table`` or ``query`` with a REDCap export or an OMOP CDM (they read what they
+    need themselves). Whether the files exist and lie inside the spec's folder is checked when the analysis
+    runs."""
+    problem = source_problem(data.get("kind"), data.get("dictionary"), data.get("mapping"), data)
     if problem is not None:
         raise stub.error(problem[1], "data", problem[0])
     for key in ("kind", "dictionary"):

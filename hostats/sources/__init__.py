@@ -13,7 +13,8 @@ the ones every cohort goes through:
 ``read_cohort(path, dictionary=...)`` or ``read_cohort(source, kind="omop")`` open them; a source object can
 also be passed to ``read_cohort`` as it is. The protocol ``read_cohort`` relies on: ``read_raw()`` returns a
 :class:`hostats.ingest.RawSource`, ``mapping`` the :class:`hostats.ingest.Mapping` to clean it with,
-``site`` a site name or None, and ``assessments`` another such source (or None).
+``site`` a site name or None, and ``assessments`` another such source (or None); ``source_kind`` (its
+``kind``, "redcap" or "omop") tells ``read_cohort`` to refuse a ``sheet``, ``table`` or ``query`` with it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,27 @@ from typing import Any
 from hostats.errors import SpecError
 
 KINDS = ("redcap", "omop")
+# what read_cohort reads of a file or a database besides the path: an Excel sheet, a SQL table or query. A
+# structured source reads what it needs itself, so none of them applies to one: they are refused, not ignored
+READ_OPTIONS = ("sheet", "table", "query")
+_READS_ITSELF = {
+    "redcap": "a REDCap export is the project's CSV export, read whole with its data dictionary",
+    "omop": "an OMOP CDM (a DuckDB file, a folder of CDM tables or a postgresql:// URL) is read by hostats' own "
+            "read-only cohort query over its standard tables, with the concept sets deciding the cohort "
+            "(hostats/sources/omop_cohort.sql and concept_sets.toml)",
+}
+
+
+def read_option_problem(kind: str | None, options: dict[str, Any]) -> tuple[str, str] | None:
+    """The first of ``options`` (``{"sheet": ..., "table": ..., "query": ...}``, None for not given) that does
+    not apply to a source of ``kind``, with why, as (option, message); None when they all apply. None of them
+    applies to a REDCap export or an OMOP CDM."""
+    if kind not in _READS_ITSELF:
+        return None
+    given = [k for k in READ_OPTIONS if options.get(k) is not None]
+    if not given:
+        return None
+    return given[0], f"{_READS_ITSELF[kind]}: a {given[0]} does not apply to it (remove {given[0]})"
 
 
 def open_source(source: Any, *, kind: str | None = None, dictionary: Any = None, mapping: Any = None,
@@ -60,4 +82,4 @@ def is_source_object(source: Any) -> bool:
     return callable(getattr(source, "read_raw", None)) and hasattr(source, "mapping")
 
 
-__all__ = ["open_source", "is_source_object", "KINDS"]
+__all__ = ["open_source", "is_source_object", "read_option_problem", "KINDS", "READ_OPTIONS"]

@@ -185,6 +185,8 @@ class OmopCdm:
     path; DuckDB default: main). ``concept_sets``: a concept-set file (default: the one shipped).
     """
 
+    source_kind = "omop"   # read_cohort's kind="omop" (``kind`` is the engine: duckdb, folder or postgres)
+
     def __init__(self, source: str | Path, *, schema: str | None = None, concept_sets: str | Path | None = None,
                  site: str | None = None) -> None:
         self.source = source

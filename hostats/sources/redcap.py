@@ -255,6 +255,8 @@ class RedcapExport:
     After :meth:`read_raw`, :attr:`accounting` holds where every row of the export went.
     """
 
+    source_kind = "redcap"   # read_cohort's kind="redcap"
+
     def __init__(self, export: str | Path, dictionary: str | Path, mapping: Any = None, *,
                  site: str | None = None) -> None:
         self.export = Path(export)

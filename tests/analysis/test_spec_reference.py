@@ -72,3 +72,19 @@ def test_reference_states_every_declared_choice_and_example_on_its_key_row():
             assert row.endswith(f"Example: `{key.example}`. |"), row
     # [data] kind allows what read_cohort reads, no more and no less
     assert next(k for k in TABLES["data"].keys if k.name == "kind").choices == KINDS
+
+
+def test_reference_states_which_keys_a_structured_source_refuses():
+    """[data] sheet, table and query are refused with a REDCap export or an OMOP CDM: the keys the parser
+    refuses are read_cohort's read options (hostats.sources.READ_OPTIONS, refused by read_cohort too), for
+    every kind, and the committed reference says so on each key's row."""
+    from hostats.sources import KINDS, READ_OPTIONS
+
+    refused = {k.name: k.refused_with for t in [*TABLES.values(), *SECTION_TYPES.values()] for k in t.keys
+               if k.refused_with}
+    assert refused == dict.fromkeys(READ_OPTIONS, KINDS)
+    data = spec_reference().split("`[data]`", 1)[1].split("## ", 1)[0]
+    committed = (ROOT / "docs" / "spec-reference.md").read_text(encoding="utf-8")
+    for key in READ_OPTIONS:
+        row = next(line for line in data.splitlines() if line.startswith(f"| `{key}` |"))
+        assert 'Refused with `kind` "redcap" or "omop"' in row and row in committed, row
