@@ -9,8 +9,14 @@ Every result also has ``summary()`` (a short text: method, n, events, missing, t
 ``_repr_html_()`` (notebooks: the method line, the table and the warnings; never design matrices), a
 compact ``repr``, ``n`` and ``warnings``. Model results (logistic, cox, fine_gray, binreg) expose ``coef``
 (log-scale coefficients, a Series indexed by term), ``vcov`` (their covariance, a DataFrame) and ``loglik``
-as :class:`LogLik` ``(null, fitted)``. Results are read-only once made. Names replaced by the contract keep working for one release with a
+as :class:`LogLik` ``(null, fitted)``. Names replaced by the contract keep working for one release with a
 ``DeprecationWarning`` (:func:`deprecated_alias`).
+
+Results are read-only once made (:class:`_Sealed`): setting an attribute raises, and nothing a result
+holds can be changed in place. ``warnings`` and every other list become tuples, dicts :class:`ReadOnlyDict`,
+numpy arrays read-only views, and a Series or DataFrame is handed out as a new object over read-only
+views of the result's data, so a caller's ``res.coef[0] = 5`` or ``res.vcov.iloc[0, 0] = 0`` raises and
+a column added or relabelled stays in the caller's object. No data are copied (:func:`read_only`).
 """
 from __future__ import annotations
 
@@ -107,13 +113,72 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+class ReadOnlyDict(dict):
+    """A dict held by a result: read as any dict (equal to one, JSON-serialisable, picklable); changing it
+    raises (``dict(d)`` makes a changed copy)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this dict belongs to a result and is read-only (dict(...) makes a changed copy)")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple:
+        return type(self), (dict(self),)
+
+
+def _read_only_array(values: np.ndarray) -> np.ndarray:
+    """A read-only view of ``values`` (no copy; the array itself, which may be the caller's, stays as it is)."""
+    if not values.flags.writeable:
+        return values
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+def _read_only_pandas(obj: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """A new Series/DataFrame over read-only views of ``obj``'s data (no copy). pandas (< 3, as pinned) has
+    no public read-only flag: a shallow copy gets blocks of its own over the same arrays, and each block's
+    numpy array (or the codes of a Categorical, the values of a datetime column) is swapped for a read-only
+    view, so writes through ``[]``, ``loc``, ``iloc``, ``at``, ``values`` or in-place arithmetic raise."""
+    out = obj.copy(deep=False)
+    for block in out._mgr.blocks:
+        values = block.values
+        if isinstance(values, np.ndarray):
+            block.values = _read_only_array(values)
+        elif hasattr(values, "_ndarray") and hasattr(values, "_from_backing_data"):  # NDArray-backed
+            block.values = values._from_backing_data(_read_only_array(values._ndarray))
+    return out
+
+
+def read_only(value: Any) -> Any:
+    """``value`` as a sealed result holds it, without copying data: a list becomes a tuple, a dict a
+    :class:`ReadOnlyDict` (their items in turn), a numpy array a read-only view, a Series or DataFrame a new
+    object over read-only views of its data. Anything else (numbers, text, results, which are sealed on
+    their own, and fitted third-party objects) is kept as it is."""
+    if isinstance(value, np.ndarray):
+        return _read_only_array(value)
+    if isinstance(value, pd.Series | pd.DataFrame):
+        return _read_only_pandas(value)
+    if isinstance(value, list):
+        return tuple(read_only(item) for item in value)
+    if isinstance(value, tuple):
+        items = [read_only(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):  # a ReadOnlyDict too: unpickled or deep-copied, its items are writeable again
+        return ReadOnlyDict((key, read_only(item)) for key, item in value.items())
+    return value
+
+
 class _Sealed(type):
-    """Results are read-only once made: after the constructor (and ``__post_init__``) returns, assigning a
-    public attribute raises. Private names stay writable for caches filled on first use."""
+    """Results are read-only once made: after the constructor (and ``__post_init__``) returns, the public
+    attributes are made read-only (:func:`read_only`) and assigning one raises. Private names stay the
+    result's own (caches filled on first use); a property that hands one out makes it read-only itself."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         obj = super().__call__(*args, **kwargs)
-        object.__setattr__(obj, "_sealed", True)
+        obj._seal()
         return obj
 
 
@@ -134,7 +199,13 @@ class Result(metaclass=_Sealed):
     method: str = ""
     reference: str = ""
     fitted: Any = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # given as any sequence of text, held as a tuple
+
+    def _seal(self) -> None:
+        for name, value in list(self.__dict__.items()):
+            if not name.startswith("_"):
+                object.__setattr__(self, name, read_only(value))
+        object.__setattr__(self, "_sealed", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_") and self.__dict__.get("_sealed", False):
@@ -142,11 +213,26 @@ class Result(metaclass=_Sealed):
                                  "is made (dataclasses.replace(result, ...) makes a changed copy)")
         object.__setattr__(self, name, value)
 
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name[0] != "_" and isinstance(value, pd.Series | pd.DataFrame):
+            # a new object over the same read-only data: a column added or the labels changed stay with the
+            # caller (no data are copied)
+            return value.copy(deep=False)
+        return value
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled or copied (copy.deepcopy makes writeable arrays): read-only again."""
+        self.__dict__.update(state)
+        if state.get("_sealed", False):
+            self._seal()
+
     def _amend(self, **changes: Any) -> None:
-        """For the estimator that made this result, while it finishes it (a profile CI, a method note);
-        nobody else."""
+        """For the estimator that made this result, while it finishes it (a profile CI, a method note,
+        a warning found after the fit), and for the result's own methods that add a warning when they first
+        compute something; nobody else. The new values are made read-only as the fields were."""
         for name, value in changes.items():
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, read_only(value))
 
     def table(self) -> pd.DataFrame:
         out = self._table.copy()

@@ -25,7 +25,15 @@ from hostats.stats.core.formula import (
     require_variables,
     split_formula,
 )
-from hostats.stats.core.results import LogLik, Result, check_level, deprecated_alias, ratio_columns, z_value
+from hostats.stats.core.results import (
+    LogLik,
+    Result,
+    check_level,
+    deprecated_alias,
+    ratio_columns,
+    read_only,
+    z_value,
+)
 from hostats.stats.core.threads import single_blas_thread
 from hostats.stats.core.validate import binary_array, complete_cases, require_columns
 
@@ -411,8 +419,8 @@ class LogisticResult(Result):
     def c_stat(self) -> dict:
         """The c-statistic with its DeLong CI (computed when first read)."""
         if self._c_stat is None:
-            self._c_stat = c_statistic(self._y, self._X @ self.coef.to_numpy(),
-                                       None if self.weight_type is None else self._w, level=self.level)
+            self._c_stat = read_only(c_statistic(self._y, self._X @ self.coef.to_numpy(),
+                                                 None if self.weight_type is None else self._w, level=self.level))
         return self._c_stat
 
     params = deprecated_alias("coef")
@@ -462,7 +470,7 @@ class LogisticResult(Result):
             msg = (f"profile likelihood could not be maximised for {', '.join(failed)} (a flat ridge, "
                    "typically under separation): Wald CI and p-value shown for these terms")
             if msg not in self.warnings:
-                self.warnings.append(msg)
+                self._amend(warnings=(*self.warnings, msg))
                 warnings.warn(msg, UserWarning, stacklevel=2)
         if level == self.level:
             self._profile = out
@@ -688,7 +696,7 @@ def logistic(data: pd.DataFrame, formula: str, weights: str | None = None, clust
         msg = (f"fitted probabilities numerically 0 or 1 for {extreme} rows: possible quasi-separation or "
                "an extreme covariate; odds ratios may be unstable, consider firth=True")
         warnings.warn(msg, UserWarning, stacklevel=2)
-        res.warnings.append(msg)
+        res._amend(warnings=(*res.warnings, msg))
     return res
 
 

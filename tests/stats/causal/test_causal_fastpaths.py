@@ -107,7 +107,7 @@ def test_outcome_models_are_the_statsmodels_glm_fits():
     d = _data(3000, seed=5)
     res = causal.iptw(d, "arm", ["age", "sex"], "y", reference="none")
     X = np.column_stack([np.ones(len(d)), d["age"], d["sex"] == "male"]).astype(float)
-    assert res.ps_terms == ["Intercept", "age", "sex[T.male]"]
+    assert res.ps_terms == ("Intercept", "age", "sex[T.male]")
     for arm, fit in res.outcome_models.items():
         m = (d["arm"] == arm).to_numpy()
         ref = sm.GLM(d["y"].to_numpy(float)[m], X[m], family=sm.families.Binomial()).fit(tol=1e-13)

@@ -62,7 +62,7 @@ def test_same_formula_same_design_columns_in_every_estimator(data):
     assert list(lo.coef.index) == ["Intercept"] + COLUMNS
     assert list(cx.coef.index) == COLUMNS
     assert list(fg.coef.index) == COLUMNS
-    assert ip.ps_terms == ["Intercept"] + COLUMNS
+    assert ip.ps_terms == ("Intercept", *COLUMNS)
     # the matrices themselves: logistic's and cox's columns are the dummies built by hand
     np.testing.assert_allclose(lo._X[:, 1:], by_hand(data), atol=0)
     np.testing.assert_allclose(_efron.unsorted_design(cx._dat), by_hand(data), atol=1e-12)
@@ -78,7 +78,7 @@ def test_iptw_propensity_is_the_logistic_model_of_the_same_formula(data):
     a = iptw(data, "treated", ["age", "site", "flag"], "y")
     b = iptw(data, "treated", "age + site + flag", "y")
     np.testing.assert_allclose(a.propensity, b.propensity, rtol=1e-10)
-    assert a.ps_terms == b.ps_terms == ["Intercept", "age", "site[T.b]", "site[T.c]", "flag[T.True]"]
+    assert a.ps_terms == b.ps_terms == ("Intercept", "age", "site[T.b]", "site[T.c]", "flag[T.True]")
 
 
 def test_reference_level_is_a_reparametrisation(data):

@@ -4,8 +4,10 @@ Each public estimator is called once on tiny data (tests/data and a seeded synth
 checks run on every result: the tidy ``.table()`` (label column, the value columns in order and with
 numeric dtypes, ``ci_level`` equal to the level asked), ratio measures exponentiated with log-scale SEs,
 curves' ``.at()``, ``summary()``, ``_repr_html_()`` and ``repr`` short, ``n`` and ``warnings`` present,
-``.table()`` a copy, the model results' ``coef``/``vcov``/``loglik``, and the deprecated names (warning,
-same values). A new public estimator that is not listed here fails ``test_every_public_estimator_is_covered``.
+``.table()`` a copy, results read-only (no attribute set, nothing they hold changed in place: warnings a
+tuple, coef/vcov and every other array, table, list or dict refusing or keeping changes to the caller's
+copy), the model results' ``coef``/``vcov``/``loglik``, and the deprecated names (warning, same values).
+A new public estimator that is not listed here fails ``test_every_public_estimator_is_covered``.
 """
 from __future__ import annotations
 
@@ -219,7 +221,7 @@ def test_summary_html_and_repr_are_short(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_n_and_warnings_exist(name):
     res = result(name)
-    assert isinstance(res.warnings, list)
+    assert isinstance(res.warnings, tuple) and all(isinstance(w, str) for w in res.warnings), name
     assert res.n is None or (isinstance(res.n, int | np.integer) and res.n > 0)
     if name not in ("rate", "e_value", "meta_effects"):  # person-time; a conversion; study estimates
         assert res.n is not None, name
@@ -254,6 +256,141 @@ def test_results_are_read_only(name):
     if dataclasses.is_dataclass(res):
         copy = dataclasses.replace(res, method="changed")
         assert copy.method == "changed" and res.method != "changed"
+
+
+# In-place changes a caller might try on a Series or DataFrame handed out by a result (``obj``): values by
+# position, label and through the array, a column or row added or replaced, the labels, in-place methods
+# and arithmetic. Each may raise; none may reach the result.
+SERIES_CHANGES = (
+    "obj.iloc[0] = -5.0", "obj[obj.index[0]] = -5.0", "obj.loc[obj.index[0]] = -5.0", "obj.iat[0] = -5.0",
+    "obj.to_numpy()[0] = -5.0", "obj.values[...] = 0.0", "np.asarray(obj)[0] = -5.0", "obj *= 2.0",
+    "obj['added'] = 1.0", "obj.index = [f'x{i}' for i in range(len(obj))]", "obj.drop(obj.index[0], inplace=True)",
+    "obj.clip(upper=-5.0, inplace=True)", "obj.name = 'renamed'", "obj[...] = 0.0",
+)
+FRAME_CHANGES = (
+    "obj.iloc[0, 0] = -5.0", "obj.loc[obj.index[0], obj.columns[0]] = -5.0", "obj.iat[0, 0] = -5.0",
+    "obj[obj.columns[0]] = -5.0", "obj[obj.columns[0]].iloc[0] = -5.0", "obj.to_numpy()[0, 0] = -5.0",
+    "obj.values[...] = 0.0", "np.asarray(obj)[...] = 0.0", "obj *= 2.0", "obj['added'] = 1.0",
+    "obj.columns = [f'x{i}' for i in range(obj.shape[1])]", "obj.drop(columns=obj.columns[0], inplace=True)",
+    "obj.clip(upper=-5.0, inplace=True)", "obj.sort_index(ascending=False, inplace=True)", "obj[...] = 0.0",
+)
+
+
+def _try_to_change(obj, change: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pandas on chained assignment: the attempt is the point
+            exec(change, {"obj": obj, "np": np})
+    except (ValueError, TypeError, AttributeError, KeyError):
+        pass  # refused: what a read-only result should do
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_warnings_coef_and_vcov_cannot_be_changed_in_place(name):
+    """Issue 14: setting an attribute raised, but ``res.warnings.append(...)``, ``res.coef[0] = 5`` or
+    ``res.vcov.iloc[...] = ...`` changed a result in place. Warnings are a tuple; coef and vcov (and the
+    model's other covariance) refuse or keep every change to themselves."""
+    res = result(name)
+    before = tuple(res.warnings)
+    with pytest.raises(AttributeError):
+        res.warnings.append("x")
+    assert isinstance(res.warnings, tuple) and res.warnings == before
+    for attr in ("coef", "vcov", "naive_vcov"):
+        if not hasattr(res, attr):
+            continue
+        snapshot = getattr(res, attr).copy(deep=True)
+        changes = SERIES_CHANGES if isinstance(snapshot, pd.Series) else FRAME_CHANGES
+        for change in changes:
+            _try_to_change(getattr(res, attr), change)
+            now = getattr(res, attr)
+            assert type(now) is type(snapshot), f"{name}.{attr} after {change!r}"
+            if isinstance(snapshot, pd.Series):
+                pd.testing.assert_series_equal(now, snapshot, obj=f"{name}.{attr} after {change!r}")
+            else:
+                pd.testing.assert_frame_equal(now, snapshot, obj=f"{name}.{attr} after {change!r}")
+    if name in MODELS or name in ("logistic_counts", "poisson_counts"):
+        assert hasattr(res, "coef") and hasattr(res, "vcov"), name
+
+
+def _changeable_parts(value, where: str) -> list[str]:
+    """Where ``value`` (an attribute of a result, or something inside one) can still be changed in place:
+    lists and sets, dicts that take a new key, writeable arrays, pandas objects whose values take a write."""
+    if isinstance(value, Result):
+        return []  # a result inside a result is sealed on its own (and tested here through its estimator)
+    if isinstance(value, list | set | bytearray):
+        return [f"{where} is a {type(value).__name__}"]
+    if isinstance(value, np.ndarray):
+        return [f"{where} is a writeable array"] if value.flags.writeable else []
+    if isinstance(value, pd.Series | pd.DataFrame):
+        out = []
+        columns = list(value.columns) if isinstance(value, pd.DataFrame) else [value.name]
+        for j, column in enumerate(columns if len(value) else []):
+            try:  # writes the value that is there: a result that takes it is left as it was
+                if isinstance(value, pd.DataFrame):
+                    value.iloc[0, j] = value.iloc[0, j]
+                else:
+                    value.iloc[0] = value.iloc[0]
+            except (ValueError, TypeError):
+                continue
+            out.append(f"{where}[{column!r}] takes a write")
+        return out
+    if isinstance(value, dict):
+        try:
+            value["__probe__"] = None
+        except TypeError:
+            pass
+        else:
+            del value["__probe__"]
+            return [f"{where} is a dict that takes a new key"]
+        return [part for key, item in value.items() for part in _changeable_parts(item, f"{where}[{key!r}]")]
+    if isinstance(value, tuple):
+        return [part for i, item in enumerate(value) for part in _changeable_parts(item, f"{where}[{i}]")]
+    return []  # numbers, text, the fitted third-party objects (statsmodels, lifelines)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_public_attribute_can_be_changed_in_place(name):
+    """Every public attribute of every result, and what its tuples and dicts hold: no list, no dict that
+    takes a key, no writeable array, no pandas values that take a write; a pandas object read from a result
+    is a new object each time (over the same data), so adding a column or relabelling stays with the caller."""
+    import copy
+    import pickle
+
+    res = result(name)
+    problems = []
+    for attr in vars(res):
+        if attr.startswith("_"):
+            continue
+        value = getattr(res, attr)
+        problems += _changeable_parts(value, attr)
+        if isinstance(value, pd.Series | pd.DataFrame):
+            assert getattr(res, attr) is not getattr(res, attr), f"{name}.{attr}"
+            value["__probe__"] = 0
+            assert "__probe__" not in getattr(res, attr), f"{name}.{attr}"
+    assert not problems, f"{name}: {problems}"
+    for how, again in (("unpickled", pickle.loads(pickle.dumps(res))), ("deep copy", copy.deepcopy(res))):
+        problems = [part for attr in vars(again) if not attr.startswith("_")
+                    for part in _changeable_parts(getattr(again, attr), attr)]
+        assert not problems, f"{name}, {how}: {problems}"
+        pd.testing.assert_frame_equal(again.table(), res.table())
+
+
+def test_read_only_results_leave_the_callers_data_writeable():
+    """Results make their arrays read-only without copying them, never the caller's arrays or frames."""
+    effects, variances = np.array([-0.9, -1.6, -0.2, -0.5]), np.array([0.2, 0.4, 0.05, 0.1])
+    res = hostats.meta_effects(effects, variances)
+    assert not res.yi.flags.writeable and effects.flags.writeable and variances.flags.writeable
+    effects[0] = 0.0  # the caller's own array: still theirs to change
+    lung = _lung()
+    hostats.cox(lung, "age + female", "time", "event")
+    lung.iloc[0, lung.columns.get_loc("age")] = 50
+    sim = _ate_sim()
+    res = hostats.iptw(sim, "arm", ["age", "male"], None, time="time", status="status", horizon=365.0)
+    sim.iloc[0, sim.columns.get_loc("age")] = 50.0
+    sim.loc[:, "time"] *= 2.0
+    # each read is a new object over the same data, not a copy of it
+    assert np.shares_memory(res.weights.to_numpy(), res.weights.to_numpy())
+    assert np.shares_memory(res.propensity.to_numpy(), res.propensity.to_numpy())
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -245,7 +245,7 @@ def test_leave_one_out_needs_three_studies():
 def test_labels_from_series_index_and_knapp_hartung_fe_warning():
     yi = pd.Series([0.1, 0.5, 0.2], index=["A", "B", "C"])
     r = meta_effects(yi, [0.1, 0.1, 0.2], method="FE", knapp_hartung=True)
-    assert r.labels == ["A", "B", "C"]
+    assert r.labels == ("A", "B", "C")
     assert any("Knapp-Hartung" in w for w in r.warnings)
     with pytest.raises(ValueError, match="labels has 2 entries"):
         meta_effects(yi, [0.1, 0.1, 0.2], labels=["x", "y"])

@@ -75,7 +75,7 @@ def test_glmm_fit_matches_lme4_glmer(name):
     assert g.std_error == pytest.approx(se, rel=1e-4)                   # [glmer] vcov from the full Hessian
     assert g.loglik == pytest.approx(loglik, abs=1e-6)                  # [integrate]
     assert g.estimate == pytest.approx(special.expit(mu), abs=1e-5)
-    assert g.warnings == []
+    assert g.warnings == ()
 
 
 def test_glmm_reproducer_is_no_longer_stuck_at_the_wrong_optimum():

@@ -40,7 +40,7 @@ def test_freeman_tukey_pooled_with_harmonic_mean_back_transform_matches_metafor(
     assert r.estimate == pytest.approx(FT["miller_ee_estimate"], abs=5e-5)  # [miller] weighted EE model
     r = meta_proportions(EDGE_X, EDGE_N, method="EE", transform="ft")
     assert (r.estimate, r.ci_lower, r.ci_upper) == pytest.approx(tuple(FT["edge_ee"].values()), abs=5e-5)
-    assert r.warnings == [] or not any("continuity" in w for w in r.warnings)  # FT needs no correction
+    assert r.warnings == () or not any("continuity" in w for w in r.warnings)  # FT needs no correction
 
 
 def test_freeman_tukey_inverse_recovers_each_proportion():
@@ -74,7 +74,7 @@ def test_logit_pooling_equals_meta_effects_on_the_log_odds_and_back_transforms()
         assert (r.ci_lower, r.ci_upper) == pytest.approx(tuple(special.expit([e.ci_lower, e.ci_upper])))
         assert (r.pred_lower, r.pred_upper) == pytest.approx(tuple(special.expit([e.pred_lower,
                                                                                    e.pred_upper])))
-    assert r.warnings == []
+    assert r.warnings == ()
     # FE closed form: inverse-variance weighted mean of the log odds
     fe = meta_proportions(x, n, method="FE")
     assert fe.estimate_transformed == pytest.approx(np.sum(y / v) / np.sum(1 / v))

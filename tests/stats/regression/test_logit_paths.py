@@ -103,7 +103,7 @@ def test_direct_path_equals_the_complete_case_path():
     with pytest.warns(UserWarning, match="complete-case"):
         res_missing = logistic(missing, "y ~ a + b")
     res = logistic(d.drop(index=[3, 50]), "y ~ a + b")  # the direct path
-    assert res_missing.n_missing == 2 and res.n_missing == 0 and res.warnings == []
+    assert res_missing.n_missing == 2 and res.n_missing == 0 and res.warnings == ()
     pd.testing.assert_frame_equal(res.table(), res_missing.table(), rtol=1e-12)
     assert res.concordance() == pytest.approx(res_missing.concordance(), rel=1e-12)
     inf = d.astype({"a": float}).copy()

@@ -183,7 +183,7 @@ def test_probability_weights_and_clusters_no_specification_warning_and_r_vcovcl(
     tab = res.table()
     np.testing.assert_allclose(tab["log_odds"], ref["pw_coef"], rtol=1e-7)
     np.testing.assert_allclose(tab["std_error"], ref["pw_cluster_hc1_se"], rtol=1e-5)
-    assert res.warnings == [] and "cluster-robust SE by cl" in res.method
+    assert res.warnings == () and "cluster-robust SE by cl" in res.method
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hc0 = logistic(d, "admit ~ gre + gpa + C(rank)", weights="w").table()

@@ -86,7 +86,7 @@ def test_rossi_full_precision_against_r(rossi_fit):
     assert tests["wald"] == pytest.approx(R["full"]["wald"], rel=1e-6)
     # concordance: (27242 + 49 / 2) / (27242 + 15291 + 49) = 0.6403292471
     assert rossi_fit.concordance() == pytest.approx(R["full"]["concordance"], rel=1e-10)
-    assert not rossi_fit.robust and rossi_fit.warnings == []
+    assert not rossi_fit.robust and rossi_fit.warnings == ()
 
 
 def test_check_ph_matches_r_cox_zph(rossi_fit):
