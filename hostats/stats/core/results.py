@@ -141,7 +141,10 @@ def _read_only_pandas(obj: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame
     numpy array (or the codes of a Categorical, the values of a datetime column) is swapped for a read-only
     view, so writes through ``[]``, ``loc``, ``iloc``, ``at``, ``values`` or in-place arithmetic raise."""
     out = obj.copy(deep=False)
-    for block in out._mgr.blocks:
+    blocks = getattr(getattr(out, "_mgr", None), "blocks", None)
+    if blocks is None:  # pandas internals changed: a copy of its own protects the result all the same
+        return obj.copy(deep=True)
+    for block in blocks:
         values = block.values
         if isinstance(values, np.ndarray):
             block.values = _read_only_array(values)
