@@ -469,7 +469,7 @@ def reproduce(
                 except HostatsError as exc:
                     failed += 1
                     entry.update(status="failed", message=str(exc), href=f"{name}/")
-                    err_console.print(f"[bold red]failed:[/] {name}: {escape(str(exc))}", highlight=False,
+                    err_console.print(f"[bold red]failed:[/] {name}: {escape(safe(exc))}", highlight=False,
                                       soft_wrap=True)
                 except Exception as exc:  # a bug: record it and go on with the other analyses
                     import traceback
@@ -480,7 +480,7 @@ def reproduce(
                     entry.update(status="failed", message=f"internal error ({type(exc).__name__}: {exc}); "
                                  f"traceback in {log.name}", href=log.name)
                     err_console.print(f"[bold red]failed:[/] {name}: internal error {type(exc).__name__}: "
-                                      f"{escape(str(exc))} (traceback in {log})", highlight=False, soft_wrap=True)
+                                      f"{escape(safe(exc))} (traceback in {safe(log)})", highlight=False, soft_wrap=True)
                 entries.append(entry)
         finally:
             if progress is not None:

@@ -48,6 +48,27 @@ def test_reproduce_only_unknown_is_an_error_naming_the_analyses(tmp_path):
     assert not (tmp_path / "rep").exists()  # nothing ran
 
 
+@pytest.mark.parametrize("error", [hostats.HostatsError, RuntimeError])
+def test_reproduce_failure_lines_are_terminal_safe(tmp_path, monkeypatch, error):
+    """A failing analysis's message (an error, or an internal error) is printed with its control characters
+    made visible: text from data or from someone else's spec cannot move the cursor or retitle the terminal
+    through reproduce's failure line."""
+    import shutil
+
+    import hostats.cli
+
+    def failing(*args, **kwargs):
+        raise error("cell \x1b]0;pwned\x07 here")
+
+    monkeypatch.setattr(hostats.cli, "_run_one", failing)
+    shutil.copytree(find_analysis("tha_incidence").parent, tmp_path / "a" / "tha_incidence")
+    r = runner.invoke(app, ["reproduce", "--analyses", str(tmp_path / "a"), "--out", str(tmp_path / "rep"),
+                            "-q"])
+    assert r.exit_code == 1 and "failed:" in r.output and "pwned" in r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
+    assert "\\x1b]0;pwned\\x07" in r.output
+
+
 def test_run_unknown_name_suggests(tmp_path):
     r = runner.invoke(app, ["run", "tha_incidense", "--out", str(tmp_path / "x")])
     assert r.exit_code == 1
