@@ -37,13 +37,19 @@ def _need_columns(ctx: Context, frame: pd.DataFrame, cols: Iterable[str | None],
                              "section", key, sec["_index"])
 
 
-def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out: SectionOutput) -> pd.DataFrame:
+def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out: SectionOutput,
+              keep: Iterable[str] | None = None) -> pd.DataFrame:
     """Complete cases for the columns a model uses; how many were left out goes in the warnings.
 
     The estimators apply the same rule (``hostats.stats.core.validate.complete_cases``), but their warning
     gives exact counts, which the report would show as they are; dropping here first, with the counts
     formatted for disclosure ("<5"), leaves them nothing to drop. Sections also count n/events on the
     returned frame.
+
+    The returned frame is the section's own (it may assign a column, not write into one): the complete rows
+    copied, or, with nothing missing, every row sharing the columns of ``frame`` (no copy). ``keep``: the
+    only columns it has (every column of ``frame`` when None), so that a section that needs a few columns
+    of the episodes copies only those when rows are left out.
     """
     cols = [c for c in dict.fromkeys(cols) if c in frame.columns]
     isna = frame[cols].isna()
@@ -54,7 +60,15 @@ def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out
         detail = ", ".join(f"{c}: {format_count(v, ctx.threshold)}" for c, v in per_col[per_col > 0].items())
         out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing values left out (complete-case "
                       f"analysis; missing by column: {detail}).")
-    return frame.loc[~miss]
+    wanted = None if keep is None else set(keep)
+    if k:
+        # a shallow copy of the copied rows: pandas no longer takes them for a slice of ``frame``
+        rows = frame.loc[~miss] if wanted is None else frame.loc[~miss, [c for c in frame.columns if c in wanted]]
+        return rows.copy(deep=False)
+    d = frame.copy(deep=False)
+    for c in [c for c in d.columns if wanted is not None and c not in wanted]:
+        del d[c]   # from the shallow copy only: the other columns stay shared, not copied
+    return d
 
 
 def _rows(ctx: Context, sec: dict, table: pd.DataFrame, *, measure: str | None = None, unit: str = "",

@@ -2,6 +2,8 @@
 horizon, crude and complete-case rows, balance, curves, E-values."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import re
 from typing import Any
 
@@ -16,7 +18,7 @@ from hostats.analysis.context import (
     _number,
     _truth_of,
 )
-from hostats.analysis.derive import OUTCOME_FLAG
+from hostats.analysis.derive import KNOWN_FLAG, OUTCOME_FLAG
 from hostats.analysis.sections import register
 from hostats.analysis.sections._common import (
     _complete,
@@ -187,9 +189,11 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     horizon = _horizon_outcome(d, outcome) and (time, status) == ("time_days", "status")
     use_surv = horizon or (bool(sec.get("curves", True)) and time in d.columns and status in d.columns)
     cols = [treatment, *confounders] + ([] if horizon else [outcome]) + ([time, status] if use_surv else [])
-    d = _complete(ctx, d, cols, sec, out)
+    # the section's own frame of the columns it uses: a copy of those only when rows are left out, none
+    # when nothing is missing (assign would copy every column of the episodes)
+    d = _complete(ctx, d, cols, sec, out, keep=[*cols, outcome, KNOWN_FLAG])
     if isinstance(d[treatment].dtype, pd.CategoricalDtype):
-        d = d.assign(**{treatment: d[treatment].cat.remove_unused_categories()})
+        d[treatment] = d[treatment].cat.remove_unused_categories()
     if d[outcome].astype(float).sum() == 0:
         raise ctx.spec.error(f"the outcome {outcome!r} has no events in these episodes", "section", "outcome",
                              sec["_index"])
@@ -205,6 +209,19 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     def truth(r: pd.Series) -> float | None:
         return _truth_contrast(ctx, prefix, str(r.get("group", "")), str(r["measure"]).removeprefix("crude_"))
 
+    # the figures' first import (matplotlib) leaves cyclic garbage holding the frames it was imported from,
+    # with their locals, until the next full collection: imported before any fit, not under a helper given one
+    importlib.import_module("hostats.report.figures")
+    # The fits run one at a time, each freed before the next (at 1M episodes each holds hundreds of MB of
+    # per-episode arrays); what each adds to the output is put in the output's usual order. With a horizon
+    # outcome and the ATE, the risks of hostats.ate come first; an error of the weighting fit is still the
+    # one raised when both fail.
+    effects, effects_out, effects_error = None, SectionOutput(), None
+    if horizon and str(estimand).upper() == "ATE":
+        try:
+            effects = _horizon_effects(ctx, sec, d, treatment, reference, confounders, methods, effects_out)
+        except Exception as exc:   # raised after the weighting fit, which may fail first
+            effects_error = exc
     # one weighting fit for balance, weights, curves and the weighted Cox model; with a horizon outcome
     # its risks are the weighted Aalen-Johansen ones
     res = iptw(d, treatment, confounders, None if horizon else outcome, **kwargs)
@@ -213,56 +230,92 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     if horizon:
         _warn_known_subset(ctx, sec, out)
         if str(estimand).upper() == "ATE":
-            t = _horizon_effects(ctx, sec, d, treatment, reference, confounders, methods, out)
-            t = pd.concat([t, _with_units(res.table()).query("measure == 'hazard_ratio'")], ignore_index=True)
+            if effects_error is not None:
+                raise effects_error
+            _add(out, effects_out)
+            hr = _with_units(res.table())   # not .query(): its scope keeps this frame's locals (the fit) alive
+            t = pd.concat([effects, hr[hr["measure"] == "hazard_ratio"]], ignore_index=True)
         else:  # ATT / overlap: the weighted Aalen-Johansen risks of the iptw fit
             t = _with_units(res.table())
     else:
         t = _with_units(res.table())
         t = t[t["measure"].map(lambda m: _adjustment_method(str(m)) in methods)]
     out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
-    # crude (unadjusted) comparison on the same episodes, for contrast with the weighted one
-    try:
-        if not sec.get("crude", True) or "crude" not in methods:
-            raise _Skip
-        crude = iptw(d, treatment, [], None if horizon else outcome, estimand="ATE", reference=reference,
-                     level=ctx.level, **({"time": time, "status": status, "horizon": ctx.horizon}
-                                         if horizon else {}))
-        ct = crude.table()
-        del crude   # its weights, propensities and influence functions (n x arms): freed before the next fit
-        ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
-        ct = _with_units(ct.assign(measure="crude_" + ct["measure"].astype(str)))
-        out.estimates.append(_rows(ctx, sec, ct, truth=truth, method=(
-            "crude (unweighted Aalen-Johansen)" if horizon else "crude (unweighted)")))
-    except _Skip:
-        pass
-    except (HostatsError, ValueError) as exc:
-        out.warn(sec, f"crude comparison not available: {exc}")
+    # what needs the weighting fit's episodes (time lost, balance, weights, curves, the weighted Cox model)
+    # is made now, so that the fit is freed before the crude and complete-case fits
+    rmtl, diagnostics = SectionOutput(), SectionOutput()
     if horizon and sec.get("rmtl", True):
-        _rmtl_rows(ctx, sec, res, out)
-    if horizon:  # the binary-outcome IPTW among episodes with known status, as a sensitivity analysis
-        try:
-            cc = iptw(_known_status(d), treatment, confounders, outcome, estimand=estimand,
-                      reference=reference, level=ctx.level)
-            ct = _with_units(cc.table())
-            ct = ct[ct["measure"].isin(list(_RISK_UNITS))]
-            out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, truth=truth, method=cc.method),
-                                                 f"IPTW ({estimand}) risks of HO by {int(ctx.horizon)} days"))
-            del cc   # freed before the diagnostics
-        except (HostatsError, ValueError) as exc:
-            out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
-    _iptw_diagnostics(ctx, sec, res, out, estimand)
-    out.weighting = FittedWeighting.of(res, treatment, d.index, out.balance)
+        _rmtl_rows(ctx, sec, res, rmtl)
+    _iptw_diagnostics(ctx, sec, res, diagnostics, estimand)
+    diagnostics.weighting = FittedWeighting.of(res, treatment, d.index, diagnostics.balance)
     if use_surv and sec.get("curves", True):
-        _iptw_curves(ctx, sec, res, out, prefix, reference)
+        _iptw_curves(ctx, sec, res, diagnostics, prefix, reference)
     if getattr(res, "cox_result", None) is not None:
-        _iptw_weighted_cox(sec, res.cox_result, out, list(getattr(res, "levels", []) or []))
+        _iptw_weighted_cox(sec, res.cox_result, diagnostics, list(getattr(res, "levels", []) or []))
+    del res
+    if sec.get("crude", True) and "crude" in methods:
+        _crude_rows(ctx, sec, d, treatment, reference, None if horizon else outcome,
+                    {"time": time, "status": status, "horizon": ctx.horizon} if horizon else {}, truth, out)
+    _add(out, rmtl)
+    if horizon:
+        _complete_case_rows(ctx, sec, d, treatment, confounders, outcome, estimand, reference, truth, out)
+    _add(out, diagnostics)
     if sec.get("e_values", True):
         out.e_values.append(EValueRequest(
             sec["id"], f"E-values: {sec.get('title', '')}",
             "Minimum strength of association (risk-ratio scale) an unmeasured confounder would need with both "
             "treatment and outcome to explain the estimate away (VanderWeele & Ding 2017).", by="contrast"))
     return out
+
+
+def _add(out: SectionOutput, part: SectionOutput) -> None:
+    """Put ``part``, made out of turn, in its place: after what ``out`` has so far."""
+    for f in dataclasses.fields(part):
+        value = getattr(part, f.name)
+        if isinstance(value, list):
+            getattr(out, f.name).extend(value)
+        elif isinstance(value, dict):
+            getattr(out, f.name).update(value)
+        elif value is not None:
+            setattr(out, f.name, value)
+
+
+def _crude_rows(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, reference: Any, outcome: str | None,
+                surv: dict[str, Any], truth: Any, out: SectionOutput) -> None:
+    """The crude (unadjusted) comparison on the same episodes, for contrast with the weighted one: an iptw
+    fit without confounders (``outcome`` None: the horizon outcome from everyone's follow-up, ``surv`` its
+    time, status and horizon)."""
+    from hostats.stats.causal.weighting import iptw
+
+    horizon = outcome is None
+    try:
+        crude = iptw(d, treatment, [], outcome, estimand="ATE", reference=reference, level=ctx.level, **surv)
+        ct = crude.table()
+        del crude   # its weights, propensities and influence functions (n x arms): freed before the next fit
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"crude comparison not available: {exc}")
+        return
+    ct = ct[ct["measure"].isin(["risk_treated", "risk_control", "risk_difference", "risk_ratio", "odds_ratio"])]
+    ct = _with_units(ct.assign(measure="crude_" + ct["measure"].astype(str)))
+    out.estimates.append(_rows(ctx, sec, ct, truth=truth, method=(
+        "crude (unweighted Aalen-Johansen)" if horizon else "crude (unweighted)")))
+
+
+def _complete_case_rows(ctx: Context, sec: dict, d: pd.DataFrame, treatment: str, confounders: list[str],
+                        outcome: str, estimand: str, reference: Any, truth: Any, out: SectionOutput) -> None:
+    """The binary-outcome IPTW among the episodes with known status at the horizon, as a sensitivity
+    analysis (a copy of the columns it uses only)."""
+    from hostats.stats.causal.weighting import iptw
+
+    try:
+        cc = iptw(_known_status(d, [treatment, *confounders, outcome]), treatment, confounders, outcome,
+                  estimand=estimand, reference=reference, level=ctx.level)
+        ct = _with_units(cc.table())
+        ct = ct[ct["measure"].isin(list(_RISK_UNITS))]
+        out.estimates.append(_as_sensitivity(ctx, sec, out, _rows(ctx, sec, ct, truth=truth, method=cc.method),
+                                             f"IPTW ({estimand}) risks of HO by {int(ctx.horizon)} days"))
+    except (HostatsError, ValueError) as exc:
+        out.warn(sec, f"complete-case sensitivity analysis not available: {exc}")
 
 
 def _iptw_diagnostics(ctx: Context, sec: dict, res: Any, out: SectionOutput, estimand: str) -> None:
@@ -382,10 +435,6 @@ def e_value_table(req: EValueRequest, shown: pd.DataFrame, out: SectionOutput) -
         note = (f"Outcome risk {'withheld (small numbers)' if small else format(req.outcome_risk, '.2f')}: "
                 + note)
     return TableBlock(req.title, pd.DataFrame(ev_rows), note)
-
-
-class _Skip(Exception):
-    """Internal: a step the spec switched off."""
 
 
 def _love_wide(lp: pd.DataFrame) -> pd.DataFrame:
