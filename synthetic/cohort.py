@@ -319,15 +319,22 @@ def _assessments(P: dict, model: Scenario, d: Draw, ep: pd.DataFrame, lat: dict,
                             ) & (day < limit[:, None])  # one bone scan a day
     test = np.array([3] + [0] * k + [3] * n_alp_visits + [1, 3, 1], dtype=np.int8)  # codes into ASSESSMENT_TESTS
     visible = np.where(test == 0, 0, 1)  # 0: x-ray visibility, 1: bone-scan visibility
-    vis_day = np.where(visible[None, :] == 0, tl.xray_visible[:, None], tl.scan_visible[:, None])
-    positive = true_ho[:, None] & (day >= vis_day)
-    # order within patient by day, x-ray/scan before the lab on the same day
-    order = np.argsort(day * 8 + np.where(test == 3, 1, 0)[None, :] + np.where(valid, 0, 1e7), axis=1)
+    positive = true_ho[:, None] & (day >= np.where(visible[None, :] == 0, tl.xray_visible[:, None],
+                                                   tl.scan_visible[:, None]))
+    # order within patient by day, x-ray/scan before the lab on the same day (the key summed in place: the
+    # same sums as day * 8 + lab + invalid, without a slots-wide temporary per term)
+    key = day * 8
+    key += np.where(test == 3, 1, 0)[None, :]
+    key += np.where(valid, 0, 1e7)
+    order = np.argsort(key, axis=1)
+    del key
     rows = np.arange(n)[:, None]
     day, valid, positive = day[rows, order], valid[rows, order], positive[rows, order]
     test_o = test[order]
+    del order
     pat = np.broadcast_to(rows, day.shape)[valid]
     day_v, test_v, pos_v = day[valid], test_o[valid], positive[valid]
+    del day, valid, positive, test_o   # the (patients x slots) tables: only the valid slots are used below
     # one ALP sample a day (the symptom-driven lab can fall on a visit day)
     same = np.zeros(pat.size, bool)
     same[1:] = (pat[1:] == pat[:-1]) & (day_v[1:] == day_v[:-1]) & (test_v[1:] == 3) & (test_v[:-1] == 3)

@@ -464,25 +464,27 @@ def mapping_toml(dia: Dialect, columns: list[str], missing_extra: bool = True, s
     return "\n".join(lines)
 
 
-def _assessments_bytes(asm: pd.DataFrame) -> bytes:
+def _write_assessments(asm: pd.DataFrame, path: Path) -> None:
+    """assessments.csv, a million rows at a time: the file is never whole in memory (at 1M patients it is
+    about 7M rows, and its chunks joined into one bytes object doubled the generation's memory peak)."""
     token = np.zeros(0, np.uint8)
     ids = asm["patient_id"].cat.categories.to_numpy().astype(str).astype("S")
     id_mat = np.frombuffer(ids.tobytes(), np.uint8).reshape(len(ids), ids.dtype.itemsize)
     codes = asm["patient_id"].cat.codes.to_numpy()
     tests = _strings_matrix(list(asm["test"].cat.categories), "ascii")
     res = _strings_matrix(["", *asm["result"].cat.categories], "ascii")
-    out = [b"patient_id,date,test,result,value\n"]
     step = 1_000_000
     dates = asm["date"].to_numpy()
     tcodes = asm["test"].cat.codes.to_numpy()
     rcodes = asm["result"].cat.codes.to_numpy() + 1
     values = asm["value"].to_numpy()
-    for i in range(0, len(asm), step):
-        sl = slice(i, i + step)
-        v = values[sl]
-        out.append(render_lines([id_mat[codes[sl]], _date_matrix(dates[sl], "iso", token), tests[tcodes[sl]],
-                                 res[rcodes[sl]], _int_matrix(np.nan_to_num(v), np.isnan(v), token)], b","))
-    return b"".join(out)
+    with open(path, "wb") as f:
+        f.write(b"patient_id,date,test,result,value\n")
+        for i in range(0, len(asm), step):
+            sl = slice(i, i + step)
+            v = values[sl]
+            f.write(render_lines([id_mat[codes[sl]], _date_matrix(dates[sl], "iso", token), tests[tcodes[sl]],
+                                  res[rcodes[sl]], _int_matrix(np.nan_to_num(v), np.isnan(v), token)], b","))
 
 
 EXCEL_MAX_ROWS = 1_048_576  # rows of an Excel worksheet, the header's included
@@ -557,7 +559,7 @@ def write(cohort: SyntheticCohort, folder: Path, *, excel_site: str | None = Non
         files[site] = name
         (folder / f"{stem}.mapping.toml").write_text(mapping, encoding="utf-8")
         entries.append(f'[[episodes]]\npath = "{name}"\nmapping = "{stem}.mapping.toml"\nsite = "{site}"\n')
-    (folder / "assessments.csv").write_bytes(_assessments_bytes(cohort.assessments))
+    _write_assessments(cohort.assessments, folder / "assessments.csv")
     (folder / "export.toml").write_text(
         f"# Study folder written by synthetic ({cohort.scenario}, n={cohort.n}, seed={cohort.seed}).\n"
         + (f"# No episodes, so no export: site(s) {', '.join(empty)}.\n" if empty else "")
