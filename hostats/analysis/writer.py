@@ -19,7 +19,7 @@ from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
-from hostats.report.labels import group_label, measure_label, term_label
+from hostats.report.labels import group_label, measure_label, term_label, variable_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -247,8 +247,10 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
                 raise spec.error(f"unknown column {v!r}; the data have: {', '.join(sorted(ctx.data.columns))}",
                                  "report", "table1" if v in t1_vars else "table1_by")
         smd = _smd_map(next((o.balance for o in outputs if o.balance is not None), None))
+        labels = spec.report.get("labels")
         t1 = TableBlock(f"by {by}" if by else "", table_one(ctx.data, list(t1_vars), by=by, threshold=thr,
-                                                            smd=smd, labels=spec.report.get("labels"),
+                                                            smd=smd, labels={v: variable_label(v, labels)
+                                                                             for v in t1_vars},
                                                             policy=policy),
                         "n (%) of non-missing values, mean (SD), median [IQR]; 'missing' rows give n (%) of all "
                         "episodes." + (f" Counts rounded to the nearest {policy.base}; percentages from the "

@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from hostats.report.disclosure import SHOWN, policy_for, suppress_table  # noqa: E402
-from hostats.report.labels import group_label  # noqa: E402
+from hostats.report.labels import covariate_label, group_label  # noqa: E402
 
 PALETTE = "colorblind"
 # SVG text stays text; text.parse_math off: every text drawn (labels, tick labels, legends, titles, from data
@@ -318,8 +318,11 @@ def _log_ticks(ax, values: np.ndarray) -> None:
 
 
 def love_plot(balance: pd.DataFrame, *, variable: str = "variable", before: str = "smd_before",
-              after: str = "smd_after", threshold: float = 0.1, title: str = "Covariate balance") -> plt.Figure:
-    """Absolute standardised mean differences before and after weighting, with the 0.1 line."""
+              after: str = "smd_after", threshold: float = 0.1, title: str = "Covariate balance",
+              labels: dict[str, str] | None = None) -> plt.Figure:
+    """Absolute standardised mean differences before and after weighting, with the 0.1 line. Rows are the
+    balance table's covariates ("age_years", "sex: male"), read as words ("Age (years)", "Sex: male";
+    ``labels``: the spec's ``[report] labels``)."""
     _style()
     b = balance.copy()
     b["_before"] = b[before].abs()
@@ -335,7 +338,7 @@ def love_plot(balance: pd.DataFrame, *, variable: str = "variable", before: str 
         ax.hlines(y, b["_after"], b["_before"], color="0.75", lw=0.8)
     ax.axvline(threshold, color="0.4", ls="--", lw=0.9)
     ax.set_yticks(y)
-    ax.set_yticklabels(b[variable].astype(str), fontsize=9)
+    ax.set_yticklabels([covariate_label(v, labels) for v in b[variable].astype(str)], fontsize=9)
     ax.set_xlabel("|standardised mean difference|")
     ax.set_title(title, loc="left", fontsize=12)
     ax.legend(loc="lower right", frameon=False, fontsize=9)

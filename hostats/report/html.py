@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from hostats.report.disclosure import DisclosurePolicy, policy_for
-from hostats.report.labels import format_estimate, group_label, measure_label, term_label
+from hostats.report.labels import (
+    format_estimate,
+    group_label,
+    measure_label,
+    readable_text,
+    term_label,
+    variable_label,
+)
+from hostats.report.publication import _level_text
 from hostats.report.tables import (
     estimates_display,
     format_count,
@@ -209,18 +217,32 @@ def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str]) ->
 
 
 def _readable_terms(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """A table's ``term`` column (model terms such as ``gram_negative_infection[T.True]``) read as words, and
-    its group/contrast/arm columns ("radiotherapy_nsaid vs none") read as groups."""
+    """A table read as words: its ``term`` column (model terms such as ``gram_negative_infection[T.True]``),
+    its ``measure`` column (``risk_ratio`` -> "Risk ratio"), its covariates (``variable``, ``level``: a
+    balance table's "age_years", "sex"/"male"), its group/contrast/arm columns ("radiotherapy_nsaid vs
+    none" read as groups) and its column names (``p_value`` -> "p value")."""
     if not isinstance(frame, pd.DataFrame):
         return frame
     out = frame.copy()
+
+    def text(col: str) -> bool:
+        return col in out.columns and (out[col].dtype == object or pd.api.types.is_string_dtype(out[col]))
+
     if "term" in out.columns:
         out["term"] = [group_label(t) if " vs " in str(t) else term_label(str(t), labels)
                        for t in out["term"].fillna("").astype(str)]
-    for col in ("group", "contrast", "arm"):  # arms and contrasts of arms: "radiotherapy + NSAID vs none"
-        if col in out.columns and (out[col].dtype == object or pd.api.types.is_string_dtype(out[col])):
+    if text("measure"):
+        out["measure"] = [measure_label(v) if isinstance(v, str) and v else v for v in out["measure"]]
+    if text("variable"):
+        variables = out["variable"].copy()
+        out["variable"] = [variable_label(v, labels) if isinstance(v, str) and v else v for v in variables]
+        if text("level"):
+            out["level"] = [_level_text(lv, v if isinstance(v, str) else None) if isinstance(lv, str) and lv
+                            else lv for v, lv in zip(variables, out["level"], strict=True)]
+    for col in ("group", "contrast", "arm"):  # arms and contrasts of arms: "radiotherapy_nsaid vs none"
+        if text(col):
             out[col] = [group_label(v) if isinstance(v, str) and v else v for v in out[col]]
-    return out
+    return out.rename(columns={c: c.replace("_", " ") for c in out.columns if isinstance(c, str)})
 
 
 def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None = None,
@@ -291,6 +313,8 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     """Render ``content`` to a single self-contained HTML file at ``path``: a summary first (the question,
     the headline estimates in journal format, a forest plot of their ratios), then the details."""
     est = content.estimates
+    content.warnings = [readable_text(redact_text(w, content.threshold), content.labels) for w in content.warnings]
+    content.section_notes = {k: readable_text(v, content.labels) for k, v in content.section_notes.items()}
     groups = []
     if not est.empty:
         for sec, rows in est.groupby("section", sort=False):
@@ -309,7 +333,6 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     summary_level = f"{100 * float(lvl.iloc[0]):.0f}%" if len(lvl) else "95%"
     flow = flow_boxes(content.flow, content.threshold, content.criteria_steps) if content.flow is not None else []
     flow, cleaning = _flow_layout(flow, content.flow_reasons, content.threshold, content.criteria_steps)
-    content.warnings = [redact_text(w, content.threshold) for w in content.warnings]
     html = _env().get_template("report.html.j2").render(
         c=content, flow=flow, estimate_groups=groups, summary=summary, disclosure=disclosure_text(content),
         manifest_note=MANIFEST_NOTE,

@@ -1,14 +1,15 @@
 """Readable labels for what a report shows: estimate measures (``risk_ratio_regression`` -> "Risk ratio
-(g-formula)"), model terms (``C(sex)[T.male]`` -> "Sex: male", ``I(age_years / 10)`` -> "Age (per 10
-years)") and estimates in journal format ("0.43 (0.36 to 0.52)"). estimates.csv/json keep the machine names;
+(g-formula)"), model terms (``C(sex)[T.male]`` -> "Sex: male", ``I(age_years / 10)`` -> "Age (years), per
+10") and estimates in journal format ("0.43 (0.36 to 0.52)"). estimates.csv/json keep the machine names;
 only the HTML reads them this way."""
 from __future__ import annotations
 
 import re
 
-from hostats.report.publication import _level_text, default_label, format_estimate
+from hostats.report.publication import _level_text, default_label, format_estimate, term_labels
 
-__all__ = ["format_estimate", "group_label", "measure_label", "term_label", "variable_label"]
+__all__ = ["covariate_label", "format_estimate", "group_label", "measure_label", "readable_text",
+           "term_label", "variable_label"]
 
 _MEASURES = {
     "risk_treated": "Risk, treated arm", "risk_control": "Risk, reference arm",
@@ -50,37 +51,34 @@ def variable_label(name: str, labels: dict[str, str] | None = None) -> str:
     return default_label(name)
 
 
-_CAT = re.compile(r"^C\(\s*`?(?P<var>[\w.]+)`?\s*(?:,\s*Treatment\(\s*(?:reference\s*=\s*)?['\"](?P<ref>[^'\"]*)['\"]"
-                  r"\s*\)\s*)?\)\[T\.(?P<level>.*)\]$")
-_BOOL = re.compile(r"^`?(?P<var>[\w.]+)`?\[T\.(?P<level>.*)\]$")
-_PER = re.compile(r"^I\(\s*`?(?P<var>[\w.]+)`?\s*/\s*(?P<k>[0-9.]+)\s*\)$")
-_TRT = re.compile(r"^_trt(?P<k>\d+)$")
-
-
 def term_label(term: str, labels: dict[str, str] | None = None) -> str:
-    """A model term as a reader says it: ``C(sex)[T.male]`` -> "Sex: male", ``prior_ho[T.True]`` ->
-    "Prior HO: yes", ``I(age_years / 10)`` -> "Age (per 10 years)", ``age_years`` -> "Age (years)";
-    anything else (splines, interactions, contrasts "a vs b") as it is, level codes made readable."""
+    """A model term as a reader says it, in the words of the model tables
+    (:func:`hostats.report.publication.term_labels`, without the data that would name the reference level):
+    ``C(sex)[T.male]`` -> "Sex: male", ``prior_ho[T.True]`` -> "Prior HO: yes", ``I(age_years / 10)`` ->
+    "Age (years), per 10", ``age_years`` -> "Age (years)"; splines as they are."""
     t = str(term).strip()
-    if not t:
-        return t
-    m = _CAT.match(t) or _BOOL.match(t)
-    if m:
-        var = m.group("var")
-        return f"{variable_label(var, labels)}: {_level_text(m.group('level'), var)}"
-    m = _PER.match(t)
-    if m:
-        var, k = m.group("var"), m.group("k")
-        base = variable_label(var, labels)
-        unit = re.search(r"\((.*)\)$", base)
-        name = re.sub(r"\s*\(.*\)$", "", base)
-        return f"{name} (per {k} {unit.group(1)})" if unit else f"{name} (per {k})"
-    m = _TRT.match(t)
-    if m:
-        return f"treatment arm {m.group('k')} vs reference"
-    if re.fullmatch(r"[\w.]+", t):
-        return variable_label(t, labels)
-    return t
+    return term_labels([t], labels=labels, reference=False)[t] if t else t
+
+
+# a model term quoted in a message of the estimators ("the coefficient of 'C(sex)[T.male]' is probably
+# infinite"): a factor's level, a scaled term or an arm's indicator, in single quotes
+_QUOTED_TERM = re.compile(r"'(?P<term>[^'\s][^']*?\[T\.[^']*\]|I\([^']*\)|_trt\d+)'")
+
+
+def readable_text(text: str, labels: dict[str, str] | None = None) -> str:
+    """A message (a warning, a section's note) with the model terms it quotes read as words: "the
+    coefficient of 'prophylaxis[T.nsaid]' ..." -> "the coefficient of 'Prophylaxis: NSAID' ..."."""
+    return _QUOTED_TERM.sub(lambda m: f"'{term_label(m.group('term'), labels)}'", str(text))
+
+
+def covariate_label(covariate: str, labels: dict[str, str] | None = None) -> str:
+    """A covariate of a balance table as a reader says it: ``sex: male`` (a variable and its level, as
+    :func:`hostats.stats.causal.balance.love_plot_data` names them) -> "Sex: male", ``age_years`` -> "Age
+    (years)", ``prior_ho: True`` -> "Prior HO: yes"."""
+    var, sep, level = str(covariate).partition(": ")
+    if not sep:
+        return variable_label(var, labels)
+    return f"{variable_label(var, labels)}: {_level_text(level, var)}"
 
 
 def group_label(group: str) -> str:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from hostats.errors import DataError
 
-__all__ = ["PublicationTable", "table1", "model_table", "save_tables", "default_label", "format_estimate",
+__all__ = ["PublicationTable", "table1", "model_table", "save_tables", "default_label", "format_estimate", "term_labels",
            "format_p_value"]
 
 DASH = "—"          # a withheld or not-estimable cell
@@ -724,6 +724,7 @@ _MEASURES = {"LogisticResult": ("OR", "odds ratio"), "BinregResult": ("OR", "odd
              "CoxResult": ("HR", "hazard ratio"), "FineGrayResult": ("SHR", "subdistribution hazard ratio")}
 _TREATMENT = re.compile(r"Treatment\(\s*(?:reference\s*=\s*)?(['\"])(?P<ref>.*?)\1\s*\)")
 _PER = re.compile(r"I\(\s*`?(?P<var>[^`/()]+?)`?\s*/\s*(?P<k>[0-9.]+)\s*\)")
+_TRT = re.compile(r"_trt(?P<k>\d+)")
 
 
 @dataclass
@@ -776,6 +777,9 @@ def _parse_term(term: str, labels: Mapping[str, str]) -> _Term:
         var, k = m.group("var").strip(), m.group("k")
         k_text = k.rstrip("0").rstrip(".") if "." in k else k
         return _Term(var, None, None, f"{labels.get(var, default_label(var))}, per {k_text}")
+    m = _TRT.fullmatch(term)
+    if m:   # iptw's outcome-model indicator of the k-th arm
+        return _Term(term, None, None, f"treatment arm {m.group('k')} vs reference")
     return _Term(term, None, None)
 
 
@@ -848,6 +852,34 @@ def _model_rows(results: Sequence[tuple[str, Sequence[str]]], data: pd.DataFrame
         for lv in in_order:
             rows.append((_level_text(lv, var, level_labels), 1, estimated[lv]))
     return rows, notes
+
+
+def term_labels(terms: Sequence[str], data: pd.DataFrame | None = None, *,
+                labels: Mapping[str, str] | None = None,
+                level_labels: Mapping[str, Mapping[str, str]] | None = None,
+                levels: Mapping[str, Sequence] | None = None, reference: bool = True) -> dict[str, str]:
+    """Each model term on one line, in the words of a model table's rows (the same parse, labels, level
+    order and reference level: :func:`model_table`): ``C(sex)[T.male]`` -> "Sex: male (ref. female)",
+    ``prior_ho[T.True]`` -> "Prior HO: yes", ``I(age_years / 10)`` -> "Age (years), per 10", ``age_years``
+    -> "Age (years)". For rows that stand alone (a forest plot's, an estimate table's), where the model
+    table puts the levels under their variable's heading with a reference row. ``reference``: name the
+    reference level, when known (from ``data``, ``levels`` or the cohort schema), but not for yes/no.
+    """
+    rows, _ = _model_rows([("", [str(t) for t in terms])], data, dict(labels or {}), level_labels, levels,
+                          intercept=True)
+    out: dict[str, str] = {}
+    heading, ref = "", None
+    for label, indent, cell in rows:
+        if indent == 0:
+            heading, ref = label, None
+            if cell:
+                out[cell[""]] = label
+        elif isinstance(cell, set):   # the reference row: "female (ref.)"
+            ref = label.removesuffix(f" ({REF})")
+        else:
+            named = reference and ref is not None and (label, ref) != ("yes", "no")
+            out[cell[""]] = f"{heading}: {label}" + (f" ({REF} {ref})" if named else "")
+    return out
 
 
 def _as_named(results: Any) -> list[tuple[str, Any]]:

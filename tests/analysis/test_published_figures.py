@@ -82,14 +82,16 @@ def _run(name: str, folder: Path, extra: str) -> tuple[Path, dict]:
 def reports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("figures")
     return {name: _run(name, folder, extra)
-            for name, extra in (("tha_incidence", EXTRA_SECTIONS), ("resection_recurrence", ""))}
+            for name, extra in (("tha_incidence", EXTRA_SECTIONS), ("resection_recurrence", ""),
+                                ("prophylaxis", ""))}
 
 
 def _forest_points(fig) -> dict[str, float]:
     """{row label: estimate} of the squares of a forest plot (pooled rows are diamonds, not squares)."""
     ax = fig.axes[0]
     squares = next(c for c in ax.collections if isinstance(c, PathCollection))
-    label_at = {round(float(y), 6): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}
+    label_at = {round(float(y), 6): t.get_text().replace("\n", " ")   # a long label wraps at a space
+                for y, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)}
     return {label_at[round(float(y), 6)]: float(x) for x, y in squares.get_offsets()}
 
 
@@ -132,10 +134,19 @@ def test_the_check_finds_a_withheld_estimate_drawn(reports):
     assert list(drawn_but_not_published(wrong, shown, withheld)) == [next(iter(shown))]
 
 
+def _as_labelled(shown: dict[str, float], withheld: set[str]) -> tuple[dict[str, float], set[str]]:
+    """Published estimates by model term, keyed by the model tables' label of the term (the cohort schema's
+    reference levels are the data's here: female, none)."""
+    from hostats.report.publication import term_labels
+
+    named = term_labels([*shown, *withheld])
+    return {named[t]: v for t, v in shown.items()}, {named[t] for t in withheld}
+
+
 def test_logistic_forest_plots_show_only_published_odds_ratios(reports):
     folder, figs = reports["tha_incidence"]
     for section in ("risk_factors", "fracture_factors"):
-        shown, withheld = _published(folder, section, "odds_ratio", "term")
+        shown, withheld = _as_labelled(*_published(folder, section, "odds_ratio", "term"))
         assert len(shown) >= 2 and not withheld
         drawn = _forest_points(figs[f"{section}_forest"])
         assert drawn_but_not_published(drawn, shown, withheld) == {}
@@ -166,3 +177,58 @@ def test_bar_chart_shows_only_published_proportions(reports):
     drawn = _bars(figs["prior_by_arm"])
     assert drawn_but_not_published(drawn, shown, withheld) == {}
     assert set(drawn) == set(shown)
+
+
+def test_forest_plot_rows_read_as_the_model_table(reports):
+    """A logistic section's forest plot labels its rows in the model table's words (its labeller, with the
+    reference level): the table's "Sex" / "female (ref.)" / "male" is the plot's "Sex: male (ref. female)"."""
+    import openpyxl
+
+    folder, figs = reports["tha_incidence"]
+    ax = figs["risk_factors_forest"].axes[0]
+    drawn = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
+    assert {"Age (years), per 10", "Sex: male (ref. female)", "Prior HO: yes", "Prophylaxis: NSAID (ref. none)",
+            "Prophylaxis: radiotherapy + NSAID (ref. none)"} <= set(drawn), drawn
+    cells = [[str(c.value or "") for c in row] for ws in openpyxl.load_workbook(folder / "tables.xlsx")
+             for row in ws.iter_rows()]
+    first = [r[0] for r in cells]
+    assert any(first[k: k + 3] == ["Sex", "female (ref.)", "male"] for k in range(len(first)))   # model table
+    assert "Age (years), per 10" in first
+
+
+# what a reader must not meet: the formula engine's names of model terms and iptw's arm indicators
+_PATSY = re.compile(r"C\(|\[T\.|\bI\(|\b_trt\d")
+
+
+def _reader_text(folder: Path) -> dict[str, str]:
+    """The text a reader sees: report.html without its markup, style sheet and embedded images, and the
+    text of every SVG figure."""
+    from html import unescape
+
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    page = re.sub(r"<style.*?</style>|src=\"data:[^\"]*\"", "", page, flags=re.S)
+    out = {"report.html": unescape(re.sub(r"<[^>]+>", " ", page))}
+    for svg in sorted((folder / "figures").glob("*.svg")):
+        out[svg.name] = " ".join(unescape(re.sub(r"<[^>]+>", "", t))
+                                 for t in re.findall(r"<text[^>]*>(.*?)</text>", svg.read_text(encoding="utf-8"), re.S))
+    return out
+
+
+def test_no_machine_names_in_a_report(reports):
+    """Neither the HTML nor a figure shows a raw model term (C(sex)[T.male], I(age_years / 10), _trt1) or a
+    measure's machine name (risk_ratio, risk_treated_regression: the names estimates.csv keeps); figures
+    show no column name of a covariate (a forest plot's or a Love plot's rows)."""
+    for name in ("prophylaxis", "tha_incidence"):
+        folder, _ = reports[name]
+        est = pd.read_csv(folder / "estimates.csv")
+        measures = sorted({m for m in est["measure"].dropna().astype(str) if "_" in m})
+        assert "risk_ratio" in measures or "odds_ratio" in measures
+        machine = re.compile("|".join([_PATSY.pattern] + [rf"\b{re.escape(m)}\b" for m in measures]))
+        columns = re.compile(r"\b(age_years|prior_ho|rt_dose_gy|index_event|prophylaxis\[)\b")
+        texts = _reader_text(folder)
+        assert any(k.endswith("_forest.svg") or k.endswith("_love.svg") for k in texts)
+        found = {k: sorted({m.group(0) for m in machine.finditer(t)}
+                           | ({m.group(0) for m in columns.finditer(t)} if k.endswith(".svg") else set()))
+                 for k, t in texts.items()}
+        assert {k: v for k, v in found.items() if v} == {}, name
+

@@ -401,7 +401,9 @@ def html_e_values(html: str, titles: dict[str, str]) -> list[dict]:
         for r in rows[1:]:
             cells = dict(zip(header, _cells(r, "td"), strict=True))
             if "contrast" in cells:
-                out.append({"section": sec, "group": cells["contrast"], "term": "", "measure": cells["measure"],
+                # the report reads the measure as words ("Risk ratio"); a table built here keeps risk_ratio
+                measure = {**_RATIO_LABELS, "Risk ratio": "risk_ratio"}.get(cells["measure"], cells["measure"])
+                out.append({"section": sec, "group": cells["contrast"], "term": "", "measure": measure,
                             "estimate": _number(cells["estimate"])})
             else:
                 out.append({"section": sec, "group": "", "term": cells["term"], "measure": "odds_ratio",

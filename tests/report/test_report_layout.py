@@ -17,7 +17,7 @@ from hostats.report.labels import group_label, measure_label, term_label
 @pytest.mark.parametrize("term, label", [
     ("C(sex)[T.male]", "Sex: male"),
     ("prior_ho[T.True]", "Prior HO: yes"),
-    ("I(age_years / 10)", "Age (per 10 years)"),
+    ("I(age_years / 10)", "Age (years), per 10"),   # the model tables' words
     ("C(prophylaxis, Treatment('none'))[T.radiotherapy_nsaid]", "Prophylaxis: radiotherapy + NSAID"),
     ("C(rt_timing)[T.48-72 h]", "RT timing: 48-72 h"),
     ("rt_dose_gy", "RT dose (Gy)"),

@@ -128,13 +128,17 @@ def _logistic_figures(ctx: Context, sec: dict, out: SectionOutput, rows: pd.Data
     if sec.get("forest", True) and len(rows[rows["measure"] == "odds_ratio"]):
         def forest(shown: pd.DataFrame) -> tuple[Any, str] | None:
             from hostats.report.figures import forest_plot
+            from hostats.report.publication import term_labels
 
             f = shown[(shown["measure"] == "odds_ratio") & shown["estimate"].notna()].copy()
             if f.empty:
                 return None
             for c in ("estimate", "ci_lower", "ci_upper"):
                 f[c] = f[c].astype(float)
-            f["label"] = f["term"]
+            # the model table's words for the terms (its labeller, its data for the reference levels)
+            named = term_labels(f["term"].astype(str), _section_frame(ctx, sec),
+                                labels=ctx.spec.report.get("labels"))
+            f["label"] = [named[t] for t in f["term"].astype(str)]
             fig = forest_plot(f, label="label", null=1.0, xlabel="odds ratio (log scale)",
                               title=sec.get("title", ""))
             return fig, f"Odds ratios with {int(ctx.level * 100)}% CIs ({res.method})."
