@@ -19,7 +19,7 @@ from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
-from hostats.report.labels import group_label, measure_label, term_label, variable_label
+from hostats.report.labels import format_estimate, group_label, measure_label, term_label, variable_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -153,8 +153,8 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
             value = "withheld (small numbers)"
         elif r["ci_lower"] is None or pd.isna(r["ci_lower"]):
             value = format_number(est_v)
-        else:
-            value = f"{format_number(est_v)} ({format_number(r['ci_lower'])} to {format_number(r['ci_upper'])})"
+        else:   # as the report's summary writes it
+            value = format_estimate(est_v, r["ci_lower"], r["ci_upper"])
         who = group_label(r["group"]) if r["group"] else term_label(r["term"]) if r["term"] else ""
         label = measure_label(r["measure"]) + (f", {who}" if who else "")
         tv = r.get("truth")

@@ -39,8 +39,8 @@ import pandas as pd
 
 from hostats.errors import DataError
 
-__all__ = ["PublicationTable", "table1", "model_table", "save_tables", "default_label", "format_estimate", "term_labels",
-           "format_p_value"]
+__all__ = ["PublicationTable", "table1", "model_table", "save_tables", "default_label", "format_estimate",
+           "estimate_parts", "format_p_value", "term_labels"]
 
 DASH = "—"          # a withheld or not-estimable cell
 REF = "ref."
@@ -117,28 +117,49 @@ def _level_text(level: Any, variable: str | None = None,
     return key
 
 
-def _number(x: float, digits: int) -> str:
-    """A number with ``digits`` decimals; more significant digits when it would round to zero; infinity as ∞."""
-    if x is None or pd.isna(x):
-        return ""
+MAX_DECIMALS = 6   # an estimate closer to zero than this shows as 0 (with its CI)
+
+
+def estimate_decimals(estimate: float | None, digits: int = 2) -> int:
+    """The decimals of an estimate and its CI, together, chosen from the estimate's scale as journals do:
+    ``digits``, or more when the estimate would show fewer than two significant figures with them
+    (0.042 -> 3 decimals, 0.0042 -> 4), at most ``MAX_DECIMALS``."""
+    if estimate is None or pd.isna(estimate) or not np.isfinite(float(estimate)) or float(estimate) == 0:
+        return digits
+    return int(min(max(digits, 1 - np.floor(np.log10(abs(float(estimate))))), max(digits, MAX_DECIMALS)))
+
+
+def _fixed(x: float, decimals: int) -> str:
+    """A number with exactly ``decimals`` decimals; infinity as ∞; no "-0"."""
     x = float(x)
     if not np.isfinite(x):
         return "∞" if x > 0 else "-∞"
-    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
-        return f"{x:.2g}"
-    text = f"{x:.{digits}f}"
-    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+    text = f"{x:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def estimate_parts(estimate: float | None, lower: float | None = None, upper: float | None = None,
+                   digits: int = 2) -> tuple[str, str]:
+    """An estimate and its CI as text, apart ("0.43", "0.36 to 0.52"), the three numbers with the same
+    decimals (:func:`estimate_decimals`): the one rule of every estimate with a CI a report writes.
+    ("", "") when the estimate is missing; no CI text when a limit is."""
+    if estimate is None or pd.isna(estimate):
+        return "", ""
+    k = estimate_decimals(estimate, digits)
+    if lower is None or upper is None or pd.isna(lower) or pd.isna(upper):
+        return _fixed(estimate, k), ""
+    return _fixed(estimate, k), f"{_fixed(lower, k)} to {_fixed(upper, k)}"
 
 
 def format_estimate(estimate: float | None, lower: float | None = None, upper: float | None = None,
                     digits: int = 2) -> str:
-    """Journal format of an estimate with its CI: ``0.43 (0.36 to 0.52)``; "—" when withheld or missing."""
-    if estimate is None or pd.isna(estimate):
+    """Journal format of an estimate with its CI: ``0.43 (0.36 to 0.52)``, ``-0.042 (-0.900 to 0.800)``
+    (the three numbers with the same decimals, from the estimate's scale: :func:`estimate_parts`); "—"
+    when withheld or missing."""
+    est, ci = estimate_parts(estimate, lower, upper, digits)
+    if not est:
         return DASH
-    text = _number(estimate, digits)
-    if lower is None or upper is None or pd.isna(lower) or pd.isna(upper):
-        return text
-    return f"{text} ({_number(lower, digits)} to {_number(upper, digits)})"
+    return f"{est} ({ci})" if ci else est
 
 
 def format_p_value(p: float | None) -> str:

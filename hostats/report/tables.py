@@ -273,9 +273,13 @@ def estimates_display(published: pd.DataFrame, show_truth: bool = False) -> pd.D
     f = published
     lab = (f.get("group", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)
            .where(lambda s: s != "", f.get("term", pd.Series([""] * len(f), index=f.index)).fillna("").astype(str)))
-    est = [format_number(e) for e in f["estimate"]]
-    ci = [f"{format_number(lo)} to {format_number(hi)}" if lo is not None and not pd.isna(lo) else ""
-          for lo, hi in zip(f["ci_lower"], f["ci_upper"], strict=True)]
+    from hostats.report.publication import estimate_parts
+
+    # an estimate and its CI with the same decimals (the report's one rule); an estimate without a CI as before
+    parts = [estimate_parts(e, lo, hi, 3) if lo is not None and not pd.isna(lo) else (format_number(e), "")
+             for e, lo, hi in zip(f["estimate"], f["ci_lower"], f["ci_upper"], strict=True)]
+    est = [e for e, _ in parts]
+    ci = [c for _, c in parts]
     lvl = f["ci_level"] if "ci_level" in f.columns else pd.Series([0.95] * len(f))
     out = pd.DataFrame({
         "measure": f["measure"].fillna("").astype(str).to_numpy(),

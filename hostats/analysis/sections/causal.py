@@ -38,6 +38,7 @@ from hostats.analysis.sections.incidence import (
 from hostats.analysis.spec import ADJUSTMENT_METHODS
 from hostats.errors import EstimationError, HostatsError
 from hostats.report.html import TableBlock
+from hostats.report.publication import estimate_parts
 from hostats.report.tables import format_number
 
 
@@ -49,8 +50,8 @@ def _e_value_cells(out: SectionOutput, r: pd.Series, measure: str, **kw: Any) ->
     et = ev.table().set_index("measure")["estimate"]
     if not any(x[0] == ev.method for x in out.methods):
         out.methods.append((ev.method, ev.reference))
-    return {"estimate": format_number(r["estimate"]),
-            "CI": f"{format_number(r['ci_lower'])} to {format_number(r['ci_upper'])}",
+    est, ci = estimate_parts(r["estimate"], r["ci_lower"], r["ci_upper"], 3)   # the report's one rule
+    return {"estimate": est, "CI": ci,
             "E-value (estimate)": format_number(et.get("e_value_point")),
             "E-value (CI limit)": format_number(et.get("e_value_ci"))}
 
