@@ -119,7 +119,7 @@ def _source_options(data: str | None, kind: str | None, dictionary: str | None, 
 
     if (kind is not None or dictionary is not None) and data is None:
         fail("--kind/--dictionary describe --data: give --data (the export) too")
-    problem = source_problem(kind, dictionary, mapping, options)
+    problem = source_problem(kind, dictionary, mapping, options, data)
     if problem is not None:
         fail(f"--{problem[0]}: {problem[1]}")
     if dictionary is not None and not Path(dictionary).is_file():
@@ -329,7 +329,8 @@ def _progress(quiet: bool):
                     TimeElapsedColumn(), console=err_console, transient=False)
 
 
-def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=None, kind=None, dictionary=None):
+def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=None, kind=None, dictionary=None,
+             read_options=None):
     from hostats.analysis import run_analysis
 
     task = progress.add_task(spec.name, total=len(spec.sections) + 4 + (1 if data is None and spec.synthetic else 0),
@@ -338,7 +339,8 @@ def _run_one(spec, out: Path, progress, *, data=None, mapping=None, assessments=
     try:
         with one_line_warnings():
             result = run_analysis(spec, out, data=data, mapping=mapping, assessments=assessments, kind=kind,
-                                  dictionary=dictionary, prepare=prepare, progress=_Steps(progress, task))
+                                  dictionary=dictionary, read_options=read_options, prepare=prepare,
+                                  progress=_Steps(progress, task))
     finally:
         if getattr(prepare, "workdir", None) is not None:
             shutil.rmtree(prepare.workdir, ignore_errors=True)
@@ -382,15 +384,10 @@ def run(
         if data is not None and not Path(data).exists() and "://" not in data:
             raise FileNotFoundError(2, "data file not found", data)
         given = {k: v for k, v in (("sheet", sheet), ("table", table), ("query", query)) if v is not None}
-        _source_options(data, kind, dictionary, mapping, given)
         if given and data is None:
             fail(f"--{'/--'.join(given)} need(s) --data (a file or a database URL)")
-        if table is not None and query is not None:
-            fail("give one of --table or --query, not both")
-        if given:  # the runner reads these from [data]: the command line's take precedence
-            for k in ("sheet", "table", "query"):
-                spec.data.pop(k, None)
-            spec.data.update(given)
+        # they describe --data, as the spec's sheet/table/query describe its own data (not used with --data)
+        _source_options(data, kind, dictionary, mapping, given)
         target = out or Path("reports") / spec.name
         progress = _progress(quiet)
         from hostats.cohort import allow_outside_paths as outside
@@ -399,10 +396,10 @@ def run(
             if progress is not None:
                 with progress:
                     result = _run_one(spec, target, progress, data=data, mapping=mapping, assessments=assessments,
-                                      kind=kind, dictionary=dictionary)
+                                      kind=kind, dictionary=dictionary, read_options=given)
             else:
                 result = _run_one(spec, target, None, data=data, mapping=mapping, assessments=assessments,
-                                  kind=kind, dictionary=dictionary)
+                                  kind=kind, dictionary=dictionary, read_options=given)
         for note in result.not_run:  # optional sections these data could not feed: said even when quiet
             err_console.print(f"[yellow]note:[/] {escape(safe(note))}", highlight=False, soft_wrap=True)
         if not quiet:

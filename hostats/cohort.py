@@ -196,7 +196,9 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
     be a single SELECT; database connections are read-only. ``kind="redcap"`` with ``dictionary=`` (the data
     dictionary; ``kind`` may then be left out) reads a REDCap export, ``kind="omop"`` builds the cohort from an
     OMOP CDM (see :mod:`hostats.sources`; a source object from there can also be passed as ``source``); these
-    read what they need themselves, so ``sheet``, ``table`` and ``query`` are refused with them (a SpecError).
+    read what they need themselves, so ``sheet``, ``table`` and ``query`` are refused with them (a SpecError);
+    so are a ``sheet`` of anything but an Excel workbook, a ``table`` or ``query`` of a file, and ``table`` with
+    ``query`` (:func:`hostats.sources.read_option_problem`).
 
     Raises :class:`hostats.errors.DataError` when a source cannot be read, lacks a required column or has
     no data rows; problems in rows and cells go to the ledger instead.
@@ -206,7 +208,7 @@ def read_cohort(source: Source, mapping: Any = None, assessments: Any = None, *,
         allow_outside = _ALLOW_OUTSIDE.get()
     options = {"sheet": sheet, "table": table, "query": query}
     source_kind = kind or ("redcap" if dictionary is not None else getattr(source, "source_kind", None))
-    problem = read_option_problem(source_kind, options)
+    problem = read_option_problem(source_kind, options, source)
     if problem is not None:   # refused, not ignored: a structured source reads what it needs itself
         raise SpecError(f"{problem[0]}={options[problem[0]]!r}: {problem[1]}")
     if kind is not None or dictionary is not None:

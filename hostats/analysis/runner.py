@@ -68,13 +68,17 @@ def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = Fals
 
 def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = None, mapping: Any = None,
                  assessments: Any = None, kind: str | None = None, dictionary: Any = None,
+                 read_options: dict[str, Any] | None = None,
                  prepare: Callable[[Path], tuple[Any, dict | None, dict]] | None = None,
                  progress: Any = None, allow_outside: bool | None = None) -> RunResult:
     """Run one analysis spec to a report folder ``out_dir`` (replaced only when the run succeeds).
 
     data/mapping/assessments/kind/dictionary: override the spec's ``[data]`` (e.g. ``hostats run ... --data
         FILE --kind redcap --dictionary DICT``). With ``data``, the spec's files (mapping, assessments,
-        dictionary) and kind describe another file and are not used: only these arguments describe ``data``.
+        dictionary), kind and read options (``sheet``, ``table``, ``query``) describe another file and are not
+        used: only these arguments describe ``data``.
+    read_options: ``{"sheet": ..., "table": ..., "query": ...}`` for ``data`` (``hostats run --sheet/--table/
+        --query``); only with ``data``. Without ``data`` the spec's ``[data]`` keys are used.
     prepare: called with the staging folder before reading; returns ``(source, truth, info)`` -- the
         command line uses it to write a synthetic study folder (outside the report) and pass the truth in.
     progress: an object with ``advance(description)`` (the CLI's rich progress bar) or None.
@@ -89,12 +93,19 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
     timer = Timer()
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    if kind is not None or dictionary is not None:  # the spec's own [data] was checked when it was read
+    options = {k: v for k, v in (read_options or {}).items() if v is not None}
+    if options and data is None:
+        raise SpecError(f"{', '.join(options)}: read options given to the run describe its data: give data too "
+                        "(without it the spec's [data] keys are used)")
+    if kind is not None or dictionary is not None or options:   # the spec's own [data] was checked when read
         given = {"kind": kind, "dictionary": None if dictionary is None else str(dictionary), "mapping": mapping}
-        problem = source_problem(*given.values())
+        problem = source_problem(*given.values(), options, data)
         if problem is not None:
-            raise SpecError(f"{problem[0]}={given[problem[0]]!r}: {problem[1]}")
-        # the spec's sheet, table or query go to the source read: refused, not ignored, with a structured one
+            value = options.get(problem[0], given.get(problem[0]))
+            raise SpecError(f"{problem[0]}={value!r}: {problem[1]}")
+    if (kind is not None or dictionary is not None) and data is None:
+        # the spec's sheet, table or query go to the read of its own path: refused, not ignored, with a
+        # structured source (with other data they are not used: they belong to the spec's data)
         problem = source_problem(kind, given["dictionary"], None, {k: spec.data.get(k) for k in READ_OPTIONS})
         if problem is not None:
             raise spec.error(f"{problem[1]}; this run reads a {kind or 'redcap'} source (kind/dictionary given to "
@@ -125,7 +136,8 @@ def run_analysis(spec: Spec | Path | str, out_dir: Path | str, *, data: Any = No
         elif isinstance(source, (str, Path)) and not Path(source).exists() and "://" not in str(source):
             raise HostatsError(f"data file not found: {source}")
         with timer.step("read and clean"):
-            kw = {k: spec.data[k] for k in READ_OPTIONS if k in spec.data}
+            # the spec's sheet/table/query are for its own data; other data come with their own options
+            kw = options if data is not None else {k: spec.data[k] for k in READ_OPTIONS if k in spec.data}
             cohort = read_cohort(source, mapping, assessments, allow_outside=allow_outside, kind=kind,
                                  dictionary=dictionary, **kw)
         step("data read and cleaned")

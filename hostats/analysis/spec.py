@@ -138,9 +138,13 @@ TABLES: dict[str, Table] = {
             example='dictionary = "ho_registry_dictionary.csv"'),
         Key("mapping", "string", NONE, "Mapping TOML of the file (relative to the spec's folder)."),
         Key("assessments", "string", NONE, "Assessments table (imaging, ALP) of the file."),
-        Key("sheet", "string or integer", NONE, "Sheet of the xlsx file at `path`.", refused_with=KINDS),
-        Key("table", "string", NONE, "Table of the SQL database at `path` (a URL).", refused_with=KINDS),
-        Key("query", "string", NONE, "SQL query (a single SELECT) instead of a table.", refused_with=KINDS),
+        Key("sheet", "string or integer", NONE, "Sheet of the Excel workbook (.xlsx, .xls) at `path`; refused "
+            "with any other file (a CSV file is read whole). Not used with `hostats run --data`, which reads "
+            "another export (give `--sheet`).", refused_with=KINDS),
+        Key("table", "string", NONE, "Table of the SQL database at `path` (a URL); refused with a file. Not "
+            "used with `hostats run --data` (give `--table`).", refused_with=KINDS),
+        Key("query", "string", NONE, "SQL query (a single SELECT) instead of a table (not both); refused with "
+            "a file. Not used with `hostats run --data` (give `--query`).", refused_with=KINDS),
         Key("description", "string", NONE, "Free text about the data."),
     )),
     "synthetic": Table("[data] synthetic = {...}", "One synthetic cohort (an inline table in `[data]`).", (
@@ -384,10 +388,12 @@ def kind_problem(kind: Any) -> str | None:
 
 
 def source_problem(kind: Any, dictionary: Any, mapping: Any = None,
-                   options: dict[str, Any] | None = None) -> tuple[str, str] | None:
+                   options: dict[str, Any] | None = None, source: Any = None) -> tuple[str, str] | None:
     """What is wrong with a source's ``kind``, ``dictionary``, ``mapping`` and read ``options`` (``sheet``,
     ``table``, ``query``: the keys declared ``refused_with`` the kinds) together, as (the key at fault, the
-    message), or None: the one check of ``[data]`` and of ``hostats run/init --kind/--dictionary``."""
+    message), or None: the one check of ``[data]`` and of ``hostats run/init --kind/--dictionary``. The read
+    options are checked by :func:`hostats.sources.read_option_problem` against the kind and ``source`` (the
+    path or URL: a sheet of a CSV file is refused)."""
     if kind_problem(kind) is not None:
         return "kind", kind_problem(kind)
     if dictionary is not None and (not isinstance(dictionary, str) or not dictionary.strip()):
@@ -400,8 +406,8 @@ def source_problem(kind: Any, dictionary: Any, mapping: Any = None,
         return "mapping", ("an OMOP CDM is read through its concept sets (hostats/sources/concept_sets.toml); a "
                            "mapping does not apply")
     source_kind = kind if kind is not None else ("redcap" if dictionary is not None else None)
-    refused = {k.name for k in TABLES["data"].keys if source_kind in k.refused_with}
-    return read_option_problem(source_kind, {k: v for k, v in (options or {}).items() if k in refused})
+    declared = {k.name for k in TABLES["data"].keys if k.refused_with}
+    return read_option_problem(source_kind, {k: v for k, v in (options or {}).items() if k in declared}, source)
 
 
 def spec_reference() -> str:
@@ -645,7 +651,7 @@ def _check_source(stub: Spec, data: dict) -> None:
     ``path``; no ``sheet``, ``table`` or ``query`` with a REDCap export or an OMOP CDM (they read what they
     need themselves). Whether the files exist and lie inside the spec's folder is checked when the analysis
     runs."""
-    problem = source_problem(data.get("kind"), data.get("dictionary"), data.get("mapping"), data)
+    problem = source_problem(data.get("kind"), data.get("dictionary"), data.get("mapping"), data, data.get("path"))
     if problem is not None:
         raise stub.error(problem[1], "data", problem[0])
     for key in ("kind", "dictionary"):

@@ -35,16 +35,51 @@ _READS_ITSELF = {
 }
 
 
-def read_option_problem(kind: str | None, options: dict[str, Any]) -> tuple[str, str] | None:
-    """The first of ``options`` (``{"sheet": ..., "table": ..., "query": ...}``, None for not given) that does
-    not apply to a source of ``kind``, with why, as (option, message); None when they all apply. None of them
-    applies to a REDCap export or an OMOP CDM."""
-    if kind not in _READS_ITSELF:
+_STAT_SUFFIXES = {".parquet", ".pq", ".dta", ".sas7bdat", ".xpt", ".sav", ".zsav"}
+_APPLIES = "sheet is for an Excel workbook, table and query for a database URL"
+
+
+def _what_is_read(source: Any) -> tuple[str, set[str]] | None:
+    """What kind of file ``source`` is and which read options apply to it: a database URL (table, query), an
+    Excel workbook (sheet), a CSV or statistics-package file (none); None when not known from the name (a
+    study folder, a file without a suffix, a list of sources, a data frame)."""
+    from hostats.ingest import EXCEL_SUFFIXES, TEXT_SUFFIXES, is_database_url
+
+    if not isinstance(source, (str, Path)):
         return None
+    if is_database_url(source):
+        return "a database", {"table", "query"}
+    suffix = Path(str(source)).suffix.lower()
+    if suffix in EXCEL_SUFFIXES:
+        return "an Excel workbook", {"sheet"}
+    if suffix in TEXT_SUFFIXES:
+        return f"a plain {suffix[1:].upper()} file, read whole,", set()
+    if suffix in _STAT_SUFFIXES:
+        return f"a {suffix} file, read whole,", set()
+    return None
+
+
+def read_option_problem(kind: str | None, options: dict[str, Any], source: Any = None) -> tuple[str, str] | None:
+    """The first of ``options`` (``{"sheet": ..., "table": ..., "query": ...}``, None for not given) that does
+    not apply to what is read, with why, as (option, message); None when they all apply: the one check of
+    the read options, for a spec's ``[data]``, ``read_cohort`` and the command line. None of them applies
+    to a REDCap export or an OMOP CDM (``kind``); ``table`` and ``query`` are one or the other; and, where
+    ``source``'s name says what it is, a sheet applies only to an Excel workbook and a table or query only
+    to a database URL (a CSV file is read whole)."""
     given = [k for k in READ_OPTIONS if options.get(k) is not None]
     if not given:
         return None
-    return given[0], f"{_READS_ITSELF[kind]}: a {given[0]} does not apply to it (remove {given[0]})"
+    if kind in _READS_ITSELF:
+        return given[0], f"{_READS_ITSELF[kind]}: a {given[0]} does not apply to it (remove {given[0]})"
+    if "table" in given and "query" in given:
+        return "query", "give one of table or query, not both (a query selects what is read, a table is read whole)"
+    what = _what_is_read(source)
+    if what is not None:
+        for key in given:
+            if key not in what[1]:
+                return key, (f"{what[0]} ({Path(str(source)).name if '://' not in str(source) else 'URL'}): a "
+                             f"{key} does not apply to it ({_APPLIES}; remove {key})")
+    return None
 
 
 def open_source(source: Any, *, kind: str | None = None, dictionary: Any = None, mapping: Any = None,
