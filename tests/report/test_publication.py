@@ -73,7 +73,7 @@ def test_journal_formats():
     assert format_estimate(0.4312, 0.3571, 0.5249) == "0.43 (0.36 to 0.52)"
     assert format_estimate(1.5, 0.9, float("inf")) == "1.50 (0.90 to ∞)"
     assert format_estimate(None, 1, 2) == "—"
-    assert format_estimate(0.0012, 0.0004, 0.003, 2) == "0.0012 (0.0004 to 0.003)"
+    assert format_estimate(0.0012, 0.0004, 0.003, 2) == "0.0012 (0.0004 to 0.0030)"   # the same decimals
     assert format_p_value(0.0004) == "<0.001" and format_p_value(0.0491) == "0.049"
     assert format_p_value(float("nan")) == ""
 
