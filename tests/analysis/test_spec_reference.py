@@ -88,3 +88,39 @@ def test_reference_states_which_keys_a_structured_source_refuses():
     for key in READ_OPTIONS:
         row = next(line for line in data.splitlines() if line.startswith(f"| `{key}` |"))
         assert 'Refused with `kind` "redcap" or "omop"' in row and row in committed, row
+
+
+def test_the_module_prints_its_usage_for_help_and_writes_no_file(tmp_path):
+    """``python -m hostats.analysis --help`` wrote a file named "--help" (its first argument was the path)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}     # argparse wraps the help to the terminal's width
+    run = subprocess.run([sys.executable, "-m", "hostats.analysis", "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, check=False, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: python -m hostats.analysis [-h] [path]")
+    assert "default: docs/spec-reference.md" in run.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_module_refuses_an_unknown_option_and_writes_the_path_given(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from hostats.analysis.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--frobnicate"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main([]) == 0          # the default path, under the working directory
+    assert (tmp_path / "docs" / "spec-reference.md").read_text(encoding="utf-8") == spec_reference()
+    assert main(["out/ref.md"]) == 0
+    assert (tmp_path / "out" / "ref.md").read_text(encoding="utf-8") == spec_reference()
+    with pytest.raises(SystemExit) as exit_:   # a folder is not a file: said, not a traceback
+        main(["out"])
+    assert exit_.value.code == 2
+    assert "cannot write out: Is a directory" in capsys.readouterr().err
