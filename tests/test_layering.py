@@ -153,3 +153,32 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     probe.write_text("from ..report import tables\n\n\ndef f():\n    import hostats.cli\n")
     assert {"hostats.report", "hostats.report.tables", "hostats.cli"} <= imports_of(probe, "hostats.stats")
     assert any(_within(i, "hostats.analysis.spec") for i in imports_of(ROOT / "hostats" / "analysis" / "runner.py"))
+
+
+def _probes(path: Path) -> list[str]:
+    """``hasattr(x, "name")``, ``getattr(x, "name", default)`` and ``callable(...)`` in a file: guesses
+    about what an object has."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            literal = len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+            if node.func.id == "callable" or (node.func.id in ("hasattr", "getattr") and literal):
+                where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                out.append(f"{where}:{node.lineno} {ast.unparse(node)}")
+    return out
+
+
+def test_sections_read_results_through_the_contract():
+    """The sections know what each estimator returns (the result contract: ``warnings``, ``method``,
+    ``reference``, ``fitted`` on every result; the fields of each result class); a probe such as
+    ``getattr(res, "warnings", [])`` would hide a broken contract behind a silent default."""
+    probes = [p for f in sorted((ROOT / "hostats" / "analysis" / "sections").glob("*.py")) for p in _probes(f)]
+    assert not probes, "\n".join(probes)
+
+
+def test_the_probe_finder_sees_probes(tmp_path):
+    f = tmp_path / "section.py"
+    f.write_text('a = getattr(res, "warnings", [])\nb = hasattr(res, "table")\nc = callable(obj)\n'
+                 "d = getattr(part, name)\n", encoding="utf-8")
+    assert [p.split(" ", 1)[1] for p in _probes(f)] == [
+        "getattr(res, 'warnings', [])", "hasattr(res, 'table')", "callable(obj)"]

@@ -35,7 +35,7 @@ class FittedWeighting:
         """From a :func:`hostats.iptw` result fitted on the episodes ``episodes`` (in its row order);
         ``balance``: its ``balance()`` when already computed."""
         w = np.asarray(res.weights, dtype=float)
-        index = episodes if len(episodes) == len(w) else getattr(res.weights, "index", None)
+        index = episodes if len(episodes) == len(w) else res.weights.index
         w = pd.Series(w, index=index, name="weight")
         return cls(treatment, str(res.estimand), list(res.levels), w,
                    res.balance() if balance is None else balance, res.weighted_table1())

@@ -129,12 +129,9 @@ def _fmt_frame(frame: pd.DataFrame, counts: Iterable[str] = (), threshold: int =
 
 
 def _ph_table(cox) -> pd.DataFrame | None:
-    check = getattr(cox, "check_ph", None)
-    if check is None:
-        return None
+    """A Cox model's proportional-hazards test (``CoxResult.check_ph``) formatted for a report; None when it
+    cannot be computed (singular information)."""
     try:
-        r = check()
+        return _fmt_frame(cox.check_ph())
     except (HostatsError, ValueError, np.linalg.LinAlgError):
         return None
-    t = r.table() if hasattr(r, "table") else r
-    return _fmt_frame(pd.DataFrame(t)) if isinstance(t, pd.DataFrame) else None

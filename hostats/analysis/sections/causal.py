@@ -251,8 +251,8 @@ def sec_iptw(ctx: Context, sec: dict) -> SectionOutput:
     diagnostics.weighting = FittedWeighting.of(res, treatment, d.index, diagnostics.balance)
     if use_surv and sec.get("curves", True):
         _iptw_curves(ctx, sec, res, diagnostics, prefix, reference)
-    if getattr(res, "cox_result", None) is not None:
-        _iptw_weighted_cox(sec, res.cox_result, diagnostics, list(getattr(res, "levels", []) or []))
+    if res.cox_result is not None:
+        _iptw_weighted_cox(sec, res.cox_result, diagnostics, list(res.levels))
     del res
     if sec.get("crude", True) and "crude" in methods:
         _crude_rows(ctx, sec, d, treatment, reference, None if horizon else outcome,
@@ -326,8 +326,8 @@ def _iptw_diagnostics(ctx: Context, sec: dict, res: Any, out: SectionOutput, est
     out.diagnostics.append(TableBlock(f"Balance: {sec.get('title', '')}", _fmt_frame(bal),
                                       "Standardised mean differences (SMD) before and after weighting; "
                                       "|SMD| > 0.1 is flagged."))
-    ess = getattr(res, "ess", None)
-    if isinstance(ess, pd.DataFrame) and not ess.empty:
+    ess = res.ess
+    if not ess.empty:
         out.diagnostics.append(TableBlock(f"Effective sample size by arm: {sec.get('title', '')}",
                                           _fmt_frame(ess, counts=("n",), threshold=ctx.threshold)))
     w = np.asarray(res.weights, dtype=float)
@@ -375,7 +375,7 @@ def _iptw_curves(ctx: Context, sec: dict, res: Any, out: SectionOutput, prefix: 
 def _iptw_weighted_cox(sec: dict, cox: Any, out: SectionOutput, levels: list | None = None) -> None:
     """Cite the weighted Cox model and add its proportional-hazards test to the diagnostics (its terms
     ``_trt1``, ``_trt2``, ... named as the contrasts they are: "radiotherapy vs none")."""
-    out.methods.append((getattr(cox, "method", ""), getattr(cox, "reference", "")))
+    out.methods.append((cox.method, cox.reference))
     ph = _ph_table(cox)
     if ph is not None and levels and "term" in ph.columns:
         names = {f"_trt{k}": f"{levels[k]} vs {levels[0]}" for k in range(1, len(levels))}

@@ -132,12 +132,12 @@ def sec_cumulative_incidence(ctx: Context, sec: dict) -> SectionOutput:
     at = _in_order(at, order)
     out.estimates.append(_rows(ctx, sec, at, truth=truth, method=res.method))
     # Gray's test / log-rank between groups where the estimator provides it
-    test = _group_test(res)
-    if by and test is not None:
+    test = _group_test(res, competing) if by else None
+    if test is not None:
         out.estimates.append(_rows(ctx, sec, test, method=test.attrs.get("method", "")))
         if test.attrs.get("reference"):
             out.methods.append((test.attrs.get("method", ""), test.attrs["reference"]))
-    out.warn(sec, *getattr(res, "warnings", []))
+    out.warn(sec, *res.warnings)
     if sec.get("figure", True):
         from hostats.report.figures import curve_plot
 
@@ -187,32 +187,18 @@ def _at_risk(res, times, by, competing) -> pd.DataFrame:
     return a
 
 
-GRAY_REFERENCE = ("Gray RJ. A class of K-sample tests for comparing the cumulative incidence of a competing "
-                  "risk. Ann Stat 1988;16:1141-1154")
-
-
-def _group_test(res) -> pd.DataFrame | None:
-    """The between-group test of a curve result (Gray's test or log-rank) as one estimate row."""
-    for attr in ("gray_test", "logrank"):
-        try:
-            obj = getattr(res, attr, None)
-            r = obj() if callable(obj) else obj
-        except (HostatsError, ValueError):
-            return None
-        if r is None:
-            continue
-        # both are GroupTest results (statistic, df, p_value); the log-rank statistic was read from a
-        # table column it never had, so reports showed it as missing
-        if attr == "gray_test":
-            method, ref = "Gray's test", GRAY_REFERENCE
-        else:
-            method, ref = getattr(r, "method", "") or "log-rank test", getattr(r, "reference", "")
-        row = pd.DataFrame({"measure": ["gray_test" if attr == "gray_test" else "logrank_test"],
-                            "group": ["between groups"], "estimate": [float(r.statistic)],
-                            "p_value": [float(r.p_value)], "unit": ["chi2"]})
-        row.attrs["method"], row.attrs["reference"] = method, ref
-        return row
-    return None
+def _group_test(res: Any, competing: bool) -> pd.DataFrame | None:
+    """The between-group test of the curves as one estimate row: Gray's test of the cumulative incidence
+    functions (competing) or the log-rank test (Kaplan-Meier); None where it cannot be computed (the
+    estimator's error says why: one group, no events)."""
+    try:
+        r = res.gray_test if competing else res.logrank
+    except (HostatsError, ValueError):
+        return None
+    row = pd.DataFrame({"measure": ["gray_test" if competing else "logrank_test"], "group": ["between groups"],
+                        "estimate": [float(r.statistic)], "p_value": [float(r.p_value)], "unit": ["chi2"]})
+    row.attrs["method"], row.attrs["reference"] = r.method, r.reference
+    return row
 
 
 @register("proportion")

@@ -122,7 +122,7 @@ def _meta_rows(ctx: Context, sec: dict, st: pd.DataFrame, res: Any, transform: s
         "estimate": [res.estimate, res.estimate, res.tau2, res.i2],
         "ci_lower": [res.ci_lower, res.pred_lower, np.nan, np.nan],
         "ci_upper": [res.ci_upper, res.pred_upper, np.nan, np.nan],
-        "p_value": [np.nan, np.nan, getattr(res, "q_pvalue", np.nan), np.nan],
+        "p_value": [np.nan, np.nan, res.q_pvalue, np.nan],
         "n": [int(st["n"].sum())] * 2 + [np.nan, np.nan],
         "events": [int(st["events"].sum())] * 2 + [np.nan, np.nan],
         "unit": ["proportion", "proportion", f"{transform} scale", "percent" if res.i2 > 1 else "fraction"],
@@ -215,10 +215,10 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
 
     out.figures.append(PublishedFigure(sec["id"] + "_forest", sec.get("title", "Forest plot"), sec["id"], forest))
     het = pd.DataFrame({"tau2": [format_number(res.tau2)], "I2": [format_number(res.i2)],
-                        "Q": [format_number(getattr(res, "q", np.nan))],
-                        "Q p-value": [format_number(getattr(res, "q_pvalue", np.nan))],
+                        "Q": [format_number(res.q)],
+                        "Q p-value": [format_number(res.q_pvalue)],
                         "prediction interval": [f"{format_number(res.pred_lower)} to "
                                                 f"{format_number(res.pred_upper)}"]})
     out.diagnostics.append(TableBlock(f"Heterogeneity: {sec.get('title', '')}", het))
-    out.warn(sec, *getattr(res, "warnings", []))
+    out.warn(sec, *res.warnings)
     return out

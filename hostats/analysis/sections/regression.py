@@ -92,7 +92,7 @@ def sec_logistic(ctx: Context, sec: dict) -> SectionOutput:
     rows = _rows(ctx, sec, t, unit="odds ratio", truth=truth, method=res.method)
     rows.loc[rows["measure"] != "odds_ratio", "unit"] = ""
     out.estimates.append(rows)
-    out.warn(sec, *getattr(res, "warnings", []))
+    out.warn(sec, *res.warnings)
     if cc is not res:
         ct = cc.table()
         ct = ct[ct["term"].astype(str) != "Intercept"].assign(measure="odds_ratio")
@@ -144,7 +144,7 @@ def _logistic_figures(ctx: Context, sec: dict, out: SectionOutput, rows: pd.Data
             return fig, f"Odds ratios with {int(ctx.level * 100)}% CIs ({res.method})."
 
         out.figures.append(PublishedFigure(sec["id"] + "_forest", sec.get("title", "Odds ratios"), sec["id"], forest))
-    if sec.get("calibration", True) and not horizon and getattr(res, "fitted", None) is not None:
+    if sec.get("calibration", True) and not horizon and res.fitted is not None:
         from hostats.report.figures import calibration_plot, calibration_table
 
         try:
@@ -188,7 +188,7 @@ def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
     ph = _ph_table(res)
     if ph is not None:
         out.diagnostics.append(TableBlock(f"Proportional hazards: {sec.get('title', '')}", ph))
-    out.warn(sec, *getattr(res, "warnings", []))
+    out.warn(sec, *res.warnings)
     return out
 
 
@@ -206,5 +206,5 @@ def sec_fine_gray(ctx: Context, sec: dict) -> SectionOutput:
     res = fine_gray(d, formula, time, status, cause=1)
     t = out.result_table(res, "subdistribution_hazard_ratio")
     out.estimates.append(_rows(ctx, sec, t, unit="hazard ratio", method=res.method))
-    out.warn(sec, *getattr(res, "warnings", []))
+    out.warn(sec, *res.warnings)
     return out

@@ -93,7 +93,7 @@ def sec_interval_censored(ctx: Context, sec: dict) -> SectionOutput:
             return _number(_truth_of(ctx, tpath.get(str(r.get("measure", "")))))
 
         out.estimates.append(_rows(ctx, sec, t, truth=truth, method=res.method))
-        out.warn(sec, *[f"{group}: {w}" for w in getattr(res, "warnings", [])])
+        out.warn(sec, *[f"{group}: {w}" for w in res.warnings])
     out.tables.append(TableBlock(
         f"Episodes in the analysis: {sec.get('title', '')}",
         pd.DataFrame({"step": [f[0] for f in flow], "episodes": format_counts([f[1] for f in flow], thr)}),
@@ -116,8 +116,7 @@ def _interval_figure(out: SectionOutput, sec: dict, results: list) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     tmax = 0.0
     for i, (res, group) in enumerate(results):
-        g = getattr(res, "curve", pd.DataFrame()).sort_values("time") if isinstance(
-            getattr(res, "curve", None), pd.DataFrame) else pd.DataFrame()
+        g = res.curve.sort_values("time")
         if g.empty:
             continue
         color = f"C{i}"
@@ -134,9 +133,8 @@ def _interval_figure(out: SectionOutput, sec: dict, results: list) -> None:
         return
     grid = np.linspace(0.0, tmax * 1.05, 200)
     for i, (res, group) in enumerate(results):
-        if hasattr(res, "weibull_cdf"):
-            wc = res.weibull_cdf(grid)
-            ax.plot(wc["time"], wc["estimate"], ls="--", color=f"C{i}", label=f"{group}: Weibull")
+        wc = res.weibull_cdf(grid)
+        ax.plot(wc["time"], wc["estimate"], ls="--", color=f"C{i}", label=f"{group}: Weibull")
     ax.set_xlabel("days from index event")
     ax.set_ylabel("cumulative proportion")
     ax.set_title(sec.get("title", "Time to onset"), loc="left", fontsize=12)
