@@ -70,6 +70,10 @@ def main(
                                  help="Print the version and exit."),
 ) -> None:
     """hostats: from a raw HO cohort export to reproducible estimates and reports."""
+    from hostats.provenance import source_date
+
+    # checked first: a bad SOURCE_DATE_EPOCH also breaks numpy's f2py, which scipy imports, with a traceback
+    run_guarded(source_date)
 
 
 @contextmanager

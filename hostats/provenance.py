@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -18,8 +19,27 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hostats.errors import HostatsError
+
 PACKAGES = ("hostats", "numpy", "pandas", "scipy", "statsmodels", "lifelines", "scikit-learn", "matplotlib",
             "seaborn", "jinja2", "pandera", "pyarrow", "typer", "rich", "joblib")
+
+FIXED_TIME = datetime(1980, 1, 1, tzinfo=timezone.utc)   # the earliest time a zip entry can carry
+
+
+def source_date() -> datetime:
+    """The time an output states as its own (the dates inside tables.docx and tables.xlsx):
+    ``SOURCE_DATE_EPOCH`` (seconds since 1970, the reproducible-builds.org convention) when set, else
+    :data:`FIXED_TIME`; never the time of the run, so the same analysis gives the same bytes."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return FIXED_TIME
+    try:
+        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise HostatsError(f"environment variable SOURCE_DATE_EPOCH={value!r}: not a time; give a whole "
+                           "number of seconds since 1970-01-01 UTC (e.g. git log -1 --format=%ct), or unset "
+                           "it for the fixed time 1980-01-01") from None
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

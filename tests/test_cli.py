@@ -69,6 +69,17 @@ def test_reproduce_failure_lines_are_terminal_safe(tmp_path, monkeypatch, error)
     assert "\\x1b]0;pwned\\x07" in r.output
 
 
+def test_a_bad_source_date_epoch_is_one_line_before_anything_runs(tmp_path):
+    """SOURCE_DATE_EPOCH dates the Word and Excel tables; "x" broke numpy's f2py (imported by scipy) with a
+    traceback, so the command line says what is wrong before it starts."""
+    r = runner.invoke(app, ["reproduce", "--only", "tha_incidence", "--out", str(tmp_path / "rep"), "-q"],
+                      env={"SOURCE_DATE_EPOCH": "x"})
+    assert r.exit_code == 1
+    assert "environment variable SOURCE_DATE_EPOCH='x': not a time" in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "rep").exists()  # nothing ran
+
+
 def test_run_unknown_name_suggests(tmp_path):
     r = runner.invoke(app, ["run", "tha_incidense", "--out", str(tmp_path / "x")])
     assert r.exit_code == 1

@@ -28,9 +28,12 @@ the "Disclosure" section below, and nowhere else in this module.
 from __future__ import annotations
 
 import html
+import io
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -329,7 +332,7 @@ class PublicationTable:
             run = p.add_run(note)
             run.font.size = Pt(8)
         if path is not None:
-            doc.save(str(path))
+            _save_package(doc, path)
         return doc
 
     # ----- Excel (openpyxl) -----------------------------------------------------------------------
@@ -390,7 +393,7 @@ class PublicationTable:
             ws.column_dimensions[letter].width = max([len(r[j]) + 2 for r in self.cells]
                                                      + [len(self.columns[j][1]) + 2, 10])
         if path is not None:
-            wb.save(str(path))
+            _save_package(wb, path)
         return wb
 
 
@@ -444,6 +447,42 @@ def latex_escape(text: str) -> str:
     return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(text))
 
 
+# --------------------------------------------------------------------------------------------------
+# Reproducible Word and Excel files
+# --------------------------------------------------------------------------------------------------
+
+_CORE_TIME = re.compile(rb"(<dcterms:(created|modified)\b[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def _save_package(book: Any, path: str | Path) -> Path:
+    """Save a python-docx document or an openpyxl workbook to ``path`` byte for byte the same on every run.
+
+    Both libraries stamp each zip entry with the time of the save, and openpyxl writes it into the
+    workbook's created and modified properties (docProps/core.xml; python-docx keeps its template's, from
+    2013). Here the entries and both properties carry :func:`hostats.provenance.source_date` instead, and
+    the entries a fixed platform and mode; names, order, compression and contents are the library's."""
+    from hostats.provenance import source_date
+
+    path = Path(path)
+    when = source_date()
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode("ascii")
+    # zip entries hold a local time from 1980 to 2107 (no zone): the UTC time, within those years
+    entry_time = min(max(when.replace(tzinfo=None), datetime(1980, 1, 1)), datetime(2107, 12, 31, 23, 59, 58))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "docProps/core.xml":
+                data = _CORE_TIME.sub(lambda m: m.group(1) + stamp + m.group(3), data)
+            entry = zipfile.ZipInfo(item.filename, date_time=entry_time.timetuple()[:6])
+            entry.compress_type, entry.create_system, entry.external_attr = item.compress_type, 3, 0o644 << 16
+            zout.writestr(entry, data)
+    path.write_bytes(out.getvalue())
+    return path
+
+
 def save_tables(path: str | Path, tables: Sequence[PublicationTable] | PublicationTable) -> Path:
     """Write one or several tables to one file, the format by its suffix: ``.docx`` (one after the
     other), ``.xlsx`` (one sheet each), ``.tex`` or ``.html`` (one after the other)."""
@@ -456,12 +495,12 @@ def save_tables(path: str | Path, tables: Sequence[PublicationTable] | Publicati
         doc = None
         for t in items:
             doc = t.to_docx(document=doc)
-        doc.save(str(path))
+        _save_package(doc, path)
     elif suffix == ".xlsx":
         wb = None
         for k, t in enumerate(items, start=1):
             wb = t.to_excel(sheet_name=_short_title(t.title, k), workbook=wb)
-        wb.save(str(path))
+        _save_package(wb, path)
     elif suffix == ".tex":
         path.write_text("\n".join(t.to_latex() for t in items), encoding="utf-8")
     elif suffix in (".html", ".htm"):

@@ -419,6 +419,50 @@ def test_save_tables_writes_every_table(cohort, fit, tmp_path):
         save_tables(tmp_path / "all.pdf", tables)
 
 
+def _package_bytes(path, save, at: float) -> tuple[bytes, dict[str, tuple], bytes]:
+    """The file ``save`` writes to ``path`` while the clock reads ``at`` (seconds since 1970; the zip module's
+    clock, which stamps each entry): its bytes, each entry's date and docProps/core.xml."""
+    import types
+    import zipfile
+
+    clock = types.SimpleNamespace(time=lambda: at, localtime=__import__("time").localtime)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zipfile, "time", clock)
+        save(path)
+    with zipfile.ZipFile(path) as z:
+        return path.read_bytes(), {i.filename: i.date_time for i in z.infolist()}, z.read("docProps/core.xml")
+
+
+@pytest.mark.parametrize("suffix", [".docx", ".xlsx"])
+def test_word_and_excel_files_are_the_same_bytes_on_every_run(tmp_path, monkeypatch, suffix):
+    """Two runs of one analysis wrote two different tables.xlsx and tables.docx: each zip entry carried the
+    time of the save, and openpyxl wrote it into the workbook's created and modified properties. Saved at
+    two clock readings a year apart (2001-09-09 and 2002-09-09), the files are now the same bytes, dated
+    1980-01-01 00:00 UTC, or SOURCE_DATE_EPOCH when set."""
+    from hostats.errors import HostatsError
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    tab = PublicationTable("Table 2. Odds ratios", [["Age (years)", "1.02 (1.00 to 1.04)"], ["Male", "1.5 (1.1 to 2.0)"]],
+                           [("", "Variable"), ("", "OR (95% CI)")], [0, 0], ["OR: odds ratio."])
+    savers = [lambda p: save_tables(p, [tab, tab]),
+              lambda p: tab.to_docx(p) if suffix == ".docx" else tab.to_excel(p)]
+    for k, save in enumerate(savers):
+        first, dates, core = _package_bytes(tmp_path / f"a{k}{suffix}", save, 1_000_000_000)
+        second, _, _ = _package_bytes(tmp_path / f"b{k}{suffix}", save, 1_031_536_000)
+        assert first == second
+        assert set(dates.values()) == {(1980, 1, 1, 0, 0, 0)}
+        assert re.findall(rb"<dcterms:(created|modified)[^>]*>([^<]*)<", core) == [
+            (b"created", b"1980-01-01T00:00:00Z"), (b"modified", b"1980-01-01T00:00:00Z")]
+    # 1,700,000,000 s = 19,675 days (1970-01-01 + 19,675 days = 2023-11-14) and 80,000 s (22:13:20)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    _, dates, core = _package_bytes(tmp_path / f"c{suffix}", savers[0], 1_000_000_000)
+    assert set(dates.values()) == {(2023, 11, 14, 22, 13, 20)}
+    assert core.count(b">2023-11-14T22:13:20Z<") == 2
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(HostatsError, match="SOURCE_DATE_EPOCH='yesterday': not a time"):
+        save_tables(tmp_path / f"d{suffix}", tab)
+
+
 def test_bad_input_is_a_clear_error(cohort):
     with pytest.raises(DataError, match="not in the data"):
         table1(cohort, ["age_years", "bmi"], by="treated")
