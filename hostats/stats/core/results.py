@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import html
 import warnings as _warnings
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -113,12 +113,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _handed_out(value: Any) -> Any:
+    """What a result gives a caller for a value it holds: a Series or DataFrame as a new object over the
+    same read-only data (no data are copied), so a column added or labels changed stay with the caller."""
+    return value.copy(deep=False) if isinstance(value, pd.Series | pd.DataFrame) else value
+
+
 class ReadOnlyDict(dict):
     """A dict held by a result: read as any dict (equal to one, JSON-serialisable, picklable); changing it
-    raises (``dict(d)`` makes a changed copy)."""
+    raises (``dict(d)`` makes a changed copy), and a table read from it is handed out as the result's own
+    attributes are."""
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("this dict belongs to a result and is read-only (dict(...) makes a changed copy)")
+
+    def __getitem__(self, key: Any) -> Any:
+        return _handed_out(dict.__getitem__(self, key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return _handed_out(dict.get(self, key, default))
+
+    def __iter__(self) -> Iterator:
+        # defined here so that dict(d) and {**d} take the items through __getitem__, not dict's fast path
+        return dict.__iter__(self)
+
+    def values(self) -> ValuesView:  # type: ignore[override]  # these views read through __getitem__
+        return ValuesView(self)
+
+    def items(self) -> ItemsView:  # type: ignore[override]
+        return ItemsView(self)
 
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
 
@@ -218,11 +241,7 @@ class Result(metaclass=_Sealed):
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)
-        if name[0] != "_" and isinstance(value, pd.Series | pd.DataFrame):
-            # a new object over the same read-only data: a column added or the labels changed stay with the
-            # caller (no data are copied)
-            return value.copy(deep=False)
-        return value
+        return _handed_out(value) if name[0] != "_" else value
 
     def __setstate__(self, state: dict) -> None:
         """Unpickled or copied (copy.deepcopy makes writeable arrays): read-only again."""

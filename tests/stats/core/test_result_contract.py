@@ -348,6 +348,32 @@ def _changeable_parts(value, where: str) -> list[str]:
     return []  # numbers, text, the fitted third-party objects (statsmodels, lifelines)
 
 
+def _tables_read(read, where: str) -> list:
+    """(where, read) for each Series/DataFrame reached by ``read()``: itself, or inside its dicts (a result's
+    dict of tables, e.g. ``ate``'s ``influence``; read with ``[]``, ``get``, ``values()``, ``items()``
+    and ``dict(...)``)."""
+    value = read()
+    if isinstance(value, pd.Series | pd.DataFrame):
+        return [(where, read)]
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for key in value:
+        ways = (lambda k=key: read()[k], lambda k=key: read().get(k), lambda k=key: dict(read())[k],
+                lambda k=key: dict(read().items())[k], lambda k=key: list(read().values())[list(read()).index(k)])
+        for i, way in enumerate(ways):
+            out += [(f"{w} (read {i})", r) for w, r in _tables_read(way, f"{where}[{key!r}]")]
+    return out
+
+
+def test_a_dict_of_tables_hands_out_new_objects():
+    """The finder above reaches tables inside a result's dicts (else the contract test would pass
+    vacuously for them)."""
+    res = result("ate")
+    found = [w for w, _ in _tables_read(lambda: res.influence, "influence")]
+    assert found and all(w.startswith("influence[") for w in found)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_no_public_attribute_can_be_changed_in_place(name):
     """Every public attribute of every result, and what its tuples and dicts hold: no list, no dict that
@@ -363,10 +389,11 @@ def test_no_public_attribute_can_be_changed_in_place(name):
             continue
         value = getattr(res, attr)
         problems += _changeable_parts(value, attr)
-        if isinstance(value, pd.Series | pd.DataFrame):
-            assert getattr(res, attr) is not getattr(res, attr), f"{name}.{attr}"
-            value["__probe__"] = 0
-            assert "__probe__" not in getattr(res, attr), f"{name}.{attr}"
+        for where, read in _tables_read(lambda attr=attr: getattr(res, attr), attr):
+            assert read() is not read(), f"{name}.{where}"
+            table = read()
+            table["__probe__"] = 0
+            assert "__probe__" not in read(), f"{name}.{where}"
     assert not problems, f"{name}: {problems}"
     for how, again in (("unpickled", pickle.loads(pickle.dumps(res))), ("deep copy", copy.deepcopy(res))):
         problems = [part for attr in vars(again) if not attr.startswith("_")
