@@ -120,16 +120,18 @@ def _level_text(level: Any, variable: str | None = None,
     return key
 
 
-MAX_DECIMALS = 6   # an estimate closer to zero than this shows as 0 (with its CI)
+MAX_DECIMALS = 6   # the most decimals of an estimate and its CI; a smaller estimate is written 3.2e-07
 
 
-def estimate_decimals(estimate: float | None, digits: int = 2) -> int:
+def estimate_decimals(estimate: float | None, digits: int = 2) -> int | None:
     """The decimals of an estimate and its CI, together, chosen from the estimate's scale as journals do:
     ``digits``, or more when the estimate would show fewer than two significant figures with them
-    (0.042 -> 3 decimals, 0.0042 -> 4), at most ``MAX_DECIMALS``."""
+    (0.042 -> 3 decimals, 0.0042 -> 4), at most ``MAX_DECIMALS``; None when even those would show fewer
+    (an estimate nearer zero than 0.00001, with ``digits`` <= 6): it is written in e-notation."""
     if estimate is None or pd.isna(estimate) or not np.isfinite(float(estimate)) or float(estimate) == 0:
         return digits
-    return int(min(max(digits, 1 - np.floor(np.log10(abs(float(estimate))))), max(digits, MAX_DECIMALS)))
+    needed = int(1 - np.floor(np.log10(abs(float(estimate)))))
+    return None if needed > max(digits, MAX_DECIMALS) else max(digits, needed)
 
 
 def _fixed(x: float, decimals: int) -> str:
@@ -141,17 +143,30 @@ def _fixed(x: float, decimals: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
+def _scientific(x: float) -> str:
+    """A number with two significant figures in e-notation (3.2e-07); zero as 0, infinity as ∞."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "∞" if x > 0 else "-∞"
+    return "0" if x == 0 else f"{x:.1e}"
+
+
 def estimate_parts(estimate: float | None, lower: float | None = None, upper: float | None = None,
                    digits: int = 2) -> tuple[str, str]:
     """An estimate and its CI as text, apart ("0.43", "0.36 to 0.52"), the three numbers with the same
     decimals (:func:`estimate_decimals`): the one rule of every estimate with a CI a report writes.
+    An estimate nearer zero than 0.00001 (say a rate per day) has all three numbers in e-notation with two
+    significant figures: "3.2e-07", "1.1e-07 to 9.0e-07".
     ("", "") when the estimate is missing; no CI text when a limit is."""
     if estimate is None or pd.isna(estimate):
         return "", ""
     k = estimate_decimals(estimate, digits)
+    # not "0.000000" (a zero it is not) nor "<0.000001" (a bound instead of the estimate, and no CI to
+    # go with it): e-notation keeps two significant figures of each number, in plain text in every format
+    text = _scientific if k is None else (lambda x: _fixed(x, k))
     if lower is None or upper is None or pd.isna(lower) or pd.isna(upper):
-        return _fixed(estimate, k), ""
-    return _fixed(estimate, k), f"{_fixed(lower, k)} to {_fixed(upper, k)}"
+        return text(estimate), ""
+    return text(estimate), f"{text(lower)} to {text(upper)}"
 
 
 def format_estimate(estimate: float | None, lower: float | None = None, upper: float | None = None,

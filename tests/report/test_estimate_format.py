@@ -29,6 +29,34 @@ def test_an_estimate_and_its_ci_have_the_same_decimals(args, text):
     assert format_estimate(*args) == text
 
 
+@pytest.mark.parametrize("args, text", [
+    # 0.00000032 with 6 decimals is "0.000000", a zero it is not: two significant figures in e-notation
+    ((3.2e-07, 1.1e-07, 9.0e-07), "3.2e-07 (1.1e-07 to 9.0e-07)"),
+    ((-4.56e-08, -2.0e-07, 1.1e-07), "-4.6e-08 (-2.0e-07 to 1.1e-07)"),
+    ((2.5e-07, -0.0031, 0.0036), "2.5e-07 (-3.1e-03 to 3.6e-03)"),   # all three in e-notation
+    ((3.0e-07, 0.0, 1.2e-06), "3.0e-07 (0 to 1.2e-06)"),
+    ((3.2e-07, 1.0e-07, np.inf), "3.2e-07 (1.0e-07 to ∞)"),
+    ((3.2e-07, np.nan, np.nan), "3.2e-07"),
+    ((4.2e-06, 1.0e-06, 1.0e-05), "4.2e-06 (1.0e-06 to 1.0e-05)"),   # was "0.000004", one figure
+])
+def test_an_estimate_nearer_zero_than_six_decimals_show_is_in_e_notation(args, text):
+    assert format_estimate(*args) == text
+
+
+def test_e_notation_begins_where_six_decimals_show_fewer_than_two_figures():
+    assert format_estimate(9.9e-06, 2.0e-06, 5.0e-05) == "9.9e-06 (2.0e-06 to 5.0e-05)"
+    assert format_estimate(1.0e-05, 2.0e-06, 5.0e-05) == "0.000010 (0.000002 to 0.000050)"
+    # a table that asks for 8 decimals has them
+    assert format_estimate(1.0e-07, 1.0e-08, 1.0e-06, 8) == "0.00000010 (0.00000001 to 0.00000100)"
+
+
+def test_the_html_estimate_table_writes_a_tiny_estimate_in_e_notation():
+    rows = pd.DataFrame({"section": "s", "measure": "rate", "group": ["a"], "term": "", "estimate": [3.2e-07],
+                         "ci_lower": [1.1e-07], "ci_upper": [9.0e-07], "ci_level": 0.95})
+    shown = estimates_display(rows)
+    assert (shown["estimate"].iloc[0], shown["CI"].iloc[0]) == ("3.2e-07", "1.1e-07 to 9.0e-07")
+
+
 def test_the_html_estimate_table_uses_the_rule():
     rows = pd.DataFrame({"section": "s", "measure": ["risk", "risk", "rate"], "group": ["a", "b", "c"],
                          "term": "", "estimate": [0.00042, 0.386, 4.0], "ci_lower": [0.0001, 0.218, np.nan],
