@@ -57,6 +57,24 @@ def test_the_html_estimate_table_writes_a_tiny_estimate_in_e_notation():
     assert (shown["estimate"].iloc[0], shown["CI"].iloc[0]) == ("3.2e-07", "1.1e-07 to 9.0e-07")
 
 
+def test_p_values_below_one_in_a_thousand_are_written_as_journals_do():
+    """The heterogeneity table of a pooling printed Q's p-value with format_number: 2e-26 as "2e-26", 0.0004
+    as "0.0004"; journals write "<0.001", as every other p-value of the report and the tables does."""
+    from types import SimpleNamespace
+
+    from hostats.analysis.sections.meta import heterogeneity_table
+    from hostats.report.publication import format_p_value
+    from hostats.report.tables import format_p
+
+    def het(p):
+        return heterogeneity_table(SimpleNamespace(tau2=0.3132, i2=92.22, q=152.23, q_pvalue=p, pred_lower=0.1,
+                                                   pred_upper=0.9))["Q p-value"].iloc[0]
+
+    for p, text in [(1.99676459084597e-26, "<0.001"), (0.0004, "<0.001"), (0.000999, "<0.001"),
+                    (0.001, "0.001"), (0.0123, "0.012"), (0.5, "0.500")]:
+        assert (het(p), format_p(p), format_p_value(p)) == (text, text, text)
+
+
 def test_the_html_estimate_table_uses_the_rule():
     rows = pd.DataFrame({"section": "s", "measure": ["risk", "risk", "rate"], "group": ["a", "b", "c"],
                          "term": "", "estimate": [0.00042, 0.386, 4.0], "ci_lower": [0.0001, 0.218, np.nan],

@@ -20,7 +20,7 @@ from hostats.analysis.sections.incidence import (
     _warn_known_subset,
 )
 from hostats.report.html import TableBlock
-from hostats.report.tables import format_number
+from hostats.report.tables import format_number, format_p
 
 
 def _site_counts(ctx: Context, sec: dict, d: pd.DataFrame, by: str, event: str, out: SectionOutput) -> pd.DataFrame:
@@ -141,6 +141,15 @@ def _meta_rows(ctx: Context, sec: dict, st: pd.DataFrame, res: Any, transform: s
     return site_rows, _rows(ctx, sec, pooled, truth=ptruth, method=res.method)
 
 
+def heterogeneity_table(res: Any) -> pd.DataFrame:
+    """The heterogeneity of a pooling as the report shows it: tau², I², Q with its p-value (as journals
+    print one: "<0.001", not format_number's "2e-26") and the prediction interval."""
+    return pd.DataFrame({"tau2": [format_number(res.tau2)], "I2": [format_number(res.i2)],
+                         "Q": [format_number(res.q)], "Q p-value": [format_p(res.q_pvalue)],
+                         "prediction interval": [f"{format_number(res.pred_lower)} to "
+                                                 f"{format_number(res.pred_upper)}"]})
+
+
 @register("meta_proportions")
 def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
     """Per-site proportions (or, for HO by the horizon, censoring-aware risks) and their random-effects
@@ -214,11 +223,6 @@ def sec_meta_proportions(ctx: Context, sec: dict) -> SectionOutput:
                         "but not drawn." if n_hidden else ""))
 
     out.figures.append(PublishedFigure(sec["id"] + "_forest", sec.get("title", "Forest plot"), sec["id"], forest))
-    het = pd.DataFrame({"tau2": [format_number(res.tau2)], "I2": [format_number(res.i2)],
-                        "Q": [format_number(res.q)],
-                        "Q p-value": [format_number(res.q_pvalue)],
-                        "prediction interval": [f"{format_number(res.pred_lower)} to "
-                                                f"{format_number(res.pred_upper)}"]})
-    out.diagnostics.append(TableBlock(f"Heterogeneity: {sec.get('title', '')}", het))
+    out.diagnostics.append(TableBlock(f"Heterogeneity: {sec.get('title', '')}", heterogeneity_table(res)))
     out.warn(sec, *res.warnings)
     return out
