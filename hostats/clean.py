@@ -534,7 +534,8 @@ def parse_date_values(u: pd.Series, fmt: str, today: pd.Timestamp) -> tuple[pd.S
             serial &= (numeric >= 10000) & (numeric < 100000) & ~t.str.fullmatch(r"\d{8}").fillna(False)
         if serial.any():
             out[serial] = EXCEL_ORIGIN + pd.to_timedelta(numeric[serial].round(), unit="D")
-            notes.append("Excel serial day numbers converted (origin 1899-12-30)")
+            # no date in the note: the report redacts every date, and the origin is not a patient's
+            notes.append("Excel serial day numbers converted (Excel's 1900 date system)")
     formats = _date_formats(fmt, t, notes)
     two_digit = pd.Series(False, index=index)
     for f in formats:

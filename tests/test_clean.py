@@ -156,6 +156,14 @@ def test_excel_serials_auto_and_declared():
     assert problems(c, "ho_date")["problem"].tolist()[0] == "date in the future"
 
 
+def test_excel_serial_note_holds_no_date_for_the_report_to_redact():
+    from hostats.report.tables import redact_text
+
+    notes = read([{"index_date": "44197"}]).ledger.notes
+    assert notes == ["<DataFrame>: index_date: Excel serial day numbers converted (Excel's 1900 date system)"]
+    assert redact_text(notes[0]) == notes[0]   # was "... (origin [date])" in the report
+
+
 def test_slash_dates_day_or_month_first_decided_by_the_column():
     day = read([{"index_date": "13/02/2021"}, {"index_date": "03/02/2021"}]).episodes["index_date"]
     assert day.tolist() == [pd.Timestamp("2021-02-13"), pd.Timestamp("2021-02-03")]
