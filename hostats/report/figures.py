@@ -235,18 +235,28 @@ def _at_risk_from_curve(curve: pd.DataFrame, times: Sequence[float]) -> pd.DataF
 def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, null: float | None = None,
                 xlabel: str = "", title: str = "", summary: pd.DataFrame | None = None,
                 prediction: tuple[float, float] | None = None, truth: float | None = None,
-                weight: str | None = None) -> plt.Figure:
+                weight: str | None = None, group: str | None = None) -> plt.Figure:
     """A forest plot: one row per study/site/term (estimate with CI), optional pooled rows below.
 
     ``frame``: label, estimate, ci_lower, ci_upper (+ ``weight`` for marker size). ``summary``: pooled
     rows drawn as diamonds (label, estimate, ci_lower, ci_upper). ``prediction``: the prediction
     interval drawn as a bar under the first pooled diamond. ``null``: the no-effect line (1 for ratios).
+    ``group``: a column naming what each row belongs to (the outcome or analysis); where it takes more
+    than one value, each run of rows gets a bold heading row, so that equal labels of different outcomes
+    ("Risk ratio, radiotherapy vs none" for HO and for wound complications) cannot be mistaken for each
+    other.
     """
     _style()
     f = frame.reset_index(drop=True)
     n_sum = 0 if summary is None else len(summary)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * (len(f) + n_sum + (1 if prediction else 0))))
-    y = np.arange(len(f))[::-1] + n_sum + (1.2 if n_sum else 0)
+    headings: list[tuple[int, str]] = []  # (row before which it stands, heading)
+    if group is not None and f[group].nunique() > 1:
+        g = f[group].astype(str).tolist()
+        headings = [(i, g[i]) for i in range(len(g)) if i == 0 or g[i] != g[i - 1]]
+    slots = len(f) + len(headings)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * (slots + n_sum + (1 if prediction else 0))))
+    top = slots - 1 + n_sum + (1.2 if n_sum else 0)
+    y = top - (np.arange(len(f)) + np.searchsorted([i for i, _ in headings], np.arange(len(f)), side="right"))
     est = f["estimate"].to_numpy(float)
     lo = f["ci_lower"].to_numpy(float)
     hi = f["ci_upper"].to_numpy(float)
@@ -278,8 +288,13 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
         ax.legend(loc="lower right", frameon=False, fontsize=8)
     if log:
         _log_ticks(ax, np.concatenate([lo, hi, est]))
+    for k, (i, heading) in enumerate(headings):
+        ticks.append(top - (i + k))
+        labels.append(_wrap(heading, 46))
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize=9)
+    for tick in ax.get_yticklabels()[len(ticks) - len(headings):]:
+        tick.set_fontweight("bold")
     ax.set_ylim(min(ticks) - 1.0, max(ticks) + 0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left", fontsize=12)

@@ -299,7 +299,7 @@ def summary_forest(rows: list[dict[str, Any]], figures: Path | None = None) -> s
         return ""
     f = f.assign(estimate=pd.to_numeric(f["estimate"]), ci_lower=pd.to_numeric(f["ci_lower"]),
                  ci_upper=pd.to_numeric(f["ci_upper"]))
-    fig = forest_plot(f, label="label", null=1.0, xlabel="ratio (log scale; 1 = no difference)")
+    fig = forest_plot(f, label="label", null=1.0, xlabel="ratio (log scale; 1 = no difference)", group="section")
     if figures is not None:
         return save_figure(fig, figures, "summary_forest")["base64"]
     buf = io.BytesIO()

@@ -145,3 +145,22 @@ def test_diagnostic_and_sensitivity_tables_read_their_terms():
                                                     "Sex: male"]
     assert list(_readable_terms(f, {"gram_negative_infection": "Gram-negative infection"})["term"])[0] == \
         "Gram-negative infection: yes"
+
+
+def test_forest_plot_heads_each_outcome_so_equal_labels_are_told_apart():
+    """The summary forest plot drew "Risk ratio, radiotherapy vs none" twice (HO and wound complications)
+    with nothing to tell them apart: with ``group`` each run of rows stands under a bold heading."""
+    f = pd.DataFrame({"label": ["Risk ratio, radiotherapy vs none", "Risk ratio, NSAID vs none",
+                                "Risk ratio, radiotherapy vs none"],
+                      "section": ["HO by 1 year", "HO by 1 year", "Wound complications"],
+                      "estimate": [0.42, 0.55, 1.11], "ci_lower": [0.35, 0.48, 0.76], "ci_upper": [0.5, 0.63, 1.62]})
+    ax = forest_plot(f, null=1.0, group="section").axes[0]
+    ticks = sorted(zip(ax.get_yticks(), ax.get_yticklabels(), strict=True), key=lambda t: -t[0])
+    assert [label.get_text() for _, label in ticks] == [
+        "HO by 1 year", "Risk ratio, radiotherapy vs none", "Risk ratio, NSAID vs none", "Wound complications",
+        "Risk ratio, radiotherapy vs none"]
+    assert [label.get_fontweight() for _, label in ticks] == ["bold", "normal", "normal", "bold", "normal"]
+    drawn = sorted(ax.collections[1].get_offsets()[:, 1], reverse=True)  # the markers sit on the row ticks
+    assert drawn == [ticks[1][0], ticks[2][0], ticks[4][0]]
+    one = forest_plot(f[f["section"] == "HO by 1 year"], null=1.0, group="section").axes[0]
+    assert [t.get_text() for t in one.get_yticklabels()] == list(f["label"][:2])  # one outcome: no heading
