@@ -97,6 +97,14 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
             refs.append(ref)
         return f"[{refs.index(ref) + 1}]"
 
+    labels = spec.report.get("labels")
+    exposure = ""
+    if spec.exposure.get("column"):   # named as Table 1 and the model tables name it, not by its column
+        ref, confounders = spec.exposure.get("reference"), spec.adjustment.get("confounders", [])
+        exposure = (f"Exposure: {spec.exposure.get('label') or variable_label(spec.exposure['column'], labels)}"
+                    + (f" (reference: {group_label(str(ref))})" if ref is not None else "")
+                    + (f"; confounders: {', '.join(variable_label(c, labels) for c in confounders)}"
+                       if confounders else "") + ". ")
     crit = "; ".join(f"{c['name']} ({c['keep']})" for c in spec.criteria) or "all episodes"
     o = spec.outcome
     comp = ("death before HO was treated as a competing event" if o.get("competing") == "death"
@@ -105,9 +113,7 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
              f"flow diagram; {format_count(n, ctx.threshold)} episodes were analysed. The outcome was "
              f"{o.get('label', 'heterotopic ossification (HO) detected in follow-up')}, with a horizon of "
              f"{int(spec.horizon)} days from the index event; {comp}. "
-             + (f"The exposure was {spec.exposure.get('column')} (reference: {spec.exposure.get('reference')}); "
-                f"confounders: {', '.join(spec.adjustment.get('confounders', []))}. "
-                if spec.exposure.get("column") else "")
+             + exposure
              + f"Confidence intervals are {int(ctx.level * 100)}%."]
     for sec, out in zip(spec.sections, outputs, strict=True):
         parts = []

@@ -88,11 +88,16 @@ _UNITS = {"years": "years", "gy": "Gy", "days": "days", "hours": "hours", "perce
           "cm": "cm", "mg": "mg"}
 _LEVEL_LABELS = {"radiotherapy_nsaid": "radiotherapy + NSAID", "long_bone_fracture": "long-bone fracture",
                  "True": "yes", "False": "no"}
+# the cohort's derived times (hostats.schema), which their words would not say
+_NAMES = {"time_days": "Follow-up time (days)", "followup_days": "Follow-up to last contact (days)"}
 
 
 def default_label(name: str) -> str:
     """A readable label made from a column name: ``age_years`` -> "Age (years)", ``rt_dose_gy`` -> "RT dose
-    (Gy)", ``prior_ho`` -> "Prior HO", ``tbsa_burned_percent`` -> "TBSA burned (%)"."""
+    (Gy)", ``prior_ho`` -> "Prior HO", ``tbsa_burned_percent`` -> "TBSA burned (%)", ``time_days`` ->
+    "Follow-up time (days)"."""
+    if str(name) in _NAMES:
+        return _NAMES[str(name)]
     if not re.fullmatch(r"[\w.]+", str(name)):   # a transformed term (bs(x, df=4)[1]): as it is
         return str(name)
     words = [w for w in str(name).replace(".", "_").split("_") if w]

@@ -105,7 +105,8 @@ def test_complete_without_missing_values_copies_nothing_and_is_the_sections_own(
 def test_complete_with_missing_values_copies_the_kept_columns_of_the_complete_rows():
     ep = _frame()
     ep.loc[[3, 7], "age"] = np.nan
-    ctx, sec, out = types.SimpleNamespace(threshold=5), {"id": "s"}, SectionOutput()
+    ctx, sec, out = types.SimpleNamespace(threshold=5, spec=types.SimpleNamespace(report={})), {"id": "s"}, \
+        SectionOutput()
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # the section's own frame: no warning about setting a copy of a slice
         d = _complete(ctx, ep, ["arm", "age"], sec, out, keep=["arm", "age"])
@@ -113,3 +114,17 @@ def test_complete_with_missing_values_copies_the_kept_columns_of_the_complete_ro
     assert list(d.columns) == ["arm", "age"] and len(d) == len(ep) - 2 and 3 not in d.index
     assert not np.shares_memory(d["age"].to_numpy(), ep["age"].to_numpy())
     assert len(out.warnings) == 1 and "episode(s) with missing values left out" in out.warnings[0]
+
+
+def test_complete_names_the_columns_it_counts_by_their_labels():
+    """The warning names each column as the tables do (the spec's [report] labels, else one made from its
+    name), not by its column name ("missing by column: age_years: 30, sex: 10, time_days: 40")."""
+    ep = _frame().rename(columns={"age": "age_years", "time": "time_days"}).assign(sex="female")
+    ep.loc[[3, 7], "age_years"] = np.nan
+    ep.loc[range(20, 32), "time_days"] = np.nan
+    ep.loc[range(40, 46), "sex"] = None
+    spec = types.SimpleNamespace(report={"labels": {"sex": "Sex at birth"}})
+    ctx, sec, out = types.SimpleNamespace(threshold=5, spec=spec), {"id": "s", "title": "Effect"}, SectionOutput()
+    _complete(ctx, ep, ["arm", "age_years", "sex", "time_days"], sec, out)
+    assert out.warnings == ["Effect: 20 episode(s) with missing values left out (complete-case analysis; missing "
+                            "by column: Age (years): <5, Sex at birth: 5, Follow-up time (days): 10)."]

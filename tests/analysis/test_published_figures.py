@@ -232,3 +232,15 @@ def test_no_machine_names_in_a_report(reports):
                  for k, t in texts.items()}
         assert {k: v for k, v in found.items() if v} == {}, name
 
+
+
+def test_methods_and_warnings_name_variables_by_their_labels(reports):
+    """The methods paragraph and the complete-case warnings name the exposure and the columns as the tables
+    do: they read "exposure was prophylaxis (reference: none); confounders: age_years, sex, prior_ho" and
+    "missing by column: age_years: 30, sex: 10, time_days: 40"."""
+    folder, _ = reports["prophylaxis"]
+    text = " ".join(_reader_text(folder)["report.html"].split())
+    assert "Exposure: Prophylaxis (reference: none); confounders: Age (years), Sex, Prior HO." in text
+    missing = re.findall(r"missing by column: (.*?)\)\.", text)
+    assert any(re.fullmatch(r"Age \(years\): \S+(, Sex: \S+)?, Follow-up time \(days\): \S+", m) for m in missing), missing
+    assert not [m for m in missing if re.search(r"\b(age_years|sex|prior_ho|time_days|rt_dose_gy):", m)], missing

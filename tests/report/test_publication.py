@@ -83,6 +83,7 @@ def test_default_labels_from_column_names():
     assert default_label("rt_dose_gy") == "RT dose (Gy)"
     assert default_label("prior_ho") == "Prior HO"
     assert default_label("tbsa_burned_percent") == "TBSA burned (%)"
+    assert default_label("time_days") == "Follow-up time (days)"   # not "Time (days)": the cohort's time
 
 
 @pytest.mark.parametrize("term, variable, level, reference", [

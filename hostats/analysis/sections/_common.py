@@ -12,6 +12,7 @@ import pandas as pd
 from hostats.analysis.context import Context, SectionOutput
 from hostats.analysis.expressions import _mask
 from hostats.errors import HostatsError
+from hostats.report.labels import variable_label
 from hostats.report.tables import (
     format_count,
     format_counts,
@@ -57,7 +58,9 @@ def _complete(ctx: Context, frame: pd.DataFrame, cols: list[str], sec: dict, out
     k = int(miss.sum())
     if k:
         per_col = isna.sum()
-        detail = ", ".join(f"{c}: {format_count(v, ctx.threshold)}" for c, v in per_col[per_col > 0].items())
+        labels = ctx.spec.report.get("labels")
+        detail = ", ".join(f"{variable_label(c, labels)}: {format_count(v, ctx.threshold)}"
+                           for c, v in per_col[per_col > 0].items())
         out.warn(sec, f"{format_count(k, ctx.threshold)} episode(s) with missing values left out (complete-case "
                       f"analysis; missing by column: {detail}).")
     wanted = None if keep is None else set(keep)
