@@ -787,6 +787,59 @@ def _read_only_url(parsed):
     return parsed.set(database=f"file:{quote(str(Path(db).resolve()))}?mode=ro", query=dict(parsed.query, uri="true"))
 
 
+# Safety bounds of a SQL read (issue 12): a query that never ends (WITH RECURSIVE without a stop) would
+# otherwise run until memory is exhausted. They are module settings: raise them from Python before reading
+# (``hostats.ingest.SQL_MAX_ROWS = 5_000_000``); a file export (CSV, parquet) has no such bound.
+SQL_MAX_ROWS = 1_048_575    # rows a table or query may return: an Excel worksheet's rows under its header
+SQL_MAX_SECONDS = 1800      # a statement's time: SQLite (a progress handler), PostgreSQL (statement_timeout),
+                            # MySQL (max_execution_time), MariaDB (max_statement_time); other dialects: no bound
+_SQL_CHUNK_ROWS = 100_000   # rows fetched at a time, so the row bound is met before memory runs out
+_SQLITE_CHECK_STEPS = 10_000  # SQLite VM steps between two looks at the clock
+# how PostgreSQL, MySQL and MariaDB say that the statement's time bound stopped it
+_SQL_TIMEOUT_TEXTS = ("statement timeout", "maximum statement execution time", "max_statement_time")
+
+
+def _sql_time_bound(con, backend: str) -> list[bool]:
+    """Bound the statement's time on this connection (see SQL_MAX_SECONDS); returns a flag set when SQLite's
+    progress handler stopped the statement, so that its "interrupted" error can be told apart."""
+    import time
+
+    stopped = [False]
+    seconds = max(float(SQL_MAX_SECONDS), 0.0)
+    if backend == "sqlite":
+        deadline = time.monotonic() + seconds
+
+        def handler() -> int:
+            if time.monotonic() > deadline:
+                stopped[0] = True
+                return 1  # non-zero: SQLite interrupts the statement
+            return 0
+
+        con.connection.dbapi_connection.set_progress_handler(handler, _SQLITE_CHECK_STEPS)
+    elif backend == "postgresql":
+        con.exec_driver_sql(f"SET LOCAL statement_timeout = {max(int(seconds * 1000), 1)}")  # 0: none
+    elif backend == "mysql":
+        con.exec_driver_sql(f"SET SESSION max_execution_time = {max(int(seconds * 1000), 1)}")
+    elif backend == "mariadb":
+        con.exec_driver_sql(f"SET SESSION max_statement_time = {max(seconds, 0.001):g}")
+    return stopped
+
+
+def _fetch_bounded(chunks, what: str) -> pd.DataFrame:
+    """The frames of a chunked pandas read, refused past SQL_MAX_ROWS rows (chunk by chunk, so a query that
+    never ends stops at the bound, not when memory is exhausted)."""
+    parts, total = [], 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > SQL_MAX_ROWS:
+            raise DataError(f"{what} returned more than {SQL_MAX_ROWS:,} rows, the bound of a SQL read "
+                            "(hostats.ingest.SQL_MAX_ROWS, against a query that never ends, e.g. WITH RECURSIVE "
+                            "without a stop): select fewer rows (WHERE, LIMIT), export the rows to a file (CSV "
+                            "and parquet have no such bound), or raise hostats.ingest.SQL_MAX_ROWS from Python")
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
 def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
@@ -813,6 +866,8 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
     if query is not None:
         check_select(query)
     engine = None
+    stopped = [False]
+    what = f"table {table!r} of {safe}" if table is not None else f"the query on {safe}"
     try:
         engine = create_engine(_read_only_url(parsed))
         with engine.connect() as con:
@@ -824,23 +879,35 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
                                         else "SET TRANSACTION READ ONLY")
                 except SQLAlchemyError:  # not every server takes it; the statement check still holds
                     con.rollback()
+            try:
+                stopped = _sql_time_bound(con, backend)
+            except SQLAlchemyError:  # a server without the setting: the row bound still holds
+                con.rollback()
+            # rows come a chunk at a time (server-side cursor where the driver has one: psycopg), so the
+            # row bound stops a query that never ends
+            con = con.execution_options(stream_results=True)
             if table is not None:
                 tables = inspect(con).get_table_names()
                 if table not in tables:
                     raise DataError(f"table {table!r} not found in {safe}; tables: {tables}")
-                frame = pd.read_sql_table(table, con)
+                frame = _fetch_bounded(pd.read_sql_table(table, con, chunksize=_SQL_CHUNK_ROWS), what)
             else:
-                frame = pd.read_sql_query(text(query), con)
+                frame = _fetch_bounded(pd.read_sql_query(text(query), con, chunksize=_SQL_CHUNK_ROWS), what)
             con.rollback()  # never commit anything
     except DataError:
         raise
     except (ModuleNotFoundError, NoSuchModuleError) as exc:
         raise DataError(f"cannot connect to {safe}: the database driver for {backend!r} is not installed "
                         f"({scrub(str(exc))})") from None
-    except SQLAlchemyError as exc:
-        detail = scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0])
-        raise DataError(f"cannot read from {safe}: {type(exc).__name__}: {detail}") from None
     except Exception as exc:  # drivers raise their own errors (network, auth, ...)
+        if stopped[0] or any(s in str(exc).lower() for s in _SQL_TIMEOUT_TEXTS):
+            raise DataError(f"{what} ran for more than {SQL_MAX_SECONDS:,} s, the time bound of a SQL read "
+                            "(hostats.ingest.SQL_MAX_SECONDS, against a query that never ends, e.g. WITH "
+                            "RECURSIVE without a stop): check the query, export its rows to a file, or raise "
+                            "hostats.ingest.SQL_MAX_SECONDS from Python") from None
+        if isinstance(exc, SQLAlchemyError):
+            detail = scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0])
+            raise DataError(f"cannot read from {safe}: {type(exc).__name__}: {detail}") from None
         raise DataError(f"cannot connect to {safe}: {type(exc).__name__}: {scrub(str(exc))}") from None
     finally:
         if engine is not None:

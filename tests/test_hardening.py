@@ -147,6 +147,61 @@ def test_missing_sqlite_file_is_not_created(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+# --- SQL reads are bounded: a query that never ends stops with a message, not an out-of-memory kill -------
+
+COUNTING = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r{stop}) "
+ROWS = COUNTING + "SELECT 'P' || x AS patient_id, 'tha' AS index_event, '2021-03-04' AS index_date FROM r"
+
+
+def test_sql_rows_past_the_bound_are_refused_naming_the_source_and_the_bound(db, monkeypatch):
+    import hostats.ingest as ingest
+
+    monkeypatch.setattr(ingest, "SQL_MAX_ROWS", 1000)
+    monkeypatch.setattr(ingest, "_SQL_CHUNK_ROWS", 300)  # the bound falls inside a chunk
+    for stop in (" WHERE x < 5000", ""):  # ends past the bound; never ends
+        with pytest.raises(DataError, match="returned more than 1,000 rows") as e:
+            hostats.read_cohort(f"sqlite:///{db}", query=ROWS.format(stop=stop), today=TODAY)
+        assert f"the query on sqlite:///{db}" in str(e.value) and "raise hostats.ingest.SQL_MAX_ROWS" in str(e.value)
+    assert len(hostats.read_cohort(f"sqlite:///{db}", query=ROWS.format(stop=" WHERE x < 1000"), today=TODAY)) == 1000
+    monkeypatch.setattr(ingest, "SQL_MAX_ROWS", 1)
+    with pytest.raises(DataError, match=f"table 'episodes' of sqlite:///{db} returned more than 1 rows"):
+        hostats.read_cohort(f"sqlite:///{db}", table="episodes", today=TODAY)
+
+
+def test_sqlite_statement_past_the_time_bound_is_stopped(db, monkeypatch):
+    """A bound of 0 s stops the statement at the progress handler's first look at the clock (after 10,000 VM
+    steps): no timing is measured, the count below needs far more steps than that."""
+    import hostats.ingest as ingest
+
+    monkeypatch.setattr(ingest, "SQL_MAX_SECONDS", 0)
+    query = COUNTING.format(stop=" WHERE x < 1000000") + "SELECT count(*) AS patient_id FROM r"
+    with pytest.raises(DataError, match=r"ran for more than 0 s, the time bound of a SQL read") as e:
+        hostats.read_cohort(f"sqlite:///{db}", query=query, today=TODAY)
+    assert f"sqlite:///{db}" in str(e.value) and "hostats.ingest.SQL_MAX_SECONDS" in str(e.value)
+    code, out = cli("validate", f"sqlite:///{db}", "--query", query)
+    assert code == 1 and "time bound of a SQL read" in " ".join(out.split())
+    monkeypatch.setattr(ingest, "SQL_MAX_SECONDS", 1800)  # the handler stays quiet within the bound
+    assert len(hostats.read_cohort(f"sqlite:///{db}", table="episodes", today=TODAY)) == 2
+
+
+PG_URL = os.environ.get("HOSTATS_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="HOSTATS_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+def test_postgresql_reads_are_bounded_by_rows_and_statement_timeout(monkeypatch):
+    """Rows come through a server-side cursor, so the row bound stops a query that never ends; the time bound
+    is the server's statement_timeout (1 ms here; pg_sleep(3) cannot finish within it)."""
+    import hostats.ingest as ingest
+
+    monkeypatch.setattr(ingest, "SQL_MAX_ROWS", 1000)
+    for stop in (" WHERE x < 5000", ""):  # ends past the bound; never ends
+        with pytest.raises(DataError, match="returned more than 1,000 rows"):
+            hostats.read_cohort(PG_URL, query=ROWS.format(stop=stop), today=TODAY)
+    monkeypatch.setattr(ingest, "SQL_MAX_SECONDS", 0.001)
+    with pytest.raises(DataError, match="ran for more than 0.001 s"):
+        hostats.read_cohort(PG_URL, query="SELECT pg_sleep(3) AS patient_id", today=TODAY)
+
+
 # --- 1. security: terminal escapes from data cells ----------------------------------------------------
 
 def test_safe_escapes_control_characters():
