@@ -291,7 +291,7 @@ def read_assessments(source: Any, mapping: Mapping | None = None, today: pd.Time
     missing = [c for c in ASSESSMENT_REQUIRED if c not in rename.values()]
     if missing:
         raise DataError(f"assessments: required column(s) {missing} missing; "
-                        f"{describe_columns([str(c) for c in frame.columns])}",
+                        f"{describe_columns([str(c) for c in frame.columns], raw.read_as)}",
                         file=raw.name, column=missing[0])
     frame = frame[list(rename)].rename(columns=rename)
     # result is needed by imaging rows only, value by alp rows only: a table of one kind may lack the other

@@ -103,10 +103,16 @@ def release_freed_memory() -> None:
             pass
 
 
-def describe_columns(found: list[str]) -> str:
+def describe_columns(found: list[str], read_as: str = "text") -> str:
     """The columns found, for an error message, without quoting a file's content: a header read as one
-    column (a key file, a password line, a text that is not a table) is described, not shown."""
-    if len(found) < 2:
+    column (a key file, a password line, a text that is not a table) is described, not shown. ``read_as``
+    (RawSource.read_as): only a delimited text's one column can be a wrong delimiter; a query's columns are
+    what it selected."""
+    if read_as == "query":
+        shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:_NAMED_COLUMNS]]
+        more = f" and {len(found) - _NAMED_COLUMNS} more" if len(found) > _NAMED_COLUMNS else ""
+        return f"the query returned {len(found)} column{'' if len(found) == 1 else 's'} ({shown}{more})"
+    if len(found) < 2 and read_as == "text":
         text = found[0] if found else ""
         for d in ",;\t|":
             parts = [normalise_name(x) for x in text.split(d)]
@@ -327,6 +333,7 @@ class RawSource:
     rows: np.ndarray | None = None  # explicit source row numbers (a cohort read back), else consecutive
     notes: list[str] = field(default_factory=list)  # what reading noticed (encoding, formulas, ...)
     encoding: str | None = None     # the text encoding used (text files)
+    read_as: str = "table"          # what named the columns: "text" (a header line), "query", "table" (others)
 
 
 def _sha256_file(path: Path) -> str:
@@ -544,7 +551,7 @@ def _read_text(path: Path, mapping: Mapping) -> RawSource:
     else:
         frame.columns = [str(c).strip() for c in frame.columns]
     # every record counts as a row read (a blank line too: it is excluded later as an empty row)
-    return RawSource(frame, str(path), _sha256_file(path), notes=notes, encoding=encoding)
+    return RawSource(frame, str(path), _sha256_file(path), notes=notes, encoding=encoding, read_as="text")
 
 
 def _line_of(path: Path, encoding: str) -> int | None:
@@ -913,7 +920,7 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
         if engine is not None:
             engine.dispose()
     name = f"{safe}#{table}" if table is not None else f"{safe}#query"
-    return RawSource(frame, name, _sha256_frame(frame))
+    return RawSource(frame, name, _sha256_frame(frame), read_as="table" if table is not None else "query")
 
 
 def read_source(source: Any, mapping: Mapping, *, sheet: str | int | None = None, table: str | None = None,
@@ -990,7 +997,7 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
         loose = [c for c in found if c.strip().casefold() == src.strip().casefold()]
         if len(loose) != 1:
             raise DataError(f"the mapping names source column {src!r} for {canon!r}, but the file has no such "
-                            f"column; {describe_columns(found)}", file=raw.name, column=src)
+                            f"column; {describe_columns(found, raw.read_as)}", file=raw.name, column=src)
         rename[loose[0]] = canon
     claimed = set(rename.values())
     candidates: dict[str, list[str]] = {}
@@ -1033,8 +1040,13 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
                      "they are canonical)")
     missing = [c for c in REQUIRED if c not in rename.values()]
     if missing:
-        raise DataError(f"required column(s) {missing} missing; {describe_columns(found)}. Name them in the "
-                        "mapping file ([columns]).", file=raw.name, column=missing[0])
+        if raw.read_as == "query":  # the query chose its columns: it can name them too
+            raise DataError(f"required column(s) {missing} missing; {describe_columns(found, 'query')}: a cohort "
+                            f"export needs at least {', '.join(REQUIRED)}. Name them in the query (e.g. SELECT "
+                            "surgery_day AS index_date) or in the mapping file ([columns]).", file=raw.name,
+                            column=missing[0])
+        raise DataError(f"required column(s) {missing} missing; {describe_columns(found, raw.read_as)}. Name them "
+                        "in the mapping file ([columns]).", file=raw.name, column=missing[0])
     # the kept columns in one step, without copying their data (deleting the others one at a time took
     # time quadratic in the number of columns: minutes for a 5,000-column export)
     out = pd.DataFrame({rename[c]: frame[c] for c in frame.columns if c in rename}, index=frame.index, copy=False)

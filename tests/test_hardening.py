@@ -184,6 +184,24 @@ def test_sqlite_statement_past_the_time_bound_is_stopped(db, monkeypatch):
     assert len(hostats.read_cohort(f"sqlite:///{db}", table="episodes", today=TODAY)) == 2
 
 
+
+def test_a_query_of_too_few_columns_is_told_so_not_about_a_csv_delimiter(db):
+    with pytest.raises(DataError) as e:
+        hostats.read_cohort(f"sqlite:///{db}", query="SELECT patient_id FROM episodes", today=TODAY)
+    msg = str(e.value)
+    assert "the query returned 1 column (['patient_id']): a cohort export needs at least patient_id, " \
+           "index_event, index_date" in msg and f"file sqlite:///{db}#query" in msg
+    assert "delimiter" not in msg and "header" not in msg
+    code, out = cli("validate", f"sqlite:///{db}", "--query", "SELECT patient_id, age_years FROM episodes")
+    assert code == 1 and "the query returned 2 columns (['patient_id', 'age_years'])" in " ".join(out.split())
+    # a table, a DataFrame: their columns are listed; only a delimited text's one column is a delimiter question
+    sqlite3.connect(db).execute("CREATE TABLE ids AS SELECT patient_id FROM episodes").connection.commit()
+    for source, kw in ((f"sqlite:///{db}", {"table": "ids"}), (pd.DataFrame({"patient_id": ["P1"]}), {})):
+        with pytest.raises(DataError, match=r"columns found: \['patient_id'\]") as e:
+            hostats.read_cohort(source, today=TODAY, **kw)
+        assert "delimiter" not in str(e.value)
+
+
 PG_URL = os.environ.get("HOSTATS_TEST_POSTGRES_URL")
 
 

@@ -352,6 +352,7 @@ def cases() -> dict[str, dict[str, str | bytes]]:
     c["sql_select_ok"] = {"cohort.db": sqlite_db()}
     c["sql_not_a_database"] = {"cohort.db": good()}
     c["sql_recursive_never_ends"] = {"cohort.db": sqlite_db()}
+    c["sql_one_column"] = {"cohort.db": sqlite_db()}
     # --- analysis specs ---------------------------------------------------------------------------
     c["spec_invalid_toml"] = {"analysis.toml": "[analysis\n", "episodes.csv": SPEC_DATA}
     c["spec_non_utf8"] = {"analysis.toml": spec().replace('"?"', '"Zürich?"').encode("latin-1"),
