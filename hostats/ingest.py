@@ -1074,9 +1074,31 @@ class StudyFolder:
     path: Path
 
 
-def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside: bool) -> Path:
+# what the key naming a file of a study (export.toml, a spec's [data]) expects to find there
+EXPECTED_FILE = {
+    "path": "a data file (csv, tsv, txt, xlsx, xls, parquet, dta, sas7bdat, xpt or sav)",
+    "assessments": "an assessments table (a data file such as a CSV)",
+    "mapping": "a mapping file (TOML)",
+    "dictionary": "a REDCap data dictionary (a CSV file)",
+}
+
+
+def not_a_file(path: Path, key: str, folder_ok: bool = False) -> str | None:
+    """Why ``path``, named by ``key`` (a key of EXPECTED_FILE), cannot be read as that file, or None: it is
+    a folder (reading it gave a bare "Is a directory") unless ``folder_ok``, or a device, pipe or socket
+    (reading one may never end)."""
+    if path.is_dir():
+        return None if folder_ok else f"is a folder, not a file; expected {EXPECTED_FILE[key]}"
+    if path.exists() and not path.is_file():
+        return f"is not a regular file (a device, pipe or socket); expected {EXPECTED_FILE[key]}"
+    return None
+
+
+def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside: bool,
+              folder_ok: bool = False) -> Path:
     """``folder / value``, refused when it leaves the study folder (``..``, an absolute path, a symlink
-    pointing elsewhere) unless ``allow_outside``. The file is never opened here."""
+    pointing elsewhere) unless ``allow_outside``, or when it is not a file (a folder, unless ``folder_ok``).
+    The file is never opened here."""
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{spec_path}: {key} must be a file name (text), not {value!r}")
     path = folder / value
@@ -1087,6 +1109,9 @@ def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside
             raise SpecError(f"{spec_path}: {key} = {value!r} leaves the study folder {folder}; files of a "
                             "study must lie inside its folder (pass allow_outside=True to read_cohort, or "
                             "--allow-outside-paths on the command line, if this is intended)")
+    problem = not_a_file(path, "assessments" if key == "[assessments] path" else key.split()[-1], folder_ok)
+    if problem is not None:
+        raise SpecError(f"{spec_path}: {key} = {value!r} {problem}")
     return path
 
 
@@ -1118,7 +1143,8 @@ def read_export_toml(folder: Path, *, allow_outside: bool = False) -> StudyFolde
             raise SpecError(f"{spec_path}: {where}: unknown key(s) {sorted(bad)}; allowed: dictionary, kind, "
                             "mapping, path, site")
         item = dict(e)
-        item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside)
+        item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside,
+                                 folder_ok=e.get("kind") == "omop")  # a folder of CDM tables
         if e.get("dictionary") is not None:  # a REDCap export's data dictionary (hostats.sources.redcap)
             item["dictionary"] = _confined(folder, e["dictionary"], f"{where} dictionary", spec_path, allow_outside)
         if e.get("kind") is not None and e["kind"] not in ("redcap", "omop"):

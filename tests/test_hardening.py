@@ -491,6 +491,67 @@ def test_export_toml_types_are_checked(tmp_path, text, message):
     assert code == 1 and "export.toml" in out
 
 
+
+@pytest.mark.parametrize("text,message", [
+    ('[[episodes]]\npath = "."\n', r"\[\[episodes\]\] 1 path = '\.' is a folder, not a file; expected a data file \(csv"),
+    ('[[episodes]]\npath = "sub"\n', r"\[\[episodes\]\] 1 path = 'sub' is a folder, not a file"),
+    ('[[episodes]]\npath = "a.csv"\nmapping = "."\n', r"1 mapping = '\.' is a folder, not a file; expected a mapping file"),
+    ('[[episodes]]\npath = "a.csv"\nkind = "redcap"\ndictionary = "sub"\n', r"1 dictionary = 'sub' is a folder"),
+    ('[[episodes]]\npath = "a.csv"\n[assessments]\npath = "."\n', r"\[assessments\] path = '\.' is a folder, not a "
+                                                               r"file; expected an assessments table"),
+    ('[[episodes]]\npath = "a.csv"\n[assessments]\npath = "a.csv"\nmapping = "sub"\n', r"\[assessments\] mapping = 'sub'"),
+    ('[[episodes]]\npath = "fifo"\n', r"1 path = 'fifo' is not a regular file \(a device, pipe or socket\)"),
+])
+def test_export_toml_keys_naming_a_folder_or_a_pipe_are_refused_by_key(tmp_path, text, message):
+    """Reading a folder gave a bare "Is a directory" naming neither export.toml nor the key; a named pipe would
+    have been read until something wrote to it."""
+    folder = tmp_path / "study"
+    write(folder / "export.toml", text)
+    write(folder / "a.csv", CSV)
+    (folder / "sub").mkdir()
+    os.mkfifo(folder / "fifo")
+    with pytest.raises(SpecError, match=message) as e:
+        hostats.read_cohort(folder, today=TODAY)
+    assert str(folder / "export.toml") in str(e.value)
+    code, out = cli("validate", folder)
+    assert code == 1 and "export.toml" in out and "Is a directory" not in out
+
+
+def test_a_folder_is_still_welcome_where_a_folder_is_meant(tmp_path):
+    """An OMOP CDM may be a folder of tables; a spec's [data] path may be a study folder."""
+    folder = tmp_path / "study"
+    write(folder / "export.toml", '[[episodes]]\npath = "cdm"\nkind = "omop"\n')
+    (folder / "cdm").mkdir()
+    with pytest.raises(DataError, match="the CDM folder lacks table"):  # read as a CDM, not refused as a folder
+        hostats.read_cohort(folder, today=TODAY)
+    write(folder / "export.toml", '[[episodes]]\npath = "a.csv"\n')
+    write(folder / "a.csv", CSV)
+    write(tmp_path / "analysis.toml", RUN_SPEC.replace('"unused.csv"', '"study"'))
+    code, out = cli("run", tmp_path, "--out", tmp_path / "out", "--quiet")
+    assert "is a folder" not in out and "not a regular file" not in out
+
+
+@pytest.mark.parametrize("data,message", [
+    ('path = "."', r"line 6: \[data\] path: '\.' is a folder without export.toml; expected a data file \(csv"),
+    ('path = "sub"', r"line 6: \[data\] path: 'sub' is a folder without export.toml; expected .* a study folder"),
+    ('path = "a.csv"\nmapping = "."', r"line 7: \[data\] mapping: '\.' is a folder, not a file; expected a mapping "),
+    ('path = "a.csv"\nassessments = "sub"', r"line 7: \[data\] assessments: 'sub' is a folder, not a file"),
+    ('path = "fifo"', r"line 6: \[data\] path: 'fifo' is not a regular file \(a device, pipe or socket\)"),
+])
+def test_spec_data_keys_naming_a_folder_or_a_pipe_are_refused_at_their_line(tmp_path, data, message):
+    from hostats.analysis import run_analysis
+
+    write(tmp_path / "a" / "analysis.toml", RUN_SPEC.replace('path = "unused.csv"', data))
+    write(tmp_path / "a" / "a.csv", CSV)
+    (tmp_path / "a" / "sub").mkdir()
+    os.mkfifo(tmp_path / "a" / "fifo")
+    with pytest.raises(SpecError, match=message) as e:
+        run_analysis(tmp_path / "a", tmp_path / "out")
+    assert str(tmp_path / "a" / "analysis.toml") in str(e.value)
+    code, out = cli("run", tmp_path / "a", "--out", tmp_path / "out", "--quiet")
+    assert code == 1 and "analysis.toml" in out and "Is a directory" not in out
+
+
 @pytest.mark.parametrize("text,message", [
     ('columns = "patient_id"\n', r"\[columns\] must be a table"),
     ('[source]\nencoding = "utf-99"\n', r"\[source\] encoding 'utf-99' is not a known encoding"),

@@ -50,6 +50,8 @@ class RunResult:
 def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = False) -> Path | None:
     """``[data] key`` relative to the spec's folder, refused when it leaves the folder (``..``, an absolute
     path, a symlink pointing elsewhere) unless ``allow_outside`` (as ``read_cohort`` does for export.toml)."""
+    from hostats.ingest import EXPECTED_FILE, not_a_file
+
     if not value:
         return None
     p = Path(value)
@@ -63,6 +65,15 @@ def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = Fals
                              "--allow-outside-paths to hostats run, if this is intended)", "data", key)
     if not p.exists():
         raise spec.error(f"file not found: {p}", "data", key)
+    # [data] path may be a study folder (export.toml) or, with kind = "omop", a folder of CDM tables
+    folder_ok = key == "path" and ((p / "export.toml").is_file() or spec.data.get("kind") == "omop")
+    problem = not_a_file(p, key, folder_ok)
+    if problem is not None and key == "path":
+        problem = ("is a folder without export.toml" if p.is_dir() else problem.partition(";")[0]) + \
+            f"; expected {EXPECTED_FILE['path']}, a study folder holding export.toml, or with kind = \"omop\" " \
+            "a folder of CDM tables"
+    if problem is not None:
+        raise spec.error(f"{value!r} {problem}", "data", key)
     return p
 
 

@@ -313,6 +313,8 @@ def cases() -> dict[str, dict[str, str | bytes]]:
     c["toml_missing_file"] = {"export.toml": TOML_EXPORT}
     c["toml_path_parent"] = {"export.toml": '[[episodes]]\npath = "../episodes.csv"\n'}
     c["toml_path_absolute"] = {"export.toml": '[[episodes]]\npath = "/etc/passwd"\n'}
+    c["toml_path_dot"] = {"export.toml": '[[episodes]]\npath = "."\n', "episodes.csv": good()}
+    c["toml_mapping_dot"] = {"export.toml": TOML_EXPORT + 'mapping = "."\n', "episodes.csv": good()}
     c["toml_unknown_key"] = {"export.toml": TOML_EXPORT + 'colour = "blue"\n', "episodes.csv": good()}
     c["toml_path_not_string"] = {"export.toml": "[[episodes]]\npath = 7\n", "episodes.csv": good()}
     c["toml_no_episodes"] = {"export.toml": "[meta]\nname = 'x'\n", "episodes.csv": good()}
@@ -376,6 +378,7 @@ def cases() -> dict[str, dict[str, str | bytes]]:
                                                                            'synthetic = { scenario = "nope", n = 100, seed = 1 }'))}
     c["spec_data_outside"] = {"analysis.toml": spec(replace=('"episodes.csv"', '"../episodes.csv"'))}
     c["spec_data_missing"] = {"analysis.toml": spec()}
+    c["spec_data_path_dot"] = {"analysis.toml": spec(replace=('"episodes.csv"', '"."')), "episodes.csv": SPEC_DATA}
     c["spec_criteria_python"] = {"analysis.toml": spec('\n[[criteria]]\nname = "x"\nkeep = "__import__(\'os\').system(\'true\')"\n'),
                                  "episodes.csv": SPEC_DATA}
     c["spec_criteria_unknown_column"] = {"analysis.toml": spec('\n[[criteria]]\nname = "x"\nkeep = "bmi > 30"\n'),
