@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import hostats
 from hostats.cli import app, safe
 from hostats.errors import DataError, SpecError
+from tests.hostile.make_corpus import write_dta_110
 
 TODAY = "2026-01-01"
 CSV = "patient_id,index_event,index_date,age_years,sex\nP1,tha,2021-03-04,61,male\nP2,tha,2021-05-06,70,female\n"
@@ -349,22 +350,6 @@ def test_dta_that_pandas_refuses_is_read_by_pyreadstat(tmp_path, monkeypatch):
     monkeypatch.setattr(pd, "read_stata", refuse)
     c = hostats.read_cohort(p, today=TODAY)
     assert c.episodes["sex"].tolist() == ["male", "female"]
-
-
-def write_dta_110(df: pd.DataFrame, path: Path) -> Path:
-    """A Stata format-110 file (Stata 7, what R's foreign::write.dta writes), made from pandas' format 114
-    by hand: version byte, old-style type codes, 12-character display formats."""
-    import struct
-
-    df.to_stata(path, write_index=False, version=114)
-    b = path.read_bytes()
-    nvar = struct.unpack("<H", b[4:6])[0]
-    pos = 4 + 2 + 4 + 81 + 18
-    types = bytes({251: 98, 252: 105, 253: 108, 254: 102, 255: 100}.get(t, 0x7F + t) for t in b[pos:pos + nvar])
-    names_at, fmt_at = pos + nvar, pos + nvar + 33 * nvar + 2 * (nvar + 1)
-    fmts = b"".join(b[fmt_at + 49 * i: fmt_at + 49 * i + 12] for i in range(nvar))
-    path.write_bytes(bytes([110]) + b[1:pos] + types + b[names_at:fmt_at] + fmts + b[fmt_at + 49 * nvar:])
-    return path
 
 
 def test_dta_format_110_is_read(tmp_path):

@@ -119,6 +119,17 @@ def xlsx_serial_dates() -> bytes:
     return pinned_zip(buf.getvalue())
 
 
+def dated() -> pd.DataFrame:
+    """frame() as a statistical package holds it: index_date a date, sex a labelled code."""
+    return frame().assign(index_date=lambda d: pd.to_datetime(d["index_date"]), sex=lambda d: pd.Categorical(d["sex"]))
+
+
+def dta_110(df: pd.DataFrame) -> bytes:
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        return write_dta_110(df, Path(d) / "x.dta", time_stamp=FIXED, convert_dates={"index_date": "td"}).read_bytes()
+
+
 def stat_file(kind: str, df: pd.DataFrame | None = None, **kw) -> bytes:
     import tempfile
 
@@ -132,6 +143,23 @@ def stat_file(kind: str, df: pd.DataFrame | None = None, **kw) -> bytes:
             pyreadstat.write_sav(df, str(p), **kw)
             return pinned_sav(p.read_bytes())
         return p.read_bytes()
+
+
+def write_dta_110(df: pd.DataFrame, path: Path, **kw) -> Path:
+    """A Stata format-110 file (Stata 7, what R's foreign::write.dta writes; pandas cannot read it and
+    neither pandas nor pyreadstat writes it), made from pandas' format 114 by hand: version byte, old-style
+    type codes, 12-character display formats. ``kw`` goes to to_stata (time_stamp, convert_dates)."""
+    import struct
+
+    df.to_stata(path, write_index=False, version=114, **kw)
+    b = path.read_bytes()
+    nvar = struct.unpack("<H", b[4:6])[0]
+    pos = 4 + 2 + 4 + 81 + 18
+    types = bytes({251: 98, 252: 105, 253: 108, 254: 102, 255: 100}.get(t, 0x7F + t) for t in b[pos:pos + nvar])
+    names_at, fmt_at = pos + nvar, pos + nvar + 33 * nvar + 2 * (nvar + 1)
+    fmts = b"".join(b[fmt_at + 49 * i: fmt_at + 49 * i + 12] for i in range(nvar))
+    path.write_bytes(bytes([110]) + b[1:pos] + types + b[names_at:fmt_at] + fmts + b[fmt_at + 49 * nvar:])
+    return path
 
 
 def pinned_sav(data: bytes) -> bytes:
@@ -299,6 +327,11 @@ def cases() -> dict[str, dict[str, str | bytes]]:
     # --- statistical packages ---------------------------------------------------------------------
     c["dta_ok"] = {"export.dta": stat_file("dta")}
     c["dta_v114"] = {"export.dta": stat_file("dta", version=114)}
+    # Stata 13 (117) and 14-16 (118) files as Stata writes them, and R's foreign::write.dta format 110: a %td
+    # date and a value-labelled sex (a factor in R), read back to the values of frame() (test_stata_versions)
+    for version in (117, 118):
+        c[f"dta_v{version}"] = {"export.dta": stat_file("dta", dated(), version=version, convert_dates={"index_date": "td"})}
+    c["dta_v110"] = {"export.dta": dta_110(dated())}
     c["dta_truncated"] = {"export.dta": stat_file("dta")[:300]}
     c["dta_is_text"] = {"export.dta": good()}
     c["sav_ok"] = {"export.sav": stat_file("sav")}
