@@ -267,16 +267,17 @@ class PublicationTable:
                   {"selector": "th", "props": "text-align: center; padding: 2px 8px; font-weight: 600;"},
                   {"selector": "td", "props": "padding: 2px 8px; text-align: center; white-space: nowrap;"},
                   {"selector": "td.col0, th.col0", "props": "text-align: left;"},
+                  # a level row's label: a class, as a cell's own id rule would lose to "td" above
+                  {"selector": "td.indent", "props": "padding-left: 1.5em;"},
                   {"selector": "thead tr:last-child th", "props": "border-bottom: 1px solid #333;"},
                   {"selector": "thead tr:first-child th", "props": "border-top: 2px solid #333;"},
                   {"selector": "tbody tr:last-child td", "props": "border-bottom: 2px solid #333;"},
                   {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: 600;"}]
         st.set_table_styles(styles)
         st.set_caption(html.escape(self.title))
-        pad = np.array([["padding-left: 1.5em;" if ind and j == 0 else "" for j in range(len(self.columns))]
-                        for ind in self.indent], dtype=object)
-        if len(pad):
-            st.apply(lambda _f: pd.DataFrame(pad, index=_f.index, columns=_f.columns), axis=None)
+        if len(self.cells):
+            st.set_td_classes(pd.DataFrame([["indent" if ind and j == 0 else "" for j in range(len(self.columns))]
+                                            for ind in self.indent], index=frame.index, columns=frame.columns))
         body = st.to_html(escape=False, sparse_columns=True)
         notes = "".join(f"<p class=\"hostats-note\" style=\"font-size: 0.85em; margin: 2px 0;\">"
                         f"{html.escape(n)}</p>" for n in self.footnotes)
@@ -733,7 +734,8 @@ def _table1_block(var: str, block: pd.DataFrame, value_cols: list[str], is_bool:
 
 def _table1_notes(raw: pd.DataFrame, threshold: int, with_smd: bool, n_groups: int, smd_withheld: bool,
                   iptw: Any) -> list[str]:
-    notes = ["Counts are n (%), % of the non-missing values; numbers mean (SD) and median [IQR]."]
+    notes = ["Counts are n (%), % of the non-missing values (Missing: % of all episodes); numbers mean (SD) "
+             "and median [IQR]."]
     if raw.apply(lambda col: col.astype(str).str.startswith("<")).to_numpy().any():
         notes.append(f"<{threshold}: fewer than {threshold} people (not shown); "
                      "s: not shown, it would reveal a small count with the totals.")
@@ -755,7 +757,9 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
            threshold: int = 5, smd: bool = True, title: str = "Characteristics at baseline"
            ) -> PublicationTable:
     """Table 1 for a manuscript: n (%) of each level (yes/no variables: "yes"), mean (SD) and median [IQR]
-    of numbers, missing counts (shown only where some are missing), by ``by`` with an Overall column.
+    of numbers, missing counts (shown only where some are missing), by ``by`` with an Overall column. Each
+    variable is a heading row ("Sex, n (%)"; a number's: "Age (years)") with its levels or statistics
+    indented beneath it, and the groups are headed by their level labels ("radiotherapy + NSAID (n=410)").
 
     Counts from 1 to ``threshold - 1`` are shown as "<5", with secondary suppression, as in the report.
     With ``by`` the standardised mean differences (|SMD|; for more than two groups the largest of each
@@ -785,10 +789,14 @@ def table1(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, 
     smd_withheld = False
     for var in variables:
         is_bool = pd.api.types.is_bool_dtype(data[var].dtype) or str(data[var].dtype) == "boolean"
-        cells.append([labels.get(var, default_label(var))] + [""] * (len(columns) - 1))
+        block = raw[raw["variable"] == var]
+        # a counted variable's heading says what its level rows hold; a number's rows each name their own
+        counted = not block["level"].isin(["mean (SD)", "median [IQR]"]).any()
+        cells.append([labels.get(var, default_label(var)) + (", n (%)" if counted else "")]
+                     + [""] * (len(columns) - 1))
         indent.append(0)
-        rows, withheld = _table1_block(var, raw[raw["variable"] == var], value_cols, is_bool, weighting, groups,
-                                       with_smd, iptw is not None, level_labels)
+        rows, withheld = _table1_block(var, block, value_cols, is_bool, weighting, groups, with_smd,
+                                       iptw is not None, level_labels)
         smd_withheld = smd_withheld or withheld
         cells += rows
         indent += [1] * len(rows)

@@ -293,16 +293,16 @@ def test_table1_counts_order_and_smd_against_the_data(cohort, tmp_path):
         if all(c == "" for c in r[1:]):
             current = r[0]
         body[(current, r[0])] = r[1:]
-    assert list(dict.fromkeys(k[0] for k in body)) == ["Age (years)", "Sex", "Prior HO"]
+    assert list(dict.fromkeys(k[0] for k in body)) == ["Age (years)", "Sex, n (%)", "Prior HO, n (%)"]
     for grp_i, grp in enumerate(["no", "yes"]):
         sub = cohort[cohort["treated"] == grp]
         female = int((sub["sex"] == "female").sum())
-        assert body[("Sex", "female")][grp_i].split(" (")[0] == format_count(female)
+        assert body[("Sex, n (%)", "female")][grp_i].split(" (")[0] == format_count(female)
         a = sub["age_years"]
         assert body[("Age (years)", "mean (SD)")][grp_i] == f"{a.mean():.1f} ({a.std():.1f})"
     # two patients with missing sex: a small cell, shown as <5 and never as a number
-    assert "<5" in body[("Sex", "Missing")][:3]
-    assert not any(re.fullmatch(r"[1-4] \(.*", c) for c in body[("Sex", "Missing")])
+    assert "<5" in body[("Sex, n (%)", "Missing")][:3]
+    assert not any(re.fullmatch(r"[1-4] \(.*", c) for c in body[("Sex, n (%)", "Missing")])
     # SMDs computed here
     t, c = cohort[cohort["treated"] == "yes"], cohort[cohort["treated"] == "no"]
     smd_age = abs(t["age_years"].mean() - c["age_years"].mean()) / np.sqrt(
@@ -310,7 +310,7 @@ def test_table1_counts_order_and_smd_against_the_data(cohort, tmp_path):
     assert float(body[("Age (years)", "mean (SD)")][3]) == pytest.approx(smd_age, abs=0.005)
     pt, pc = t["prior_ho"].astype(float).mean(), c["prior_ho"].astype(float).mean()
     smd_prior = abs(pt - pc) / np.sqrt((pt * (1 - pt) + pc * (1 - pc)) / 2)
-    assert float(body[("Prior HO", "yes")][3]) == pytest.approx(smd_prior, abs=0.005)
+    assert float(body[("Prior HO, n (%)", "yes")][3]) == pytest.approx(smd_prior, abs=0.005)
     # no missing ages, no "Missing" row for age
     assert ("Age (years)", "Missing") not in body
 
@@ -319,8 +319,33 @@ def test_table1_groups_in_categorical_order_with_level_labels(cohort):
     tab = table1(cohort, ["sex"], by="prophylaxis", level_labels={"sex": {"female": "women", "male": "men"}})
     heads = [h for _, h in tab.columns]
     assert [h.split(" (")[0] for h in heads[1:4]] == ["none", "radiotherapy", "NSAID"]
-    assert [r[0] for r in tab.cells][:3] == ["Sex", "women", "men"]
+    assert [r[0] for r in tab.cells][:3] == ["Sex, n (%)", "women", "men"]
     assert heads[-1] == "SMD" and any("largest" in n for n in tab.footnotes)
+
+
+def test_table1_has_a_heading_row_per_variable_and_level_labels_over_its_groups():
+    """A journal's Table 1: one heading row per variable ("Sex, n (%)"; a number's "Age (years)") with its
+    levels or statistics indented beneath it, never the variable repeated on each level row, and the groups
+    headed by their level labels ("radiotherapy + NSAID"), in every format; in HTML the indent shows."""
+    rng = np.random.default_rng(7)
+    n = 200
+    d = pd.DataFrame({"arm": pd.Categorical(np.repeat(["none", "radiotherapy_nsaid"], n // 2),
+                                            categories=["none", "radiotherapy_nsaid"]),
+                      "age_years": rng.normal(60, 9, n), "sex": rng.choice(["female", "male"], n),
+                      "prior_ho": pd.array(rng.random(n) < 0.3, dtype="boolean")})
+    tab = table1(d, ["age_years", "sex", "prior_ho"], by="arm")
+    assert [h for _, h in tab.columns] == ["Characteristic", "none (n=100)", "radiotherapy + NSAID (n=100)",
+                                           "Overall (n=200)", "SMD"]
+    assert [(r[0], k) for r, k in zip(tab.cells, tab.indent, strict=True)] == [
+        ("Age (years)", 0), ("mean (SD)", 1), ("median [IQR]", 1), ("Sex, n (%)", 0), ("female", 1), ("male", 1),
+        ("Prior HO, n (%)", 0), ("yes", 1)]
+    page = tab.to_html()
+    first = re.findall(r'<td [^>]*class="data row\d+ col0( indent)?" >(.*?)</td>', page)
+    assert [(label, bool(ind)) for ind, label in first] == [(r[0], bool(k)) for r, k in
+                                                           zip(tab.cells, tab.indent, strict=True)]
+    assert re.search(r"td\.indent \{\s*padding-left: 1\.5em;\s*\}", page)   # a class rule beats the td rule
+    tex = tab.to_latex()
+    assert "\\quad female" in tex and "\nSex, n (\\%)" in tex and "radiotherapy + NSAID (n=100)" in tex
 
 
 def test_weighted_table1_in_excel_against_the_weights(cohort, tmp_path):
