@@ -283,11 +283,15 @@ def _synthetic_prepare(spec):
     import tempfile
 
     import synthetic
+    from synthetic.cohort import memory_problem
 
     for s in spec.synthetic:  # before any computation: a typo here would otherwise surface deep in the run
         if s["scenario"] not in synthetic.scenarios():
             raise spec.error(f"unknown scenario {s['scenario']!r}; choose one of {', '.join(synthetic.scenarios())}",
                              "data", "synthetic")
+        problem = memory_problem(s["n"])  # a draw that does not fit ends in an out-of-memory kill, unexplained
+        if problem is not None:
+            raise spec.error(f"n = {s['n']}: {problem}", "data", "synthetic")
 
     def prepare(staging: Path):
         prepare.workdir = Path(tempfile.mkdtemp(prefix=f"hostats-{spec.name}-data-"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -389,6 +390,65 @@ class SyntheticCohort:
 # holds (n = 10**12 would need ~7 TiB); hostats.analysis.spec.MAX_SYNTHETIC_N is the same bound
 MAX_N = 50_000_000
 
+# Memory a draw and its export take at their peak: about 0.6 GB whatever n (the imports and the population
+# truth's 1,000,000-patient draw) plus 1.1 KiB per episode (peak RSS of hostats synth tha_prophylaxis at
+# 0.1M / 0.4M / 2M episodes: 0.66 / 0.93 / 2.68 GB; neurogenic and resection_recurrence take less); 1,200
+# bytes leaves a margin. Near MAX_N that is ~60 GB, and a draw that does not fit dies by an OOM kill.
+MEMORY_BASE_BYTES = 600_000_000
+MEMORY_BYTES_PER_EPISODE = 1_200
+
+
+def _read_number(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" when there is no limit
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now, or None where unknown (then nothing is checked).
+
+    Linux: /proc/meminfo's MemAvailable (free memory plus the page cache that can be reclaimed; the free
+    pages alone, os.sysconf's SC_AVPHYS_PAGES, are the fallback and would refuse after a large file read),
+    and within a container no more than its cgroup's limit less what it uses."""
+    found = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # not on this platform (macOS, Windows)
+            return None
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2, v1
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, used = _read_number(limit), _read_number(usage)
+        if cap is not None and used is not None and cap < found + used:  # v1 writes a huge number for none
+            found = min(found, max(cap - used, 0))
+    return found
+
+
+def memory_problem(n: int) -> str | None:
+    """Why drawing ``n`` episodes would not fit in the memory available now (the estimate and the memory
+    available, in one sentence), or None: it fits, or the available memory is unknown."""
+    have = available_memory()
+    need = MEMORY_BASE_BYTES + MEMORY_BYTES_PER_EPISODE * int(n)
+    if have is None or need <= have:
+        return None
+    most = max((have - MEMORY_BASE_BYTES) // MEMORY_BYTES_PER_EPISODE, 0)
+    most -= most % 10 ** max(len(str(most)) - 2, 0)  # two significant figures, rounded down
+    fix = f"choose at most about {most:,} episodes here, or free memory" if most else "free memory first"
+    return (f"{int(n):,} episodes need about {need / 1e9:.1f} GB of memory to draw and write ({MEMORY_BASE_BYTES / 1e9:.1f} "
+            f"GB and {MEMORY_BYTES_PER_EPISODE:,} bytes per episode), but {have / 1e9:.1f} GB is available now: "
+            f"{fix} (the draw would end in an out-of-memory kill)")
+
 
 def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_rate: float = 0.03) -> SyntheticCohort:
     """Draw ``n`` episodes of scenario ``name`` with ``seed`` (numpy Generator; same seed, same bytes).
@@ -414,6 +474,9 @@ def generate(name: str, n: int, seed: int, overrides: dict | None = None, fault_
     if n > MAX_N:
         raise ValueError(f"n = {n} is more than the at most {MAX_N:,} episodes a synthetic cohort may have "
                          "(beyond it the draw runs out of memory)")
+    problem = memory_problem(n)  # before any array is drawn
+    if problem is not None:
+        raise ValueError(problem)
     if not 0 <= fault_rate < 1:
         raise ValueError(f"fault_rate must lie in [0, 1), got {fault_rate!r}")
     P = params.resolve(name, overrides)

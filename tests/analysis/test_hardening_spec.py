@@ -3,6 +3,8 @@ integers, horizons finite, synthetic n bounded), a spec that is not UTF-8, ``hos
 n, and figures that draw data text literally (a site named ``Site $\\evil$`` is not TeX)."""
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -199,6 +201,42 @@ def test_spec_with_a_small_n_and_sites_without_episodes_runs(tmp_path):
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "estimates.csv").exists()
+
+
+FITS_83 = 600_100_000  # the memory said to be available: the fixed 0.6 GB and 83 episodes of 1,200 bytes
+TOO_BIG = r"1,000 episodes need about 0.6 GB of memory to draw and write \(0.6 GB and 1,200 bytes per episode\), " \
+          r"but 0.6 GB is available now: choose at most about 83 episodes here, or free memory"
+
+
+def test_a_draw_beyond_the_available_memory_is_refused_before_drawing(tmp_path, monkeypatch):
+    """Near MAX_N a draw needs ~60 GB and died by an out-of-memory kill, without a message. generate, hostats
+    synth and a spec's [data] synthetic refuse it up front with the estimate and the memory available (here
+    made small by replacing synthetic.cohort.available_memory)."""
+    import synthetic.cohort
+
+    monkeypatch.setattr(synthetic.cohort, "available_memory", lambda: FITS_83)
+    with pytest.raises(ValueError, match=TOO_BIG):
+        synthetic.generate("tha_prophylaxis", 1000, 1)
+    result = CliRunner().invoke(app, ["synth", "tha_prophylaxis", "-n", "1000", "--seed", "1",
+                                      "--out", str(tmp_path / "study")])
+    assert result.exit_code == 1 and re.search(TOO_BIG, " ".join(result.output.split())), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "study").exists()
+    text = spec_text('synthetic = { scenario = "tha_prophylaxis", n = 1000, seed = 1 }')
+    write(tmp_path / "a", text)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "a"), "--out", str(tmp_path / "out"), "--quiet"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"line {line_of(text, 'synthetic')}: [data] synthetic: n = 1000: " in said
+    assert re.search(TOO_BIG, said) and not (tmp_path / "out").exists()
+    assert synthetic.generate("tha_prophylaxis", 83, 1).n == 83  # what fits is drawn
+
+
+def test_memory_is_not_checked_where_the_available_memory_is_unknown(monkeypatch):
+    import synthetic.cohort
+
+    if sys.platform.startswith("linux"):
+        assert synthetic.cohort.available_memory() > 0
+    monkeypatch.setattr(synthetic.cohort, "available_memory", lambda: None)
+    assert synthetic.cohort.memory_problem(synthetic.cohort.MAX_N) is None
 
 
 def test_synthetic_bound_is_the_spec_bound():
