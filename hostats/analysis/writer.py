@@ -18,7 +18,7 @@ from hostats.analysis.spec import Spec
 from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
-from hostats.report.html import FigureBlock, ReportContent, TableBlock, render_report, source_reasons
+from hostats.report.html import FigureBlock, ReportContent, render_report, source_reasons
 from hostats.report.labels import format_estimate, group_label, measure_label, term_label, variable_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
@@ -27,7 +27,6 @@ from hostats.report.tables import (
     format_number,
     redact_text,
     suppress_estimates,
-    table_one,
     write_csv,
 )
 
@@ -243,7 +242,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
             name, title, caption, fig = drawn
             saved = save_figure(fig, figdir, name)
             figures.append(FigureBlock(name=name, title=title, caption=caption, **saved))
-    # Table 1, with SMDs from the first weighting section when there is one
+    # Table 1: the manuscript's table, laid out once for the report and tables.docx/xlsx/tex alike
     t1 = None
     t1_vars = spec.report.get("table1")
     if t1_vars:
@@ -252,17 +251,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
             if v not in ctx.data.columns:
                 raise spec.error(f"unknown column {v!r}; the data have: {', '.join(sorted(ctx.data.columns))}",
                                  "report", "table1" if v in t1_vars else "table1_by")
-        smd = _smd_map(next((o.balance for o in outputs if o.balance is not None), None))
-        labels = spec.report.get("labels")
-        t1 = TableBlock(f"by {by}" if by else "", table_one(ctx.data, list(t1_vars), by=by, threshold=thr,
-                                                            smd=smd, labels={v: variable_label(v, labels)
-                                                                             for v in t1_vars},
-                                                            policy=policy),
-                        "n (%) of non-missing values, mean (SD), median [IQR]; 'missing' rows give n (%) of all "
-                        "episodes." + (f" Counts rounded to the nearest {policy.base}; percentages from the "
-                                       "rounded counts." if policy.base > 1 else "")
-                        + (" SMD: largest unweighted standardised mean difference against the reference arm."
-                           if smd else ""))
+        t1 = _manuscript_table1(spec, ctx, outputs, policy)
     flow = cohort.flow()
     n = len(ctx.data)
     if truth is not None:
@@ -281,7 +270,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         data_lines.append("The generated exports are not kept beside the report (they hold row-level data); "
                           "regenerate them byte for byte (SHA-256 in manifest.json) with: "
                           + "; ".join(info["regenerate"]))
-    downloads = _write_manuscript_tables(spec, ctx, outputs, shown, folder)
+    downloads = _write_manuscript_tables(spec, ctx, t1, shown, folder)
     files = ["report.html", "estimates.csv", "estimates.json", "manifest.json"] + [f for f, _ in downloads] + \
         [f"figures/{f.png}" for f in figures] + [f"figures/{f.svg}" for f in figures]
     given = ([source] if not isinstance(source, list) else list(source)) + \
@@ -344,10 +333,11 @@ MANUSCRIPT_FILES = (("tables.docx", "Word"), ("tables.xlsx", "Excel, a sheet per
 _MODEL_SECTIONS = ("logistic", "cox", "fine_gray")
 
 
-def _write_manuscript_tables(spec: Spec, ctx: Context, outputs: list[SectionOutput], shown: pd.DataFrame,
+def _write_manuscript_tables(spec: Spec, ctx: Context, table1: Any, shown: pd.DataFrame,
                              folder: Path) -> list[tuple[str, str]]:
-    """Table 1 and a model table per regression or ``iptw`` section, for a manuscript, written beside the
-    report as Word, Excel and LaTeX; returns ``[(file, what it is)]`` (none when there is no table).
+    """Table 1 (``table1``, the report's, or None) and a model table per regression or ``iptw`` section, for a
+    manuscript, written beside the report as Word, Excel and LaTeX; returns ``[(file, what it is)]`` (none
+    when there is no table).
 
     Their numbers are the report's: Table 1 is counted under the report's disclosure policy (set by the
     caller) and the model tables are laid out from ``shown``, the estimates as published in estimates.csv
@@ -355,7 +345,7 @@ def _write_manuscript_tables(spec: Spec, ctx: Context, outputs: list[SectionOutp
     estimate that the HTML hides."""
     from hostats.report.publication import save_tables
 
-    tables = [_manuscript_table1(spec, ctx, outputs)] if spec.report.get("table1") else []
+    tables = [table1] if table1 is not None else []
     tables += _model_tables(spec, ctx, shown, first_number=len(tables) + 1)
     if not tables:
         return []
@@ -364,9 +354,9 @@ def _write_manuscript_tables(spec: Spec, ctx: Context, outputs: list[SectionOutp
     return list(MANUSCRIPT_FILES)
 
 
-def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput]):
+def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput], policy: DisclosurePolicy):
     """Table 1 by the exposure (``[report] table1_by``), with the IPTW-weighted columns of the first ``iptw``
-    section weighting that column, when there is one."""
+    section weighting that column, when there is one; counted under ``policy`` (the report's)."""
     from hostats.report.labels import variable_label
     from hostats.report.publication import table1
 
@@ -385,6 +375,8 @@ def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput]):
         note = f"IPTW-weighted columns not shown: {exc}"
     if note:
         t.footnotes.append(note)
+    if policy.base > 1:
+        t.footnotes.append(f"Counts rounded to the nearest {policy.base}; percentages from the rounded counts.")
     return t
 
 
@@ -431,29 +423,6 @@ def _safe_provenance(p: Any) -> Any:
     if not isinstance(p, dict):
         return None
     return {k: v for k, v in p.items() if k not in ("mapping", "mappings")}
-
-
-def _smd_map(balance: pd.DataFrame | None) -> dict | None:
-    """Balance table -> {variable or (variable, level): largest |unweighted SMD| over contrasts}."""
-    if balance is None or balance.empty:
-        return None
-    cols = balance.columns
-    smd_col = next((c for c in ("smd_unweighted", "smd_before", "smd_crude", "smd") if c in cols), None)
-    term_col = next((c for c in ("term", "variable", "covariate") if c in cols), None)
-    if smd_col is None or term_col is None:
-        return None
-    out: dict = {}
-    for term, v in balance.groupby(term_col)[smd_col].apply(lambda s: s.abs().max()).items():
-        t = str(term)
-        m = re.match(r"^(\w+)\[(?:T\.)?(.+)\]$", t) or re.match(r"^(\w+)[=:](.+)$", t)
-        if m:
-            var, lvl = m.group(1), m.group(2)
-            out[(var, lvl)] = v
-            if lvl in ("True", "true", "1"):
-                out[(var, True)] = v
-        else:
-            out[t] = v
-    return out
 
 
 def _version() -> str:

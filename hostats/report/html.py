@@ -28,7 +28,7 @@ from hostats.report.labels import (
     term_label,
     variable_label,
 )
-from hostats.report.publication import _level_text
+from hostats.report.publication import PublicationTable, _level_text
 from hostats.report.tables import (
     estimates_display,
     format_count,
@@ -73,7 +73,7 @@ class ReportContent:
     flow: pd.DataFrame | None = None
     criteria: list[str] = field(default_factory=list)
     criteria_steps: list[str] = field(default_factory=list)  # ledger step names of the criteria
-    table1: TableBlock | None = None
+    table1: PublicationTable | None = None   # the manuscript's Table 1 (hostats.report.publication.table1)
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)   # tidy, already suppressed
     section_titles: dict[str, str] = field(default_factory=dict)
     section_notes: dict[str, str] = field(default_factory=dict)
@@ -337,7 +337,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
         c=content, flow=flow, estimate_groups=groups, summary=summary, disclosure=disclosure_text(content),
         manifest_note=MANIFEST_NOTE,
         summary_png=summary_png, summary_level=summary_level, cleaning=cleaning,
-        table1_html=content.table1.html() if content.table1 is not None else "",
+        table1_html=content.table1.to_html() if content.table1 is not None else "",
         esc=_html.escape)
     path = Path(path)
     path.write_text(_plain_names(html), encoding="utf-8")

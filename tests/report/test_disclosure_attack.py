@@ -151,6 +151,9 @@ def _cells(fragment: str, tag: str) -> list[str]:
 
 
 def html_table1(html: str) -> tuple[list[str], list[list[str]]] | None:
+    """The HTML's Table 1 as (header, rows of [variable, level, cells...]): the journal layout (a heading row
+    per variable, "Sex, n (%)", with its levels, "Missing" among them, beneath it) read back into one row per
+    level named by its variable."""
     if 'id="table1"' not in html:
         return None
     part = html[html.index('id="table1"'):]
@@ -158,7 +161,18 @@ def html_table1(html: str) -> tuple[list[str], list[list[str]]] | None:
     if m is None:
         return None
     rows = re.findall(r"<tr.*?>(.*?)</tr>", m.group(0), re.S)
-    return _cells(rows[0], "th"), [_cells(r, "td") for r in rows[1:] if _cells(r, "td")]
+    heads = [_cells(r, "th") for r in rows if _cells(r, "th")]
+    out, variable = [], ""
+    for r in rows:
+        cells = _cells(r, "td")
+        if not cells:
+            continue
+        if not any(cells[1:]):   # a variable's heading row
+            variable = cells[0]
+            continue
+        level = "missing" if cells[0] == "Missing" else cells[0]
+        out.append([variable, level, *cells[1:]])
+    return ["variable", "level", *heads[-1][1:]], out
 
 
 def read_table1(reader: Reader, header: list[str], rows: list[list[str]]) -> object | None:

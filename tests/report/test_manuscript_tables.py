@@ -101,6 +101,43 @@ def test_table1_in_word_excel_and_latex_agrees_with_the_html(reports):
                 assert r[w0 + k] in ("—", ""), r
 
 
+@pytest.mark.parametrize("name, groups", [
+    ("prophylaxis", ["none", "radiotherapy", "NSAID", "bisphosphonate", "radiotherapy + NSAID"]),
+    ("tha_incidence", ["THA", "long-bone fracture"])])
+def test_table1_reads_as_a_journal_table_in_every_format(reports, name, groups):
+    """Table 1 of the report and of tables.docx/xlsx/tex is one table: its groups headed by their level
+    labels as the summary writes them ("radiotherapy + NSAID (n=...)", not "radiotherapy_nsaid (n=...)"; the
+    IPTW-weighted ones too), a heading row per variable ("Sex, n (%)") with its levels indented beneath it,
+    not "Sex | female", "Sex | male" on every row."""
+    folder = reports[name]
+    part = _html(folder)[_html(folder).index('id="table1"'):]
+    table = re.search(r"<table.*?</table>", part, re.S).group(0)
+    spanned = name == "prophylaxis"   # Unweighted / IPTW-weighted spanners above the header
+    rows = re.findall(r"<tr.*?>(.*?)</tr>", table, re.S)
+    head = [unescape(re.sub(r"<.*?>", "", h)).strip()
+            for h in re.findall(r"<th[^>]*>(.*?)</th>", rows[1 if spanned else 0], re.S)]
+    n = [re.search(r"\(n=[^)]*\)", h).group(0) for h in head if "(n=" in h]
+    weighted = [*groups, "SMD"] if spanned else []   # the arms of the IPTW section
+    assert head == ["Characteristic", *[f"{g} {k}" for g, k in zip([*groups, "Overall"], n, strict=True)],
+                    "SMD", *weighted]
+    first = [(unescape(label), bool(ind)) for ind, label in
+             re.findall(r'<td [^>]*class="data row\d+ col0( indent)?" >(.*?)</td>', table)]
+    headings = [label for label, ind in first if not ind]
+    assert headings == ["Age (years)", "Sex, n (%)", "Prior HO, n (%)",
+                        *([] if spanned else ["Prophylaxis, n (%)"]), "Site, n (%)"]
+    levels = [label for label, ind in first if ind and label != "Missing"]
+    assert levels[:5] == ["mean (SD)", "median [IQR]", "female", "male", "yes"]
+    # the same header and first column in Word, Excel and LaTeX
+    word = _docx_tables(folder / "tables.docx")[0][1]
+    assert word[1 if spanned else 0] == head
+    assert [r[0] for r in word[2 if spanned else 1:]] == [label for label, _ in first]
+    sheet = _xlsx_tables(folder / "tables.xlsx")["Table 1"]
+    assert sheet[3 if spanned else 2] == head
+    tex = (folder / "tables.tex").read_text(encoding="utf-8").split("\\end{table}")[0]
+    assert " & ".join(h.replace("%", "\\%") for h in head) + " \\\\" in tex
+    assert "\n\\quad female & " in tex and "\nSex, n (\\%) & " in tex
+
+
 def _contrast_cells(word_rows: list[list[str]]) -> dict[tuple[str, str, str], str]:
     """{(contrast, row label, column header): cell} of a contrast table."""
     heads, out, contrast = word_rows[0], {}, ""
@@ -218,20 +255,20 @@ def test_weighted_table1_uses_the_sections_fitted_weighting(tmp_path, monkeypatc
     import hostats.stats.causal.weighting as weighting
     from hostats.report.publication import table1
 
-    real_write, real_iptw, seen = writer._write_manuscript_tables, weighting.iptw, {}
+    real_table1, real_iptw, seen = writer._manuscript_table1, weighting.iptw, {}
 
     def refuse(*args, **kwargs):
         raise AssertionError("the writer fitted the weighting again")
 
-    def write_without_iptw(spec, ctx, outputs, shown, folder):
+    def table1_without_iptw(spec, ctx, outputs, policy):
         seen.update(spec=spec, ctx=ctx, outputs=outputs)
         weighting.iptw = refuse
         try:
-            return real_write(spec, ctx, outputs, shown, folder)
+            return real_table1(spec, ctx, outputs, policy)
         finally:
             weighting.iptw = real_iptw
 
-    monkeypatch.setattr(writer, "_write_manuscript_tables", write_without_iptw)
+    monkeypatch.setattr(writer, "_manuscript_table1", table1_without_iptw)
     folder = _run_small("prophylaxis", 400, tmp_path)
     title, word = _docx_tables(folder / "tables.docx")[0]
     assert any(c == "IPTW-weighted (ATE)" for c in word[0]), word[0]

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from hostats.provenance import build_manifest, hash_inputs, sha256_file, write_manifest
 from hostats.report.disclosure import DisclosurePolicy
-from hostats.report.html import ReportContent, TableBlock, flow_boxes, render_index, render_report
+from hostats.report.html import ReportContent, flow_boxes, render_index, render_report
+from hostats.report.publication import PublicationTable
 from hostats.report.tables import (
     estimates_display,
     neutralise_formulas,
@@ -382,7 +383,9 @@ def test_render_report_is_self_contained_with_every_section(tmp_path):
 
     content = ReportContent(
         name="demo", title="Demo <report>", question="Is 1 < 2?", data_source=["file x.csv"],
-        synthetic=True, flow=_flow([3, 40]), table1=TableBlock("by arm", pd.DataFrame({"a": ["1"]})),
+        synthetic=True, flow=_flow([3, 40]),
+        table1=PublicationTable("Table 1", [["Sex, n (%)", ""], ["female", "12 (40.0%)"]],
+                                [("", "Characteristic"), ("", "a (n=30)")], [0, 1]),
         estimates=suppress_estimates(_estimates(), 5), figures=[FigureBlock("bar", "Bars", "cap", **fig)],
         warnings=["separation in term x"], methods=["We estimated things."], provenance={"seed": 1},
         files=["estimates.csv"])
