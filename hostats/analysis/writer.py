@@ -18,8 +18,8 @@ from hostats.analysis.spec import Spec
 from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
-from hostats.report.html import FigureBlock, ReportContent, render_report, source_reasons
-from hostats.report.labels import format_estimate, group_label, measure_label, term_label, variable_label
+from hostats.report.html import FigureBlock, ReportContent, _who, render_report, source_reasons
+from hostats.report.labels import format_estimate, group_label, measure_label, variable_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -140,9 +140,31 @@ def _methods_paragraphs(spec: Spec, ctx: Context, outputs: list[SectionOutput], 
     return paras, refs
 
 
-def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
+def _term_names(spec: Spec, ctx: Context, outputs: list[SectionOutput], shown: pd.DataFrame
+                ) -> dict[str, dict[str, str]]:
+    """{section (or sensitivity subsection) id: {model term: label}}: the terms of its published estimates in
+    the model tables' words, with its data for the reference level ("Sex: male (ref. female)"), as its model
+    table and forest plot name them."""
+    from hostats.analysis.sections._common import _section_frame
+    from hostats.report.publication import term_labels
+
+    out: dict[str, dict[str, str]] = {}
+    if "term" not in shown.columns:
+        return out
+    for sec, o in zip(spec.sections, outputs, strict=True):
+        ids = [sec["id"], *o.subsections]
+        terms = [t for t in shown.loc[shown["section"].isin(ids), "term"].dropna().astype(str).unique() if t]
+        if terms:
+            named = term_labels(terms, _section_frame(ctx, sec), labels=spec.report.get("labels"))
+            out.update(dict.fromkeys(ids, named))
+    return out
+
+
+def _headline(spec: Spec, est: pd.DataFrame, term_names: dict[str, dict[str, str]] | None = None
+              ) -> list[dict[str, str]]:
     """A few rows for the index page: ``[report] headline`` entries "section" or "section/measure" (curve
-    values at the horizon only), else the first rows."""
+    values at the horizon only), else the first rows; model terms named as the report names them
+    (``term_names``: :func:`_term_names`)."""
     if "time_days" in est.columns:
         est = est[est["time_days"].isna() | np.isclose(est["time_days"].astype(float), spec.horizon)]
     picks = []
@@ -160,7 +182,8 @@ def _headline(spec: Spec, est: pd.DataFrame) -> list[dict[str, str]]:
             value = format_number(est_v)
         else:   # as the report's summary writes it
             value = format_estimate(est_v, r["ci_lower"], r["ci_upper"])
-        who = group_label(r["group"]) if r["group"] else term_label(r["term"]) if r["term"] else ""
+        who = _who(str(r["section"]), str(r["group"] or ""), str(r["term"] or ""), spec.report.get("labels") or {},
+                   term_names)
         label = measure_label(r["measure"]) + (f", {who}" if who else "")
         tv = r.get("truth")
         out.append({"label": label, "value": value,
@@ -224,6 +247,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         est = est.drop(columns=["truth"])
     shown = suppress_estimates(est, thr, policy)   # the one decision of what is withheld
     _section_tables_from_published(outputs, shown)
+    term_names = _term_names(spec, ctx, outputs, shown)
     check_no_identifiers([shown], IDENTIFYING)
     write_csv(shown, folder / "estimates.csv")
     records = json.loads(shown.to_json(orient="records", double_precision=10))
@@ -297,7 +321,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
         diagnostics=[t for o in outputs for t in o.diagnostics], warnings=[w for o in outputs for w in o.warnings],
         sensitivity=[t for o in outputs for t in o.sensitivity], methods=methods, references=refs,
         provenance=prov, files=files, headline=[str(h) for h in spec.report.get("headline") or []],
-        horizon=spec.horizon, labels=dict(spec.report.get("labels") or {}),
+        horizon=spec.horizon, labels=dict(spec.report.get("labels") or {}), term_names=term_names,
         flow_reasons=source_reasons(cohort.ledger.steps), policy=policy, downloads=downloads)
     render_report(content, folder / "report.html")
     manifest = build_manifest(
@@ -308,7 +332,7 @@ def _write_outputs(spec: Spec, ctx: Context, cohort, outputs: list[SectionOutput
                               "files are published under its disclosure control.",
                "synthetic": info if truth is not None else None, "episodes_analysed": n,
                "cohort_provenance": _safe_provenance(getattr(cohort, "provenance", {})),
-               "headline": _headline(spec, shown)})
+               "headline": _headline(spec, shown, term_names)})
     manifest["timings_seconds"]["total"] = timer.total
     write_manifest(manifest, folder / "manifest.json")
     return shown

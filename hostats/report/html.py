@@ -89,6 +89,8 @@ class ReportContent:
     headline: list[str] = field(default_factory=list)  # [report] headline: "section" or "section/measure"
     horizon: float | None = None                         # curve rows in the summary are read at the horizon
     labels: dict[str, str] = field(default_factory=dict)  # [report] labels of variables
+    # section -> model term -> its label with the reference level, from the section's data (term_labels)
+    term_names: dict[str, dict[str, str]] = field(default_factory=dict)
     flow_reasons: dict[str, list[str]] = field(default_factory=dict)  # step -> reasons, each naming its source
     policy: DisclosurePolicy | None = None  # the disclosure policy (None: the report's, else the default)
     downloads: list[tuple[str, str]] = field(default_factory=list)  # (file, what it is) linked from the summary
@@ -206,13 +208,27 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+def _who(section: str, group: str, term: str, labels: dict[str, str],
+         term_names: dict[str, dict[str, str]] | None) -> str:
+    """An estimate's group or model term as a reader says it: a term in the model tables' words with its
+    reference level ("Sex: male (ref. female)") where the writer named the section's terms from its data,
+    else without the reference (:func:`hostats.report.labels.term_label`)."""
+    if group:
+        return group_label(group)
+    named = (term_names or {}).get(section, {}).get(term)
+    return named if named is not None else term_label(term, labels)
+
+
+def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str],
+              term_names: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """An estimates display frame with readable measures and groups/terms (machine names stay in the CSV)."""
     disp = disp.copy()
     disp["measure"] = [measure_label(m) for m in rows["measure"].fillna("").astype(str)]
-    grp = rows["group"].fillna("").astype(str) if "group" in rows.columns else pd.Series("", index=rows.index)
-    term = rows["term"].fillna("").astype(str) if "term" in rows.columns else pd.Series("", index=rows.index)
-    disp["group / term"] = [group_label(g) if g else term_label(t, labels) for g, t in zip(grp, term, strict=True)]
+    empty = pd.Series("", index=rows.index)
+    grp = rows["group"].fillna("").astype(str) if "group" in rows.columns else empty
+    term = rows["term"].fillna("").astype(str) if "term" in rows.columns else empty
+    disp["group / term"] = [_who(str(s), g, t, labels, term_names)
+                            for s, g, t in zip(rows["section"], grp, term, strict=True)]
     return disp
 
 
@@ -247,7 +263,7 @@ def _readable_terms(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame
 
 def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None = None,
                  labels: dict[str, str] | None = None, section_titles: dict[str, str] | None = None,
-                 per_entry: int = 6) -> list[dict[str, Any]]:
+                 per_entry: int = 6, term_names: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
     """The answer at the top of a report: for each ``[report] headline`` entry ("section" or
     "section/measure"; none: the first rows) its rows (curves at the horizon), each with a readable label,
     the estimate in journal format "0.43 (0.36 to 0.52)", and whether it is a ratio. Every requested entry
@@ -273,8 +289,8 @@ def summary_rows(est: pd.DataFrame, headline: list[str], horizon: float | None =
                         "ci_upper": np.nan})
             continue
         for _, r in picks.head(per_entry).iterrows():
-            who = group_label(r["group"]) if str(r.get("group", "") or "") else term_label(str(r.get("term", "") or ""),
-                                                                                          labels)
+            who = _who(str(r["section"]), str(r.get("group", "") or ""), str(r.get("term", "") or ""), labels or {},
+                       term_names)
             est_v = r["estimate"]
             withheld = est_v is None or pd.isna(est_v)
             value = "withheld (small numbers)" if withheld else format_estimate(est_v, r.get("ci_lower"),
@@ -319,12 +335,13 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
     if not est.empty:
         for sec, rows in est.groupby("section", sort=False):
             disp = _readable(estimates_display(rows, show_truth=content.synthetic), rows,
-                             content.labels)
+                             content.labels, content.term_names)
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
     for block in [*content.extra_tables, *content.diagnostics, *content.sensitivity]:
         block.frame = _readable_terms(block.frame, content.labels)
-    summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles)
+    summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles,
+                           term_names=content.term_names)
     summary_png = summary_forest(summary, Path(path).parent / "figures")
     if summary_png:  # the files beside the report (the writer's list: the manifest names them too)
         content.files.extend(f for f in ("figures/summary_forest.png", "figures/summary_forest.svg")

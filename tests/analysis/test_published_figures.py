@@ -244,3 +244,24 @@ def test_methods_and_warnings_name_variables_by_their_labels(reports):
     missing = re.findall(r"missing by column: (.*?)\)\.", text)
     assert any(re.fullmatch(r"Age \(years\): \S+(, Sex: \S+)?, Follow-up time \(days\): \S+", m) for m in missing), missing
     assert not [m for m in missing if re.search(r"\b(age_years|sex|prior_ho|time_days|rt_dose_gy):", m)], missing
+
+
+def test_estimate_tables_summary_and_index_name_the_reference_level(reports):
+    """Where a model term is a contrast against a reference level, the HTML's estimate tables, the summary
+    (its rows and forest plot) and the index page's headline say so, in the words of the model table and the
+    section's forest plot (term_labels with the section's data): "Sex: male (ref. female)", not "Sex: male"."""
+    import json
+
+    folder, figs = reports["tha_incidence"]
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    cells = set(re.findall(r"<td>([^<]*)</td>", page))
+    assert {c for c in cells if "(ref. " in c} == {
+        "Sex: male (ref. female)", "Prophylaxis: radiotherapy (ref. none)", "Prophylaxis: NSAID (ref. none)",
+        "Prophylaxis: bisphosphonate (ref. none)", "Prophylaxis: radiotherapy + NSAID (ref. none)"}
+    assert not cells & {"Sex: male", "Prophylaxis: NSAID"}
+    section = {f"Odds ratio, {label}" for label in _forest_points(figs["risk_factors_forest"])}
+    summary = {label for label in _forest_points(figs["summary_forest"]) if label.startswith("Odds ratio, ")}
+    assert "Odds ratio, Sex: male (ref. female)" in summary and summary <= section, (summary, section)
+    headline = [h["label"] for h in json.loads((folder / "manifest.json").read_text())["headline"]]
+    assert "Odds ratio, Prophylaxis: NSAID (ref. none)" in headline
+    assert {h for h in headline if h.startswith("Odds ratio, ")} <= section

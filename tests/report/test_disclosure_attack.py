@@ -22,7 +22,7 @@ to hold between the published counts:
 - Estimates shown outside estimates.csv: the HTML's E-value tables, the contrast tables and the model tables
   of tables.docx/xlsx/tex, and the HTML's ratios of model terms (a section's estimates, the summary at the
   top, the E-values by term). A model term's label ("Sex" above "male", "Age (years), per 10"; in the HTML
-  "Sex: male", "Age (per 10 years)") is read back to estimates.csv's term by the words both are made of; a
+  "Sex: male (ref. female)") is read back to estimates.csv's term by the words both are made of; a
   label that is no single term is an error. An estimate estimates.csv withholds shown there is a leak.
 
 A shown count means the set of integers consistent with it under the published rule (rounded to the
@@ -504,7 +504,7 @@ def manuscript_contrasts(grids: dict[str, list[list[str]]], titles: dict[str, st
 
 
 # the model tables (ratios by model term): the tables for a manuscript and the HTML label a term for a reader
-# ("Sex" with its level "male", "Age (years), per 10"; in the HTML "Sex: male", "Age (per 10 years)"); the
+# ("Sex" with its level "male", "Age (years), per 10"; in the HTML "Sex: male (ref. female)"); the
 # attacker maps each label back to estimates.csv's term (``C(sex)[T.male]``, ``I(age_years / 10)``) by the
 # words both are made of. A label that is no single term of its section is an error, never a row left out.
 _RATIO_COLUMNS = {"OR": "odds_ratio", "HR": "hazard_ratio", "SHR": "subdistribution_hazard_ratio"}
@@ -555,7 +555,8 @@ def section_terms(est: pd.DataFrame, labels: dict[str, str] | None = None) -> di
 def as_term(terms: dict[str, dict[tuple, str]], sec: str, *labels: str) -> str:
     """The one term of ``sec`` that a row labelled ``labels`` (tried in turn: a label alone, a level with its
     variable's heading) shows."""
-    found = {terms.get(sec, {}).get(_words(lab)) for lab in labels if lab} - {None}
+    # the reference level a row names ("Sex: male (ref. female)") is no word of its term
+    found = {terms.get(sec, {}).get(_words(re.sub(r" \(ref\. [^()]*\)$", "", lab))) for lab in labels if lab} - {None}
     assert len(found) == 1, (f"{sec}: the row {' / '.join(labels)!r} is no single model term of estimates.csv "
                              f"({sorted(terms.get(sec, {}).values())})")
     return found.pop()
@@ -585,8 +586,8 @@ def manuscript_terms(grids: dict[str, list[list[str]]], titles: dict[str, str],
 
 def html_terms(html: str, titles: dict[str, str], terms: dict[str, dict[tuple, str]]) -> list[dict]:
     """The model terms' ratios the HTML shows, as estimate rows: the rows of the sections' estimate tables
-    (measure "Odds ratio", ..., and the term's label), of the summary at the top ("Odds ratio, Sex: male"
-    with the section's title), and of the E-value tables by term."""
+    (measure "Odds ratio", ..., and the term's label), of the summary at the top ("Odds ratio, Sex: male (ref.
+    female)" with the section's title), and of the E-value tables by term."""
     out = []
     for title, block in re.findall(r"<h3>(.*?)</h3>(.*?)(?=<h[23][ >]|</section>)", html, re.S):
         sec = titles.get(unescape(title).strip())
@@ -1035,6 +1036,8 @@ def test_term_labels_read_back_to_terms():
     assert [as_term(found, "m", term_label(t)) for t in terms] == terms
     assert as_term(found, "m", "male", "Sex male") == "C(sex)[T.male]"   # a level with its heading
     assert as_term(found, "m", "Age (years), per 10") == "I(age_years / 10)"
+    assert as_term(found, "m", "Sex: male (ref. female)") == "C(sex)[T.male]"   # the HTML's, with its reference
+    assert as_term(found, "m", "RT timing: 48-72 h (ref. within 48 h)") == "C(rt_timing)[T.48-72 h]"
     with pytest.raises(AssertionError, match="no single model term"):
         as_term(found, "m", "Weight (kg)")   # a row that is no term is an error, not a row left out
     labelled = section_terms(est, {"prior_ho": "Previous HO"})   # the spec's [report] labels
