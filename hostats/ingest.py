@@ -795,9 +795,12 @@ def _read_only_url(parsed):
 
 
 # Safety bounds of a SQL read (issue 12): a query that never ends (WITH RECURSIVE without a stop) would
-# otherwise run until memory is exhausted. They are module settings: raise them from Python before reading
-# (``hostats.ingest.SQL_MAX_ROWS = 5_000_000``); a file export (CSV, parquet) has no such bound.
-SQL_MAX_ROWS = 1_048_575    # rows a table or query may return: an Excel worksheet's rows under its header
+# otherwise run until memory is exhausted. The rows' bound is far above a cohort (ten times the 1M-episode
+# analysis the project is measured on), so that it stops a runaway query, not a large registry; both are
+# module settings (``hostats.ingest.SQL_MAX_ROWS = 50_000_000`` from Python) that the environment variables
+# HOSTATS_SQL_MAX_ROWS and HOSTATS_SQL_MAX_SECONDS override (for the command line). A file export (CSV,
+# parquet) has no such bound.
+SQL_MAX_ROWS = 10_000_000   # rows a table or query may return
 SQL_MAX_SECONDS = 1800      # a statement's time: SQLite (a progress handler), PostgreSQL (statement_timeout),
                             # MySQL (max_execution_time), MariaDB (max_statement_time); other dialects: no bound
 _SQL_CHUNK_ROWS = 100_000   # rows fetched at a time, so the row bound is met before memory runs out
@@ -806,13 +809,31 @@ _SQLITE_CHECK_STEPS = 10_000  # SQLite VM steps between two looks at the clock
 _SQL_TIMEOUT_TEXTS = ("statement timeout", "maximum statement execution time", "max_statement_time")
 
 
+def sql_bound(name: str) -> float:
+    """The bound ``SQL_MAX_ROWS`` or ``SQL_MAX_SECONDS`` in force: the environment variable ``HOSTATS_<name>``
+    where set (a positive number; "5,000,000" and "5_000_000" are read too), else the module setting."""
+    import os
+
+    text = os.environ.get(f"HOSTATS_{name}")
+    if text is None or not text.strip():
+        return globals()[name]
+    try:
+        value = float(text.strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")) or (name == "SQL_MAX_ROWS" and value != int(value)):
+        kind = "a whole number of rows" if name == "SQL_MAX_ROWS" else "a number of seconds"
+        raise DataError(f"the environment variable HOSTATS_{name} must be {kind} above 0, not {text!r}")
+    return int(value) if name == "SQL_MAX_ROWS" else value
+
+
 def _sql_time_bound(con, backend: str) -> list[bool]:
     """Bound the statement's time on this connection (see SQL_MAX_SECONDS); returns a flag set when SQLite's
     progress handler stopped the statement, so that its "interrupted" error can be told apart."""
     import time
 
     stopped = [False]
-    seconds = max(float(SQL_MAX_SECONDS), 0.0)
+    seconds = max(float(sql_bound("SQL_MAX_SECONDS")), 0.0)
     if backend == "sqlite":
         deadline = time.monotonic() + seconds
 
@@ -835,14 +856,16 @@ def _sql_time_bound(con, backend: str) -> list[bool]:
 def _fetch_bounded(chunks, what: str) -> pd.DataFrame:
     """The frames of a chunked pandas read, refused past SQL_MAX_ROWS rows (chunk by chunk, so a query that
     never ends stops at the bound, not when memory is exhausted)."""
-    parts, total = [], 0
+    parts, total, bound = [], 0, sql_bound("SQL_MAX_ROWS")
     for chunk in chunks:
         total += len(chunk)
-        if total > SQL_MAX_ROWS:
-            raise DataError(f"{what} returned more than {SQL_MAX_ROWS:,} rows, the bound of a SQL read "
+        if total > bound:
+            raise DataError(f"{what} returned more than {bound:,} rows, the bound of a SQL read "
                             "(hostats.ingest.SQL_MAX_ROWS, against a query that never ends, e.g. WITH RECURSIVE "
                             "without a stop): select fewer rows (WHERE, LIMIT), export the rows to a file (CSV "
-                            "and parquet have no such bound), or raise hostats.ingest.SQL_MAX_ROWS from Python")
+                            "and parquet have no such bound), or raise the bound: the environment variable "
+                            "HOSTATS_SQL_MAX_ROWS (e.g. HOSTATS_SQL_MAX_ROWS=50000000 hostats run ...) or "
+                            "hostats.ingest.SQL_MAX_ROWS from Python")
         parts.append(chunk)
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
@@ -908,9 +931,10 @@ def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
                         f"({scrub(str(exc))})") from None
     except Exception as exc:  # drivers raise their own errors (network, auth, ...)
         if stopped[0] or any(s in str(exc).lower() for s in _SQL_TIMEOUT_TEXTS):
-            raise DataError(f"{what} ran for more than {SQL_MAX_SECONDS:,} s, the time bound of a SQL read "
-                            "(hostats.ingest.SQL_MAX_SECONDS, against a query that never ends, e.g. WITH "
-                            "RECURSIVE without a stop): check the query, export its rows to a file, or raise "
+            raise DataError(f"{what} ran for more than {sql_bound('SQL_MAX_SECONDS'):,g} s, the time bound of a "
+                            "SQL read (hostats.ingest.SQL_MAX_SECONDS, against a query that never ends, e.g. WITH "
+                            "RECURSIVE without a stop): check the query, export its rows to a file, or raise the "
+                            "bound: the environment variable HOSTATS_SQL_MAX_SECONDS or "
                             "hostats.ingest.SQL_MAX_SECONDS from Python") from None
         if isinstance(exc, SQLAlchemyError):
             detail = scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0])

@@ -162,11 +162,37 @@ def test_sql_rows_past_the_bound_are_refused_naming_the_source_and_the_bound(db,
     for stop in (" WHERE x < 5000", ""):  # ends past the bound; never ends
         with pytest.raises(DataError, match="returned more than 1,000 rows") as e:
             hostats.read_cohort(f"sqlite:///{db}", query=ROWS.format(stop=stop), today=TODAY)
-        assert f"the query on sqlite:///{db}" in str(e.value) and "raise hostats.ingest.SQL_MAX_ROWS" in str(e.value)
+        assert f"the query on sqlite:///{db}" in str(e.value) and "HOSTATS_SQL_MAX_ROWS" in str(e.value)
     assert len(hostats.read_cohort(f"sqlite:///{db}", query=ROWS.format(stop=" WHERE x < 1000"), today=TODAY)) == 1000
     monkeypatch.setattr(ingest, "SQL_MAX_ROWS", 1)
     with pytest.raises(DataError, match=f"table 'episodes' of sqlite:///{db} returned more than 1 rows"):
         hostats.read_cohort(f"sqlite:///{db}", table="episodes", today=TODAY)
+
+
+def test_sql_bounds_are_far_above_a_cohort_and_the_environment_sets_them(db, monkeypatch):
+    """The row bound stops a runaway query, not a registry: ten million rows by default (it was 1,048,575,
+    which refused a 2M-episode database the project is built to analyse), and a command-line user sets
+    either bound with an environment variable; a value that is no bound is one line naming the variable."""
+    import hostats.ingest as ingest
+
+    assert ingest.sql_bound("SQL_MAX_ROWS") == 10_000_000 and ingest.sql_bound("SQL_MAX_SECONDS") == 1800
+    monkeypatch.setenv("HOSTATS_SQL_MAX_ROWS", "1,000")
+    monkeypatch.setattr(ingest, "_SQL_CHUNK_ROWS", 300)
+    code, out = cli("validate", f"sqlite:///{db}", "--query", ROWS.format(stop=""))
+    out = " ".join(out.split())
+    assert code == 1 and "returned more than 1,000 rows" in out and "HOSTATS_SQL_MAX_ROWS=50000000" in out
+    assert len(hostats.read_cohort(f"sqlite:///{db}", query=ROWS.format(stop=" WHERE x < 1000"), today=TODAY)) == 1000
+    monkeypatch.setenv("HOSTATS_SQL_MAX_SECONDS", "0.000001")
+    query = COUNTING.format(stop=" WHERE x < 1000000") + "SELECT count(*) AS patient_id FROM r"
+    with pytest.raises(DataError, match=r"ran for more than 1e-06 s.*HOSTATS_SQL_MAX_SECONDS"):
+        hostats.read_cohort(f"sqlite:///{db}", query=query, today=TODAY)
+    for name, bad in (("HOSTATS_SQL_MAX_ROWS", "ten"), ("HOSTATS_SQL_MAX_ROWS", "2.5"), ("HOSTATS_SQL_MAX_ROWS", "0"),
+                      ("HOSTATS_SQL_MAX_SECONDS", "-1"), ("HOSTATS_SQL_MAX_SECONDS", "inf")):
+        monkeypatch.setenv(name, bad)
+        code, out = cli("validate", f"sqlite:///{db}", "--table", "episodes")
+        assert code == 1 and f"the environment variable {name} must be" in " ".join(out.split()), (name, bad)
+        assert "Traceback" not in out
+        monkeypatch.delenv(name)
 
 
 def test_sqlite_statement_past_the_time_bound_is_stopped(db, monkeypatch):

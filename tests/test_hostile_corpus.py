@@ -75,7 +75,7 @@ def _has(rows: list[dict], *, column: str | None = None, row: int, says: str, ke
 def test_case(case, tmp_path):
     want = EXPECTED[case]
     before = {p.name: p.read_bytes() for p in (CORPUS / case).iterdir()}
-    got = replay(case, tmp_path, want.get("query"))
+    got = replay(case, tmp_path, want.get("query"), want.get("env"))
 
     assert "Traceback" not in got.output, got.output
     assert got.exception is None or isinstance(got.exception, SystemExit), repr(got.exception)

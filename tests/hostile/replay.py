@@ -41,11 +41,12 @@ def command(case: str, folder: Path, query: str | None = None) -> list[str]:
     return ["validate", str(folder / files[0]), "--json"]
 
 
-def replay(case: str, scratch: Path, query: str | None = None) -> Outcome:
+def replay(case: str, scratch: Path, query: str | None = None, env: dict[str, str] | None = None) -> Outcome:
+    """``env``: environment variables the case sets for its command (e.g. a lower bound of a SQL read)."""
     folder = scratch / case
     shutil.copytree(CORPUS / case, folder)
     args = command(case, folder, query)
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args, env=env)
     summary = None
     if "--json" in args:
         try:
