@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from hostats.errors import DataError
+from hostats.report.tables import format_p as format_p_value  # one rule of a p-value, by its public name here
 
 __all__ = ["PublicationTable", "table1", "model_table", "save_tables", "default_label", "format_estimate",
            "estimate_parts", "format_p_value", "term_labels"]
@@ -183,14 +184,6 @@ def format_estimate(estimate: float | None, lower: float | None = None, upper: f
     if not est:
         return DASH
     return f"{est} ({ci})" if ci else est
-
-
-def format_p_value(p: float | None) -> str:
-    """A p-value as journals print it: ``<0.001``, otherwise three decimals; empty when there is none."""
-    if p is None or pd.isna(p):
-        return ""
-    p = float(p)
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -259,7 +259,9 @@ def format_number(x, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def format_p(p) -> str:
+def format_p(p: float | None) -> str:
+    """A p-value as journals print it: ``<0.001``, otherwise three decimals; empty when there is none (also
+    ``hostats.report.publication.format_p_value``)."""
     if p is None or (isinstance(p, float) and not np.isfinite(p)) or pd.isna(p):
         return ""
     p = float(p)
