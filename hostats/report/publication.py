@@ -599,8 +599,9 @@ def _fmt_smd(value: float | None) -> str:
 
 
 def _is_shown_count(cell: str) -> bool:
-    """Whether a Table 1 cell shows a count (``"12 (4.0%)"``), rather than "<5", "s" or nothing."""
-    return bool(re.match(r"^\d[\d,]* \(", cell or ""))
+    """Whether a Table 1 cell shows a count (``"12 (4.0%)"``, or ``"0"`` in a column without a non-missing
+    value), rather than "<5", "s" or nothing."""
+    return bool(re.match(r"^\d[\d,]*( \(|$)", cell or ""))
 
 
 def _check_table1(data: Any, variables: Sequence[str] | str, by: str | None, iptw: Any) -> list[str]:

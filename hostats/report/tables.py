@@ -92,10 +92,16 @@ def _block_cells(counts: np.ndarray, hidden: np.ndarray, policy: DisclosurePolic
     out = []
     den = np.broadcast_to(np.asarray(denominators, dtype=float), ext.shape)
     for i in range(ext.shape[0]):
-        out.append([f"{policy.format_count(v, b)} ({policy.percent(v, d, b, b)})" if st == 0
+        out.append([_count_percent(policy.format_count(v, b), policy.percent(v, d, b, b)) if st == 0
                     else policy.render(v, st, b)
                     for v, st, b, d in zip(ext[i], state[i], base[i], den[i], strict=True)])
     return out
+
+
+def _count_percent(count: str, percent: str) -> str:
+    """"n (%)", or the count alone where there is no percentage (no non-missing value in the column: a
+    percentage of nothing is undefined, and "0 ()" read as a broken cell)."""
+    return f"{count} ({percent})" if percent else count
 
 
 def table_one(data: pd.DataFrame, variables: Sequence[str], by: str | None = None, *,

@@ -209,6 +209,21 @@ def test_table_one_exact_counts_without_small_cells():
     assert f[f"a (n={na})"] == f"{k} ({100 * k / a.sex.notna().sum():.1f}%)"
 
 
+def test_table_one_column_without_a_known_value_shows_its_zero_counts_without_a_percentage():
+    """An arm in which a variable is never recorded (tha_incidence: prior HO after long-bone fractures) has
+    no percentage base: its level cells are "0", not "0 ()"; its missing row is all of the arm."""
+    from hostats.report.disclosure import DisclosurePolicy
+    from hostats.report.publication import _is_shown_count
+
+    d = pd.DataFrame({"arm": np.repeat(["a", "b"], [60, 40]),
+                      "prior": ["yes"] * 20 + ["no"] * 40 + [None] * 40})
+    t = table_one(d, ["prior"], by="arm", policy=DisclosurePolicy(5, rounding=0))
+    b = t.set_index("level")["b (n=40)"]
+    assert (b["no"], b["yes"], b["missing"]) == ("0", "0", "40 (100.0%)")
+    assert t.set_index("level")["a (n=60)"]["yes"] == "20 (33.3%)"
+    assert _is_shown_count("0") and _is_shown_count("1,234 (5.0%)") and not _is_shown_count("<5")
+
+
 def test_table_one_small_missing_does_not_hide_large_cells():
     """Issue 13: 1-4 patients per arm with a missing sex hid hundreds of patients ("s")."""
     from hostats.report.disclosure import DisclosurePolicy
