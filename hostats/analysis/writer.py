@@ -19,7 +19,7 @@ from hostats.errors import DataError, HostatsError
 from hostats.provenance import Timer, build_manifest, hash_inputs, write_manifest
 from hostats.report.disclosure import DisclosurePolicy, use_policy
 from hostats.report.html import FigureBlock, ReportContent, _who, render_report, source_reasons
-from hostats.report.labels import format_estimate, group_label, measure_label, variable_label
+from hostats.report.labels import format_estimate, group_label, in_sentence, measure_label, variable_label
 from hostats.report.tables import (
     ESTIMATE_COLUMNS,
     check_no_identifiers,
@@ -387,7 +387,7 @@ def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput], p
     labels = dict(spec.report.get("labels") or {})
     by = spec.report.get("table1_by", spec.exposure.get("column"))
     weighting, note = _table1_weighting(spec, outputs, by) if by else (None, "")
-    title = "Table 1. Characteristics of the episodes analysed" + (f", by {variable_label(by, labels).lower()}"
+    title = "Table 1. Characteristics of the episodes analysed" + (f", by {in_sentence(variable_label(by, labels))}"
                                                                   if by else "")
     try:
         t = table1(ctx.data, list(spec.report["table1"]), by=by, iptw=weighting, labels=labels,

@@ -51,6 +51,15 @@ def variable_label(name: str, labels: dict[str, str] | None = None) -> str:
     return default_label(name)
 
 
+def in_sentence(label: str) -> str:
+    """A label inside a sentence: its first letter lower-cased ("Prophylaxis" -> "prophylaxis", "Prior HO"
+    -> "prior HO"), unless the first word is an acronym ("GCS score", "RT timing" stay as they are)."""
+    first = label.split(" ", 1)[0]
+    if len(first) > 1 and sum(c.isupper() for c in first) > 1:
+        return label
+    return label[:1].lower() + label[1:]
+
+
 def term_label(term: str, labels: dict[str, str] | None = None) -> str:
     """A model term as a reader says it, in the words of the model tables
     (:func:`hostats.report.publication.term_labels`, without the data that would name the reference level):

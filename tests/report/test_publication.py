@@ -86,6 +86,14 @@ def test_default_labels_from_column_names():
     assert default_label("time_days") == "Follow-up time (days)"   # not "Time (days)": the cohort's time
 
 
+def test_a_label_inside_a_sentence_keeps_its_acronyms():
+    """The Table 1 title ("..., by prophylaxis") lower-cased the whole label: "by gcs score", "by prior ho"."""
+    from hostats.report.labels import in_sentence
+
+    assert [in_sentence(x) for x in ("Prophylaxis", "Prior HO", "GCS score", "RT timing", "Age (years)", "A", "")] \
+        == ["prophylaxis", "prior HO", "GCS score", "RT timing", "age (years)", "a", ""]
+
+
 @pytest.mark.parametrize("term, variable, level, reference", [
     ("C(sex)[T.male]", "sex", "male", None),
     ("sex[T.male]", "sex", "male", None),
