@@ -55,6 +55,7 @@ class TableBlock:
     title: str
     frame: pd.DataFrame
     note: str = ""
+    section: str = ""   # the section whose model terms its ``term`` column names (labelled as its estimates)
 
     def html(self) -> str:
         return frame_html(self.frame)
@@ -232,8 +233,10 @@ def _readable(disp: pd.DataFrame, rows: pd.DataFrame, labels: dict[str, str],
     return disp
 
 
-def _readable_terms(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """A table read as words: its ``term`` column (model terms such as ``gram_negative_infection[T.True]``),
+def _readable_terms(frame: pd.DataFrame, labels: dict[str, str], section: str = "",
+                    term_names: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """A table read as words: its ``term`` column (model terms such as ``gram_negative_infection[T.True]``,
+    named as :func:`_who` names the estimates of ``section``: "Sex: male (ref. female)"),
     its ``measure`` column (``risk_ratio`` -> "Risk ratio"), its covariates (``variable``, ``level``: a
     balance table's "age_years", "sex"/"male"), its group/contrast/arm columns ("radiotherapy_nsaid vs
     none" read as groups) and its column names (``p_value`` -> "p value")."""
@@ -245,7 +248,7 @@ def _readable_terms(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame
         return col in out.columns and (out[col].dtype == object or pd.api.types.is_string_dtype(out[col]))
 
     if "term" in out.columns:
-        out["term"] = [group_label(t) if " vs " in str(t) else term_label(str(t), labels)
+        out["term"] = [group_label(t) if " vs " in t else _who(section, "", t, labels, term_names)
                        for t in out["term"].fillna("").astype(str)]
     if text("measure"):
         out["measure"] = [measure_label(v) if isinstance(v, str) and v else v for v in out["measure"]]
@@ -339,7 +342,7 @@ def render_report(content: ReportContent, path: Path | str) -> Path:
             groups.append({"title": content.section_titles.get(sec, str(sec)), "table": frame_html(disp),
                            "note": content.section_notes.get(sec, "")})
     for block in [*content.extra_tables, *content.diagnostics, *content.sensitivity]:
-        block.frame = _readable_terms(block.frame, content.labels)
+        block.frame = _readable_terms(block.frame, content.labels, block.section, content.term_names)
     summary = summary_rows(est, content.headline, content.horizon, content.labels, content.section_titles,
                            term_names=content.term_names)
     summary_png = summary_forest(summary, Path(path).parent / "figures")

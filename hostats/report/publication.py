@@ -859,6 +859,8 @@ def _parse_term(term: str, labels: Mapping[str, str]) -> _Term:
         var, k = m.group("var").strip(), m.group("k")
         k_text = k.rstrip("0").rstrip(".") if "." in k else k
         return _Term(var, None, None, f"{labels.get(var, default_label(var))}, per {k_text}")
+    if term.startswith("C(") and term.endswith(")"):   # a factor as a whole (a joint test of its levels)
+        return _Term(_split_top(term[2:-1])[0].strip(), None, None)
     m = _TRT.fullmatch(term)
     if m:   # iptw's outcome-model indicator of the k-th arm
         return _Term(term, None, None, f"treatment arm {m.group('k')} vs reference")

@@ -29,6 +29,7 @@ type = "logistic"
 title = "Risk factors after a fracture"
 subset = "index_event == 'long_bone_fracture'"
 formula = "ho_within_horizon ~ age_years + C(sex)"
+e_values = true
 
 [[section]]
 id = "few_events"
@@ -45,6 +46,13 @@ subset = "index_event == 'tha' and prior_ho == True"
 event = "ho"
 by = "prophylaxis"
 figure = true
+
+[[section]]
+id = "hazards"
+type = "cox"
+title = "Hazard of HO after THA"
+subset = "index_event == 'tha'"
+formula = "I(age_years / 10) + C(sex) + C(prophylaxis)"
 '''
 
 
@@ -265,3 +273,27 @@ def test_estimate_tables_summary_and_index_name_the_reference_level(reports):
     headline = [h["label"] for h in json.loads((folder / "manifest.json").read_text())["headline"]]
     assert "Odds ratio, Prophylaxis: NSAID (ref. none)" in headline
     assert {h for h in headline if h.startswith("Odds ratio, ")} <= section
+
+
+def _html_table(page: str, title: str) -> list[list[str]]:
+    """The rows (header first) of the report's table headed ``title``."""
+    from html import unescape
+
+    block = re.search(rf"<h3>{re.escape(title)}</h3>.*?(<table.*?</table>)", page, re.S)
+    assert block, title
+    return [[unescape(c) for c in re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", r)]
+            for r in re.findall(r"<tr.*?>(.*?)</tr>", block.group(1), re.S)]
+
+
+def test_e_value_and_ph_tables_name_the_reference_level(reports):
+    """The E-value table of a logistic section and the proportional-hazards test of a Cox section name a
+    model term as the section's estimates do ("Sex: male (ref. female)", not "Sex: male" or "C(sex)"); a
+    factor tested as a whole (4 df) is its variable ("Prophylaxis")."""
+    folder, _ = reports["tha_incidence"]
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    ev = _html_table(page, "E-values: Risk factors after a fracture")
+    assert ev[0][0] == "term" and [r[0] for r in ev[1:]] == ["Age (years)", "Sex: male (ref. female)"]
+    ph = _html_table(page, "Proportional hazards: Hazard of HO after THA")
+    assert [(r[0], r[2]) for r in ph] == [("term", "df"), ("Age (years), per 10", "1"),
+                                           ("Sex: male (ref. female)", "1"), ("Prophylaxis", "4"), ("GLOBAL", "6")]
+    assert "Sex: male" not in set(re.findall(r"<td>([^<]*)</td>", page))

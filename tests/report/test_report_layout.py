@@ -22,6 +22,8 @@ from hostats.report.labels import group_label, measure_label, term_label
     ("C(rt_timing)[T.48-72 h]", "RT timing: 48-72 h"),
     ("rt_dose_gy", "RT dose (Gy)"),
     ("_trt1", "treatment arm 1 vs reference"),
+    ("C(prophylaxis)", "Prophylaxis"),   # a factor as a whole (a proportional-hazards test's row)
+    ("C(prophylaxis, Treatment('none'))", "Prophylaxis"),
 ])
 def test_term_labels(term, label):
     assert term_label(term) == label

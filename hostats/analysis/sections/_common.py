@@ -133,8 +133,13 @@ def _fmt_frame(frame: pd.DataFrame, counts: Iterable[str] = (), threshold: int =
 
 def _ph_table(cox) -> pd.DataFrame | None:
     """A Cox model's proportional-hazards test (``CoxResult.check_ph``) formatted for a report; None when it
-    cannot be computed (singular information)."""
+    cannot be computed (singular information). A term of one coefficient is named by it (``C(sex)`` ->
+    ``C(sex)[T.male]``), the term of its hazard ratio, so the report labels both alike ("Sex: male (ref.
+    female)"); a factor of several levels is tested as a whole and keeps its name (``C(prophylaxis)``)."""
     try:
-        return _fmt_frame(cox.check_ph())
+        ph = cox.check_ph()
     except (HostatsError, ValueError, np.linalg.LinAlgError):
         return None
+    # check_ph's rows are the model's terms (as R's cox.zph); _terms: term -> its columns of coef
+    one = {t: str(cox.coef.index[cols[0]]) for t, cols in cox._terms.items() if len(cols) == 1}
+    return _fmt_frame(ph.assign(term=ph["term"].astype(str).map(lambda t: one.get(t, t))))

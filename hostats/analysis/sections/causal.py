@@ -435,7 +435,7 @@ def e_value_table(req: EValueRequest, shown: pd.DataFrame, out: SectionOutput) -
             if "note" in rows.columns else False
         note = (f"Outcome risk {'withheld (small numbers)' if small else format(req.outcome_risk, '.2f')}: "
                 + note)
-    return TableBlock(req.title, pd.DataFrame(ev_rows), note)
+    return TableBlock(req.title, pd.DataFrame(ev_rows), note, section=req.section)
 
 
 def _love_wide(lp: pd.DataFrame) -> pd.DataFrame:

@@ -187,7 +187,7 @@ def sec_cox(ctx: Context, sec: dict) -> SectionOutput:
     out.estimates.append(_rows(ctx, sec, t, unit="hazard ratio", method=res.method))
     ph = _ph_table(res)
     if ph is not None:
-        out.diagnostics.append(TableBlock(f"Proportional hazards: {sec.get('title', '')}", ph))
+        out.diagnostics.append(TableBlock(f"Proportional hazards: {sec.get('title', '')}", ph, section=sec["id"]))
     out.warn(sec, *res.warnings)
     return out
 
