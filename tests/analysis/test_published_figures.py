@@ -295,5 +295,7 @@ def test_e_value_and_ph_tables_name_the_reference_level(reports):
     assert ev[0][0] == "term" and [r[0] for r in ev[1:]] == ["Age (years)", "Sex: male (ref. female)"]
     ph = _html_table(page, "Proportional hazards: Hazard of HO after THA")
     assert [(r[0], r[2]) for r in ph] == [("term", "df"), ("Age (years), per 10", "1"),
-                                           ("Sex: male (ref. female)", "1"), ("Prophylaxis", "4"), ("GLOBAL", "6")]
+                                           ("Sex: male (ref. female)", "1"), ("Prophylaxis", "4"),
+                                           ("Global (all terms)", "6")]
+    assert ph[0][-1] == "time scale" and {r[-1] for r in ph[1:]} == {"1 - Kaplan-Meier"}  # not "transform", "km"
     assert "Sex: male" not in set(re.findall(r"<td>([^<]*)</td>", page))

@@ -140,6 +140,15 @@ def _ph_table(cox) -> pd.DataFrame | None:
         ph = cox.check_ph()
     except (HostatsError, ValueError, np.linalg.LinAlgError):
         return None
-    # check_ph's rows are the model's terms (as R's cox.zph); _terms: term -> its columns of coef
-    one = {t: str(cox.coef.index[cols[0]]) for t, cols in cox._terms.items() if len(cols) == 1}
-    return _fmt_frame(ph.assign(term=ph["term"].astype(str).map(lambda t: one.get(t, t))))
+    # check_ph's rows are the model's terms (as R's cox.zph); GLOBAL is R's name of the test of all of them
+    one = {t: cols[0] for t, cols in cox.term_coefficients.items() if len(cols) == 1}
+    one["GLOBAL"] = "Global (all terms)"
+    ph = ph.assign(term=ph["term"].astype(str).map(lambda t: one.get(t, t)))
+    if "transform" in ph.columns:
+        ph["transform"] = ph["transform"].map(lambda t: _PH_TIME.get(str(t), t))
+        ph = ph.rename(columns={"transform": "time scale"})
+    return _fmt_frame(ph)
+
+
+# check_ph's transform of time, as a reader says it
+_PH_TIME = {"km": "1 - Kaplan-Meier", "identity": "time", "log": "log time", "rank": "rank of time"}

@@ -23,6 +23,7 @@ from hostats.stats.core.results import (
     CurveResult,
     GroupTest,
     LogLik,
+    ReadOnlyDict,
     Result,
     check_level,
     ratio_columns,
@@ -370,7 +371,8 @@ class CoxResult(Result):
     Also: ``vcov`` (used covariance of the log hazard ratios), ``naive_vcov`` (inverse information),
     ``loglik`` (LogLik(null, fitted)), ``n`` (rows analysed), ``n_missing`` (rows left out for missing values),
     ``tests()`` (likelihood-ratio, Wald, score), ``concordance()``,
-    ``check_ph()`` and ``to_lifelines()`` (the same model fitted by lifelines' CoxPHFitter).
+    ``check_ph()``, ``term_coefficients`` (each term's coefficients) and ``to_lifelines()`` (the same model
+    fitted by lifelines' CoxPHFitter).
     """
 
     coef: pd.Series = field(default_factory=pd.Series)
@@ -386,6 +388,13 @@ class CoxResult(Result):
     _dat: object = None
     _terms: dict = field(default_factory=dict)
     _spec: dict = field(default_factory=dict)
+
+    @property
+    def term_coefficients(self) -> ReadOnlyDict:
+        """Each term of the formula, as ``check_ph()`` names its rows ("C(sex)", "age_years"), with the names
+        of its coefficients in ``coef`` (("C(sex)[T.male]",); a factor of k levels has k - 1)."""
+        names = self.coef.index
+        return ReadOnlyDict((term, tuple(str(names[c]) for c in cols)) for term, cols in self._terms.items())
 
     def tests(self) -> pd.DataFrame:
         """Global tests of all coefficients = 0: likelihood ratio, Wald (with the reported, possibly

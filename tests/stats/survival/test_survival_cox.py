@@ -295,3 +295,15 @@ def test_rank_transform_ranks_all_follow_up_times(rossi):
     assert age == pytest.approx(ref["chisq"][ref["term"].index("age")], rel=1e-6)
     g = fit.ph_residuals("rank")["g"]
     assert g.max() > fit.events  # ranks among all 227 rows, not among the 164 events
+
+
+def test_term_coefficients_name_each_check_ph_row_by_its_coefficients():
+    """check_ph tests a term as a whole (as cox.zph); term_coefficients says which coefficients it holds."""
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"age": rng.normal(60, 10, 300), "g": rng.choice(["a", "b", "c"], 300),
+                      "time": rng.exponential(100, 300), "event": rng.integers(0, 2, 300)})
+    fit = cox(d, "age + C(g)", "time", "event")
+    assert dict(fit.term_coefficients) == {"age": ("age",), "C(g)": ("C(g)[T.b]", "C(g)[T.c]")}
+    assert list(fit.check_ph()["term"]) == [*fit.term_coefficients, "GLOBAL"]
+    with pytest.raises(TypeError):
+        fit.term_coefficients["age"] = ("x",)
