@@ -867,7 +867,14 @@ def _fetch_bounded(chunks, what: str) -> pd.DataFrame:
                             "HOSTATS_SQL_MAX_ROWS (e.g. HOSTATS_SQL_MAX_ROWS=50000000 hostats run ...) or "
                             "hostats.ingest.SQL_MAX_ROWS from Python")
         parts.append(chunk)
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if len(parts) == 1:
+        return parts[0]
+    # each chunk's types are inferred alone: a column NULL throughout the first chunk and numbers later
+    # would be object (text); inferred again over all rows, the frame (and its fingerprint) is the one an
+    # unchunked read gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pandas on concatenating all-NA columns
+        return pd.concat(parts, ignore_index=True).infer_objects()
 
 
 def _read_sql(url: str, table: str | None, query: str | None) -> RawSource:
