@@ -253,10 +253,16 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
     if group is not None and f[group].nunique() > 1:
         g = f[group].astype(str).tolist()
         headings = [(i, g[i]) for i in range(len(g)) if i == 0 or g[i] != g[i - 1]]
-    slots = len(f) + len(headings)
+    gap = 0.5  # extra space above every heading but the first, so a group ends visibly before the next
+
+    def slot(i: int, k: int) -> float:  # row i with k headings above it
+        return i + k + gap * max(k - 1, 0)
+
+    slots = slot(len(f), len(headings))
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * (slots + n_sum + (1 if prediction else 0))))
     top = slots - 1 + n_sum + (1.2 if n_sum else 0)
-    y = top - (np.arange(len(f)) + np.searchsorted([i for i, _ in headings], np.arange(len(f)), side="right"))
+    above = np.searchsorted([i for i, _ in headings], np.arange(len(f)), side="right")
+    y = top - np.array([slot(i, int(k)) for i, k in enumerate(above)], dtype=float)
     est = f["estimate"].to_numpy(float)
     lo = f["ci_lower"].to_numpy(float)
     hi = f["ci_upper"].to_numpy(float)
@@ -289,7 +295,7 @@ def forest_plot(frame: pd.DataFrame, *, label: str = "label", log: bool = True, 
     if log:
         _log_ticks(ax, np.concatenate([lo, hi, est]))
     for k, (i, heading) in enumerate(headings):
-        ticks.append(top - (i + k))
+        ticks.append(top - (slot(i, k + 1) - 1))  # the slot just above its first row
         labels.append(_wrap(heading, 46))
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize=9)

@@ -162,6 +162,8 @@ def test_forest_plot_heads_each_outcome_so_equal_labels_are_told_apart():
         "HO by 1 year", "Risk ratio, radiotherapy vs none", "Risk ratio, NSAID vs none", "Wound complications",
         "Risk ratio, radiotherapy vs none"]
     assert [label.get_fontweight() for _, label in ticks] == ["bold", "normal", "normal", "bold", "normal"]
+    y = [t for t, _ in ticks]
+    assert y[2] - y[3] > y[3] - y[4] == y[0] - y[1] == 1.0  # a group ends with more space than between its rows
     drawn = sorted(ax.collections[1].get_offsets()[:, 1], reverse=True)  # the markers sit on the row ticks
     assert drawn == [ticks[1][0], ticks[2][0], ticks[4][0]]
     one = forest_plot(f[f["section"] == "HO by 1 year"], null=1.0, group="section").axes[0]
