@@ -41,6 +41,7 @@ else:  # pragma: no cover - Python 3.10
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".tab", ".dat"}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
+STAT_SUFFIXES = {".parquet", ".pq", ".dta", ".sas7bdat", ".xpt", ".sav", ".zsav"}   # binary files, read whole
 DATE_FORMATS = {"auto", "iso", "dayfirst", "monthfirst", "excel"}
 UNITS = {"rt_dose_gy": {"gy": 1.0, "cgy": 0.01, "mgy": 0.001}}
 SOURCE_COLUMNS = ("source_file", "source_row")
@@ -108,10 +109,6 @@ def describe_columns(found: list[str], read_as: str = "text") -> str:
     column (a key file, a password line, a text that is not a table) is described, not shown. ``read_as``
     (RawSource.read_as): only a delimited text's one column can be a wrong delimiter; a query's columns are
     what it selected."""
-    if read_as == "query":
-        shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:_NAMED_COLUMNS]]
-        more = f" and {len(found) - _NAMED_COLUMNS} more" if len(found) > _NAMED_COLUMNS else ""
-        return f"the query returned {len(found)} column{'' if len(found) == 1 else 's'} ({shown}{more})"
     if len(found) < 2 and read_as == "text":
         text = found[0] if found else ""
         for d in ",;\t|":
@@ -123,6 +120,8 @@ def describe_columns(found: list[str], read_as: str = "text") -> str:
                 "look like a table of column names, or the delimiter is wrong ([source] delimiter)")
     shown = [c if len(c) <= 60 else c[:57] + "..." for c in found[:_NAMED_COLUMNS]]
     more = f" and {len(found) - _NAMED_COLUMNS} more" if len(found) > _NAMED_COLUMNS else ""
+    if read_as == "query":
+        return f"the query returned {len(found)} column{'' if len(found) == 1 else 's'} ({shown}{more})"
     return f"columns found: {shown}{more}"
 
 
@@ -723,7 +722,8 @@ def _read_file(path: Path, mapping: Mapping, sheet: str | int | None) -> RawSour
         return _read_text(path, mapping)
     if suffix in EXCEL_SUFFIXES:
         return _read_excel(path, sheet if sheet is not None else mapping.sheet)
-    if suffix in {".parquet", ".pq", ".dta", ".sas7bdat", ".sav", ".zsav"} and _looks_like_text(path):
+    # not .xpt: a SAS transport file opens with text header records
+    if suffix in STAT_SUFFIXES - {".xpt"} and _looks_like_text(path):
         raise DataError(f"the file is text, not a {suffix} file: is it a CSV saved under another name? Give it "
                         "its real extension (.csv)", file=str(path))
     try:
@@ -1071,13 +1071,11 @@ def map_columns(raw: RawSource, mapping: Mapping) -> Mapped:
                      "they are canonical)")
     missing = [c for c in REQUIRED if c not in rename.values()]
     if missing:
-        if raw.read_as == "query":  # the query chose its columns: it can name them too
-            raise DataError(f"required column(s) {missing} missing; {describe_columns(found, 'query')}: a cohort "
-                            f"export needs at least {', '.join(REQUIRED)}. Name them in the query (e.g. SELECT "
-                            "surgery_day AS index_date) or in the mapping file ([columns]).", file=raw.name,
-                            column=missing[0])
-        raise DataError(f"required column(s) {missing} missing; {describe_columns(found, raw.read_as)}. Name them "
-                        "in the mapping file ([columns]).", file=raw.name, column=missing[0])
+        advice = (f": a cohort export needs at least {', '.join(REQUIRED)}. Name them in the query (e.g. SELECT "
+                  "surgery_day AS index_date) or in the mapping file ([columns])." if raw.read_as == "query"
+                  else ". Name them in the mapping file ([columns]).")   # a query chose its columns: it can name them
+        raise DataError(f"required column(s) {missing} missing; {describe_columns(found, raw.read_as)}{advice}",
+                        file=raw.name, column=missing[0])
     # the kept columns in one step, without copying their data (deleting the others one at a time took
     # time quadratic in the number of columns: minutes for a 5,000-column export)
     out = pd.DataFrame({rename[c]: frame[c] for c in frame.columns if c in rename}, index=frame.index, copy=False)
@@ -1114,22 +1112,22 @@ EXPECTED_FILE = {
 }
 
 
-def not_a_file(path: Path, key: str, folder_ok: bool = False) -> str | None:
-    """Why ``path``, named by ``key`` (a key of EXPECTED_FILE), cannot be read as that file, or None: it is
-    a folder (reading it gave a bare "Is a directory") unless ``folder_ok``, or a device, pipe or socket
-    (reading one may never end)."""
+def not_a_file(path: Path, folder_ok: bool = False) -> str | None:
+    """What ``path`` is when it cannot be read as a file, or None: a folder (reading it gave a bare "Is a
+    directory") unless ``folder_ok``, or a device, pipe or socket (reading one may never end). The caller
+    adds what it expected (:data:`EXPECTED_FILE`)."""
     if path.is_dir():
-        return None if folder_ok else f"is a folder, not a file; expected {EXPECTED_FILE[key]}"
+        return None if folder_ok else "is a folder, not a file"
     if path.exists() and not path.is_file():
-        return f"is not a regular file (a device, pipe or socket); expected {EXPECTED_FILE[key]}"
+        return "is not a regular file (a device, pipe or socket)"
     return None
 
 
-def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside: bool,
+def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside: bool, expect: str,
               folder_ok: bool = False) -> Path:
     """``folder / value``, refused when it leaves the study folder (``..``, an absolute path, a symlink
-    pointing elsewhere) unless ``allow_outside``, or when it is not a file (a folder, unless ``folder_ok``).
-    The file is never opened here."""
+    pointing elsewhere) unless ``allow_outside``, or when it is not a file (a folder, unless ``folder_ok``)
+    of the kind ``expect`` (a key of :data:`EXPECTED_FILE`). The file is never opened here."""
     if not isinstance(value, str) or not value.strip():
         raise SpecError(f"{spec_path}: {key} must be a file name (text), not {value!r}")
     path = folder / value
@@ -1140,9 +1138,9 @@ def _confined(folder: Path, value: Any, key: str, spec_path: Path, allow_outside
             raise SpecError(f"{spec_path}: {key} = {value!r} leaves the study folder {folder}; files of a "
                             "study must lie inside its folder (pass allow_outside=True to read_cohort, or "
                             "--allow-outside-paths on the command line, if this is intended)")
-    problem = not_a_file(path, "assessments" if key == "[assessments] path" else key.split()[-1], folder_ok)
+    problem = not_a_file(path, folder_ok)
     if problem is not None:
-        raise SpecError(f"{spec_path}: {key} = {value!r} {problem}")
+        raise SpecError(f"{spec_path}: {key} = {value!r} {problem}; expected {EXPECTED_FILE[expect]}")
     return path
 
 
@@ -1174,14 +1172,15 @@ def read_export_toml(folder: Path, *, allow_outside: bool = False) -> StudyFolde
             raise SpecError(f"{spec_path}: {where}: unknown key(s) {sorted(bad)}; allowed: dictionary, kind, "
                             "mapping, path, site")
         item = dict(e)
-        item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside,
+        item["path"] = _confined(folder, e["path"], f"{where} path", spec_path, allow_outside, "path",
                                  folder_ok=e.get("kind") == "omop")  # a folder of CDM tables
         if e.get("dictionary") is not None:  # a REDCap export's data dictionary (hostats.sources.redcap)
-            item["dictionary"] = _confined(folder, e["dictionary"], f"{where} dictionary", spec_path, allow_outside)
+            item["dictionary"] = _confined(folder, e["dictionary"], f"{where} dictionary", spec_path, allow_outside,
+                                           "dictionary")
         if e.get("kind") is not None and e["kind"] not in ("redcap", "omop"):
             raise SpecError(f"{spec_path}: {where} kind must be \"redcap\" or \"omop\", not {e['kind']!r}")
         if e.get("mapping") is not None:
-            item["mapping"] = _confined(folder, e["mapping"], f"{where} mapping", spec_path, allow_outside)
+            item["mapping"] = _confined(folder, e["mapping"], f"{where} mapping", spec_path, allow_outside, "mapping")
         if e.get("site") is not None and not isinstance(e["site"], (str, int)):
             raise SpecError(f"{spec_path}: {where} site must be text, not {e['site']!r}")
         resolved.append(item)
@@ -1193,8 +1192,8 @@ def read_export_toml(folder: Path, *, allow_outside: bool = False) -> StudyFolde
         if bad:
             raise SpecError(f"{spec_path}: [assessments]: unknown key(s) {sorted(bad)}; allowed: mapping, path")
         assess = dict(assess, path=_confined(folder, assess["path"], "[assessments] path", spec_path,
-                                             allow_outside))
+                                             allow_outside, "assessments"))
         if assess.get("mapping") is not None:
             assess["mapping"] = _confined(folder, assess["mapping"], "[assessments] mapping", spec_path,
-                                          allow_outside)
+                                          allow_outside, "mapping")
     return StudyFolder(resolved, assess, folder)

@@ -67,13 +67,13 @@ def _resolve(spec: Spec, value: str | None, key: str, allow_outside: bool = Fals
         raise spec.error(f"file not found: {p}", "data", key)
     # [data] path may be a study folder (export.toml) or, with kind = "omop", a folder of CDM tables
     folder_ok = key == "path" and ((p / "export.toml").is_file() or spec.data.get("kind") == "omop")
-    problem = not_a_file(p, key, folder_ok)
-    if problem is not None and key == "path":
-        problem = ("is a folder without export.toml" if p.is_dir() else problem.partition(";")[0]) + \
-            f"; expected {EXPECTED_FILE['path']}, a study folder holding export.toml, or with kind = \"omop\" " \
-            "a folder of CDM tables"
+    problem = not_a_file(p, folder_ok)
     if problem is not None:
-        raise spec.error(f"{value!r} {problem}", "data", key)
+        expected = EXPECTED_FILE[key]
+        if key == "path":
+            problem = "is a folder without export.toml" if p.is_dir() else problem
+            expected += ', a study folder holding export.toml, or with kind = "omop" a folder of CDM tables'
+        raise spec.error(f"{value!r} {problem}; expected {expected}", "data", key)
     return p
 
 

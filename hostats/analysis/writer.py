@@ -381,7 +381,6 @@ def _write_manuscript_tables(spec: Spec, ctx: Context, table1: Any, shown: pd.Da
 def _manuscript_table1(spec: Spec, ctx: Context, outputs: list[SectionOutput], policy: DisclosurePolicy):
     """Table 1 by the exposure (``[report] table1_by``), with the IPTW-weighted columns of the first ``iptw``
     section weighting that column, when there is one; counted under ``policy`` (the report's)."""
-    from hostats.report.labels import variable_label
     from hostats.report.publication import table1
 
     labels = dict(spec.report.get("labels") or {})

@@ -35,7 +35,6 @@ _READS_ITSELF = {
 }
 
 
-_STAT_SUFFIXES = {".parquet", ".pq", ".dta", ".sas7bdat", ".xpt", ".sav", ".zsav"}
 _APPLIES = "sheet is for an Excel workbook, table and query for a database URL"
 
 
@@ -43,7 +42,7 @@ def _what_is_read(source: Any) -> tuple[str, set[str]] | None:
     """What kind of file ``source`` is and which read options apply to it: a database URL (table, query), an
     Excel workbook (sheet), a CSV or statistics-package file (none); None when not known from the name (a
     study folder, a file without a suffix, a list of sources, a data frame)."""
-    from hostats.ingest import EXCEL_SUFFIXES, TEXT_SUFFIXES, is_database_url
+    from hostats.ingest import EXCEL_SUFFIXES, STAT_SUFFIXES, TEXT_SUFFIXES, is_database_url
 
     if not isinstance(source, (str, Path)):
         return None
@@ -54,7 +53,7 @@ def _what_is_read(source: Any) -> tuple[str, set[str]] | None:
         return "an Excel workbook", {"sheet"}
     if suffix in TEXT_SUFFIXES:
         return f"a plain {suffix[1:].upper()} file, read whole,", set()
-    if suffix in _STAT_SUFFIXES:
+    if suffix in STAT_SUFFIXES:
         return f"a {suffix} file, read whole,", set()
     return None
 
